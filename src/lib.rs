@@ -1,0 +1,1 @@
+//! `engine`: a deep-learning engine written from scratch, and the workflow around it.
