@@ -1,1 +1,14 @@
-//! `engine`: a deep-learning engine written from scratch, and the workflow around it.
+//! `engine`: a deep-learning engine written from scratch (tensors, reverse-mode autograd, CPU
+//! and GPU kernels) and the training, tracking and evaluation workflow built on it.
+
+pub mod autograd;
+pub mod backend;
+pub mod error;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+pub mod tensor;
+
+pub use autograd::{Gradients, no_grad};
+pub use error::{Error, Result};
+pub use tensor::{Device, Tensor};

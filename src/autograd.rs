@@ -1,0 +1,175 @@
+//! Reverse-mode automatic differentiation.
+//!
+//! A tensor computed from tracked inputs keeps the `Op` that made it. `backward()` sorts the graph
+//! topologically, walks it from the output back, and applies one rule per op. Gradients of
+//! intermediate results are dropped as soon as they have been pushed to their inputs; only those
+//! of variables (parameters) are returned.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, TensorId};
+
+/// How a tensor was computed, with the inputs its backward rule needs.
+pub(crate) enum Op {
+    Matmul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool },
+    AddBias { x: Tensor, bias: Tensor, relu: bool },
+    Relu(Tensor),
+    Scale(Tensor, f32),
+    Add(Tensor, Tensor),
+    Mul(Tensor, Tensor),
+    Sum(Tensor),
+    SumRows(Tensor),
+    Softmax(Tensor),
+    CrossEntropy { logits: Tensor, labels: Tensor },
+}
+
+impl Op {
+    pub(crate) fn inputs(&self) -> Vec<&Tensor> {
+        match self {
+            Op::Matmul { a, b, .. } | Op::Add(a, b) | Op::Mul(a, b) => vec![a, b],
+            Op::AddBias { x, bias, .. } => vec![x, bias],
+            Op::CrossEntropy { logits, labels } => vec![logits, labels],
+            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) => vec![x],
+        }
+    }
+}
+
+thread_local! {
+    static RECORDING: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops on this thread record their inputs for backward.
+pub fn is_recording() -> bool {
+    RECORDING.with(Cell::get)
+}
+
+/// Runs `f` without recording any op: evaluation and optimizer steps.
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RECORDING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(RECORDING.with(|r| r.replace(false)));
+    f()
+}
+
+/// The gradients of the variables reached by one backward pass.
+#[derive(Default)]
+pub struct Gradients(HashMap<TensorId, Tensor>);
+
+impl Gradients {
+    pub fn get(&self, tensor: &Tensor) -> Option<&Tensor> {
+        self.0.get(&tensor.id())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Tensor {
+    /// Gradients of this scalar with respect to every variable it depends on.
+    pub fn backward(&self) -> Result<Gradients> {
+        if self.len() != 1 {
+            return Err(Error::NotScalar(self.shape().to_vec()));
+        }
+        no_grad(|| {
+            let order = topological_order(self);
+            let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
+            pending.insert(self.id(), Tensor::from_vec(vec![1.0], self.shape(), &self.device())?);
+            let mut variables = Gradients::default();
+            for node in order.iter().rev() {
+                let Some(grad) = pending.remove(&node.id()) else { continue };
+                let Some(op) = node.op() else {
+                    if node.is_variable() {
+                        variables.0.insert(node.id(), grad);
+                    }
+                    continue;
+                };
+                for (input, input_grad) in backward_rule(op, node, &grad)? {
+                    if !input.tracks() {
+                        continue;
+                    }
+                    let total = match pending.remove(&input.id()) {
+                        Some(previous) => previous.add(&input_grad)?,
+                        None => input_grad,
+                    };
+                    pending.insert(input.id(), total);
+                }
+            }
+            Ok(variables)
+        })
+    }
+}
+
+/// Tracked nodes reachable from `root`, each after all of its inputs.
+fn topological_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    // An explicit stack: (node, inputs already pushed).
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((node, expanded)) = stack.pop() {
+        if expanded {
+            order.push(node);
+            continue;
+        }
+        if !seen.insert(node.id()) {
+            continue;
+        }
+        stack.push((node.clone(), true));
+        if let Some(op) = node.op() {
+            for input in op.inputs() {
+                if input.tracks() && !seen.contains(&input.id()) {
+                    stack.push((input.clone(), false));
+                }
+            }
+        }
+    }
+    order
+}
+
+/// The gradient of each input of `op`, given the gradient of its output `node`.
+fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor) -> Result<Vec<(&'a Tensor, Tensor)>> {
+    Ok(match op {
+        Op::Matmul { a, b, trans_a, trans_b } => {
+            // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
+            let mut grads = Vec::new();
+            if a.tracks() {
+                let da = if *trans_a { b.matmul_t(grad, *trans_b, true)? } else { grad.matmul_t(b, false, !*trans_b)? };
+                grads.push((a, da));
+            }
+            if b.tracks() {
+                let db = if *trans_b { grad.matmul_t(a, true, *trans_a)? } else { a.matmul_t(grad, !*trans_a, false)? };
+                grads.push((b, db));
+            }
+            grads
+        }
+        Op::AddBias { x, bias, relu } => {
+            let grad = if *relu { node.relu_mask(grad)? } else { grad.clone() };
+            let mut grads = Vec::new();
+            if bias.tracks() {
+                grads.push((bias, grad.sum_rows()?));
+            }
+            grads.push((x, grad));
+            grads
+        }
+        Op::Relu(x) => vec![(x, x.relu_mask(grad)?)],
+        Op::Scale(x, factor) => vec![(x, grad.scale(*factor))],
+        Op::Add(a, b) => vec![(a, grad.clone()), (b, grad.clone())],
+        Op::Mul(a, b) => vec![(a, grad.mul(b)?), (b, grad.mul(a)?)],
+        Op::Sum(x) => vec![(x, grad.broadcast_scalar(x.shape())?)],
+        Op::SumRows(x) => vec![(x, Tensor::zeros(x.shape(), &x.device()).add_bias(grad)?)],
+        Op::Softmax(x) => vec![(x, node.softmax_backward(grad)?)],
+        Op::CrossEntropy { logits, labels } => {
+            vec![(logits, logits.cross_entropy_backward(labels, grad.to_scalar()?)?)]
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The CPU backend: rayon kernels on plain `f32` slices. Also the oracle the GPU kernels are
+//! tested against, so each kernel stays the simplest correct form that is fast enough.
+//!
+//! Reductions split their input at fixed chunk boundaries and combine the partial results in
+//! order, so the same inputs give the same bits whatever `RAYON_NUM_THREADS` is.
+
+pub mod matmul;
+
+use rayon::prelude::*;
+
+/// Elements per parallel task for elementwise work: large enough to amortise scheduling.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(x[i])`, in parallel.
+pub fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
+        for (o, &x) in o.iter_mut().zip(x) {
+            *o = f(x);
+        }
+    });
+}
+
+/// `out[i] = f(a[i], b[i])`, in parallel.
+pub fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    });
+}
+
+/// `x[i] = f(x[i], y[i])` in place, in parallel.
+pub fn update(x: &mut [f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(x, y)| {
+        for (x, &y) in x.iter_mut().zip(y) {
+            *x = f(*x, y);
+        }
+    });
+}
+
+/// Sum of all elements: fixed chunks summed in parallel, then the partials in order.
+pub fn sum(x: &[f32]) -> f32 {
+    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum()).collect();
+    partials.iter().sum::<f64>() as f32
+}
+
+/// Row-major `[rows, cols]` plus a `[cols]` bias on every row, optionally through a relu.
+pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], relu: bool) {
+    let cols = bias.len();
+    out.par_chunks_mut(cols.max(1) * rows_per_task(cols))
+        .zip(x.par_chunks(cols.max(1) * rows_per_task(cols)))
+        .for_each(|(o, x)| {
+            for (o_row, x_row) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+                for ((o, &x), &b) in o_row.iter_mut().zip(x_row).zip(bias) {
+                    let v = x + b;
+                    *o = if relu { v.max(0.0) } else { v };
+                }
+            }
+        });
+}
+
+/// Column sums of a row-major `[rows, cols]` matrix (the gradient of a broadcast bias).
+/// Each column block is summed top to bottom by one task.
+pub fn sum_rows(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const COLS_PER_TASK: usize = 64;
+    out.par_chunks_mut(COLS_PER_TASK).enumerate().for_each(|(t, o)| {
+        let c0 = t * COLS_PER_TASK;
+        o.fill(0.0);
+        for r in 0..rows {
+            let row = &x[r * cols + c0..r * cols + c0 + o.len()];
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    });
+}
+
+/// Row-wise softmax of a row-major `[rows, cols]` matrix, stable for large inputs.
+pub fn softmax_rows(x: &[f32], cols: usize, out: &mut [f32]) {
+    out.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(o, x)| {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0f32;
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = (v - max).exp();
+            total += *o;
+        }
+        let inv = 1.0 / total;
+        o.iter_mut().for_each(|o| *o *= inv);
+    });
+}
+
+/// Softmax backward for each row: `dx = y * (dy - sum(dy * y))`.
+pub fn softmax_rows_backward(y: &[f32], dy: &[f32], cols: usize, dx: &mut [f32]) {
+    dx.par_chunks_mut(cols).zip(y.par_chunks(cols).zip(dy.par_chunks(cols))).for_each(|(dx, (y, dy))| {
+        let dot: f32 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
+        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = y * (g - dot);
+        }
+    });
+}
+
+/// Per-row negative log-likelihood of `log_softmax(logits)` at each row's label.
+/// Returns the row losses; labels are class indices stored as `f32`.
+pub fn cross_entropy_rows(logits: &[f32], labels: &[f32], cols: usize) -> Vec<f32> {
+    logits
+        .par_chunks(cols)
+        .zip(labels.par_iter())
+        .map(|(row, &label)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let log_total = row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+            log_total + max - row[label as usize]
+        })
+        .collect()
+}
+
+/// Gradient of the mean cross-entropy over the rows: `(softmax(logits) - onehot) * scale`.
+pub fn cross_entropy_backward(logits: &[f32], labels: &[f32], cols: usize, scale: f32, dx: &mut [f32]) {
+    softmax_rows(logits, cols, dx);
+    dx.par_chunks_mut(cols).zip(labels.par_iter()).for_each(|(row, &label)| {
+        row[label as usize] -= 1.0;
+        row.iter_mut().for_each(|v| *v *= scale);
+    });
+}
+
+/// Index of the largest element of each row (the first one on ties).
+pub fn argmax_rows(x: &[f32], cols: usize) -> Vec<usize> {
+    x.par_chunks(cols)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+                .0
+        })
+        .collect()
+}
+
+/// Rows per parallel task so that each task touches about `CHUNK` elements.
+fn rows_per_task(cols: usize) -> usize {
+    (CHUNK / cols.max(1)).max(1)
+}
+
+/// Hyperparameters of one Adam/AdamW step, with the bias corrections of step `t` folded in.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay the weights directly instead of adding `weight_decay * p` to the gradient.
+    pub decoupled: bool,
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+}
+
+/// One Adam/AdamW update in place, with `torch.optim.Adam`'s formulas and operation order.
+pub fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: AdamStep) {
+    let step_size = h.lr / h.bias_correction1;
+    let bias_correction2_sqrt = h.bias_correction2.sqrt();
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| {
+            for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+                let g = if h.decoupled {
+                    *p *= 1.0 - h.lr * h.weight_decay;
+                    g
+                } else {
+                    g + h.weight_decay * *p
+                };
+                *m += (g - *m) * (1.0 - h.beta1);
+                *v = *v * h.beta2 + (1.0 - h.beta2) * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + h.eps;
+                *p -= step_size * *m / denom;
+            }
+        });
+}
+
+/// Hyperparameters of one SGD step.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// The first step initialises the momentum buffer with the gradient, as PyTorch does.
+    pub first_step: bool,
+}
+
+/// One SGD update in place, with `torch.optim.SGD`'s momentum and weight decay (no dampening).
+pub fn sgd_step(p: &mut [f32], g: &[f32], buf: &mut [f32], h: SgdStep) {
+    p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(buf.par_chunks_mut(CHUNK)).for_each(|((p, g), buf)| {
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let mut d = g + h.weight_decay * *p;
+            if h.momentum != 0.0 {
+                *b = if h.first_step { d } else { h.momentum * *b + d };
+                d = *b;
+            }
+            *p -= h.lr * d;
+        }
+    });
+}

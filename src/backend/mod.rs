@@ -1,0 +1,3 @@
+//! Kernels on raw buffers, one module per device. Nothing here knows about tensors or autograd.
+
+pub mod cpu;

@@ -1,0 +1,20 @@
+//! The engine's error type: every failure a caller can cause is a variant that names the problem.
+
+/// Errors from tensor operations and the layers built on them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: shapes {lhs:?} and {rhs:?} do not fit")]
+    ShapeMismatch { op: &'static str, lhs: Vec<usize>, rhs: Vec<usize> },
+    #[error("{op}: expected a tensor of rank {expected}, got shape {shape:?}")]
+    Rank { op: &'static str, expected: usize, shape: Vec<usize> },
+    #[error("{len} values cannot fill a tensor of shape {shape:?}")]
+    ElementCount { len: usize, shape: Vec<usize> },
+    #[error("backward() starts from a scalar, got shape {0:?}")]
+    NotScalar(Vec<usize>),
+    #[error("label {label} is outside the {classes} classes")]
+    LabelOutOfRange { label: f32, classes: usize },
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

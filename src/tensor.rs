@@ -1,0 +1,433 @@
+//! `Tensor`: an `f32` row-major array with a shape, its storage on a device, and (when it was
+//! computed from tensors that need gradients) the operation that produced it.
+//!
+//! Every op dispatches with one `match` over the storage of its inputs, the only place where
+//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::autograd::{self, Op};
+use crate::backend::cpu::{self, matmul::MatRef};
+use crate::error::{Error, Result};
+
+/// Where a tensor's data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+}
+
+/// The data of a tensor on its device.
+#[derive(Debug)]
+pub enum Storage {
+    Cpu(Vec<f32>),
+}
+
+impl Storage {
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+}
+
+/// A unique identity, used by the autograd to key gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(usize);
+
+impl TensorId {
+    fn next() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        TensorId(COUNTER.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+struct TensorInner {
+    id: TensorId,
+    shape: Vec<usize>,
+    storage: RwLock<Storage>,
+    op: Option<Op>,
+    is_variable: bool,
+}
+
+/// A cheaply clonable handle to an immutable-shape tensor.
+#[derive(Clone)]
+pub struct Tensor(Arc<TensorInner>);
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, shape {:?})", self.id(), self.shape())
+    }
+}
+
+impl Tensor {
+    fn build(storage: Storage, shape: Vec<usize>, op: Option<Op>, is_variable: bool) -> Tensor {
+        Tensor(Arc::new(TensorInner { id: TensorId::next(), shape, storage: RwLock::new(storage), op, is_variable }))
+    }
+
+    /// A constant tensor from row-major data.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::leaf(data, shape, device, false)
+    }
+
+    /// A trainable tensor: the autograd computes its gradient.
+    pub fn variable(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::leaf(data, shape, device, true)
+    }
+
+    fn leaf(data: Vec<f32>, shape: &[usize], device: &Device, is_variable: bool) -> Result<Tensor> {
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(Error::ElementCount { len: data.len(), shape: shape.to_vec() });
+        }
+        let storage = match device {
+            Device::Cpu => Storage::Cpu(data),
+        };
+        Ok(Tensor::build(storage, shape.to_vec(), None, is_variable))
+    }
+
+    pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
+        let len = shape.iter().product();
+        Tensor::build(Storage::Cpu(vec![0.0; len]), shape.to_vec(), None, false).to_device(device)
+    }
+
+    /// A result of `op`; the op is kept only if gradients are being recorded.
+    fn from_op(storage: Storage, shape: Vec<usize>, op: Op) -> Tensor {
+        let op = (autograd::is_recording() && op.inputs().iter().any(|t| t.tracks())).then_some(op);
+        Tensor::build(storage, shape, op, false)
+    }
+
+    fn constant(storage: Storage, shape: Vec<usize>) -> Tensor {
+        Tensor::build(storage, shape, None, false)
+    }
+
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn device(&self) -> Device {
+        self.storage().device()
+    }
+
+    pub fn is_variable(&self) -> bool {
+        self.0.is_variable
+    }
+
+    pub(crate) fn op(&self) -> Option<&Op> {
+        self.0.op.as_ref()
+    }
+
+    /// Whether gradients flow through this tensor.
+    pub fn tracks(&self) -> bool {
+        self.0.is_variable || self.0.op.is_some()
+    }
+
+    /// The same data, cut off from the graph.
+    pub fn detach(&self) -> Tensor {
+        Tensor::constant(self.storage().duplicate(), self.0.shape.clone())
+    }
+
+    pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+        self.0.storage.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Write access for in-place updates (optimizer steps); the shape never changes.
+    pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
+        self.0.storage.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Copies the data to the host, row-major.
+    pub fn to_vec(&self) -> Vec<f32> {
+        match &*self.storage() {
+            Storage::Cpu(v) => v.clone(),
+        }
+    }
+
+    /// The value of a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f32> {
+        match self.to_vec().as_slice() {
+            [v] => Ok(*v),
+            _ => Err(Error::NotScalar(self.shape().to_vec())),
+        }
+    }
+
+    pub fn to_device(&self, device: &Device) -> Tensor {
+        match device {
+            Device::Cpu => self.clone(),
+        }
+    }
+
+    fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.shape() {
+            &[r, c] => Ok((r, c)),
+            shape => Err(Error::Rank { op, expected: 2, shape: shape.to_vec() }),
+        }
+    }
+
+    fn same_shape(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if self.shape() != other.shape() {
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().to_vec(), rhs: other.shape().to_vec() });
+        }
+        Ok(())
+    }
+
+    /// `self · rhs` for `[m, k] · [k, n]`.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, false, false)
+    }
+
+    /// `self · rhsᵀ` for `[m, k] · [n, k]ᵀ`: a linear layer with PyTorch's `[out, in]` weights.
+    pub fn matmul_nt(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, false, true)
+    }
+
+    /// `selfᵀ · rhs` for `[k, m]ᵀ · [k, n]`: a weight gradient, without materialising a transpose.
+    pub fn matmul_tn(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, true, false)
+    }
+
+    /// `op(self) · op(rhs)` where `op` transposes when the flag is set.
+    pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        let (ar, ac) = self.dims2("matmul")?;
+        let (br, bc) = rhs.dims2("matmul")?;
+        let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+        let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+        if k != k2 {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+        }
+        let storage = match (&*self.storage(), &*rhs.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => {
+                let mut c = vec![0.0; m * n];
+                let a = MatRef::new(a, m, k, trans_a);
+                let b = MatRef::new(b, k, n, trans_b);
+                cpu::matmul::gemm(a, b, &mut c, false);
+                Storage::Cpu(c)
+            }
+        };
+        let op = Op::Matmul { a: self.clone(), b: rhs.clone(), trans_a, trans_b };
+        Ok(Tensor::from_op(storage, vec![m, n], op))
+    }
+
+    /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix.
+    pub fn add_bias(&self, bias: &Tensor) -> Result<Tensor> {
+        self.bias_op(bias, false)
+    }
+
+    /// `relu(self + bias)` in one pass: the epilogue of a hidden layer.
+    pub fn add_bias_relu(&self, bias: &Tensor) -> Result<Tensor> {
+        self.bias_op(bias, true)
+    }
+
+    fn bias_op(&self, bias: &Tensor, relu: bool) -> Result<Tensor> {
+        let (_, n) = self.dims2("add_bias")?;
+        if bias.shape() != [n] {
+            return Err(Error::ShapeMismatch {
+                op: "add_bias",
+                lhs: self.shape().to_vec(),
+                rhs: bias.shape().to_vec(),
+            });
+        }
+        let storage = match (&*self.storage(), &*bias.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(b)) => {
+                let mut out = vec![0.0; x.len()];
+                cpu::add_bias(x, b, &mut out, relu);
+                Storage::Cpu(out)
+            }
+        };
+        let op = Op::AddBias { x: self.clone(), bias: bias.clone(), relu };
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), op))
+    }
+
+    pub fn relu(&self) -> Tensor {
+        let storage = self.map_storage(|v| v.max(0.0));
+        Tensor::from_op(storage, self.shape().to_vec(), Op::Relu(self.clone()))
+    }
+
+    /// Elementwise `self * factor`.
+    pub fn scale(&self, factor: f32) -> Tensor {
+        let storage = self.map_storage(|v| v * factor);
+        Tensor::from_op(storage, self.shape().to_vec(), Op::Scale(self.clone(), factor))
+    }
+
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        let storage = self.zip_storage(rhs, "add", |a, b| a + b)?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Add(self.clone(), rhs.clone())))
+    }
+
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let storage = self.zip_storage(rhs, "mul", |a, b| a * b)?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Mul(self.clone(), rhs.clone())))
+    }
+
+    /// Sum of all elements, as a scalar.
+    pub fn sum(&self) -> Tensor {
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => Storage::Cpu(vec![cpu::sum(x)]),
+        };
+        Tensor::from_op(storage, Vec::new(), Op::Sum(self.clone()))
+    }
+
+    /// Mean of all elements, as a scalar.
+    pub fn mean(&self) -> Tensor {
+        self.sum().scale(1.0 / self.len().max(1) as f32)
+    }
+
+    /// Column sums of a `[m, n]` matrix: `[n]`.
+    pub fn sum_rows(&self) -> Result<Tensor> {
+        let (m, n) = self.dims2("sum_rows")?;
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; n];
+                cpu::sum_rows(x, m, n, &mut out);
+                Storage::Cpu(out)
+            }
+        };
+        Ok(Tensor::from_op(storage, vec![n], Op::SumRows(self.clone())))
+    }
+
+    /// Row-wise softmax of a `[m, n]` matrix.
+    pub fn softmax(&self) -> Result<Tensor> {
+        let (_, n) = self.dims2("softmax")?;
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; x.len()];
+                cpu::softmax_rows(x, n, &mut out);
+                Storage::Cpu(out)
+            }
+        };
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Softmax(self.clone())))
+    }
+
+    /// Mean over the rows of `-log_softmax(self)[row, label]`, fused: the loss of a classifier.
+    /// `labels` holds one class index per row, stored as `f32`.
+    pub fn cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
+        let (m, n) = self.dims2("cross_entropy")?;
+        if labels.shape() != [m] {
+            return Err(Error::ShapeMismatch {
+                op: "cross_entropy",
+                lhs: self.shape().to_vec(),
+                rhs: labels.shape().to_vec(),
+            });
+        }
+        let storage = match (&*self.storage(), &*labels.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(y)) => {
+                check_labels(y, n)?;
+                let losses = cpu::cross_entropy_rows(x, y, n);
+                Storage::Cpu(vec![(losses.iter().map(|&l| l as f64).sum::<f64>() / m.max(1) as f64) as f32])
+            }
+        };
+        let op = Op::CrossEntropy { logits: self.clone(), labels: labels.clone() };
+        Ok(Tensor::from_op(storage, Vec::new(), op))
+    }
+
+    /// The gradient of `cross_entropy` with respect to the logits, times `scale`.
+    pub(crate) fn cross_entropy_backward(&self, labels: &Tensor, scale: f32) -> Result<Tensor> {
+        let (_, n) = self.dims2("cross_entropy")?;
+        let storage = match (&*self.storage(), &*labels.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(y)) => {
+                let mut dx = vec![0.0; x.len()];
+                cpu::cross_entropy_backward(x, y, n, scale / y.len().max(1) as f32, &mut dx);
+                Storage::Cpu(dx)
+            }
+        };
+        Ok(Tensor::constant(storage, self.shape().to_vec()))
+    }
+
+    /// Softmax backward from the softmax output `self` and the incoming gradient.
+    pub(crate) fn softmax_backward(&self, grad: &Tensor) -> Result<Tensor> {
+        let (_, n) = self.dims2("softmax")?;
+        let storage = match (&*self.storage(), &*grad.storage()) {
+            (Storage::Cpu(y), Storage::Cpu(g)) => {
+                let mut dx = vec![0.0; y.len()];
+                cpu::softmax_rows_backward(y, g, n, &mut dx);
+                Storage::Cpu(dx)
+            }
+        };
+        Ok(Tensor::constant(storage, self.shape().to_vec()))
+    }
+
+    /// `grad` where `self > 0`, else zero: the backward of relu.
+    pub(crate) fn relu_mask(&self, grad: &Tensor) -> Result<Tensor> {
+        let storage = self.zip_storage(grad, "relu_backward", |x, g| if x > 0.0 { g } else { 0.0 })?;
+        Ok(Tensor::constant(storage, self.shape().to_vec()))
+    }
+
+    /// A tensor of `shape` filled with the value of the scalar `self`.
+    pub(crate) fn broadcast_scalar(&self, shape: &[usize]) -> Result<Tensor> {
+        let value = self.to_scalar()?;
+        let storage = match &*self.storage() {
+            Storage::Cpu(_) => Storage::Cpu(vec![value; shape.iter().product()]),
+        };
+        Ok(Tensor::constant(storage, shape.to_vec()))
+    }
+
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
+    /// `1 / (1 - p)`, so evaluation needs no rescaling. The mask comes from `rng`.
+    pub fn dropout(&self, p: f32, rng: &mut crate::rng::Rng) -> Result<Tensor> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::InvalidArgument(format!("dropout probability {p} is outside [0, 1)")));
+        }
+        if p == 0.0 {
+            return Ok(self.clone());
+        }
+        let keep = 1.0 / (1.0 - p);
+        let mask: Vec<f32> = (0..self.len()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
+        let mask = Tensor::from_vec(mask, self.shape(), &self.device())?;
+        self.mul(&mask)
+    }
+
+    /// Index of the largest element of each row of a `[m, n]` matrix (no gradient).
+    pub fn argmax(&self) -> Result<Vec<usize>> {
+        let (_, n) = self.dims2("argmax")?;
+        Ok(match &*self.storage() {
+            Storage::Cpu(x) => cpu::argmax_rows(x, n),
+        })
+    }
+
+    fn map_storage(&self, f: impl Fn(f32) -> f32 + Sync) -> Storage {
+        match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; x.len()];
+                cpu::map(x, &mut out, f);
+                Storage::Cpu(out)
+            }
+        }
+    }
+
+    fn zip_storage(&self, rhs: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Storage> {
+        self.same_shape(rhs, op)?;
+        Ok(match (&*self.storage(), &*rhs.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => {
+                let mut out = vec![0.0; a.len()];
+                cpu::zip_map(a, b, &mut out, f);
+                Storage::Cpu(out)
+            }
+        })
+    }
+}
+
+impl Storage {
+    fn duplicate(&self) -> Storage {
+        match self {
+            Storage::Cpu(v) => Storage::Cpu(v.clone()),
+        }
+    }
+}
+
+fn check_labels(labels: &[f32], classes: usize) -> Result<()> {
+    match labels.iter().find(|&&l| !(l >= 0.0 && (l as usize) < classes && l.fract() == 0.0)) {
+        Some(&label) => Err(Error::LabelOutOfRange { label, classes }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,215 @@
+//! Every backward rule against central finite differences of an f64 reference of the same
+//! function. Each check reduces the op's output to a scalar with a random probe,
+//! `L = sum(op(x) * R)`, so every output element's gradient path is exercised.
+
+use engine::rng::Rng;
+use engine::{Device, Tensor};
+
+type Reference = dyn Fn(&[Vec<f64>]) -> Vec<f64>;
+
+/// Compares the engine's gradients of `sum(op(inputs) * probe)` with finite differences of
+/// `reference`, the same op in f64 written the obvious way.
+fn check_gradients(
+    shapes: &[&[usize]],
+    engine_op: impl Fn(&[Tensor]) -> engine::Result<Tensor>,
+    reference: &Reference,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let data: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|s| (0..s.iter().product()).map(|_| away_from_zero(rng.uniform(-1.0, 1.0))).collect())
+        .collect();
+    let vars: Vec<Tensor> =
+        data.iter().zip(shapes).map(|(d, s)| Tensor::variable(d.clone(), s, &Device::Cpu).unwrap()).collect();
+    let output = engine_op(&vars).unwrap();
+    let probe: Vec<f32> = (0..output.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let probe_t = Tensor::from_vec(probe.clone(), output.shape(), &Device::Cpu).unwrap();
+    let loss = output.mul(&probe_t).unwrap().sum();
+    let grads = loss.backward().unwrap();
+
+    let as_f64: Vec<Vec<f64>> = data.iter().map(|d| d.iter().map(|&v| v as f64).collect()).collect();
+    let scalar = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&probe).map(|(y, &r)| y * r as f64).sum() };
+    let forward = scalar(&as_f64);
+    let engine_forward = loss.to_scalar().unwrap() as f64;
+    assert!((forward - engine_forward).abs() <= 1e-4 * (1.0 + forward.abs()), "forward {engine_forward} vs {forward}");
+
+    let h = 1e-6;
+    for (i, var) in vars.iter().enumerate() {
+        let analytic = grads.get(var).unwrap_or_else(|| panic!("input {i} got no gradient")).to_vec();
+        assert_eq!(analytic.len(), as_f64[i].len());
+        for j in 0..as_f64[i].len() {
+            let mut plus = as_f64.clone();
+            plus[i][j] += h;
+            let mut minus = as_f64.clone();
+            minus[i][j] -= h;
+            let numeric = (scalar(&plus) - scalar(&minus)) / (2.0 * h);
+            let got = analytic[j] as f64;
+            assert!(
+                (got - numeric).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                "input {i} element {j}: backward {got} vs finite difference {numeric}"
+            );
+        }
+    }
+}
+
+/// Keeps inputs off relu's kink, where a finite difference is not a derivative.
+fn away_from_zero(v: f32) -> f32 {
+    if v.abs() < 0.05 { v + 0.1f32.copysign(v) } else { v }
+}
+
+fn matmul_ref(a: &[f64], b: &[f64], m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Vec<f64> {
+    let at = |i: usize, p: usize| if ta { a[p * m + i] } else { a[i * k + p] };
+    let bt = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] };
+    (0..m * n).map(|idx| (0..k).map(|p| at(idx / n, p) * bt(p, idx % n)).sum()).collect()
+}
+
+fn softmax_ref(x: &[f64], cols: usize) -> Vec<f64> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = row.iter().map(|v| (v - max).exp()).sum();
+            row.iter().map(move |v| (v - max).exp() / total).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+const SIZES: [(usize, usize, usize); 3] = [(1, 1, 1), (3, 5, 7), (9, 4, 6)];
+
+#[test]
+fn matmul_every_transpose_combination() {
+    for (m, k, n) in SIZES {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a_shape = if ta { [k, m] } else { [m, k] };
+            let b_shape = if tb { [n, k] } else { [k, n] };
+            check_gradients(
+                &[&a_shape, &b_shape],
+                |v| v[0].matmul_t(&v[1], ta, tb),
+                &move |x| matmul_ref(&x[0], &x[1], m, k, n, ta, tb),
+                (m * 100 + k * 10 + n) as u64,
+            );
+        }
+    }
+}
+
+#[test]
+fn add_bias_and_fused_bias_relu() {
+    for (m, _, n) in SIZES {
+        let bias = move |x: &[Vec<f64>], relu: bool| -> Vec<f64> {
+            (0..m * n)
+                .map(|i| {
+                    let v = x[0][i] + x[1][i % n];
+                    if relu { v.max(0.0) } else { v }
+                })
+                .collect()
+        };
+        check_gradients(&[&[m, n], &[n]], |v| v[0].add_bias(&v[1]), &move |x| bias(x, false), 1);
+        check_gradients(&[&[m, n], &[n]], |v| v[0].add_bias_relu(&v[1]), &move |x| bias(x, true), 2);
+    }
+}
+
+#[test]
+fn elementwise_ops() {
+    for shape in [[1usize, 1], [3, 7]] {
+        let s: &[usize] = &shape;
+        check_gradients(&[s], |v| Ok(v[0].relu()), &|x| x[0].iter().map(|v| v.max(0.0)).collect(), 3);
+        check_gradients(&[s], |v| Ok(v[0].scale(-2.5)), &|x| x[0].iter().map(|v| v * -2.5).collect(), 4);
+        check_gradients(&[s, s], |v| v[0].add(&v[1]), &|x| x[0].iter().zip(&x[1]).map(|(a, b)| a + b).collect(), 5);
+        check_gradients(&[s, s], |v| v[0].mul(&v[1]), &|x| x[0].iter().zip(&x[1]).map(|(a, b)| a * b).collect(), 6);
+    }
+}
+
+#[test]
+fn reductions() {
+    for shape in [[1usize, 1], [5, 3]] {
+        let s: &[usize] = &shape;
+        check_gradients(&[s], |v| Ok(v[0].sum()), &|x| vec![x[0].iter().sum()], 7);
+        check_gradients(&[s], |v| Ok(v[0].mean()), &|x| vec![x[0].iter().sum::<f64>() / x[0].len() as f64], 8);
+        let cols = shape[1];
+        check_gradients(
+            &[s],
+            |v| v[0].sum_rows(),
+            &move |x| (0..cols).map(|j| x[0].iter().skip(j).step_by(cols).sum()).collect(),
+            9,
+        );
+    }
+}
+
+#[test]
+fn softmax_rows() {
+    for shape in [[1usize, 1], [4, 10], [3, 7]] {
+        let cols = shape[1];
+        check_gradients(&[&shape], |v| v[0].softmax(), &move |x| softmax_ref(&x[0], cols), 10);
+    }
+}
+
+#[test]
+fn fused_cross_entropy_matches_log_softmax_nll() {
+    for (rows, cols) in [(1usize, 1usize), (1, 10), (7, 10), (5, 3)] {
+        let labels: Vec<f32> = (0..rows).map(|r| ((r * 7 + 3) % cols) as f32).collect();
+        let labels_t = Tensor::from_vec(labels.clone(), &[rows], &Device::Cpu).unwrap();
+        check_gradients(
+            &[&[rows, cols]],
+            |v| v[0].cross_entropy(&labels_t),
+            &move |x| {
+                let p = softmax_ref(&x[0], cols);
+                let nll: f64 = labels.iter().enumerate().map(|(r, &l)| -p[r * cols + l as usize].ln()).sum();
+                vec![nll / rows as f64]
+            },
+            11,
+        );
+    }
+}
+
+#[test]
+fn dropout_scales_kept_elements_and_routes_gradients_through_the_mask() {
+    let p = 0.3;
+    let mask: Vec<f64> = {
+        let mut rng = Rng::new(42);
+        (0..35).map(|_| if rng.next_f32() < p { 0.0 } else { 1.0 / (1.0 - p as f64) }).collect()
+    };
+    assert!(mask.contains(&0.0) && mask.iter().any(|&m| m > 1.0), "the mask should drop and keep elements");
+    check_gradients(
+        &[&[5, 7]],
+        |v| v[0].dropout(p, &mut Rng::new(42)),
+        &move |x| x[0].iter().zip(&mask).map(|(v, m)| v * m).collect(),
+        12,
+    );
+}
+
+#[test]
+fn a_tensor_used_twice_accumulates_both_gradients() {
+    // f(x, w) = relu(x·w + x·w) ∘ x : x appears three times, w twice.
+    check_gradients(
+        &[&[3, 3], &[3, 3]],
+        |v| {
+            let xw = v[0].matmul(&v[1])?;
+            xw.add(&xw)?.relu().mul(&v[0])
+        },
+        &|x| {
+            let xw = matmul_ref(&x[0], &x[1], 3, 3, 3, false, false);
+            xw.iter().zip(&x[0]).map(|(v, x)| (2.0 * v).max(0.0) * x).collect()
+        },
+        13,
+    );
+    check_gradients(&[&[2, 2]], |v| v[0].mul(&v[0]), &|x| x[0].iter().map(|v| v * v).collect(), 14);
+}
+
+#[test]
+fn no_grad_records_nothing_and_backward_needs_a_scalar() {
+    let x = Tensor::variable(vec![1.0, 2.0], &[1, 2], &Device::Cpu).unwrap();
+    let y = engine::no_grad(|| x.scale(2.0));
+    assert!(!y.tracks());
+    assert!(x.scale(2.0).tracks());
+    assert!(matches!(x.scale(2.0).backward(), Err(engine::Error::NotScalar(_))));
+}
+
+#[test]
+fn gradients_of_intermediates_are_not_kept() {
+    let x = Tensor::variable(vec![0.5; 6], &[2, 3], &Device::Cpu).unwrap();
+    let hidden = x.scale(3.0).relu();
+    let grads = hidden.sum().backward().unwrap();
+    assert_eq!(grads.len(), 1, "only the variable's gradient survives the walk");
+    assert!(grads.get(&hidden).is_none());
+    assert_eq!(grads.get(&x).unwrap().to_vec(), vec![3.0; 6]);
+}
