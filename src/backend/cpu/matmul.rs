@@ -5,18 +5,22 @@
 //! micro-kernel always sees contiguous panels. Every element of C is produced by one task with a
 //! fixed summation order, so results are bit-identical whatever the thread count.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 /// Rows of A per micro-kernel call: 6 rows x 2 vectors of 8 = 12 AVX accumulators.
 const MR: usize = 6;
 /// Columns of B per micro-kernel call.
 const NR: usize = 16;
-/// Depth of one packed panel: an NR-wide sliver of B (16 KiB) stays in L1.
+/// Largest depth of one packed panel: an NR-wide sliver of B (16 KiB) stays in L1.
 const KC: usize = 256;
 /// Rows of A per task: the packed block (144 KiB) stays in L2.
 const MC: usize = 144;
 /// Columns of C per task, so small-M products still split across threads.
 const NC: usize = 256;
+/// Below this many multiply-adds, scheduling parallel tasks costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 20;
 
 /// A read-only matrix view: element (i, j) is at `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
@@ -32,12 +36,11 @@ impl<'a> MatRef<'a> {
     /// A row-major `rows x cols` matrix, or its transpose when `transposed` (then `data` holds
     /// a row-major `cols x rows` matrix).
     pub fn new(data: &'a [f32], rows: usize, cols: usize, transposed: bool) -> Self {
-        debug_assert_eq!(data.len(), rows * cols);
+        assert_eq!(data.len(), rows * cols, "MatRef: data does not match the shape");
         let (row_stride, col_stride) = if transposed { (1, rows) } else { (cols, 1) };
         Self { data, rows, cols, row_stride, col_stride }
     }
 
-    #[inline(always)]
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.row_stride + j * self.col_stride]
     }
@@ -58,58 +61,132 @@ pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
         return;
     }
     let kernel = MicroKernel::detect();
-    let n_padded = n.div_ceil(NR) * NR;
-    let mut packed_b = vec![0.0f32; KC.min(k) * n_padded];
-    let c_ptr = SharedMut(c.as_mut_ptr());
+    let parallel = m * k * n >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1;
+    // Equal depth blocks: 784 = 4 x 196 rather than 3 x 256 + 16, which would waste a pass.
+    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let (m_padded, n_padded) = (m.div_ceil(MR) * MR, n.div_ceil(NR) * NR);
+    let c = SharedMut(c.as_mut_ptr());
     let tiles: Vec<(usize, usize)> = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(NC).map(move |j| (i, j))).collect();
 
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
-        let panel = &mut packed_b[..kc * n_padded];
-        pack_b(b, p0, kc, panel);
-        let panel = &*panel;
-        let overwrite = p0 == 0 && !accumulate;
-        tiles.par_iter().for_each_init(
-            || vec![0.0f32; MC * kc],
-            |packed_a, &(i0, j0)| {
-                let mc = MC.min(m - i0);
-                let nc = NC.min(n - j0);
-                pack_a(a, i0, mc, p0, kc, packed_a);
-                // SAFETY: tiles partition C, so no two tasks write the same element.
-                let tile = CTile { ptr: c_ptr, ld: n, i0, j0, rows: mc, cols: nc };
-                macro_kernel(kernel, kc, packed_a, &panel[j0 * kc..], tile, overwrite);
-            },
-        );
-    }
-}
-
-/// Copies rows `i0..i0+mc`, depth `p0..p0+kc` of A into MR-row slivers, zero-padding the last.
-fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
-    for (s, sliver) in out[..mc.div_ceil(MR) * MR * kc].chunks_exact_mut(MR * kc).enumerate() {
-        let r0 = i0 + s * MR;
-        let rows = MR.min(i0 + mc - r0);
-        for p in 0..kc {
-            let dst = &mut sliver[p * MR..(p + 1) * MR];
-            for (r, d) in dst.iter_mut().enumerate() {
-                *d = if r < rows { a.at(r0 + r, p0 + p) } else { 0.0 };
-            }
-        }
-    }
-}
-
-/// Copies depth `p0..p0+kc` of B into NR-column slivers (in parallel), zero-padding the last.
-fn pack_b(b: MatRef, p0: usize, kc: usize, out: &mut [f32]) {
-    let n = b.cols;
-    out.par_chunks_exact_mut(NR * kc).enumerate().for_each(|(s, sliver)| {
-        let c0 = s * NR;
-        let cols = NR.min(n - c0);
-        for p in 0..kc {
-            let dst = &mut sliver[p * NR..(p + 1) * NR];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = if j < cols { b.at(p0 + p, c0 + j) } else { 0.0 };
+    with_pack_buffers(m_padded * kc_max, kc_max * n_padded, |packed_a, packed_b| {
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            let (panel_a, panel_b) = (&mut packed_a[..m_padded * kc], &mut packed_b[..kc * n_padded]);
+            for_each_chunk(panel_a, MR * kc, parallel, |s, sliver| pack_a(a, s * MR, p0, sliver));
+            for_each_chunk(panel_b, NR * kc, parallel, |s, sliver| pack_b(b, s * NR, p0, sliver));
+            let (panel_a, panel_b) = (&*panel_a, &*panel_b);
+            let overwrite = p0 == 0 && !accumulate;
+            let run_tile = |&(i0, j0): &(usize, usize)| {
+                let tile = CTile { c, ld: n, i0, j0, rows: MC.min(m - i0), cols: NC.min(n - j0) };
+                macro_kernel(kernel, kc, &panel_a[i0 * kc..], &panel_b[j0 * kc..], tile, overwrite);
+            };
+            if parallel {
+                tiles.par_iter().for_each(run_tile);
+            } else {
+                tiles.iter().for_each(run_tile);
             }
         }
     });
+}
+
+thread_local! {
+    /// Packing buffers kept between calls: allocating and zeroing them costs as much as a
+    /// small product. Every sliver is fully written before it is read, padding included.
+    static PACK_BUFFERS: RefCell<(CacheLines, CacheLines)> =
+        const { RefCell::new((CacheLines(Vec::new()), CacheLines(Vec::new()))) };
+}
+
+/// Runs `f` with packing buffers of at least the given lengths: this thread's cached pair, or
+/// a fresh pair when they are in use (a nested call from a task this thread picked up).
+fn with_pack_buffers(len_a: usize, len_b: usize, f: impl FnOnce(&mut [f32], &mut [f32])) {
+    PACK_BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (a, b) = &mut *buffers;
+            f(&mut a.at_least(len_a)[..len_a], &mut b.at_least(len_b)[..len_b])
+        }
+        Err(_) => f(CacheLines::zeroed(len_a).as_mut(), CacheLines::zeroed(len_b).as_mut()),
+    })
+}
+
+/// A zeroed `f32` buffer aligned to 64-byte cache lines, so that each 16-float row of a packed
+/// B sliver is one aligned cache line for the kernel's two 32-byte loads.
+struct CacheLines(Vec<Line>);
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl CacheLines {
+    fn zeroed(len: usize) -> Self {
+        CacheLines(vec![Line([0.0; 16]); len.div_ceil(16)])
+    }
+
+    /// The buffer, grown to hold at least `len` floats.
+    fn at_least(&mut self, len: usize) -> &mut [f32] {
+        if self.0.len() * 16 < len {
+            *self = CacheLines::zeroed(len);
+        }
+        self.as_mut()
+    }
+
+    fn as_mut(&mut self) -> &mut [f32] {
+        bytemuck::cast_slice_mut(&mut self.0)
+    }
+}
+
+/// Calls `f(index, chunk)` on each `size`-long chunk of `buf`, in parallel when asked.
+fn for_each_chunk(buf: &mut [f32], size: usize, parallel: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if parallel {
+        buf.par_chunks_exact_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    } else {
+        buf.chunks_exact_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    }
+}
+
+/// Copies rows `r0..r0+MR` of A at depths `p0..p0+kc` into one sliver, `MR` values per depth,
+/// zero-padding rows past the end. Reads along whichever direction is contiguous in memory.
+fn pack_a(a: MatRef, r0: usize, p0: usize, sliver: &mut [f32]) {
+    let kc = sliver.len() / MR;
+    let rows = MR.min(a.rows - r0);
+    if rows < MR {
+        sliver.fill(0.0);
+    }
+    if a.row_stride == 1 {
+        for (p, dst) in sliver.chunks_exact_mut(MR).enumerate() {
+            let start = (p0 + p) * a.col_stride + r0;
+            dst[..rows].copy_from_slice(&a.data[start..start + rows]);
+        }
+    } else {
+        for r in 0..rows {
+            let row = &a.data[(r0 + r) * a.row_stride..][..(p0 + kc - 1) * a.col_stride + 1];
+            for p in 0..kc {
+                sliver[p * MR + r] = row[(p0 + p) * a.col_stride];
+            }
+        }
+    }
+}
+
+/// Copies columns `c0..c0+NR` of B at depths `p0..p0+kc` into one sliver, `NR` values per
+/// depth, zero-padding columns past the end.
+fn pack_b(b: MatRef, c0: usize, p0: usize, sliver: &mut [f32]) {
+    let kc = sliver.len() / NR;
+    let cols = NR.min(b.cols - c0);
+    if cols < NR {
+        sliver.fill(0.0);
+    }
+    if b.col_stride == 1 {
+        for (p, dst) in sliver.chunks_exact_mut(NR).enumerate() {
+            let start = (p0 + p) * b.row_stride + c0;
+            dst[..cols].copy_from_slice(&b.data[start..start + cols]);
+        }
+    } else {
+        for j in 0..cols {
+            let col = &b.data[(c0 + j) * b.col_stride..][..(p0 + kc - 1) * b.row_stride + 1];
+            for p in 0..kc {
+                sliver[p * NR + j] = col[(p0 + p) * b.row_stride];
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -120,7 +197,7 @@ unsafe impl Sync for SharedMut {}
 
 /// A block of C owned by one task.
 struct CTile {
-    ptr: SharedMut,
+    c: SharedMut,
     ld: usize,
     i0: usize,
     j0: usize,
@@ -133,20 +210,22 @@ fn macro_kernel(kernel: MicroKernel, kc: usize, packed_a: &[f32], packed_b: &[f3
         let b = &packed_b[jr * kc..(jr + NR) * kc];
         for ir in (0..tile.rows).step_by(MR) {
             let a = &packed_a[ir * kc..(ir + MR) * kc];
-            let mut acc = [[0.0f32; NR]; MR];
-            kernel.run(kc, a, b, &mut acc);
-            let rows = MR.min(tile.rows - ir);
-            let cols = NR.min(tile.cols - jr);
-            for (r, acc_row) in acc.iter().enumerate().take(rows) {
-                let offset = (tile.i0 + ir + r) * tile.ld + tile.j0 + jr;
-                // SAFETY: (row, offset..offset+cols) lies inside this task's tile of C.
-                let c_row = unsafe { std::slice::from_raw_parts_mut(tile.ptr.0.add(offset), cols) };
-                if overwrite {
-                    c_row.copy_from_slice(&acc_row[..cols]);
-                } else {
-                    for (c, v) in c_row.iter_mut().zip(acc_row) {
-                        *c += v;
-                    }
+            let (rows, cols) = (MR.min(tile.rows - ir), NR.min(tile.cols - jr));
+            let offset = (tile.i0 + ir) * tile.ld + tile.j0 + jr;
+            if rows == MR && cols == NR {
+                // SAFETY: the full MR x NR block at `offset` lies inside this task's tile of C.
+                unsafe { kernel.run(kc, a, b, tile.c.0.add(offset), tile.ld, overwrite) };
+                continue;
+            }
+            // An edge block: compute the full block aside, then copy the part inside C.
+            let mut block = [0.0f32; MR * NR];
+            // SAFETY: `block` is exactly MR x NR with row stride NR.
+            unsafe { kernel.run(kc, a, b, block.as_mut_ptr(), NR, true) };
+            for (r, block_row) in block.chunks_exact(NR).take(rows).enumerate() {
+                // SAFETY: row `r`, columns `..cols` of the block lie inside this task's tile.
+                let c_row = unsafe { std::slice::from_raw_parts_mut(tile.c.0.add(offset + r * tile.ld), cols) };
+                for (c, &v) in c_row.iter_mut().zip(block_row) {
+                    *c = if overwrite { v } else { *c + v };
                 }
             }
         }
@@ -170,54 +249,89 @@ impl MicroKernel {
         Self::Portable
     }
 
-    #[inline(always)]
-    fn run(self, kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+    /// `C[0..MR, 0..NR] (+)= A_sliver · B_sliver`, C with row stride `ldc`.
+    ///
+    /// # Safety
+    /// `c` must be valid for reads and writes of MR rows of NR floats, `ldc` apart.
+    unsafe fn run(self, kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {
         assert!(a.len() >= kc * MR && b.len() >= kc * NR);
         match self {
-            Self::Portable => kernel_portable(kc, a, b, acc),
+            // SAFETY: forwarded from the caller.
+            Self::Portable => unsafe { kernel_portable(kc, a, b, c, ldc, overwrite) },
             // SAFETY: the CPU supports AVX2 and FMA (checked in `detect`); lengths checked above.
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2Fma => unsafe { kernel_avx2_fma(kc, a, b, acc) },
+            Self::Avx2Fma => unsafe { kernel_avx2_fma(kc, a, b, c, ldc, overwrite) },
         }
     }
 }
 
 /// Plain loops over fixed-size arrays; the compiler vectorises the inner NR loop.
-fn kernel_portable(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_portable(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {
+    let mut acc = [[0.0f32; NR]; MR];
     for (a_col, b_row) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
         for (acc_row, &a_val) in acc.iter_mut().zip(a_col) {
-            for (c, &b_val) in acc_row.iter_mut().zip(b_row) {
-                *c = a_val.mul_add(b_val, *c);
+            for (v, &b_val) in acc_row.iter_mut().zip(b_row) {
+                *v = a_val.mul_add(b_val, *v);
             }
+        }
+    }
+    for (r, acc_row) in acc.iter().enumerate() {
+        // SAFETY: the caller guarantees MR rows of NR floats at stride `ldc`.
+        let c_row = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), NR) };
+        for (c, &v) in c_row.iter_mut().zip(acc_row) {
+            *c = if overwrite { v } else { *c + v };
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2_fma(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+unsafe fn kernel_avx2_fma(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {
     use std::arch::x86_64::*;
-    let mut c = [[_mm256_setzero_ps(); 2]; MR];
+    // Twelve named accumulators so that all of them live in registers (16 ymm in total).
+    let z = _mm256_setzero_ps();
+    let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
+    let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
     let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
     for _ in 0..kc {
         // SAFETY: the caller checked that a holds kc*MR and b kc*NR floats.
         unsafe {
             let b0 = _mm256_loadu_ps(pb);
             let b1 = _mm256_loadu_ps(pb.add(8));
-            for (r, c_row) in c.iter_mut().enumerate() {
-                let a_val = _mm256_broadcast_ss(&*pa.add(r));
-                c_row[0] = _mm256_fmadd_ps(a_val, b0, c_row[0]);
-                c_row[1] = _mm256_fmadd_ps(a_val, b1, c_row[1]);
-            }
+            let a0 = _mm256_broadcast_ss(&*pa);
+            c00 = _mm256_fmadd_ps(a0, b0, c00);
+            c01 = _mm256_fmadd_ps(a0, b1, c01);
+            let a1 = _mm256_broadcast_ss(&*pa.add(1));
+            c10 = _mm256_fmadd_ps(a1, b0, c10);
+            c11 = _mm256_fmadd_ps(a1, b1, c11);
+            let a2 = _mm256_broadcast_ss(&*pa.add(2));
+            c20 = _mm256_fmadd_ps(a2, b0, c20);
+            c21 = _mm256_fmadd_ps(a2, b1, c21);
+            let a3 = _mm256_broadcast_ss(&*pa.add(3));
+            c30 = _mm256_fmadd_ps(a3, b0, c30);
+            c31 = _mm256_fmadd_ps(a3, b1, c31);
+            let a4 = _mm256_broadcast_ss(&*pa.add(4));
+            c40 = _mm256_fmadd_ps(a4, b0, c40);
+            c41 = _mm256_fmadd_ps(a4, b1, c41);
+            let a5 = _mm256_broadcast_ss(&*pa.add(5));
+            c50 = _mm256_fmadd_ps(a5, b0, c50);
+            c51 = _mm256_fmadd_ps(a5, b1, c51);
             pa = pa.add(MR);
             pb = pb.add(NR);
         }
     }
-    for (acc_row, c_row) in acc.iter_mut().zip(&c) {
-        // SAFETY: each accumulator row holds NR = 16 floats.
+    let rows = [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]];
+    for (r, [lo, hi]) in rows.into_iter().enumerate() {
+        // SAFETY: the caller guarantees MR rows of NR = 16 floats at stride `ldc`.
         unsafe {
-            _mm256_storeu_ps(acc_row.as_mut_ptr(), c_row[0]);
-            _mm256_storeu_ps(acc_row.as_mut_ptr().add(8), c_row[1]);
+            let row = c.add(r * ldc);
+            let (lo, hi) = if overwrite {
+                (lo, hi)
+            } else {
+                (_mm256_add_ps(lo, _mm256_loadu_ps(row)), _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8))))
+            };
+            _mm256_storeu_ps(row, lo);
+            _mm256_storeu_ps(row.add(8), hi);
         }
     }
 }
