@@ -101,8 +101,14 @@ fn report_numbers_and_key_order_match_sklearn() {
         let ours = report_of(&f).to_json();
         assert_same_json(&ours, &f.report, f.name);
         // Supports are floats in sklearn's dict; ours must serialise the same way.
-        assert!(ours["Coat"]["support"].is_f64(), "{name}: support is a float");
-        assert!(ours["accuracy"].is_number(), "{name}: accuracy is a plain number");
+        assert!(
+            ours["Coat"]["support"].is_f64(),
+            "{name}: support is a float"
+        );
+        assert!(
+            ours["accuracy"].is_number(),
+            "{name}: accuracy is a plain number"
+        );
     }
 }
 
@@ -121,11 +127,20 @@ fn accessors_agree_with_sklearn() {
         let r = report_of(&f);
         let close = |a: f64, b: &Value| (a - b.as_f64().unwrap()).abs() <= 1e-12;
         assert!(close(r.accuracy(), &f.report["accuracy"]), "{name}");
-        assert!(close(r.macro_f1(), &f.report["macro avg"]["f1-score"]), "{name}");
-        assert!(close(r.weighted_f1(), &f.report["weighted avg"]["f1-score"]), "{name}");
+        assert!(
+            close(r.macro_f1(), &f.report["macro avg"]["f1-score"]),
+            "{name}"
+        );
+        assert!(
+            close(r.weighted_f1(), &f.report["weighted avg"]["f1-score"]),
+            "{name}"
+        );
         assert_eq!(r.f1_scores().len(), 10);
         for (k, class) in CLASS_NAMES.iter().enumerate() {
-            assert!(close(r.f1_scores()[k], &f.report[*class]["f1-score"]), "{name} {class}");
+            assert!(
+                close(r.f1_scores()[k], &f.report[*class]["f1-score"]),
+                "{name} {class}"
+            );
         }
     }
 }
@@ -150,7 +165,11 @@ fn normalized_rows_sum_to_one_or_zero() {
     let rows = cm.normalized_rows();
     for (k, row) in rows.iter().enumerate() {
         let sum: f64 = row.iter().sum();
-        let expected = if cm.counts()[k].iter().sum::<u64>() == 0 { 0.0 } else { 1.0 };
+        let expected = if cm.counts()[k].iter().sum::<u64>() == 0 {
+            0.0
+        } else {
+            1.0
+        };
         assert!((sum - expected).abs() < 1e-12, "row {k}: {sum}");
     }
 }
@@ -173,7 +192,10 @@ fn bad_labels_are_errors() {
     ));
     assert!(matches!(
         ClassificationReport::new(&ok, &[0, 1, 255], &CLASS_NAMES),
-        Err(ReportError::LabelOutOfRange { which: "y_pred", .. })
+        Err(ReportError::LabelOutOfRange {
+            which: "y_pred",
+            ..
+        })
     ));
     assert!(matches!(
         ClassificationReport::new(&[], &[], &CLASS_NAMES),
@@ -262,14 +284,26 @@ fn confusion_matrix_png_draws_cells_labels_and_counts() {
         *img.get_pixel(cell.x + 3, cell.y + 3)
     };
     let (dark_bg, light_bg) = (corner(big), corner(zero));
-    assert!(luma(&dark_bg) < 100.0, "the largest count is a dark cell: {dark_bg:?}");
-    assert!(luma(&light_bg) > 230.0, "a zero count is a light cell: {light_bg:?}");
+    assert!(
+        luma(&dark_bg) < 100.0,
+        "the largest count is a dark cell: {dark_bg:?}"
+    );
+    assert!(
+        luma(&light_bg) > 230.0,
+        "a zero count is a light cell: {light_bg:?}"
+    );
 
     // Counts are written in a colour readable on the cell: white on dark, dark on light.
     let big_cell = inner(l.cell_rect(big.0, big.1), 6);
     let zero_cell = inner(l.cell_rect(zero.0, zero.1), 6);
-    assert!(bright_pixels(&img, big_cell) > 20, "white digits on the dark cell");
-    assert!(dark_pixels(&img, zero_cell) > 10, "dark digit on the light cell");
+    assert!(
+        bright_pixels(&img, big_cell) > 20,
+        "white digits on the dark cell"
+    );
+    assert!(
+        dark_pixels(&img, zero_cell) > 10,
+        "dark digit on the light cell"
+    );
 
     for (what, r) in [
         ("title", l.title),
@@ -328,7 +362,11 @@ fn synthetic_images(n: usize) -> Vec<u8> {
         let level = grey_of(i);
         for y in 0..28 {
             for x in 0..28 {
-                out.push(if (10..18).contains(&x) && y > 4 { 255 } else { level });
+                out.push(if (10..18).contains(&x) && y > 4 {
+                    255
+                } else {
+                    level
+                });
             }
         }
     }
@@ -345,7 +383,13 @@ fn misclassified_png_shows_most_confident_mistakes_first() {
     let n = 40;
     let y_true: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let y_pred: Vec<u8> = (0..n)
-        .map(|i| if i % 2 == 1 { ((i + 3) % 10) as u8 } else { (i % 10) as u8 })
+        .map(|i| {
+            if i % 2 == 1 {
+                ((i + 3) % 10) as u8
+            } else {
+                (i % 10) as u8
+            }
+        })
         .collect();
     let prob: Vec<f32> = (0..n).map(|i| 0.3 + 0.017 * i as f32).collect();
     let images = synthetic_images(n);
@@ -403,7 +447,10 @@ fn misclassified_png_caps_at_25_and_handles_few_and_none() {
     let img = decode(&path);
     let l = misclassified_layout(0);
     assert_eq!(img.dimensions(), (l.width, l.height));
-    assert!(dark_pixels(&img, l.title) > 200, "the picture says there are none");
+    assert!(
+        dark_pixels(&img, l.title) > 200,
+        "the picture says there are none"
+    );
 }
 
 #[test]
@@ -421,13 +468,19 @@ fn misclassified_png_rejects_bad_buffers() {
     ));
     assert!(matches!(
         run(&images, &t, &p, &prob[..2]),
-        Err(ReportError::LengthMismatch { what: "prob_of_pred", .. })
+        Err(ReportError::LengthMismatch {
+            what: "prob_of_pred",
+            ..
+        })
     ));
     assert!(matches!(
         run(&images, &t, &[1, 1, 10], &prob),
         Err(ReportError::LabelOutOfRange { .. })
     ));
-    assert!(matches!(run(&[], &[], &[], &[]), Err(ReportError::Empty { .. })));
+    assert!(matches!(
+        run(&[], &[], &[], &[]),
+        Err(ReportError::Empty { .. })
+    ));
     assert!(!path.exists());
 }
 
@@ -458,16 +511,45 @@ fn training_curves_png_has_both_panels() {
         let (w, h) = img.dimensions();
         assert_eq!((w, h), (1120, 420));
         let (left, right) = (0..w / 2, w / 2..w);
-        assert!(count_color(&img, left.clone(), [31, 119, 180]) > 10, "{n}: train loss");
-        assert!(count_color(&img, left.clone(), [230, 110, 0]) > 10, "{n}: val loss");
-        assert!(count_color(&img, right.clone(), [34, 139, 34]) > 10, "{n}: accuracy");
-        assert_eq!(count_color(&img, right, [31, 119, 180]), 0, "{n}: panels separate");
+        assert!(
+            count_color(&img, left.clone(), [31, 119, 180]) > 10,
+            "{n}: train loss"
+        );
+        assert!(
+            count_color(&img, left.clone(), [230, 110, 0]) > 10,
+            "{n}: val loss"
+        );
+        assert!(
+            count_color(&img, right.clone(), [34, 139, 34]) > 10,
+            "{n}: accuracy"
+        );
+        assert_eq!(
+            count_color(&img, right, [31, 119, 180]),
+            0,
+            "{n}: panels separate"
+        );
         // Tick labels left of each plot and the epoch label below it.
         for x0 in [0, w / 2] {
-            let y_ticks = Rect { x: x0 + 30, y: 56, w: 55, h: 300 };
-            let x_axis = Rect { x: x0 + 90, y: 352, w: 440, h: 68 };
-            assert!(dark_pixels(&img, y_ticks) > 50, "{n}: y tick labels at {x0}");
-            assert!(dark_pixels(&img, x_axis) > 50, "{n}: x ticks and label at {x0}");
+            let y_ticks = Rect {
+                x: x0 + 30,
+                y: 56,
+                w: 55,
+                h: 300,
+            };
+            let x_axis = Rect {
+                x: x0 + 90,
+                y: 352,
+                w: 440,
+                h: 68,
+            };
+            assert!(
+                dark_pixels(&img, y_ticks) > 50,
+                "{n}: y tick labels at {x0}"
+            );
+            assert!(
+                dark_pixels(&img, x_axis) > 50,
+                "{n}: x ticks and label at {x0}"
+            );
         }
     }
     assert!(matches!(
@@ -501,16 +583,20 @@ fn evaluation_reports_are_all_written() {
         "confusion_matrix.png",
         "misclassified_examples.png",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     for p in &written {
         assert!(p.is_file(), "{p:?} exists");
     }
     // Nothing else (no temporary files) is left in the directory.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), written.len());
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("classification_report.json")).unwrap())
-            .unwrap();
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("classification_report.json")).unwrap(),
+    )
+    .unwrap();
     let report = ClassificationReport::new(y_true, y_pred, &CLASS_NAMES).unwrap();
     assert_same_json(&json, &report.to_json(), "written report");
     let cm: Value =
@@ -533,7 +619,11 @@ fn evaluation_reports_check_inputs_before_writing() {
         write_evaluation_reports(&dir, &eval),
         Err(ReportError::ImageBufferSize { .. })
     ));
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }
 
 #[test]

@@ -170,8 +170,7 @@ impl Canvas {
 
     /// Mixes `color` into the pixel at (x, y) with opacity `a`; outside the canvas is ignored.
     pub(crate) fn blend(&mut self, x: i64, y: i64, color: Rgb<u8>, a: f32) {
-        if x < 0 || y < 0 || x >= i64::from(self.img.width()) || y >= i64::from(self.img.height())
-        {
+        if x < 0 || y < 0 || x >= i64::from(self.img.width()) || y >= i64::from(self.img.height()) {
             return;
         }
         let a = a.clamp(0.0, 1.0);
@@ -200,8 +199,14 @@ impl Canvas {
     /// An anti-aliased segment of the given width with round ends.
     pub(crate) fn line(&mut self, a: (f64, f64), b: (f64, f64), width: f64, color: Rgb<u8>) {
         let r = width / 2.0;
-        let (x0, x1) = ((a.0.min(b.0) - r - 1.0) as i64, (a.0.max(b.0) + r + 1.0) as i64);
-        let (y0, y1) = ((a.1.min(b.1) - r - 1.0) as i64, (a.1.max(b.1) + r + 1.0) as i64);
+        let (x0, x1) = (
+            (a.0.min(b.0) - r - 1.0) as i64,
+            (a.0.max(b.0) + r + 1.0) as i64,
+        );
+        let (y0, y1) = (
+            (a.1.min(b.1) - r - 1.0) as i64,
+            (a.1.max(b.1) + r + 1.0) as i64,
+        );
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let len2 = dx * dx + dy * dy;
         for y in y0..=y1 {

@@ -22,9 +22,7 @@ pub(crate) fn validate_labels(
         return Err(ReportError::Empty { what: "labels" });
     }
     if n_classes == 0 {
-        return Err(ReportError::Empty {
-            what: "class list",
-        });
+        return Err(ReportError::Empty { what: "class list" });
     }
     for (which, labels) in [("y_true", y_true), ("y_pred", y_pred)] {
         if let Some(index) = labels.iter().position(|&l| usize::from(l) >= n_classes) {
@@ -158,7 +156,11 @@ pub struct ClassificationReport {
 
 /// `num / den`, or 0.0 where scikit-learn's default `zero_division` would warn and use 0.
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 impl ClassificationReport {
@@ -271,18 +273,24 @@ impl ClassificationReport {
     /// The report as scikit-learn's `output_dict=True` gives it, keys in the same order:
     /// one object per class, then `accuracy`, `macro avg`, `weighted avg`; supports are floats.
     pub fn to_json(&self) -> Value {
-        let row = |p: f64, r: f64, f: f64, s: u64| {
-            json!({"precision": p, "recall": r, "f1-score": f, "support": s as f64})
-        };
+        let row = |p: f64, r: f64, f: f64, s: u64| json!({"precision": p, "recall": r, "f1-score": f, "support": s as f64});
         let mut map = Map::new();
         for k in 0..self.class_names.len() {
             map.insert(
                 self.class_names[k].clone(),
-                row(self.precision[k], self.recall[k], self.f1[k], self.support[k]),
+                row(
+                    self.precision[k],
+                    self.recall[k],
+                    self.f1[k],
+                    self.support[k],
+                ),
             );
         }
         map.insert("accuracy".into(), json!(self.accuracy));
-        for (key, avg) in [("macro avg", self.macro_avg), ("weighted avg", self.weighted_avg)] {
+        for (key, avg) in [
+            ("macro avg", self.macro_avg),
+            ("weighted avg", self.weighted_avg),
+        ] {
             map.insert(
                 key.into(),
                 row(avg.precision, avg.recall, avg.f1, avg.support),
@@ -325,7 +333,10 @@ impl ClassificationReport {
             "{:>width$}  {:>9} {:>9} {:>9.4} {:>9}\n",
             "accuracy", "", "", self.accuracy, total
         );
-        for (name, avg) in [("macro avg", self.macro_avg), ("weighted avg", self.weighted_avg)] {
+        for (name, avg) in [
+            ("macro avg", self.macro_avg),
+            ("weighted avg", self.weighted_avg),
+        ] {
             out += &row(name, avg.precision, avg.recall, avg.f1, avg.support);
         }
         out

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub use metrics::{AverageRow, ClassificationReport, ConfusionMatrix};
 pub use plot::{
     EpochPoint, GridLayout, HeatmapLayout, Rect, confusion_matrix_layout,
-    confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout,
-    misclassified_png, training_curves_png,
+    confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout, misclassified_png,
+    training_curves_png,
 };
 
 /// The FashionMNIST class names, indexed by label.

@@ -16,7 +16,7 @@ const TICK_SIZE: f32 = 14.0;
 const CELL_TEXT_SIZE: f32 = 14.0;
 const AXIS_TITLE_SIZE: f32 = 16.0;
 const TITLE_SIZE: f32 = 20.0;
-const CAPTION_SIZE: f32 = 13.0;
+const CAPTION_SIZE: f32 = 14.0;
 /// Smallest font a caption may shrink to before it is shortened instead.
 const MIN_CAPTION_SIZE: f32 = 12.0;
 const CELL: u32 = 60;
@@ -174,7 +174,11 @@ fn blues(t: f64) -> Rgb<u8> {
         [8.0, 81.0, 156.0],
         [8.0, 48.0, 107.0],
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let pos = t * (STOPS.len() - 1) as f64;
     let i = (pos.floor() as usize).min(STOPS.len() - 2);
     let f = pos - i as f64;
@@ -205,14 +209,24 @@ pub fn confusion_matrix_png(
         .iter()
         .map(|row| row.iter().map(|&c| c as f64).collect())
         .collect();
-    let vmax = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1.0);
+    let vmax = values
+        .iter()
+        .flatten()
+        .fold(0.0f64, |a, &b| a.max(b))
+        .max(1.0);
     let ticks = nice_ticks(0.0, vmax, 5, true);
     let heatmap = Heatmap {
         title: format!("Confusion matrix — accuracy {:.2}%", accuracy * 100.0),
         values: &values,
         cell_text: &|r, c| cm.counts()[r][c].to_string(),
         vmax,
-        ticks: ticks.values.iter().map(|&v| (v, ticks.format(v))).collect(),
+        // Only ticks on the bar: the rounded-up last one may lie above the largest count.
+        ticks: ticks
+            .values
+            .iter()
+            .filter(|&&v| v <= vmax)
+            .map(|&v| (v, ticks.format(v)))
+            .collect(),
     };
     draw_heatmap(&heatmap, class_names, path)
 }
@@ -259,9 +273,21 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     let mut cv = Canvas::new(l.width, l.height, fonts);
     let tick = Style::new(TICK_SIZE);
 
-    let title_style = fit_size(&cv, &map.title, Style::new(TITLE_SIZE).bold(), l.width - 2 * MARGIN);
+    let title_style = fit_size(
+        &cv,
+        &map.title,
+        Style::new(TITLE_SIZE).bold(),
+        l.width - 2 * MARGIN,
+    );
     let center_x = f64::from(l.width) / 2.0;
-    cv.text(center_x, f64::from(l.title.y), &map.title, title_style, Align::Center, Align::Start);
+    cv.text(
+        center_x,
+        f64::from(l.title.y),
+        &map.title,
+        title_style,
+        Align::Center,
+        Align::Start,
+    );
 
     for (r, row) in map.values.iter().enumerate() {
         for (c, &v) in row.iter().enumerate() {
@@ -269,7 +295,12 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
             let bg = blues(v / map.vmax);
             cv.fill_rect(cell.x.into(), cell.y.into(), CELL.into(), CELL.into(), bg);
             let text = (map.cell_text)(r, c);
-            let style = fit_size(&cv, &text, Style::new(CELL_TEXT_SIZE).color(text_on(bg)), CELL - 6);
+            let style = fit_size(
+                &cv,
+                &text,
+                Style::new(CELL_TEXT_SIZE).color(text_on(bg)),
+                CELL - 6,
+            );
             let (cx, cy) = center(cell);
             cv.text(cx, cy, &text, style, Align::Center, Align::Center);
         }
@@ -291,7 +322,14 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     let (yx, yy) = center(l.y_axis_title);
     cv.text_vertical(yx, yy, "True label", axis, Align::Center, Align::Center);
     let (xx, xy) = center(l.x_axis_title);
-    cv.text(xx, xy, "Predicted label", axis, Align::Center, Align::Center);
+    cv.text(
+        xx,
+        xy,
+        "Predicted label",
+        axis,
+        Align::Center,
+        Align::Center,
+    );
 
     let bar = l.colorbar;
     for y in 0..bar.h {
@@ -302,7 +340,14 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     for (v, label) in &map.ticks {
         let y = f64::from(bar.bottom()) - 1.0 - v / map.vmax * f64::from(bar.h - 1);
         cv.fill_rect(bar.right().into(), y.round() as i64, 5, 1, INK);
-        cv.text(f64::from(l.colorbar_labels.x), y, label, tick, Align::Start, Align::Center);
+        cv.text(
+            f64::from(l.colorbar_labels.x),
+            y,
+            label,
+            tick,
+            Align::Start,
+            Align::Center,
+        );
     }
     save_png(&cv, path)
 }
@@ -438,12 +483,12 @@ pub fn misclassified_png(
     path: &Path,
 ) -> Result<(), ReportError> {
     if class_names.is_empty() {
-        return Err(ReportError::Empty {
-            what: "class list",
-        });
+        return Err(ReportError::Empty { what: "class list" });
     }
     validate_examples(images, y_true, y_pred, prob_of_pred, class_names.len())?;
-    let mut wrong: Vec<usize> = (0..y_true.len()).filter(|&i| y_true[i] != y_pred[i]).collect();
+    let mut wrong: Vec<usize> = (0..y_true.len())
+        .filter(|&i| y_true[i] != y_pred[i])
+        .collect();
     // Most confident first; NaN probabilities sort last; equal ones keep dataset order.
     let key = |i: usize| {
         let p = prob_of_pred[i];
@@ -463,7 +508,7 @@ pub fn misclassified_png(
         (
             "Most confident mistakes".to_string(),
             format!(
-                "{} of {} misclassified test images (of {}), highest predicted probability first",
+                "{} of {} mistakes among {} test images, highest predicted probability first",
                 shown.len(),
                 wrong.len(),
                 y_true.len()
@@ -472,7 +517,14 @@ pub fn misclassified_png(
     };
     let tx = f64::from(l.width) / 2.0;
     let ty = f64::from(l.title.y);
-    cv.text(tx, ty, &title, Style::new(TITLE_SIZE).bold(), Align::Center, Align::Start);
+    cv.text(
+        tx,
+        ty,
+        &title,
+        Style::new(TITLE_SIZE).bold(),
+        Align::Center,
+        Align::Start,
+    );
     let sub = Style::new(TICK_SIZE);
     let sub_y = ty + f64::from(CAPTION_LINE) + 10.0;
     cv.text(tx, sub_y, &subtitle, sub, Align::Center, Align::Start);
@@ -497,7 +549,11 @@ pub fn misclassified_png(
         let lines = [
             (format!("true: {}", name(y_true[i])), INK),
             (
-                format!("pred: {} ({:.1}%)", name(y_pred[i]), prob_of_pred[i] * 100.0),
+                format!(
+                    "pred: {} ({:.1}%)",
+                    name(y_pred[i]),
+                    prob_of_pred[i] * 100.0
+                ),
                 MISTAKE_RED,
             ),
         ];
@@ -589,10 +645,16 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0); // nothing finite to show
     }
     if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 1e-12 { lo.abs() * 0.1 } else { 0.1 };
+        let pad = if lo.abs() > 1e-12 {
+            lo.abs() * 0.1
+        } else {
+            0.1
+        };
         return (lo - pad, hi + pad);
     }
-    (lo, hi)
+    // A little air so the extreme points do not sit on the frame.
+    let pad = (hi - lo) * 0.05;
+    (lo - pad, hi + pad)
 }
 
 struct Series<'a> {
@@ -637,7 +699,13 @@ pub fn training_curves_png(history: &[EpochPoint], path: &Path) -> Result<(), Re
         points: xs(|p| p.val_accuracy),
     }];
     draw_panel(&mut cv, 0, "Loss", "loss", &loss);
-    draw_panel(&mut cv, PANEL_W, "Validation accuracy", "accuracy", &accuracy);
+    draw_panel(
+        &mut cv,
+        PANEL_W,
+        "Validation accuracy",
+        "accuracy",
+        &accuracy,
+    );
     save_png(&cv, path)
 }
 
@@ -665,31 +733,70 @@ fn draw_panel(cv: &mut Canvas, x0: u32, title: &str, y_label: &str, series: &[Se
     };
 
     let center_x = f64::from(plot.x) + f64::from(plot.w) / 2.0;
-    cv.text(center_x, 18.0, title, Style::new(TITLE_SIZE - 2.0).bold(), Align::Center, Align::Start);
+    cv.text(
+        center_x,
+        18.0,
+        title,
+        Style::new(TITLE_SIZE - 2.0).bold(),
+        Align::Center,
+        Align::Start,
+    );
     for &v in &y_ticks.values {
         let (_, y) = to_px((xlo, v));
         cv.fill_rect(plot.x.into(), y.round() as i64, plot.w.into(), 1, GRID_LINE);
         cv.fill_rect(i64::from(plot.x) - 5, y.round() as i64, 5, 1, INK);
         let label = y_ticks.format(v);
-        cv.text(f64::from(plot.x) - 8.0, y, &label, tick, Align::End, Align::Center);
+        cv.text(
+            f64::from(plot.x) - 8.0,
+            y,
+            &label,
+            tick,
+            Align::End,
+            Align::Center,
+        );
     }
     for &v in x_ticks.values.iter().filter(|&&v| v >= xlo && v <= xhi) {
         let (x, _) = to_px((v, ylo));
         cv.fill_rect(x.round() as i64, plot.y.into(), 1, plot.h.into(), GRID_LINE);
         cv.fill_rect(x.round() as i64, plot.bottom().into(), 1, 5, INK);
         let label = x_ticks.format(v);
-        cv.text(x, f64::from(plot.bottom()) + 8.0, &label, tick, Align::Center, Align::Start);
+        cv.text(
+            x,
+            f64::from(plot.bottom()) + 8.0,
+            &label,
+            tick,
+            Align::Center,
+            Align::Start,
+        );
     }
-    cv.stroke_rect(plot.x.into(), plot.y.into(), plot.w.into(), plot.h.into(), INK);
+    cv.stroke_rect(
+        plot.x.into(),
+        plot.y.into(),
+        plot.w.into(),
+        plot.h.into(),
+        INK,
+    );
     let axis = Style::new(AXIS_TITLE_SIZE).bold();
     let bottom = f64::from(PANEL_H) - 14.0;
     cv.text(center_x, bottom, "epoch", axis, Align::Center, Align::End);
     let mid_y = f64::from(plot.y) + f64::from(plot.h) / 2.0;
-    cv.text_vertical(f64::from(x0) + 14.0, mid_y, y_label, axis, Align::Start, Align::Center);
+    cv.text_vertical(
+        f64::from(x0) + 14.0,
+        mid_y,
+        y_label,
+        axis,
+        Align::Start,
+        Align::Center,
+    );
 
     for s in series {
-        let finite: Vec<(f64, f64)> =
-            s.points.iter().copied().filter(|p| p.1.is_finite()).map(to_px).collect();
+        let finite: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.1.is_finite())
+            .map(to_px)
+            .collect();
         for w in finite.windows(2) {
             cv.line(w[0], w[1], 2.5, s.color);
         }
