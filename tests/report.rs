@@ -637,3 +637,40 @@ fn io_errors_name_the_path() {
     assert!(matches!(err, ReportError::Io { ref path, .. } if path == &target));
     assert!(err.to_string().contains("a_file"), "{err}");
 }
+
+#[test]
+fn text_columns_widen_for_long_class_names() {
+    // sklearn pads names to the longest one when it is longer than "weighted avg".
+    let long = "a class name longer than twelve";
+    let r = ClassificationReport::new(&[0, 1, 1], &[0, 0, 1], &[long, "b"]).unwrap();
+    let text = r.render_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{:w$}  precision    recall  f1-score   support",
+            "",
+            w = long.len()
+        )
+    );
+    assert_eq!(
+        lines[2],
+        format!("{long}     0.5000    1.0000    0.6667         1")
+    );
+    assert_eq!(
+        lines[3],
+        format!(
+            "{:>w$}     1.0000    0.5000    0.6667         2",
+            "b",
+            w = long.len()
+        )
+    );
+    assert_eq!(
+        lines[5],
+        format!(
+            "{:>w$}                         0.6667         3",
+            "accuracy",
+            w = long.len()
+        )
+    );
+}
