@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod nn;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod tensor;
 

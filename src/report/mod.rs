@@ -1,0 +1,185 @@
+//! Evaluation reports: the classification report, the confusion matrix and the pictures that
+//! a person opens in the MLflow UI to judge a model. They work on plain slices (labels,
+//! probabilities, 28x28 pixels) so they do not depend on the tensor code, their numbers match
+//! scikit-learn's exactly (so they can be compared with any Python baseline), and the pictures
+//! are drawn with an embedded font so that they look the same on every machine.
+
+mod canvas;
+mod metrics;
+mod plot;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use metrics::{AverageRow, ClassificationReport, ConfusionMatrix};
+pub use plot::{
+    EpochPoint, GridLayout, HeatmapLayout, Rect, confusion_matrix_layout,
+    confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout, misclassified_png,
+    training_curves_png,
+};
+
+/// The FashionMNIST class names, indexed by label.
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Side of one FashionMNIST image in pixels.
+pub const IMAGE_SIDE: usize = 28;
+
+/// Why a report could not be computed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Two inputs that must describe the same samples (or classes) differ in length.
+    #[error("{what} has {actual} entries, expected {expected}")]
+    LengthMismatch {
+        /// The input whose length is wrong.
+        what: &'static str,
+        /// The length it should have.
+        expected: usize,
+        /// The length it has.
+        actual: usize,
+    },
+    /// A label is not one of the classes.
+    #[error("{which}[{index}] = {label} is outside 0..{n_classes}")]
+    LabelOutOfRange {
+        /// `y_true` or `y_pred`.
+        which: &'static str,
+        /// Position of the first bad label.
+        index: usize,
+        /// The bad label.
+        label: u8,
+        /// Number of classes.
+        n_classes: usize,
+    },
+    /// Nothing to report on.
+    #[error("empty {what}")]
+    Empty {
+        /// What was empty.
+        what: &'static str,
+    },
+    /// The pixel buffer is not `n * 28 * 28` bytes.
+    #[error("image buffer has {actual} bytes, expected {expected} (n * 28 * 28)")]
+    ImageBufferSize {
+        /// `n * 784`.
+        expected: usize,
+        /// The buffer's length.
+        actual: usize,
+    },
+    /// The embedded font could not be read.
+    #[error("embedded font: {0}")]
+    Font(String),
+    /// Encoding a PNG failed.
+    #[error("encoding {path}: {source}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// The encoder's error.
+        source: image::ImageError,
+    },
+    /// Writing a file failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What [`write_evaluation_reports`] needs: one entry per test sample.
+#[derive(Debug, Clone, Copy)]
+pub struct EvaluationInputs<'a> {
+    /// True labels, 0..10.
+    pub y_true: &'a [u8],
+    /// Predicted labels, 0..10.
+    pub y_pred: &'a [u8],
+    /// The model's probability for the class it predicted.
+    pub prob_of_pred: &'a [f32],
+    /// `n * 784` grey pixels, each image 28x28 row-major.
+    pub images: &'a [u8],
+}
+
+/// Writes `classification_report.json`, `confusion_matrix.json`, `confusion_matrix.png`,
+/// `confusion_matrix_normalized.png` and `misclassified_examples.png` into `dir` (created if
+/// missing) and returns their paths. All inputs are checked before anything is written.
+pub fn write_evaluation_reports(
+    dir: &Path,
+    eval: &EvaluationInputs,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let report = ClassificationReport::new(eval.y_true, eval.y_pred, &CLASS_NAMES)?;
+    let cm = ConfusionMatrix::new(eval.y_true, eval.y_pred, CLASS_NAMES.len())?;
+    plot::validate_examples(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, 10)?;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+
+    let path = |name: &str| dir.join(name);
+    let written = vec![
+        path("classification_report.json"),
+        path("confusion_matrix.json"),
+        path("confusion_matrix.png"),
+        path("confusion_matrix_normalized.png"),
+        path("misclassified_examples.png"),
+    ];
+    write_json(&written[0], &report.to_json())?;
+    write_json(&written[1], &cm.to_json())?;
+    confusion_matrix_png(&cm, &CLASS_NAMES, report.accuracy(), &written[2])?;
+    confusion_matrix_normalized_png(&cm, &CLASS_NAMES, report.accuracy(), &written[3])?;
+    misclassified_png(
+        eval.images,
+        eval.y_true,
+        eval.y_pred,
+        eval.prob_of_pred,
+        &CLASS_NAMES,
+        &written[4],
+    )?;
+    Ok(written)
+}
+
+/// Pretty-printed JSON with a trailing newline, written atomically.
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ReportError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| ReportError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place, so a reader
+/// (or a crash) never sees a half-written report.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let io_err = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err(std::io::Error::other("path has no file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        // Best effort: the temporary may not exist; the original error is what matters.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(e));
+    }
+    Ok(())
+}
