@@ -5,11 +5,13 @@ pub mod autograd;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Gradients, no_grad};
 pub use error::{Error, Result};

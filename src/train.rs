@@ -1,0 +1,269 @@
+//! The training and evaluation loops. They know nothing of terminals or MLflow: they emit
+//! `Event`s, and the caller decides what to show and what to log.
+
+use std::time::Instant;
+
+use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
+use crate::nn::Mlp;
+use crate::optim::{Adam, Optimizer, Sgd};
+use crate::rng::Rng;
+use crate::tensor::{Device, Tensor};
+
+/// Which optimizer updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+/// How the learning rate moves during training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    Constant,
+    /// Cosine annealing to zero over all steps (`CosineAnnealingLR` stepped per batch).
+    Cosine,
+}
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub optimizer: OptimizerKind,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub dropout: f32,
+    pub lr_schedule: LrSchedule,
+    pub normalize: Normalization,
+    pub hidden: Vec<usize>,
+    pub seed: u64,
+    pub val_split: f64,
+    pub train_limit: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Checks every hyperparameter; the message names the flag and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (self.epochs == 0, "--epochs must be at least 1".to_string()),
+            (self.batch_size == 0, "--batch-size must be at least 1".to_string()),
+            (!(self.lr > 0.0 && self.lr.is_finite()), format!("--lr must be a positive number, got {}", self.lr)),
+            (!(0.0..1.0).contains(&self.momentum), format!("--momentum must be in [0, 1), got {}", self.momentum)),
+            (!(self.weight_decay >= 0.0), format!("--weight-decay must be >= 0, got {}", self.weight_decay)),
+            (!(0.0..1.0).contains(&self.dropout), format!("--dropout must be in [0, 1), got {}", self.dropout)),
+            (self.hidden.is_empty() || self.hidden.contains(&0), format!("--hidden needs positive sizes like 512,512, got {:?}", self.hidden)),
+            (!(0.0..1.0).contains(&self.val_split), format!("--val-split must be in [0, 1), got {}", self.val_split)),
+            (self.train_limit == Some(0), "--train-limit must be at least 1".to_string()),
+        ];
+        match checks.into_iter().find(|(bad, _)| *bad) {
+            Some((_, message)) => Err(message),
+            None => Ok(()),
+        }
+    }
+
+    /// The hyperparameters as `(name, value)` pairs, for logging.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let hidden: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
+        let optimizer = serde_json::to_value(self.optimizer).ok().and_then(|v| v.as_str().map(String::from));
+        let schedule = serde_json::to_value(self.lr_schedule).ok().and_then(|v| v.as_str().map(String::from));
+        [
+            ("epochs", self.epochs.to_string()),
+            ("batch_size", self.batch_size.to_string()),
+            ("learning_rate", self.lr.to_string()),
+            ("optimizer", optimizer.unwrap_or_default()),
+            ("momentum", self.momentum.to_string()),
+            ("weight_decay", self.weight_decay.to_string()),
+            ("dropout", self.dropout.to_string()),
+            ("lr_schedule", schedule.unwrap_or_default()),
+            ("normalize", self.normalize.name().to_string()),
+            ("hidden", hidden.join(",")),
+            ("seed", self.seed.to_string()),
+            ("val_split", self.val_split.to_string()),
+            ("train_limit", self.train_limit.map_or_else(|| "none".into(), |n| n.to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Why training stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("the loss became {loss} at epoch {epoch}, step {step}: training diverged; try a smaller --lr")]
+    NonFiniteLoss { epoch: usize, step: usize, loss: f32 },
+    #[error("training was interrupted")]
+    Interrupted,
+    #[error("the training set is empty after --train-limit and --val-split")]
+    EmptyTrainingSet,
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    #[error("{0}")]
+    Observer(String),
+}
+
+/// Results of one epoch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// `None` without a validation split.
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+    pub learning_rate: f64,
+}
+
+/// What the loop reports while it runs.
+pub enum Event<'a> {
+    EpochStart { epoch: usize, steps: usize },
+    Step { step: usize, loss: f32, samples_per_second: f64 },
+    EpochEnd(&'a EpochMetrics),
+}
+
+/// A trained model and how it got there.
+pub struct Trained {
+    pub model: Mlp,
+    pub history: Vec<EpochMetrics>,
+    pub train_seconds: f64,
+    pub train_examples: usize,
+    pub val_examples: usize,
+}
+
+/// Trains an MLP on `train` (after `--train-limit` and the validation split), calling
+/// `observe` on every event; an error from `observe` (e.g. an interrupt) stops training.
+pub fn fit(
+    config: &TrainConfig,
+    train: &Dataset,
+    device: &Device,
+    observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<Trained, TrainError> {
+    let mut rng = Rng::new(config.seed);
+    let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
+    let (mut train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
+    if train_idx.is_empty() {
+        return Err(TrainError::EmptyTrainingSet);
+    }
+    let model = Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, config.dropout, &mut rng.fork(), device)?;
+    let mut optimizer = make_optimizer(config, &model);
+    let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
+    let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    let mut history = Vec::new();
+    let started = Instant::now();
+
+    for epoch in 1..=config.epochs {
+        observe(Event::EpochStart { epoch, steps: steps_per_epoch })?;
+        let epoch_start = Instant::now();
+        shuffle_rng.shuffle(&mut train_idx);
+        let mut loss_sum = 0.0f64;
+        for (step, batch) in train_idx.chunks(config.batch_size).enumerate() {
+            let global_step = (epoch - 1) * steps_per_epoch + step;
+            optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
+            data::gather_batch(train, batch, config.normalize, &mut inputs, &mut labels);
+            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], device)?;
+            let y = Tensor::from_vec(std::mem::take(&mut labels), &[batch.len()], device)?;
+            let loss = model.forward_train(&x, &mut dropout_rng)?.cross_entropy(&y)?;
+            let value = loss.to_scalar()?;
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss { epoch, step: step + 1, loss: value });
+            }
+            let grads = loss.backward()?;
+            crate::no_grad(|| optimizer.step(&grads))?;
+            loss_sum += value as f64 * batch.len() as f64;
+            let seen = (step * config.batch_size + batch.len()) as f64;
+            observe(Event::Step { step: step + 1, loss: value, samples_per_second: seen / epoch_start.elapsed().as_secs_f64() })?;
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let val = (!val_idx.is_empty())
+            .then(|| evaluate(&model, train, &val_idx, config.normalize, 1000, device))
+            .transpose()?;
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / train_idx.len() as f64,
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_accuracy: val.as_ref().map(|v| v.accuracy),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            samples_per_second: train_idx.len() as f64 / train_seconds,
+            learning_rate: optimizer.learning_rate() as f64,
+        };
+        observe(Event::EpochEnd(&metrics))?;
+        history.push(metrics);
+    }
+    Ok(Trained {
+        model,
+        history,
+        train_seconds: started.elapsed().as_secs_f64(),
+        train_examples: train_idx.len(),
+        val_examples: val_idx.len(),
+    })
+}
+
+fn make_optimizer(config: &TrainConfig, model: &Mlp) -> Box<dyn Optimizer> {
+    let params = model.parameters();
+    match config.optimizer {
+        OptimizerKind::Sgd => Box::new(Sgd::new(params, config.lr, config.momentum, config.weight_decay)),
+        OptimizerKind::Adam => Box::new(Adam::new(params, config.lr, config.weight_decay)),
+        OptimizerKind::Adamw => Box::new(Adam::adamw(params, config.lr, config.weight_decay)),
+    }
+}
+
+fn learning_rate(config: &TrainConfig, step: usize, total_steps: usize) -> f32 {
+    match config.lr_schedule {
+        LrSchedule::Constant => config.lr,
+        LrSchedule::Cosine => {
+            let progress = step as f64 / total_steps.max(1) as f64;
+            (config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())) as f32
+        }
+    }
+}
+
+/// Predictions of a model on a set of examples.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    pub accuracy: f64,
+    pub labels: Vec<u8>,
+    pub predictions: Vec<u8>,
+    /// The model's probability for its own prediction, per example.
+    pub prob_of_pred: Vec<f32>,
+}
+
+/// Runs `model` (without dropout or gradients) over `data[indices]` in batches.
+pub fn evaluate(
+    model: &Mlp,
+    data: &Dataset,
+    indices: &[usize],
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation, crate::Error> {
+    crate::no_grad(|| {
+        let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+        let mut eval = Evaluation { loss: 0.0, accuracy: 0.0, labels: Vec::new(), predictions: Vec::new(), prob_of_pred: Vec::new() };
+        for batch in indices.chunks(batch_size.max(1)) {
+            data::gather_batch(data, batch, norm, &mut inputs, &mut labels);
+            let x = Tensor::from_vec(inputs.clone(), &[batch.len(), IMAGE_PIXELS], device)?;
+            let y = Tensor::from_vec(labels.clone(), &[batch.len()], device)?;
+            let logits = model.forward(&x)?;
+            eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
+            let probs = logits.softmax()?.to_vec();
+            for (row, predicted) in logits.argmax()?.into_iter().enumerate() {
+                eval.predictions.push(predicted as u8);
+                eval.prob_of_pred.push(probs[row * CLASSES + predicted]);
+            }
+            eval.labels.extend(batch.iter().map(|&i| data.labels[i]));
+        }
+        let n = indices.len().max(1) as f64;
+        eval.loss /= n;
+        eval.accuracy = eval.labels.iter().zip(&eval.predictions).filter(|(a, b)| a == b).count() as f64 / n;
+        Ok(eval)
+    })
+}
