@@ -32,7 +32,9 @@ pub fn save_safetensors(model: &Mlp, path: &Path, metadata: HashMap<String, Stri
     let views = named
         .iter()
         .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| invalid(e.to_string()))
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| invalid(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
@@ -50,12 +52,17 @@ fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut layers = Vec::new();
     for index in (0..).step_by(2) {
-        let (Ok(weight), Ok(bias)) = (tensors.tensor(&format!("{index}.weight")), tensors.tensor(&format!("{index}.bias")))
+        let (Ok(weight), Ok(bias)) =
+            (tensors.tensor(&format!("{index}.weight")), tensors.tensor(&format!("{index}.bias")))
         else {
             break;
         };
         let (&[outputs, inputs], &[bias_len]) = (weight.shape(), bias.shape()) else {
-            return Err(format!("layer {index}: weight {:?} and bias {:?} are not [out, in] and [out]", weight.shape(), bias.shape()));
+            return Err(format!(
+                "layer {index}: weight {:?} and bias {:?} are not [out, in] and [out]",
+                weight.shape(),
+                bias.shape()
+            ));
         };
         if weight.dtype() != Dtype::F32 || bias.dtype() != Dtype::F32 || bias_len != outputs {
             return Err(format!("layer {index}: expected f32 weight [out, in] and bias [out]"));

@@ -32,11 +32,11 @@ pub enum LrSchedule {
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f32,
+    pub lr: f64,
     pub optimizer: OptimizerKind,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub dropout: f32,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub dropout: f64,
     pub lr_schedule: LrSchedule,
     pub normalize: Normalization,
     pub hidden: Vec<usize>,
@@ -53,9 +53,15 @@ impl TrainConfig {
             (self.batch_size == 0, "--batch-size must be at least 1".to_string()),
             (!(self.lr > 0.0 && self.lr.is_finite()), format!("--lr must be a positive number, got {}", self.lr)),
             (!(0.0..1.0).contains(&self.momentum), format!("--momentum must be in [0, 1), got {}", self.momentum)),
-            (!(self.weight_decay >= 0.0), format!("--weight-decay must be >= 0, got {}", self.weight_decay)),
+            (
+                self.weight_decay.is_nan() || self.weight_decay < 0.0,
+                format!("--weight-decay must be >= 0, got {}", self.weight_decay),
+            ),
             (!(0.0..1.0).contains(&self.dropout), format!("--dropout must be in [0, 1), got {}", self.dropout)),
-            (self.hidden.is_empty() || self.hidden.contains(&0), format!("--hidden needs positive sizes like 512,512, got {:?}", self.hidden)),
+            (
+                self.hidden.is_empty() || self.hidden.contains(&0),
+                format!("--hidden needs positive sizes like 512,512, got {:?}", self.hidden),
+            ),
             (!(0.0..1.0).contains(&self.val_split), format!("--val-split must be in [0, 1), got {}", self.val_split)),
             (self.train_limit == Some(0), "--train-limit must be at least 1".to_string()),
         ];
@@ -149,7 +155,7 @@ pub fn fit(
     if train_idx.is_empty() {
         return Err(TrainError::EmptyTrainingSet);
     }
-    let model = Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, config.dropout, &mut rng.fork(), device)?;
+    let model = Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, config.dropout as f32, &mut rng.fork(), device)?;
     let mut optimizer = make_optimizer(config, &model);
     let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
@@ -178,7 +184,11 @@ pub fn fit(
             crate::no_grad(|| optimizer.step(&grads))?;
             loss_sum += value as f64 * batch.len() as f64;
             let seen = (step * config.batch_size + batch.len()) as f64;
-            observe(Event::Step { step: step + 1, loss: value, samples_per_second: seen / epoch_start.elapsed().as_secs_f64() })?;
+            observe(Event::Step {
+                step: step + 1,
+                loss: value,
+                samples_per_second: seen / epoch_start.elapsed().as_secs_f64(),
+            })?;
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let val = (!val_idx.is_empty())
@@ -207,19 +217,20 @@ pub fn fit(
 
 fn make_optimizer(config: &TrainConfig, model: &Mlp) -> Box<dyn Optimizer> {
     let params = model.parameters();
+    let (lr, momentum, weight_decay) = (config.lr as f32, config.momentum as f32, config.weight_decay as f32);
     match config.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(params, config.lr, config.momentum, config.weight_decay)),
-        OptimizerKind::Adam => Box::new(Adam::new(params, config.lr, config.weight_decay)),
-        OptimizerKind::Adamw => Box::new(Adam::adamw(params, config.lr, config.weight_decay)),
+        OptimizerKind::Sgd => Box::new(Sgd::new(params, lr, momentum, weight_decay)),
+        OptimizerKind::Adam => Box::new(Adam::new(params, lr, weight_decay)),
+        OptimizerKind::Adamw => Box::new(Adam::adamw(params, lr, weight_decay)),
     }
 }
 
 fn learning_rate(config: &TrainConfig, step: usize, total_steps: usize) -> f32 {
     match config.lr_schedule {
-        LrSchedule::Constant => config.lr,
+        LrSchedule::Constant => config.lr as f32,
         LrSchedule::Cosine => {
             let progress = step as f64 / total_steps.max(1) as f64;
-            (config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())) as f32
+            (config.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())) as f32
         }
     }
 }
@@ -247,7 +258,13 @@ pub fn evaluate(
 ) -> Result<Evaluation, crate::Error> {
     crate::no_grad(|| {
         let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-        let mut eval = Evaluation { loss: 0.0, accuracy: 0.0, labels: Vec::new(), predictions: Vec::new(), prob_of_pred: Vec::new() };
+        let mut eval = Evaluation {
+            loss: 0.0,
+            accuracy: 0.0,
+            labels: Vec::new(),
+            predictions: Vec::new(),
+            prob_of_pred: Vec::new(),
+        };
         for batch in indices.chunks(batch_size.max(1)) {
             data::gather_batch(data, batch, norm, &mut inputs, &mut labels);
             let x = Tensor::from_vec(inputs.clone(), &[batch.len(), IMAGE_PIXELS], device)?;

@@ -4,20 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use engine::report::{
-    CLASS_NAMES, ClassificationReport, ConfusionMatrix, EpochPoint, EvaluationInputs, Rect,
-    ReportError, confusion_matrix_layout, confusion_matrix_normalized_png, confusion_matrix_png,
-    misclassified_layout, misclassified_png, training_curves_png, write_evaluation_reports,
+    CLASS_NAMES, ClassificationReport, ConfusionMatrix, EpochPoint, EvaluationInputs, Rect, ReportError,
+    confusion_matrix_layout, confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout,
+    misclassified_png, training_curves_png, write_evaluation_reports,
 };
 use image::RgbImage;
 use serde_json::Value;
 
-const FIXTURES: [&str; 5] = [
-    "class_never_predicted",
-    "class_without_samples",
-    "perfect",
-    "realistic_10k",
-    "tiny_imbalanced",
-];
+const FIXTURES: [&str; 5] =
+    ["class_never_predicted", "class_without_samples", "perfect", "realistic_10k", "tiny_imbalanced"];
 
 struct Fixture {
     name: &'static str,
@@ -30,18 +25,11 @@ struct Fixture {
 }
 
 fn load(name: &'static str) -> Fixture {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/report")
-        .join(format!("{name}.json"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report").join(format!("{name}.json"));
     let raw = std::fs::read_to_string(&path).expect("fixture readable");
     let v: Value = serde_json::from_str(&raw).expect("fixture is JSON");
     let labels = |key: &str| -> Vec<u8> {
-        v[key]
-            .as_array()
-            .expect("label array")
-            .iter()
-            .map(|x| x.as_u64().expect("integer label") as u8)
-            .collect()
+        v[key].as_array().expect("label array").iter().map(|x| x.as_u64().expect("integer label") as u8).collect()
     };
     Fixture {
         name,
@@ -49,10 +37,7 @@ fn load(name: &'static str) -> Fixture {
         y_pred: labels("y_pred"),
         class_names: serde_json::from_value(v["class_names"].clone()).expect("names"),
         report: v["classification_report"].clone(),
-        text: v["classification_report_text"]
-            .as_str()
-            .expect("text")
-            .to_string(),
+        text: v["classification_report_text"].as_str().expect("text").to_string(),
         matrix: serde_json::from_value(v["confusion_matrix"].clone()).expect("matrix"),
     }
 }
@@ -101,14 +86,8 @@ fn report_numbers_and_key_order_match_sklearn() {
         let ours = report_of(&f).to_json();
         assert_same_json(&ours, &f.report, f.name);
         // Supports are floats in sklearn's dict; ours must serialise the same way.
-        assert!(
-            ours["Coat"]["support"].is_f64(),
-            "{name}: support is a float"
-        );
-        assert!(
-            ours["accuracy"].is_number(),
-            "{name}: accuracy is a plain number"
-        );
+        assert!(ours["Coat"]["support"].is_f64(), "{name}: support is a float");
+        assert!(ours["accuracy"].is_number(), "{name}: accuracy is a plain number");
     }
 }
 
@@ -127,20 +106,11 @@ fn accessors_agree_with_sklearn() {
         let r = report_of(&f);
         let close = |a: f64, b: &Value| (a - b.as_f64().unwrap()).abs() <= 1e-12;
         assert!(close(r.accuracy(), &f.report["accuracy"]), "{name}");
-        assert!(
-            close(r.macro_f1(), &f.report["macro avg"]["f1-score"]),
-            "{name}"
-        );
-        assert!(
-            close(r.weighted_f1(), &f.report["weighted avg"]["f1-score"]),
-            "{name}"
-        );
+        assert!(close(r.macro_f1(), &f.report["macro avg"]["f1-score"]), "{name}");
+        assert!(close(r.weighted_f1(), &f.report["weighted avg"]["f1-score"]), "{name}");
         assert_eq!(r.f1_scores().len(), 10);
         for (k, class) in CLASS_NAMES.iter().enumerate() {
-            assert!(
-                close(r.f1_scores()[k], &f.report[*class]["f1-score"]),
-                "{name} {class}"
-            );
+            assert!(close(r.f1_scores()[k], &f.report[*class]["f1-score"]), "{name} {class}");
         }
     }
 }
@@ -165,11 +135,7 @@ fn normalized_rows_sum_to_one_or_zero() {
     let rows = cm.normalized_rows();
     for (k, row) in rows.iter().enumerate() {
         let sum: f64 = row.iter().sum();
-        let expected = if cm.counts()[k].iter().sum::<u64>() == 0 {
-            0.0
-        } else {
-            1.0
-        };
+        let expected = if cm.counts()[k].iter().sum::<u64>() == 0 { 0.0 } else { 1.0 };
         assert!((sum - expected).abs() < 1e-12, "row {k}: {sum}");
     }
 }
@@ -177,42 +143,19 @@ fn normalized_rows_sum_to_one_or_zero() {
 #[test]
 fn bad_labels_are_errors() {
     let ok = [0u8, 1, 2];
-    assert!(matches!(
-        ClassificationReport::new(&ok, &[0, 1], &CLASS_NAMES),
-        Err(ReportError::LengthMismatch { .. })
-    ));
+    assert!(matches!(ClassificationReport::new(&ok, &[0, 1], &CLASS_NAMES), Err(ReportError::LengthMismatch { .. })));
     assert!(matches!(
         ClassificationReport::new(&[0, 10, 1], &ok, &CLASS_NAMES),
-        Err(ReportError::LabelOutOfRange {
-            which: "y_true",
-            index: 1,
-            label: 10,
-            ..
-        })
+        Err(ReportError::LabelOutOfRange { which: "y_true", index: 1, label: 10, .. })
     ));
     assert!(matches!(
         ClassificationReport::new(&ok, &[0, 1, 255], &CLASS_NAMES),
-        Err(ReportError::LabelOutOfRange {
-            which: "y_pred",
-            ..
-        })
+        Err(ReportError::LabelOutOfRange { which: "y_pred", .. })
     ));
-    assert!(matches!(
-        ClassificationReport::new(&[], &[], &CLASS_NAMES),
-        Err(ReportError::Empty { .. })
-    ));
-    assert!(matches!(
-        ConfusionMatrix::new(&ok, &ok, 2),
-        Err(ReportError::LabelOutOfRange { .. })
-    ));
-    assert!(matches!(
-        ConfusionMatrix::new(&[], &[], 10),
-        Err(ReportError::Empty { .. })
-    ));
-    assert!(matches!(
-        ConfusionMatrix::new(&ok, &ok[..1], 10),
-        Err(ReportError::LengthMismatch { .. })
-    ));
+    assert!(matches!(ClassificationReport::new(&[], &[], &CLASS_NAMES), Err(ReportError::Empty { .. })));
+    assert!(matches!(ConfusionMatrix::new(&ok, &ok, 2), Err(ReportError::LabelOutOfRange { .. })));
+    assert!(matches!(ConfusionMatrix::new(&[], &[], 10), Err(ReportError::Empty { .. })));
+    assert!(matches!(ConfusionMatrix::new(&ok, &ok[..1], 10), Err(ReportError::LengthMismatch { .. })));
 }
 
 fn out_dir(test: &str) -> PathBuf {
@@ -246,12 +189,7 @@ fn bright_pixels(img: &RgbImage, r: Rect) -> usize {
 }
 
 fn inner(r: Rect, pad: u32) -> Rect {
-    Rect {
-        x: r.x + pad,
-        y: r.y + pad,
-        w: r.w - 2 * pad,
-        h: r.h - 2 * pad,
-    }
+    Rect { x: r.x + pad, y: r.y + pad, w: r.w - 2 * pad, h: r.h - 2 * pad }
 }
 
 #[test]
@@ -284,26 +222,14 @@ fn confusion_matrix_png_draws_cells_labels_and_counts() {
         *img.get_pixel(cell.x + 3, cell.y + 3)
     };
     let (dark_bg, light_bg) = (corner(big), corner(zero));
-    assert!(
-        luma(&dark_bg) < 100.0,
-        "the largest count is a dark cell: {dark_bg:?}"
-    );
-    assert!(
-        luma(&light_bg) > 230.0,
-        "a zero count is a light cell: {light_bg:?}"
-    );
+    assert!(luma(&dark_bg) < 100.0, "the largest count is a dark cell: {dark_bg:?}");
+    assert!(luma(&light_bg) > 230.0, "a zero count is a light cell: {light_bg:?}");
 
     // Counts are written in a colour readable on the cell: white on dark, dark on light.
     let big_cell = inner(l.cell_rect(big.0, big.1), 6);
     let zero_cell = inner(l.cell_rect(zero.0, zero.1), 6);
-    assert!(
-        bright_pixels(&img, big_cell) > 20,
-        "white digits on the dark cell"
-    );
-    assert!(
-        dark_pixels(&img, zero_cell) > 10,
-        "dark digit on the light cell"
-    );
+    assert!(bright_pixels(&img, big_cell) > 20, "white digits on the dark cell");
+    assert!(dark_pixels(&img, zero_cell) > 10, "dark digit on the light cell");
 
     for (what, r) in [
         ("title", l.title),
@@ -362,11 +288,7 @@ fn synthetic_images(n: usize) -> Vec<u8> {
         let level = grey_of(i);
         for y in 0..28 {
             for x in 0..28 {
-                out.push(if (10..18).contains(&x) && y > 4 {
-                    255
-                } else {
-                    level
-                });
+                out.push(if (10..18).contains(&x) && y > 4 { 255 } else { level });
             }
         }
     }
@@ -382,15 +304,7 @@ fn misclassified_png_shows_most_confident_mistakes_first() {
     // 40 samples; every odd one is wrong (20 mistakes) with probability rising with i.
     let n = 40;
     let y_true: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    let y_pred: Vec<u8> = (0..n)
-        .map(|i| {
-            if i % 2 == 1 {
-                ((i + 3) % 10) as u8
-            } else {
-                (i % 10) as u8
-            }
-        })
-        .collect();
+    let y_pred: Vec<u8> = (0..n).map(|i| if i % 2 == 1 { ((i + 3) % 10) as u8 } else { (i % 10) as u8 }).collect();
     let prob: Vec<f32> = (0..n).map(|i| 0.3 + 0.017 * i as f32).collect();
     let images = synthetic_images(n);
     let path = out_dir("mis").join("misclassified_examples.png");
@@ -447,10 +361,7 @@ fn misclassified_png_caps_at_25_and_handles_few_and_none() {
     let img = decode(&path);
     let l = misclassified_layout(0);
     assert_eq!(img.dimensions(), (l.width, l.height));
-    assert!(
-        dark_pixels(&img, l.title) > 200,
-        "the picture says there are none"
-    );
+    assert!(dark_pixels(&img, l.title) > 200, "the picture says there are none");
 }
 
 #[test]
@@ -459,28 +370,12 @@ fn misclassified_png_rejects_bad_buffers() {
     let path = dir.join("x.png");
     let images = synthetic_images(3);
     let (t, p, prob) = ([0u8, 1, 2], [1u8, 1, 2], [0.5f32; 3]);
-    let run = |images: &[u8], t: &[u8], p: &[u8], prob: &[f32]| {
-        misclassified_png(images, t, p, prob, &CLASS_NAMES, &path)
-    };
-    assert!(matches!(
-        run(&images[..783 * 3], &t, &p, &prob),
-        Err(ReportError::ImageBufferSize { expected: 2352, .. })
-    ));
-    assert!(matches!(
-        run(&images, &t, &p, &prob[..2]),
-        Err(ReportError::LengthMismatch {
-            what: "prob_of_pred",
-            ..
-        })
-    ));
-    assert!(matches!(
-        run(&images, &t, &[1, 1, 10], &prob),
-        Err(ReportError::LabelOutOfRange { .. })
-    ));
-    assert!(matches!(
-        run(&[], &[], &[], &[]),
-        Err(ReportError::Empty { .. })
-    ));
+    let run =
+        |images: &[u8], t: &[u8], p: &[u8], prob: &[f32]| misclassified_png(images, t, p, prob, &CLASS_NAMES, &path);
+    assert!(matches!(run(&images[..783 * 3], &t, &p, &prob), Err(ReportError::ImageBufferSize { expected: 2352, .. })));
+    assert!(matches!(run(&images, &t, &p, &prob[..2]), Err(ReportError::LengthMismatch { what: "prob_of_pred", .. })));
+    assert!(matches!(run(&images, &t, &[1, 1, 10], &prob), Err(ReportError::LabelOutOfRange { .. })));
+    assert!(matches!(run(&[], &[], &[], &[]), Err(ReportError::Empty { .. })));
     assert!(!path.exists());
 }
 
@@ -496,9 +391,7 @@ fn history(n: usize) -> Vec<EpochPoint> {
 }
 
 fn count_color(img: &RgbImage, x_range: std::ops::Range<u32>, rgb: [u8; 3]) -> usize {
-    img.enumerate_pixels()
-        .filter(|(x, _, p)| x_range.contains(x) && p.0 == rgb)
-        .count()
+    img.enumerate_pixels().filter(|(x, _, p)| x_range.contains(x) && p.0 == rgb).count()
 }
 
 #[test]
@@ -511,51 +404,19 @@ fn training_curves_png_has_both_panels() {
         let (w, h) = img.dimensions();
         assert_eq!((w, h), (1120, 420));
         let (left, right) = (0..w / 2, w / 2..w);
-        assert!(
-            count_color(&img, left.clone(), [31, 119, 180]) > 10,
-            "{n}: train loss"
-        );
-        assert!(
-            count_color(&img, left.clone(), [230, 110, 0]) > 10,
-            "{n}: val loss"
-        );
-        assert!(
-            count_color(&img, right.clone(), [34, 139, 34]) > 10,
-            "{n}: accuracy"
-        );
-        assert_eq!(
-            count_color(&img, right, [31, 119, 180]),
-            0,
-            "{n}: panels separate"
-        );
+        assert!(count_color(&img, left.clone(), [31, 119, 180]) > 10, "{n}: train loss");
+        assert!(count_color(&img, left.clone(), [230, 110, 0]) > 10, "{n}: val loss");
+        assert!(count_color(&img, right.clone(), [34, 139, 34]) > 10, "{n}: accuracy");
+        assert_eq!(count_color(&img, right, [31, 119, 180]), 0, "{n}: panels separate");
         // Tick labels left of each plot and the epoch label below it.
         for x0 in [0, w / 2] {
-            let y_ticks = Rect {
-                x: x0 + 30,
-                y: 56,
-                w: 55,
-                h: 300,
-            };
-            let x_axis = Rect {
-                x: x0 + 90,
-                y: 352,
-                w: 440,
-                h: 68,
-            };
-            assert!(
-                dark_pixels(&img, y_ticks) > 50,
-                "{n}: y tick labels at {x0}"
-            );
-            assert!(
-                dark_pixels(&img, x_axis) > 50,
-                "{n}: x ticks and label at {x0}"
-            );
+            let y_ticks = Rect { x: x0 + 30, y: 56, w: 55, h: 300 };
+            let x_axis = Rect { x: x0 + 90, y: 352, w: 440, h: 68 };
+            assert!(dark_pixels(&img, y_ticks) > 50, "{n}: y tick labels at {x0}");
+            assert!(dark_pixels(&img, x_axis) > 50, "{n}: x ticks and label at {x0}");
         }
     }
-    assert!(matches!(
-        training_curves_png(&[], &dir.join("empty.png")),
-        Err(ReportError::Empty { .. })
-    ));
+    assert!(matches!(training_curves_png(&[], &dir.join("empty.png")), Err(ReportError::Empty { .. })));
 }
 
 #[test]
@@ -566,42 +427,24 @@ fn evaluation_reports_are_all_written() {
     let prob: Vec<f32> = (0..n).map(|i| (i % 100) as f32 / 100.0).collect();
     let images = synthetic_images(n);
     let dir = out_dir("eval").join("nested");
-    let eval = EvaluationInputs {
-        y_true,
-        y_pred,
-        prob_of_pred: &prob,
-        images: &images,
-    };
+    let eval = EvaluationInputs { y_true, y_pred, prob_of_pred: &prob, images: &images };
     let written = write_evaluation_reports(&dir, &eval).unwrap();
-    let names: Vec<String> = written
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    for expected in [
-        "classification_report.json",
-        "confusion_matrix.json",
-        "confusion_matrix.png",
-        "misclassified_examples.png",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} in {names:?}"
-        );
+    let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for expected in
+        ["classification_report.json", "confusion_matrix.json", "confusion_matrix.png", "misclassified_examples.png"]
+    {
+        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
     }
     for p in &written {
         assert!(p.is_file(), "{p:?} exists");
     }
     // Nothing else (no temporary files) is left in the directory.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), written.len());
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("classification_report.json")).unwrap(),
-    )
-    .unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("classification_report.json")).unwrap()).unwrap();
     let report = ClassificationReport::new(y_true, y_pred, &CLASS_NAMES).unwrap();
     assert_same_json(&json, &report.to_json(), "written report");
-    let cm: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("confusion_matrix.json")).unwrap())
-            .unwrap();
+    let cm: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("confusion_matrix.json")).unwrap()).unwrap();
     let expected = ConfusionMatrix::new(y_true, y_pred, 10).unwrap();
     assert_eq!(cm["counts"], serde_json::json!(expected.counts()));
 }
@@ -609,21 +452,9 @@ fn evaluation_reports_are_all_written() {
 #[test]
 fn evaluation_reports_check_inputs_before_writing() {
     let dir = out_dir("eval-bad");
-    let eval = EvaluationInputs {
-        y_true: &[0, 1],
-        y_pred: &[0, 1],
-        prob_of_pred: &[0.9, 0.8],
-        images: &[0; 784],
-    };
-    assert!(matches!(
-        write_evaluation_reports(&dir, &eval),
-        Err(ReportError::ImageBufferSize { .. })
-    ));
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        0,
-        "nothing written"
-    );
+    let eval = EvaluationInputs { y_true: &[0, 1], y_pred: &[0, 1], prob_of_pred: &[0.9, 0.8], images: &[0; 784] };
+    assert!(matches!(write_evaluation_reports(&dir, &eval), Err(ReportError::ImageBufferSize { .. })));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
 }
 
 #[test]
@@ -645,32 +476,8 @@ fn text_columns_widen_for_long_class_names() {
     let r = ClassificationReport::new(&[0, 1, 1], &[0, 0, 1], &[long, "b"]).unwrap();
     let text = r.render_text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        format!(
-            "{:w$}  precision    recall  f1-score   support",
-            "",
-            w = long.len()
-        )
-    );
-    assert_eq!(
-        lines[2],
-        format!("{long}     0.5000    1.0000    0.6667         1")
-    );
-    assert_eq!(
-        lines[3],
-        format!(
-            "{:>w$}     1.0000    0.5000    0.6667         2",
-            "b",
-            w = long.len()
-        )
-    );
-    assert_eq!(
-        lines[5],
-        format!(
-            "{:>w$}                         0.6667         3",
-            "accuracy",
-            w = long.len()
-        )
-    );
+    assert_eq!(lines[0], format!("{:w$}  precision    recall  f1-score   support", "", w = long.len()));
+    assert_eq!(lines[2], format!("{long}     0.5000    1.0000    0.6667         1"));
+    assert_eq!(lines[3], format!("{:>w$}     1.0000    0.5000    0.6667         2", "b", w = long.len()));
+    assert_eq!(lines[5], format!("{:>w$}                         0.6667         3", "accuracy", w = long.len()));
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "engine", version, about = "Train and evaluate FashionMNIST models on a from-scratch engine, tracked in MLflow")]
+#[command(
+    name = "engine",
+    version,
+    about = "Train and evaluate FashionMNIST models on a from-scratch engine, tracked in MLflow"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

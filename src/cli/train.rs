@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use engine::Device;
 use engine::data::{self, Normalization};
 use engine::model;
 use engine::report::{self, EpochPoint, EvaluationInputs};
 use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainError};
-use engine::Device;
 
 use super::UsageError;
 use super::progress::Progress;
@@ -27,19 +27,19 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Learning rate (the peak when --lr-schedule is cosine).
-    #[arg(long, default_value_t = 0.05)]
-    pub lr: f32,
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
+    pub lr: f64,
     #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    pub momentum: f64,
     /// L2 penalty (Adam, SGD) or decoupled decay (AdamW).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    pub weight_decay: f64,
     /// Dropout probability after each hidden layer while training.
-    #[arg(long, default_value_t = 0.0)]
-    pub dropout: f32,
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    pub dropout: f64,
     #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
     pub lr_schedule: LrSchedule,
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
@@ -52,7 +52,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Fraction of the training set held out for validation, in [0, 1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub val_split: f64,
     /// Directory holding the FashionMNIST files (else the cache, Debian's package, or a download).
     #[arg(long, env = "ENGINE_DATA_DIR")]
@@ -197,7 +197,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_reports(dir: &Path, test_set: &data::Dataset, test: &train::Evaluation, history: &[train::EpochMetrics]) -> anyhow::Result<()> {
+fn write_reports(
+    dir: &Path,
+    test_set: &data::Dataset,
+    test: &train::Evaluation,
+    history: &[train::EpochMetrics],
+) -> anyhow::Result<()> {
     let inputs = EvaluationInputs {
         y_true: &test.labels,
         y_pred: &test.predictions,

@@ -119,7 +119,8 @@ fn locate(data_dir: Option<&Path>) -> Result<DataSource, DataError> {
     }
     let cache = cache.ok_or_else(|| not_found("no cache directory: neither XDG_CACHE_HOME nor HOME is set"))?;
     let mirror = std::env::var("ENGINE_DATA_MIRROR").unwrap_or_else(|_| MIRROR.to_string());
-    download_all(&mirror, &cache).map_err(|e| not_found(&format!("it is not in {} or {DEBIAN_DIR}, and {e}", cache.display())))?;
+    download_all(&mirror, &cache)
+        .map_err(|e| not_found(&format!("it is not in {} or {DEBIAN_DIR}, and {e}", cache.display())))?;
     Ok(DataSource::Downloaded(cache))
 }
 

@@ -93,7 +93,13 @@ impl Normalization {
 }
 
 /// Fills `inputs` (`[indices.len(), 784]`) and `labels` with the examples at `indices`.
-pub fn gather_batch(data: &Dataset, indices: &[usize], norm: Normalization, inputs: &mut Vec<f32>, labels: &mut Vec<f32>) {
+pub fn gather_batch(
+    data: &Dataset,
+    indices: &[usize],
+    norm: Normalization,
+    inputs: &mut Vec<f32>,
+    labels: &mut Vec<f32>,
+) {
     let (scale, shift) = norm.affine();
     inputs.clear();
     labels.clear();

@@ -21,13 +21,8 @@ pub(crate) struct Fonts {
 
 impl Fonts {
     pub(crate) fn load() -> Result<Self, ReportError> {
-        let parse = |bytes: &'static [u8]| {
-            FontRef::try_from_slice(bytes).map_err(|e| ReportError::Font(e.to_string()))
-        };
-        Ok(Self {
-            regular: parse(REGULAR)?,
-            bold: parse(BOLD)?,
-        })
+        let parse = |bytes: &'static [u8]| FontRef::try_from_slice(bytes).map_err(|e| ReportError::Font(e.to_string()));
+        Ok(Self { regular: parse(REGULAR)?, bold: parse(BOLD)? })
     }
 }
 
@@ -41,11 +36,7 @@ pub(crate) struct Style {
 
 impl Style {
     pub(crate) fn new(size: f32) -> Self {
-        Self {
-            size,
-            bold: false,
-            color: INK,
-        }
+        Self { size, bold: false, color: INK }
     }
     pub(crate) fn bold(mut self) -> Self {
         self.bold = true;
@@ -84,11 +75,7 @@ impl Mask {
                 alpha[(ny * h + nx) as usize] = self.alpha[(y * w + x) as usize];
             }
         }
-        Mask {
-            width: h,
-            height: w,
-            alpha,
-        }
+        Mask { width: h, height: w, alpha }
     }
 }
 
@@ -101,10 +88,7 @@ impl Fonts {
     pub(crate) fn measure(&self, text: &str, style: Style) -> (u32, u32) {
         let font = self.face(style.bold).as_scaled(PxScale::from(style.size));
         let (advance, _) = layout(&font, text);
-        (
-            advance.ceil() as u32,
-            (font.ascent() - font.descent()).ceil() as u32,
-        )
+        (advance.ceil() as u32, (font.ascent() - font.descent()).ceil() as u32)
     }
 
     fn render(&self, text: &str, style: Style) -> Mask {
@@ -127,11 +111,7 @@ impl Fonts {
                 }
             });
         }
-        Mask {
-            width,
-            height,
-            alpha,
-        }
+        Mask { width, height, alpha }
     }
 }
 
@@ -162,10 +142,7 @@ pub(crate) struct Canvas {
 impl Canvas {
     /// A white canvas.
     pub(crate) fn new(width: u32, height: u32, fonts: Fonts) -> Self {
-        Self {
-            img: RgbImage::from_pixel(width, height, WHITE),
-            fonts,
-        }
+        Self { img: RgbImage::from_pixel(width, height, WHITE), fonts }
     }
 
     /// Mixes `color` into the pixel at (x, y) with opacity `a`; outside the canvas is ignored.
@@ -199,25 +176,15 @@ impl Canvas {
     /// An anti-aliased segment of the given width with round ends.
     pub(crate) fn line(&mut self, a: (f64, f64), b: (f64, f64), width: f64, color: Rgb<u8>) {
         let r = width / 2.0;
-        let (x0, x1) = (
-            (a.0.min(b.0) - r - 1.0) as i64,
-            (a.0.max(b.0) + r + 1.0) as i64,
-        );
-        let (y0, y1) = (
-            (a.1.min(b.1) - r - 1.0) as i64,
-            (a.1.max(b.1) + r + 1.0) as i64,
-        );
+        let (x0, x1) = ((a.0.min(b.0) - r - 1.0) as i64, (a.0.max(b.0) + r + 1.0) as i64);
+        let (y0, y1) = ((a.1.min(b.1) - r - 1.0) as i64, (a.1.max(b.1) + r + 1.0) as i64);
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let len2 = dx * dx + dy * dy;
         for y in y0..=y1 {
             for x in x0..=x1 {
                 // Distance from the pixel centre to the segment gives the coverage.
                 let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                let t = if len2 == 0.0 {
-                    0.0
-                } else {
-                    (((px - a.0) * dx + (py - a.1) * dy) / len2).clamp(0.0, 1.0)
-                };
+                let t = if len2 == 0.0 { 0.0 } else { (((px - a.0) * dx + (py - a.1) * dy) / len2).clamp(0.0, 1.0) };
                 let d = ((px - a.0 - t * dx).powi(2) + (py - a.1 - t * dy).powi(2)).sqrt();
                 let coverage = (r + 0.5 - d).clamp(0.0, 1.0);
                 if coverage > 0.0 {
@@ -240,15 +207,7 @@ impl Canvas {
 
     /// Like [`Self::text`] but turned 90 degrees counter-clockwise, reading bottom to top;
     /// the alignments refer to the rotated box.
-    pub(crate) fn text_vertical(
-        &mut self,
-        x: f64,
-        y: f64,
-        text: &str,
-        style: Style,
-        h: Align,
-        v: Align,
-    ) {
+    pub(crate) fn text_vertical(&mut self, x: f64, y: f64, text: &str, style: Style, h: Align, v: Align) {
         let mask = self.fonts.render(text, style).rotated_ccw();
         self.blit(&mask, x, y, style.color, h, v);
     }

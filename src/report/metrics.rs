@@ -6,17 +6,9 @@ use super::ReportError;
 
 /// Checks that `y_true` and `y_pred` are a usable, non-empty pair of label vectors for
 /// `n_classes` classes. Shared by every entry point so that all of them fail the same way.
-pub(crate) fn validate_labels(
-    y_true: &[u8],
-    y_pred: &[u8],
-    n_classes: usize,
-) -> Result<(), ReportError> {
+pub(crate) fn validate_labels(y_true: &[u8], y_pred: &[u8], n_classes: usize) -> Result<(), ReportError> {
     if y_true.len() != y_pred.len() {
-        return Err(ReportError::LengthMismatch {
-            what: "y_pred",
-            expected: y_true.len(),
-            actual: y_pred.len(),
-        });
+        return Err(ReportError::LengthMismatch { what: "y_pred", expected: y_true.len(), actual: y_pred.len() });
     }
     if y_true.is_empty() {
         return Err(ReportError::Empty { what: "labels" });
@@ -26,12 +18,7 @@ pub(crate) fn validate_labels(
     }
     for (which, labels) in [("y_true", y_true), ("y_pred", y_pred)] {
         if let Some(index) = labels.iter().position(|&l| usize::from(l) >= n_classes) {
-            return Err(ReportError::LabelOutOfRange {
-                which,
-                index,
-                label: labels[index],
-                n_classes,
-            });
+            return Err(ReportError::LabelOutOfRange { which, index, label: labels[index], n_classes });
         }
     }
     Ok(())
@@ -59,10 +46,7 @@ impl ConfusionMatrix {
         } else {
             (0..n_classes).map(|i| i.to_string()).collect()
         };
-        Ok(Self {
-            counts,
-            class_names,
-        })
+        Ok(Self { counts, class_names })
     }
 
     /// Replaces the class names used by [`Self::to_json`]; there must be one per class.
@@ -98,9 +82,7 @@ impl ConfusionMatrix {
             .iter()
             .map(|row| {
                 let sum: u64 = row.iter().sum();
-                row.iter()
-                    .map(|&c| if sum == 0 { 0.0 } else { c as f64 / sum as f64 })
-                    .collect()
+                row.iter().map(|&c| if sum == 0 { 0.0 } else { c as f64 / sum as f64 }).collect()
             })
             .collect()
     }
@@ -156,11 +138,7 @@ pub struct ClassificationReport {
 
 /// `num / den`, or 0.0 where scikit-learn's default `zero_division` would warn and use 0.
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 {
-        0.0
-    } else {
-        num as f64 / den as f64
-    }
+    if den == 0 { 0.0 } else { num as f64 / den as f64 }
 }
 
 impl ClassificationReport {
@@ -189,19 +167,9 @@ impl ClassificationReport {
         }
         let total: u64 = support.iter().sum();
         let mean = |v: &[f64]| v.iter().sum::<f64>() / n as f64;
-        let weighted = |v: &[f64]| {
-            v.iter()
-                .zip(&support)
-                .map(|(x, &s)| x * s as f64)
-                .sum::<f64>()
-                / total as f64
-        };
-        let macro_avg = AverageRow {
-            precision: mean(&precision),
-            recall: mean(&recall),
-            f1: mean(&f1),
-            support: total,
-        };
+        let weighted = |v: &[f64]| v.iter().zip(&support).map(|(x, &s)| x * s as f64).sum::<f64>() / total as f64;
+        let macro_avg =
+            AverageRow { precision: mean(&precision), recall: mean(&recall), f1: mean(&f1), support: total };
         let weighted_avg = AverageRow {
             precision: weighted(&precision),
             recall: weighted(&recall),
@@ -273,28 +241,18 @@ impl ClassificationReport {
     /// The report as scikit-learn's `output_dict=True` gives it, keys in the same order:
     /// one object per class, then `accuracy`, `macro avg`, `weighted avg`; supports are floats.
     pub fn to_json(&self) -> Value {
-        let row = |p: f64, r: f64, f: f64, s: u64| json!({"precision": p, "recall": r, "f1-score": f, "support": s as f64});
+        let row =
+            |p: f64, r: f64, f: f64, s: u64| json!({"precision": p, "recall": r, "f1-score": f, "support": s as f64});
         let mut map = Map::new();
         for k in 0..self.class_names.len() {
             map.insert(
                 self.class_names[k].clone(),
-                row(
-                    self.precision[k],
-                    self.recall[k],
-                    self.f1[k],
-                    self.support[k],
-                ),
+                row(self.precision[k], self.recall[k], self.f1[k], self.support[k]),
             );
         }
         map.insert("accuracy".into(), json!(self.accuracy));
-        for (key, avg) in [
-            ("macro avg", self.macro_avg),
-            ("weighted avg", self.weighted_avg),
-        ] {
-            map.insert(
-                key.into(),
-                row(avg.precision, avg.recall, avg.f1, avg.support),
-            );
+        for (key, avg) in [("macro avg", self.macro_avg), ("weighted avg", self.weighted_avg)] {
+            map.insert(key.into(), row(avg.precision, avg.recall, avg.f1, avg.support));
         }
         Value::Object(map)
     }
@@ -315,28 +273,15 @@ impl ClassificationReport {
             out += &format!(" {header:>9}");
         }
         out += "\n\n";
-        let row = |name: &str, p: f64, r: f64, f: f64, s: u64| {
-            format!("{name:>width$}  {p:>9.4} {r:>9.4} {f:>9.4} {s:>9}\n")
-        };
+        let row =
+            |name: &str, p: f64, r: f64, f: f64, s: u64| format!("{name:>width$}  {p:>9.4} {r:>9.4} {f:>9.4} {s:>9}\n");
         for k in 0..self.class_names.len() {
-            out += &row(
-                &self.class_names[k],
-                self.precision[k],
-                self.recall[k],
-                self.f1[k],
-                self.support[k],
-            );
+            out += &row(&self.class_names[k], self.precision[k], self.recall[k], self.f1[k], self.support[k]);
         }
         out += "\n";
         let total = self.macro_avg.support;
-        out += &format!(
-            "{:>width$}  {:>9} {:>9} {:>9.4} {:>9}\n",
-            "accuracy", "", "", self.accuracy, total
-        );
-        for (name, avg) in [
-            ("macro avg", self.macro_avg),
-            ("weighted avg", self.weighted_avg),
-        ] {
+        out += &format!("{:>width$}  {:>9} {:>9} {:>9.4} {:>9}\n", "accuracy", "", "", self.accuracy, total);
+        for (name, avg) in [("macro avg", self.macro_avg), ("weighted avg", self.weighted_avg)] {
             out += &row(name, avg.precision, avg.recall, avg.f1, avg.support);
         }
         out

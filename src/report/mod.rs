@@ -13,24 +13,13 @@ use std::path::{Path, PathBuf};
 
 pub use metrics::{AverageRow, ClassificationReport, ConfusionMatrix};
 pub use plot::{
-    EpochPoint, GridLayout, HeatmapLayout, Rect, confusion_matrix_layout,
-    confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout, misclassified_png,
-    training_curves_png,
+    EpochPoint, GridLayout, HeatmapLayout, Rect, confusion_matrix_layout, confusion_matrix_normalized_png,
+    confusion_matrix_png, misclassified_layout, misclassified_png, training_curves_png,
 };
 
 /// The FashionMNIST class names, indexed by label.
-pub const CLASS_NAMES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Side of one FashionMNIST image in pixels.
 pub const IMAGE_SIDE: usize = 28;
@@ -111,17 +100,11 @@ pub struct EvaluationInputs<'a> {
 /// Writes `classification_report.json`, `confusion_matrix.json`, `confusion_matrix.png`,
 /// `confusion_matrix_normalized.png` and `misclassified_examples.png` into `dir` (created if
 /// missing) and returns their paths. All inputs are checked before anything is written.
-pub fn write_evaluation_reports(
-    dir: &Path,
-    eval: &EvaluationInputs,
-) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write_evaluation_reports(dir: &Path, eval: &EvaluationInputs) -> Result<Vec<PathBuf>, ReportError> {
     let report = ClassificationReport::new(eval.y_true, eval.y_pred, &CLASS_NAMES)?;
     let cm = ConfusionMatrix::new(eval.y_true, eval.y_pred, CLASS_NAMES.len())?;
     plot::validate_examples(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, 10)?;
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
 
     let path = |name: &str| dir.join(name);
     let written = vec![
@@ -135,23 +118,14 @@ pub fn write_evaluation_reports(
     write_json(&written[1], &cm.to_json())?;
     confusion_matrix_png(&cm, &CLASS_NAMES, report.accuracy(), &written[2])?;
     confusion_matrix_normalized_png(&cm, &CLASS_NAMES, report.accuracy(), &written[3])?;
-    misclassified_png(
-        eval.images,
-        eval.y_true,
-        eval.y_pred,
-        eval.prob_of_pred,
-        &CLASS_NAMES,
-        &written[4],
-    )?;
+    misclassified_png(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, &CLASS_NAMES, &written[4])?;
     Ok(written)
 }
 
 /// Pretty-printed JSON with a trailing newline, written atomically.
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ReportError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| ReportError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| ReportError::Io { path: path.to_path_buf(), source: e.into() })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
@@ -159,13 +133,8 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ReportError>
 /// Writes `bytes` to a temporary file next to `path` and renames it into place, so a reader
 /// (or a crash) never sees a half-written report.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let io_err = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(std::io::Error::other("path has no file name")))?;
+    let io_err = |source| ReportError::Io { path: path.to_path_buf(), source };
+    let name = path.file_name().ok_or_else(|| io_err(std::io::Error::other("path has no file name")))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp{}", std::process::id()));

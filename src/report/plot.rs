@@ -91,49 +91,18 @@ pub fn confusion_matrix_layout(class_names: &[&str]) -> Result<HeatmapLayout, Re
 
 fn heatmap_layout(fonts: &Fonts, class_names: &[&str]) -> HeatmapLayout {
     let tick = Style::new(TICK_SIZE);
-    let label_w = class_names
-        .iter()
-        .map(|s| fonts.measure(s, tick).0)
-        .max()
-        .unwrap_or(0);
+    let label_w = class_names.iter().map(|s| fonts.measure(s, tick).0).max().unwrap_or(0);
     let line_h = fonts.measure("Ag", tick).1;
     let axis_h = fonts.measure("Ag", Style::new(AXIS_TITLE_SIZE).bold()).1;
     let title_h = fonts.measure("Ag", Style::new(TITLE_SIZE).bold()).1;
     let side = class_names.len() as u32 * CELL;
 
-    let y_axis_title = Rect {
-        x: MARGIN,
-        y: MARGIN + title_h + 16,
-        w: axis_h,
-        h: side,
-    };
-    let y_tick_labels = Rect {
-        x: y_axis_title.right() + 10,
-        w: label_w,
-        ..y_axis_title
-    };
-    let grid = Rect {
-        x: y_tick_labels.right() + 10,
-        y: y_axis_title.y,
-        w: side,
-        h: side,
-    };
-    let x_tick_labels = Rect {
-        y: grid.bottom() + 10,
-        h: label_w,
-        ..grid
-    };
-    let x_axis_title = Rect {
-        y: x_tick_labels.bottom() + 10,
-        h: axis_h,
-        ..grid
-    };
-    let colorbar = Rect {
-        x: grid.right() + 24,
-        y: grid.y,
-        w: 20,
-        h: side,
-    };
+    let y_axis_title = Rect { x: MARGIN, y: MARGIN + title_h + 16, w: axis_h, h: side };
+    let y_tick_labels = Rect { x: y_axis_title.right() + 10, w: label_w, ..y_axis_title };
+    let grid = Rect { x: y_tick_labels.right() + 10, y: y_axis_title.y, w: side, h: side };
+    let x_tick_labels = Rect { y: grid.bottom() + 10, h: label_w, ..grid };
+    let x_axis_title = Rect { y: x_tick_labels.bottom() + 10, h: axis_h, ..grid };
+    let colorbar = Rect { x: grid.right() + 24, y: grid.y, w: 20, h: side };
     let colorbar_labels = Rect {
         x: colorbar.right() + 8,
         y: grid.y.saturating_sub(line_h / 2),
@@ -144,12 +113,7 @@ fn heatmap_layout(fonts: &Fonts, class_names: &[&str]) -> HeatmapLayout {
     HeatmapLayout {
         width,
         height: x_axis_title.bottom() + MARGIN,
-        title: Rect {
-            x: 0,
-            y: MARGIN,
-            w: width,
-            h: title_h,
-        },
+        title: Rect { x: 0, y: MARGIN, w: width, h: title_h },
         grid,
         cell: CELL,
         y_tick_labels,
@@ -174,11 +138,7 @@ fn blues(t: f64) -> Rgb<u8> {
         [8.0, 81.0, 156.0],
         [8.0, 48.0, 107.0],
     ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let pos = t * (STOPS.len() - 1) as f64;
     let i = (pos.floor() as usize).min(STOPS.len() - 2);
     let f = pos - i as f64;
@@ -188,11 +148,7 @@ fn blues(t: f64) -> Rgb<u8> {
 
 /// Readable text colour over `background`: white on dark cells, near-black on light ones.
 fn text_on(background: Rgb<u8>) -> Rgb<u8> {
-    if luminance(background) < 128.0 {
-        WHITE
-    } else {
-        INK
-    }
+    if luminance(background) < 128.0 { WHITE } else { INK }
 }
 
 /// Writes the confusion matrix as a heat map of counts with class names on both axes, the
@@ -204,16 +160,8 @@ pub fn confusion_matrix_png(
     path: &Path,
 ) -> Result<(), ReportError> {
     check_class_names(class_names, cm.n_classes())?;
-    let values: Vec<Vec<f64>> = cm
-        .counts()
-        .iter()
-        .map(|row| row.iter().map(|&c| c as f64).collect())
-        .collect();
-    let vmax = values
-        .iter()
-        .flatten()
-        .fold(0.0f64, |a, &b| a.max(b))
-        .max(1.0);
+    let values: Vec<Vec<f64>> = cm.counts().iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
+    let vmax = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1.0);
     let ticks = nice_ticks(0.0, vmax, 5, true);
     let heatmap = Heatmap {
         title: format!("Confusion matrix — accuracy {:.2}%", accuracy * 100.0),
@@ -221,12 +169,7 @@ pub fn confusion_matrix_png(
         cell_text: &|r, c| cm.counts()[r][c].to_string(),
         vmax,
         // Only ticks on the bar: the rounded-up last one may lie above the largest count.
-        ticks: ticks
-            .values
-            .iter()
-            .filter(|&&v| v <= vmax)
-            .map(|&v| (v, ticks.format(v)))
-            .collect(),
+        ticks: ticks.values.iter().filter(|&&v| v <= vmax).map(|&v| (v, ticks.format(v))).collect(),
     };
     draw_heatmap(&heatmap, class_names, path)
 }
@@ -242,10 +185,7 @@ pub fn confusion_matrix_normalized_png(
     check_class_names(class_names, cm.n_classes())?;
     let values = cm.normalized_rows();
     let heatmap = Heatmap {
-        title: format!(
-            "Confusion matrix, normalised by true class — accuracy {:.2}%",
-            accuracy * 100.0
-        ),
+        title: format!("Confusion matrix, normalised by true class — accuracy {:.2}%", accuracy * 100.0),
         values: &values,
         cell_text: &|r, c| format!("{:.2}", values[r][c]),
         vmax: 1.0,
@@ -273,21 +213,9 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     let mut cv = Canvas::new(l.width, l.height, fonts);
     let tick = Style::new(TICK_SIZE);
 
-    let title_style = fit_size(
-        &cv,
-        &map.title,
-        Style::new(TITLE_SIZE).bold(),
-        l.width - 2 * MARGIN,
-    );
+    let title_style = fit_size(&cv, &map.title, Style::new(TITLE_SIZE).bold(), l.width - 2 * MARGIN);
     let center_x = f64::from(l.width) / 2.0;
-    cv.text(
-        center_x,
-        f64::from(l.title.y),
-        &map.title,
-        title_style,
-        Align::Center,
-        Align::Start,
-    );
+    cv.text(center_x, f64::from(l.title.y), &map.title, title_style, Align::Center, Align::Start);
 
     for (r, row) in map.values.iter().enumerate() {
         for (c, &v) in row.iter().enumerate() {
@@ -295,12 +223,7 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
             let bg = blues(v / map.vmax);
             cv.fill_rect(cell.x.into(), cell.y.into(), CELL.into(), CELL.into(), bg);
             let text = (map.cell_text)(r, c);
-            let style = fit_size(
-                &cv,
-                &text,
-                Style::new(CELL_TEXT_SIZE).color(text_on(bg)),
-                CELL - 6,
-            );
+            let style = fit_size(&cv, &text, Style::new(CELL_TEXT_SIZE).color(text_on(bg)), CELL - 6);
             let (cx, cy) = center(cell);
             cv.text(cx, cy, &text, style, Align::Center, Align::Center);
         }
@@ -322,14 +245,7 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     let (yx, yy) = center(l.y_axis_title);
     cv.text_vertical(yx, yy, "True label", axis, Align::Center, Align::Center);
     let (xx, xy) = center(l.x_axis_title);
-    cv.text(
-        xx,
-        xy,
-        "Predicted label",
-        axis,
-        Align::Center,
-        Align::Center,
-    );
+    cv.text(xx, xy, "Predicted label", axis, Align::Center, Align::Center);
 
     let bar = l.colorbar;
     for y in 0..bar.h {
@@ -340,23 +256,13 @@ fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), 
     for (v, label) in &map.ticks {
         let y = f64::from(bar.bottom()) - 1.0 - v / map.vmax * f64::from(bar.h - 1);
         cv.fill_rect(bar.right().into(), y.round() as i64, 5, 1, INK);
-        cv.text(
-            f64::from(l.colorbar_labels.x),
-            y,
-            label,
-            tick,
-            Align::Start,
-            Align::Center,
-        );
+        cv.text(f64::from(l.colorbar_labels.x), y, label, tick, Align::Start, Align::Center);
     }
     save_png(&cv, path)
 }
 
 fn center(r: Rect) -> (f64, f64) {
-    (
-        f64::from(r.x) + f64::from(r.w) / 2.0,
-        f64::from(r.y) + f64::from(r.h) / 2.0,
-    )
+    (f64::from(r.x) + f64::from(r.w) / 2.0, f64::from(r.y) + f64::from(r.h) / 2.0)
 }
 
 /// Shrinks the style's size (down to 60%) until `text` fits in `max_width` pixels.
@@ -372,10 +278,7 @@ fn save_png(cv: &Canvas, path: &Path) -> Result<(), ReportError> {
     let mut bytes = Cursor::new(Vec::new());
     cv.img
         .write_to(&mut bytes, image::ImageFormat::Png)
-        .map_err(|source| ReportError::Encode {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| ReportError::Encode { path: path.to_path_buf(), source })?;
     write_atomic(path, bytes.get_ref())
 }
 
@@ -391,18 +294,11 @@ pub(crate) fn validate_examples(
     validate_labels(y_true, y_pred, n_classes)?;
     let n = y_true.len();
     if prob_of_pred.len() != n {
-        return Err(ReportError::LengthMismatch {
-            what: "prob_of_pred",
-            expected: n,
-            actual: prob_of_pred.len(),
-        });
+        return Err(ReportError::LengthMismatch { what: "prob_of_pred", expected: n, actual: prob_of_pred.len() });
     }
     let expected = n.saturating_mul(IMAGE_SIDE * IMAGE_SIDE);
     if images.len() != expected {
-        return Err(ReportError::ImageBufferSize {
-            expected,
-            actual: images.len(),
-        });
+        return Err(ReportError::ImageBufferSize { expected, actual: images.len() });
     }
     Ok(())
 }
@@ -444,28 +340,13 @@ pub fn misclassified_layout(n_shown: usize) -> GridLayout {
         let (row, col) = ((i / GRID_COLUMNS) as u32, (i % GRID_COLUMNS) as u32);
         let x = MARGIN + col * TILE_W;
         let y = top + row * tile_h;
-        images.push(Rect {
-            x: x + (TILE_W - img_side) / 2,
-            y,
-            w: img_side,
-            h: img_side,
-        });
-        captions.push(Rect {
-            x: x + 4,
-            y: y + img_side + 6,
-            w: TILE_W - 8,
-            h: 2 * CAPTION_LINE,
-        });
+        images.push(Rect { x: x + (TILE_W - img_side) / 2, y, w: img_side, h: img_side });
+        captions.push(Rect { x: x + 4, y: y + img_side + 6, w: TILE_W - 8, h: 2 * CAPTION_LINE });
     }
     GridLayout {
         width,
         height: top + rows * tile_h + MARGIN,
-        title: Rect {
-            x: MARGIN,
-            y: MARGIN,
-            w: width - 2 * MARGIN,
-            h: title_h,
-        },
+        title: Rect { x: MARGIN, y: MARGIN, w: width - 2 * MARGIN, h: title_h },
         images,
         captions,
     }
@@ -486,9 +367,7 @@ pub fn misclassified_png(
         return Err(ReportError::Empty { what: "class list" });
     }
     validate_examples(images, y_true, y_pred, prob_of_pred, class_names.len())?;
-    let mut wrong: Vec<usize> = (0..y_true.len())
-        .filter(|&i| y_true[i] != y_pred[i])
-        .collect();
+    let mut wrong: Vec<usize> = (0..y_true.len()).filter(|&i| y_true[i] != y_pred[i]).collect();
     // Most confident first; NaN probabilities sort last; equal ones keep dataset order.
     let key = |i: usize| {
         let p = prob_of_pred[i];
@@ -500,10 +379,7 @@ pub fn misclassified_png(
     let l = misclassified_layout(shown.len());
     let mut cv = Canvas::new(l.width, l.height, Fonts::load()?);
     let (title, subtitle) = if wrong.is_empty() {
-        (
-            "No misclassified examples".to_string(),
-            format!("all {} predictions are correct", y_true.len()),
-        )
+        ("No misclassified examples".to_string(), format!("all {} predictions are correct", y_true.len()))
     } else {
         (
             "Most confident mistakes".to_string(),
@@ -517,14 +393,7 @@ pub fn misclassified_png(
     };
     let tx = f64::from(l.width) / 2.0;
     let ty = f64::from(l.title.y);
-    cv.text(
-        tx,
-        ty,
-        &title,
-        Style::new(TITLE_SIZE).bold(),
-        Align::Center,
-        Align::Start,
-    );
+    cv.text(tx, ty, &title, Style::new(TITLE_SIZE).bold(), Align::Center, Align::Start);
     let sub = Style::new(TICK_SIZE);
     let sub_y = ty + f64::from(CAPTION_LINE) + 10.0;
     cv.text(tx, sub_y, &subtitle, sub, Align::Center, Align::Start);
@@ -538,24 +407,11 @@ pub fn misclassified_png(
             let s = i64::from(UPSCALE);
             cv.fill_rect(x.into(), y.into(), s, s, Rgb([p, p, p]));
         }
-        cv.stroke_rect(
-            i64::from(img.x) - 1,
-            i64::from(img.y) - 1,
-            i64::from(img.w) + 2,
-            i64::from(img.h) + 2,
-            INK,
-        );
+        cv.stroke_rect(i64::from(img.x) - 1, i64::from(img.y) - 1, i64::from(img.w) + 2, i64::from(img.h) + 2, INK);
         let name = |l: u8| class_names[usize::from(l)];
         let lines = [
             (format!("true: {}", name(y_true[i])), INK),
-            (
-                format!(
-                    "pred: {} ({:.1}%)",
-                    name(y_pred[i]),
-                    prob_of_pred[i] * 100.0
-                ),
-                MISTAKE_RED,
-            ),
+            (format!("pred: {} ({:.1}%)", name(y_pred[i]), prob_of_pred[i] * 100.0), MISTAKE_RED),
         ];
         for (k, (text, color)) in lines.iter().enumerate() {
             let style = fit_caption(&cv, text, Style::new(CAPTION_SIZE).color(*color), cap.w);
@@ -613,43 +469,25 @@ impl Ticks {
 fn nice_ticks(lo: f64, hi: f64, target: usize, integer: bool) -> Ticks {
     let raw = ((hi - lo) / target as f64).max(f64::MIN_POSITIVE);
     let magnitude = 10f64.powf(raw.log10().floor());
-    let mut step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|&s| s >= raw)
-        .unwrap_or(10.0 * magnitude);
+    let mut step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&s| s >= raw).unwrap_or(10.0 * magnitude);
     if integer {
         step = step.max(1.0).round();
     }
     let first = (lo / step).floor();
     let last = (hi / step).ceil();
-    let values = (0..=(last - first) as i64)
-        .map(|k| (first + k as f64) * step)
-        .collect();
-    Ticks {
-        lo: first * step,
-        hi: last * step,
-        step,
-        values,
-    }
+    let values = (0..=(last - first) as i64).map(|k| (first + k as f64) * step).collect();
+    Ticks { lo: first * step, hi: last * step, step, values }
 }
 
 /// A data range that is never empty, so single points and flat series still plot.
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (0.0, 1.0); // nothing finite to show
     }
     if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 1e-12 {
-            lo.abs() * 0.1
-        } else {
-            0.1
-        };
+        let pad = if lo.abs() > 1e-12 { lo.abs() * 0.1 } else { 0.1 };
         return (lo - pad, hi + pad);
     }
     // A little air so the extreme points do not sit on the frame.
@@ -673,50 +511,24 @@ const PANEL_H: u32 = 420;
 /// accuracy per epoch, with ticks, axis labels, titles and legends. One epoch is enough.
 pub fn training_curves_png(history: &[EpochPoint], path: &Path) -> Result<(), ReportError> {
     if history.is_empty() {
-        return Err(ReportError::Empty {
-            what: "training history",
-        });
+        return Err(ReportError::Empty { what: "training history" });
     }
     let mut cv = Canvas::new(2 * PANEL_W, PANEL_H, Fonts::load()?);
-    let xs = |f: fn(&EpochPoint) -> f64| -> Vec<(f64, f64)> {
-        history.iter().map(|p| (p.epoch as f64, f(p))).collect()
-    };
+    let xs =
+        |f: fn(&EpochPoint) -> f64| -> Vec<(f64, f64)> { history.iter().map(|p| (p.epoch as f64, f(p))).collect() };
     let loss = [
-        Series {
-            label: "train",
-            color: TRAIN_BLUE,
-            points: xs(|p| p.train_loss),
-        },
-        Series {
-            label: "validation",
-            color: VAL_ORANGE,
-            points: xs(|p| p.val_loss),
-        },
+        Series { label: "train", color: TRAIN_BLUE, points: xs(|p| p.train_loss) },
+        Series { label: "validation", color: VAL_ORANGE, points: xs(|p| p.val_loss) },
     ];
-    let accuracy = [Series {
-        label: "validation",
-        color: ACC_GREEN,
-        points: xs(|p| p.val_accuracy),
-    }];
+    let accuracy = [Series { label: "validation", color: ACC_GREEN, points: xs(|p| p.val_accuracy) }];
     draw_panel(&mut cv, 0, "Loss", "loss", &loss);
-    draw_panel(
-        &mut cv,
-        PANEL_W,
-        "Validation accuracy",
-        "accuracy",
-        &accuracy,
-    );
+    draw_panel(&mut cv, PANEL_W, "Validation accuracy", "accuracy", &accuracy);
     save_png(&cv, path)
 }
 
 fn draw_panel(cv: &mut Canvas, x0: u32, title: &str, y_label: &str, series: &[Series]) {
     let tick = Style::new(TICK_SIZE);
-    let plot = Rect {
-        x: x0 + 90,
-        y: 56,
-        w: PANEL_W - 90 - 30,
-        h: PANEL_H - 56 - 70,
-    };
+    let plot = Rect { x: x0 + 90, y: 56, w: PANEL_W - 90 - 30, h: PANEL_H - 56 - 70 };
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (xlo, xhi) = padded_range(all().map(|p| p.0));
     // Half an epoch of air on each side keeps end points off the frame.
@@ -733,70 +545,30 @@ fn draw_panel(cv: &mut Canvas, x0: u32, title: &str, y_label: &str, series: &[Se
     };
 
     let center_x = f64::from(plot.x) + f64::from(plot.w) / 2.0;
-    cv.text(
-        center_x,
-        18.0,
-        title,
-        Style::new(TITLE_SIZE - 2.0).bold(),
-        Align::Center,
-        Align::Start,
-    );
+    cv.text(center_x, 18.0, title, Style::new(TITLE_SIZE - 2.0).bold(), Align::Center, Align::Start);
     for &v in &y_ticks.values {
         let (_, y) = to_px((xlo, v));
         cv.fill_rect(plot.x.into(), y.round() as i64, plot.w.into(), 1, GRID_LINE);
         cv.fill_rect(i64::from(plot.x) - 5, y.round() as i64, 5, 1, INK);
         let label = y_ticks.format(v);
-        cv.text(
-            f64::from(plot.x) - 8.0,
-            y,
-            &label,
-            tick,
-            Align::End,
-            Align::Center,
-        );
+        cv.text(f64::from(plot.x) - 8.0, y, &label, tick, Align::End, Align::Center);
     }
     for &v in x_ticks.values.iter().filter(|&&v| v >= xlo && v <= xhi) {
         let (x, _) = to_px((v, ylo));
         cv.fill_rect(x.round() as i64, plot.y.into(), 1, plot.h.into(), GRID_LINE);
         cv.fill_rect(x.round() as i64, plot.bottom().into(), 1, 5, INK);
         let label = x_ticks.format(v);
-        cv.text(
-            x,
-            f64::from(plot.bottom()) + 8.0,
-            &label,
-            tick,
-            Align::Center,
-            Align::Start,
-        );
+        cv.text(x, f64::from(plot.bottom()) + 8.0, &label, tick, Align::Center, Align::Start);
     }
-    cv.stroke_rect(
-        plot.x.into(),
-        plot.y.into(),
-        plot.w.into(),
-        plot.h.into(),
-        INK,
-    );
+    cv.stroke_rect(plot.x.into(), plot.y.into(), plot.w.into(), plot.h.into(), INK);
     let axis = Style::new(AXIS_TITLE_SIZE).bold();
     let bottom = f64::from(PANEL_H) - 14.0;
     cv.text(center_x, bottom, "epoch", axis, Align::Center, Align::End);
     let mid_y = f64::from(plot.y) + f64::from(plot.h) / 2.0;
-    cv.text_vertical(
-        f64::from(x0) + 14.0,
-        mid_y,
-        y_label,
-        axis,
-        Align::Start,
-        Align::Center,
-    );
+    cv.text_vertical(f64::from(x0) + 14.0, mid_y, y_label, axis, Align::Start, Align::Center);
 
     for s in series {
-        let finite: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .copied()
-            .filter(|p| p.1.is_finite())
-            .map(to_px)
-            .collect();
+        let finite: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.1.is_finite()).map(to_px).collect();
         for w in finite.windows(2) {
             cv.line(w[0], w[1], 2.5, s.color);
         }
@@ -807,11 +579,7 @@ fn draw_panel(cv: &mut Canvas, x0: u32, title: &str, y_label: &str, series: &[Se
 
     // Legend in the top-right corner of the plot, on a white box so lines never hide it.
     let row_h = 20.0;
-    let text_w = series
-        .iter()
-        .map(|s| cv.fonts.measure(s.label, tick).0)
-        .max()
-        .unwrap_or(0);
+    let text_w = series.iter().map(|s| cv.fonts.measure(s.label, tick).0).max().unwrap_or(0);
     let box_w = f64::from(text_w) + 48.0;
     let box_h = row_h * series.len() as f64 + 8.0;
     let (bx, by) = legend_corner(plot, box_w, box_h, series, &to_px);
@@ -841,21 +609,12 @@ fn legend_corner(
     // Sample every segment densely enough that a line crossing a box is noticed.
     let mut samples = Vec::new();
     for s in series {
-        let px: Vec<(f64, f64)> = s
-            .points
-            .iter()
-            .copied()
-            .filter(|p| p.1.is_finite())
-            .map(to_px)
-            .collect();
+        let px: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.1.is_finite()).map(to_px).collect();
         samples.extend(px.iter().copied());
         for w in px.windows(2) {
             for k in 1..20 {
                 let t = f64::from(k) / 20.0;
-                samples.push((
-                    w[0].0 + t * (w[1].0 - w[0].0),
-                    w[0].1 + t * (w[1].1 - w[0].1),
-                ));
+                samples.push((w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1)));
             }
         }
     }
@@ -866,9 +625,5 @@ fn legend_corner(
             .filter(|p| p.1 >= y - 4.0 && p.1 <= y + box_h + 4.0)
             .count()
     };
-    corners
-        .iter()
-        .min_by_key(|c| covered(c))
-        .copied()
-        .unwrap_or((right, top))
+    corners.iter().min_by_key(|c| covered(c)).copied().unwrap_or((right, top))
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need where it is missing (Mesa's lavapipe Vulkan
+# driver, the FashionMNIST package, an MLflow server in .venv-mlflow), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+[ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || packages+=(mesa-vulkan-drivers libvulkan1)
+if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
+fi
+if [ -x scripts/mlflow-venv.sh ]; then
+    scripts/mlflow-venv.sh
+fi
+
+cargo test --release "$@"
