@@ -1,6 +1,10 @@
-//! Saving and loading trained models as safetensors with PyTorch's tensor names and layouts, so
-//! `torch.nn.Sequential(Linear, ReLU, Linear, ReLU, Linear).load_state_dict(load_file(path))`
-//! reads our weights unchanged. Files are written to a temporary name and renamed into place.
+//! Saving and loading trained models. The weights are safetensors with PyTorch's tensor names and
+//! layouts, so `torch.nn.Sequential(Linear, ReLU, Linear, ReLU, Linear).load_state_dict(load_file(path))`
+//! reads them unchanged. A model directory is an MLflow model: an `MLmodel` file with this
+//! engine's own flavor (Python must not try to unpickle it), the signature `[-1, 784] float32 ->
+//! [-1, 10] float32`, the weights, and `engine_model.json` with everything needed to use them
+//! (architecture, class names, input normalisation, hyperparameters, a SHA-256 of the weights).
+//! Files are written to a temporary name and renamed into place.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +12,38 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
+use crate::data::Normalization;
 use crate::nn::{Linear, Mlp};
 use crate::tensor::Device;
+
+/// The weights file inside a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The metadata file inside a model directory.
+pub const METADATA_FILE: &str = "engine_model.json";
+/// The MLflow model file inside a model directory.
+pub const MLMODEL_FILE: &str = "MLmodel";
+/// The files of a model directory, in upload order (the weights before the files naming them).
+pub const MODEL_FILES: [&str; 3] = [WEIGHTS_FILE, METADATA_FILE, MLMODEL_FILE];
+/// Identifies this layout in `engine_model.json` and the MLmodel flavor.
+pub const FORMAT: &str = "engine-mlp-v1";
+
+/// What a model directory says about its model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelMetadata {
+    pub format: String,
+    /// Layer widths from input to output, e.g. `[784, 512, 512, 10]`.
+    pub sizes: Vec<usize>,
+    pub class_names: Vec<String>,
+    pub normalize: Normalization,
+    /// The training configuration, as logged.
+    pub hyperparameters: serde_json::Value,
+    pub engine_version: String,
+    pub weights_sha256: String,
+    pub run_id: Option<String>,
+    pub model_id: Option<String>,
+    /// UTC, `YYYY-MM-DD HH:MM:SS.ffffff` as MLflow writes it.
+    pub created: String,
+}
 
 /// Errors while saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +115,122 @@ fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
         return Err("no layers named 0.weight/0.bias".into());
     }
     Ok(Mlp { layers, dropout: 0.0 })
+}
+
+/// Writes a model directory (`MLmodel`, weights, metadata) and returns its metadata. `run_id`
+/// and `model_id` name the run and logged model it belongs to, when known.
+pub fn save_model_dir(
+    dir: &Path,
+    model: &Mlp,
+    normalize: Normalization,
+    hyperparameters: serde_json::Value,
+    run_id: Option<&str>,
+    model_id: Option<&str>,
+) -> Result<ModelMetadata, ModelError> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    let header = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights_sha256 = save_safetensors(model, &dir.join(WEIGHTS_FILE), header)?;
+    let metadata = ModelMetadata {
+        format: FORMAT.to_string(),
+        sizes: model.sizes(),
+        class_names: crate::report::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+        normalize,
+        hyperparameters,
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        weights_sha256,
+        run_id: run_id.map(String::from),
+        model_id: model_id.map(String::from),
+        created: utc_timestamp(std::time::SystemTime::now()),
+    };
+    let json = serde_json::to_vec_pretty(&metadata)
+        .map_err(|e| ModelError::Invalid { path: dir.join(METADATA_FILE), problem: e.to_string() })?;
+    write_atomically(&dir.join(METADATA_FILE), &json)?;
+    write_atomically(&dir.join(MLMODEL_FILE), mlmodel_yaml(&metadata).as_bytes())?;
+    Ok(metadata)
+}
+
+/// Reads a model directory, verifying the weights against their recorded SHA-256 and the
+/// architecture against the metadata and the signature (784 inputs, 10 classes).
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Mlp, ModelMetadata), ModelError> {
+    let meta_path = dir.join(METADATA_FILE);
+    let invalid = |path: &Path, problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
+    let bytes = std::fs::read(&meta_path).map_err(|source| ModelError::Io { path: meta_path.clone(), source })?;
+    let metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(&meta_path, e.to_string()))?;
+    if metadata.format != FORMAT {
+        return Err(invalid(&meta_path, format!("format '{}' is not {FORMAT}", metadata.format)));
+    }
+    let weights_path = dir.join(WEIGHTS_FILE);
+    let weights =
+        std::fs::read(&weights_path).map_err(|source| ModelError::Io { path: weights_path.clone(), source })?;
+    let actual = sha256_hex(&weights);
+    if actual != metadata.weights_sha256 {
+        return Err(invalid(
+            &weights_path,
+            format!(
+                "SHA-256 {actual} does not match the recorded {}: the file is corrupt or truncated",
+                metadata.weights_sha256
+            ),
+        ));
+    }
+    let model = mlp_from_safetensors(&weights, device).map_err(|problem| invalid(&weights_path, problem))?;
+    let expected_io = (metadata.sizes.first(), metadata.sizes.last())
+        == (Some(&crate::data::IMAGE_PIXELS), Some(&crate::data::CLASSES));
+    if model.sizes() != metadata.sizes || !expected_io {
+        return Err(invalid(
+            &weights_path,
+            format!(
+                "layer sizes {:?} do not match the metadata {:?} and the signature [-1, 784] -> [-1, 10]",
+                model.sizes(),
+                metadata.sizes
+            ),
+        ));
+    }
+    Ok((model, metadata))
+}
+
+/// The `MLmodel` file: a custom `engine` flavor and a tensor signature.
+fn mlmodel_yaml(meta: &ModelMetadata) -> String {
+    let tensor = |width: usize| {
+        format!(r#"'[{{"type": "tensor", "tensor-spec": {{"dtype": "float32", "shape": [-1, {width}]}}}}]'"#)
+    };
+    let (inputs, outputs) = (meta.sizes.first().copied().unwrap_or(0), meta.sizes.last().copied().unwrap_or(0));
+    let mut yaml = format!(
+        "flavors:\n  engine:\n    data: {WEIGHTS_FILE}\n    metadata: {METADATA_FILE}\n    format: {FORMAT}\n    engine_version: {}\n",
+        meta.engine_version
+    );
+    if let Some(model_id) = &meta.model_id {
+        yaml += &format!("model_id: {model_id}\nmodel_uuid: {model_id}\n");
+    }
+    if let Some(run_id) = &meta.run_id {
+        yaml += &format!("run_id: {run_id}\n");
+    }
+    yaml += &format!("signature:\n  inputs: {}\n  outputs: {}\n  params: null\n", tensor(inputs), tensor(outputs));
+    yaml += &format!("utc_time_created: '{}'\n", meta.created);
+    yaml
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC.
+pub fn utc_timestamp(time: std::time::SystemTime) -> String {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_micros()
+    )
 }
 
 /// Lowercase hex SHA-256.

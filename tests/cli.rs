@@ -76,7 +76,7 @@ fn a_diverging_run_stops_with_the_epoch_and_step_and_writes_nothing() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("epoch 1, step"), "{message}");
-    assert!(!out.join("model.safetensors").exists() && !out.join("metrics.json").exists());
+    assert!(!out.join("model").exists() && !out.join("metrics.json").exists());
 }
 
 #[test]
@@ -107,7 +107,9 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
         assert!(!summary[key].is_null(), "--json lacks {key}");
     }
     for file in [
-        "model.safetensors",
+        "model/model.safetensors",
+        "model/MLmodel",
+        "model/engine_model.json",
         "metrics.json",
         "classification_report.json",
         "confusion_matrix.png",
@@ -116,6 +118,7 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
     ] {
         assert!(out.join(file).is_file(), "{file} was not written");
     }
-    let model = engine::model::load_safetensors(&out.join("model.safetensors"), &engine::Device::Cpu).unwrap();
+    let (model, meta) = engine::model::load_model_dir(&out.join("model"), &engine::Device::Cpu).unwrap();
     assert_eq!(model.sizes(), [784, 512, 512, 10]);
+    assert_eq!(meta.run_id.as_deref(), summary["run_id"].as_str());
 }

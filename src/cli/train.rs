@@ -1,6 +1,5 @@
 //! `engine train`: load the data, train, evaluate on the test set, write the model and reports.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -167,13 +166,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     println!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy);
 
     std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
-    let mut metadata = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("normalize".to_string(), config.normalize.name().to_string()),
-        ("sizes".to_string(), format!("{:?}", trained.model.sizes())),
-    ]);
-    metadata.insert("engine_version".into(), env!("CARGO_PKG_VERSION").into());
-    model::save_safetensors(&trained.model, &output_dir.join("model.safetensors"), metadata)?;
+    let model_dir = output_dir.join("model");
+    let hyperparameters = serde_json::to_value(&config)?;
+    model::save_model_dir(&model_dir, &trained.model, config.normalize, hyperparameters, Some(&run_id), None)?;
     write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
 
     let summary = serde_json::json!({

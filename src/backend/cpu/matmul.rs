@@ -229,7 +229,14 @@ fn transpose(src: &[f32], src_stride: usize, lanes: usize, depth: usize, dst: &m
 /// The 8x8-block part of `transpose` for the first `depth` (a multiple of 8) depths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn transpose_avx2(src: &[f32], src_stride: usize, lanes: usize, depth: usize, dst: &mut [f32], dst_stride: usize) {
+unsafe fn transpose_avx2(
+    src: &[f32],
+    src_stride: usize,
+    lanes: usize,
+    depth: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
     use std::arch::x86_64::*;
     let mask = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32), mask);
