@@ -1,0 +1,39 @@
+//! Inference over the 10,000 FashionMNIST test images with the default 784-512-512-10 MLP, like
+//! the PyTorch anchor (`shared/anchors/cpu/infer.py`): a preloaded `f32` test set sliced into
+//! batches of 10,000 and of 64, forward pass and argmax, no gradients.
+//! `RAYON_NUM_THREADS=1 cargo bench --bench infer`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use engine::data::{self, IMAGE_PIXELS, Normalization};
+use engine::nn::Mlp;
+use engine::rng::Rng;
+use engine::{Device, Tensor};
+
+fn inference(c: &mut Criterion) {
+    let test = data::load(None).expect("FashionMNIST (see README)").test;
+    let indices: Vec<usize> = (0..test.len()).collect();
+    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    data::gather_batch(&test, &indices, Normalization::Unit, &mut inputs, &mut labels);
+    let model = Mlp::new(IMAGE_PIXELS, &[512, 512], 10, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
+    let mut group = c.benchmark_group("inference_10k");
+    group.sample_size(10);
+    for batch in [10_000, 64] {
+        group.bench_function(format!("batch{batch}"), |b| {
+            b.iter(|| {
+                engine::no_grad(|| {
+                    let mut correct = 0;
+                    for (rows, ys) in inputs.chunks(batch * IMAGE_PIXELS).zip(labels.chunks(batch)) {
+                        let x = Tensor::from_vec(rows.to_vec(), &[ys.len(), IMAGE_PIXELS], &Device::Cpu).unwrap();
+                        let predicted = model.forward(&x).unwrap().argmax().unwrap();
+                        correct += predicted.iter().zip(ys).filter(|(p, y)| **p as f32 == **y).count();
+                    }
+                    correct
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, inference);
+criterion_main!(benches);
