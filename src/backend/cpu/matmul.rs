@@ -430,3 +430,53 @@ pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    /// The portable kernel is what machines without AVX2 run: it must agree with the AVX2 one
+    /// bit for bit (both use fused multiply-adds in the same order), accumulating or not.
+    #[test]
+    fn portable_and_avx2_kernels_agree() {
+        let kc = 37;
+        let (a, b) = (random(kc * MR, 1), random(kc * NR, 2));
+        for overwrite in [true, false] {
+            let start = random(MR * NR, 3);
+            let (mut portable, mut simd) = (start.clone(), start.clone());
+            // SAFETY: both buffers hold MR rows of NR floats.
+            unsafe { MicroKernel::Portable.run(kc, &a, &b, portable.as_mut_ptr(), NR, overwrite) };
+            unsafe { MicroKernel::detect().run(kc, &a, &b, simd.as_mut_ptr(), NR, overwrite) };
+            assert_eq!(portable, simd);
+            let expected: f32 = (0..kc).map(|p| a[p * MR + 2] * b[p * NR + 5]).sum::<f32>()
+                + if overwrite { 0.0 } else { start[2 * NR + 5] };
+            assert!((portable[2 * NR + 5] - expected).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn transposing_copy_matches_the_definition() {
+        for (lanes, depth) in [(8, 19), (6, 8), (3, 5), (1, 17), (0, 4)] {
+            let stride = depth + 3;
+            let src = random(8 * stride, 4);
+            let mut dst = vec![f32::NAN; depth * 16];
+            transpose(&src, stride, lanes, depth, &mut dst, 16);
+            for p in 0..depth {
+                for i in 0..16 {
+                    let got = dst[p * 16 + i];
+                    if i < lanes {
+                        assert_eq!(got, src[i * stride + p], "lanes {lanes} depth {depth} p {p} i {i}");
+                    } else {
+                        assert!(got.is_nan(), "lane {i} >= {lanes} must stay untouched");
+                    }
+                }
+            }
+        }
+    }
+}
