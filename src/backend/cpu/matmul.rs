@@ -209,6 +209,7 @@ fn copy_prefix(dst: &mut [f32], src: &[f32], len: usize) {
 
 /// `dst[p * dst_stride + i] = src[i * src_stride + p]` for `i < lanes <= 8`, `p < depth`: the
 /// transposing copy that packing a row-major A or a transposed B needs, 8x8 blocks at a time.
+/// Lanes `lanes..8` of a row may be set to zero (they are padding or rewritten later).
 fn transpose(src: &[f32], src_stride: usize, lanes: usize, depth: usize, dst: &mut [f32], dst_stride: usize) {
     assert!(lanes <= 8 && (lanes == 0 || (lanes - 1) * src_stride + depth <= src.len()));
     assert!(depth == 0 || (depth - 1) * dst_stride + lanes <= dst.len());
@@ -268,7 +269,14 @@ unsafe fn transpose_avx2(
             ];
             for (q, column) in columns.into_iter().enumerate() {
                 let out = dst.as_mut_ptr().add((p + q) * dst_stride);
-                if lanes == 8 { _mm256_storeu_ps(out, column) } else { _mm256_maskstore_ps(out, mask, column) }
+                // Lanes past `lanes` hold zeros: a full store writes them over padding or over
+                // the next row's start, which a later store rewrites. Masked stores are slow
+                // on AMD, so only the last rows, whose overhang would leave `dst`, use one.
+                if (p + q) * dst_stride + 8 <= dst.len() {
+                    _mm256_storeu_ps(out, column)
+                } else {
+                    _mm256_maskstore_ps(out, mask, column)
+                }
             }
         }
     }
@@ -472,8 +480,10 @@ mod tests {
                     let got = dst[p * 16 + i];
                     if i < lanes {
                         assert_eq!(got, src[i * stride + p], "lanes {lanes} depth {depth} p {p} i {i}");
+                    } else if i < 8 {
+                        assert!(got.is_nan() || got == 0.0, "padding lane {i} holds {got}");
                     } else {
-                        assert!(got.is_nan(), "lane {i} >= {lanes} must stay untouched");
+                        assert!(got.is_nan(), "lane {i} >= 8 must stay untouched");
                     }
                 }
             }
