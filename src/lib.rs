@@ -1,1 +1,3 @@
 //! `engine`: a deep-learning engine written from scratch, and the workflow around it.
+
+pub mod tracking;
