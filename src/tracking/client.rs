@@ -744,7 +744,7 @@ impl MlflowClient {
             let text = text.trim();
             // An HTML error page says little; keep its first line, shortened.
             let first = text.lines().next().unwrap_or("").trim();
-            message = if first.starts_with('<') {
+            message = if first.is_empty() || first.starts_with('<') {
                 reason_phrase(r.status).to_string()
             } else {
                 truncate_chars(first, 300).to_string()

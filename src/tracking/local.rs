@@ -871,6 +871,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metric_values_round_trip_exactly() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values: Vec<f64> = (0..20_000).map(|s| 0.1 * 0.99f64.powi(s)).collect();
+        for _ in 0..50_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = f64::from_bits(state);
+            if v.is_finite() {
+                values.push(v);
+            }
+        }
+        for v in values {
+            let m = Metric {
+                key: "k".into(),
+                value: v,
+                step: 0,
+                timestamp_ms: 0,
+            };
+            let line = serde_json::to_vec(&m).unwrap();
+            let (back, bad) = parse_metrics(&line);
+            assert_eq!(bad, 0);
+            assert_eq!(back[0].value.to_bits(), v.to_bits(), "{v:e}");
+        }
+    }
+
+    #[test]
     fn torn_lines_are_skipped() {
         let data = b"{\"key\":\"a\",\"value\":1.0,\"step\":0,\"timestamp\":5}\n\
                      {\"key\":\"a\",\"value\":\"NaN\",\"step\":1,\"timestamp\":6}\n\
