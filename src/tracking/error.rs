@@ -31,6 +31,9 @@ impl fmt::Display for ApiError {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
+        if self.status == 404 && self.error_code.is_empty() {
+            write!(f, " (not an MLflow API endpoint: check the tracking URI)")?;
+        }
         if self.status == 401 || self.status == 403 {
             write!(
                 f,
@@ -119,13 +122,11 @@ impl TrackingError {
         }
     }
 
-    /// True for `RESOURCE_DOES_NOT_EXIST` (or a plain 404).
+    /// True for `RESOURCE_DOES_NOT_EXIST` (and local runs not found).
     pub fn is_not_found(&self) -> bool {
         match self {
-            TrackingError::Api(e) => {
-                e.error_code == "RESOURCE_DOES_NOT_EXIST"
-                    || (e.status == 404 && e.error_code.is_empty())
-            }
+            // A 404 without MLflow's error code is a wrong URL, not a missing resource.
+            TrackingError::Api(e) => e.error_code == "RESOURCE_DOES_NOT_EXIST",
             TrackingError::RunNotFound(_) => true,
             _ => false,
         }

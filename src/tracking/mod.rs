@@ -36,7 +36,7 @@ pub use local::{
 };
 pub use mirror::MirroredTracker;
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
-pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_with};
+pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
 
 /// Default experiment name when neither a flag nor `MLFLOW_EXPERIMENT_NAME` gives one.
 pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";

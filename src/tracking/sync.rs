@@ -277,7 +277,8 @@ fn same_value(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs())
 }
 
-/// The local points the server lacks (multiset difference on key, step, timestamp, value).
+/// The local points the server lacks, matched on key, step, timestamp and value. The server
+/// keeps one copy of identical points (they are its primary key), so duplicates count once.
 pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric> {
     let mut have: HashMap<(&str, i64, i64), Vec<f64>> = HashMap::new();
     for m in server {
@@ -287,13 +288,9 @@ pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric>
     }
     let mut out = Vec::new();
     for m in local {
-        let slot = have.get_mut(&(m.key.as_str(), m.step, m.timestamp_ms));
-        let found = slot.and_then(|vals| {
-            vals.iter()
-                .position(|v| same_value(*v, m.value))
-                .map(|i| vals.swap_remove(i))
-        });
-        if found.is_none() {
+        let vals = have.entry((m.key.as_str(), m.step, m.timestamp_ms)).or_default();
+        if !vals.iter().any(|v| same_value(*v, m.value)) {
+            vals.push(m.value); // later identical local points are then "present"
             out.push(m.clone());
         }
     }
@@ -504,19 +501,24 @@ mod tests {
         let local = vec![
             p("loss", 0, 10, 1.0),
             p("loss", 1, 11, 0.5),
-            p("loss", 1, 11, 0.5), // logged twice: the server must hold it twice
             p("loss", 2, 12, f64::NAN),
+            p("loss", 2, 12, f64::NAN), // logged twice: the server holds it once
+            p("loss", 3, 12, 0.25),
+            p("loss", 3, 12, 0.125), // same step and time, other value: a distinct point
             p("acc", 2, 12, f64::INFINITY),
         ];
         let server = vec![p("loss", 0, 10, 1.0), p("loss", 1, 11, 0.5)];
         let miss = missing_points(&local, &server);
-        assert_eq!(miss.len(), 3);
-        assert_eq!(miss[0].step, 1);
+        assert_eq!(miss.len(), 4);
+        assert!(miss[0].value.is_nan());
+        assert_eq!(miss[1].value, 0.25);
+        assert_eq!(miss[2].value, 0.125);
         let server_all = vec![
             p("loss", 0, 10, 1.0),
-            p("loss", 1, 11, 0.5),
             p("loss", 1, 11, 0.5 + 1e-17),
             p("loss", 2, 12, f64::NAN),
+            p("loss", 3, 12, 0.125),
+            p("loss", 3, 12, 0.25),
             p("acc", 2, 12, f64::MAX),
         ];
         assert!(missing_points(&local, &server_all).is_empty());
