@@ -134,7 +134,8 @@ fn client(uri: &str, auth: Auth, retry: RetryPolicy) -> MlflowClient {
     MlflowClient::new(uri, auth, retry).unwrap()
 }
 
-const EXPERIMENT: &str = r#"{"experiment":{"experiment_id":"7","name":"x","lifecycle_stage":"active"}}"#;
+const EXPERIMENT: &str =
+    r#"{"experiment":{"experiment_id":"7","name":"x","lifecycle_stage":"active"}}"#;
 
 #[test]
 fn unauthorized_is_reported_once_without_secrets() {
@@ -229,7 +230,11 @@ fn creates_are_not_retried_on_5xx_but_writes_are() {
     let err = c.create_run("1", "n", 0, "u", &[]).unwrap_err();
     assert_eq!(err.error_code(), Some("INTERNAL_ERROR"));
     assert!(err.to_string().contains("boom"));
-    assert_eq!(stub.hits(), 1, "a create may have happened: not repeated on 5xx");
+    assert_eq!(
+        stub.hits(),
+        1,
+        "a create may have happened: not repeated on 5xx"
+    );
     let err = c
         .log_batch("r", &[Metric::new("m", 1.0, 0)], &[], &[])
         .unwrap_err();
@@ -252,7 +257,11 @@ fn too_many_requests_honours_retry_after() {
     let c = client(&stub.uri(), Auth::None, retry);
     let t = Instant::now();
     c.get_experiment("7").unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(950), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(stub.hits(), 2);
 }
 
@@ -265,7 +274,11 @@ fn non_mlflow_pages_give_clear_errors() {
             "<!doctype html><title>404 Not Found</title>".to_string(),
         )
     });
-    let c = client(&format!("{}/not-mlflow", stub.uri()), Auth::None, fast_retries(2));
+    let c = client(
+        &format!("{}/not-mlflow", stub.uri()),
+        Auth::None,
+        fast_retries(2),
+    );
     let err = c.get_run("abc").unwrap_err();
     assert_eq!(err.http_status(), Some(404));
     assert!(err.to_string().contains("Not Found"), "{err}");
@@ -274,10 +287,7 @@ fn non_mlflow_pages_give_clear_errors() {
     let ok_but_html = Stub::start(|_, _| (200, vec![], "<html>hello</html>".to_string()));
     let c = client(&ok_but_html.uri(), Auth::None, fast_retries(0));
     let err = c.get_run("abc").unwrap_err();
-    assert!(
-        matches!(err, TrackingError::Protocol { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrackingError::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("not JSON"), "{err}");
 }
 
@@ -298,22 +308,35 @@ fn refused_connection_is_bounded_and_clear() {
     let err = c.get_or_create_experiment("x").unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     match &err {
-        TrackingError::Unreachable { attempts, detail, .. } => {
+        TrackingError::Unreachable {
+            attempts, detail, ..
+        } => {
             assert_eq!(*attempts, 4);
             assert!(detail.contains("refused"), "{detail}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&uri) && msg.contains("after 4 attempts"), "{msg}");
+    assert!(
+        msg.contains(&uri) && msg.contains("after 4 attempts"),
+        "{msg}"
+    );
     // creates are retried on connection errors too (nothing reached the server)
     let err = c.create_run("1", "n", 0, "u", &[]).unwrap_err();
-    assert!(matches!(err, TrackingError::Unreachable { attempts: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, TrackingError::Unreachable { attempts: 4, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn wrong_uris_are_rejected_or_fail_cleanly() {
-    for bad in ["sqlite:///mlflow.db", "file:./mlruns", "127.0.0.1:5000", "http://"] {
+    for bad in [
+        "sqlite:///mlflow.db",
+        "file:./mlruns",
+        "127.0.0.1:5000",
+        "http://",
+    ] {
         let cfg = TrackingConfig {
             tracking_uri: Some(bad.into()),
             ..TrackingConfig::local("/tmp/engine-tracking-unused", "x")
@@ -351,9 +374,7 @@ fn mirrored_tracker_keeps_training_when_server_is_down() {
     };
     let c = client(&uri, Auth::None, fast_retries(1));
     let mut t = MirroredTracker::new(cfg.clone(), c).unwrap();
-    let id = t
-        .start_run(&[("lr".into(), "0.1".into())], &[])
-        .unwrap();
+    let id = t.start_run(&[("lr".into(), "0.1".into())], &[]).unwrap();
     assert!(util::is_run_id(&id));
     assert!(!t.is_server_live());
     let started = Instant::now();

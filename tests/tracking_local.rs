@@ -67,10 +67,12 @@ fn round_trip_write_list_show() {
     }
     points.push(Metric::new("weird", f64::NAN, 0));
     t.log_metrics(&points).unwrap();
-    t.log_params(&kv(&[("epochs", "5"), ("lr", "0.01")])).unwrap(); // same value again: fine
+    t.log_params(&kv(&[("epochs", "5"), ("lr", "0.01")]))
+        .unwrap(); // same value again: fine
     let err = t.log_params(&kv(&[("lr", "0.1")])).unwrap_err();
     assert!(matches!(err, TrackingError::InvalidArgument(_)), "{err}");
-    t.set_tags(&kv(&[("note", "first"), ("note", "second")])).unwrap();
+    t.set_tags(&kv(&[("note", "first"), ("note", "second")]))
+        .unwrap();
 
     let art = tmp.path().join("report.json");
     std::fs::write(&art, br#"{"acc":0.9}"#).unwrap();
@@ -146,7 +148,10 @@ fn round_trip_write_list_show() {
     let list = tracking::runs_list(&cfg.local_root, None).unwrap();
     assert!(list.starts_with("RUN ID"), "{list}");
     assert!(list.contains(&id) && list.contains(&id2), "{list}");
-    assert!(list.contains("FINISHED") && list.contains("FAILED"), "{list}");
+    assert!(
+        list.contains("FINISHED") && list.contains("FAILED"),
+        "{list}"
+    );
     assert!(list.contains("test_accuracy=0.9"), "{list}");
     let show = tracking::runs_show(&cfg.local_root, &id).unwrap();
     for needle in [
@@ -251,7 +256,10 @@ fn run_killed_in_a_child_process_is_unfinished() {
     let ready = tmp.path().join("ready");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "child never got going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child never got going"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let id = std::fs::read_to_string(&ready).unwrap();
@@ -262,7 +270,12 @@ fn run_killed_in_a_child_process_is_unfinished() {
     let r = store.load_run(&id).unwrap();
     assert_eq!(r.status, RecordStatus::Unfinished);
     assert!(r.metrics.len() >= 4);
-    assert!(r.metrics.iter().enumerate().all(|(i, m)| m.step == i as i64));
+    assert!(
+        r.metrics
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.step == i as i64)
+    );
 }
 
 #[test]

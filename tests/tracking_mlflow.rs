@@ -57,7 +57,11 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The server's whole history of every metric of a run, sorted by (key, step, timestamp).
-fn server_points(c: &MlflowClient, run_id: &str, keys: &[String]) -> Vec<(String, i64, i64, String)> {
+fn server_points(
+    c: &MlflowClient,
+    run_id: &str,
+    keys: &[String],
+) -> Vec<(String, i64, i64, String)> {
     let mut out = Vec::new();
     for k in keys {
         for m in c.get_metric_history(run_id, k).unwrap() {
@@ -71,7 +75,14 @@ fn server_points(c: &MlflowClient, run_id: &str, keys: &[String]) -> Vec<(String
 fn local_points(metrics: &[Metric]) -> Vec<(String, i64, i64, String)> {
     let mut out: Vec<_> = metrics
         .iter()
-        .map(|m| (m.key.clone(), m.step, m.timestamp_ms, format!("{:?}", m.value)))
+        .map(|m| {
+            (
+                m.key.clone(),
+                m.step,
+                m.timestamp_ms,
+                format!("{:?}", m.value),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -86,7 +97,9 @@ fn server_map(items: &[engine::tracking::KeyValue]) -> BTreeMap<String, String> 
 
 #[test]
 fn run_logged_through_tracker_reads_back_over_rest() {
-    let Some(server) = mlflow::shared() else { return };
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
     let tmp = Tmp::new("roundtrip");
     let cfg = config(Some(server.uri()), tmp.path(), "roundtrip", "mlp-h128-e5");
     let c = client(server.uri());
@@ -104,7 +117,12 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     assert!(util::is_run_id(&id));
     assert!(t.is_server_live());
     assert_eq!(t.server_run_id(), Some(id.as_str()));
-    assert!(t.describe().starts_with(&format!("MLflow {}", server.uri())), "{}", t.describe());
+    assert!(
+        t.describe()
+            .starts_with(&format!("MLflow {}", server.uri())),
+        "{}",
+        t.describe()
+    );
 
     // 2 x 1200 points in one call (more than one batch), plus NaN and per-epoch logging.
     let mut all = Vec::new();
@@ -131,25 +149,35 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     for epoch in 0..5 {
         let m = vec![
             Metric::new("test_accuracy", 0.8 + epoch as f64 * 0.01, epoch),
-            Metric::new("odd", if epoch == 2 { f64::NAN } else { epoch as f64 }, epoch),
+            Metric::new(
+                "odd",
+                if epoch == 2 { f64::NAN } else { epoch as f64 },
+                epoch,
+            ),
         ];
         t.log_metrics(&m).unwrap();
         all.extend(m);
     }
     t.log_params(&kv(&[("epochs", "5")])).unwrap();
-    t.set_tags(&kv(&[("mlflow.note.content", "round trip test")])).unwrap();
+    t.set_tags(&kv(&[("mlflow.note.content", "round trip test")]))
+        .unwrap();
 
     let report = tmp.path().join("report.json");
     std::fs::write(&report, br#"{"test_accuracy": 0.84}"#).unwrap();
     let png = tmp.path().join("loss curve.png");
-    let png_bytes: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let png_bytes: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     std::fs::write(&png, &png_bytes).unwrap();
     t.log_artifact(&report, "").unwrap();
     t.log_artifact(&png, "plots/train").unwrap();
     t.end_run(RunStatus::Finished).unwrap();
     assert!(t.is_in_sync(), "{:?}", t.last_server_error());
 
-    let local = LocalStore::open(&cfg.local_root).unwrap().load_run(&id).unwrap();
+    let local = LocalStore::open(&cfg.local_root)
+        .unwrap()
+        .load_run(&id)
+        .unwrap();
     assert_eq!(local.sync_state(), "synced");
     assert_eq!(local.server_run_id(), Some(id.as_str()));
 
@@ -188,11 +216,13 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["plots/train/loss curve.png", "report.json"]);
     assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "plots/train/loss curve.png").unwrap(),
+        c.download_artifact(&run.info.artifact_uri, "plots/train/loss curve.png")
+            .unwrap(),
         png_bytes
     );
     assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "report.json").unwrap(),
+        c.download_artifact(&run.info.artifact_uri, "report.json")
+            .unwrap(),
         std::fs::read(&report).unwrap()
     );
 
@@ -203,23 +233,45 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     };
     let rep = sync_to(&cfg.local_root, &c, &opts).unwrap();
     assert_eq!(rep.runs[0].outcome, SyncOutcome::AlreadySynced);
-    let rep = sync_to(&cfg.local_root, &c, &SyncOptions { recheck: true, ..opts }).unwrap();
+    let rep = sync_to(
+        &cfg.local_root,
+        &c,
+        &SyncOptions {
+            recheck: true,
+            ..opts
+        },
+    )
+    .unwrap();
     assert_eq!(rep.runs[0].outcome, SyncOutcome::Synced);
     assert!(!rep.sent_anything(), "{rep}");
 }
 
 #[test]
 fn local_runs_are_pushed_by_sync_once() {
-    let Some(server) = mlflow::shared() else { return };
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
     let tmp = Tmp::new("push");
     let cfg = config(None, tmp.path(), "pushed", "offline-1");
     let c = client(server.uri());
 
     // A finished local-only run...
     let mut t = LocalTracker::new(cfg.clone()).unwrap();
-    let id = t.start_run(&kv(&[("hidden", "64")]), &kv(&[("k", "v")])).unwrap();
+    let id = t
+        .start_run(&kv(&[("hidden", "64")]), &kv(&[("k", "v")]))
+        .unwrap();
     let pts: Vec<Metric> = (0..30)
-        .map(|s| Metric::new("loss", if s == 7 { f64::NAN } else { 1.0 / (s + 1) as f64 }, s))
+        .map(|s| {
+            Metric::new(
+                "loss",
+                if s == 7 {
+                    f64::NAN
+                } else {
+                    1.0 / (s + 1) as f64
+                },
+                s,
+            )
+        })
         .collect();
     t.log_metrics(&pts).unwrap();
     t.log_metrics(&pts[..2]).unwrap(); // the same points logged twice: the server keeps one
@@ -250,7 +302,11 @@ fn local_runs_are_pushed_by_sync_once() {
     assert_eq!(rec.sync_state(), "synced");
     let sid = rec.server_run_id().unwrap().to_string();
     assert_ne!(sid, id, "the server chose its own id");
-    assert_eq!(store.load_run(&sid).unwrap().run_id, id, "found by server id");
+    assert_eq!(
+        store.load_run(&sid).unwrap().run_id,
+        id,
+        "found by server id"
+    );
     let run = c.get_run(&sid).unwrap();
     assert_eq!(run.info.status, "KILLED");
     assert_eq!(run.info.end_time, rec.end_time_ms);
@@ -266,7 +322,8 @@ fn local_runs_are_pushed_by_sync_once() {
     assert_eq!(server_points(&c, &sid, &keys), distinct);
     assert_eq!(distinct.len(), 30);
     assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "model/weights.bin").unwrap(),
+        c.download_artifact(&run.info.artifact_uri, "model/weights.bin")
+            .unwrap(),
         vec![7u8; 3000]
     );
 
@@ -315,7 +372,9 @@ fn local_runs_are_pushed_by_sync_once() {
 
 #[test]
 fn experiments_are_got_or_created_race_safely_and_restored() {
-    let Some(server) = mlflow::shared() else { return };
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
     let c = client(server.uri());
     let name = format!("race-{}", &util::new_run_id()[..8]);
     let ids: Vec<String> = std::thread::scope(|s| {
@@ -337,7 +396,9 @@ fn experiments_are_got_or_created_race_safely_and_restored() {
 
 #[test]
 fn server_errors_carry_mlflow_error_codes() {
-    let Some(server) = mlflow::shared() else { return };
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
     let c = client(server.uri());
     let err = c.get_run("0123456789abcdef0123456789abcdef").unwrap_err();
     assert_eq!(err.error_code(), Some("RESOURCE_DOES_NOT_EXIST"));
@@ -346,7 +407,8 @@ fn server_errors_carry_mlflow_error_codes() {
 
     let exp = c.get_or_create_experiment("errors").unwrap();
     let info = c.create_run(&exp, "e", util::now_ms(), "u", &[]).unwrap();
-    c.log_batch(&info.run_id, &[], &kv(&[("lr", "1")]), &[]).unwrap();
+    c.log_batch(&info.run_id, &[], &kv(&[("lr", "1")]), &[])
+        .unwrap();
     let err = c
         .log_batch(&info.run_id, &[], &kv(&[("lr", "2")]), &[])
         .unwrap_err();
@@ -359,12 +421,17 @@ fn server_errors_carry_mlflow_error_codes() {
     let err = wrong.get_experiment_by_name("x").unwrap_err();
     assert_eq!(err.http_status(), Some(404), "{err}");
     assert!(err.to_string().contains("check the tracking URI"), "{err}");
-    assert!(!err.is_not_found(), "a wrong URL is not a missing experiment");
+    assert!(
+        !err.is_not_found(),
+        "a wrong URL is not a missing experiment"
+    );
 }
 
 #[test]
 fn server_killed_mid_run_then_sync_completes_it() {
-    let Some(bin) = mlflow::mlflow_or_skip() else { return };
+    let Some(bin) = mlflow::mlflow_or_skip() else {
+        return;
+    };
     let dir = mlflow::scratch_dir("engine-mlflow-fault");
     let mut server = mlflow::MlflowServer::start_with(bin, dir, mlflow::free_port()).unwrap();
     eprintln!("fault-test server up in {:?}", server.started_in);
@@ -416,7 +483,11 @@ fn server_killed_mid_run_then_sync_completes_it() {
     let before = c.get_run(&id).unwrap();
     assert_eq!(before.info.status, "RUNNING");
     let keys = rec.metric_keys();
-    assert_eq!(server_points(&c, &id, &keys).len(), 10, "half the run got there live");
+    assert_eq!(
+        server_points(&c, &id, &keys).len(),
+        10,
+        "half the run got there live"
+    );
 
     let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
     assert_eq!(rep.runs.len(), 1, "{rep}");
@@ -443,7 +514,8 @@ fn server_killed_mid_run_then_sync_completes_it() {
         .collect();
     assert_eq!(files, ["early.txt", "out/late.txt"]);
     assert_eq!(
-        c.download_artifact(&after.info.artifact_uri, "out/late.txt").unwrap(),
+        c.download_artifact(&after.info.artifact_uri, "out/late.txt")
+            .unwrap(),
         b"after the crash"
     );
     assert_eq!(store.load_run(&id).unwrap().sync_state(), "synced");

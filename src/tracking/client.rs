@@ -46,7 +46,10 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => write!(f, "Auth::None"),
             Auth::Basic { username, .. } => {
-                write!(f, "Auth::Basic {{ username: {username:?}, password: \"***\" }}")
+                write!(
+                    f,
+                    "Auth::Basic {{ username: {username:?}, password: \"***\" }}"
+                )
             }
             Auth::Bearer(_) => write!(f, "Auth::Bearer(\"***\")"),
         }
@@ -178,10 +181,12 @@ impl RetryPolicy {
             p.timeout = Duration::from_secs_f64(v.min(3600.0));
         }
         if let Some(v) = get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") {
-            p.respect_retry_after = !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
+            p.respect_retry_after =
+                !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
         }
         // A large factor must still be able to wait that long.
-        let factor_max = Duration::from_secs_f64(p.backoff_factor * 2f64.powi(p.max_retries as i32));
+        let factor_max =
+            Duration::from_secs_f64(p.backoff_factor * 2f64.powi(p.max_retries as i32));
         if factor_max > p.backoff_max && p.backoff_factor > 0.5 {
             p.backoff_max = Duration::from_secs(120);
         }
@@ -496,12 +501,14 @@ fn content_type_for(path: &Path) -> &'static str {
 /// Turns `mlflow-artifacts:/1/<run>/artifacts` (optionally `mlflow-artifacts://host:port/...`)
 /// into the path below `/api/2.0/mlflow-artifacts/artifacts/`.
 pub fn artifact_proxy_path(artifact_uri: &str) -> Result<String, TrackingError> {
-    let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
-        TrackingError::Config(format!(
-            "artifact URI {artifact_uri:?} is not served by the tracking server; \
+    let rest = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .ok_or_else(|| {
+            TrackingError::Config(format!(
+                "artifact URI {artifact_uri:?} is not served by the tracking server; \
              start `mlflow server` with artifact serving on (the default, --serve-artifacts)"
-        ))
-    })?;
+            ))
+        })?;
     let rest = if let Some(r) = rest.strip_prefix("//") {
         // drop the authority
         match r.find('/') {
@@ -552,7 +559,11 @@ impl MlflowClient {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(retry.timeout))
-            .user_agent(concat!("engine/", env!("CARGO_PKG_VERSION"), " (mlflow-rest)"))
+            .user_agent(concat!(
+                "engine/",
+                env!("CARGO_PKG_VERSION"),
+                " (mlflow-rest)"
+            ))
             .build()
             .new_agent()
     }
@@ -603,7 +614,12 @@ impl MlflowClient {
         }
     }
 
-    fn send_once(&self, method: &str, url: &str, body: &ReqBody) -> Result<RawResponse, ureq::Error> {
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: &ReqBody,
+    ) -> Result<RawResponse, ureq::Error> {
         let mut b = ureq::http::Request::builder()
             .method(method)
             .uri(url)
@@ -987,17 +1003,26 @@ impl MlflowClient {
     }
 
     /// The full history of one metric (all pages).
-    pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TrackingError> {
+    pub fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Vec<Metric>, TrackingError> {
         let path = "metrics/get-history";
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let mut q = vec![("run_id", run_id), ("metric_key", key), ("max_results", "25000")];
+            let mut q = vec![
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", "25000"),
+            ];
             if !token.is_empty() {
                 q.push(("page_token", token.as_str()));
             }
             let v = self.get_json(path, &q)?;
-            let page: Vec<Metric> = Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
+            let page: Vec<Metric> =
+                Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
             out.extend(page);
             match v.get("next_page_token").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() && t != token => token = t.to_string(),
@@ -1075,7 +1100,13 @@ impl MlflowClient {
         // Fail early and clearly on a missing local file (not as a network error).
         File::open(local_path).map_err(|e| TrackingError::io(local_path, e))?;
         let ct = content_type_for(local_path);
-        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::File(local_path, ct), Retry::Idempotent)?;
+        let (r, attempts) = self.send(
+            "PUT",
+            &path,
+            &[],
+            ReqBody::File(local_path, ct),
+            Retry::Idempotent,
+        )?;
         if !(200..300).contains(&r.status) {
             return Err(Self::api_error("PUT", &path, &r, attempts));
         }
@@ -1094,7 +1125,13 @@ impl MlflowClient {
         }
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let ct = content_type_for(Path::new(rel_path));
-        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::Bytes(bytes, ct), Retry::Idempotent)?;
+        let (r, attempts) = self.send(
+            "PUT",
+            &path,
+            &[],
+            ReqBody::Bytes(bytes, ct),
+            Retry::Idempotent,
+        )?;
         if !(200..300).contains(&r.status) {
             return Err(Self::api_error("PUT", &path, &r, attempts));
         }
@@ -1102,7 +1139,11 @@ impl MlflowClient {
     }
 
     /// Downloads `<artifact_uri>/<rel_path>` through the artifact proxy.
-    pub fn download_artifact(&self, artifact_uri: &str, rel_path: &str) -> Result<Vec<u8>, TrackingError> {
+    pub fn download_artifact(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+    ) -> Result<Vec<u8>, TrackingError> {
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
@@ -1282,9 +1323,15 @@ mod tests {
     #[test]
     fn retry_classes() {
         assert_eq!(retry_class_for_post("runs/log-batch"), Retry::Idempotent);
-        assert_eq!(retry_class_for_post("/api/2.0/mlflow/runs/update"), Retry::Idempotent);
+        assert_eq!(
+            retry_class_for_post("/api/2.0/mlflow/runs/update"),
+            Retry::Idempotent
+        );
         assert_eq!(retry_class_for_post("runs/create"), Retry::CreateOnly);
-        assert_eq!(retry_class_for_post("experiments/create"), Retry::CreateOnly);
+        assert_eq!(
+            retry_class_for_post("experiments/create"),
+            Retry::CreateOnly
+        );
     }
 
     #[test]
@@ -1338,7 +1385,13 @@ mod tests {
     fn tracking_uris_are_checked() {
         assert!(normalize_tracking_uri("http://localhost:5000").is_ok());
         assert!(normalize_tracking_uri("https://mlflow.example/base/").is_ok());
-        for bad in ["sqlite:///mlflow.db", "file:./mlruns", "localhost:5000", "http://", "http://u:p@h"] {
+        for bad in [
+            "sqlite:///mlflow.db",
+            "file:./mlruns",
+            "localhost:5000",
+            "http://",
+            "http://u:p@h",
+        ] {
             assert!(
                 matches!(normalize_tracking_uri(bad), Err(TrackingError::Config(_))),
                 "{bad}"
@@ -1358,7 +1411,8 @@ mod tests {
         );
         assert!(artifact_proxy_path("/tmp/mlruns/1/abc/artifacts").is_err());
         assert_eq!(
-            MlflowClient::artifact_url_path("mlflow-artifacts:/1/r/artifacts", "plots/a b.png").unwrap(),
+            MlflowClient::artifact_url_path("mlflow-artifacts:/1/r/artifacts", "plots/a b.png")
+                .unwrap(),
             "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/plots/a%20b.png"
         );
         for bad in ["../x", "a/../b", "/abs", "a//b", "a\\b"] {

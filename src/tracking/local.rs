@@ -194,12 +194,17 @@ impl RunRecord {
 
     /// All points of one metric, in the order logged.
     pub fn metric_history(&self, key: &str) -> Vec<Metric> {
-        self.metrics.iter().filter(|m| m.key == key).cloned().collect()
+        self.metrics
+            .iter()
+            .filter(|m| m.key == key)
+            .cloned()
+            .collect()
     }
 
     /// Metric keys, sorted.
     pub fn metric_keys(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<&str> = self.metrics.iter().map(|m| m.key.as_str()).collect();
+        let set: std::collections::BTreeSet<&str> =
+            self.metrics.iter().map(|m| m.key.as_str()).collect();
         set.into_iter().map(str::to_string).collect()
     }
 
@@ -408,7 +413,9 @@ impl LocalStore {
             if !exp.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 continue;
             }
-            let Ok(runs) = fs::read_dir(exp.path()) else { continue };
+            let Ok(runs) = fs::read_dir(exp.path()) else {
+                continue;
+            };
             for run in runs.flatten() {
                 let p = run.path();
                 if p.join(META).is_file() {
@@ -469,7 +476,10 @@ impl LocalStore {
         for dir in self.run_dirs()? {
             if let Some(exp) = experiment {
                 // cheap filter on the directory name first
-                let parent = dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string());
+                let parent = dir
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().to_string());
                 if parent.as_deref() != Some(experiment_dir_name(exp).as_str()) {
                     continue;
                 }
@@ -510,10 +520,7 @@ impl LocalStore {
             return Err(TrackingError::RunNotFound("(empty id)".into()));
         }
         let dirs = self.run_dirs()?;
-        if let Some(d) = dirs
-            .iter()
-            .find(|d| d.file_name().is_some_and(|n| n == id))
-        {
+        if let Some(d) = dirs.iter().find(|d| d.file_name().is_some_and(|n| n == id)) {
             return Ok(d.clone());
         }
         let mut matches: Vec<(PathBuf, String)> = Vec::new();
@@ -524,7 +531,8 @@ impl LocalStore {
                 return Ok(d.clone());
             }
             let prefix = id.len() >= 4
-                && (meta.run_id.starts_with(id) || meta.remotes.iter().any(|r| r.run_id.starts_with(id)));
+                && (meta.run_id.starts_with(id)
+                    || meta.remotes.iter().any(|r| r.run_id.starts_with(id)));
             if prefix {
                 matches.push((d.clone(), meta.run_id.clone()));
             }
@@ -640,7 +648,11 @@ impl LocalRun {
     }
 
     /// Copies `local_path` to `artifacts/<artifact_dir>/<file name>`; returns that relative path.
-    pub fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<String, TrackingError> {
+    pub fn log_artifact(
+        &mut self,
+        local_path: &Path,
+        artifact_dir: &str,
+    ) -> Result<String, TrackingError> {
         let artifact_dir = artifact_dir.trim_matches('/');
         check_artifact_rel_path(artifact_dir)?;
         if !local_path.is_file() {
@@ -652,7 +664,9 @@ impl LocalRun {
         let name = local_path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
-            .ok_or_else(|| TrackingError::InvalidArgument(format!("{} has no file name", local_path.display())))?;
+            .ok_or_else(|| {
+                TrackingError::InvalidArgument(format!("{} has no file name", local_path.display()))
+            })?;
         let rel = if artifact_dir.is_empty() {
             name
         } else {
@@ -666,7 +680,9 @@ impl LocalRun {
         // copy to a temp name then rename, so a crash never leaves half a file under its real name
         let tmp = dest.with_file_name(format!(
             ".{}.part{}",
-            dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            dest.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             std::process::id()
         ));
         fs::copy(local_path, &tmp).map_err(|e| TrackingError::io(local_path, e))?;
@@ -681,7 +697,9 @@ impl LocalRun {
 
     /// Records a server run for this run.
     pub fn add_remote(&mut self, remote: RemoteRef) -> Result<(), TrackingError> {
-        self.meta.remotes.retain(|r| r.tracking_uri != remote.tracking_uri);
+        self.meta
+            .remotes
+            .retain(|r| r.tracking_uri != remote.tracking_uri);
         self.meta.remotes.push(remote);
         write_meta(&self.dir, &self.meta)
     }
@@ -833,7 +851,9 @@ impl Tracker for LocalTracker {
         self.active()?.set_tags(tags)
     }
     fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<(), TrackingError> {
-        self.active()?.log_artifact(local_path, artifact_dir).map(|_| ())
+        self.active()?
+            .log_artifact(local_path, artifact_dir)
+            .map(|_| ())
     }
     fn end_run(&mut self, status: RunStatus) -> Result<(), TrackingError> {
         let run = self.active()?;

@@ -179,7 +179,9 @@ impl Tracker for MirroredTracker {
         if let Err(e) = started {
             // Don't leave a RUNNING run on the server for a run we cannot record.
             if let Some(r) = &self.remote {
-                let _ = self.client.update_run(&r.run_id, RunStatus::Failed, now_ms());
+                let _ = self
+                    .client
+                    .update_run(&r.run_id, RunStatus::Failed, now_ms());
             }
             return Err(e);
         }
@@ -241,7 +243,10 @@ impl Tracker for MirroredTracker {
         if !self.local.is_active() {
             return Err(TrackingError::NoActiveRun);
         }
-        let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
+        let run = self
+            .local
+            .local_run_mut()
+            .ok_or(TrackingError::NoActiveRun)?;
         let rel = run.log_artifact(local_path, artifact_dir)?;
         let copy = run.artifact_path(&rel);
         if let Some((_, uri)) = self.live()
@@ -257,7 +262,10 @@ impl Tracker for MirroredTracker {
             return Err(TrackingError::NoActiveRun);
         }
         let end = now_ms();
-        let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
+        let run = self
+            .local
+            .local_run_mut()
+            .ok_or(TrackingError::NoActiveRun)?;
         run.finish(status, end)?;
         self.local.mark_ended();
         if let Some((id, _)) = self.live() {

@@ -78,7 +78,8 @@ impl TrackingConfig {
         run_name: Option<String>,
         get: impl Fn(&str) -> Option<String>,
     ) -> Self {
-        let nonempty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let nonempty =
+            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         TrackingConfig {
             tracking_uri: nonempty(tracking_uri).or_else(|| nonempty(get("MLFLOW_TRACKING_URI"))),
             experiment: nonempty(experiment)
@@ -228,7 +229,11 @@ impl Tracker for NoopTracker {
     fn set_tags(&mut self, _tags: &[(String, String)]) -> Result<(), TrackingError> {
         Ok(())
     }
-    fn log_artifact(&mut self, _local_path: &Path, _artifact_dir: &str) -> Result<(), TrackingError> {
+    fn log_artifact(
+        &mut self,
+        _local_path: &Path,
+        _artifact_dir: &str,
+    ) -> Result<(), TrackingError> {
         Ok(())
     }
     fn end_run(&mut self, _status: RunStatus) -> Result<(), TrackingError> {
@@ -279,7 +284,8 @@ mod tests {
             "ENGINE_LOCAL_STORE" => Some("/tmp/store".to_string()),
             _ => None,
         };
-        let c = TrackingConfig::from_lookup(Some("http://flag:1".into()), None, Some("r".into()), env);
+        let c =
+            TrackingConfig::from_lookup(Some("http://flag:1".into()), None, Some("r".into()), env);
         assert_eq!(c.tracking_uri.as_deref(), Some("http://flag:1"));
         assert_eq!(c.experiment, "env-exp");
         assert_eq!(c.run_name.as_deref(), Some("r"));

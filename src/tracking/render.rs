@@ -13,10 +13,7 @@ pub fn runs_list(root: &Path, experiment: Option<&str>) -> Result<String, Tracki
     let runs = store.list_runs(experiment)?;
     if runs.is_empty() {
         return Ok(match experiment {
-            Some(e) => format!(
-                "no runs of experiment {e:?} in {}\n",
-                root.display()
-            ),
+            Some(e) => format!("no runs of experiment {e:?} in {}\n", root.display()),
             None => format!("no runs in {}\n", root.display()),
         });
     }
@@ -77,7 +74,14 @@ pub fn format_run_list(runs: &[RunRecord]) -> String {
         })
         .collect();
     let header = [
-        "RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "SYNC", "METRICS",
+        "RUN ID",
+        "NAME",
+        "EXPERIMENT",
+        "STATUS",
+        "STARTED (UTC)",
+        "DURATION",
+        "SYNC",
+        "METRICS",
     ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
@@ -162,12 +166,18 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let _ = writeln!(o, "\nparams ({})", r.params.len());
-    let pw = r.params.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    let pw = r
+        .params
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (k, v) in &r.params {
         let _ = writeln!(o, "  {k:<pw$}  {}", truncate_chars(v, 200));
     }
 
-    let (system, user): (Vec<_>, Vec<_>) = r.tags.iter().partition(|(k, _)| k.starts_with("mlflow."));
+    let (system, user): (Vec<_>, Vec<_>) =
+        r.tags.iter().partition(|(k, _)| k.starts_with("mlflow."));
     let _ = writeln!(o, "\ntags ({})", r.tags.len());
     let tw = r.tags.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     for (k, v) in user.iter().chain(system.iter()) {
@@ -175,9 +185,19 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let keys = r.metric_keys();
-    let _ = writeln!(o, "\nmetrics ({} keys, {} points)", keys.len(), r.metrics.len());
+    let _ = writeln!(
+        o,
+        "\nmetrics ({} keys, {} points)",
+        keys.len(),
+        r.metrics.len()
+    );
     if !keys.is_empty() {
-        let kw = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0).max(3);
+        let kw = keys
+            .iter()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(3);
         let _ = writeln!(
             o,
             "  {:<kw$}  {:>12}  {:>12}  {:>12}  {:>11}  {:>6}",
@@ -198,7 +218,13 @@ pub fn format_run_show(r: &RunRecord) -> String {
             } else {
                 format!("{smin}..{smax}")
             };
-            let fv = |v: f64| if finite.is_empty() { "NaN".to_string() } else { format_value(v) };
+            let fv = |v: f64| {
+                if finite.is_empty() {
+                    "NaN".to_string()
+                } else {
+                    format_value(v)
+                }
+            };
             let _ = writeln!(
                 o,
                 "  {k:<kw$}  {:>12}  {:>12}  {:>12}  {:>11}  {:>6}",
@@ -212,7 +238,12 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let total: u64 = r.artifacts.iter().map(|a| a.size).sum();
-    let _ = writeln!(o, "\nartifacts ({} files, {} bytes)", r.artifacts.len(), total);
+    let _ = writeln!(
+        o,
+        "\nartifacts ({} files, {} bytes)",
+        r.artifacts.len(),
+        total
+    );
     for a in &r.artifacts {
         let _ = writeln!(o, "  {:>10}  {}", a.size, a.path);
     }

@@ -119,7 +119,8 @@ impl SyncReport {
 
 impl fmt::Display for SyncReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
+        let count =
+            |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
         let updated = self
             .runs
             .iter()
@@ -288,7 +289,9 @@ pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric>
     }
     let mut out = Vec::new();
     for m in local {
-        let vals = have.entry((m.key.as_str(), m.step, m.timestamp_ms)).or_default();
+        let vals = have
+            .entry((m.key.as_str(), m.step, m.timestamp_ms))
+            .or_default();
         if !vals.iter().any(|v| same_value(*v, m.value)) {
             vals.push(m.value); // later identical local points are then "present"
             out.push(m.clone());
@@ -317,7 +320,11 @@ fn sync_run(
 
     // 1. Find the server run, or create it.
     let mut server_run = None;
-    let mut candidates: Vec<String> = meta.remote_for(&uri).map(|r| r.run_id.clone()).into_iter().collect();
+    let mut candidates: Vec<String> = meta
+        .remote_for(&uri)
+        .map(|r| r.run_id.clone())
+        .into_iter()
+        .collect();
     if !candidates.contains(&rec.run_id) {
         candidates.push(rec.run_id.clone());
     }
@@ -356,7 +363,8 @@ fn sync_run(
         None => {
             let mut tags: Vec<(String, String)> = rec.tags.clone().into_iter().collect();
             tags.push((LOCAL_RUN_ID_TAG.to_string(), rec.run_id.clone()));
-            let info = client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
+            let info =
+                client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
             s.created = true;
             s.tags_sent = tags.len();
             super::client::Run {
@@ -418,7 +426,9 @@ fn sync_run(
     let tags: Vec<(String, String)> = rec
         .tags
         .iter()
-        .filter(|(k, v)| server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS)))
+        .filter(|(k, v)| {
+            server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
 

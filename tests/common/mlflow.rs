@@ -10,7 +10,7 @@
 //! ```
 //! The server runs `mlflow server --backend-store-uri sqlite:///<tmp>/mlflow.db
 //! --artifacts-destination <tmp>/artifacts --host 127.0.0.1 --port <free port> --workers 1`
-//! (artifact serving is on by default in 3.x), with telemetry off, from the virtualenv at
+//! (artifact serving is on by default in 3.x), with telemetry and the job runner off, from the virtualenv at
 //! `$ENGINE_MLFLOW_VENV` or else `<repo>/.venv-mlflow` (made by `scripts/mlflow-venv.sh`).
 //! When that venv is missing the test is skipped with a message, unless
 //! `ENGINE_REQUIRE_MLFLOW=1`, in which case it fails saying how to create the venv.
@@ -186,12 +186,26 @@ impl MlflowServer {
         let artifacts = self.dir.join("artifacts");
         let started = Instant::now();
         let child = Command::new(&self.bin)
-            .args(["server", "--backend-store-uri", &db, "--artifacts-destination"])
+            .args([
+                "server",
+                "--backend-store-uri",
+                &db,
+                "--artifacts-destination",
+            ])
             .arg(&artifacts)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--workers", "1"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--workers",
+                "1",
+            ])
             .current_dir(&self.dir)
             .env("MLFLOW_DISABLE_TELEMETRY", "true")
             .env("DO_NOT_TRACK", "true")
+            // no background job runner (huey workers): tests don't use it and it slows start-up
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .env_remove("MLFLOW_TRACKING_URI")
             .stdin(Stdio::null())
             .stdout(log)
@@ -205,7 +219,7 @@ impl MlflowServer {
             .args([
                 "-c",
                 "while kill -0 \"$0\" 2>/dev/null; do sleep 1; done; \
-                 kill -TERM -- \"-$1\" 2>/dev/null; sleep 5; kill -KILL -- \"-$1\" 2>/dev/null; \
+                 kill -TERM \"-$1\" 2>/dev/null; sleep 5; kill -KILL \"-$1\" 2>/dev/null; \
                  if [ \"$3\" != 1 ]; then rm -rf -- \"$2\"; fi",
                 &std::process::id().to_string(),
                 &pgid.to_string(),
