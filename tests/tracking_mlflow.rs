@@ -350,6 +350,25 @@ fn local_runs_are_pushed_by_sync_once() {
     assert_eq!(server_points(&c, &sid, &keys).len(), 30);
     assert_eq!(server_points(&c, &died_sid, &keys).len(), 1);
 
+    // Ending the dead run on sync: FAILED locally and on the server, end time = its last point.
+    let rep = sync_to(
+        &cfg.local_root,
+        &c,
+        &SyncOptions {
+            mark_unfinished: Some(RunStatus::Failed),
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rep.created(), 0, "{rep}");
+    let died = store.load_run(&dead).unwrap();
+    assert_eq!(died.status, RecordStatus::Failed);
+    assert_eq!(died.end_time_ms, Some(died.metrics[0].timestamp_ms));
+    assert_eq!(died.sync_state(), "synced");
+    let info = c.get_run(&died_sid).unwrap().info;
+    assert_eq!(info.status, "FAILED");
+    assert_eq!(info.end_time, died.end_time_ms);
+
     // A lost meta.json reference is recovered through the engine.local_run_id tag: no duplicate.
     let meta_path = rec.dir.join("meta.json");
     let mut meta: serde_json::Value =

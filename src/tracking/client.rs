@@ -117,7 +117,7 @@ fn base64_encode(data: &[u8]) -> String {
 /// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` (default 5, at most 10),
 /// `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR` (default 0.5 s, at most 120),
 /// `MLFLOW_HTTP_REQUEST_BACKOFF_JITTER` (default 0 s),
-/// `MLFLOW_HTTP_REQUEST_TIMEOUT` (default 30 s, per request),
+/// `MLFLOW_HTTP_REQUEST_TIMEOUT` (default 30 s, for connecting and for each socket read/write),
 /// `MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER` (default true).
 /// The defaults are smaller than the Python client's (7 retries, factor 2, 120 s) so that a
 /// dead server costs a training run seconds rather than minutes.
@@ -131,7 +131,8 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
     /// Up to this much random time is added to each non-zero wait.
     pub jitter: Duration,
-    /// Timeout of one request (connect, send, receive).
+    /// Timeout for connecting and for each wait on the socket (no bound on a whole transfer
+    /// that keeps moving).
     pub timeout: Duration,
     /// Honour a `Retry-After` header (bounded by `backoff_max`).
     pub respect_retry_after: bool,
@@ -388,26 +389,66 @@ pub struct Batch {
     pub tags: Vec<KeyValue>,
 }
 
-/// Splits metrics, params and tags into `log-batch` requests within the server's limits
-/// (1000 metrics, 100 params, 100 tags, 1000 entities per request). Params are sent first,
-/// then tags, then metrics, so each request stays homogeneous and ordered.
-pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Vec<Batch> {
+/// Largest request body `log-batch` gets from us; the server refuses bodies over 1 MB.
+pub const MAX_BATCH_BYTES: usize = 900_000;
+
+/// Splits items into runs of at most `max` items and about `max_bytes` (by `size`), never empty.
+fn chunk_by<T: Clone>(
+    items: &[T],
+    max: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
     let mut out = Vec::new();
-    for c in params.chunks(MAX_PARAMS_PER_BATCH) {
+    let mut cur: Vec<T> = Vec::new();
+    let mut bytes = 0;
+    for it in items {
+        let b = size(it);
+        if !cur.is_empty() && (cur.len() == max || bytes + b > max_bytes) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += b;
+        cur.push(it.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Splits metrics, params and tags into `log-batch` requests within the server's limits
+/// (1000 metrics, 100 params, 100 tags, 1000 entities and 1 MB per request). Params are sent
+/// first, then tags, then metrics, each kind in its own requests, in order.
+pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Vec<Batch> {
+    // JSON size of a pair: quotes, escapes (at most 6 bytes per char for \uXXXX) and punctuation.
+    let kv_bytes = |p: &KeyValue| {
+        32 + p.key.len()
+            + p.value.len()
+            + p.value
+                .chars()
+                .filter(|c| c.is_control() || *c == '"' || *c == '\\')
+                .count()
+                * 5
+    };
+    let metric_bytes = |m: &Metric| 96 + m.key.len() * 6;
+    let mut out = Vec::new();
+    for c in chunk_by(params, MAX_PARAMS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
         out.push(Batch {
-            params: c.to_vec(),
+            params: c,
             ..Batch::default()
         });
     }
-    for c in tags.chunks(MAX_TAGS_PER_BATCH) {
+    for c in chunk_by(tags, MAX_TAGS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
         out.push(Batch {
-            tags: c.to_vec(),
+            tags: c,
             ..Batch::default()
         });
     }
-    for c in metrics.chunks(MAX_METRICS_PER_BATCH.min(MAX_ENTITIES_PER_BATCH)) {
+    let max_metrics = MAX_METRICS_PER_BATCH.min(MAX_ENTITIES_PER_BATCH);
+    for c in chunk_by(metrics, max_metrics, MAX_BATCH_BYTES, metric_bytes) {
         out.push(Batch {
-            metrics: c.to_vec(),
+            metrics: c,
             ..Batch::default()
         });
     }
@@ -556,9 +597,15 @@ impl MlflowClient {
     }
 
     fn make_agent(retry: &RetryPolicy) -> ureq::Agent {
+        // Like MLflow's client (requests' connect/read timeouts): the timeout bounds connecting
+        // and each wait for the server, not a whole transfer, so large artifacts still go through.
+        let t = Some(retry.timeout);
         ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(retry.timeout))
+            .timeout_resolve(t)
+            .timeout_connect(t)
+            .timeout_per_read(t)
+            .timeout_per_write(t)
             .user_agent(concat!(
                 "engine/",
                 env!("CARGO_PKG_VERSION"),
@@ -1361,6 +1408,21 @@ mod tests {
         let all: Vec<Metric> = b.iter().flat_map(|x| x.metrics.clone()).collect();
         assert_eq!(all, metrics);
         assert!(chunk_batches(&[], &[], &[]).is_empty());
+
+        // 100 params of 6000 three-byte chars would make an 1.8 MB request: split by size.
+        let big: Vec<KeyValue> = (0..100)
+            .map(|i| KeyValue {
+                key: format!("p{i}"),
+                value: "é€".repeat(3000),
+            })
+            .collect();
+        let b = chunk_batches(&[], &big, &[]);
+        assert!(b.len() >= 2, "{}", b.len());
+        for x in &b {
+            let body = serde_json::to_vec(&x.params).unwrap();
+            assert!(body.len() <= MAX_BATCH_BYTES, "{}", body.len());
+        }
+        assert_eq!(b.iter().map(|x| x.params.len()).sum::<usize>(), 100);
     }
 
     #[test]

@@ -25,10 +25,11 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,
-    MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH,
-    MlflowClient, Retry, RetryPolicy, Run, RunData, RunInfo, artifact_proxy_path,
-    check_artifact_rel_path, chunk_batches, normalize_tracking_uri, retry_class_for_post,
+    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS,
+    MAX_TAGS_PER_BATCH, MlflowClient, Retry, RetryPolicy, Run, RunData, RunInfo,
+    artifact_proxy_path, check_artifact_rel_path, chunk_batches, normalize_tracking_uri,
+    retry_class_for_post,
 };
 pub use error::{ApiError, TrackingError};
 pub use local::{
@@ -317,6 +318,25 @@ mod tests {
         t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
         t.end_run(RunStatus::Finished).unwrap();
         assert_eq!(t.run_id(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn interrupt_flag_is_installed_once() {
+        let a = install_interrupt_flag();
+        let b = install_interrupt_flag();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn trackers_and_clients_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<MlflowClient>();
+        send::<LocalTracker>();
+        send::<MirroredTracker>();
+        send::<NoopTracker>();
+        send_sync::<TrackingError>();
     }
 
     #[test]

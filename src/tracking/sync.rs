@@ -20,7 +20,7 @@ use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::util::{now_ms, truncate_chars};
-use super::{LOCAL_RUN_ID_TAG, Metric, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, Metric, RunStatus, TrackingConfig};
 
 /// Which runs to push.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +31,9 @@ pub struct SyncOptions {
     pub run_ids: Vec<String>,
     /// Also compare runs already marked synced (sends whatever is missing on the server).
     pub recheck: bool,
+    /// End unfinished runs (their process died) with this status, locally and on the server,
+    /// with the time of their last metric point as end time. `None` leaves them RUNNING.
+    pub mark_unfinished: Option<RunStatus>,
 }
 
 /// What happened to one run.
@@ -247,6 +250,27 @@ pub fn sync_to(
         let mut rec = LocalStore::load_dir(&dir)?;
         if rec.status == RecordStatus::Running {
             rec.status = RecordStatus::Unfinished; // we hold the lock: nobody is recording it
+        }
+        if rec.status == RecordStatus::Unfinished
+            && let Some(status) = options.mark_unfinished
+        {
+            let end = rec
+                .metrics
+                .iter()
+                .map(|m| m.timestamp_ms)
+                .max()
+                .unwrap_or(rec.start_time_ms)
+                .max(rec.start_time_ms);
+            let mut meta = local::read_meta(&dir)?;
+            meta.status = status.as_str().to_string();
+            meta.end_time = Some(end);
+            local::write_meta(&dir, &meta)?;
+            rec.status = match status {
+                RunStatus::Finished => RecordStatus::Finished,
+                RunStatus::Failed => RecordStatus::Failed,
+                RunStatus::Killed => RecordStatus::Killed,
+            };
+            rec.end_time_ms = Some(end);
         }
         let mut s = SyncedRun::new(&rec);
         match sync_run(client, &dir, &rec, &mut experiments, &mut s) {
