@@ -419,6 +419,8 @@ fn server_errors_carry_mlflow_error_codes() {
         return;
     };
     let c = client(server.uri());
+    c.health().unwrap();
+    assert!(c.server_version().unwrap().starts_with("3."));
     let err = c.get_run("0123456789abcdef0123456789abcdef").unwrap_err();
     assert_eq!(err.error_code(), Some("RESOURCE_DOES_NOT_EXIST"));
     assert!(err.is_not_found());

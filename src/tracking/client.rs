@@ -185,16 +185,14 @@ impl RetryPolicy {
             p.respect_retry_after =
                 !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
         }
-        // A large factor must still be able to wait that long.
-        let factor_max =
-            Duration::from_secs_f64(p.backoff_factor * 2f64.powi(p.max_retries as i32));
-        if factor_max > p.backoff_max && p.backoff_factor > 0.5 {
+        // An explicit backoff factor gets MLflow's own cap on one wait (120 s).
+        if get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR").is_some() {
             p.backoff_max = Duration::from_secs(120);
         }
         p
     }
 
-    /// No retries, a short timeout: for probing.
+    /// No retries: for probing.
     pub fn no_retries() -> Self {
         RetryPolicy {
             max_retries: 0,
@@ -886,12 +884,25 @@ impl MlflowClient {
 
     /// `GET /health` once (no retries): Ok when the server answers 200.
     pub fn health(&self) -> Result<(), TrackingError> {
-        let (r, attempts) = self.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
+        let once = self.clone().with_retry(RetryPolicy {
+            max_retries: 0,
+            ..self.retry.clone()
+        });
+        let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
         if r.status == 200 {
             Ok(())
         } else {
             Err(Self::api_error("GET", "/health", &r, attempts))
         }
+    }
+
+    /// The server's MLflow version (`GET /version`), e.g. `3.17.2`.
+    pub fn server_version(&self) -> Result<String, TrackingError> {
+        let (r, attempts) = self.send("GET", "/version", &[], ReqBody::None, Retry::Idempotent)?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error("GET", "/version", &r, attempts));
+        }
+        Ok(String::from_utf8_lossy(&r.body).trim().to_string())
     }
 
     // ---------------------------------------------------------------------------------
