@@ -474,6 +474,8 @@ fn server_killed_mid_run_then_sync_completes_it() {
     for e in 0..5 {
         t.log_metrics(&epoch(e)).unwrap();
     }
+    t.flush().unwrap(); // what the loop logged so far reaches the server
+    assert_eq!(t.pending_points(), 0);
     assert!(t.is_server_live());
 
     server.stop();
@@ -561,4 +563,40 @@ fn server_killed_mid_run_then_sync_completes_it() {
     .unwrap();
     assert!(!rep.sent_anything(), "{rep}");
     assert_eq!(server_points(&c, &id, &keys).len(), 20);
+}
+
+#[test]
+fn per_step_points_are_batched_then_flushed() {
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
+    let tmp = Tmp::new("batched");
+    let cfg = config(Some(server.uri()), tmp.path(), "batched", "per-step");
+    let c = client(server.uri());
+    let mut t = MirroredTracker::new(cfg, c.clone()).unwrap();
+    t.set_flush_interval(Duration::from_secs(3600));
+    let id = t.start_run(&[], &[]).unwrap();
+    for step in 0..50 {
+        t.log_metrics(&[Metric::new("loss", 1.0 / (step + 1) as f64, step)])
+            .unwrap();
+    }
+    assert_eq!(t.pending_points(), 50);
+    assert!(c.get_metric_history(&id, "loss").unwrap().is_empty());
+    // still complete locally meanwhile
+    let local = LocalStore::open(tmp.path().join("store"))
+        .unwrap()
+        .load_run(&id)
+        .unwrap();
+    assert_eq!(local.metrics.len(), 50);
+    t.flush().unwrap();
+    assert_eq!(t.pending_points(), 0);
+    assert_eq!(c.get_metric_history(&id, "loss").unwrap().len(), 50);
+    for step in 50..1050 {
+        t.log_metrics(&[Metric::new("loss", 0.0, step)]).unwrap();
+    }
+    assert_eq!(t.pending_points(), 0, "a full batch goes out at once");
+    t.log_metrics(&[Metric::new("loss", 0.0, 1050)]).unwrap();
+    t.end_run(RunStatus::Finished).unwrap();
+    assert_eq!(c.get_metric_history(&id, "loss").unwrap().len(), 1051);
+    assert_eq!(c.get_run(&id).unwrap().info.status, "FINISHED");
 }

@@ -1,12 +1,16 @@
 //! The mirrored tracker: every run goes to the local store and, while it answers, to MLflow.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
 use super::util::{self, now_ms};
 use super::{Metric, RunStatus, Tracker, TrackingConfig};
+
+/// Default longest time metric points wait in memory before going to the server.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What to tell a user whose run did not reach the server.
 pub const SYNC_HINT: &str = "push it later with `engine sync`";
@@ -19,7 +23,10 @@ struct RemoteRun {
 
 /// Records a run in the local store and on an MLflow server at the same time.
 ///
-/// The local store is written first, so it always holds the whole run. Server failures never
+/// The local store is written first, so it always holds the whole run. Metric points go to the
+/// server in batches: at most once per flush interval (1 s by default), when 1000 are waiting,
+/// and before anything else is sent (params, tags, artifacts, end of run), so a loop logging
+/// every step costs one request a second, not one per step. Server failures never
 /// fail the training: when the server cannot be reached (after the client's bounded retries),
 /// a one-line warning goes to stderr, the server is left alone for the rest of the run, and the
 /// run stays marked unsynced for [`super::sync`]. Only local-store failures are returned as errors.
@@ -34,6 +41,10 @@ pub struct MirroredTracker {
     warned_unavailable: bool,
     warned_rejected: bool,
     last_error: Option<String>,
+    /// Metric points logged locally but not yet sent.
+    pending: Vec<Metric>,
+    last_flush: Instant,
+    flush_interval: Duration,
 }
 
 impl std::fmt::Debug for MirroredTracker {
@@ -59,7 +70,33 @@ impl MirroredTracker {
             warned_unavailable: false,
             warned_rejected: false,
             last_error: None,
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
         })
+    }
+
+    /// How long metric points may wait in memory before they are sent (zero: send at once).
+    pub fn set_flush_interval(&mut self, interval: Duration) {
+        self.flush_interval = interval;
+    }
+
+    /// Metric points waiting to be sent.
+    pub fn pending_points(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn send_pending(&mut self) {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let points = std::mem::take(&mut self.pending);
+        if let Some((id, _)) = self.live()
+            && let Err(e) = self.client.log_batch(&id, &points, &[], &[])
+        {
+            self.server_failed("MLflow log metrics", e);
+        }
     }
 
     pub fn client(&self) -> &MlflowClient {
@@ -208,17 +245,25 @@ impl Tracker for MirroredTracker {
 
     fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError> {
         self.local.log_metrics(metrics)?;
-        if let Some((id, _)) = self.live()
-            && !metrics.is_empty()
-            && let Err(e) = self.client.log_batch(&id, metrics, &[], &[])
-        {
-            self.server_failed("MLflow log metrics", e);
+        if self.live().is_some() {
+            self.pending.extend_from_slice(metrics);
+            if self.pending.len() >= super::MAX_METRICS_PER_BATCH
+                || self.last_flush.elapsed() >= self.flush_interval
+            {
+                self.send_pending();
+            }
         }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TrackingError> {
+        self.send_pending();
         Ok(())
     }
 
     fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError> {
         self.local.log_params(params)?;
+        self.send_pending();
         if let Some((id, _)) = self.live()
             && !params.is_empty()
             && let Err(e) = self.client.log_batch(&id, &[], params, &[])
@@ -230,6 +275,7 @@ impl Tracker for MirroredTracker {
 
     fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError> {
         self.local.set_tags(tags)?;
+        self.send_pending();
         if let Some((id, _)) = self.live()
             && !tags.is_empty()
             && let Err(e) = self.client.log_batch(&id, &[], &[], tags)
@@ -249,6 +295,7 @@ impl Tracker for MirroredTracker {
             .ok_or(TrackingError::NoActiveRun)?;
         let rel = run.log_artifact(local_path, artifact_dir)?;
         let copy = run.artifact_path(&rel);
+        self.send_pending();
         if let Some((_, uri)) = self.live()
             && let Err(e) = self.client.upload_artifact_file(&uri, &rel, &copy)
         {
@@ -268,6 +315,7 @@ impl Tracker for MirroredTracker {
             .ok_or(TrackingError::NoActiveRun)?;
         run.finish(status, end)?;
         self.local.mark_ended();
+        self.send_pending();
         if let Some((id, _)) = self.live() {
             match self.client.update_run(&id, status, end) {
                 Ok(_) => {}

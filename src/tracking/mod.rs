@@ -35,7 +35,7 @@ pub use error::{ApiError, TrackingError};
 pub use local::{
     ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord,
 };
-pub use mirror::MirroredTracker;
+pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
 
@@ -185,6 +185,11 @@ pub trait Tracker {
     fn run_id(&self) -> Option<&str>;
     /// Human description of where the run went ("local store ./mlruns-local/..." or "MLflow http://...").
     fn describe(&self) -> String;
+    /// Sends whatever is buffered for the server now (the local store is always up to date).
+    /// `end_run` flushes too.
+    fn flush(&mut self) -> Result<(), TrackingError> {
+        Ok(())
+    }
 }
 
 /// The tracker for `config`: a [`MirroredTracker`] (local store + MLflow) when a tracking URI is
