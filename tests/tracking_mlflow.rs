@@ -206,6 +206,7 @@ fn run_logged_through_tracker_reads_back_over_rest() {
         assert!(st.contains_key("mlflow.source.git.commit"));
     }
     assert_eq!(st["mlflow.note.content"], "round trip test");
+    assert_eq!(st["engine.local_run_id"], id);
 
     let keys = local.metric_keys();
     assert_eq!(keys.len(), 4);

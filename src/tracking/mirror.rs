@@ -7,7 +7,7 @@ use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
 use super::util::{self, now_ms};
-use super::{Metric, RunStatus, Tracker, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Default longest time metric points wait in memory before going to the server.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -181,12 +181,18 @@ impl Tracker for MirroredTracker {
         let all_tags = LocalTracker::initial_tags(&name, tags);
         let start = now_ms();
         let user = util::current_user();
+        // The id the run gets locally if the server does not answer. It goes out as a tag with
+        // the create, so that if the server did create the run but the answer was lost, `sync`
+        // finds that run instead of making a second one.
+        let provisional = util::new_run_id();
+        let mut create_tags = all_tags.clone();
+        create_tags.push((LOCAL_RUN_ID_TAG.to_string(), provisional.clone()));
         let created = self
             .client
             .get_or_create_experiment(&config.experiment)
             .and_then(|exp| {
                 self.client
-                    .create_run(&exp, &name, start, &user, &all_tags)
+                    .create_run(&exp, &name, start, &user, &create_tags)
                     .map(|info| (exp, info))
             });
         let run_id = match created {
@@ -201,7 +207,7 @@ impl Tracker for MirroredTracker {
             }
             Err(e) => {
                 self.server_failed("MLflow start run", e);
-                util::new_run_id()
+                provisional
             }
         };
         let uri = self.client.tracking_uri().to_string();
@@ -234,9 +240,9 @@ impl Tracker for MirroredTracker {
             if let Some(run) = self.local.local_run_mut() {
                 run.add_remote(remote_ref)?;
             }
-            if !params.is_empty()
-                && let Err(e) = self.client.log_batch(&run_id, &[], params, &[])
-            {
+            // The run is known locally under the server's id: say so in the tag.
+            let id_tag = [(LOCAL_RUN_ID_TAG.to_string(), run_id.clone())];
+            if let Err(e) = self.client.log_batch(&run_id, &[], params, &id_tag) {
                 self.server_failed("MLflow log params", e);
             }
         }

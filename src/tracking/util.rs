@@ -160,15 +160,31 @@ pub fn generate_run_name() -> String {
 
 /// The OS user, as MLflow's client reports it in `mlflow.user` and `user_id`.
 pub fn current_user() -> String {
-    for var in ["USER", "LOGNAME", "USERNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            let v = v.trim().to_string();
-            if !v.is_empty() {
-                return v;
+    use std::sync::OnceLock;
+    static USER: OnceLock<String> = OnceLock::new();
+    USER.get_or_init(|| {
+        // the order of Python's getpass.getuser(), then the password database via `id -un`
+        for var in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+            if let Ok(v) = std::env::var(var) {
+                let v = v.trim().to_string();
+                if !v.is_empty() {
+                    return v;
+                }
             }
         }
-    }
-    "unknown".to_string()
+        std::process::Command::new("id")
+            .arg("-un")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
+    })
+    .clone()
 }
 
 /// The program that records the run (`mlflow.source.name`).
