@@ -396,3 +396,46 @@ fn mirrored_tracker_keeps_training_when_server_is_down() {
     assert!(r.remotes.is_empty());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn mirrored_tracker_keeps_training_when_credentials_are_refused() {
+    let stub = Stub::start(|_, _| (401, vec![], "Unauthorized".to_string()));
+    let root: PathBuf = std::env::temp_dir().join(format!(
+        "engine-tracking-401-{}-{}",
+        std::process::id(),
+        util::new_run_id()
+    ));
+    let cfg = TrackingConfig {
+        tracking_uri: Some(stub.uri()),
+        experiment: "auth".into(),
+        run_name: None,
+        local_root: root.clone(),
+    };
+    let c = client(
+        &stub.uri(),
+        Auth::Basic {
+            username: "u".into(),
+            password: "wrong-password".into(),
+        },
+        fast_retries(3),
+    );
+    let mut t = MirroredTracker::new(cfg, c).unwrap();
+    let id = t.start_run(&[], &[]).unwrap();
+    assert_eq!(stub.hits(), 1, "no retries on 401");
+    t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
+    t.end_run(RunStatus::Finished).unwrap();
+    let err = t.last_server_error().unwrap();
+    assert!(
+        err.contains("401") && !err.contains("wrong-password"),
+        "{err}"
+    );
+    assert_eq!(
+        stub.hits(),
+        1,
+        "nothing more sent to a server that refused us"
+    );
+    let r = LocalStore::open(&root).unwrap().load_run(&id).unwrap();
+    assert_eq!(r.status, RecordStatus::Finished);
+    assert_eq!(r.sync_state(), "unsynced");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -253,7 +253,8 @@ impl Tracker for NoopTracker {
     }
 }
 
-/// Installs a Ctrl-C (SIGINT/SIGTERM) handler once per process and returns the flag it sets.
+/// Installs a handler for Ctrl-C (SIGINT), SIGTERM and SIGHUP once per process and returns the
+/// flag it sets.
 /// The training loop polls the flag, stops, and ends the run with [`RunStatus::Killed`].
 /// A second Ctrl-C exits at once with status 130. Later calls return the same flag.
 pub fn install_interrupt_flag() -> Arc<AtomicBool> {
