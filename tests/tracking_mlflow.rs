@@ -601,3 +601,29 @@ fn per_step_points_are_batched_then_flushed() {
     assert_eq!(c.get_metric_history(&id, "loss").unwrap().len(), 1051);
     assert_eq!(c.get_run(&id).unwrap().info.status, "FINISHED");
 }
+
+#[test]
+fn runs_still_recording_are_left_alone_by_sync() {
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
+    let tmp = Tmp::new("live");
+    let cfg = config(None, tmp.path(), "live", "in-progress");
+    let c = client(server.uri());
+    let mut t = LocalTracker::new(cfg.clone()).unwrap();
+    let id = t.start_run(&[], &[]).unwrap();
+    t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
+    let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
+    assert_eq!(rep.runs.len(), 1);
+    assert_eq!(rep.runs[0].outcome, SyncOutcome::SkippedRunning, "{rep}");
+    assert!(!rep.sent_anything());
+    t.end_run(RunStatus::Finished).unwrap();
+    let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
+    assert_eq!(rep.runs[0].outcome, SyncOutcome::Synced, "{rep}");
+    assert_eq!(rep.created(), 1);
+    let sid = rep.runs[0].server_run_id.clone().unwrap();
+    assert_eq!(
+        c.get_run(&sid).unwrap().tag("engine.local_run_id"),
+        Some(id.as_str())
+    );
+}

@@ -71,10 +71,14 @@ pub struct SyncedRun {
 
 impl SyncedRun {
     fn new(rec: &RunRecord) -> Self {
+        Self::from_names(&rec.run_id, &rec.run_name, &rec.experiment)
+    }
+
+    fn from_names(run_id: &str, run_name: &str, experiment: &str) -> Self {
         SyncedRun {
-            local_run_id: rec.run_id.clone(),
-            run_name: rec.run_name.clone(),
-            experiment: rec.experiment.clone(),
+            local_run_id: run_id.to_string(),
+            run_name: run_name.to_string(),
+            experiment: experiment.to_string(),
             server_run_id: None,
             created: false,
             params_sent: 0,
@@ -232,8 +236,7 @@ pub fn sync_to(
             continue;
         }
         if !options.recheck && meta.remote_for(&uri).is_some_and(|r| r.synced) {
-            let rec = LocalStore::load_dir(&dir)?;
-            let mut s = SyncedRun::new(&rec);
+            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
             s.server_run_id = meta.remote_for(&uri).map(|r| r.run_id.clone());
             s.outcome = SyncOutcome::AlreadySynced;
             report.runs.push(s);
@@ -241,8 +244,7 @@ pub fn sync_to(
         }
         // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
         let Some(_lock) = local::try_lock_run(&dir)? else {
-            let rec = LocalStore::load_dir(&dir)?;
-            let mut s = SyncedRun::new(&rec);
+            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
             s.outcome = SyncOutcome::SkippedRunning;
             report.runs.push(s);
             continue;
