@@ -11,6 +11,7 @@ pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod tensor;
+pub mod tracking;
 pub mod train;
 
 pub use autograd::{Gradients, no_grad};

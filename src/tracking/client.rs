@@ -1,0 +1,1514 @@
+//! A low-level MLflow REST client (tracking API and the `mlflow-artifacts` proxy), on `ureq`.
+//!
+//! It follows the conventions of MLflow's own Python client: the same environment variables
+//! for credentials, retries and timeouts, the same retry rules (408/429/5xx and connection
+//! errors for requests that are safe to repeat; only 408/429 and connection errors for creates),
+//! and exponential backoff in urllib3's schedule.
+
+use std::fmt;
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, TrackingError};
+use super::util::{percent_encode, truncate_chars};
+use super::{Metric, RunStatus};
+
+/// Most metrics one `runs/log-batch` request may carry.
+pub const MAX_METRICS_PER_BATCH: usize = 1000;
+/// Most params one `runs/log-batch` request may carry.
+pub const MAX_PARAMS_PER_BATCH: usize = 100;
+/// Most tags one `runs/log-batch` request may carry.
+pub const MAX_TAGS_PER_BATCH: usize = 100;
+/// Most entities (metrics + params + tags) one `runs/log-batch` request may carry.
+pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
+/// Longest param value the server keeps (longer ones are truncated before sending).
+pub const MAX_PARAM_VALUE_CHARS: usize = 6000;
+/// Longest tag value the server keeps (longer ones are truncated before sending).
+pub const MAX_TAG_VALUE_CHARS: usize = 8000;
+
+/// Credentials sent with every request. `Debug` never shows the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTP Basic (`MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`).
+    Basic { username: String, password: String },
+    /// `Authorization: Bearer` (`MLFLOW_TRACKING_TOKEN`).
+    Bearer(String),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => write!(f, "Auth::None"),
+            Auth::Basic { username, .. } => {
+                write!(
+                    f,
+                    "Auth::Basic {{ username: {username:?}, password: \"***\" }}"
+                )
+            }
+            Auth::Bearer(_) => write!(f, "Auth::Bearer(\"***\")"),
+        }
+    }
+}
+
+impl Auth {
+    /// Reads the credentials as MLflow's client does: Basic when both username and password
+    /// are set, else a bearer token when `MLFLOW_TRACKING_TOKEN` is set, else none.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match (
+            var("MLFLOW_TRACKING_USERNAME"),
+            var("MLFLOW_TRACKING_PASSWORD"),
+        ) {
+            (Some(username), Some(password)) => Auth::Basic { username, password },
+            _ => match var("MLFLOW_TRACKING_TOKEN") {
+                Some(t) => Auth::Bearer(t),
+                None => Auth::None,
+            },
+        }
+    }
+
+    fn header(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64_encode(format!("{username}:{password}").as_bytes())
+            )),
+            Auth::Bearer(t) => Some(format!("Bearer {t}")),
+        }
+    }
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// How requests are retried and timed out.
+///
+/// Read from MLflow's own variables by [`RetryPolicy::from_env`]:
+/// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` (default 5, at most 10),
+/// `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR` (default 0.5 s, at most 120),
+/// `MLFLOW_HTTP_REQUEST_BACKOFF_JITTER` (default 0 s),
+/// `MLFLOW_HTTP_REQUEST_TIMEOUT` (default 30 s, for connecting and for each socket read/write),
+/// `MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER` (default true).
+/// The defaults are smaller than the Python client's (7 retries, factor 2, 120 s) so that a
+/// dead server costs a training run seconds rather than minutes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = try once).
+    pub max_retries: u32,
+    /// Seconds: the n-th retry (n >= 2) waits `factor * 2^(n-1)`; the first is immediate.
+    pub backoff_factor: f64,
+    /// Upper bound of one wait.
+    pub backoff_max: Duration,
+    /// Up to this much random time is added to each non-zero wait.
+    pub jitter: Duration,
+    /// Timeout for connecting and for each wait on the socket (no bound on a whole transfer
+    /// that keeps moving).
+    pub timeout: Duration,
+    /// Honour a `Retry-After` header (bounded by `backoff_max`).
+    pub respect_retry_after: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            backoff_factor: 0.5,
+            backoff_max: Duration::from_secs(10),
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            respect_retry_after: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, overridden by `MLFLOW_HTTP_REQUEST_*` variables where they are set and valid.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with any source of variables (for tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let mut p = RetryPolicy::default();
+        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(v) = num("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+            && v >= 0.0
+        {
+            p.max_retries = (v as u32).min(10);
+        }
+        if let Some(v) = num("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+            && v >= 0.0
+        {
+            p.backoff_factor = v.min(120.0);
+        }
+        if let Some(v) = num("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
+            && v >= 0.0
+        {
+            p.jitter = Duration::from_secs_f64(v.min(60.0));
+        }
+        if let Some(v) = num("MLFLOW_HTTP_REQUEST_TIMEOUT")
+            && v > 0.0
+        {
+            p.timeout = Duration::from_secs_f64(v.min(3600.0));
+        }
+        if let Some(v) = get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") {
+            p.respect_retry_after =
+                !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
+        }
+        // An explicit backoff factor gets MLflow's own cap on one wait (120 s).
+        if get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR").is_some() {
+            p.backoff_max = Duration::from_secs(120);
+        }
+        p
+    }
+
+    /// No retries: for probing.
+    pub fn no_retries() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The wait before retry number `retry` (1-based), without jitter:
+    /// 0 for the first, then `factor * 2^(retry-1)`, capped at `backoff_max`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        if retry <= 1 {
+            return Duration::ZERO;
+        }
+        let secs = self.backoff_factor * 2f64.powi(retry.min(62) as i32 - 1);
+        Duration::from_secs_f64(secs.min(self.backoff_max.as_secs_f64()))
+    }
+
+    /// All waits, in order, if every attempt fails.
+    pub fn schedule(&self) -> Vec<Duration> {
+        (1..=self.max_retries).map(|r| self.backoff(r)).collect()
+    }
+}
+
+/// Whether a request may be repeated after the server might already have acted on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads and writes that are safe to repeat: retried on 408/429/5xx and any connection error.
+    Idempotent,
+    /// Creates: retried only on 408/429 and errors while connecting.
+    CreateOnly,
+}
+
+/// The POST endpoints (relative to `/api/2.0/mlflow/`) that MLflow's client treats as safe to repeat.
+const IDEMPOTENT_POSTS: &[&str] = &[
+    "runs/log-batch",
+    "runs/log-metric",
+    "runs/log-parameter",
+    "runs/set-tag",
+    "runs/delete-tag",
+    "runs/update",
+    "runs/delete",
+    "runs/restore",
+    "runs/search",
+    "runs/outputs",
+    "experiments/search",
+    "experiments/set-experiment-tag",
+    "experiments/restore",
+    "model-versions/set-tag",
+    "registered-models/set-tag",
+    "registered-models/alias",
+    "registered-models/get-latest-versions",
+    "logged-models/search",
+];
+
+/// The retry class MLflow's client uses for a POST to `path`.
+pub fn retry_class_for_post(path: &str) -> Retry {
+    let p = path.trim_start_matches('/');
+    let p = p.strip_prefix("api/2.0/mlflow/").unwrap_or(p);
+    if IDEMPOTENT_POSTS.contains(&p) {
+        Retry::Idempotent
+    } else {
+        Retry::CreateOnly
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Wire types
+
+/// A `{"key","value"}` pair (params, tags).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// An experiment as `experiments/get` returns it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Experiment {
+    pub experiment_id: String,
+    pub name: String,
+    pub artifact_location: String,
+    pub lifecycle_stage: String,
+    pub creation_time: Option<i64>,
+    pub last_update_time: Option<i64>,
+    pub tags: Vec<KeyValue>,
+}
+
+/// `run.info`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+    pub lifecycle_stage: String,
+}
+
+/// `run.data`: the latest value of each metric, the params and the tags.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunData {
+    pub metrics: Vec<Metric>,
+    pub params: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+}
+
+/// A run as `runs/get` returns it. `inputs`/`outputs` are kept raw for later users
+/// (logged models live in `outputs.model_outputs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Run {
+    pub info: RunInfo,
+    pub data: RunData,
+    pub inputs: Value,
+    pub outputs: Value,
+}
+
+impl Run {
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.data
+            .params
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    }
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.data
+            .tags
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// One entry of an artifact listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FileInfo {
+    pub path: String,
+    pub is_dir: bool,
+    pub file_size: Option<i64>,
+}
+
+/// Reads a metric value that MLflow may send as a number or as `"NaN"`/`"Infinity"`/`"-Infinity"`.
+pub(crate) fn de_lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        Num(f64),
+        Str(String),
+        Null(()),
+    }
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(v) => Ok(v),
+        NumOrStr::Null(()) => Ok(f64::NAN),
+        NumOrStr::Str(s) => match s.trim() {
+            "NaN" | "nan" => Ok(f64::NAN),
+            "Infinity" | "inf" | "+Infinity" => Ok(f64::INFINITY),
+            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            other => other
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("bad metric value {other:?}"))),
+        },
+    }
+}
+
+/// Writes a metric value as MLflow accepts it: a number, or `"NaN"`/`"Infinity"`/`"-Infinity"`.
+pub(crate) fn ser_lenient_f64<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else if v.is_nan() {
+        s.serialize_str("NaN")
+    } else if *v > 0.0 {
+        s.serialize_str("Infinity")
+    } else {
+        s.serialize_str("-Infinity")
+    }
+}
+
+/// The JSON body of one `runs/log-batch` request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub metrics: Vec<Metric>,
+    pub params: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+}
+
+/// Largest request body `log-batch` gets from us; the server refuses bodies over 1 MB.
+pub const MAX_BATCH_BYTES: usize = 900_000;
+
+/// Splits items into runs of at most `max` items and about `max_bytes` (by `size`), never empty.
+fn chunk_by<T: Clone>(
+    items: &[T],
+    max: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<T> = Vec::new();
+    let mut bytes = 0;
+    for it in items {
+        let b = size(it);
+        if !cur.is_empty() && (cur.len() == max || bytes + b > max_bytes) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += b;
+        cur.push(it.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Splits metrics, params and tags into `log-batch` requests within the server's limits
+/// (1000 metrics, 100 params, 100 tags, 1000 entities and 1 MB per request). Params are sent
+/// first, then tags, then metrics, each kind in its own requests, in order.
+pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Vec<Batch> {
+    // JSON size of a pair: quotes, escapes (at most 6 bytes per char for \uXXXX) and punctuation.
+    let kv_bytes = |p: &KeyValue| {
+        32 + p.key.len()
+            + p.value.len()
+            + p.value
+                .chars()
+                .filter(|c| c.is_control() || *c == '"' || *c == '\\')
+                .count()
+                * 5
+    };
+    let metric_bytes = |m: &Metric| 96 + m.key.len() * 6;
+    let mut out = Vec::new();
+    for c in chunk_by(params, MAX_PARAMS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
+        out.push(Batch {
+            params: c,
+            ..Batch::default()
+        });
+    }
+    for c in chunk_by(tags, MAX_TAGS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
+        out.push(Batch {
+            tags: c,
+            ..Batch::default()
+        });
+    }
+    let max_metrics = MAX_METRICS_PER_BATCH.min(MAX_ENTITIES_PER_BATCH);
+    for c in chunk_by(metrics, max_metrics, MAX_BATCH_BYTES, metric_bytes) {
+        out.push(Batch {
+            metrics: c,
+            ..Batch::default()
+        });
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// The client
+
+enum ReqBody<'a> {
+    None,
+    Json(Vec<u8>),
+    File(&'a Path, &'static str),
+    Bytes(&'a [u8], &'static str),
+}
+
+struct RawResponse {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
+}
+
+/// A low-level client for one MLflow tracking server. Cheap to clone.
+#[derive(Clone)]
+pub struct MlflowClient {
+    base: String,
+    auth: Auth,
+    retry: RetryPolicy,
+    agent: ureq::Agent,
+}
+
+impl fmt::Debug for MlflowClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MlflowClient")
+            .field("tracking_uri", &self.base)
+            .field("auth", &self.auth)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Checks a tracking URI for use over REST and normalizes it (no trailing `/`).
+pub fn normalize_tracking_uri(uri: &str) -> Result<String, TrackingError> {
+    let u = uri.trim().trim_end_matches('/');
+    let lower = u.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix("http://") {
+        r
+    } else if let Some(r) = lower.strip_prefix("https://") {
+        r
+    } else {
+        return Err(TrackingError::Config(format!(
+            "tracking URI {u:?} is not an http(s):// MLflow server; engine talks to MLflow over REST \
+             (start `mlflow server` and pass its http:// address, or leave MLFLOW_TRACKING_URI unset \
+             to record runs in the local store only)"
+        )));
+    };
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(TrackingError::Config(format!(
+            "tracking URI {u:?} has no host"
+        )));
+    }
+    if rest.contains('@') {
+        return Err(TrackingError::Config(
+            "tracking URI must not carry credentials; use MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+                .into(),
+        ));
+    }
+    Ok(u.to_string())
+}
+
+fn content_type_for(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg") | Some("jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        Some("txt") | Some("log") | Some("jsonl") | Some("md") => "text/plain",
+        Some("csv") => "text/csv",
+        Some("html") => "text/html",
+        Some("yaml") | Some("yml") => "application/x-yaml",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Turns `mlflow-artifacts:/1/<run>/artifacts` (optionally `mlflow-artifacts://host:port/...`)
+/// into the path below `/api/2.0/mlflow-artifacts/artifacts/`.
+pub fn artifact_proxy_path(artifact_uri: &str) -> Result<String, TrackingError> {
+    let rest = artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .ok_or_else(|| {
+            TrackingError::Config(format!(
+                "artifact URI {artifact_uri:?} is not served by the tracking server; \
+             start `mlflow server` with artifact serving on (the default, --serve-artifacts)"
+            ))
+        })?;
+    let rest = if let Some(r) = rest.strip_prefix("//") {
+        // drop the authority
+        match r.find('/') {
+            Some(i) => &r[i..],
+            None => "",
+        }
+    } else {
+        rest
+    };
+    Ok(rest.trim_matches('/').to_string())
+}
+
+/// Checks a relative artifact path: no absolute paths, no `..`, no empty segments; `\` not allowed.
+pub fn check_artifact_rel_path(p: &str) -> Result<(), TrackingError> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    let bad = p.starts_with('/')
+        || p.contains('\\')
+        || p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if bad {
+        return Err(TrackingError::InvalidArgument(format!(
+            "invalid artifact path {p:?}: use a relative path of plain names separated by '/'"
+        )));
+    }
+    Ok(())
+}
+
+impl MlflowClient {
+    /// A client for `tracking_uri` with credentials and retry settings from the environment.
+    pub fn from_env(tracking_uri: &str) -> Result<Self, TrackingError> {
+        Self::new(tracking_uri, Auth::from_env(), RetryPolicy::from_env())
+    }
+
+    /// A client with explicit credentials and retry policy.
+    pub fn new(tracking_uri: &str, auth: Auth, retry: RetryPolicy) -> Result<Self, TrackingError> {
+        let base = normalize_tracking_uri(tracking_uri)?;
+        let agent = Self::make_agent(&retry);
+        Ok(MlflowClient {
+            base,
+            auth,
+            retry,
+            agent,
+        })
+    }
+
+    fn make_agent(retry: &RetryPolicy) -> ureq::Agent {
+        // Like MLflow's client (requests' connect/read timeouts): the timeout bounds connecting
+        // and each wait for the server, not a whole transfer, so large artifacts still go through.
+        let t = Some(retry.timeout);
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_resolve(t)
+            .timeout_connect(t)
+            .timeout_per_read(t)
+            .timeout_per_write(t)
+            .user_agent(concat!(
+                "engine/",
+                env!("CARGO_PKG_VERSION"),
+                " (mlflow-rest)"
+            ))
+            .build()
+            .new_agent()
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.agent = Self::make_agent(&retry);
+        self.retry = retry;
+        self
+    }
+
+    /// The same client with other credentials.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The server's base URI (normalized, no trailing `/`).
+    pub fn tracking_uri(&self) -> &str {
+        &self.base
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// `path` relative to `/api/2.0/mlflow/` unless it starts with `/`.
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = if path.starts_with('/') {
+            format!("{}{}", self.base, path)
+        } else {
+            format!("{}/api/2.0/mlflow/{}", self.base, path)
+        };
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&percent_encode(k, false));
+            url.push('=');
+            url.push_str(&percent_encode(v, false));
+        }
+        url
+    }
+
+    fn endpoint_name(path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/api/2.0/mlflow/{path}")
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: &ReqBody,
+    ) -> Result<RawResponse, ureq::Error> {
+        let mut b = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json");
+        if let Some(h) = self.auth.header() {
+            b = b.header("Authorization", h);
+        }
+        let resp = match body {
+            ReqBody::None => self.agent.run(b.body(()).map_err(ureq::Error::Http)?),
+            ReqBody::Json(bytes) => self.agent.run(
+                b.header("Content-Type", "application/json")
+                    .body(bytes.as_slice())
+                    .map_err(ureq::Error::Http)?,
+            ),
+            ReqBody::Bytes(bytes, ct) => self.agent.run(
+                b.header("Content-Type", *ct)
+                    .body(*bytes)
+                    .map_err(ureq::Error::Http)?,
+            ),
+            ReqBody::File(path, ct) => {
+                let f = File::open(path).map_err(ureq::Error::Io)?;
+                self.agent.run(
+                    b.header("Content-Type", *ct)
+                        .body(f)
+                        .map_err(ureq::Error::Http)?,
+                )
+            }
+        };
+        let mut resp = resp?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?;
+        Ok(RawResponse {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Sends a request with the retry policy. Returns the final response (any status) or an error
+    /// when the server could not be reached.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: ReqBody,
+        class: Retry,
+    ) -> Result<(RawResponse, u32), TrackingError> {
+        let url = self.url(path, query);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = self.send_once(method, &url, &body);
+            let retryable = match &result {
+                Ok(r) => {
+                    matches!(r.status, 408 | 429)
+                        || (class == Retry::Idempotent && matches!(r.status, 500 | 502 | 503 | 504))
+                }
+                Err(e) => match error_kind(e) {
+                    NetErr::Connect => true,
+                    NetErr::Other => class == Retry::Idempotent,
+                    NetErr::Fatal => false,
+                },
+            };
+            if !retryable || attempt > self.retry.max_retries {
+                return match result {
+                    Ok(r) => Ok((r, attempt)),
+                    Err(e) => Err(self.net_error(&e, attempt)),
+                };
+            }
+            let mut wait = self.retry.backoff(attempt);
+            if self.retry.respect_retry_after
+                && let Ok(RawResponse {
+                    retry_after: Some(ra),
+                    ..
+                }) = &result
+            {
+                wait = wait.max((*ra).min(self.retry.backoff_max));
+            }
+            if !self.retry.jitter.is_zero() && !wait.is_zero() {
+                let frac = (super::util::random_u64() % 1000) as f64 / 1000.0;
+                wait += self.retry.jitter.mul_f64(frac);
+            }
+            // A fast failure (refused connection) shouldn't make the first retry a busy loop.
+            if wait.is_zero() && started.elapsed() < Duration::from_millis(50) {
+                wait = Duration::from_millis(50);
+            }
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn net_error(&self, e: &ureq::Error, attempts: u32) -> TrackingError {
+        let detail = match e {
+            ureq::Error::Io(io) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                _ => io.to_string(),
+            },
+            ureq::Error::HostNotFound => "host not found".to_string(),
+            ureq::Error::Timeout(t) => format!("timed out ({t:?})"),
+            ureq::Error::BadUri(s) => format!("bad URI {s}"),
+            other => other.to_string(),
+        };
+        TrackingError::Unreachable {
+            uri: self.base.clone(),
+            detail,
+            attempts,
+        }
+    }
+
+    fn api_error(method: &str, path: &str, r: &RawResponse, attempts: u32) -> TrackingError {
+        let (mut code, mut message) = (String::new(), String::new());
+        if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+            code = v
+                .get("error_code")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            message = v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+        }
+        if code.is_empty() && message.is_empty() {
+            let text = String::from_utf8_lossy(&r.body);
+            let text = text.trim();
+            // An HTML error page says little; keep its first line, shortened.
+            let first = text.lines().next().unwrap_or("").trim();
+            message = if first.is_empty() || first.starts_with('<') {
+                reason_phrase(r.status).to_string()
+            } else {
+                truncate_chars(first, 300).to_string()
+            };
+        }
+        TrackingError::Api(Box::new(ApiError {
+            method: method.to_string(),
+            endpoint: Self::endpoint_name(path),
+            status: r.status,
+            error_code: code,
+            message,
+            attempts,
+        }))
+    }
+
+    /// Sends a JSON request and returns the JSON answer (an error for non-2xx statuses).
+    pub fn request_json(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        class: Retry,
+    ) -> Result<Value, TrackingError> {
+        let req_body = match body {
+            Some(v) => ReqBody::Json(serde_json::to_vec(v).map_err(|e| {
+                TrackingError::InvalidArgument(format!("cannot encode request: {e}"))
+            })?),
+            None => ReqBody::None,
+        };
+        let (r, attempts) = self.send(method, path, query, req_body, class)?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error(method, path, &r, attempts));
+        }
+        if r.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&r.body).map_err(|e| TrackingError::Protocol {
+            endpoint: Self::endpoint_name(path),
+            detail: format!(
+                "not JSON ({e}): {}",
+                truncate_chars(String::from_utf8_lossy(&r.body).trim(), 200)
+            ),
+        })
+    }
+
+    /// `GET` with query parameters (repeat a key for lists).
+    pub fn get_json(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, TrackingError> {
+        self.request_json("GET", path, query, None, Retry::Idempotent)
+    }
+
+    /// `POST` a JSON body; retried as MLflow's client would for that endpoint.
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, TrackingError> {
+        self.request_json("POST", path, &[], Some(body), retry_class_for_post(path))
+    }
+
+    /// `PATCH` a JSON body (idempotent updates such as `logged-models/<id>`).
+    pub fn patch_json(&self, path: &str, body: &Value) -> Result<Value, TrackingError> {
+        self.request_json("PATCH", path, &[], Some(body), Retry::Idempotent)
+    }
+
+    /// `DELETE` with a JSON body (as MLflow's client sends it).
+    pub fn delete_json(&self, path: &str, body: &Value) -> Result<Value, TrackingError> {
+        self.request_json("DELETE", path, &[], Some(body), Retry::Idempotent)
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(path: &str, v: Value) -> Result<T, TrackingError> {
+        serde_json::from_value(v).map_err(|e| TrackingError::Protocol {
+            endpoint: Self::endpoint_name(path),
+            detail: e.to_string(),
+        })
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Server
+
+    /// `GET /health` once (no retries): Ok when the server answers 200.
+    pub fn health(&self) -> Result<(), TrackingError> {
+        let once = self.clone().with_retry(RetryPolicy {
+            max_retries: 0,
+            ..self.retry.clone()
+        });
+        let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(Self::api_error("GET", "/health", &r, attempts))
+        }
+    }
+
+    /// The server's MLflow version (`GET /version`), e.g. `3.17.2`.
+    pub fn server_version(&self) -> Result<String, TrackingError> {
+        let (r, attempts) = self.send("GET", "/version", &[], ReqBody::None, Retry::Idempotent)?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error("GET", "/version", &r, attempts));
+        }
+        Ok(String::from_utf8_lossy(&r.body).trim().to_string())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Experiments
+
+    /// The experiment named `name`, or `None` when there is none.
+    pub fn get_experiment_by_name(&self, name: &str) -> Result<Option<Experiment>, TrackingError> {
+        let path = "experiments/get-by-name";
+        match self.get_json(path, &[("experiment_name", name)]) {
+            Ok(v) => Ok(Some(Self::decode(path, v["experiment"].clone())?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn get_experiment(&self, experiment_id: &str) -> Result<Experiment, TrackingError> {
+        let path = "experiments/get";
+        let v = self.get_json(path, &[("experiment_id", experiment_id)])?;
+        Self::decode(path, v["experiment"].clone())
+    }
+
+    /// The id of the experiment named `name`: created when missing (tolerating a concurrent
+    /// create), restored when it was deleted.
+    pub fn get_or_create_experiment(&self, name: &str) -> Result<String, TrackingError> {
+        if name.trim().is_empty() {
+            return Err(TrackingError::Config("experiment name is empty".into()));
+        }
+        for _ in 0..3 {
+            if let Some(exp) = self.get_experiment_by_name(name)? {
+                if exp.lifecycle_stage == "deleted" {
+                    self.post_json(
+                        "experiments/restore",
+                        &json!({ "experiment_id": exp.experiment_id }),
+                    )?;
+                }
+                return Ok(exp.experiment_id);
+            }
+            match self.post_json("experiments/create", &json!({ "name": name })) {
+                Ok(v) => {
+                    if let Some(id) = v["experiment_id"].as_str() {
+                        return Ok(id.to_string());
+                    }
+                    return Err(TrackingError::Protocol {
+                        endpoint: "/api/2.0/mlflow/experiments/create".into(),
+                        detail: format!("no experiment_id in {v}"),
+                    });
+                }
+                Err(e) if e.is_already_exists() => continue, // someone else created it: get again
+                Err(e) => return Err(e),
+            }
+        }
+        Err(TrackingError::Protocol {
+            endpoint: "/api/2.0/mlflow/experiments/create".into(),
+            detail: format!("experiment {name:?} exists but cannot be read back"),
+        })
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Runs
+
+    /// `runs/create`. `tags` should include the system tags (see [`super::util::system_tags`]).
+    pub fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        start_time_ms: i64,
+        user_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<RunInfo, TrackingError> {
+        let tags: Vec<Value> = tags
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": truncate_chars(v, MAX_TAG_VALUE_CHARS)}))
+            .collect();
+        let body = json!({
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "start_time": start_time_ms,
+            "user_id": user_id,
+            "tags": tags,
+        });
+        let path = "runs/create";
+        let v = self.post_json(path, &body)?;
+        Self::decode(path, v["run"]["info"].clone())
+    }
+
+    pub fn get_run(&self, run_id: &str) -> Result<Run, TrackingError> {
+        let path = "runs/get";
+        let v = self.get_json(path, &[("run_id", run_id)])?;
+        Self::decode(path, v["run"].clone())
+    }
+
+    /// `runs/update` with a final status and end time.
+    pub fn update_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time_ms: i64,
+    ) -> Result<RunInfo, TrackingError> {
+        self.update_run_status(run_id, status.as_str(), Some(end_time_ms))
+    }
+
+    /// `runs/update` with any status string (`RUNNING`, `FINISHED`, ...).
+    pub fn update_run_status(
+        &self,
+        run_id: &str,
+        status: &str,
+        end_time_ms: Option<i64>,
+    ) -> Result<RunInfo, TrackingError> {
+        let mut body = json!({ "run_id": run_id, "status": status });
+        if let Some(t) = end_time_ms {
+            body["end_time"] = json!(t);
+        }
+        let path = "runs/update";
+        let v = self.post_json(path, &body)?;
+        Self::decode(path, v["run_info"].clone())
+    }
+
+    /// Logs metrics, params and tags in as many `log-batch` requests as the limits require.
+    /// Param values longer than 6000 characters and tag values longer than 8000 are truncated.
+    pub fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<(), TrackingError> {
+        let kv = |items: &[(String, String)], max: usize| -> Vec<KeyValue> {
+            items
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: truncate_chars(v, max).to_string(),
+                })
+                .collect()
+        };
+        let params = kv(params, MAX_PARAM_VALUE_CHARS);
+        let tags = kv(tags, MAX_TAG_VALUE_CHARS);
+        for batch in chunk_batches(metrics, &params, &tags) {
+            let metrics: Vec<Value> = batch
+                .metrics
+                .iter()
+                .map(|m| {
+                    json!({"key": m.key, "value": metric_value_json(m.value),
+                           "timestamp": m.timestamp_ms, "step": m.step})
+                })
+                .collect();
+            let body = json!({
+                "run_id": run_id,
+                "metrics": metrics,
+                "params": batch.params,
+                "tags": batch.tags,
+            });
+            self.post_json("runs/log-batch", &body)?;
+        }
+        Ok(())
+    }
+
+    /// The full history of one metric (all pages).
+    pub fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Vec<Metric>, TrackingError> {
+        let path = "metrics/get-history";
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut q = vec![
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", "25000"),
+            ];
+            if !token.is_empty() {
+                q.push(("page_token", token.as_str()));
+            }
+            let v = self.get_json(path, &q)?;
+            let page: Vec<Metric> =
+                Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
+            out.extend(page);
+            match v.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() && t != token => token = t.to_string(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `runs/search` over all pages (at most `max_results` runs in total).
+    pub fn search_runs(
+        &self,
+        experiment_ids: &[&str],
+        filter: &str,
+        order_by: &[&str],
+        max_results: usize,
+    ) -> Result<Vec<Run>, TrackingError> {
+        let path = "runs/search";
+        let mut out: Vec<Run> = Vec::new();
+        let mut token: Option<String> = None;
+        while out.len() < max_results {
+            let mut body = json!({
+                "experiment_ids": experiment_ids,
+                "filter": filter,
+                "order_by": order_by,
+                "max_results": (max_results - out.len()).min(1000),
+                "run_view_type": "ACTIVE_ONLY",
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v = self.post_json(path, &body)?;
+            let runs: Vec<Run> = Self::decode(path, v.get("runs").cloned().unwrap_or(json!([])))?;
+            let n = runs.len();
+            out.extend(runs);
+            match v.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() && n > 0 => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Artifacts
+
+    fn artifact_url_path(artifact_uri: &str, rel_path: &str) -> Result<String, TrackingError> {
+        check_artifact_rel_path(rel_path)?;
+        let root = artifact_proxy_path(artifact_uri)?;
+        let full = if rel_path.is_empty() {
+            root
+        } else if root.is_empty() {
+            rel_path.to_string()
+        } else {
+            format!("{root}/{rel_path}")
+        };
+        Ok(format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{}",
+            percent_encode(&full, true)
+        ))
+    }
+
+    /// Uploads one local file to `<artifact_uri>/<rel_path>` through the artifact proxy
+    /// (one raw-body PUT; an existing file is overwritten).
+    pub fn upload_artifact_file(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+        local_path: &Path,
+    ) -> Result<(), TrackingError> {
+        if rel_path.is_empty() {
+            return Err(TrackingError::InvalidArgument("empty artifact path".into()));
+        }
+        let path = Self::artifact_url_path(artifact_uri, rel_path)?;
+        // Fail early and clearly on a missing local file (not as a network error).
+        File::open(local_path).map_err(|e| TrackingError::io(local_path, e))?;
+        let ct = content_type_for(local_path);
+        let (r, attempts) = self.send(
+            "PUT",
+            &path,
+            &[],
+            ReqBody::File(local_path, ct),
+            Retry::Idempotent,
+        )?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error("PUT", &path, &r, attempts));
+        }
+        Ok(())
+    }
+
+    /// Uploads bytes to `<artifact_uri>/<rel_path>`.
+    pub fn upload_artifact_bytes(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+        bytes: &[u8],
+    ) -> Result<(), TrackingError> {
+        if rel_path.is_empty() {
+            return Err(TrackingError::InvalidArgument("empty artifact path".into()));
+        }
+        let path = Self::artifact_url_path(artifact_uri, rel_path)?;
+        let ct = content_type_for(Path::new(rel_path));
+        let (r, attempts) = self.send(
+            "PUT",
+            &path,
+            &[],
+            ReqBody::Bytes(bytes, ct),
+            Retry::Idempotent,
+        )?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error("PUT", &path, &r, attempts));
+        }
+        Ok(())
+    }
+
+    /// Downloads `<artifact_uri>/<rel_path>` through the artifact proxy.
+    pub fn download_artifact(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+    ) -> Result<Vec<u8>, TrackingError> {
+        let path = Self::artifact_url_path(artifact_uri, rel_path)?;
+        let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent)?;
+        if !(200..300).contains(&r.status) {
+            return Err(Self::api_error("GET", &path, &r, attempts));
+        }
+        Ok(r.body)
+    }
+
+    /// Downloads `<artifact_uri>/<rel_path>` into `dest` (parent directories are created).
+    pub fn download_artifact_to(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+        dest: &Path,
+    ) -> Result<(), TrackingError> {
+        let bytes = self.download_artifact(artifact_uri, rel_path)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
+        }
+        std::fs::write(dest, bytes).map_err(|e| TrackingError::io(dest, e))
+    }
+
+    /// `artifacts/list` for a run: the entries directly under `path` ("" = the root).
+    pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<FileInfo>, TrackingError> {
+        let api = "artifacts/list";
+        let mut q = vec![("run_id", run_id)];
+        if !path.is_empty() {
+            q.push(("path", path));
+        }
+        let v = self.get_json(api, &q)?;
+        Self::decode(api, v.get("files").cloned().unwrap_or(json!([])))
+    }
+
+    /// Every file (not directory) of a run's artifacts, recursively, with paths from the root.
+    pub fn list_artifacts_recursive(&self, run_id: &str) -> Result<Vec<FileInfo>, TrackingError> {
+        let mut out = Vec::new();
+        let mut dirs = vec![String::new()];
+        while let Some(d) = dirs.pop() {
+            for f in self.list_artifacts(run_id, &d)? {
+                if f.is_dir {
+                    if f.path != d {
+                        dirs.push(f.path);
+                    }
+                } else {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+}
+
+fn metric_value_json(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else if v.is_nan() {
+        json!("NaN")
+    } else if v > 0.0 {
+        json!("Infinity")
+    } else {
+        json!("-Infinity")
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "error",
+    }
+}
+
+enum NetErr {
+    /// Failed before the request reached the server: always safe to retry.
+    Connect,
+    /// Failed while sending or receiving: the server may have acted on it.
+    Other,
+    /// Retrying cannot help (bad URI, unknown host, TLS setup).
+    Fatal,
+}
+
+fn error_kind(e: &ureq::Error) -> NetErr {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(io) => match io.kind() {
+            K::ConnectionRefused | K::AddrNotAvailable | K::NotConnected => NetErr::Connect,
+            K::NotFound | K::PermissionDenied => NetErr::Fatal,
+            _ => NetErr::Other,
+        },
+        ureq::Error::ConnectionFailed => NetErr::Connect,
+        ureq::Error::Timeout(t) => match t {
+            ureq::Timeout::Connect | ureq::Timeout::Resolve => NetErr::Connect,
+            _ => NetErr::Other,
+        },
+        ureq::Error::Protocol(_) => NetErr::Other,
+        _ => NetErr::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(i: usize) -> Metric {
+        Metric {
+            key: format!("k{}", i % 3),
+            value: i as f64,
+            step: i as i64,
+            timestamp_ms: 1,
+        }
+    }
+
+    fn kv(n: usize) -> Vec<KeyValue> {
+        (0..n)
+            .map(|i| KeyValue {
+                key: format!("p{i}"),
+                value: "v".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn backoff_schedule_follows_urllib3() {
+        let p = RetryPolicy {
+            max_retries: 7,
+            backoff_factor: 2.0,
+            backoff_max: Duration::from_secs(120),
+            ..RetryPolicy::default()
+        };
+        let s: Vec<u64> = p.schedule().iter().map(|d| d.as_secs()).collect();
+        assert_eq!(s, vec![0, 4, 8, 16, 32, 64, 120]);
+        let d = RetryPolicy::default();
+        let s: Vec<f64> = d.schedule().iter().map(|d| d.as_secs_f64()).collect();
+        assert_eq!(s, vec![0.0, 1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(RetryPolicy::no_retries().schedule(), Vec::<Duration>::new());
+    }
+
+    #[test]
+    fn retry_policy_from_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let p = RetryPolicy::from_lookup(vars(&[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+        ]));
+        assert_eq!(p.max_retries, 2);
+        assert_eq!(p.backoff_factor, 0.1);
+        assert_eq!(p.timeout, Duration::from_secs(5));
+        let p = RetryPolicy::from_lookup(vars(&[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "99"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "nonsense"),
+        ]));
+        assert_eq!(p.max_retries, 10);
+        assert_eq!(p.timeout, RetryPolicy::default().timeout);
+        let p = RetryPolicy::from_lookup(vars(&[("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")]));
+        assert_eq!(p.backoff_max, Duration::from_secs(120));
+        assert_eq!(p.backoff(3), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn retry_classes() {
+        assert_eq!(retry_class_for_post("runs/log-batch"), Retry::Idempotent);
+        assert_eq!(
+            retry_class_for_post("/api/2.0/mlflow/runs/update"),
+            Retry::Idempotent
+        );
+        assert_eq!(retry_class_for_post("runs/create"), Retry::CreateOnly);
+        assert_eq!(
+            retry_class_for_post("experiments/create"),
+            Retry::CreateOnly
+        );
+    }
+
+    #[test]
+    fn batches_respect_server_limits() {
+        let metrics: Vec<Metric> = (0..2501).map(m).collect();
+        let b = chunk_batches(&metrics, &kv(250), &kv(101));
+        let sizes: Vec<(usize, usize, usize)> = b
+            .iter()
+            .map(|b| (b.params.len(), b.tags.len(), b.metrics.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (100, 0, 0),
+                (100, 0, 0),
+                (50, 0, 0),
+                (0, 100, 0),
+                (0, 1, 0),
+                (0, 0, 1000),
+                (0, 0, 1000),
+                (0, 0, 501)
+            ]
+        );
+        for x in &b {
+            assert!(x.params.len() + x.tags.len() + x.metrics.len() <= MAX_ENTITIES_PER_BATCH);
+        }
+        let all: Vec<Metric> = b.iter().flat_map(|x| x.metrics.clone()).collect();
+        assert_eq!(all, metrics);
+        assert!(chunk_batches(&[], &[], &[]).is_empty());
+
+        // 100 params of 6000 three-byte chars would make an 1.8 MB request: split by size.
+        let big: Vec<KeyValue> = (0..100)
+            .map(|i| KeyValue {
+                key: format!("p{i}"),
+                value: "é€".repeat(3000),
+            })
+            .collect();
+        let b = chunk_batches(&[], &big, &[]);
+        assert!(b.len() >= 2, "{}", b.len());
+        for x in &b {
+            let body = serde_json::to_vec(&x.params).unwrap();
+            assert!(body.len() <= MAX_BATCH_BYTES, "{}", body.len());
+        }
+        assert_eq!(b.iter().map(|x| x.params.len()).sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn auth_debug_redacts_and_headers_encode() {
+        let a = Auth::Basic {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("s3cret") && dbg.contains("alice"), "{dbg}");
+        assert_eq!(a.header().unwrap(), "Basic YWxpY2U6czNjcmV0");
+        let t = Auth::Bearer("tok-123".into());
+        assert!(!format!("{t:?}").contains("tok-123"));
+        let c = MlflowClient::new("http://127.0.0.1:5000/", a, RetryPolicy::default()).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.tracking_uri(), "http://127.0.0.1:5000");
+        assert_eq!(base64_encode(b"a"), "YQ==");
+        assert_eq!(base64_encode(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn tracking_uris_are_checked() {
+        assert!(normalize_tracking_uri("http://localhost:5000").is_ok());
+        assert!(normalize_tracking_uri("https://mlflow.example/base/").is_ok());
+        for bad in [
+            "sqlite:///mlflow.db",
+            "file:./mlruns",
+            "localhost:5000",
+            "http://",
+            "http://u:p@h",
+        ] {
+            assert!(
+                matches!(normalize_tracking_uri(bad), Err(TrackingError::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn artifact_paths() {
+        assert_eq!(
+            artifact_proxy_path("mlflow-artifacts:/1/abc/artifacts").unwrap(),
+            "1/abc/artifacts"
+        );
+        assert_eq!(
+            artifact_proxy_path("mlflow-artifacts://host:5000/1/abc/artifacts").unwrap(),
+            "1/abc/artifacts"
+        );
+        assert!(artifact_proxy_path("/tmp/mlruns/1/abc/artifacts").is_err());
+        assert_eq!(
+            MlflowClient::artifact_url_path("mlflow-artifacts:/1/r/artifacts", "plots/a b.png")
+                .unwrap(),
+            "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/plots/a%20b.png"
+        );
+        for bad in ["../x", "a/../b", "/abs", "a//b", "a\\b"] {
+            assert!(check_artifact_rel_path(bad).is_err(), "{bad}");
+        }
+        assert!(check_artifact_rel_path("plots/loss.png").is_ok());
+    }
+
+    #[test]
+    fn lenient_metric_values() {
+        let v: Vec<Metric> = serde_json::from_str(
+            r#"[{"key":"a","value":"NaN","timestamp":1,"step":2},
+                {"key":"b","value":1.5,"timestamp":1},
+                {"key":"c","value":"-Infinity","timestamp":1,"step":0}]"#,
+        )
+        .unwrap();
+        assert!(v[0].value.is_nan());
+        assert_eq!(v[0].step, 2);
+        assert_eq!(v[1].value, 1.5);
+        assert_eq!(v[1].step, 0);
+        assert_eq!(v[2].value, f64::NEG_INFINITY);
+        assert_eq!(metric_value_json(f64::NAN), json!("NaN"));
+        let s = serde_json::to_string(&v[0]).unwrap();
+        assert!(s.contains("\"NaN\""), "{s}");
+    }
+}

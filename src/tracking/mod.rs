@@ -1,0 +1,354 @@
+//! Experiment tracking: MLflow over REST, a local store as the default, nothing lost.
+//!
+//! * [`open`] gives the tracker a training loop uses: a [`LocalTracker`] (runs recorded under
+//!   `<local_root>/<experiment>/<run_id>/`, see `docs/local-store.md`) when no server is
+//!   configured, else a [`MirroredTracker`] that writes every run to the local store *and*
+//!   sends it to the MLflow server. If the server is unreachable or goes away, training goes on
+//!   and the run stays in the local store marked unsynced; [`sync`] pushes it later, idempotently.
+//! * [`LocalStore`] reads the local store back ([`RunRecord`]); [`runs_list`] / [`runs_show`]
+//!   render it for the CLI.
+//! * [`MlflowClient`] is the low-level REST client (tracking API, artifact proxy) that the
+//!   model-registry, eval and sync code builds on.
+
+mod client;
+mod error;
+mod local;
+mod mirror;
+mod render;
+mod sync;
+pub mod util;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{
+    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS,
+    MAX_TAGS_PER_BATCH, MlflowClient, Retry, RetryPolicy, Run, RunData, RunInfo,
+    artifact_proxy_path, check_artifact_rel_path, chunk_batches, normalize_tracking_uri,
+    retry_class_for_post,
+};
+pub use error::{ApiError, TrackingError};
+pub use local::{
+    ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord,
+};
+pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
+pub use render::{format_run_list, format_run_show, runs_list, runs_show};
+pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
+
+/// Default experiment name when neither a flag nor `MLFLOW_EXPERIMENT_NAME` gives one.
+pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";
+/// Default local store root when `ENGINE_LOCAL_STORE` is unset.
+pub const DEFAULT_LOCAL_ROOT: &str = "./mlruns-local";
+/// Tag carrying the local store's id of a run on the server (lets `sync` find runs it created).
+pub const LOCAL_RUN_ID_TAG: &str = "engine.local_run_id";
+
+/// Where and how runs are tracked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackingConfig {
+    /// MLflow server (`http(s)://host:port`); `None` = local store only.
+    pub tracking_uri: Option<String>,
+    pub experiment: String,
+    /// Run name; `None` = generated (`adjective-noun-123`).
+    pub run_name: Option<String>,
+    /// Root of the local store (default `./mlruns-local`).
+    pub local_root: PathBuf,
+}
+
+impl TrackingConfig {
+    /// Flags win over `MLFLOW_TRACKING_URI` / `MLFLOW_EXPERIMENT_NAME`; the experiment defaults
+    /// to `fashion-mnist`; the local root comes from `ENGINE_LOCAL_STORE`, else `./mlruns-local`.
+    /// Empty strings count as unset.
+    pub fn from_env(
+        tracking_uri: Option<String>,
+        experiment: Option<String>,
+        run_name: Option<String>,
+    ) -> Self {
+        Self::from_lookup(tracking_uri, experiment, run_name, |k| {
+            std::env::var(k).ok()
+        })
+    }
+
+    /// Like [`from_env`](Self::from_env), with any source of variables.
+    pub fn from_lookup(
+        tracking_uri: Option<String>,
+        experiment: Option<String>,
+        run_name: Option<String>,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let nonempty =
+            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        TrackingConfig {
+            tracking_uri: nonempty(tracking_uri).or_else(|| nonempty(get("MLFLOW_TRACKING_URI"))),
+            experiment: nonempty(experiment)
+                .or_else(|| nonempty(get("MLFLOW_EXPERIMENT_NAME")))
+                .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string()),
+            run_name: nonempty(run_name),
+            local_root: nonempty(get("ENGINE_LOCAL_STORE"))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_ROOT)),
+        }
+    }
+
+    /// A local-only configuration rooted at `local_root`.
+    pub fn local(local_root: impl Into<PathBuf>, experiment: &str) -> Self {
+        TrackingConfig {
+            tracking_uri: None,
+            experiment: experiment.to_string(),
+            run_name: None,
+            local_root: local_root.into(),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Finished,
+    Failed,
+    /// Interrupted (Ctrl-C).
+    Killed,
+}
+
+impl RunStatus {
+    /// MLflow's name for it: `FINISHED`, `FAILED`, `KILLED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "FINISHED" => Some(RunStatus::Finished),
+            "FAILED" => Some(RunStatus::Failed),
+            "KILLED" => Some(RunStatus::Killed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One metric point. Serialized as MLflow does: `{"key","value","step","timestamp"}`, with
+/// non-finite values as `"NaN"`/`"Infinity"`/`"-Infinity"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub key: String,
+    #[serde(
+        serialize_with = "client::ser_lenient_f64",
+        deserialize_with = "client::de_lenient_f64"
+    )]
+    pub value: f64,
+    #[serde(default)]
+    pub step: i64,
+    #[serde(rename = "timestamp", default)]
+    pub timestamp_ms: i64,
+}
+
+impl Metric {
+    /// A point stamped now.
+    pub fn new(key: impl Into<String>, value: f64, step: i64) -> Self {
+        Metric {
+            key: key.into(),
+            value,
+            step,
+            timestamp_ms: util::now_ms(),
+        }
+    }
+}
+
+/// What a training loop records a run through.
+pub trait Tracker {
+    /// Starts the run; returns its id (the MLflow run id when a server is used, else a local id
+    /// of the same form: 32 lowercase hex chars).
+    fn start_run(
+        &mut self,
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<String, TrackingError>;
+    fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError>;
+    fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError>;
+    fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError>;
+    /// Uploads one local file under `artifact_dir` ("" = root) of the run's artifacts.
+    fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<(), TrackingError>;
+    fn end_run(&mut self, status: RunStatus) -> Result<(), TrackingError>;
+    fn run_id(&self) -> Option<&str>;
+    /// Human description of where the run went ("local store ./mlruns-local/..." or "MLflow http://...").
+    fn describe(&self) -> String;
+    /// Sends whatever is buffered for the server now (the local store is always up to date).
+    /// `end_run` flushes too.
+    fn flush(&mut self) -> Result<(), TrackingError> {
+        Ok(())
+    }
+}
+
+/// The tracker for `config`: a [`MirroredTracker`] (local store + MLflow) when a tracking URI is
+/// configured, else a [`LocalTracker`]. Nothing is contacted until `start_run`.
+pub fn open(config: &TrackingConfig) -> Result<Box<dyn Tracker>, TrackingError> {
+    match &config.tracking_uri {
+        Some(uri) => {
+            let client = MlflowClient::from_env(uri)?;
+            Ok(Box::new(MirroredTracker::new(config.clone(), client)?))
+        }
+        None => Ok(Box::new(LocalTracker::new(config.clone())?)),
+    }
+}
+
+/// A tracker that records nothing (for tests of the training loop).
+#[derive(Debug, Default)]
+pub struct NoopTracker {
+    run_id: Option<String>,
+}
+
+impl NoopTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Tracker for NoopTracker {
+    fn start_run(
+        &mut self,
+        _params: &[(String, String)],
+        _tags: &[(String, String)],
+    ) -> Result<String, TrackingError> {
+        let id = util::new_run_id();
+        self.run_id = Some(id.clone());
+        Ok(id)
+    }
+    fn log_metrics(&mut self, _metrics: &[Metric]) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn log_params(&mut self, _params: &[(String, String)]) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn set_tags(&mut self, _tags: &[(String, String)]) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn log_artifact(
+        &mut self,
+        _local_path: &Path,
+        _artifact_dir: &str,
+    ) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn end_run(&mut self, _status: RunStatus) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
+    }
+    fn describe(&self) -> String {
+        "nowhere (tracking disabled)".to_string()
+    }
+}
+
+/// Installs a handler for Ctrl-C (SIGINT), SIGTERM and SIGHUP once per process and returns the
+/// flag it sets.
+/// The training loop polls the flag, stops, and ends the run with [`RunStatus::Killed`].
+/// A second Ctrl-C exits at once with status 130. Later calls return the same flag.
+pub fn install_interrupt_flag() -> Arc<AtomicBool> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::Ordering;
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let res = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                eprintln!("interrupted again: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)");
+        });
+        if let Err(e) = res {
+            eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+        }
+        flag
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_flags_win_over_env() {
+        let env = |k: &str| match k {
+            "MLFLOW_TRACKING_URI" => Some("http://env:5000".to_string()),
+            "MLFLOW_EXPERIMENT_NAME" => Some("env-exp".to_string()),
+            "ENGINE_LOCAL_STORE" => Some("/tmp/store".to_string()),
+            _ => None,
+        };
+        let c =
+            TrackingConfig::from_lookup(Some("http://flag:1".into()), None, Some("r".into()), env);
+        assert_eq!(c.tracking_uri.as_deref(), Some("http://flag:1"));
+        assert_eq!(c.experiment, "env-exp");
+        assert_eq!(c.run_name.as_deref(), Some("r"));
+        assert_eq!(c.local_root, PathBuf::from("/tmp/store"));
+        let c = TrackingConfig::from_lookup(None, Some("x".into()), None, env);
+        assert_eq!(c.tracking_uri.as_deref(), Some("http://env:5000"));
+        assert_eq!(c.experiment, "x");
+        let c = TrackingConfig::from_lookup(Some(" ".into()), None, Some(String::new()), |_| None);
+        assert_eq!(c.tracking_uri, None);
+        assert_eq!(c.experiment, DEFAULT_EXPERIMENT);
+        assert_eq!(c.run_name, None);
+        assert_eq!(c.local_root, PathBuf::from(DEFAULT_LOCAL_ROOT));
+    }
+
+    #[test]
+    fn statuses() {
+        for s in [RunStatus::Finished, RunStatus::Failed, RunStatus::Killed] {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RunStatus::parse("RUNNING"), None);
+    }
+
+    #[test]
+    fn noop_tracker_does_nothing() {
+        let mut t = NoopTracker::new();
+        assert!(t.run_id().is_none());
+        let id = t.start_run(&[], &[]).unwrap();
+        assert!(util::is_run_id(&id));
+        t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
+        t.end_run(RunStatus::Finished).unwrap();
+        assert_eq!(t.run_id(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn interrupt_flag_is_installed_once() {
+        let a = install_interrupt_flag();
+        let b = install_interrupt_flag();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn trackers_and_clients_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<MlflowClient>();
+        send::<LocalTracker>();
+        send::<MirroredTracker>();
+        send::<NoopTracker>();
+        send_sync::<TrackingError>();
+    }
+
+    #[test]
+    fn open_rejects_non_http_uris() {
+        let mut c = TrackingConfig::local("/nonexistent-root", "x");
+        c.tracking_uri = Some("sqlite:///mlflow.db".into());
+        assert!(matches!(open(&c), Err(TrackingError::Config(_))));
+    }
+}

@@ -1,0 +1,251 @@
+//! Text views of the local store for `engine runs list` / `engine runs show`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::error::TrackingError;
+use super::local::{LocalStore, RunRecord};
+use super::util::{format_duration_ms, format_utc, format_value, now_ms, truncate_chars};
+
+/// The runs of the store at `root` (of one experiment, when given), as a table, newest first.
+pub fn runs_list(root: &Path, experiment: Option<&str>) -> Result<String, TrackingError> {
+    let store = LocalStore::open(root)?;
+    let runs = store.list_runs(experiment)?;
+    if runs.is_empty() {
+        return Ok(match experiment {
+            Some(e) => format!("no runs of experiment {e:?} in {}\n", root.display()),
+            None => format!("no runs in {}\n", root.display()),
+        });
+    }
+    Ok(format_run_list(&runs))
+}
+
+/// One run of the store at `root` (by local id, server id, or unique prefix), in detail.
+pub fn runs_show(root: &Path, run_id: &str) -> Result<String, TrackingError> {
+    let store = LocalStore::open(root)?;
+    Ok(format_run_show(&store.load_run(run_id)?))
+}
+
+/// Up to three headline metrics: accuracy-like and loss-like keys first.
+fn headline_metrics(r: &RunRecord) -> String {
+    let latest = r.latest_metrics();
+    let mut keys: Vec<&String> = latest.keys().collect();
+    let rank = |k: &str| {
+        if k.contains("test") && k.contains("acc") {
+            0
+        } else if k.contains("acc") {
+            1
+        } else if k.contains("loss") {
+            2
+        } else {
+            3
+        }
+    };
+    keys.sort_by_key(|k| (rank(k), k.as_str()));
+    keys.iter()
+        .take(3)
+        .map(|k| format!("{k}={}", format_value(latest[*k].value)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A table of runs: id, name, experiment, status, start, duration, sync state, headline metrics.
+pub fn format_run_list(runs: &[RunRecord]) -> String {
+    let rows: Vec<[String; 8]> = runs
+        .iter()
+        .map(|r| {
+            let dur = match r.duration_ms() {
+                Some(d) => format_duration_ms(d),
+                None if r.status == super::RecordStatus::Running => {
+                    format!("{}+", format_duration_ms(now_ms() - r.start_time_ms))
+                }
+                None => "-".to_string(),
+            };
+            [
+                r.run_id.clone(),
+                truncate_chars(&r.run_name, 28).to_string(),
+                truncate_chars(&r.experiment, 20).to_string(),
+                r.status.label().to_string(),
+                format_utc(r.start_time_ms),
+                dur,
+                r.sync_state().to_string(),
+                headline_metrics(r),
+            ]
+        })
+        .collect();
+    let header = [
+        "RUN ID",
+        "NAME",
+        "EXPERIMENT",
+        "STATUS",
+        "STARTED (UTC)",
+        "DURATION",
+        "SYNC",
+        "METRICS",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// Everything about one run: identity, status, times, server, params, tags, metrics
+/// (last/min/max per key, steps, points), artifacts.
+pub fn format_run_show(r: &RunRecord) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "run         {}", r.run_id);
+    let _ = writeln!(o, "name        {}", r.run_name);
+    let _ = writeln!(o, "experiment  {}", r.experiment);
+    let _ = writeln!(o, "status      {}", r.status.label());
+    let _ = writeln!(o, "user        {}", r.user);
+    let _ = writeln!(o, "started     {} UTC", format_utc(r.start_time_ms));
+    match r.end_time_ms {
+        Some(e) => {
+            let _ = writeln!(
+                o,
+                "ended       {} UTC ({})",
+                format_utc(e),
+                format_duration_ms(e - r.start_time_ms)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "ended       - ({})",
+                if r.is_unfinished() {
+                    "unfinished: the recording process stopped before the run ended"
+                } else {
+                    "still running"
+                }
+            );
+        }
+    }
+    let _ = writeln!(o, "local       {}", r.dir.display());
+    let _ = writeln!(o, "sync        {}", r.sync_state());
+    for rem in &r.remotes {
+        let _ = writeln!(
+            o,
+            "server      {} run {} (experiment {}){}",
+            rem.tracking_uri,
+            rem.run_id,
+            rem.experiment_id,
+            if rem.synced { "" } else { " - unsynced" }
+        );
+    }
+    if r.remotes.is_empty()
+        && let Some(u) = &r.tracking_uri
+    {
+        let _ = writeln!(o, "server      {u} (never reached)");
+    }
+    if r.skipped_metric_lines > 0 {
+        let _ = writeln!(
+            o,
+            "note        {} unreadable line(s) in metrics.jsonl skipped (torn write)",
+            r.skipped_metric_lines
+        );
+    }
+
+    let _ = writeln!(o, "\nparams ({})", r.params.len());
+    let pw = r
+        .params
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (k, v) in &r.params {
+        let _ = writeln!(o, "  {k:<pw$}  {}", truncate_chars(v, 200));
+    }
+
+    let (system, user): (Vec<_>, Vec<_>) =
+        r.tags.iter().partition(|(k, _)| k.starts_with("mlflow."));
+    let _ = writeln!(o, "\ntags ({})", r.tags.len());
+    let tw = r.tags.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    for (k, v) in user.iter().chain(system.iter()) {
+        let _ = writeln!(o, "  {k:<tw$}  {}", truncate_chars(v, 200));
+    }
+
+    let keys = r.metric_keys();
+    let _ = writeln!(
+        o,
+        "\nmetrics ({} keys, {} points)",
+        keys.len(),
+        r.metrics.len()
+    );
+    if !keys.is_empty() {
+        let kw = keys
+            .iter()
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(3);
+        let _ = writeln!(
+            o,
+            "  {:<kw$}  {:>12}  {:>12}  {:>12}  {:>11}  {:>6}",
+            "key", "last", "min", "max", "steps", "points"
+        );
+        let latest = r.latest_metrics();
+        for k in &keys {
+            let h = r.metric_history(k);
+            let finite: Vec<f64> = h.iter().map(|m| m.value).filter(|v| !v.is_nan()).collect();
+            let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let (smin, smax) = (
+                h.iter().map(|m| m.step).min().unwrap_or(0),
+                h.iter().map(|m| m.step).max().unwrap_or(0),
+            );
+            let steps = if smin == smax {
+                smin.to_string()
+            } else {
+                format!("{smin}..{smax}")
+            };
+            let fv = |v: f64| {
+                if finite.is_empty() {
+                    "NaN".to_string()
+                } else {
+                    format_value(v)
+                }
+            };
+            let _ = writeln!(
+                o,
+                "  {k:<kw$}  {:>12}  {:>12}  {:>12}  {:>11}  {:>6}",
+                format_value(latest[k].value),
+                fv(min),
+                fv(max),
+                steps,
+                h.len()
+            );
+        }
+    }
+
+    let total: u64 = r.artifacts.iter().map(|a| a.size).sum();
+    let _ = writeln!(
+        o,
+        "\nartifacts ({} files, {} bytes)",
+        r.artifacts.len(),
+        total
+    );
+    for a in &r.artifacts {
+        let _ = writeln!(o, "  {:>10}  {}", a.size, a.path);
+    }
+    o
+}

@@ -1,0 +1,564 @@
+//! Pushing local runs to an MLflow server, idempotently.
+//!
+//! For each local run not yet marked synced with the target server, `sync`:
+//! 1. finds its server run (the id remembered in `meta.json`, else a run tagged
+//!    `engine.local_run_id = <local id>`, else the local id itself) or creates one, and remembers
+//!    the server id in `meta.json` before sending anything else;
+//! 2. compares what the server has with what the local store has and sends only what is missing:
+//!    params and tags absent or different, metric points absent from the server's history
+//!    (matched by key, step, timestamp and value, as a multiset), artifacts absent or of another size;
+//! 3. sets the final status and end time, and marks the run synced.
+//!
+//! Running it again sends nothing. A run still being recorded by a live process is skipped; an
+//! unfinished run (its process died) is pushed but left RUNNING and unsynced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
+use super::error::TrackingError;
+use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
+use super::util::{now_ms, truncate_chars};
+use super::{LOCAL_RUN_ID_TAG, Metric, RunStatus, TrackingConfig};
+
+/// Which runs to push.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    /// Only runs of this experiment.
+    pub experiment: Option<String>,
+    /// Only these runs (local ids, server ids or unique prefixes); empty = all.
+    pub run_ids: Vec<String>,
+    /// Also compare runs already marked synced (sends whatever is missing on the server).
+    pub recheck: bool,
+    /// End unfinished runs (their process died) with this status, locally and on the server,
+    /// with the time of their last metric point as end time. `None` leaves them RUNNING.
+    pub mark_unfinished: Option<RunStatus>,
+}
+
+/// What happened to one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Everything is on the server now.
+    Synced,
+    /// Marked synced before; not looked at.
+    AlreadySynced,
+    /// Pushed, but the local run is unfinished (its process died), so it stays RUNNING there.
+    PushedUnfinished,
+    /// Being recorded by a live process: left alone.
+    SkippedRunning,
+    /// Could not be synced; the reason.
+    Failed(String),
+}
+
+/// One run's part of a [`SyncReport`].
+#[derive(Clone, Debug)]
+pub struct SyncedRun {
+    pub local_run_id: String,
+    pub run_name: String,
+    pub experiment: String,
+    pub server_run_id: Option<String>,
+    /// A new server run was created for it.
+    pub created: bool,
+    pub params_sent: usize,
+    pub tags_sent: usize,
+    pub metrics_sent: usize,
+    pub artifacts_sent: usize,
+    /// The server's status/end time was set.
+    pub status_updated: bool,
+    pub outcome: SyncOutcome,
+}
+
+impl SyncedRun {
+    fn new(rec: &RunRecord) -> Self {
+        Self::from_names(&rec.run_id, &rec.run_name, &rec.experiment)
+    }
+
+    fn from_names(run_id: &str, run_name: &str, experiment: &str) -> Self {
+        SyncedRun {
+            local_run_id: run_id.to_string(),
+            run_name: run_name.to_string(),
+            experiment: experiment.to_string(),
+            server_run_id: None,
+            created: false,
+            params_sent: 0,
+            tags_sent: 0,
+            metrics_sent: 0,
+            artifacts_sent: 0,
+            status_updated: false,
+            outcome: SyncOutcome::Synced,
+        }
+    }
+
+    /// True when anything was written to the server for this run.
+    pub fn sent_anything(&self) -> bool {
+        self.created
+            || self.params_sent + self.tags_sent + self.metrics_sent + self.artifacts_sent > 0
+            || self.status_updated
+    }
+}
+
+/// The result of [`sync`].
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    pub tracking_uri: String,
+    pub runs: Vec<SyncedRun>,
+}
+
+impl SyncReport {
+    /// True when anything was written to the server.
+    pub fn sent_anything(&self) -> bool {
+        self.runs.iter().any(SyncedRun::sent_anything)
+    }
+    pub fn created(&self) -> usize {
+        self.runs.iter().filter(|r| r.created).count()
+    }
+    pub fn failed(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| matches!(r.outcome, SyncOutcome::Failed(_)))
+            .count()
+    }
+    pub fn metrics_sent(&self) -> usize {
+        self.runs.iter().map(|r| r.metrics_sent).sum()
+    }
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count =
+            |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
+        let updated = self
+            .runs
+            .iter()
+            .filter(|r| r.sent_anything() && !r.created)
+            .count();
+        writeln!(
+            f,
+            "sync to {}: {} run(s): {} created, {} completed, {} already synced, {} skipped (running), {} unfinished, {} failed",
+            self.tracking_uri,
+            self.runs.len(),
+            self.created(),
+            updated,
+            count(&|o| *o == SyncOutcome::AlreadySynced),
+            count(&|o| *o == SyncOutcome::SkippedRunning),
+            count(&|o| *o == SyncOutcome::PushedUnfinished),
+            self.failed(),
+        )?;
+        for r in &self.runs {
+            if r.outcome == SyncOutcome::AlreadySynced {
+                continue;
+            }
+            let server = r.server_run_id.as_deref().unwrap_or("-");
+            let what = match &r.outcome {
+                SyncOutcome::Failed(e) => format!("FAILED: {e}"),
+                SyncOutcome::SkippedRunning => "skipped: still running".to_string(),
+                o => format!(
+                    "{}{} params, {} tags, {} metric points, {} artifacts{}{}",
+                    if r.created { "created; " } else { "" },
+                    r.params_sent,
+                    r.tags_sent,
+                    r.metrics_sent,
+                    r.artifacts_sent,
+                    if r.status_updated { ", status set" } else { "" },
+                    if *o == SyncOutcome::PushedUnfinished {
+                        " (unfinished: left RUNNING)"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            writeln!(
+                f,
+                "  {} {:<24} -> {}: {}",
+                r.local_run_id, r.run_name, server, what
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Pushes every unsynced run of the local store at `root` (all experiments) to the server of
+/// `config` (`config.tracking_uri` must be set; credentials and retries come from the environment).
+pub fn sync(root: &Path, config: &TrackingConfig) -> Result<SyncReport, TrackingError> {
+    sync_with(root, config, &SyncOptions::default())
+}
+
+/// [`sync`] with options.
+pub fn sync_with(
+    root: &Path,
+    config: &TrackingConfig,
+    options: &SyncOptions,
+) -> Result<SyncReport, TrackingError> {
+    let uri = config.tracking_uri.as_deref().ok_or_else(|| {
+        TrackingError::Config(
+            "no MLflow server to sync to: pass a tracking URI or set MLFLOW_TRACKING_URI".into(),
+        )
+    })?;
+    let client = MlflowClient::from_env(uri)?;
+    sync_to(root, &client, options)
+}
+
+/// [`sync`] with an explicit client. Stops with an error when the server cannot be reached;
+/// other per-run problems are reported in the [`SyncReport`].
+pub fn sync_to(
+    root: &Path,
+    client: &MlflowClient,
+    options: &SyncOptions,
+) -> Result<SyncReport, TrackingError> {
+    let store = LocalStore::open(root)?;
+    let uri = client.tracking_uri().to_string();
+    let dirs = if options.run_ids.is_empty() {
+        store.run_dirs()?
+    } else {
+        options
+            .run_ids
+            .iter()
+            .map(|id| store.find_run_dir(id))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut report = SyncReport {
+        tracking_uri: uri.clone(),
+        runs: Vec::new(),
+    };
+    let mut experiments: HashMap<String, String> = HashMap::new();
+    for dir in dirs {
+        let meta = match local::read_meta(&dir) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warning: skipping {}: {e}", dir.display());
+                continue;
+            }
+        };
+        if let Some(exp) = &options.experiment
+            && &meta.experiment != exp
+        {
+            continue;
+        }
+        if !options.recheck && meta.remote_for(&uri).is_some_and(|r| r.synced) {
+            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
+            s.server_run_id = meta.remote_for(&uri).map(|r| r.run_id.clone());
+            s.outcome = SyncOutcome::AlreadySynced;
+            report.runs.push(s);
+            continue;
+        }
+        // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
+        let Some(_lock) = local::try_lock_run(&dir)? else {
+            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
+            s.outcome = SyncOutcome::SkippedRunning;
+            report.runs.push(s);
+            continue;
+        };
+        let mut rec = LocalStore::load_dir(&dir)?;
+        if rec.status == RecordStatus::Running {
+            rec.status = RecordStatus::Unfinished; // we hold the lock: nobody is recording it
+        }
+        if rec.status == RecordStatus::Unfinished
+            && let Some(status) = options.mark_unfinished
+        {
+            let end = rec
+                .metrics
+                .iter()
+                .map(|m| m.timestamp_ms)
+                .max()
+                .unwrap_or(rec.start_time_ms)
+                .max(rec.start_time_ms);
+            let mut meta = local::read_meta(&dir)?;
+            meta.status = status.as_str().to_string();
+            meta.end_time = Some(end);
+            local::write_meta(&dir, &meta)?;
+            rec.status = match status {
+                RunStatus::Finished => RecordStatus::Finished,
+                RunStatus::Failed => RecordStatus::Failed,
+                RunStatus::Killed => RecordStatus::Killed,
+            };
+            rec.end_time_ms = Some(end);
+        }
+        let mut s = SyncedRun::new(&rec);
+        match sync_run(client, &dir, &rec, &mut experiments, &mut s) {
+            Ok(()) => {}
+            Err(e) if e.is_server_unavailable() => return Err(e),
+            Err(e) => s.outcome = SyncOutcome::Failed(e.to_string()),
+        }
+        report.runs.push(s);
+    }
+    Ok(report)
+}
+
+/// Values equal as the server stores them: NaN = NaN, ±inf = ±f64::MAX (sqlite clamps), and a
+/// few ULPs of slack for decimal round trips.
+fn same_value(a: f64, b: f64) -> bool {
+    let norm = |v: f64| {
+        if v == f64::INFINITY {
+            f64::MAX
+        } else if v == f64::NEG_INFINITY {
+            f64::MIN
+        } else {
+            v
+        }
+    };
+    let (a, b) = (norm(a), norm(b));
+    if a.is_nan() || b.is_nan() {
+        return a.is_nan() && b.is_nan();
+    }
+    a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs())
+}
+
+/// The local points the server lacks, matched on key, step, timestamp and value. The server
+/// keeps one copy of identical points (they are its primary key), so duplicates count once.
+pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric> {
+    let mut have: HashMap<(&str, i64, i64), Vec<f64>> = HashMap::new();
+    for m in server {
+        have.entry((m.key.as_str(), m.step, m.timestamp_ms))
+            .or_default()
+            .push(m.value);
+    }
+    let mut out = Vec::new();
+    for m in local {
+        let vals = have
+            .entry((m.key.as_str(), m.step, m.timestamp_ms))
+            .or_default();
+        if !vals.iter().any(|v| same_value(*v, m.value)) {
+            vals.push(m.value); // later identical local points are then "present"
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+fn sync_run(
+    client: &MlflowClient,
+    dir: &Path,
+    rec: &RunRecord,
+    experiments: &mut HashMap<String, String>,
+    s: &mut SyncedRun,
+) -> Result<(), TrackingError> {
+    let uri = client.tracking_uri().to_string();
+    let exp_id = match experiments.get(&rec.experiment) {
+        Some(id) => id.clone(),
+        None => {
+            let id = client.get_or_create_experiment(&rec.experiment)?;
+            experiments.insert(rec.experiment.clone(), id.clone());
+            id
+        }
+    };
+    let mut meta = local::read_meta(dir)?;
+
+    // 1. Find the server run, or create it.
+    let mut server_run = None;
+    let mut candidates: Vec<String> = meta
+        .remote_for(&uri)
+        .map(|r| r.run_id.clone())
+        .into_iter()
+        .collect();
+    if !candidates.contains(&rec.run_id) {
+        candidates.push(rec.run_id.clone());
+    }
+    for id in candidates {
+        match client.get_run(&id) {
+            Ok(run) => {
+                if run.info.lifecycle_stage == "deleted" {
+                    return Err(TrackingError::InvalidArgument(format!(
+                        "server run {id} was deleted; restore it on the server to sync into it"
+                    )));
+                }
+                // A local id that happens to exist on the server must be this run's mirror.
+                if run.info.run_id == rec.run_id
+                    && meta.remote_for(&uri).is_none()
+                    && run.info.start_time != Some(rec.start_time_ms)
+                {
+                    continue;
+                }
+                server_run = Some(run);
+                break;
+            }
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if server_run.is_none() {
+        let filter = format!("tags.`{LOCAL_RUN_ID_TAG}` = '{}'", rec.run_id);
+        let found = client.search_runs(&[exp_id.as_str()], &filter, &[], 1)?;
+        if let Some(run) = found.into_iter().next() {
+            // search returns full runs, but re-read to get the same shape as runs/get
+            server_run = Some(client.get_run(&run.info.run_id)?);
+        }
+    }
+    let run = match server_run {
+        Some(r) => r,
+        None => {
+            let mut tags: Vec<(String, String)> = rec.tags.clone().into_iter().collect();
+            tags.push((LOCAL_RUN_ID_TAG.to_string(), rec.run_id.clone()));
+            let info =
+                client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
+            s.created = true;
+            s.tags_sent = tags.len();
+            super::client::Run {
+                data: super::client::RunData {
+                    tags: tags
+                        .iter()
+                        .map(|(k, v)| super::client::KeyValue {
+                            key: k.clone(),
+                            value: truncate_chars(v, MAX_TAG_VALUE_CHARS).to_string(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                info,
+                ..Default::default()
+            }
+        }
+    };
+    let server_id = run.info.run_id.clone();
+    s.server_run_id = Some(server_id.clone());
+    // Remember the server run before sending anything else: a crash from here on resumes it.
+    meta.remotes.retain(|r| r.tracking_uri != uri);
+    meta.remotes.push(RemoteRef {
+        tracking_uri: uri.clone(),
+        experiment_id: run.info.experiment_id.clone(),
+        run_id: server_id.clone(),
+        artifact_uri: run.info.artifact_uri.clone(),
+        synced: false,
+        synced_at: None,
+    });
+    local::write_meta(dir, &meta)?;
+
+    // 2. Params and tags.
+    let server_params: BTreeMap<&str, &str> = run
+        .data
+        .params
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    let mut params = Vec::new();
+    for (k, v) in &rec.params {
+        let v_server = truncate_chars(v, MAX_PARAM_VALUE_CHARS);
+        match server_params.get(k.as_str()) {
+            None => params.push((k.clone(), v.clone())),
+            Some(have) if *have == v_server => {}
+            Some(have) => {
+                return Err(TrackingError::InvalidArgument(format!(
+                    "param {k:?} is {have:?} on the server but {v:?} locally; params cannot change"
+                )));
+            }
+        }
+    }
+    let server_tags: BTreeMap<&str, &str> = run
+        .data
+        .tags
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    let tags: Vec<(String, String)> = rec
+        .tags
+        .iter()
+        .filter(|(k, v)| {
+            server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+
+    // 3. Metrics: compare each key's history.
+    let latest_keys: std::collections::HashSet<&str> =
+        run.data.metrics.iter().map(|m| m.key.as_str()).collect();
+    let mut missing = Vec::new();
+    for key in rec.metric_keys() {
+        let local_points = rec.metric_history(&key);
+        let server_points = if s.created || !latest_keys.contains(key.as_str()) {
+            Vec::new()
+        } else {
+            client.get_metric_history(&server_id, &key)?
+        };
+        missing.extend(missing_points(&local_points, &server_points));
+    }
+    client.log_batch(&server_id, &missing, &params, &tags)?;
+    s.params_sent = params.len();
+    s.tags_sent += tags.len();
+    s.metrics_sent = missing.len();
+
+    // 4. Artifacts: upload files absent on the server or of another size.
+    if !rec.artifacts.is_empty() {
+        let server_files: HashMap<String, Option<i64>> = if s.created {
+            HashMap::new()
+        } else {
+            client
+                .list_artifacts_recursive(&server_id)?
+                .into_iter()
+                .map(|f| (f.path, f.file_size))
+                .collect()
+        };
+        for a in &rec.artifacts {
+            let same = server_files
+                .get(&a.path)
+                .is_some_and(|size| *size == Some(a.size as i64));
+            if !same {
+                let local_path = rec.dir.join("artifacts").join(&a.path);
+                client.upload_artifact_file(&run.info.artifact_uri, &a.path, &local_path)?;
+                s.artifacts_sent += 1;
+            }
+        }
+    }
+
+    // 5. Status and end time.
+    match rec.status.final_status() {
+        Some(status) => {
+            let end = rec.end_time_ms.unwrap_or(rec.start_time_ms);
+            if run.info.status != status.as_str() || run.info.end_time != Some(end) {
+                client.update_run(&server_id, status, end)?;
+                s.status_updated = true;
+            }
+            if let Some(r) = meta.remote_for_mut(&uri) {
+                r.synced = true;
+                r.synced_at = Some(now_ms());
+            }
+            local::write_meta(dir, &meta)?;
+            s.outcome = SyncOutcome::Synced;
+        }
+        None => s.outcome = SyncOutcome::PushedUnfinished,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(key: &str, step: i64, ts: i64, value: f64) -> Metric {
+        Metric {
+            key: key.into(),
+            value,
+            step,
+            timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn only_missing_points_are_sent() {
+        let local = vec![
+            p("loss", 0, 10, 1.0),
+            p("loss", 1, 11, 0.5),
+            p("loss", 2, 12, f64::NAN),
+            p("loss", 2, 12, f64::NAN), // logged twice: the server holds it once
+            p("loss", 3, 12, 0.25),
+            p("loss", 3, 12, 0.125), // same step and time, other value: a distinct point
+            p("acc", 2, 12, f64::INFINITY),
+        ];
+        let server = vec![p("loss", 0, 10, 1.0), p("loss", 1, 11, 0.5)];
+        let miss = missing_points(&local, &server);
+        assert_eq!(miss.len(), 4);
+        assert!(miss[0].value.is_nan());
+        assert_eq!(miss[1].value, 0.25);
+        assert_eq!(miss[2].value, 0.125);
+        let server_all = vec![
+            p("loss", 0, 10, 1.0),
+            p("loss", 1, 11, 0.5 + 1e-17),
+            p("loss", 2, 12, f64::NAN),
+            p("loss", 3, 12, 0.125),
+            p("loss", 3, 12, 0.25),
+            p("acc", 2, 12, f64::MAX),
+        ];
+        assert!(missing_points(&local, &server_all).is_empty());
+        // a different value at the same step and time is a different point
+        assert_eq!(missing_points(&[p("loss", 0, 10, 2.0)], &server).len(), 1);
+    }
+}

@@ -1,0 +1,397 @@
+//! Small helpers: ids, run names, clocks, system tags, text formatting.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, the unit MLflow uses for every timestamp.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// 64 unpredictable-enough bits (not for cryptography): SipHash keyed from the OS
+/// per `RandomState`, fed with a process-wide counter, the clock and the pid.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A new run id in MLflow's form: 32 lowercase hex characters (a uuid4 without dashes).
+pub fn new_run_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// True for ids of the form MLflow and the local store use: 32 lowercase hex characters.
+pub fn is_run_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+const ADJECTIVES: &[&str] = &[
+    "able",
+    "agile",
+    "amazing",
+    "ambitious",
+    "bald",
+    "beautiful",
+    "bedecked",
+    "bemused",
+    "bold",
+    "brawny",
+    "bright",
+    "capable",
+    "carefree",
+    "caring",
+    "casual",
+    "charming",
+    "clean",
+    "clever",
+    "colorful",
+    "crawling",
+    "dapper",
+    "debonair",
+    "delicate",
+    "dashing",
+    "enchanting",
+    "fearless",
+    "funny",
+    "gaudy",
+    "gentle",
+    "glamorous",
+    "gregarious",
+    "handsome",
+    "honorable",
+    "industrious",
+    "intelligent",
+    "invincible",
+    "judicious",
+    "kindly",
+    "languid",
+    "learned",
+    "legendary",
+    "likeable",
+    "loud",
+    "luminous",
+    "luxuriant",
+    "magnificent",
+    "marvelous",
+    "mercurial",
+    "merciful",
+    "nebulous",
+    "omniscient",
+    "orderly",
+    "peaceful",
+    "polite",
+    "popular",
+    "powerful",
+    "puzzled",
+    "redolent",
+    "resilient",
+    "rogue",
+    "rumbling",
+    "salty",
+    "sedate",
+    "selective",
+    "sincere",
+    "skillful",
+    "smiling",
+    "spiffy",
+    "stately",
+    "suave",
+    "sassy",
+    "serious",
+    "silent",
+    "stylish",
+    "tasteful",
+    "thoughtful",
+    "thundering",
+    "traveling",
+    "treasured",
+    "trusting",
+    "unequaled",
+    "upbeat",
+    "unique",
+    "valuable",
+    "vaunted",
+    "victorious",
+    "welcoming",
+    "whimsical",
+    "wise",
+    "worried",
+    "youthful",
+    "zealous",
+];
+
+const NOUNS: &[&str] = &[
+    "ant", "ape", "asp", "auk", "bass", "bat", "bear", "bee", "bird", "boar", "bug", "calf",
+    "carp", "cat", "chimp", "cod", "colt", "conch", "cow", "crab", "crane", "croc", "crow", "cub",
+    "deer", "doe", "dog", "dolphin", "donkey", "dove", "duck", "eel", "elk", "fawn", "finch",
+    "fish", "flea", "fly", "foal", "fowl", "fox", "frog", "gnat", "gnu", "goat", "goose", "grouse",
+    "grub", "gull", "hare", "hawk", "hen", "hog", "horse", "hound", "jay", "kit", "kite", "koi",
+    "lamb", "lark", "loon", "lynx", "mare", "midge", "mink", "mole", "moose", "moth", "mouse",
+    "mule", "newt", "owl", "ox", "panda", "penguin", "perch", "pig", "pug", "quail", "ram", "rat",
+    "ray", "robin", "roo", "rook", "seal", "shad", "shark", "sheep", "shoat", "shrew", "shrike",
+    "shrimp", "skink", "skunk", "sloth", "slug", "smelt", "snail", "snake", "snipe", "sow",
+    "sponge", "squid", "squirrel", "stag", "steed", "stoat", "stork", "swan", "tern", "toad",
+    "trout", "turtle", "vole", "wasp", "whale", "wolf", "worm", "wren", "yak", "zebra",
+];
+
+/// A run name in the style MLflow generates when none is given: `adjective-noun-123`.
+pub fn generate_run_name() -> String {
+    let r = random_u64();
+    let adj = ADJECTIVES[(r % ADJECTIVES.len() as u64) as usize];
+    let noun = NOUNS[((r >> 20) % NOUNS.len() as u64) as usize];
+    let num = (r >> 40) % 1000;
+    format!("{adj}-{noun}-{num}")
+}
+
+/// The OS user, as MLflow's client reports it in `mlflow.user` and `user_id`.
+pub fn current_user() -> String {
+    use std::sync::OnceLock;
+    static USER: OnceLock<String> = OnceLock::new();
+    USER.get_or_init(|| {
+        // the order of Python's getpass.getuser(), then the password database via `id -un`
+        for var in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+            if let Ok(v) = std::env::var(var) {
+                let v = v.trim().to_string();
+                if !v.is_empty() {
+                    return v;
+                }
+            }
+        }
+        std::process::Command::new("id")
+            .arg("-un")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
+    })
+    .clone()
+}
+
+/// The program that records the run (`mlflow.source.name`).
+pub fn source_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.display().to_string())
+        .or_else(|| std::env::args().next())
+        .unwrap_or_else(|| "engine".to_string())
+}
+
+/// The commit checked out in the current directory, when it is inside a git checkout.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (s.len() >= 7 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+}
+
+/// The system tags MLflow's Python client sets on a new run.
+pub fn system_tags(run_name: &str) -> Vec<(String, String)> {
+    let mut tags = vec![
+        ("mlflow.user".to_string(), current_user()),
+        ("mlflow.source.name".to_string(), source_name()),
+        ("mlflow.source.type".to_string(), "LOCAL".to_string()),
+        ("mlflow.runName".to_string(), run_name.to_string()),
+    ];
+    if let Some(commit) = git_commit() {
+        tags.push(("mlflow.source.git.commit".to_string(), commit));
+    }
+    tags
+}
+
+/// Days since 1970-01-01 to a (year, month, day) civil date (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC for an epoch-milliseconds timestamp.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// A short human duration: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+pub fn format_duration_ms(ms: i64) -> String {
+    if ms < 0 {
+        return "-".to_string();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms as f64 / 1000.0;
+    if s < 60.0 {
+        return format!("{s:.1}s");
+    }
+    let total = ms / 1000;
+    if total < 3600 {
+        return format!("{}m{:02}s", total / 60, total % 60);
+    }
+    format!("{}h{:02}m", total / 3600, (total % 3600) / 60)
+}
+
+/// A metric value as a short string (`0.8712`, `1.234e-5`, `NaN`).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v == v.trunc() && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let a = v.abs();
+    if (1e-4..1e6).contains(&a) {
+        let s = format!("{v:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.4e}")
+    }
+}
+
+/// Truncates to at most `max` characters (not bytes), on a char boundary.
+pub fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Percent-encodes a string for a URL query or path; `/` is kept when `keep_slash`.
+pub fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/');
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A directory name for an experiment: its name with anything outside
+/// `[A-Za-z0-9._-]` (and a leading dot) replaced by `_`. The real name is kept in each run's meta.
+pub fn experiment_dir_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.is_empty() {
+        s.push('_');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_32_lowercase_hex_and_distinct() {
+        let ids: Vec<String> = (0..200).map(|_| new_run_id()).collect();
+        for id in &ids {
+            assert!(is_run_id(id), "{id}");
+        }
+        let set: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len());
+        assert!(!is_run_id("ABCDEF0123456789abcdef0123456789"));
+        assert!(!is_run_id("abc"));
+    }
+
+    #[test]
+    fn run_names_look_like_mlflow_ones() {
+        for _ in 0..100 {
+            let name = generate_run_name();
+            let parts: Vec<&str> = name.split('-').collect();
+            assert_eq!(parts.len(), 3, "{name}");
+            assert!(ADJECTIVES.contains(&parts[0]));
+            assert!(NOUNS.contains(&parts[1]));
+            let n: u32 = parts[2].parse().unwrap();
+            assert!(n < 1000);
+        }
+    }
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_795_674_917_972), "2026-11-26 06:35:17");
+        assert_eq!(format_duration_ms(850), "850ms");
+        assert_eq!(format_duration_ms(12_340), "12.3s");
+        assert_eq!(format_duration_ms(245_000), "4m05s");
+        assert_eq!(format_duration_ms(7_380_000), "2h03m");
+    }
+
+    #[test]
+    fn values_and_strings() {
+        assert_eq!(format_value(0.5), "0.5");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(1.5e-7), "1.5000e-7");
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("abc", 10), "abc");
+        assert_eq!(percent_encode("a b/c&d", true), "a%20b/c%26d");
+        assert_eq!(percent_encode("a/b", false), "a%2Fb");
+        assert_eq!(experiment_dir_name("fashion-mnist"), "fashion-mnist");
+        assert_eq!(experiment_dir_name("a/b c"), "a_b_c");
+        assert_eq!(experiment_dir_name(".."), "_.");
+        assert_eq!(experiment_dir_name(""), "_");
+    }
+}
