@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use engine::tracking::{
-    self, Auth, LocalStore, Metric, MirroredTracker, MlflowClient, RecordStatus, RetryPolicy,
-    RunStatus, Tracker, TrackingConfig, TrackingError, util,
+    self, Auth, LocalStore, Metric, MirroredTracker, MlflowClient, RecordStatus, RetryPolicy, RunStatus, Tracker,
+    TrackingConfig, TrackingError, util,
 };
 
 /// What the stub answers: status, extra headers, body.
@@ -47,9 +47,7 @@ impl Stub {
                     }
                 };
                 stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut reader = BufReader::new(stream);
                 let mut head = String::new();
                 let mut content_length = 0usize;
@@ -72,10 +70,8 @@ impl Stub {
                 let n = h.fetch_add(1, Ordering::SeqCst);
                 hd.lock().unwrap().push(head.clone());
                 let (status, headers, text) = reply(n, &head);
-                let mut resp = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    text.len()
-                );
+                let mut resp =
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
                 for (k, v) in headers {
                     resp.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -86,13 +82,7 @@ impl Stub {
                 let _ = stream.flush();
             }
         });
-        Stub {
-            port,
-            hits,
-            heads,
-            stop,
-            thread: Some(thread),
-        }
+        Stub { port, hits, heads, stop, thread: Some(thread) }
     }
 
     fn uri(&self) -> String {
@@ -113,11 +103,7 @@ impl Drop for Stub {
 }
 
 fn json_reply(status: u16, body: &str) -> Reply {
-    (
-        status,
-        vec![("Content-Type", "application/json".to_string())],
-        body.to_string(),
-    )
+    (status, vec![("Content-Type", "application/json".to_string())], body.to_string())
 }
 
 fn fast_retries(max_retries: u32) -> RetryPolicy {
@@ -134,8 +120,7 @@ fn client(uri: &str, auth: Auth, retry: RetryPolicy) -> MlflowClient {
     MlflowClient::new(uri, auth, retry).unwrap()
 }
 
-const EXPERIMENT: &str =
-    r#"{"experiment":{"experiment_id":"7","name":"x","lifecycle_stage":"active"}}"#;
+const EXPERIMENT: &str = r#"{"experiment":{"experiment_id":"7","name":"x","lifecycle_stage":"active"}}"#;
 
 #[test]
 fn unauthorized_is_reported_once_without_secrets() {
@@ -146,14 +131,7 @@ fn unauthorized_is_reported_once_without_secrets() {
             "You are not authenticated. Please see documentation for details.".to_string(),
         )
     });
-    let c = client(
-        &stub.uri(),
-        Auth::Basic {
-            username: "alice".into(),
-            password: "hunter2".into(),
-        },
-        fast_retries(4),
-    );
+    let c = client(&stub.uri(), Auth::Basic { username: "alice".into(), password: "hunter2".into() }, fast_retries(4));
     let err = c.get_or_create_experiment("fashion-mnist").unwrap_err();
     assert_eq!(err.http_status(), Some(401));
     let msg = err.to_string();
@@ -164,10 +142,7 @@ fn unauthorized_is_reported_once_without_secrets() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(stub.hits(), 1, "401 must not be retried");
     let head = stub.heads.lock().unwrap()[0].clone();
-    assert!(
-        head.contains("Basic YWxpY2U6aHVudGVyMg=="),
-        "credentials not sent: {head}"
-    );
+    assert!(head.contains("Basic YWxpY2U6aHVudGVyMg=="), "credentials not sent: {head}");
     assert!(head.contains("experiment_name=fashion-mnist"), "{head}");
 
     // A bearer token goes out as such.
@@ -178,13 +153,7 @@ fn unauthorized_is_reported_once_without_secrets() {
 
 #[test]
 fn service_unavailable_is_retried_until_it_answers() {
-    let stub = Stub::start(|n, _| {
-        if n < 3 {
-            json_reply(503, "")
-        } else {
-            json_reply(200, EXPERIMENT)
-        }
-    });
+    let stub = Stub::start(|n, _| if n < 3 { json_reply(503, "") } else { json_reply(200, EXPERIMENT) });
     let c = client(&stub.uri(), Auth::None, fast_retries(5));
     assert_eq!(c.get_or_create_experiment("x").unwrap(), "7");
     assert_eq!(stub.hits(), 4);
@@ -193,10 +162,7 @@ fn service_unavailable_is_retried_until_it_answers() {
 #[test]
 fn persistent_5xx_gives_up_after_bounded_retries() {
     let stub = Stub::start(|_, _| {
-        json_reply(
-            503,
-            r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"database is locked"}"#,
-        )
+        json_reply(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"database is locked"}"#)
     });
     let c = client(&stub.uri(), Auth::None, fast_retries(3));
     let t = Instant::now();
@@ -205,13 +171,9 @@ fn persistent_5xx_gives_up_after_bounded_retries() {
     assert_eq!(stub.hits(), 4, "1 try + 3 retries");
     assert_eq!(err.error_code(), Some("TEMPORARILY_UNAVAILABLE"));
     let msg = err.to_string();
-    for needle in [
-        "503",
-        "TEMPORARILY_UNAVAILABLE",
-        "database is locked",
-        "after 4 attempts",
-        "/api/2.0/mlflow/runs/get",
-    ] {
+    for needle in
+        ["503", "TEMPORARILY_UNAVAILABLE", "database is locked", "after 4 attempts", "/api/2.0/mlflow/runs/get"]
+    {
         assert!(msg.contains(needle), "{needle:?} not in {msg}");
     }
     assert!(err.is_server_unavailable());
@@ -230,14 +192,8 @@ fn creates_are_not_retried_on_5xx_but_writes_are() {
     let err = c.create_run("1", "n", 0, "u", &[]).unwrap_err();
     assert_eq!(err.error_code(), Some("INTERNAL_ERROR"));
     assert!(err.to_string().contains("boom"));
-    assert_eq!(
-        stub.hits(),
-        1,
-        "a create may have happened: not repeated on 5xx"
-    );
-    let err = c
-        .log_batch("r", &[Metric::new("m", 1.0, 0)], &[], &[])
-        .unwrap_err();
+    assert_eq!(stub.hits(), 1, "a create may have happened: not repeated on 5xx");
+    let err = c.log_batch("r", &[Metric::new("m", 1.0, 0)], &[], &[]).unwrap_err();
     assert_eq!(err.http_status(), Some(502));
     assert!(err.to_string().contains("Bad Gateway"), "{err}");
     assert_eq!(stub.hits(), 4, "log-batch is idempotent: 1 + 2 retries");
@@ -246,22 +202,14 @@ fn creates_are_not_retried_on_5xx_but_writes_are() {
 #[test]
 fn too_many_requests_honours_retry_after() {
     let stub = Stub::start(|n, _| {
-        if n == 0 {
-            (429, vec![("Retry-After", "1".to_string())], String::new())
-        } else {
-            json_reply(200, EXPERIMENT)
-        }
+        if n == 0 { (429, vec![("Retry-After", "1".to_string())], String::new()) } else { json_reply(200, EXPERIMENT) }
     });
     let mut retry = fast_retries(2);
     retry.backoff_max = Duration::from_secs(5);
     let c = client(&stub.uri(), Auth::None, retry);
     let t = Instant::now();
     c.get_experiment("7").unwrap();
-    assert!(
-        t.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() >= Duration::from_millis(950), "{:?}", t.elapsed());
     assert_eq!(stub.hits(), 2);
 }
 
@@ -274,11 +222,7 @@ fn non_mlflow_pages_give_clear_errors() {
             "<!doctype html><title>404 Not Found</title>".to_string(),
         )
     });
-    let c = client(
-        &format!("{}/not-mlflow", stub.uri()),
-        Auth::None,
-        fast_retries(2),
-    );
+    let c = client(&format!("{}/not-mlflow", stub.uri()), Auth::None, fast_retries(2));
     let err = c.get_run("abc").unwrap_err();
     assert_eq!(err.http_status(), Some(404));
     assert!(err.to_string().contains("Not Found"), "{err}");
@@ -293,11 +237,7 @@ fn non_mlflow_pages_give_clear_errors() {
 
 /// A port on 127.0.0.1 where nothing listens.
 fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]
@@ -308,35 +248,22 @@ fn refused_connection_is_bounded_and_clear() {
     let err = c.get_or_create_experiment("x").unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     match &err {
-        TrackingError::Unreachable {
-            attempts, detail, ..
-        } => {
+        TrackingError::Unreachable { attempts, detail, .. } => {
             assert_eq!(*attempts, 4);
             assert!(detail.contains("refused"), "{detail}");
         }
         other => panic!("expected Unreachable, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(
-        msg.contains(&uri) && msg.contains("after 4 attempts"),
-        "{msg}"
-    );
+    assert!(msg.contains(&uri) && msg.contains("after 4 attempts"), "{msg}");
     // creates are retried on connection errors too (nothing reached the server)
     let err = c.create_run("1", "n", 0, "u", &[]).unwrap_err();
-    assert!(
-        matches!(err, TrackingError::Unreachable { attempts: 4, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrackingError::Unreachable { attempts: 4, .. }), "{err:?}");
 }
 
 #[test]
 fn wrong_uris_are_rejected_or_fail_cleanly() {
-    for bad in [
-        "sqlite:///mlflow.db",
-        "file:./mlruns",
-        "127.0.0.1:5000",
-        "http://",
-    ] {
+    for bad in ["sqlite:///mlflow.db", "file:./mlruns", "127.0.0.1:5000", "http://"] {
         let cfg = TrackingConfig {
             tracking_uri: Some(bad.into()),
             ..TrackingConfig::local("/tmp/engine-tracking-unused", "x")
@@ -347,10 +274,7 @@ fn wrong_uris_are_rejected_or_fail_cleanly() {
             Ok(_) => panic!("{bad}: accepted"),
         }
     }
-    let retry = RetryPolicy {
-        timeout: Duration::from_secs(5),
-        ..fast_retries(2)
-    };
+    let retry = RetryPolicy { timeout: Duration::from_secs(5), ..fast_retries(2) };
     let c = client("http://no-such-host.invalid:5000", Auth::None, retry);
     let t = Instant::now();
     let err = c.get_experiment_by_name("x").unwrap_err();
@@ -360,11 +284,8 @@ fn wrong_uris_are_rejected_or_fail_cleanly() {
 
 #[test]
 fn mirrored_tracker_keeps_training_when_server_is_down() {
-    let root: PathBuf = std::env::temp_dir().join(format!(
-        "engine-tracking-down-{}-{}",
-        std::process::id(),
-        util::new_run_id()
-    ));
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("engine-tracking-down-{}-{}", std::process::id(), util::new_run_id()));
     let uri = format!("http://127.0.0.1:{}", dead_port());
     let cfg = TrackingConfig {
         tracking_uri: Some(uri.clone()),
@@ -379,8 +300,7 @@ fn mirrored_tracker_keeps_training_when_server_is_down() {
     assert!(!t.is_server_live());
     let started = Instant::now();
     for step in 0..20 {
-        t.log_metrics(&[Metric::new("loss", 1.0 / (step + 1) as f64, step)])
-            .unwrap();
+        t.log_metrics(&[Metric::new("loss", 1.0 / (step + 1) as f64, step)]).unwrap();
     }
     // once given up on, the server costs nothing more
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -400,40 +320,24 @@ fn mirrored_tracker_keeps_training_when_server_is_down() {
 #[test]
 fn mirrored_tracker_keeps_training_when_credentials_are_refused() {
     let stub = Stub::start(|_, _| (401, vec![], "Unauthorized".to_string()));
-    let root: PathBuf = std::env::temp_dir().join(format!(
-        "engine-tracking-401-{}-{}",
-        std::process::id(),
-        util::new_run_id()
-    ));
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("engine-tracking-401-{}-{}", std::process::id(), util::new_run_id()));
     let cfg = TrackingConfig {
         tracking_uri: Some(stub.uri()),
         experiment: "auth".into(),
         run_name: None,
         local_root: root.clone(),
     };
-    let c = client(
-        &stub.uri(),
-        Auth::Basic {
-            username: "u".into(),
-            password: "wrong-password".into(),
-        },
-        fast_retries(3),
-    );
+    let c =
+        client(&stub.uri(), Auth::Basic { username: "u".into(), password: "wrong-password".into() }, fast_retries(3));
     let mut t = MirroredTracker::new(cfg, c).unwrap();
     let id = t.start_run(&[], &[]).unwrap();
     assert_eq!(stub.hits(), 1, "no retries on 401");
     t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
     t.end_run(RunStatus::Finished).unwrap();
     let err = t.last_server_error().unwrap();
-    assert!(
-        err.contains("401") && !err.contains("wrong-password"),
-        "{err}"
-    );
-    assert_eq!(
-        stub.hits(),
-        1,
-        "nothing more sent to a server that refused us"
-    );
+    assert!(err.contains("401") && !err.contains("wrong-password"), "{err}");
+    assert_eq!(stub.hits(), 1, "nothing more sent to a server that refused us");
     let r = LocalStore::open(&root).unwrap().load_run(&id).unwrap();
     assert_eq!(r.status, RecordStatus::Finished);
     assert_eq!(r.sync_state(), "unsynced");

@@ -4,18 +4,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use engine::tracking::{
-    self, LocalStore, LocalTracker, Metric, RecordStatus, RunStatus, Tracker, TrackingConfig,
-    TrackingError, util,
+    self, LocalStore, LocalTracker, Metric, RecordStatus, RunStatus, Tracker, TrackingConfig, TrackingError, util,
 };
 
 struct Tmp(PathBuf);
 impl Tmp {
     fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "engine-tracking-{name}-{}-{}",
-            std::process::id(),
-            util::new_run_id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("engine-tracking-{name}-{}-{}", std::process::id(), util::new_run_id()));
         std::fs::create_dir_all(&p).unwrap();
         Tmp(p)
     }
@@ -30,10 +26,7 @@ impl Drop for Tmp {
 }
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn config(root: &Path, experiment: &str, name: Option<&str>) -> TrackingConfig {
@@ -50,12 +43,7 @@ fn round_trip_write_list_show() {
     let tmp = Tmp::new("roundtrip");
     let cfg = config(tmp.path(), "fashion-mnist", Some("mlp-h128"));
     let mut t = tracking::open(&cfg).unwrap();
-    let id = t
-        .start_run(
-            &kv(&[("lr", "0.01"), ("hidden", "128")]),
-            &kv(&[("engine.version", "0.1.0")]),
-        )
-        .unwrap();
+    let id = t.start_run(&kv(&[("lr", "0.01"), ("hidden", "128")]), &kv(&[("engine.version", "0.1.0")])).unwrap();
     assert!(util::is_run_id(&id), "{id}");
     assert_eq!(t.run_id(), Some(id.as_str()));
     assert!(t.describe().starts_with("local store "), "{}", t.describe());
@@ -67,12 +55,10 @@ fn round_trip_write_list_show() {
     }
     points.push(Metric::new("weird", f64::NAN, 0));
     t.log_metrics(&points).unwrap();
-    t.log_params(&kv(&[("epochs", "5"), ("lr", "0.01")]))
-        .unwrap(); // same value again: fine
+    t.log_params(&kv(&[("epochs", "5"), ("lr", "0.01")])).unwrap(); // same value again: fine
     let err = t.log_params(&kv(&[("lr", "0.1")])).unwrap_err();
     assert!(matches!(err, TrackingError::InvalidArgument(_)), "{err}");
-    t.set_tags(&kv(&[("note", "first"), ("note", "second")]))
-        .unwrap();
+    t.set_tags(&kv(&[("note", "first"), ("note", "second")])).unwrap();
 
     let art = tmp.path().join("report.json");
     std::fs::write(&art, br#"{"acc":0.9}"#).unwrap();
@@ -89,10 +75,7 @@ fn round_trip_write_list_show() {
     assert_eq!(store.load_run(&id).unwrap().status, RecordStatus::Running);
 
     t.end_run(RunStatus::Finished).unwrap();
-    assert!(matches!(
-        t.log_metrics(&[Metric::new("x", 1.0, 0)]),
-        Err(TrackingError::NoActiveRun)
-    ));
+    assert!(matches!(t.log_metrics(&[Metric::new("x", 1.0, 0)]), Err(TrackingError::NoActiveRun)));
     assert!(t.end_run(RunStatus::Finished).is_err());
 
     let r = store.load_run(&id).unwrap();
@@ -115,18 +98,12 @@ fn round_trip_write_list_show() {
     assert_eq!(r.skipped_metric_lines, 0);
     let paths: Vec<&str> = r.artifacts.iter().map(|a| a.path.as_str()).collect();
     assert_eq!(paths, ["plots/loss.png", "report.json"]);
-    assert_eq!(
-        std::fs::read(r.dir.join("artifacts/plots/loss.png")).unwrap(),
-        png_bytes
-    );
+    assert_eq!(std::fs::read(r.dir.join("artifacts/plots/loss.png")).unwrap(), png_bytes);
     assert_eq!(r.sync_state(), "local");
 
     // A prefix finds it too.
     assert_eq!(store.load_run(&id[..8]).unwrap().run_id, id);
-    assert!(matches!(
-        store.load_run("ffffffffffffffffffffffffffffffff"),
-        Err(TrackingError::RunNotFound(_))
-    ));
+    assert!(matches!(store.load_run("ffffffffffffffffffffffffffffffff"), Err(TrackingError::RunNotFound(_))));
 
     // Second run in another experiment; listing filters by experiment.
     let cfg2 = config(tmp.path(), "other exp/2", None);
@@ -140,18 +117,12 @@ fn round_trip_write_list_show() {
     assert_eq!(only[0].status, RecordStatus::Failed);
     let name2 = &only[0].run_name;
     assert_eq!(name2.split('-').count(), 3, "{name2}");
-    assert_eq!(
-        store.experiments().unwrap(),
-        vec!["fashion-mnist".to_string(), "other exp/2".to_string()]
-    );
+    assert_eq!(store.experiments().unwrap(), vec!["fashion-mnist".to_string(), "other exp/2".to_string()]);
 
     let list = tracking::runs_list(&cfg.local_root, None).unwrap();
     assert!(list.starts_with("RUN ID"), "{list}");
     assert!(list.contains(&id) && list.contains(&id2), "{list}");
-    assert!(
-        list.contains("FINISHED") && list.contains("FAILED"),
-        "{list}"
-    );
+    assert!(list.contains("FINISHED") && list.contains("FAILED"), "{list}");
     assert!(list.contains("test_accuracy=0.9"), "{list}");
     let show = tracking::runs_show(&cfg.local_root, &id).unwrap();
     for needle in [
@@ -179,8 +150,7 @@ fn run_dropped_without_end_is_unfinished() {
     let id = {
         let mut t = tracking::open(&cfg).unwrap();
         let id = t.start_run(&kv(&[("a", "1")]), &[]).unwrap();
-        t.log_metrics(&[Metric::new("loss", 0.7, 0), Metric::new("loss", 0.6, 1)])
-            .unwrap();
+        t.log_metrics(&[Metric::new("loss", 0.7, 0), Metric::new("loss", 0.6, 1)]).unwrap();
         id
         // dropped here without end_run, as when the process is killed
     };
@@ -206,16 +176,10 @@ fn torn_metrics_line_is_skipped_not_fatal() {
     let dir = t.local_run().unwrap().dir().to_path_buf();
     drop(t);
     // a write cut short by a kill
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("metrics.jsonl"))
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("metrics.jsonl")).unwrap();
     f.write_all(br#"{"key":"loss","value":0.4,"st"#).unwrap();
     drop(f);
-    let r = LocalStore::open(&cfg.local_root)
-        .unwrap()
-        .load_run(&id)
-        .unwrap();
+    let r = LocalStore::open(&cfg.local_root).unwrap().load_run(&id).unwrap();
     assert_eq!(r.status, RecordStatus::Unfinished);
     assert_eq!(r.metrics.len(), 1);
     assert_eq!(r.skipped_metric_lines, 1);
@@ -244,11 +208,7 @@ fn run_killed_in_a_child_process_is_unfinished() {
     let tmp = Tmp::new("killed");
     let exe = std::env::current_exe().unwrap();
     let mut child = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "run_killed_in_a_child_process_is_unfinished",
-            "--nocapture",
-        ])
+        .args(["--exact", "run_killed_in_a_child_process_is_unfinished", "--nocapture"])
         .env("ENGINE_TRACKING_CHILD_ROOT", tmp.path())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -256,10 +216,7 @@ fn run_killed_in_a_child_process_is_unfinished() {
     let ready = tmp.path().join("ready");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !ready.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "child never got going"
-        );
+        assert!(std::time::Instant::now() < deadline, "child never got going");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let id = std::fs::read_to_string(&ready).unwrap();
@@ -270,12 +227,7 @@ fn run_killed_in_a_child_process_is_unfinished() {
     let r = store.load_run(&id).unwrap();
     assert_eq!(r.status, RecordStatus::Unfinished);
     assert!(r.metrics.len() >= 4);
-    assert!(
-        r.metrics
-            .iter()
-            .enumerate()
-            .all(|(i, m)| m.step == i as i64)
-    );
+    assert!(r.metrics.iter().enumerate().all(|(i, m)| m.step == i as i64));
 }
 
 #[test]
@@ -301,10 +253,7 @@ fn killed_status_is_recorded() {
     let mut t = tracking::open(&cfg).unwrap();
     let id = t.start_run(&[], &[]).unwrap();
     t.end_run(RunStatus::Killed).unwrap();
-    let r = LocalStore::open(&cfg.local_root)
-        .unwrap()
-        .load_run(&id)
-        .unwrap();
+    let r = LocalStore::open(&cfg.local_root).unwrap().load_run(&id).unwrap();
     assert_eq!(r.status, RecordStatus::Killed);
     assert!(r.end_time_ms.is_some());
 }

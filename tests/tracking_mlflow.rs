@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use engine::tracking::{
-    Auth, LocalStore, LocalTracker, Metric, MirroredTracker, MlflowClient, RecordStatus,
-    RetryPolicy, RunStatus, SyncOptions, SyncOutcome, Tracker, TrackingConfig, sync_to, util,
+    Auth, LocalStore, LocalTracker, Metric, MirroredTracker, MlflowClient, RecordStatus, RetryPolicy, RunStatus,
+    SyncOptions, SyncOutcome, Tracker, TrackingConfig, sync_to, util,
 };
 use serde_json::json;
 
@@ -50,18 +50,11 @@ fn config(uri: Option<&str>, root: &Path, experiment: &str, name: &str) -> Track
 }
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// The server's whole history of every metric of a run, sorted by (key, step, timestamp).
-fn server_points(
-    c: &MlflowClient,
-    run_id: &str,
-    keys: &[String],
-) -> Vec<(String, i64, i64, String)> {
+fn server_points(c: &MlflowClient, run_id: &str, keys: &[String]) -> Vec<(String, i64, i64, String)> {
     let mut out = Vec::new();
     for k in keys {
         for m in c.get_metric_history(run_id, k).unwrap() {
@@ -73,26 +66,14 @@ fn server_points(
 }
 
 fn local_points(metrics: &[Metric]) -> Vec<(String, i64, i64, String)> {
-    let mut out: Vec<_> = metrics
-        .iter()
-        .map(|m| {
-            (
-                m.key.clone(),
-                m.step,
-                m.timestamp_ms,
-                format!("{:?}", m.value),
-            )
-        })
-        .collect();
+    let mut out: Vec<_> =
+        metrics.iter().map(|m| (m.key.clone(), m.step, m.timestamp_ms, format!("{:?}", m.value))).collect();
     out.sort();
     out
 }
 
 fn server_map(items: &[engine::tracking::KeyValue]) -> BTreeMap<String, String> {
-    items
-        .iter()
-        .map(|p| (p.key.clone(), p.value.clone()))
-        .collect()
+    items.iter().map(|p| (p.key.clone(), p.value.clone())).collect()
 }
 
 #[test]
@@ -106,23 +87,14 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     let mut t = MirroredTracker::new(cfg.clone(), c.clone()).unwrap();
 
     // 150 params and 120 tags: more than one log-batch each; one param over 6000 chars.
-    let mut params: Vec<(String, String)> = (0..150)
-        .map(|i| (format!("p{i:03}"), format!("v{i}")))
-        .collect();
+    let mut params: Vec<(String, String)> = (0..150).map(|i| (format!("p{i:03}"), format!("v{i}"))).collect();
     params.push(("long".into(), "x".repeat(7000)));
-    let tags: Vec<(String, String)> = (0..120)
-        .map(|i| (format!("t{i:03}"), format!("tag {i}")))
-        .collect();
+    let tags: Vec<(String, String)> = (0..120).map(|i| (format!("t{i:03}"), format!("tag {i}"))).collect();
     let id = t.start_run(&params, &tags).unwrap();
     assert!(util::is_run_id(&id));
     assert!(t.is_server_live());
     assert_eq!(t.server_run_id(), Some(id.as_str()));
-    assert!(
-        t.describe()
-            .starts_with(&format!("MLflow {}", server.uri())),
-        "{}",
-        t.describe()
-    );
+    assert!(t.describe().starts_with(&format!("MLflow {}", server.uri())), "{}", t.describe());
 
     // 2 x 1200 points in one call (more than one batch), plus NaN and per-epoch logging.
     let mut all = Vec::new();
@@ -149,35 +121,25 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     for epoch in 0..5 {
         let m = vec![
             Metric::new("test_accuracy", 0.8 + epoch as f64 * 0.01, epoch),
-            Metric::new(
-                "odd",
-                if epoch == 2 { f64::NAN } else { epoch as f64 },
-                epoch,
-            ),
+            Metric::new("odd", if epoch == 2 { f64::NAN } else { epoch as f64 }, epoch),
         ];
         t.log_metrics(&m).unwrap();
         all.extend(m);
     }
     t.log_params(&kv(&[("epochs", "5")])).unwrap();
-    t.set_tags(&kv(&[("mlflow.note.content", "round trip test")]))
-        .unwrap();
+    t.set_tags(&kv(&[("mlflow.note.content", "round trip test")])).unwrap();
 
     let report = tmp.path().join("report.json");
     std::fs::write(&report, br#"{"test_accuracy": 0.84}"#).unwrap();
     let png = tmp.path().join("loss curve.png");
-    let png_bytes: Vec<u8> = (0..70_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let png_bytes: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::write(&png, &png_bytes).unwrap();
     t.log_artifact(&report, "").unwrap();
     t.log_artifact(&png, "plots/train").unwrap();
     t.end_run(RunStatus::Finished).unwrap();
     assert!(t.is_in_sync(), "{:?}", t.last_server_error());
 
-    let local = LocalStore::open(&cfg.local_root)
-        .unwrap()
-        .load_run(&id)
-        .unwrap();
+    let local = LocalStore::open(&cfg.local_root).unwrap().load_run(&id).unwrap();
     assert_eq!(local.sync_state(), "synced");
     assert_eq!(local.server_run_id(), Some(id.as_str()));
 
@@ -216,33 +178,14 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     let files = c.list_artifacts_recursive(&id).unwrap();
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["plots/train/loss curve.png", "report.json"]);
-    assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "plots/train/loss curve.png")
-            .unwrap(),
-        png_bytes
-    );
-    assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "report.json")
-            .unwrap(),
-        std::fs::read(&report).unwrap()
-    );
+    assert_eq!(c.download_artifact(&run.info.artifact_uri, "plots/train/loss curve.png").unwrap(), png_bytes);
+    assert_eq!(c.download_artifact(&run.info.artifact_uri, "report.json").unwrap(), std::fs::read(&report).unwrap());
 
     // Already synced: sync leaves it alone, and a full recheck finds nothing missing.
-    let opts = SyncOptions {
-        run_ids: vec![id.clone()],
-        ..SyncOptions::default()
-    };
+    let opts = SyncOptions { run_ids: vec![id.clone()], ..SyncOptions::default() };
     let rep = sync_to(&cfg.local_root, &c, &opts).unwrap();
     assert_eq!(rep.runs[0].outcome, SyncOutcome::AlreadySynced);
-    let rep = sync_to(
-        &cfg.local_root,
-        &c,
-        &SyncOptions {
-            recheck: true,
-            ..opts
-        },
-    )
-    .unwrap();
+    let rep = sync_to(&cfg.local_root, &c, &SyncOptions { recheck: true, ..opts }).unwrap();
     assert_eq!(rep.runs[0].outcome, SyncOutcome::Synced);
     assert!(!rep.sent_anything(), "{rep}");
 }
@@ -258,22 +201,9 @@ fn local_runs_are_pushed_by_sync_once() {
 
     // A finished local-only run...
     let mut t = LocalTracker::new(cfg.clone()).unwrap();
-    let id = t
-        .start_run(&kv(&[("hidden", "64")]), &kv(&[("k", "v")]))
-        .unwrap();
-    let pts: Vec<Metric> = (0..30)
-        .map(|s| {
-            Metric::new(
-                "loss",
-                if s == 7 {
-                    f64::NAN
-                } else {
-                    1.0 / (s + 1) as f64
-                },
-                s,
-            )
-        })
-        .collect();
+    let id = t.start_run(&kv(&[("hidden", "64")]), &kv(&[("k", "v")])).unwrap();
+    let pts: Vec<Metric> =
+        (0..30).map(|s| Metric::new("loss", if s == 7 { f64::NAN } else { 1.0 / (s + 1) as f64 }, s)).collect();
     t.log_metrics(&pts).unwrap();
     t.log_metrics(&pts[..2]).unwrap(); // the same points logged twice: the server keeps one
     let f = tmp.path().join("weights.bin");
@@ -282,11 +212,7 @@ fn local_runs_are_pushed_by_sync_once() {
     t.end_run(RunStatus::Killed).unwrap();
     drop(t);
     // ...and one whose process died.
-    let mut u = LocalTracker::new(TrackingConfig {
-        run_name: Some("died".into()),
-        ..cfg.clone()
-    })
-    .unwrap();
+    let mut u = LocalTracker::new(TrackingConfig { run_name: Some("died".into()), ..cfg.clone() }).unwrap();
     let dead = u.start_run(&[], &[]).unwrap();
     u.log_metrics(&[Metric::new("loss", 0.5, 0)]).unwrap();
     drop(u);
@@ -303,11 +229,7 @@ fn local_runs_are_pushed_by_sync_once() {
     assert_eq!(rec.sync_state(), "synced");
     let sid = rec.server_run_id().unwrap().to_string();
     assert_ne!(sid, id, "the server chose its own id");
-    assert_eq!(
-        store.load_run(&sid).unwrap().run_id,
-        id,
-        "found by server id"
-    );
+    assert_eq!(store.load_run(&sid).unwrap().run_id, id, "found by server id");
     let run = c.get_run(&sid).unwrap();
     assert_eq!(run.info.status, "KILLED");
     assert_eq!(run.info.end_time, rec.end_time_ms);
@@ -322,11 +244,7 @@ fn local_runs_are_pushed_by_sync_once() {
     distinct.dedup();
     assert_eq!(server_points(&c, &sid, &keys), distinct);
     assert_eq!(distinct.len(), 30);
-    assert_eq!(
-        c.download_artifact(&run.info.artifact_uri, "model/weights.bin")
-            .unwrap(),
-        vec![7u8; 3000]
-    );
+    assert_eq!(c.download_artifact(&run.info.artifact_uri, "model/weights.bin").unwrap(), vec![7u8; 3000]);
 
     let died = store.load_run(&dead).unwrap();
     assert_eq!(died.status, RecordStatus::Unfinished);
@@ -338,15 +256,7 @@ fn local_runs_are_pushed_by_sync_once() {
     let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
     assert!(!rep.sent_anything(), "{rep}");
     assert_eq!(rep.created(), 0);
-    let rep = sync_to(
-        &cfg.local_root,
-        &c,
-        &SyncOptions {
-            recheck: true,
-            ..SyncOptions::default()
-        },
-    )
-    .unwrap();
+    let rep = sync_to(&cfg.local_root, &c, &SyncOptions { recheck: true, ..SyncOptions::default() }).unwrap();
     assert!(!rep.sent_anything(), "{rep}");
     assert_eq!(server_points(&c, &sid, &keys).len(), 30);
     assert_eq!(server_points(&c, &died_sid, &keys).len(), 1);
@@ -355,10 +265,7 @@ fn local_runs_are_pushed_by_sync_once() {
     let rep = sync_to(
         &cfg.local_root,
         &c,
-        &SyncOptions {
-            mark_unfinished: Some(RunStatus::Failed),
-            ..SyncOptions::default()
-        },
+        &SyncOptions { mark_unfinished: Some(RunStatus::Failed), ..SyncOptions::default() },
     )
     .unwrap();
     assert_eq!(rep.created(), 0, "{rep}");
@@ -372,19 +279,11 @@ fn local_runs_are_pushed_by_sync_once() {
 
     // A lost meta.json reference is recovered through the engine.local_run_id tag: no duplicate.
     let meta_path = rec.dir.join("meta.json");
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
     meta["remotes"] = json!([]);
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-    let rep = sync_to(
-        &cfg.local_root,
-        &c,
-        &SyncOptions {
-            run_ids: vec![id.clone()],
-            ..SyncOptions::default()
-        },
-    )
-    .unwrap();
+    let rep =
+        sync_to(&cfg.local_root, &c, &SyncOptions { run_ids: vec![id.clone()], ..SyncOptions::default() }).unwrap();
     assert_eq!(rep.created(), 0, "{rep}");
     assert!(!rep.sent_anything(), "{rep}");
     assert_eq!(rep.runs[0].server_run_id.as_deref(), Some(sid.as_str()));
@@ -398,18 +297,12 @@ fn experiments_are_got_or_created_race_safely_and_restored() {
     let c = client(server.uri());
     let name = format!("race-{}", &util::new_run_id()[..8]);
     let ids: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| c.get_or_create_experiment(&name).unwrap()))
-            .collect();
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| c.get_or_create_experiment(&name).unwrap())).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(ids.iter().all(|i| i == &ids[0]), "{ids:?}");
-    c.post_json("experiments/delete", &json!({ "experiment_id": ids[0] }))
-        .unwrap();
-    assert_eq!(
-        c.get_experiment(&ids[0]).unwrap().lifecycle_stage,
-        "deleted"
-    );
+    c.post_json("experiments/delete", &json!({ "experiment_id": ids[0] })).unwrap();
+    assert_eq!(c.get_experiment(&ids[0]).unwrap().lifecycle_stage, "deleted");
     assert_eq!(c.get_or_create_experiment(&name).unwrap(), ids[0]);
     assert_eq!(c.get_experiment(&ids[0]).unwrap().lifecycle_stage, "active");
 }
@@ -429,11 +322,8 @@ fn server_errors_carry_mlflow_error_codes() {
 
     let exp = c.get_or_create_experiment("errors").unwrap();
     let info = c.create_run(&exp, "e", util::now_ms(), "u", &[]).unwrap();
-    c.log_batch(&info.run_id, &[], &kv(&[("lr", "1")]), &[])
-        .unwrap();
-    let err = c
-        .log_batch(&info.run_id, &[], &kv(&[("lr", "2")]), &[])
-        .unwrap_err();
+    c.log_batch(&info.run_id, &[], &kv(&[("lr", "1")]), &[]).unwrap();
+    let err = c.log_batch(&info.run_id, &[], &kv(&[("lr", "2")]), &[]).unwrap_err();
     assert_eq!(err.error_code(), Some("INVALID_PARAMETER_VALUE"));
     assert!(err.to_string().contains("lr"), "{err}");
     assert!(!err.is_server_unavailable());
@@ -443,10 +333,7 @@ fn server_errors_carry_mlflow_error_codes() {
     let err = wrong.get_experiment_by_name("x").unwrap_err();
     assert_eq!(err.http_status(), Some(404), "{err}");
     assert!(err.to_string().contains("check the tracking URI"), "{err}");
-    assert!(
-        !err.is_not_found(),
-        "a wrong URL is not a missing experiment"
-    );
+    assert!(!err.is_not_found(), "a wrong URL is not a missing experiment");
 }
 
 #[test]
@@ -467,10 +354,7 @@ fn server_killed_mid_run_then_sync_completes_it() {
     std::fs::write(&f1, "before the crash").unwrap();
     t.log_artifact(&f1, "").unwrap();
     let epoch = |e: i64| {
-        vec![
-            Metric::new("train_loss", 1.0 / (e + 1) as f64, e),
-            Metric::new("test_accuracy", 0.5 + e as f64 / 40.0, e),
-        ]
+        vec![Metric::new("train_loss", 1.0 / (e + 1) as f64, e), Metric::new("test_accuracy", 0.5 + e as f64 / 40.0, e)]
     };
     for e in 0..5 {
         t.log_metrics(&epoch(e)).unwrap();
@@ -507,11 +391,7 @@ fn server_killed_mid_run_then_sync_completes_it() {
     let before = c.get_run(&id).unwrap();
     assert_eq!(before.info.status, "RUNNING");
     let keys = rec.metric_keys();
-    assert_eq!(
-        server_points(&c, &id, &keys).len(),
-        10,
-        "half the run got there live"
-    );
+    assert_eq!(server_points(&c, &id, &keys).len(), 10, "half the run got there live");
 
     let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
     assert_eq!(rep.runs.len(), 1, "{rep}");
@@ -530,38 +410,17 @@ fn server_killed_mid_run_then_sync_completes_it() {
     assert_eq!(after.param("late_param"), Some("x"));
     assert_eq!(after.tag("late_tag"), Some("y"));
     assert_eq!(server_points(&c, &id, &keys), local_points(&rec.metrics));
-    let files: Vec<String> = c
-        .list_artifacts_recursive(&id)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let files: Vec<String> = c.list_artifacts_recursive(&id).unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(files, ["early.txt", "out/late.txt"]);
-    assert_eq!(
-        c.download_artifact(&after.info.artifact_uri, "out/late.txt")
-            .unwrap(),
-        b"after the crash"
-    );
+    assert_eq!(c.download_artifact(&after.info.artifact_uri, "out/late.txt").unwrap(), b"after the crash");
     assert_eq!(store.load_run(&id).unwrap().sync_state(), "synced");
     let exp = after.info.experiment_id.clone();
-    assert_eq!(
-        c.search_runs(&[exp.as_str()], "", &[], 100).unwrap().len(),
-        1,
-        "no duplicate run"
-    );
+    assert_eq!(c.search_runs(&[exp.as_str()], "", &[], 100).unwrap().len(), 1, "no duplicate run");
 
     // Syncing again changes nothing.
     let rep = sync_to(&cfg.local_root, &c, &SyncOptions::default()).unwrap();
     assert_eq!(rep.runs[0].outcome, SyncOutcome::AlreadySynced);
-    let rep = sync_to(
-        &cfg.local_root,
-        &c,
-        &SyncOptions {
-            recheck: true,
-            ..SyncOptions::default()
-        },
-    )
-    .unwrap();
+    let rep = sync_to(&cfg.local_root, &c, &SyncOptions { recheck: true, ..SyncOptions::default() }).unwrap();
     assert!(!rep.sent_anything(), "{rep}");
     assert_eq!(server_points(&c, &id, &keys).len(), 20);
 }
@@ -578,16 +437,12 @@ fn per_step_points_are_batched_then_flushed() {
     t.set_flush_interval(Duration::from_secs(3600));
     let id = t.start_run(&[], &[]).unwrap();
     for step in 0..50 {
-        t.log_metrics(&[Metric::new("loss", 1.0 / (step + 1) as f64, step)])
-            .unwrap();
+        t.log_metrics(&[Metric::new("loss", 1.0 / (step + 1) as f64, step)]).unwrap();
     }
     assert_eq!(t.pending_points(), 50);
     assert!(c.get_metric_history(&id, "loss").unwrap().is_empty());
     // still complete locally meanwhile
-    let local = LocalStore::open(tmp.path().join("store"))
-        .unwrap()
-        .load_run(&id)
-        .unwrap();
+    let local = LocalStore::open(tmp.path().join("store")).unwrap().load_run(&id).unwrap();
     assert_eq!(local.metrics.len(), 50);
     t.flush().unwrap();
     assert_eq!(t.pending_points(), 0);
@@ -622,8 +477,5 @@ fn runs_still_recording_are_left_alone_by_sync() {
     assert_eq!(rep.runs[0].outcome, SyncOutcome::Synced, "{rep}");
     assert_eq!(rep.created(), 1);
     let sid = rep.runs[0].server_run_id.clone().unwrap();
-    assert_eq!(
-        c.get_run(&sid).unwrap().tag("engine.local_run_id"),
-        Some(id.as_str())
-    );
+    assert_eq!(c.get_run(&sid).unwrap().tag("engine.local_run_id"), Some(id.as_str()));
 }

@@ -1,6 +1,7 @@
 //! Commands of the `engine` binary.
 
 mod progress;
+mod runs;
 mod train;
 
 use std::process::ExitCode;
@@ -24,6 +25,28 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// List the compute devices this build can use.
     Devices,
+    /// Read the runs recorded in the local store.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Push local runs that have not reached the MLflow server yet (idempotent).
+    Sync(runs::SyncArgs),
+}
+
+/// Where runs are tracked: an MLflow server, or the local store only.
+#[derive(clap::Args, Clone)]
+pub struct TrackingArgs {
+    /// MLflow server, e.g. http://127.0.0.1:5000 [env: MLFLOW_TRACKING_URI; default: local store only].
+    #[arg(long)]
+    pub tracking_uri: Option<String>,
+    /// Experiment name [env: MLFLOW_EXPERIMENT_NAME; default: fashion-mnist].
+    #[arg(long)]
+    pub experiment: Option<String>,
+}
+
+impl TrackingArgs {
+    pub fn config(&self, run_name: Option<String>) -> engine::tracking::TrackingConfig {
+        engine::tracking::TrackingConfig::from_env(self.tracking_uri.clone(), self.experiment.clone(), run_name)
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -33,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("cpu\t{} threads (rayon)", rayon::current_num_threads());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Runs(command) => runs::run(command),
+        Command::Sync(args) => runs::sync(args),
     }
 }
 

@@ -11,8 +11,10 @@ use engine::model;
 use engine::report::{self, EpochPoint, EvaluationInputs};
 use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainError};
 
-use super::UsageError;
+use engine::tracking::{self, Metric, RunStatus, Tracker};
+
 use super::progress::Progress;
+use super::{TrackingArgs, UsageError};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -65,6 +67,11 @@ pub struct TrainArgs {
     /// Print one JSON object with the results as the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+    /// Name of the run [default: generated, like MLflow's].
+    #[arg(long)]
+    pub run_name: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,11 +140,49 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let (device, device_name) = open_device(args.device)?;
     let dataset = data::load(args.data_dir.as_deref())?;
     eprintln!("data: {}", dataset.source);
-    let run_id = new_run_id();
-    let output_dir = args.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(&run_id));
 
+    let tracking = args.tracking.config(args.run_name.clone());
+    let mut tracker = tracking::open(&tracking)?;
+    let mut params = config.params();
+    params.extend([
+        ("device".to_string(), device_name.clone()),
+        ("engine_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("data_source".to_string(), dataset.source.to_string()),
+    ]);
+    let run_id = tracker.start_run(&params, &[])?;
+    eprintln!("tracking: {}", tracker.describe());
+    let interrupted = tracking::install_interrupt_flag();
+    let result =
+        train_and_report(&args, &config, &device, &device_name, &dataset, tracker.as_mut(), &run_id, &interrupted);
+    let status = match &result {
+        Ok(_) => RunStatus::Finished,
+        Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted)) => RunStatus::Killed,
+        Err(_) => RunStatus::Failed,
+    };
+    if let Err(e) = tracker.end_run(status) {
+        eprintln!("warning: could not record the end of run {run_id}: {e}");
+    }
+    result
+}
+
+/// Everything between the start and the end of a tracked run.
+#[allow(clippy::too_many_arguments)]
+fn train_and_report(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    device: &Device,
+    device_name: &str,
+    dataset: &data::fashion_mnist::FashionMnist,
+    tracker: &mut dyn Tracker,
+    run_id: &str,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<ExitCode> {
+    let output_dir = args.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id));
     let mut progress = Progress::new();
     let mut observe = |event: Event| -> Result<(), TrainError> {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TrainError::Interrupted);
+        }
         match event {
             Event::EpochStart { epoch, steps } => progress.start(format!("epoch {epoch}/{}", config.epochs), steps),
             Event::Step { step, loss, samples_per_second } => {
@@ -154,22 +199,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                     optional(m.val_accuracy),
                     m.seconds
                 );
+                tracker.log_metrics(&epoch_metrics(m)).map_err(|e| TrainError::Observer(e.to_string()))?;
             }
         }
         Ok(())
     };
-    let trained = train::fit(&config, &dataset.train, &device, &mut observe)?;
+    let trained = train::fit(config, &dataset.train, device, &mut observe)?;
     progress.finish();
 
     let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
-    let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, &device)?;
+    let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
     println!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy);
+    let report = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?;
+    println!("\n{}", report.render_text());
 
     std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
     let model_dir = output_dir.join("model");
-    let hyperparameters = serde_json::to_value(&config)?;
-    model::save_model_dir(&model_dir, &trained.model, config.normalize, hyperparameters, Some(&run_id), None)?;
-    write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
+    let hyperparameters = serde_json::to_value(config)?;
+    model::save_model_dir(&model_dir, &trained.model, config.normalize, hyperparameters, Some(run_id), None)?;
+    let mut written = write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
 
     let summary = serde_json::json!({
         "run_id": run_id,
@@ -177,6 +225,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "device": device_name,
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
+        "macro_f1": report.macro_f1(),
         "train_seconds": trained.train_seconds,
         "train_examples": trained.train_examples,
         "val_examples": trained.val_examples,
@@ -184,7 +233,29 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "config": config,
         "epochs": trained.history,
     });
-    model::write_atomically(&output_dir.join("metrics.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    let metrics_path = output_dir.join("metrics.json");
+    model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    written.push(metrics_path);
+
+    let final_epoch = config.epochs as i64;
+    tracker.log_metrics(&[
+        Metric::new("test_loss", test.loss, final_epoch),
+        Metric::new("test_accuracy", test.accuracy, final_epoch),
+        Metric::new("macro_f1", report.macro_f1(), final_epoch),
+        Metric::new("weighted_f1", report.weighted_f1(), final_epoch),
+        Metric::new("train_seconds", trained.train_seconds, final_epoch),
+        Metric::new("parameter_count", trained.model.parameter_count() as f64, final_epoch),
+    ])?;
+    tracker.log_params(&[
+        ("train_examples".to_string(), trained.train_examples.to_string()),
+        ("val_examples".to_string(), trained.val_examples.to_string()),
+    ])?;
+    for path in &written {
+        tracker.log_artifact(path, "")?;
+    }
+    for file in model::MODEL_FILES {
+        tracker.log_artifact(&model_dir.join(file), "model")?;
+    }
     eprintln!("wrote the model and reports to {}", output_dir.display());
     if args.json {
         println!("{summary}");
@@ -192,19 +263,33 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn epoch_metrics(m: &train::EpochMetrics) -> Vec<Metric> {
+    let step = m.epoch as i64;
+    let mut metrics = vec![
+        Metric::new("train_loss", m.train_loss, step),
+        Metric::new("epoch_seconds", m.seconds, step),
+        Metric::new("samples_per_second", m.samples_per_second, step),
+        Metric::new("learning_rate", m.learning_rate, step),
+    ];
+    metrics.extend(m.val_loss.map(|v| Metric::new("val_loss", v, step)));
+    metrics.extend(m.val_accuracy.map(|v| Metric::new("val_accuracy", v, step)));
+    metrics
+}
+
+/// Writes the evaluation reports and the training curves; returns the files written.
 fn write_reports(
     dir: &Path,
     test_set: &data::Dataset,
     test: &train::Evaluation,
     history: &[train::EpochMetrics],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PathBuf>> {
     let inputs = EvaluationInputs {
         y_true: &test.labels,
         y_pred: &test.predictions,
         prob_of_pred: &test.prob_of_pred,
         images: &test_set.pixels,
     };
-    report::write_evaluation_reports(dir, &inputs)?;
+    let mut written = report::write_evaluation_reports(dir, &inputs)?;
     let points: Vec<EpochPoint> = history
         .iter()
         .map(|m| EpochPoint {
@@ -214,19 +299,12 @@ fn write_reports(
             val_accuracy: m.val_accuracy.unwrap_or(f64::NAN),
         })
         .collect();
-    report::training_curves_png(&points, &dir.join("training_curves.png"))?;
-    let text = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?.render_text();
-    println!("\n{text}");
-    Ok(())
+    let curves = dir.join("training_curves.png");
+    report::training_curves_png(&points, &curves)?;
+    written.push(curves);
+    Ok(written)
 }
 
 fn optional(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
-}
-
-/// 32 lowercase hex characters, the form of an MLflow run id.
-fn new_run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut rng = engine::rng::Rng::new(nanos as u64 ^ (std::process::id() as u64) << 32);
-    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }

@@ -46,10 +46,7 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => write!(f, "Auth::None"),
             Auth::Basic { username, .. } => {
-                write!(
-                    f,
-                    "Auth::Basic {{ username: {username:?}, password: \"***\" }}"
-                )
+                write!(f, "Auth::Basic {{ username: {username:?}, password: \"***\" }}")
             }
             Auth::Bearer(_) => write!(f, "Auth::Bearer(\"***\")"),
         }
@@ -61,10 +58,7 @@ impl Auth {
     /// are set, else a bearer token when `MLFLOW_TRACKING_TOKEN` is set, else none.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        match (
-            var("MLFLOW_TRACKING_USERNAME"),
-            var("MLFLOW_TRACKING_PASSWORD"),
-        ) {
+        match (var("MLFLOW_TRACKING_USERNAME"), var("MLFLOW_TRACKING_PASSWORD")) {
             (Some(username), Some(password)) => Auth::Basic { username, password },
             _ => match var("MLFLOW_TRACKING_TOKEN") {
                 Some(t) => Auth::Bearer(t),
@@ -76,10 +70,9 @@ impl Auth {
     fn header(&self) -> Option<String> {
         match self {
             Auth::None => None,
-            Auth::Basic { username, password } => Some(format!(
-                "Basic {}",
-                base64_encode(format!("{username}:{password}").as_bytes())
-            )),
+            Auth::Basic { username, password } => {
+                Some(format!("Basic {}", base64_encode(format!("{username}:{password}").as_bytes())))
+            }
             Auth::Bearer(t) => Some(format!("Bearer {t}")),
         }
     }
@@ -89,24 +82,12 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     out
 }
@@ -182,8 +163,7 @@ impl RetryPolicy {
             p.timeout = Duration::from_secs_f64(v.min(3600.0));
         }
         if let Some(v) = get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") {
-            p.respect_retry_after =
-                !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
+            p.respect_retry_after = !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
         }
         // An explicit backoff factor gets MLflow's own cap on one wait (120 s).
         if get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR").is_some() {
@@ -194,10 +174,7 @@ impl RetryPolicy {
 
     /// No retries: for probing.
     pub fn no_retries() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { max_retries: 0, ..RetryPolicy::default() }
     }
 
     /// The wait before retry number `retry` (1-based), without jitter:
@@ -251,11 +228,7 @@ const IDEMPOTENT_POSTS: &[&str] = &[
 pub fn retry_class_for_post(path: &str) -> Retry {
     let p = path.trim_start_matches('/');
     let p = p.strip_prefix("api/2.0/mlflow/").unwrap_or(p);
-    if IDEMPOTENT_POSTS.contains(&p) {
-        Retry::Idempotent
-    } else {
-        Retry::CreateOnly
-    }
+    if IDEMPOTENT_POSTS.contains(&p) { Retry::Idempotent } else { Retry::CreateOnly }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -319,18 +292,10 @@ pub struct Run {
 
 impl Run {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.data
-            .params
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_str())
+        self.data.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
     }
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.data
-            .tags
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_str())
+        self.data.tags.iter().find(|p| p.key == key).map(|p| p.value.as_str())
     }
 }
 
@@ -359,9 +324,7 @@ pub(crate) fn de_lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::
             "NaN" | "nan" => Ok(f64::NAN),
             "Infinity" | "inf" | "+Infinity" => Ok(f64::INFINITY),
             "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            other => other
-                .parse()
-                .map_err(|_| serde::de::Error::custom(format!("bad metric value {other:?}"))),
+            other => other.parse().map_err(|_| serde::de::Error::custom(format!("bad metric value {other:?}"))),
         },
     }
 }
@@ -391,12 +354,7 @@ pub struct Batch {
 pub const MAX_BATCH_BYTES: usize = 900_000;
 
 /// Splits items into runs of at most `max` items and about `max_bytes` (by `size`), never empty.
-fn chunk_by<T: Clone>(
-    items: &[T],
-    max: usize,
-    max_bytes: usize,
-    size: impl Fn(&T) -> usize,
-) -> Vec<Vec<T>> {
+fn chunk_by<T: Clone>(items: &[T], max: usize, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     let mut cur: Vec<T> = Vec::new();
     let mut bytes = 0;
@@ -423,32 +381,19 @@ pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue])
     let kv_bytes = |p: &KeyValue| {
         32 + p.key.len()
             + p.value.len()
-            + p.value
-                .chars()
-                .filter(|c| c.is_control() || *c == '"' || *c == '\\')
-                .count()
-                * 5
+            + p.value.chars().filter(|c| c.is_control() || *c == '"' || *c == '\\').count() * 5
     };
     let metric_bytes = |m: &Metric| 96 + m.key.len() * 6;
     let mut out = Vec::new();
     for c in chunk_by(params, MAX_PARAMS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
-        out.push(Batch {
-            params: c,
-            ..Batch::default()
-        });
+        out.push(Batch { params: c, ..Batch::default() });
     }
     for c in chunk_by(tags, MAX_TAGS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
-        out.push(Batch {
-            tags: c,
-            ..Batch::default()
-        });
+        out.push(Batch { tags: c, ..Batch::default() });
     }
     let max_metrics = MAX_METRICS_PER_BATCH.min(MAX_ENTITIES_PER_BATCH);
     for c in chunk_by(metrics, max_metrics, MAX_BATCH_BYTES, metric_bytes) {
-        out.push(Batch {
-            metrics: c,
-            ..Batch::default()
-        });
+        out.push(Batch { metrics: c, ..Batch::default() });
     }
     out
 }
@@ -504,26 +449,18 @@ pub fn normalize_tracking_uri(uri: &str) -> Result<String, TrackingError> {
         )));
     };
     if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
-        return Err(TrackingError::Config(format!(
-            "tracking URI {u:?} has no host"
-        )));
+        return Err(TrackingError::Config(format!("tracking URI {u:?} has no host")));
     }
     if rest.contains('@') {
         return Err(TrackingError::Config(
-            "tracking URI must not carry credentials; use MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
-                .into(),
+            "tracking URI must not carry credentials; use MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD".into(),
         ));
     }
     Ok(u.to_string())
 }
 
 fn content_type_for(path: &Path) -> &'static str {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        .as_deref()
-    {
+    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
         Some("png") => "image/png",
         Some("jpg") | Some("jpeg") => "image/jpeg",
         Some("gif") => "image/gif",
@@ -540,14 +477,12 @@ fn content_type_for(path: &Path) -> &'static str {
 /// Turns `mlflow-artifacts:/1/<run>/artifacts` (optionally `mlflow-artifacts://host:port/...`)
 /// into the path below `/api/2.0/mlflow-artifacts/artifacts/`.
 pub fn artifact_proxy_path(artifact_uri: &str) -> Result<String, TrackingError> {
-    let rest = artifact_uri
-        .strip_prefix("mlflow-artifacts:")
-        .ok_or_else(|| {
-            TrackingError::Config(format!(
-                "artifact URI {artifact_uri:?} is not served by the tracking server; \
+    let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+        TrackingError::Config(format!(
+            "artifact URI {artifact_uri:?} is not served by the tracking server; \
              start `mlflow server` with artifact serving on (the default, --serve-artifacts)"
-            ))
-        })?;
+        ))
+    })?;
     let rest = if let Some(r) = rest.strip_prefix("//") {
         // drop the authority
         match r.find('/') {
@@ -565,9 +500,7 @@ pub fn check_artifact_rel_path(p: &str) -> Result<(), TrackingError> {
     if p.is_empty() {
         return Ok(());
     }
-    let bad = p.starts_with('/')
-        || p.contains('\\')
-        || p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    let bad = p.starts_with('/') || p.contains('\\') || p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
     if bad {
         return Err(TrackingError::InvalidArgument(format!(
             "invalid artifact path {p:?}: use a relative path of plain names separated by '/'"
@@ -586,12 +519,7 @@ impl MlflowClient {
     pub fn new(tracking_uri: &str, auth: Auth, retry: RetryPolicy) -> Result<Self, TrackingError> {
         let base = normalize_tracking_uri(tracking_uri)?;
         let agent = Self::make_agent(&retry);
-        Ok(MlflowClient {
-            base,
-            auth,
-            retry,
-            agent,
-        })
+        Ok(MlflowClient { base, auth, retry, agent })
     }
 
     fn make_agent(retry: &RetryPolicy) -> ureq::Agent {
@@ -604,11 +532,7 @@ impl MlflowClient {
             .timeout_connect(t)
             .timeout_per_read(t)
             .timeout_per_write(t)
-            .user_agent(concat!(
-                "engine/",
-                env!("CARGO_PKG_VERSION"),
-                " (mlflow-rest)"
-            ))
+            .user_agent(concat!("engine/", env!("CARGO_PKG_VERSION"), " (mlflow-rest)"))
             .build()
             .new_agent()
     }
@@ -652,45 +576,25 @@ impl MlflowClient {
     }
 
     fn endpoint_name(path: &str) -> String {
-        if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("/api/2.0/mlflow/{path}")
-        }
+        if path.starts_with('/') { path.to_string() } else { format!("/api/2.0/mlflow/{path}") }
     }
 
-    fn send_once(
-        &self,
-        method: &str,
-        url: &str,
-        body: &ReqBody,
-    ) -> Result<RawResponse, ureq::Error> {
-        let mut b = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("Accept", "application/json");
+    fn send_once(&self, method: &str, url: &str, body: &ReqBody) -> Result<RawResponse, ureq::Error> {
+        let mut b = ureq::http::Request::builder().method(method).uri(url).header("Accept", "application/json");
         if let Some(h) = self.auth.header() {
             b = b.header("Authorization", h);
         }
         let resp = match body {
             ReqBody::None => self.agent.run(b.body(()).map_err(ureq::Error::Http)?),
-            ReqBody::Json(bytes) => self.agent.run(
-                b.header("Content-Type", "application/json")
-                    .body(bytes.as_slice())
-                    .map_err(ureq::Error::Http)?,
-            ),
-            ReqBody::Bytes(bytes, ct) => self.agent.run(
-                b.header("Content-Type", *ct)
-                    .body(*bytes)
-                    .map_err(ureq::Error::Http)?,
-            ),
+            ReqBody::Json(bytes) => self
+                .agent
+                .run(b.header("Content-Type", "application/json").body(bytes.as_slice()).map_err(ureq::Error::Http)?),
+            ReqBody::Bytes(bytes, ct) => {
+                self.agent.run(b.header("Content-Type", *ct).body(*bytes).map_err(ureq::Error::Http)?)
+            }
             ReqBody::File(path, ct) => {
                 let f = File::open(path).map_err(ureq::Error::Io)?;
-                self.agent.run(
-                    b.header("Content-Type", *ct)
-                        .body(f)
-                        .map_err(ureq::Error::Http)?,
-                )
+                self.agent.run(b.header("Content-Type", *ct).body(f).map_err(ureq::Error::Http)?)
             }
         };
         let mut resp = resp?;
@@ -702,16 +606,8 @@ impl MlflowClient {
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()?;
-        Ok(RawResponse {
-            status,
-            body,
-            retry_after,
-        })
+        let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec()?;
+        Ok(RawResponse { status, body, retry_after })
     }
 
     /// Sends a request with the retry policy. Returns the final response (any status) or an error
@@ -749,10 +645,7 @@ impl MlflowClient {
             }
             let mut wait = self.retry.backoff(attempt);
             if self.retry.respect_retry_after
-                && let Ok(RawResponse {
-                    retry_after: Some(ra),
-                    ..
-                }) = &result
+                && let Ok(RawResponse { retry_after: Some(ra), .. }) = &result
             {
                 wait = wait.max((*ra).min(self.retry.backoff_max));
             }
@@ -779,26 +672,14 @@ impl MlflowClient {
             ureq::Error::BadUri(s) => format!("bad URI {s}"),
             other => other.to_string(),
         };
-        TrackingError::Unreachable {
-            uri: self.base.clone(),
-            detail,
-            attempts,
-        }
+        TrackingError::Unreachable { uri: self.base.clone(), detail, attempts }
     }
 
     fn api_error(method: &str, path: &str, r: &RawResponse, attempts: u32) -> TrackingError {
         let (mut code, mut message) = (String::new(), String::new());
         if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
-            code = v
-                .get("error_code")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            message = v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            code = v.get("error_code").and_then(Value::as_str).unwrap_or_default().to_string();
+            message = v.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
         }
         if code.is_empty() && message.is_empty() {
             let text = String::from_utf8_lossy(&r.body);
@@ -831,9 +712,10 @@ impl MlflowClient {
         class: Retry,
     ) -> Result<Value, TrackingError> {
         let req_body = match body {
-            Some(v) => ReqBody::Json(serde_json::to_vec(v).map_err(|e| {
-                TrackingError::InvalidArgument(format!("cannot encode request: {e}"))
-            })?),
+            Some(v) => ReqBody::Json(
+                serde_json::to_vec(v)
+                    .map_err(|e| TrackingError::InvalidArgument(format!("cannot encode request: {e}")))?,
+            ),
             None => ReqBody::None,
         };
         let (r, attempts) = self.send(method, path, query, req_body, class)?;
@@ -845,10 +727,7 @@ impl MlflowClient {
         }
         serde_json::from_slice(&r.body).map_err(|e| TrackingError::Protocol {
             endpoint: Self::endpoint_name(path),
-            detail: format!(
-                "not JSON ({e}): {}",
-                truncate_chars(String::from_utf8_lossy(&r.body).trim(), 200)
-            ),
+            detail: format!("not JSON ({e}): {}", truncate_chars(String::from_utf8_lossy(&r.body).trim(), 200)),
         })
     }
 
@@ -873,10 +752,8 @@ impl MlflowClient {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(path: &str, v: Value) -> Result<T, TrackingError> {
-        serde_json::from_value(v).map_err(|e| TrackingError::Protocol {
-            endpoint: Self::endpoint_name(path),
-            detail: e.to_string(),
-        })
+        serde_json::from_value(v)
+            .map_err(|e| TrackingError::Protocol { endpoint: Self::endpoint_name(path), detail: e.to_string() })
     }
 
     // ---------------------------------------------------------------------------------
@@ -884,16 +761,9 @@ impl MlflowClient {
 
     /// `GET /health` once (no retries): Ok when the server answers 200.
     pub fn health(&self) -> Result<(), TrackingError> {
-        let once = self.clone().with_retry(RetryPolicy {
-            max_retries: 0,
-            ..self.retry.clone()
-        });
+        let once = self.clone().with_retry(RetryPolicy { max_retries: 0, ..self.retry.clone() });
         let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
-        if r.status == 200 {
-            Ok(())
-        } else {
-            Err(Self::api_error("GET", "/health", &r, attempts))
-        }
+        if r.status == 200 { Ok(()) } else { Err(Self::api_error("GET", "/health", &r, attempts)) }
     }
 
     /// The server's MLflow version (`GET /version`), e.g. `3.17.2`.
@@ -933,10 +803,7 @@ impl MlflowClient {
         for _ in 0..3 {
             if let Some(exp) = self.get_experiment_by_name(name)? {
                 if exp.lifecycle_stage == "deleted" {
-                    self.post_json(
-                        "experiments/restore",
-                        &json!({ "experiment_id": exp.experiment_id }),
-                    )?;
+                    self.post_json("experiments/restore", &json!({ "experiment_id": exp.experiment_id }))?;
                 }
                 return Ok(exp.experiment_id);
             }
@@ -972,10 +839,8 @@ impl MlflowClient {
         user_id: &str,
         tags: &[(String, String)],
     ) -> Result<RunInfo, TrackingError> {
-        let tags: Vec<Value> = tags
-            .iter()
-            .map(|(k, v)| json!({"key": k, "value": truncate_chars(v, MAX_TAG_VALUE_CHARS)}))
-            .collect();
+        let tags: Vec<Value> =
+            tags.iter().map(|(k, v)| json!({"key": k, "value": truncate_chars(v, MAX_TAG_VALUE_CHARS)})).collect();
         let body = json!({
             "experiment_id": experiment_id,
             "run_name": run_name,
@@ -995,12 +860,7 @@ impl MlflowClient {
     }
 
     /// `runs/update` with a final status and end time.
-    pub fn update_run(
-        &self,
-        run_id: &str,
-        status: RunStatus,
-        end_time_ms: i64,
-    ) -> Result<RunInfo, TrackingError> {
+    pub fn update_run(&self, run_id: &str, status: RunStatus, end_time_ms: i64) -> Result<RunInfo, TrackingError> {
         self.update_run_status(run_id, status.as_str(), Some(end_time_ms))
     }
 
@@ -1030,13 +890,7 @@ impl MlflowClient {
         tags: &[(String, String)],
     ) -> Result<(), TrackingError> {
         let kv = |items: &[(String, String)], max: usize| -> Vec<KeyValue> {
-            items
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: truncate_chars(v, max).to_string(),
-                })
-                .collect()
+            items.iter().map(|(k, v)| KeyValue { key: k.clone(), value: truncate_chars(v, max).to_string() }).collect()
         };
         let params = kv(params, MAX_PARAM_VALUE_CHARS);
         let tags = kv(tags, MAX_TAG_VALUE_CHARS);
@@ -1061,26 +915,17 @@ impl MlflowClient {
     }
 
     /// The full history of one metric (all pages).
-    pub fn get_metric_history(
-        &self,
-        run_id: &str,
-        key: &str,
-    ) -> Result<Vec<Metric>, TrackingError> {
+    pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TrackingError> {
         let path = "metrics/get-history";
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let mut q = vec![
-                ("run_id", run_id),
-                ("metric_key", key),
-                ("max_results", "25000"),
-            ];
+            let mut q = vec![("run_id", run_id), ("metric_key", key), ("max_results", "25000")];
             if !token.is_empty() {
                 q.push(("page_token", token.as_str()));
             }
             let v = self.get_json(path, &q)?;
-            let page: Vec<Metric> =
-                Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
+            let page: Vec<Metric> = Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
             out.extend(page);
             match v.get("next_page_token").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() && t != token => token = t.to_string(),
@@ -1137,10 +982,7 @@ impl MlflowClient {
         } else {
             format!("{root}/{rel_path}")
         };
-        Ok(format!(
-            "/api/2.0/mlflow-artifacts/artifacts/{}",
-            percent_encode(&full, true)
-        ))
+        Ok(format!("/api/2.0/mlflow-artifacts/artifacts/{}", percent_encode(&full, true)))
     }
 
     /// Uploads one local file to `<artifact_uri>/<rel_path>` through the artifact proxy
@@ -1158,13 +1000,7 @@ impl MlflowClient {
         // Fail early and clearly on a missing local file (not as a network error).
         File::open(local_path).map_err(|e| TrackingError::io(local_path, e))?;
         let ct = content_type_for(local_path);
-        let (r, attempts) = self.send(
-            "PUT",
-            &path,
-            &[],
-            ReqBody::File(local_path, ct),
-            Retry::Idempotent,
-        )?;
+        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::File(local_path, ct), Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
             return Err(Self::api_error("PUT", &path, &r, attempts));
         }
@@ -1172,24 +1008,13 @@ impl MlflowClient {
     }
 
     /// Uploads bytes to `<artifact_uri>/<rel_path>`.
-    pub fn upload_artifact_bytes(
-        &self,
-        artifact_uri: &str,
-        rel_path: &str,
-        bytes: &[u8],
-    ) -> Result<(), TrackingError> {
+    pub fn upload_artifact_bytes(&self, artifact_uri: &str, rel_path: &str, bytes: &[u8]) -> Result<(), TrackingError> {
         if rel_path.is_empty() {
             return Err(TrackingError::InvalidArgument("empty artifact path".into()));
         }
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let ct = content_type_for(Path::new(rel_path));
-        let (r, attempts) = self.send(
-            "PUT",
-            &path,
-            &[],
-            ReqBody::Bytes(bytes, ct),
-            Retry::Idempotent,
-        )?;
+        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::Bytes(bytes, ct), Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
             return Err(Self::api_error("PUT", &path, &r, attempts));
         }
@@ -1197,11 +1022,7 @@ impl MlflowClient {
     }
 
     /// Downloads `<artifact_uri>/<rel_path>` through the artifact proxy.
-    pub fn download_artifact(
-        &self,
-        artifact_uri: &str,
-        rel_path: &str,
-    ) -> Result<Vec<u8>, TrackingError> {
+    pub fn download_artifact(&self, artifact_uri: &str, rel_path: &str) -> Result<Vec<u8>, TrackingError> {
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
@@ -1211,12 +1032,7 @@ impl MlflowClient {
     }
 
     /// Downloads `<artifact_uri>/<rel_path>` into `dest` (parent directories are created).
-    pub fn download_artifact_to(
-        &self,
-        artifact_uri: &str,
-        rel_path: &str,
-        dest: &Path,
-    ) -> Result<(), TrackingError> {
+    pub fn download_artifact_to(&self, artifact_uri: &str, rel_path: &str, dest: &Path) -> Result<(), TrackingError> {
         let bytes = self.download_artifact(artifact_uri, rel_path)?;
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
@@ -1316,21 +1132,11 @@ mod tests {
     use super::*;
 
     fn m(i: usize) -> Metric {
-        Metric {
-            key: format!("k{}", i % 3),
-            value: i as f64,
-            step: i as i64,
-            timestamp_ms: 1,
-        }
+        Metric { key: format!("k{}", i % 3), value: i as f64, step: i as i64, timestamp_ms: 1 }
     }
 
     fn kv(n: usize) -> Vec<KeyValue> {
-        (0..n)
-            .map(|i| KeyValue {
-                key: format!("p{i}"),
-                value: "v".into(),
-            })
-            .collect()
+        (0..n).map(|i| KeyValue { key: format!("p{i}"), value: "v".into() }).collect()
     }
 
     #[test]
@@ -1352,12 +1158,7 @@ mod tests {
     #[test]
     fn retry_policy_from_variables() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
         let p = RetryPolicy::from_lookup(vars(&[
             ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
@@ -1381,37 +1182,20 @@ mod tests {
     #[test]
     fn retry_classes() {
         assert_eq!(retry_class_for_post("runs/log-batch"), Retry::Idempotent);
-        assert_eq!(
-            retry_class_for_post("/api/2.0/mlflow/runs/update"),
-            Retry::Idempotent
-        );
+        assert_eq!(retry_class_for_post("/api/2.0/mlflow/runs/update"), Retry::Idempotent);
         assert_eq!(retry_class_for_post("runs/create"), Retry::CreateOnly);
-        assert_eq!(
-            retry_class_for_post("experiments/create"),
-            Retry::CreateOnly
-        );
+        assert_eq!(retry_class_for_post("experiments/create"), Retry::CreateOnly);
     }
 
     #[test]
     fn batches_respect_server_limits() {
         let metrics: Vec<Metric> = (0..2501).map(m).collect();
         let b = chunk_batches(&metrics, &kv(250), &kv(101));
-        let sizes: Vec<(usize, usize, usize)> = b
-            .iter()
-            .map(|b| (b.params.len(), b.tags.len(), b.metrics.len()))
-            .collect();
+        let sizes: Vec<(usize, usize, usize)> =
+            b.iter().map(|b| (b.params.len(), b.tags.len(), b.metrics.len())).collect();
         assert_eq!(
             sizes,
-            vec![
-                (100, 0, 0),
-                (100, 0, 0),
-                (50, 0, 0),
-                (0, 100, 0),
-                (0, 1, 0),
-                (0, 0, 1000),
-                (0, 0, 1000),
-                (0, 0, 501)
-            ]
+            vec![(100, 0, 0), (100, 0, 0), (50, 0, 0), (0, 100, 0), (0, 1, 0), (0, 0, 1000), (0, 0, 1000), (0, 0, 501)]
         );
         for x in &b {
             assert!(x.params.len() + x.tags.len() + x.metrics.len() <= MAX_ENTITIES_PER_BATCH);
@@ -1421,12 +1205,8 @@ mod tests {
         assert!(chunk_batches(&[], &[], &[]).is_empty());
 
         // 100 params of 6000 three-byte chars would make an 1.8 MB request: split by size.
-        let big: Vec<KeyValue> = (0..100)
-            .map(|i| KeyValue {
-                key: format!("p{i}"),
-                value: "é€".repeat(3000),
-            })
-            .collect();
+        let big: Vec<KeyValue> =
+            (0..100).map(|i| KeyValue { key: format!("p{i}"), value: "é€".repeat(3000) }).collect();
         let b = chunk_batches(&[], &big, &[]);
         assert!(b.len() >= 2, "{}", b.len());
         for x in &b {
@@ -1438,10 +1218,7 @@ mod tests {
 
     #[test]
     fn auth_debug_redacts_and_headers_encode() {
-        let a = Auth::Basic {
-            username: "alice".into(),
-            password: "s3cret".into(),
-        };
+        let a = Auth::Basic { username: "alice".into(), password: "s3cret".into() };
         let dbg = format!("{a:?}");
         assert!(!dbg.contains("s3cret") && dbg.contains("alice"), "{dbg}");
         assert_eq!(a.header().unwrap(), "Basic YWxpY2U6czNjcmV0");
@@ -1458,34 +1235,18 @@ mod tests {
     fn tracking_uris_are_checked() {
         assert!(normalize_tracking_uri("http://localhost:5000").is_ok());
         assert!(normalize_tracking_uri("https://mlflow.example/base/").is_ok());
-        for bad in [
-            "sqlite:///mlflow.db",
-            "file:./mlruns",
-            "localhost:5000",
-            "http://",
-            "http://u:p@h",
-        ] {
-            assert!(
-                matches!(normalize_tracking_uri(bad), Err(TrackingError::Config(_))),
-                "{bad}"
-            );
+        for bad in ["sqlite:///mlflow.db", "file:./mlruns", "localhost:5000", "http://", "http://u:p@h"] {
+            assert!(matches!(normalize_tracking_uri(bad), Err(TrackingError::Config(_))), "{bad}");
         }
     }
 
     #[test]
     fn artifact_paths() {
-        assert_eq!(
-            artifact_proxy_path("mlflow-artifacts:/1/abc/artifacts").unwrap(),
-            "1/abc/artifacts"
-        );
-        assert_eq!(
-            artifact_proxy_path("mlflow-artifacts://host:5000/1/abc/artifacts").unwrap(),
-            "1/abc/artifacts"
-        );
+        assert_eq!(artifact_proxy_path("mlflow-artifacts:/1/abc/artifacts").unwrap(), "1/abc/artifacts");
+        assert_eq!(artifact_proxy_path("mlflow-artifacts://host:5000/1/abc/artifacts").unwrap(), "1/abc/artifacts");
         assert!(artifact_proxy_path("/tmp/mlruns/1/abc/artifacts").is_err());
         assert_eq!(
-            MlflowClient::artifact_url_path("mlflow-artifacts:/1/r/artifacts", "plots/a b.png")
-                .unwrap(),
+            MlflowClient::artifact_url_path("mlflow-artifacts:/1/r/artifacts", "plots/a b.png").unwrap(),
             "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/plots/a%20b.png"
         );
         for bad in ["../x", "a/../b", "/abs", "a//b", "a\\b"] {

@@ -20,11 +20,7 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "MLflow {} {}: HTTP {}",
-            self.method, self.endpoint, self.status
-        )?;
+        write!(f, "MLflow {} {}: HTTP {}", self.method, self.endpoint, self.status)?;
         if !self.error_code.is_empty() {
             write!(f, " {}", self.error_code)?;
         }
@@ -35,10 +31,7 @@ impl fmt::Display for ApiError {
             write!(f, " (not an MLflow API endpoint: check the tracking URI)")?;
         }
         if self.status == 401 || self.status == 403 {
-            write!(
-                f,
-                " (check MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)"
-            )?;
+            write!(f, " (check MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)")?;
         }
         if self.attempts > 1 {
             write!(f, " (after {} attempts)", self.attempts)?;
@@ -71,11 +64,7 @@ pub enum TrackingError {
     Api(Box<ApiError>),
     /// The MLflow server could not be reached (refused, reset, timed out, unknown host).
     #[error("MLflow server {uri} unreachable: {detail} (after {attempts} attempt{})", if *attempts == 1 { "" } else { "s" })]
-    Unreachable {
-        uri: String,
-        detail: String,
-        attempts: u32,
-    },
+    Unreachable { uri: String, detail: String, attempts: u32 },
     /// The server answered something that is not what MLflow answers.
     #[error("MLflow {endpoint}: unexpected response: {detail}")]
     Protocol { endpoint: String, detail: String },
@@ -89,10 +78,7 @@ pub enum TrackingError {
 
 impl TrackingError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrackingError::Io {
-            path: path.into(),
-            source,
-        }
+        TrackingError::Io { path: path.into(), source }
     }
 
     /// MLflow's `error_code`, when the server sent one.

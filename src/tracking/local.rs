@@ -93,9 +93,7 @@ impl RunMeta {
         self.remotes.iter().find(|r| r.tracking_uri == tracking_uri)
     }
     pub fn remote_for_mut(&mut self, tracking_uri: &str) -> Option<&mut RemoteRef> {
-        self.remotes
-            .iter_mut()
-            .find(|r| r.tracking_uri == tracking_uri)
+        self.remotes.iter_mut().find(|r| r.tracking_uri == tracking_uri)
     }
 }
 
@@ -194,17 +192,12 @@ impl RunRecord {
 
     /// All points of one metric, in the order logged.
     pub fn metric_history(&self, key: &str) -> Vec<Metric> {
-        self.metrics
-            .iter()
-            .filter(|m| m.key == key)
-            .cloned()
-            .collect()
+        self.metrics.iter().filter(|m| m.key == key).cloned().collect()
     }
 
     /// Metric keys, sorted.
     pub fn metric_keys(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<&str> =
-            self.metrics.iter().map(|m| m.key.as_str()).collect();
+        let set: std::collections::BTreeSet<&str> = self.metrics.iter().map(|m| m.key.as_str()).collect();
         set.into_iter().map(str::to_string).collect()
     }
 
@@ -221,11 +214,7 @@ impl RunRecord {
     /// `local` (never meant for a server), `synced`, or `unsynced`.
     pub fn sync_state(&self) -> &'static str {
         if self.remotes.is_empty() {
-            if self.tracking_uri.is_none() {
-                "local"
-            } else {
-                "unsynced"
-            }
+            if self.tracking_uri.is_none() { "local" } else { "unsynced" }
         } else if self.remotes.iter().all(|r| r.synced) {
             "synced"
         } else {
@@ -252,8 +241,7 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Trackin
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrackingError> {
     let bytes = fs::read(path).map_err(|e| TrackingError::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| TrackingError::Store(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| TrackingError::Store(format!("{}: {e}", path.display())))
 }
 
 fn read_map(path: &Path) -> Result<BTreeMap<String, String>, TrackingError> {
@@ -318,11 +306,7 @@ fn list_artifacts(root: &Path) -> Vec<ArtifactEntry> {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
+            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
                 stack.push((e.path(), rel));
@@ -348,10 +332,7 @@ impl LocalStore {
     pub fn open(root: impl AsRef<Path>) -> Result<Self, TrackingError> {
         let root = root.as_ref().to_path_buf();
         if root.exists() && !root.is_dir() {
-            return Err(TrackingError::Store(format!(
-                "{} is not a directory",
-                root.display()
-            )));
+            return Err(TrackingError::Store(format!("{} is not a directory", root.display())));
         }
         Ok(LocalStore { root })
     }
@@ -377,28 +358,17 @@ impl LocalStore {
         fs::create_dir_all(&exp_dir).map_err(|e| TrackingError::io(&exp_dir, e))?;
         let dir = exp_dir.join(&meta.run_id);
         fs::create_dir(&dir).map_err(|e| TrackingError::io(&dir, e))?;
-        let lock = try_lock_run(&dir)?.ok_or_else(|| {
-            TrackingError::Store(format!("{} is locked by another process", dir.display()))
-        })?;
+        let lock = try_lock_run(&dir)?
+            .ok_or_else(|| TrackingError::Store(format!("{} is locked by another process", dir.display())))?;
         let art = dir.join(ARTIFACTS);
         fs::create_dir(&art).map_err(|e| TrackingError::io(&art, e))?;
         write_json_atomic(&dir.join(PARAMS), &BTreeMap::<String, String>::new())?;
         write_json_atomic(&dir.join(TAGS), &BTreeMap::<String, String>::new())?;
         let mpath = dir.join(METRICS);
-        let metrics = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&mpath)
-            .map_err(|e| TrackingError::io(&mpath, e))?;
+        let metrics =
+            OpenOptions::new().create(true).append(true).open(&mpath).map_err(|e| TrackingError::io(&mpath, e))?;
         write_meta(&dir, &meta)?;
-        Ok(LocalRun {
-            dir,
-            meta,
-            params: BTreeMap::new(),
-            tags: BTreeMap::new(),
-            metrics,
-            lock: Some(lock),
-        })
+        Ok(LocalRun { dir, meta, params: BTreeMap::new(), tags: BTreeMap::new(), metrics, lock: Some(lock) })
     }
 
     /// Every run directory (`<root>/<experiment dir>/<run id>/` holding a `meta.json`).
@@ -476,10 +446,7 @@ impl LocalStore {
         for dir in self.run_dirs()? {
             if let Some(exp) = experiment {
                 // cheap filter on the directory name first
-                let parent = dir
-                    .parent()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().to_string());
+                let parent = dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string());
                 if parent.as_deref() != Some(experiment_dir_name(exp).as_str()) {
                     continue;
                 }
@@ -493,11 +460,7 @@ impl LocalStore {
                 Err(e) => eprintln!("warning: skipping {}: {e}", dir.display()),
             }
         }
-        out.sort_by(|a, b| {
-            b.start_time_ms
-                .cmp(&a.start_time_ms)
-                .then_with(|| a.run_id.cmp(&b.run_id))
-        });
+        out.sort_by(|a, b| b.start_time_ms.cmp(&a.start_time_ms).then_with(|| a.run_id.cmp(&b.run_id)));
         Ok(out)
     }
 
@@ -530,26 +493,18 @@ impl LocalStore {
             if exact {
                 return Ok(d.clone());
             }
-            let prefix = id.len() >= 4
-                && (meta.run_id.starts_with(id)
-                    || meta.remotes.iter().any(|r| r.run_id.starts_with(id)));
+            let prefix =
+                id.len() >= 4 && (meta.run_id.starts_with(id) || meta.remotes.iter().any(|r| r.run_id.starts_with(id)));
             if prefix {
                 matches.push((d.clone(), meta.run_id.clone()));
             }
         }
         match matches.len() {
-            0 => Err(TrackingError::RunNotFound(format!(
-                "{id} (no run with that id in {})",
-                self.root.display()
-            ))),
+            0 => Err(TrackingError::RunNotFound(format!("{id} (no run with that id in {})", self.root.display()))),
             1 => Ok(matches.remove(0).0),
             _ => Err(TrackingError::RunNotFound(format!(
                 "{id} is ambiguous: {}",
-                matches
-                    .iter()
-                    .map(|(_, r)| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                matches.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>().join(", ")
             ))),
         }
     }
@@ -605,9 +560,7 @@ impl LocalRun {
                 .map_err(|e| TrackingError::Store(format!("cannot encode metric: {e}")))?;
             buf.push(b'\n');
         }
-        self.metrics
-            .write_all(&buf)
-            .map_err(|e| TrackingError::io(self.dir.join(METRICS), e))
+        self.metrics.write_all(&buf).map_err(|e| TrackingError::io(self.dir.join(METRICS), e))
     }
 
     /// Records params. As on MLflow, a param cannot change value once logged.
@@ -648,30 +601,17 @@ impl LocalRun {
     }
 
     /// Copies `local_path` to `artifacts/<artifact_dir>/<file name>`; returns that relative path.
-    pub fn log_artifact(
-        &mut self,
-        local_path: &Path,
-        artifact_dir: &str,
-    ) -> Result<String, TrackingError> {
+    pub fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<String, TrackingError> {
         let artifact_dir = artifact_dir.trim_matches('/');
         check_artifact_rel_path(artifact_dir)?;
         if !local_path.is_file() {
-            return Err(TrackingError::InvalidArgument(format!(
-                "artifact {} is not a file",
-                local_path.display()
-            )));
+            return Err(TrackingError::InvalidArgument(format!("artifact {} is not a file", local_path.display())));
         }
         let name = local_path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
-            .ok_or_else(|| {
-                TrackingError::InvalidArgument(format!("{} has no file name", local_path.display()))
-            })?;
-        let rel = if artifact_dir.is_empty() {
-            name
-        } else {
-            format!("{artifact_dir}/{name}")
-        };
+            .ok_or_else(|| TrackingError::InvalidArgument(format!("{} has no file name", local_path.display())))?;
+        let rel = if artifact_dir.is_empty() { name } else { format!("{artifact_dir}/{name}") };
         check_artifact_rel_path(&rel)?;
         let dest = self.dir.join(ARTIFACTS).join(&rel);
         if let Some(parent) = dest.parent() {
@@ -680,9 +620,7 @@ impl LocalRun {
         // copy to a temp name then rename, so a crash never leaves half a file under its real name
         let tmp = dest.with_file_name(format!(
             ".{}.part{}",
-            dest.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
+            dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
             std::process::id()
         ));
         fs::copy(local_path, &tmp).map_err(|e| TrackingError::io(local_path, e))?;
@@ -697,9 +635,7 @@ impl LocalRun {
 
     /// Records a server run for this run.
     pub fn add_remote(&mut self, remote: RemoteRef) -> Result<(), TrackingError> {
-        self.meta
-            .remotes
-            .retain(|r| r.tracking_uri != remote.tracking_uri);
+        self.meta.remotes.retain(|r| r.tracking_uri != remote.tracking_uri);
         self.meta.remotes.push(remote);
         write_meta(&self.dir, &self.meta)
     }
@@ -740,12 +676,7 @@ impl LocalTracker {
             return Err(TrackingError::Config("experiment name is empty".into()));
         }
         let store = LocalStore::open(&config.local_root)?;
-        Ok(LocalTracker {
-            config,
-            store,
-            run: None,
-            ended: false,
-        })
+        Ok(LocalTracker { config, store, run: None, ended: false })
     }
 
     pub fn config(&self) -> &TrackingConfig {
@@ -807,10 +738,7 @@ impl LocalTracker {
 
     /// `run_name` from the config, else a generated one.
     pub(crate) fn pick_run_name(config: &TrackingConfig) -> String {
-        config
-            .run_name
-            .clone()
-            .unwrap_or_else(util::generate_run_name)
+        config.run_name.clone().unwrap_or_else(util::generate_run_name)
     }
 
     /// User tags over system tags.
@@ -831,11 +759,7 @@ impl LocalTracker {
 }
 
 impl Tracker for LocalTracker {
-    fn start_run(
-        &mut self,
-        params: &[(String, String)],
-        tags: &[(String, String)],
-    ) -> Result<String, TrackingError> {
+    fn start_run(&mut self, params: &[(String, String)], tags: &[(String, String)]) -> Result<String, TrackingError> {
         let name = Self::pick_run_name(&self.config);
         let all_tags = Self::initial_tags(&name, tags);
         let run = self.start_with(util::new_run_id(), name, now_ms(), params, &all_tags, None)?;
@@ -851,9 +775,7 @@ impl Tracker for LocalTracker {
         self.active()?.set_tags(tags)
     }
     fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<(), TrackingError> {
-        self.active()?
-            .log_artifact(local_path, artifact_dir)
-            .map(|_| ())
+        self.active()?.log_artifact(local_path, artifact_dir).map(|_| ())
     }
     fn end_run(&mut self, status: RunStatus) -> Result<(), TrackingError> {
         let run = self.active()?;
@@ -904,12 +826,7 @@ mod tests {
             }
         }
         for v in values {
-            let m = Metric {
-                key: "k".into(),
-                value: v,
-                step: 0,
-                timestamp_ms: 0,
-            };
+            let m = Metric { key: "k".into(), value: v, step: 0, timestamp_ms: 0 };
             let line = serde_json::to_vec(&m).unwrap();
             let (back, bad) = parse_metrics(&line);
             assert_eq!(bad, 0);

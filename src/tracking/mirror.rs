@@ -148,10 +148,7 @@ impl MirroredTracker {
             }
         } else if !self.warned_rejected {
             self.warned_rejected = true;
-            eprintln!(
-                "warning: {what}: {err}; kept in the local store {} (unsynced)",
-                self.local_dir()
-            );
+            eprintln!("warning: {what}: {err}; kept in the local store {} (unsynced)", self.local_dir());
         }
     }
 
@@ -159,18 +156,12 @@ impl MirroredTracker {
         if self.disabled {
             return None;
         }
-        self.remote
-            .as_ref()
-            .map(|r| (r.run_id.clone(), r.artifact_uri.clone()))
+        self.remote.as_ref().map(|r| (r.run_id.clone(), r.artifact_uri.clone()))
     }
 }
 
 impl Tracker for MirroredTracker {
-    fn start_run(
-        &mut self,
-        params: &[(String, String)],
-        tags: &[(String, String)],
-    ) -> Result<String, TrackingError> {
+    fn start_run(&mut self, params: &[(String, String)], tags: &[(String, String)]) -> Result<String, TrackingError> {
         if self.local.local_run().is_some() {
             return Err(TrackingError::InvalidArgument(
                 "start_run called twice on one tracker; open a new tracker for a new run".into(),
@@ -190,19 +181,12 @@ impl Tracker for MirroredTracker {
         let created = self
             .client
             .get_or_create_experiment(&config.experiment)
-            .and_then(|exp| {
-                self.client
-                    .create_run(&exp, &name, start, &user, &create_tags)
-                    .map(|info| (exp, info))
-            });
+            .and_then(|exp| self.client.create_run(&exp, &name, start, &user, &create_tags).map(|info| (exp, info)));
         let run_id = match created {
             Ok((exp, info)) => {
                 let id = info.run_id.clone();
-                self.remote = Some(RemoteRun {
-                    experiment_id: exp,
-                    run_id: info.run_id,
-                    artifact_uri: info.artifact_uri,
-                });
+                self.remote =
+                    Some(RemoteRun { experiment_id: exp, run_id: info.run_id, artifact_uri: info.artifact_uri });
                 id
             }
             Err(e) => {
@@ -211,20 +195,11 @@ impl Tracker for MirroredTracker {
             }
         };
         let uri = self.client.tracking_uri().to_string();
-        let started = self.local.start_with(
-            run_id.clone(),
-            name,
-            start,
-            params,
-            &all_tags,
-            Some(uri.clone()),
-        );
+        let started = self.local.start_with(run_id.clone(), name, start, params, &all_tags, Some(uri.clone()));
         if let Err(e) = started {
             // Don't leave a RUNNING run on the server for a run we cannot record.
             if let Some(r) = &self.remote {
-                let _ = self
-                    .client
-                    .update_run(&r.run_id, RunStatus::Failed, now_ms());
+                let _ = self.client.update_run(&r.run_id, RunStatus::Failed, now_ms());
             }
             return Err(e);
         }
@@ -253,9 +228,7 @@ impl Tracker for MirroredTracker {
         self.local.log_metrics(metrics)?;
         if self.live().is_some() {
             self.pending.extend_from_slice(metrics);
-            if self.pending.len() >= super::MAX_METRICS_PER_BATCH
-                || self.last_flush.elapsed() >= self.flush_interval
-            {
+            if self.pending.len() >= super::MAX_METRICS_PER_BATCH || self.last_flush.elapsed() >= self.flush_interval {
                 self.send_pending();
             }
         }
@@ -295,10 +268,7 @@ impl Tracker for MirroredTracker {
         if !self.local.is_active() {
             return Err(TrackingError::NoActiveRun);
         }
-        let run = self
-            .local
-            .local_run_mut()
-            .ok_or(TrackingError::NoActiveRun)?;
+        let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         let rel = run.log_artifact(local_path, artifact_dir)?;
         let copy = run.artifact_path(&rel);
         self.send_pending();
@@ -315,10 +285,7 @@ impl Tracker for MirroredTracker {
             return Err(TrackingError::NoActiveRun);
         }
         let end = now_ms();
-        let run = self
-            .local
-            .local_run_mut()
-            .ok_or(TrackingError::NoActiveRun)?;
+        let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         run.finish(status, end)?;
         self.local.mark_ended();
         self.send_pending();
@@ -350,14 +317,10 @@ impl Tracker for MirroredTracker {
                 r.run_id,
                 self.local_dir()
             ),
-            _ if self.local.local_run().is_some() => format!(
-                "local store {} (MLflow {uri} unavailable: unsynced, {SYNC_HINT})",
-                self.local_dir()
-            ),
-            _ => format!(
-                "MLflow {uri} (mirrored in local store {})",
-                self.local_dir()
-            ),
+            _ if self.local.local_run().is_some() => {
+                format!("local store {} (MLflow {uri} unavailable: unsynced, {SYNC_HINT})", self.local_dir())
+            }
+            _ => format!("MLflow {uri} (mirrored in local store {})", self.local_dir()),
         }
     }
 }

@@ -25,16 +25,13 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH,
-    MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS,
-    MAX_TAGS_PER_BATCH, MlflowClient, Retry, RetryPolicy, Run, RunData, RunInfo,
-    artifact_proxy_path, check_artifact_rel_path, chunk_batches, normalize_tracking_uri,
-    retry_class_for_post,
+    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, MlflowClient, Retry,
+    RetryPolicy, Run, RunData, RunInfo, artifact_proxy_path, check_artifact_rel_path, chunk_batches,
+    normalize_tracking_uri, retry_class_for_post,
 };
 pub use error::{ApiError, TrackingError};
-pub use local::{
-    ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord,
-};
+pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
@@ -62,14 +59,8 @@ impl TrackingConfig {
     /// Flags win over `MLFLOW_TRACKING_URI` / `MLFLOW_EXPERIMENT_NAME`; the experiment defaults
     /// to `fashion-mnist`; the local root comes from `ENGINE_LOCAL_STORE`, else `./mlruns-local`.
     /// Empty strings count as unset.
-    pub fn from_env(
-        tracking_uri: Option<String>,
-        experiment: Option<String>,
-        run_name: Option<String>,
-    ) -> Self {
-        Self::from_lookup(tracking_uri, experiment, run_name, |k| {
-            std::env::var(k).ok()
-        })
+    pub fn from_env(tracking_uri: Option<String>, experiment: Option<String>, run_name: Option<String>) -> Self {
+        Self::from_lookup(tracking_uri, experiment, run_name, |k| std::env::var(k).ok())
     }
 
     /// Like [`from_env`](Self::from_env), with any source of variables.
@@ -79,8 +70,7 @@ impl TrackingConfig {
         run_name: Option<String>,
         get: impl Fn(&str) -> Option<String>,
     ) -> Self {
-        let nonempty =
-            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let nonempty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         TrackingConfig {
             tracking_uri: nonempty(tracking_uri).or_else(|| nonempty(get("MLFLOW_TRACKING_URI"))),
             experiment: nonempty(experiment)
@@ -144,10 +134,7 @@ impl std::fmt::Display for RunStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub key: String,
-    #[serde(
-        serialize_with = "client::ser_lenient_f64",
-        deserialize_with = "client::de_lenient_f64"
-    )]
+    #[serde(serialize_with = "client::ser_lenient_f64", deserialize_with = "client::de_lenient_f64")]
     pub value: f64,
     #[serde(default)]
     pub step: i64,
@@ -158,12 +145,7 @@ pub struct Metric {
 impl Metric {
     /// A point stamped now.
     pub fn new(key: impl Into<String>, value: f64, step: i64) -> Self {
-        Metric {
-            key: key.into(),
-            value,
-            step,
-            timestamp_ms: util::now_ms(),
-        }
+        Metric { key: key.into(), value, step, timestamp_ms: util::now_ms() }
     }
 }
 
@@ -171,11 +153,7 @@ impl Metric {
 pub trait Tracker {
     /// Starts the run; returns its id (the MLflow run id when a server is used, else a local id
     /// of the same form: 32 lowercase hex chars).
-    fn start_run(
-        &mut self,
-        params: &[(String, String)],
-        tags: &[(String, String)],
-    ) -> Result<String, TrackingError>;
+    fn start_run(&mut self, params: &[(String, String)], tags: &[(String, String)]) -> Result<String, TrackingError>;
     fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError>;
     fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError>;
     fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError>;
@@ -217,11 +195,7 @@ impl NoopTracker {
 }
 
 impl Tracker for NoopTracker {
-    fn start_run(
-        &mut self,
-        _params: &[(String, String)],
-        _tags: &[(String, String)],
-    ) -> Result<String, TrackingError> {
+    fn start_run(&mut self, _params: &[(String, String)], _tags: &[(String, String)]) -> Result<String, TrackingError> {
         let id = util::new_run_id();
         self.run_id = Some(id.clone());
         Ok(id)
@@ -235,11 +209,7 @@ impl Tracker for NoopTracker {
     fn set_tags(&mut self, _tags: &[(String, String)]) -> Result<(), TrackingError> {
         Ok(())
     }
-    fn log_artifact(
-        &mut self,
-        _local_path: &Path,
-        _artifact_dir: &str,
-    ) -> Result<(), TrackingError> {
+    fn log_artifact(&mut self, _local_path: &Path, _artifact_dir: &str) -> Result<(), TrackingError> {
         Ok(())
     }
     fn end_run(&mut self, _status: RunStatus) -> Result<(), TrackingError> {
@@ -269,7 +239,9 @@ pub fn install_interrupt_flag() -> Arc<AtomicBool> {
                 eprintln!("interrupted again: exiting now");
                 std::process::exit(130);
             }
-            eprintln!("interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)");
+            eprintln!(
+                "interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)"
+            );
         });
         if let Err(e) = res {
             eprintln!("warning: cannot install the Ctrl-C handler: {e}");
@@ -291,8 +263,7 @@ mod tests {
             "ENGINE_LOCAL_STORE" => Some("/tmp/store".to_string()),
             _ => None,
         };
-        let c =
-            TrackingConfig::from_lookup(Some("http://flag:1".into()), None, Some("r".into()), env);
+        let c = TrackingConfig::from_lookup(Some("http://flag:1".into()), None, Some("r".into()), env);
         assert_eq!(c.tracking_uri.as_deref(), Some("http://flag:1"));
         assert_eq!(c.experiment, "env-exp");
         assert_eq!(c.run_name.as_deref(), Some("r"));

@@ -42,11 +42,7 @@ fn headline_metrics(r: &RunRecord) -> String {
         }
     };
     keys.sort_by_key(|k| (rank(k), k.as_str()));
-    keys.iter()
-        .take(3)
-        .map(|k| format!("{k}={}", format_value(latest[*k].value)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    keys.iter().take(3).map(|k| format!("{k}={}", format_value(latest[*k].value))).collect::<Vec<_>>().join(" ")
 }
 
 /// A table of runs: id, name, experiment, status, start, duration, sync state, headline metrics.
@@ -73,16 +69,7 @@ pub fn format_run_list(runs: &[RunRecord]) -> String {
             ]
         })
         .collect();
-    let header = [
-        "RUN ID",
-        "NAME",
-        "EXPERIMENT",
-        "STATUS",
-        "STARTED (UTC)",
-        "DURATION",
-        "SYNC",
-        "METRICS",
-    ];
+    let header = ["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "SYNC", "METRICS"];
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, c) in row.iter().enumerate() {
@@ -121,12 +108,7 @@ pub fn format_run_show(r: &RunRecord) -> String {
     let _ = writeln!(o, "started     {} UTC", format_utc(r.start_time_ms));
     match r.end_time_ms {
         Some(e) => {
-            let _ = writeln!(
-                o,
-                "ended       {} UTC ({})",
-                format_utc(e),
-                format_duration_ms(e - r.start_time_ms)
-            );
+            let _ = writeln!(o, "ended       {} UTC ({})", format_utc(e), format_duration_ms(e - r.start_time_ms));
         }
         None => {
             let _ = writeln!(
@@ -166,18 +148,12 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let _ = writeln!(o, "\nparams ({})", r.params.len());
-    let pw = r
-        .params
-        .keys()
-        .map(|k| k.chars().count())
-        .max()
-        .unwrap_or(0);
+    let pw = r.params.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     for (k, v) in &r.params {
         let _ = writeln!(o, "  {k:<pw$}  {}", truncate_chars(v, 200));
     }
 
-    let (system, user): (Vec<_>, Vec<_>) =
-        r.tags.iter().partition(|(k, _)| k.starts_with("mlflow."));
+    let (system, user): (Vec<_>, Vec<_>) = r.tags.iter().partition(|(k, _)| k.starts_with("mlflow."));
     let _ = writeln!(o, "\ntags ({})", r.tags.len());
     let tw = r.tags.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     for (k, v) in user.iter().chain(system.iter()) {
@@ -185,19 +161,9 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let keys = r.metric_keys();
-    let _ = writeln!(
-        o,
-        "\nmetrics ({} keys, {} points)",
-        keys.len(),
-        r.metrics.len()
-    );
+    let _ = writeln!(o, "\nmetrics ({} keys, {} points)", keys.len(), r.metrics.len());
     if !keys.is_empty() {
-        let kw = keys
-            .iter()
-            .map(|k| k.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max(3);
+        let kw = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0).max(3);
         let _ = writeln!(
             o,
             "  {:<kw$}  {:>12}  {:>12}  {:>12}  {:>11}  {:>6}",
@@ -209,21 +175,11 @@ pub fn format_run_show(r: &RunRecord) -> String {
             let finite: Vec<f64> = h.iter().map(|m| m.value).filter(|v| !v.is_nan()).collect();
             let min = finite.iter().cloned().fold(f64::INFINITY, f64::min);
             let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let (smin, smax) = (
-                h.iter().map(|m| m.step).min().unwrap_or(0),
-                h.iter().map(|m| m.step).max().unwrap_or(0),
-            );
-            let steps = if smin == smax {
-                smin.to_string()
-            } else {
-                format!("{smin}..{smax}")
-            };
+            let (smin, smax) =
+                (h.iter().map(|m| m.step).min().unwrap_or(0), h.iter().map(|m| m.step).max().unwrap_or(0));
+            let steps = if smin == smax { smin.to_string() } else { format!("{smin}..{smax}") };
             let fv = |v: f64| {
-                if finite.is_empty() {
-                    "NaN".to_string()
-                } else {
-                    format_value(v)
-                }
+                if finite.is_empty() { "NaN".to_string() } else { format_value(v) }
             };
             let _ = writeln!(
                 o,
@@ -238,12 +194,7 @@ pub fn format_run_show(r: &RunRecord) -> String {
     }
 
     let total: u64 = r.artifacts.iter().map(|a| a.size).sum();
-    let _ = writeln!(
-        o,
-        "\nartifacts ({} files, {} bytes)",
-        r.artifacts.len(),
-        total
-    );
+    let _ = writeln!(o, "\nartifacts ({} files, {} bytes)", r.artifacts.len(), total);
     for a in &r.artifacts {
         let _ = writeln!(o, "  {:>10}  {}", a.size, a.path);
     }

@@ -114,10 +114,7 @@ impl SyncReport {
         self.runs.iter().filter(|r| r.created).count()
     }
     pub fn failed(&self) -> usize {
-        self.runs
-            .iter()
-            .filter(|r| matches!(r.outcome, SyncOutcome::Failed(_)))
-            .count()
+        self.runs.iter().filter(|r| matches!(r.outcome, SyncOutcome::Failed(_))).count()
     }
     pub fn metrics_sent(&self) -> usize {
         self.runs.iter().map(|r| r.metrics_sent).sum()
@@ -126,13 +123,8 @@ impl SyncReport {
 
 impl fmt::Display for SyncReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count =
-            |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
-        let updated = self
-            .runs
-            .iter()
-            .filter(|r| r.sent_anything() && !r.created)
-            .count();
+        let count = |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
+        let updated = self.runs.iter().filter(|r| r.sent_anything() && !r.created).count();
         writeln!(
             f,
             "sync to {}: {} run(s): {} created, {} completed, {} already synced, {} skipped (running), {} unfinished, {} failed",
@@ -161,18 +153,10 @@ impl fmt::Display for SyncReport {
                     r.metrics_sent,
                     r.artifacts_sent,
                     if r.status_updated { ", status set" } else { "" },
-                    if *o == SyncOutcome::PushedUnfinished {
-                        " (unfinished: left RUNNING)"
-                    } else {
-                        ""
-                    }
+                    if *o == SyncOutcome::PushedUnfinished { " (unfinished: left RUNNING)" } else { "" }
                 ),
             };
-            writeln!(
-                f,
-                "  {} {:<24} -> {}: {}",
-                r.local_run_id, r.run_name, server, what
-            )?;
+            writeln!(f, "  {} {:<24} -> {}: {}", r.local_run_id, r.run_name, server, what)?;
         }
         Ok(())
     }
@@ -185,15 +169,9 @@ pub fn sync(root: &Path, config: &TrackingConfig) -> Result<SyncReport, Tracking
 }
 
 /// [`sync`] with options.
-pub fn sync_with(
-    root: &Path,
-    config: &TrackingConfig,
-    options: &SyncOptions,
-) -> Result<SyncReport, TrackingError> {
+pub fn sync_with(root: &Path, config: &TrackingConfig, options: &SyncOptions) -> Result<SyncReport, TrackingError> {
     let uri = config.tracking_uri.as_deref().ok_or_else(|| {
-        TrackingError::Config(
-            "no MLflow server to sync to: pass a tracking URI or set MLFLOW_TRACKING_URI".into(),
-        )
+        TrackingError::Config("no MLflow server to sync to: pass a tracking URI or set MLFLOW_TRACKING_URI".into())
     })?;
     let client = MlflowClient::from_env(uri)?;
     sync_to(root, &client, options)
@@ -201,26 +179,15 @@ pub fn sync_with(
 
 /// [`sync`] with an explicit client. Stops with an error when the server cannot be reached;
 /// other per-run problems are reported in the [`SyncReport`].
-pub fn sync_to(
-    root: &Path,
-    client: &MlflowClient,
-    options: &SyncOptions,
-) -> Result<SyncReport, TrackingError> {
+pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Result<SyncReport, TrackingError> {
     let store = LocalStore::open(root)?;
     let uri = client.tracking_uri().to_string();
     let dirs = if options.run_ids.is_empty() {
         store.run_dirs()?
     } else {
-        options
-            .run_ids
-            .iter()
-            .map(|id| store.find_run_dir(id))
-            .collect::<Result<Vec<_>, _>>()?
+        options.run_ids.iter().map(|id| store.find_run_dir(id)).collect::<Result<Vec<_>, _>>()?
     };
-    let mut report = SyncReport {
-        tracking_uri: uri.clone(),
-        runs: Vec::new(),
-    };
+    let mut report = SyncReport { tracking_uri: uri.clone(), runs: Vec::new() };
     let mut experiments: HashMap<String, String> = HashMap::new();
     for dir in dirs {
         let meta = match local::read_meta(&dir) {
@@ -256,13 +223,8 @@ pub fn sync_to(
         if rec.status == RecordStatus::Unfinished
             && let Some(status) = options.mark_unfinished
         {
-            let end = rec
-                .metrics
-                .iter()
-                .map(|m| m.timestamp_ms)
-                .max()
-                .unwrap_or(rec.start_time_ms)
-                .max(rec.start_time_ms);
+            let end =
+                rec.metrics.iter().map(|m| m.timestamp_ms).max().unwrap_or(rec.start_time_ms).max(rec.start_time_ms);
             let mut meta = local::read_meta(&dir)?;
             meta.status = status.as_str().to_string();
             meta.end_time = Some(end);
@@ -309,15 +271,11 @@ fn same_value(a: f64, b: f64) -> bool {
 pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric> {
     let mut have: HashMap<(&str, i64, i64), Vec<f64>> = HashMap::new();
     for m in server {
-        have.entry((m.key.as_str(), m.step, m.timestamp_ms))
-            .or_default()
-            .push(m.value);
+        have.entry((m.key.as_str(), m.step, m.timestamp_ms)).or_default().push(m.value);
     }
     let mut out = Vec::new();
     for m in local {
-        let vals = have
-            .entry((m.key.as_str(), m.step, m.timestamp_ms))
-            .or_default();
+        let vals = have.entry((m.key.as_str(), m.step, m.timestamp_ms)).or_default();
         if !vals.iter().any(|v| same_value(*v, m.value)) {
             vals.push(m.value); // later identical local points are then "present"
             out.push(m.clone());
@@ -346,11 +304,7 @@ fn sync_run(
 
     // 1. Find the server run, or create it.
     let mut server_run = None;
-    let mut candidates: Vec<String> = meta
-        .remote_for(&uri)
-        .map(|r| r.run_id.clone())
-        .into_iter()
-        .collect();
+    let mut candidates: Vec<String> = meta.remote_for(&uri).map(|r| r.run_id.clone()).into_iter().collect();
     if !candidates.contains(&rec.run_id) {
         candidates.push(rec.run_id.clone());
     }
@@ -389,8 +343,7 @@ fn sync_run(
         None => {
             let mut tags: Vec<(String, String)> = rec.tags.clone().into_iter().collect();
             tags.push((LOCAL_RUN_ID_TAG.to_string(), rec.run_id.clone()));
-            let info =
-                client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
+            let info = client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
             s.created = true;
             s.tags_sent = tags.len();
             super::client::Run {
@@ -424,12 +377,8 @@ fn sync_run(
     local::write_meta(dir, &meta)?;
 
     // 2. Params and tags.
-    let server_params: BTreeMap<&str, &str> = run
-        .data
-        .params
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
-        .collect();
+    let server_params: BTreeMap<&str, &str> =
+        run.data.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
     let mut params = Vec::new();
     for (k, v) in &rec.params {
         let v_server = truncate_chars(v, MAX_PARAM_VALUE_CHARS);
@@ -443,24 +392,16 @@ fn sync_run(
             }
         }
     }
-    let server_tags: BTreeMap<&str, &str> = run
-        .data
-        .tags
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
-        .collect();
+    let server_tags: BTreeMap<&str, &str> = run.data.tags.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
     let tags: Vec<(String, String)> = rec
         .tags
         .iter()
-        .filter(|(k, v)| {
-            server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS))
-        })
+        .filter(|(k, v)| server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
 
     // 3. Metrics: compare each key's history.
-    let latest_keys: std::collections::HashSet<&str> =
-        run.data.metrics.iter().map(|m| m.key.as_str()).collect();
+    let latest_keys: std::collections::HashSet<&str> = run.data.metrics.iter().map(|m| m.key.as_str()).collect();
     let mut missing = Vec::new();
     for key in rec.metric_keys() {
         let local_points = rec.metric_history(&key);
@@ -481,16 +422,10 @@ fn sync_run(
         let server_files: HashMap<String, Option<i64>> = if s.created {
             HashMap::new()
         } else {
-            client
-                .list_artifacts_recursive(&server_id)?
-                .into_iter()
-                .map(|f| (f.path, f.file_size))
-                .collect()
+            client.list_artifacts_recursive(&server_id)?.into_iter().map(|f| (f.path, f.file_size)).collect()
         };
         for a in &rec.artifacts {
-            let same = server_files
-                .get(&a.path)
-                .is_some_and(|size| *size == Some(a.size as i64));
+            let same = server_files.get(&a.path).is_some_and(|size| *size == Some(a.size as i64));
             if !same {
                 let local_path = rec.dir.join("artifacts").join(&a.path);
                 client.upload_artifact_file(&run.info.artifact_uri, &a.path, &local_path)?;
@@ -524,12 +459,7 @@ mod tests {
     use super::*;
 
     fn p(key: &str, step: i64, ts: i64, value: f64) -> Metric {
-        Metric {
-            key: key.into(),
-            value,
-            step,
-            timestamp_ms: ts,
-        }
+        Metric { key: key.into(), value, step, timestamp_ms: ts }
     }
 
     #[test]

@@ -77,10 +77,8 @@ pub fn mlflow_or_skip() -> Option<PathBuf> {
 /// A fresh directory under the system temp dir (removed by its owner).
 pub fn scratch_dir(prefix: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!(
         "{prefix}-{}-{}-{nanos}",
         std::process::id(),
@@ -96,10 +94,7 @@ fn keep_tmp() -> bool {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
 }
 
 /// One HTTP GET on 127.0.0.1 with a short timeout; the status code.
@@ -107,11 +102,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let addr = format!("127.0.0.1:{port}").parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
     let head = String::from_utf8_lossy(&buf[..n]);
@@ -186,21 +177,9 @@ impl MlflowServer {
         let artifacts = self.dir.join("artifacts");
         let started = Instant::now();
         let child = Command::new(&self.bin)
-            .args([
-                "server",
-                "--backend-store-uri",
-                &db,
-                "--artifacts-destination",
-            ])
+            .args(["server", "--backend-store-uri", &db, "--artifacts-destination"])
             .arg(&artifacts)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--workers",
-                "1",
-            ])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--workers", "1"])
             .current_dir(&self.dir)
             .env("MLFLOW_DISABLE_TELEMETRY", "true")
             .env("DO_NOT_TRACK", "true")
@@ -245,9 +224,7 @@ impl MlflowServer {
             {
                 let tail = self.log_tail(30);
                 self.stop();
-                return Err(format!(
-                    "mlflow server exited ({status}) before answering /health; log:\n{tail}"
-                ));
+                return Err(format!("mlflow server exited ({status}) before answering /health; log:\n{tail}"));
             }
             if Instant::now() > deadline {
                 let tail = self.log_tail(30);
