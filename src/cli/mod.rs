@@ -1,5 +1,6 @@
 //! Commands of the `engine` binary.
 
+mod eval;
 mod progress;
 mod runs;
 mod train;
@@ -23,6 +24,8 @@ pub struct Cli {
 enum Command {
     /// Train an MLP on FashionMNIST, then evaluate it on the test set.
     Train(Box<train::TrainArgs>),
+    /// Evaluate a trained model (by run id or model URI) on the test set.
+    Eval(Box<eval::EvalArgs>),
     /// List the compute devices this build can use.
     Devices,
     /// Read the runs recorded in the local store.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs(command) => runs::run(command),
+        Command::Eval(args) => eval::run(*args),
         Command::Sync(args) => runs::sync(args),
     }
 }

@@ -216,7 +216,16 @@ fn train_and_report(
     std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
     let model_dir = output_dir.join("model");
     let hyperparameters = serde_json::to_value(config)?;
-    model::save_model_dir(&model_dir, &trained.model, config.normalize, hyperparameters, Some(run_id), None)?;
+    let model_id = tracker.begin_model(&config.params())?;
+    let model_id = model_id.unwrap_or_else(|| format!("m-{}", tracking::util::new_run_id()));
+    model::save_model_dir(
+        &model_dir,
+        &trained.model,
+        config.normalize,
+        hyperparameters,
+        Some(run_id),
+        Some(&model_id),
+    )?;
     let mut written = write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
 
     let summary = serde_json::json!({
@@ -226,6 +235,7 @@ fn train_and_report(
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "macro_f1": report.macro_f1(),
+        "model_id": model_id,
         "train_seconds": trained.train_seconds,
         "train_examples": trained.train_examples,
         "val_examples": trained.val_examples,
@@ -253,9 +263,7 @@ fn train_and_report(
     for path in &written {
         tracker.log_artifact(path, "")?;
     }
-    for file in model::MODEL_FILES {
-        tracker.log_artifact(&model_dir.join(file), "model")?;
-    }
+    tracker.finish_model(Some(&model_id), &model_dir, &model::MODEL_FILES)?;
     eprintln!("wrote the model and reports to {}", output_dir.display());
     if args.json {
         println!("{summary}");

@@ -371,6 +371,27 @@ impl LocalStore {
         Ok(LocalRun { dir, meta, params: BTreeMap::new(), tags: BTreeMap::new(), metrics, lock: Some(lock) })
     }
 
+    /// Opens an existing run to add to it (e.g. evaluation metrics and files), holding its lock.
+    /// Its status is kept; copies on servers are marked unsynced so `engine sync` sends the
+    /// additions.
+    pub fn reopen_run(&self, run_id: &str) -> Result<LocalRun, TrackingError> {
+        let dir = self.find_run_dir(run_id)?;
+        let lock = try_lock_run(&dir)?.ok_or_else(|| {
+            TrackingError::Store(format!("{} is still being recorded by another process", dir.display()))
+        })?;
+        let mut meta = read_meta(&dir)?;
+        let params = read_map(&dir.join(PARAMS))?;
+        let tags = read_map(&dir.join(TAGS))?;
+        let mpath = dir.join(METRICS);
+        let metrics =
+            OpenOptions::new().create(true).append(true).open(&mpath).map_err(|e| TrackingError::io(&mpath, e))?;
+        if meta.remotes.iter().any(|r| r.synced) {
+            meta.remotes.iter_mut().for_each(|r| r.synced = false);
+            write_meta(&dir, &meta)?;
+        }
+        Ok(LocalRun { dir, meta, params, tags, metrics, lock: Some(lock) })
+    }
+
     /// Every run directory (`<root>/<experiment dir>/<run id>/` holding a `meta.json`).
     pub fn run_dirs(&self) -> Result<Vec<PathBuf>, TrackingError> {
         let mut out = Vec::new();

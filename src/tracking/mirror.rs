@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
+use super::models::LoggedModel;
 use super::util::{self, now_ms};
-use super::{LOCAL_RUN_ID_TAG, Metric, RunStatus, Tracker, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Default longest time metric points wait in memory before going to the server.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,6 +44,8 @@ pub struct MirroredTracker {
     last_error: Option<String>,
     /// Metric points logged locally but not yet sent.
     pending: Vec<Metric>,
+    /// The LoggedModel reserved by `begin_model`, waiting for its files.
+    pending_model: Option<LoggedModel>,
     last_flush: Instant,
     flush_interval: Duration,
 }
@@ -71,6 +74,7 @@ impl MirroredTracker {
             warned_rejected: false,
             last_error: None,
             pending: Vec::new(),
+            pending_model: None,
             last_flush: Instant::now(),
             flush_interval: DEFAULT_FLUSH_INTERVAL,
         })
@@ -276,6 +280,42 @@ impl Tracker for MirroredTracker {
             && let Err(e) = self.client.upload_artifact_file(&uri, &rel, &copy)
         {
             self.server_failed("MLflow upload artifact", e);
+        }
+        Ok(())
+    }
+
+    fn begin_model(&mut self, params: &[(String, String)]) -> Result<Option<String>, TrackingError> {
+        let (Some((run_id, _)), Some(experiment_id)) = (self.live(), self.experiment_id().map(String::from)) else {
+            return Ok(None);
+        };
+        self.send_pending();
+        match self.client.create_logged_model(&experiment_id, &run_id, MODEL_ARTIFACT_DIR, params) {
+            Ok(model) => {
+                let id = model.model_id.clone();
+                self.pending_model = Some(model);
+                Ok(Some(id))
+            }
+            // A server without the LoggedModel API: the model goes to the run's artifacts only.
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => {
+                self.server_failed("MLflow create logged model", e);
+                Ok(None)
+            }
+        }
+    }
+
+    fn finish_model(&mut self, model_id: Option<&str>, dir: &Path, files: &[&str]) -> Result<(), TrackingError> {
+        for file in files {
+            self.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
+        }
+        if let Some(id) = model_id {
+            self.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
+        }
+        let model = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id);
+        if let (Some(model), Some((run_id, _))) = (model, self.live()) {
+            if let Err(e) = self.client.upload_logged_model(&model, &run_id, dir, files, 0) {
+                self.server_failed("MLflow upload logged model", e);
+            }
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod client;
 mod error;
 mod local;
 mod mirror;
+mod models;
 mod render;
 mod sync;
 pub mod util;
@@ -33,6 +34,7 @@ pub use client::{
 pub use error::{ApiError, TrackingError};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
+pub use models::{LoggedModel, MODEL_TYPE};
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
 
@@ -40,6 +42,10 @@ pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, s
 pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";
 /// Default local store root when `ENGINE_LOCAL_STORE` is unset.
 pub const DEFAULT_LOCAL_ROOT: &str = "./mlruns-local";
+/// Tag naming the logged model a run produced.
+pub const MODEL_ID_TAG: &str = "engine.model_id";
+/// Where a run's model directory sits among its artifacts.
+pub const MODEL_ARTIFACT_DIR: &str = "model";
 /// Tag carrying the local store's id of a run on the server (lets `sync` find runs it created).
 pub const LOCAL_RUN_ID_TAG: &str = "engine.local_run_id";
 
@@ -166,6 +172,23 @@ pub trait Tracker {
     /// Sends whatever is buffered for the server now (the local store is always up to date).
     /// `end_run` flushes too.
     fn flush(&mut self) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    /// Reserves a logged model for this run and returns its id: an MLflow 3 LoggedModel, pending
+    /// until `finish_model`, on a server that has them; `None` otherwise.
+    fn begin_model(&mut self, _params: &[(String, String)]) -> Result<Option<String>, TrackingError> {
+        Ok(None)
+    }
+    /// Records a model directory: its `files` under `model/` of the run's artifacts (always,
+    /// so the local store and servers without LoggedModels have it), the id as the run's
+    /// `engine.model_id` tag, and, where `begin_model` reserved one, as that LoggedModel.
+    fn finish_model(&mut self, model_id: Option<&str>, dir: &Path, files: &[&str]) -> Result<(), TrackingError> {
+        for file in files {
+            self.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
+        }
+        if let Some(id) = model_id {
+            self.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,275 @@
+//! `engine eval`: find a trained model (by run id, `models:/` URI or directory), verify it,
+//! evaluate it on the FashionMNIST test set, and write (and optionally log) the reports.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use engine::data;
+use engine::model::{self, MODEL_FILES};
+use engine::report::{self, EvaluationInputs};
+use engine::tracking::{self, LocalStore, Metric, MlflowClient, TrackingConfig};
+use engine::train::{self, Evaluation};
+
+use super::TrackingArgs;
+use super::train::{DeviceChoice, open_device};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The run whose model to evaluate (local store, else the configured MLflow server).
+    #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
+    pub run_id: Option<String>,
+    /// Instead of a run: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/model, or a
+    /// local model directory.
+    #[arg(long)]
+    pub model_uri: Option<String>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Log the evaluation metrics (eval_*) and files (under evaluation/) to the model's run.
+    #[arg(long)]
+    pub log_mlflow: bool,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Where the reports go [default: runs/<run id>/evaluation].
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Directory holding the FashionMNIST files.
+    #[arg(long, env = "ENGINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object with the results as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
+/// Where a model was found.
+struct Located {
+    dir: PathBuf,
+    run_id: Option<String>,
+    /// The run is in the local store (else only on the server).
+    local_run: bool,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let tracking = args.tracking.config(None);
+    let (device, device_name) = open_device(args.device)?;
+    let name = args.run_id.clone().or_else(|| args.model_uri.clone()).unwrap_or_default();
+    let output_dir =
+        args.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(sanitize(&name)).join("evaluation"));
+    let staging = staging_dir(&output_dir)?;
+    let result = evaluate_into(&args, &tracking, &device, &staging);
+    let outcome = result.and_then(|(located, eval, report)| {
+        let files = publish(&staging, &output_dir)?;
+        Ok((located, eval, report, files))
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    let (located, eval, report, files) = outcome?;
+
+    println!("{}", report.render_text());
+    println!("test_loss {:.4}  test_accuracy {:.4}  ({device_name})", eval.loss, eval.accuracy);
+    if args.log_mlflow {
+        let run_id = located.run_id.as_deref().context("--log-mlflow needs a model that belongs to a run")?;
+        log_to_run(&tracking, run_id, located.local_run, &eval, &report, &files)?;
+    }
+    eprintln!("wrote the evaluation to {}", output_dir.display());
+    if args.json {
+        let summary = serde_json::json!({
+            "run_id": located.run_id,
+            "test_accuracy": eval.accuracy,
+            "test_loss": eval.loss,
+            "macro_f1": report.macro_f1(),
+            "weighted_f1": report.weighted_f1(),
+            "output_dir": output_dir,
+            "device": device_name,
+        });
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Finds, verifies and evaluates the model, writing every output file into `staging`.
+fn evaluate_into(
+    args: &EvalArgs,
+    tracking: &TrackingConfig,
+    device: &engine::Device,
+    staging: &Path,
+) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport)> {
+    let located = locate_model(args, tracking, &staging.join("downloaded-model"))?;
+    let (mlp, meta) = model::load_model_dir(&located.dir, device)?;
+    let dataset = data::load(args.data_dir.as_deref())?;
+    let indices: Vec<usize> = (0..dataset.test.len()).collect();
+    let eval = train::evaluate(&mlp, &dataset.test, &indices, meta.normalize, args.batch_size as usize, device)?;
+    let _ = std::fs::remove_dir_all(staging.join("downloaded-model"));
+
+    let inputs = EvaluationInputs {
+        y_true: &eval.labels,
+        y_pred: &eval.predictions,
+        prob_of_pred: &eval.prob_of_pred,
+        images: &dataset.test.pixels,
+    };
+    report::write_evaluation_reports(staging, &inputs)?;
+    let report = report::ClassificationReport::new(&eval.labels, &eval.predictions, &report::CLASS_NAMES)?;
+    let mut csv = String::from("index,true_label,predicted_label,probability\n");
+    for (i, ((t, p), prob)) in eval.labels.iter().zip(&eval.predictions).zip(&eval.prob_of_pred).enumerate() {
+        let _ = writeln!(csv, "{i},{t},{p},{prob}");
+    }
+    model::write_atomically(&staging.join("predictions.csv"), csv.as_bytes())?;
+    let metrics = serde_json::json!({
+        "run_id": located.run_id,
+        "model_id": meta.model_id,
+        "test_loss": eval.loss,
+        "test_accuracy": eval.accuracy,
+        "macro_f1": report.macro_f1(),
+        "weighted_f1": report.weighted_f1(),
+        "examples": eval.labels.len(),
+    });
+    model::write_atomically(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    Ok((located, eval, report))
+}
+
+fn locate_model(args: &EvalArgs, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+    if let Some(uri) = &args.model_uri {
+        if let Some(rest) = uri.strip_prefix("runs:/") {
+            let run_id = rest.trim_end_matches('/').trim_end_matches("/model");
+            return locate_run_model(run_id, tracking, download);
+        }
+        if uri.starts_with("models:/") {
+            let client = server(tracking, uri)?;
+            let artifact_uri = client.registry_artifact_uri(uri)?;
+            download_model(&client, &artifact_uri, download)?;
+            let run_id = model::load_model_dir(download, &engine::Device::Cpu).ok().and_then(|(_, m)| m.run_id);
+            return Ok(Located { dir: download.to_path_buf(), run_id, local_run: false });
+        }
+        let dir = PathBuf::from(uri);
+        if !dir.is_dir() {
+            bail!("--model-uri {uri}: not a directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model");
+        }
+        return Ok(Located { dir, run_id: None, local_run: false });
+    }
+    let run_id = args.run_id.as_deref().unwrap_or_default();
+    locate_run_model(run_id, tracking, download)
+}
+
+/// A run's model: from the local store when the run is there, else from the server.
+fn locate_run_model(run_id: &str, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+    let store = LocalStore::open(&tracking.local_root)?;
+    if let Ok(record) = store.load_run(run_id) {
+        let dir = record.dir.join("artifacts").join(tracking::MODEL_ARTIFACT_DIR);
+        if !MODEL_FILES.iter().all(|f| dir.join(f).is_file()) {
+            bail!("run {} has no model (nothing under {})", record.run_id, dir.display());
+        }
+        return Ok(Located { dir, run_id: Some(record.run_id), local_run: true });
+    }
+    let Some(uri) = &tracking.tracking_uri else {
+        bail!(
+            "unknown run id {run_id}: it is not in the local store {}; if it was logged to a server, pass --tracking-uri or set MLFLOW_TRACKING_URI",
+            tracking.local_root.display()
+        );
+    };
+    let client = MlflowClient::from_env(uri)?;
+    let run = client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {uri}"))?;
+    let artifact_uri = match client.find_run_model(run_id)? {
+        Some(model) => model.artifact_uri,
+        None => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
+    };
+    download_model(&client, &artifact_uri, download).with_context(|| format!("run {run_id} has no model on {uri}"))?;
+    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), local_run: false })
+}
+
+fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
+    match &tracking.tracking_uri {
+        Some(uri) => Ok(MlflowClient::from_env(uri)?),
+        None => bail!("{what} lives in an MLflow registry: pass --tracking-uri or set MLFLOW_TRACKING_URI"),
+    }
+}
+
+/// Downloads the model files (fixed names, so no server-chosen path is ever written).
+fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyhow::Result<()> {
+    for file in MODEL_FILES {
+        client.download_artifact_to(artifact_uri, file, &dir.join(file))?;
+    }
+    Ok(())
+}
+
+/// A fresh directory beside `output_dir` where the outputs are written before they are moved
+/// into place, so a failure leaves nothing half-written in `output_dir`.
+fn staging_dir(output_dir: &Path) -> anyhow::Result<PathBuf> {
+    let parent = output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = output_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "evaluation".into());
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    Ok(staging)
+}
+
+/// Moves every file of `staging` into `output_dir`; returns their final paths.
+fn publish(staging: &Path, output_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(staging)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let target = output_dir.join(entry.file_name());
+            std::fs::rename(entry.path(), &target).with_context(|| format!("cannot write {}", target.display()))?;
+            files.push(target);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Adds the evaluation to the run: `eval_*` metrics and the files under `evaluation/`.
+fn log_to_run(
+    tracking: &TrackingConfig,
+    run_id: &str,
+    local_run: bool,
+    eval: &Evaluation,
+    report: &report::ClassificationReport,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let metrics = [
+        Metric::new("eval_test_accuracy", eval.accuracy, 0),
+        Metric::new("eval_test_loss", eval.loss, 0),
+        Metric::new("eval_macro_f1", report.macro_f1(), 0),
+        Metric::new("eval_weighted_f1", report.weighted_f1(), 0),
+    ];
+    if local_run {
+        let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(run_id)?;
+        run.log_metrics(&metrics)?;
+        for file in files {
+            run.log_artifact(file, "evaluation")?;
+        }
+        eprintln!("logged the evaluation to run {run_id} in the local store");
+        if let Some(uri) = &tracking.tracking_uri {
+            let report = tracking::sync_with(
+                &tracking.local_root,
+                tracking,
+                &tracking::SyncOptions { run_ids: vec![run_id.to_string()], ..Default::default() },
+            );
+            match report {
+                Ok(_) => eprintln!("synced run {run_id} to {uri}"),
+                Err(e) => eprintln!("warning: the evaluation stays local until `engine sync`: {e}"),
+            }
+        }
+        return Ok(());
+    }
+    let client = server(tracking, "the run")?;
+    client.log_batch(run_id, &metrics, &[], &[])?;
+    let run = client.get_run(run_id)?;
+    for file in files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        client.upload_artifact_file(&run.info.artifact_uri, &format!("evaluation/{name}"), file)?;
+    }
+    eprintln!("logged the evaluation to run {run_id} on {}", client.tracking_uri());
+    Ok(())
+}
+
+/// A name usable as a directory: `models:/a@b` becomes `models_a_b`.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+}

@@ -1,0 +1,121 @@
+//! Models on an MLflow 3 server: LoggedModels (created pending, files uploaded under their own
+//! artifact URI, marked ready, linked to the run as an output) and the lookups `engine eval`
+//! needs to find a model again from a run id or a `models:/` URI.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{MlflowClient, TrackingError};
+
+/// A LoggedModel as the server describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedModel {
+    pub model_id: String,
+    /// `mlflow-artifacts:/<experiment>/models/<model_id>/artifacts`.
+    pub artifact_uri: String,
+    pub source_run_id: Option<String>,
+}
+
+/// `model_type` of the LoggedModels this engine creates.
+pub const MODEL_TYPE: &str = "engine-mlp";
+
+impl LoggedModel {
+    fn from_response(endpoint: &str, v: &Value) -> Result<LoggedModel, TrackingError> {
+        let info = &v["model"]["info"];
+        let field = |key: &str| info[key].as_str().map(String::from);
+        match (field("model_id"), field("artifact_uri")) {
+            (Some(model_id), Some(artifact_uri)) => {
+                Ok(LoggedModel { model_id, artifact_uri, source_run_id: field("source_run_id") })
+            }
+            _ => Err(TrackingError::Protocol {
+                endpoint: endpoint.to_string(),
+                detail: "the response lacks model.info.model_id or artifact_uri".into(),
+            }),
+        }
+    }
+}
+
+impl MlflowClient {
+    /// Creates a pending LoggedModel for `run_id` in `experiment_id`.
+    pub fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        run_id: &str,
+        name: &str,
+        params: &[(String, String)],
+    ) -> Result<LoggedModel, TrackingError> {
+        let params: Vec<Value> = params.iter().take(100).map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let body = json!({
+            "experiment_id": experiment_id, "name": name, "source_run_id": run_id,
+            "model_type": MODEL_TYPE, "params": params,
+        });
+        LoggedModel::from_response("logged-models", &self.post_json("logged-models", &body)?)
+    }
+
+    /// Uploads a model directory's `files` to a LoggedModel, marks it ready (or failed when an
+    /// upload fails) and links it to its run as an output at `step`.
+    pub fn upload_logged_model(
+        &self,
+        model: &LoggedModel,
+        run_id: &str,
+        dir: &Path,
+        files: &[&str],
+        step: i64,
+    ) -> Result<(), TrackingError> {
+        let uploaded = files.iter().try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &dir.join(f)));
+        let status = if uploaded.is_ok() { "LOGGED_MODEL_READY" } else { "LOGGED_MODEL_UPLOAD_FAILED" };
+        let path = format!("logged-models/{}", model.model_id);
+        self.patch_json(&path, &json!({"model_id": model.model_id, "status": status}))?;
+        uploaded?;
+        let link = json!({"run_id": run_id, "models": [{"model_id": model.model_id, "step": step}]});
+        self.post_json("runs/outputs", &link)?;
+        Ok(())
+    }
+
+    pub fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, TrackingError> {
+        let path = format!("logged-models/{model_id}");
+        LoggedModel::from_response(&path, &self.get_json(&path, &[])?)
+    }
+
+    /// The LoggedModel a run produced: the run's outputs, else a search by `source_run_id`.
+    pub fn find_run_model(&self, run_id: &str) -> Result<Option<LoggedModel>, TrackingError> {
+        let run = self.get_run(run_id)?;
+        if let Some(id) =
+            run.outputs["model_outputs"].as_array().and_then(|m| m.last()).and_then(|m| m["model_id"].as_str())
+        {
+            return self.get_logged_model(id).map(Some);
+        }
+        let body = json!({
+            "experiment_ids": [run.info.experiment_id],
+            "filter": format!("source_run_id = '{run_id}'"),
+            "max_results": 1,
+        });
+        let found = self.post_json("logged-models/search", &body)?;
+        match found["models"].as_array().and_then(|m| m.first()) {
+            Some(m) => LoggedModel::from_response("logged-models/search", &json!({"model": m})).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The artifact URI of a registered model version: `models:/NAME/VERSION` or
+    /// `models:/NAME@ALIAS`.
+    pub fn registry_artifact_uri(&self, uri: &str) -> Result<String, TrackingError> {
+        let invalid =
+            || TrackingError::InvalidArgument(format!("{uri} is not models:/NAME/VERSION or models:/NAME@ALIAS"));
+        let rest = uri.strip_prefix("models:/").ok_or_else(invalid)?;
+        let version = if let Some((name, alias)) = rest.split_once('@') {
+            let v = self.get_json("registered-models/alias", &[("name", name), ("alias", alias)])?;
+            let version = v["model_version"]["version"].as_str().ok_or_else(invalid)?.to_string();
+            (name.to_string(), version)
+        } else {
+            let (name, version) = rest.rsplit_once('/').ok_or_else(invalid)?;
+            (name.to_string(), version.to_string())
+        };
+        let v = self.get_json("model-versions/get-download-uri", &[("name", &version.0), ("version", &version.1)])?;
+        v["artifact_uri"].as_str().map(String::from).ok_or_else(|| TrackingError::Protocol {
+            endpoint: "model-versions/get-download-uri".into(),
+            detail: "no artifact_uri in the response".into(),
+        })
+    }
+}
