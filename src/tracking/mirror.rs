@@ -312,10 +312,10 @@ impl Tracker for MirroredTracker {
             self.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
         }
         let model = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id);
-        if let (Some(model), Some((run_id, _))) = (model, self.live()) {
-            if let Err(e) = self.client.upload_logged_model(&model, &run_id, dir, files, 0) {
-                self.server_failed("MLflow upload logged model", e);
-            }
+        if let (Some(model), Some((run_id, _))) = (model, self.live())
+            && let Err(e) = self.client.upload_logged_model(&model, &run_id, dir, files, 0)
+        {
+            self.server_failed("MLflow upload logged model", e);
         }
         Ok(())
     }
