@@ -2,6 +2,7 @@
 
 mod eval;
 mod progress;
+mod registry;
 mod runs;
 mod train;
 
@@ -26,6 +27,12 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a trained model (by run id or model URI) on the test set.
     Eval(Box<eval::EvalArgs>),
+    /// Check a run's metric against a threshold: exit 0 (pass), 1 (fail) or 2 (cannot decide).
+    Gate(registry::GateArgs),
+    /// Register a run's model as a new version in the MLflow Model Registry, in Staging.
+    Register(registry::RegisterArgs),
+    /// Move a registered version to Production (archiving the previous one) and alias it champion.
+    Promote(registry::PromoteArgs),
     /// List the compute devices this build can use.
     Devices,
     /// Read the runs recorded in the local store.
@@ -61,6 +68,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Runs(command) => runs::run(command),
         Command::Eval(args) => eval::run(*args),
+        // The gate's exit code 1 means "failed"; any error means it could not decide: 2.
+        Command::Gate(args) => registry::gate(args).map_err(|e| UsageError(format!("{e:#}")).into()),
+        Command::Register(args) => registry::register(args),
+        Command::Promote(args) => registry::promote(args),
         Command::Sync(args) => runs::sync(args),
     }
 }

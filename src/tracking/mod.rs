@@ -15,6 +15,7 @@ mod error;
 mod local;
 mod mirror;
 mod models;
+mod registry;
 mod render;
 mod sync;
 pub mod util;
@@ -35,6 +36,7 @@ pub use error::{ApiError, TrackingError};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
+pub use registry::ModelVersion;
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
 

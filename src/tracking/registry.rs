@@ -1,0 +1,136 @@
+//! The MLflow Model Registry: registered models, versions, stages (deprecated but still served)
+//! and aliases (their replacement). Promotion does both, so either kind of consumer finds the
+//! model.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{MlflowClient, TrackingError};
+
+/// One version of a registered model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+    pub stage: String,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+impl ModelVersion {
+    fn from_json(endpoint: &str, v: &Value) -> Result<ModelVersion, TrackingError> {
+        let text = |key: &str| v[key].as_str().map(String::from);
+        let (Some(name), Some(version)) = (text("name"), text("version")) else {
+            return Err(TrackingError::Protocol {
+                endpoint: endpoint.into(),
+                detail: "a model version without name or version".into(),
+            });
+        };
+        Ok(ModelVersion {
+            name,
+            version,
+            stage: text("current_stage").unwrap_or_else(|| "None".into()),
+            status: text("status").unwrap_or_default(),
+            run_id: text("run_id").filter(|r| !r.is_empty()),
+            aliases: v["aliases"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+impl MlflowClient {
+    /// Creates the registered model unless it exists already (another pipeline may be first).
+    pub fn ensure_registered_model(&self, name: &str) -> Result<(), TrackingError> {
+        match self
+            .post_json("registered-models/create", &json!({"name": name, "description": "engine MLP on FashionMNIST"}))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_already_exists() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Registers `source` (e.g. `models:/<model_id>`) as a new version of `name`.
+    pub fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        model_id: Option<&str>,
+        run_id: &str,
+    ) -> Result<ModelVersion, TrackingError> {
+        let mut body = json!({"name": name, "source": source, "run_id": run_id});
+        if let Some(id) = model_id {
+            body["model_id"] = json!(id);
+        }
+        let v = self.post_json("model-versions/create", &body)?;
+        ModelVersion::from_json("model-versions/create", &v["model_version"])
+    }
+
+    pub fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion, TrackingError> {
+        let v = self.get_json("model-versions/get", &[("name", name), ("version", version)])?;
+        ModelVersion::from_json("model-versions/get", &v["model_version"])
+    }
+
+    /// Polls a version until the server reports it READY (registration may be asynchronous).
+    pub fn wait_until_ready(
+        &self,
+        name: &str,
+        version: &str,
+        timeout: Duration,
+    ) -> Result<ModelVersion, TrackingError> {
+        let start = Instant::now();
+        loop {
+            let mv = self.get_model_version(name, version)?;
+            match mv.status.as_str() {
+                "READY" => return Ok(mv),
+                "FAILED_REGISTRATION" => {
+                    return Err(TrackingError::InvalidArgument(format!(
+                        "registration of {name} version {version} failed"
+                    )));
+                }
+                _ if start.elapsed() > timeout => {
+                    return Err(TrackingError::InvalidArgument(format!(
+                        "{name} version {version} is still {} after {}s",
+                        mv.status,
+                        timeout.as_secs()
+                    )));
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    /// Moves a version to `stage` (`Staging`, `Production`, `Archived`, `None`).
+    pub fn transition_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing: bool,
+    ) -> Result<ModelVersion, TrackingError> {
+        let body =
+            json!({"name": name, "version": version, "stage": stage, "archive_existing_versions": archive_existing});
+        let v = self.post_json("model-versions/transition-stage", &body)?;
+        ModelVersion::from_json("model-versions/transition-stage", &v["model_version"])
+    }
+
+    /// Points `alias` at `version` (moving it from any other version).
+    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), TrackingError> {
+        self.post_json("registered-models/alias", &json!({"name": name, "alias": alias, "version": version}))?;
+        Ok(())
+    }
+
+    /// Every version of `name`, newest first.
+    pub fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>, TrackingError> {
+        let filter = format!("name='{}'", name.replace('\'', "\\'"));
+        let v = self.get_json("model-versions/search", &[("filter", &filter), ("order_by", "version_number DESC")])?;
+        v["model_versions"]
+            .as_array()
+            .map(|a| a.iter().map(|mv| ModelVersion::from_json("model-versions/search", mv)).collect())
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+}

@@ -1,0 +1,190 @@
+//! The CI/CD pipeline against a real MLflow server: a model that passes the gate ends in
+//! Production with the alias champion and the previous one Archived; a model that fails
+//! changes nothing in the registry; concurrent registrations get distinct versions; missing
+//! metrics, unknown runs and an unreachable registry are clear errors.
+
+#[path = "common/mlflow.rs"]
+mod mlflow;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use engine::tracking::{Auth, MlflowClient, RetryPolicy};
+
+fn env(command: &mut Command, store: &Path, uri: &str) {
+    command
+        .env("ENGINE", env!("CARGO_BIN_EXE_engine"))
+        .env("ENGINE_LOCAL_STORE", store)
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
+        .env_remove("ENGINE_DATA_DIR");
+}
+
+fn engine(args: &[&str], store: &Path, uri: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+    env(command.args(args), store, uri);
+    command.output().expect("engine runs")
+}
+
+fn pipeline(threshold: &str, name: &str, store: &Path, output: &Path, uri: &str) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pipeline.sh");
+    let mut command = Command::new("bash");
+    command.arg(script).args(["--threshold", threshold, "--name", name, "--output", output.to_str().unwrap(), "--"]);
+    command.args([
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "2000",
+        "--hidden",
+        "32",
+        "--experiment",
+        "pipeline",
+    ]);
+    env(&mut command, store, uri);
+    command.output().expect("the pipeline runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn client(uri: &str) -> MlflowClient {
+    MlflowClient::new(uri, Auth::None, RetryPolicy::default()).unwrap()
+}
+
+fn summary_field(output: &Output, key: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line =
+        stdout.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_else(|| panic!("no {key} in {stdout}"));
+    line.trim_start()[key.len()..].trim().to_string()
+}
+
+#[test]
+fn passing_models_are_promoted_and_a_failing_one_changes_nothing() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-pipeline");
+    let (store, name) = (dir.join("store"), "fashion-mlp-pass");
+
+    let first = pipeline("0.1", name, &store, &dir.join("p1"), server.uri());
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(summary_field(&first, "decision"), "passed");
+    assert!(dir.join("p1/eval/confusion_matrix.png").is_file());
+    let second = pipeline("0.1", name, &store, &dir.join("p2"), server.uri());
+    assert!(second.status.success(), "{}", text(&second));
+
+    let registry = client(server.uri());
+    let stage_of = |v: &str| registry.get_model_version(name, v).unwrap();
+    assert_eq!(stage_of("2").stage, "Production");
+    assert_eq!(stage_of("2").aliases, vec!["champion".to_string()]);
+    assert_eq!(stage_of("1").stage, "Archived");
+    assert_eq!(stage_of("2").run_id.as_deref(), Some(summary_field(&second, "run id").as_str()));
+
+    // A model below the threshold: exit 1, the registry as it was, the run tagged.
+    let failing = pipeline("0.999", name, &store, &dir.join("p3"), server.uri());
+    assert_eq!(failing.status.code(), Some(1), "{}", text(&failing));
+    assert_eq!(summary_field(&failing, "decision"), "failed");
+    assert_eq!(registry.model_versions(name).unwrap().len(), 2);
+    assert_eq!(stage_of("2").stage, "Production");
+    let run = registry.get_run(&summary_field(&failing, "run id")).unwrap();
+    assert_eq!(run.tag("engine.gate.decision"), Some("failed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn concurrent_registrations_get_distinct_versions() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-concurrent");
+    let store = dir.join("store");
+    let train = |i: usize| {
+        let out = dir.join(format!("t{i}"));
+        let args = [
+            "train",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "500",
+            "--hidden",
+            "8",
+            "--json",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        let output = engine(&args, &store, server.uri());
+        assert!(output.status.success(), "{}", text(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        summary["run_id"].as_str().unwrap().to_string()
+    };
+    let runs = [train(0), train(1)];
+    let registrations: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+            env(
+                command.args(["register", "--run-id", run, "--name", "fashion-mlp-race", "--json"]),
+                &store,
+                server.uri(),
+            );
+            command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = registrations.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for output in &outputs {
+        assert!(output.status.success(), "{}", text(output));
+    }
+    let versions = client(server.uri()).model_versions("fashion-mlp-race").unwrap();
+    let mut pairs: Vec<(String, String)> =
+        versions.iter().map(|v| (v.version.clone(), v.run_id.clone().unwrap_or_default())).collect();
+    pairs.sort();
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(pairs.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    let mut run_ids: Vec<&String> = pairs.iter().map(|p| &p.1).collect();
+    run_ids.sort();
+    let mut expected: Vec<&String> = runs.iter().collect();
+    expected.sort();
+    assert_eq!(run_ids, expected, "each version must point at its own run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_metric_unknown_run_and_unreachable_registry_are_errors() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-gate-errors");
+    let store = dir.join("store");
+    let out = dir.join("t");
+    let args = [
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "500",
+        "--hidden",
+        "8",
+        "--json",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ];
+    let trained = engine(&args, &store, server.uri());
+    let stdout = String::from_utf8_lossy(&trained.stdout).into_owned();
+    let run_id = serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap()).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let missing =
+        engine(&["gate", "--run-id", &run_id, "--metric", "bleu", "--threshold", "0.5"], &store, server.uri());
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("no metric bleu"), "{}", text(&missing));
+
+    let unknown = engine(&["gate", "--run-id", &"a".repeat(32), "--threshold", "0.5"], &store, server.uri());
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+
+    let down = format!("http://127.0.0.1:{}", mlflow::free_port());
+    let unreachable = engine(&["register", "--run-id", &run_id, "--name", "x"], &store, &down);
+    assert_eq!(unreachable.status.code(), Some(1), "{}", text(&unreachable));
+    assert!(text(&unreachable).contains("127.0.0.1"), "{}", text(&unreachable));
+    let _ = std::fs::remove_dir_all(&dir);
+}
