@@ -10,6 +10,7 @@ fn engine(args: &[&str]) -> Output {
         .args(args)
         .env_remove("ENGINE_DATA_DIR")
         .env_remove("MLFLOW_TRACKING_URI")
+        .env("ENGINE_LOCAL_STORE", std::env::temp_dir().join(format!("engine-cli-store-{}", std::process::id())))
         .output()
         .expect("the engine binary runs")
 }
