@@ -123,3 +123,30 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
     assert_eq!(model.sizes(), [784, 512, 512, 10]);
     assert_eq!(meta.run_id.as_deref(), summary["run_id"].as_str());
 }
+
+#[test]
+fn ctrl_c_ends_the_run_as_killed_with_exit_code_130() {
+    let store = temp_dir("killed-store");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["train", "--device", "cpu", "--epochs", "50", "--train-limit", "20000", "--output-dir"])
+        .arg(temp_dir("killed"))
+        .env("ENGINE_LOCAL_STORE", &store)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run has started (its directory exists), then interrupt it.
+    let started = std::time::Instant::now();
+    while !store.join("fashion-mnist").exists() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let runs = engine::tracking::LocalStore::open(&store).unwrap().list_runs(None).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status.label(), "KILLED");
+    assert!(runs[0].end_time_ms.is_some());
+}
