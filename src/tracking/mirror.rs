@@ -8,7 +8,7 @@ use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
 use super::models::LoggedModel;
 use super::util::{self, now_ms};
-use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, RunStatus, Tracker, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Default longest time metric points wait in memory before going to the server.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -305,12 +305,7 @@ impl Tracker for MirroredTracker {
     }
 
     fn finish_model(&mut self, model_id: Option<&str>, dir: &Path, files: &[&str]) -> Result<(), TrackingError> {
-        for file in files {
-            self.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
-        }
-        if let Some(id) = model_id {
-            self.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
-        }
+        super::log_model_artifacts(self, model_id, dir, files)?;
         let model = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id);
         if let (Some(model), Some((run_id, _))) = (model, self.live())
             && let Err(e) = self.client.upload_logged_model(&model, &run_id, dir, files, 0)

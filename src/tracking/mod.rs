@@ -185,14 +185,25 @@ pub trait Tracker {
     /// so the local store and servers without LoggedModels have it), the id as the run's
     /// `engine.model_id` tag, and, where `begin_model` reserved one, as that LoggedModel.
     fn finish_model(&mut self, model_id: Option<&str>, dir: &Path, files: &[&str]) -> Result<(), TrackingError> {
-        for file in files {
-            self.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
-        }
-        if let Some(id) = model_id {
-            self.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
-        }
-        Ok(())
+        log_model_artifacts(self, model_id, dir, files)
     }
+}
+
+/// The part of `finish_model` every tracker does: the files under `model/` of the run's
+/// artifacts and the model id as a tag.
+fn log_model_artifacts<T: Tracker + ?Sized>(
+    tracker: &mut T,
+    model_id: Option<&str>,
+    dir: &Path,
+    files: &[&str],
+) -> Result<(), TrackingError> {
+    for file in files {
+        tracker.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
+    }
+    if let Some(id) = model_id {
+        tracker.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;
+    }
+    Ok(())
 }
 
 /// The tracker for `config`: a [`MirroredTracker`] (local store + MLflow) when a tracking URI is
