@@ -127,7 +127,7 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
 #[test]
 fn ctrl_c_ends_the_run_as_killed_with_exit_code_130() {
     let store = temp_dir("killed-store");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(["train", "--device", "cpu", "--epochs", "50", "--train-limit", "20000", "--output-dir"])
         .arg(temp_dir("killed"))
         .env("ENGINE_LOCAL_STORE", &store)
