@@ -177,6 +177,9 @@ fn matmul_with_empty_dimensions() {
     });
 }
 
+/// A binary op's name, its GPU result, and its CPU formula.
+type BinaryCase = (&'static str, GpuBuffer, fn(f32, f32) -> f32);
+
 #[test]
 fn elementwise_ops_match_cpu() {
     on_both("elementwise", |ctx| {
@@ -186,7 +189,7 @@ fn elementwise_ops_match_cpu() {
             let (a, b) = (random(n, &mut rng, -2.0, 2.0), random(n, &mut rng, -2.0, 2.0));
             let (ga, gb) = (upload(ctx, &a), upload(ctx, &b));
             let mut want = vec![0.0; n];
-            let cases: [(&str, GpuBuffer, fn(f32, f32) -> f32); 3] = [
+            let cases: [BinaryCase; 3] = [
                 ("add", ops::add(ctx, &ga, &gb).unwrap(), |x, y| x + y),
                 ("mul", ops::mul(ctx, &ga, &gb).unwrap(), |x, y| x * y),
                 ("relu_mask", ops::relu_mask(ctx, &ga, &gb).unwrap(), |x, g| if x > 0.0 { g } else { 0.0 }),

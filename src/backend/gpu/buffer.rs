@@ -166,7 +166,7 @@ impl GpuContext {
     /// A buffer for `len` elements from the pool, or a new one. Checks the device's limits on
     /// buffer and storage-binding sizes.
     pub(crate) fn alloc(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
-        let bytes = (len as u64).checked_mul(4).unwrap_or(u64::MAX).max(4);
+        let bytes = (len as u64).saturating_mul(4).max(4);
         let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > limit {
             return Err(GpuError::TooLarge { what, bytes, limit });

@@ -115,10 +115,8 @@ fn matmul_with(
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
-    let flags = epilogue.bias.is_some() as u32
-        | (epilogue.relu as u32) << 1
-        | (trans_a as u32) << 2
-        | (trans_b as u32) << 3;
+    let flags =
+        epilogue.bias.is_some() as u32 | (epilogue.relu as u32) << 1 | (trans_a as u32) << 2 | (trans_b as u32) << 3;
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
     let params = [m32, n32, k32, flags, a_rs, a_cs, b_rs, b_cs, tiles_n as u32, to_u32(OP, tiles as usize)?];
@@ -290,7 +288,13 @@ pub fn softmax_rows_backward(
     check_len(OP, "dy", dy, n)?;
     let out = ctx.alloc_output(n, OP)?;
     if n > 0 {
-        ctx.dispatch(Kernel::SoftmaxBackward, &[to_u32(OP, rows)?, to_u32(OP, cols)?], &[y, dy, &out], rows as u64, OP)?;
+        ctx.dispatch(
+            Kernel::SoftmaxBackward,
+            &[to_u32(OP, rows)?, to_u32(OP, cols)?],
+            &[y, dy, &out],
+            rows as u64,
+            OP,
+        )?;
     }
     Ok(out)
 }
@@ -408,8 +412,7 @@ pub fn sgd_step(
     check_len(OP, "grad", grad, n)?;
     check_len(OP, "momentum", momentum, n)?;
     let keep = if h.first_step { 0.0 } else { h.momentum };
-    let params =
-        [to_u32(OP, n)?, (h.momentum != 0.0) as u32, keep.to_bits(), h.lr.to_bits(), h.weight_decay.to_bits()];
+    let params = [to_u32(OP, n)?, (h.momentum != 0.0) as u32, keep.to_bits(), h.lr.to_bits(), h.weight_decay.to_bits()];
     ctx.dispatch(Kernel::Sgd, &params, &[param, grad, momentum], (n as u64).div_ceil(WG), OP)
 }
 
@@ -493,7 +496,8 @@ fn elements(op: &'static str, dims: &[usize]) -> Result<usize, GpuError> {
 }
 
 fn to_u32(op: &'static str, value: usize) -> Result<u32, GpuError> {
-    u32::try_from(value).map_err(|_| GpuError::Shape { op, detail: format!("{value} does not fit the kernel's 32-bit sizes") })
+    u32::try_from(value)
+        .map_err(|_| GpuError::Shape { op, detail: format!("{value} does not fit the kernel's 32-bit sizes") })
 }
 
 fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expected: usize) -> Result<(), GpuError> {
