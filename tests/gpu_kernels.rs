@@ -40,7 +40,15 @@ fn contexts() -> Option<&'static [Arc<GpuContext>; 2]> {
 /// Runs `body` on the unchecked and the checked context; their outputs must be identical.
 /// Returns the unchecked outputs (or `None` when skipping).
 fn on_both(name: &str, body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>) -> Option<Vec<Vec<f32>>> {
-    let [unchecked, checked] = contexts()?;
+    let contexts = contexts()?;
+    Some(compare_builds(name, contexts, body))
+}
+
+fn compare_builds(
+    name: &str,
+    [unchecked, checked]: &[Arc<GpuContext>; 2],
+    body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>,
+) -> Vec<Vec<f32>> {
     assert!(!unchecked.is_checked() && checked.is_checked());
     let fast = body(unchecked);
     let safe = body(checked);
@@ -54,7 +62,7 @@ fn on_both(name: &str, body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>) -> Opti
             );
         }
     }
-    Some(fast)
+    fast
 }
 
 fn random(len: usize, rng: &mut Rng, low: f32, high: f32) -> Vec<f32> {
@@ -303,11 +311,21 @@ fn softmax_forward_and_backward_match_cpu() {
 }
 
 #[test]
-fn row_kernels_cover_more_rows_than_one_grid_dimension() {
-    // 70,000 rows: one workgroup per row needs the second grid dimension.
-    on_both("many rows", |ctx| {
+fn grids_wrap_into_a_second_dimension() {
+    // Contexts whose grids wrap past 5 workgroups: every launcher then dispatches a 2-D grid
+    // with spare workgroups at the end, which must do nothing.
+    if contexts().is_none() {
+        return;
+    }
+    let open = |checked| {
+        let ctx = GpuContext::with_options(checked).expect("a second context");
+        ctx.set_poison_outputs(true);
+        ctx.set_grid_limit(5);
+        ctx
+    };
+    compare_builds("wrapped grids", &[open(false), open(true)], |ctx| {
         let mut rng = Rng::new(7);
-        let (rows, cols) = (70_000, 3);
+        let (rows, cols) = (37, 11);
         let x = random(rows * cols, &mut rng, -3.0, 3.0);
         let gx = upload(ctx, &x);
         let mut want = vec![0.0; x.len()];
@@ -317,7 +335,24 @@ fn row_kernels_cover_more_rows_than_one_grid_dimension() {
         let arg = download(&ops::argmax_rows(ctx, &gx, rows, cols).unwrap());
         let want_arg: Vec<f32> = cpu::argmax_rows(&x, cols).into_iter().map(|i| i as f32).collect();
         assert_eq!(arg, want_arg);
-        vec![y, arg]
+        let labels: Vec<f32> = (0..rows).map(|_| rng.below(cols) as f32).collect();
+        let losses = download(&ops::cross_entropy_rows(ctx, &gx, &upload(ctx, &labels), rows, cols).unwrap());
+        assert_close("cross_entropy", &losses, &cpu::cross_entropy_rows(&x, &labels, cols), 1e-5, 1e-5);
+        let mut want_sums = vec![0.0; cols];
+        cpu::sum_rows(&x, rows, cols, &mut want_sums);
+        let sums = download(&ops::sum_rows(ctx, &gx, rows, cols).unwrap());
+        assert_close("sum_rows", &sums, &want_sums, 1e-5, 1e-5);
+        let doubled = download(&ops::scale(ctx, &gx, 2.0).unwrap());
+        assert_close("scale", &doubled, &x.iter().map(|v| v * 2.0).collect::<Vec<_>>(), 0.0, 0.0);
+        let big = random(30_000, &mut rng, -1.0, 1.0);
+        let total = download(&ops::sum(ctx, &upload(ctx, &big)).unwrap());
+        assert_close("sum", &total, &[cpu::sum(&big)], 1e-3, 0.0);
+        let mut outputs = vec![y, arg, losses, sums, doubled, total];
+        for (i, &(m, k, n)) in [(200, 20, 150), (17, 9, 400)].iter().enumerate() {
+            let shape = MatmulShape::new(m, k, n).transposed(i == 1, i == 0);
+            outputs.extend(check_matmul(ctx, &mut rng, shape, i, true));
+        }
+        outputs
     });
 }
 

@@ -19,7 +19,7 @@ mod buffer;
 pub mod ops;
 mod pipeline;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use buffer::GpuBuffer;
@@ -148,6 +148,9 @@ pub struct GpuContext {
     /// Errors the driver reported outside an error scope, returned at the next flush.
     errors: Arc<Mutex<Vec<String>>>,
     poison_outputs: AtomicBool,
+    /// Workgroups per grid dimension before a dispatch wraps into y (the device's limit, or
+    /// less for tests of the wrapping).
+    grid_limit: AtomicU32,
     this: Weak<GpuContext>,
 }
 
@@ -218,6 +221,7 @@ impl GpuContext {
             uniform_stride,
             errors,
             poison_outputs: AtomicBool::new(false),
+            grid_limit: AtomicU32::new(limits.max_compute_workgroups_per_dimension.max(1)),
             this: this.clone(),
         }))
     }
@@ -241,6 +245,13 @@ impl GpuContext {
     /// NaN first (one extra dispatch), so an element the kernel fails to write shows up.
     pub fn set_poison_outputs(&self, on: bool) {
         self.poison_outputs.store(on, Ordering::Relaxed);
+    }
+
+    /// A test hook: wrap grids into a second dimension past `limit` workgroups (at most the
+    /// device's limit), so that the wrapping can be tested on small inputs.
+    pub fn set_grid_limit(&self, limit: u32) {
+        let limit = limit.clamp(1, self.limits.max_compute_workgroups_per_dimension.max(1));
+        self.grid_limit.store(limit, Ordering::Relaxed);
     }
 
     /// Builds every kernel's pipeline now instead of at first use (shader compilation can take
@@ -396,11 +407,12 @@ impl GpuContext {
     /// A 2-D grid of at least `groups` workgroups: x up to the per-dimension limit, then rows.
     /// Kernels recover the flat index as `x + y * num_workgroups.x` and skip those past it.
     fn grid(&self, groups: u64, what: &'static str) -> Result<(u32, u32), GpuError> {
-        let limit = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let limit = self.grid_limit.load(Ordering::Relaxed) as u64;
         let x = groups.min(limit);
         let y = groups.div_ceil(x);
-        if y > limit {
-            return Err(GpuError::TooManyWorkgroups { what, groups, limit: limit * limit });
+        let max_y = self.limits.max_compute_workgroups_per_dimension as u64;
+        if y > max_y {
+            return Err(GpuError::TooManyWorkgroups { what, groups, limit: limit * max_y });
         }
         Ok((x as u32, y as u32))
     }
