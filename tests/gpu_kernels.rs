@@ -7,6 +7,7 @@
 //! Without an adapter the tests say so and skip; with `ENGINE_REQUIRE_GPU=1` they fail instead.
 #![cfg(feature = "gpu")]
 
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use engine::backend::cpu::{self, AdamStep, SgdStep, matmul::MatRef};
@@ -31,7 +32,14 @@ fn contexts() -> Option<&'static [Arc<GpuContext>; 2]> {
             if std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("ENGINE_REQUIRE_GPU=1 but no GPU context could be opened: {reason}");
             }
-            eprintln!("SKIPPED: no GPU context ({reason}); set ENGINE_REQUIRE_GPU=1 to make this a failure");
+            // Straight to stderr, past the test harness's capture, so that a skip is never silent.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED the GPU kernel tests: no GPU context ({reason}); set ENGINE_REQUIRE_GPU=1 to fail instead"
+                );
+            });
             None
         }
     }
