@@ -40,35 +40,47 @@ pub enum GpuError {
     #[error(
         "no GPU adapter found: install a Vulkan/Metal/DX12 driver; on Linux without a GPU, Mesa's lavapipe: apt-get install mesa-vulkan-drivers"
     )]
+    /// wgpu found no adapter on any backend.
     NoAdapter,
     #[error("the GPU adapter {adapter} refused a device: {reason}")]
+    /// The adapter exists but would not open a device with its own limits.
     RequestDevice { adapter: String, reason: String },
     #[error("{what} needs {bytes} bytes, past the device limit of {limit} bytes")]
+    /// A buffer would pass the device's largest buffer or storage binding.
     TooLarge { what: &'static str, bytes: u64, limit: u64 },
     #[error("{what} needs {groups} workgroups, past the device limit of {limit}")]
+    /// A dispatch would need more workgroups than even a 2-D grid holds.
     TooManyWorkgroups { what: &'static str, groups: u64, limit: u64 },
     #[error("{op}: {detail}")]
+    /// Buffers that do not hold the elements the given sizes need, or sizes past 32 bits.
     Shape { op: &'static str, detail: String },
     #[error("{op}: a buffer belongs to another GPU context")]
+    /// Buffers of different contexts (devices) in one op.
     ContextMismatch { op: &'static str },
     #[error("{op}: the same buffer is bound twice where one of the bindings writes it")]
+    /// An in-place op given the same buffer for two of its operands.
     Aliased { op: &'static str },
     #[error("building the {kernel:?} kernel failed: {reason}")]
+    /// A shader failed to compile or a pipeline failed to build (a bug, or a driver's limit).
     Pipeline { kernel: Kernel, reason: String },
     #[error("the GPU device reported an error: {0}")]
+    /// An error the driver reported for recorded work: out of memory, validation, device lost.
     Device(String),
     #[error("reading a buffer back from the GPU failed: {0}")]
+    /// Mapping a buffer for a download failed.
     Readback(String),
 }
 
 /// What wgpu reports about one adapter: enough for `engine devices` and for run metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterSummary {
+    /// The adapter's name, e.g. `NVIDIA H200` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub name: String,
     /// `Vulkan`, `Metal`, `Dx12`, `Gl`...
     pub backend: String,
     /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (lavapipe, WARP)...
     pub device_type: String,
+    /// The driver's name and version, where the backend reports them (may be empty).
     pub driver: String,
     pub driver_info: String,
 }
@@ -117,8 +129,11 @@ pub fn adapters() -> Vec<AdapterSummary> {
 /// Size limits of the device that the launchers check before they allocate or dispatch.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLimits {
+    /// Bytes of the largest buffer.
     pub max_buffer_size: u64,
+    /// Bytes of the largest storage binding: every buffer a kernel reads or writes.
     pub max_storage_buffer_binding_size: u64,
+    /// Workgroups per grid dimension (65,535 on most devices).
     pub max_compute_workgroups_per_dimension: u32,
 }
 
