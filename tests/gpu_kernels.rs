@@ -603,3 +603,91 @@ fn adapters_are_listed() {
     assert!(adapters.iter().any(|a| a.name == ctx.adapter().name), "{adapters:?}");
     ctx.warm_up().unwrap();
 }
+
+#[test]
+fn one_training_step_without_poisoning_matches_cpu() {
+    // The production path (no NaN fill before kernels), as a training step chains the kernels:
+    // gather a batch, forward through a 2-layer MLP with fused epilogues, the loss, backward,
+    // and an Adam step on the first layer's weights.
+    if contexts().is_none() {
+        return;
+    }
+    let ctx = GpuContext::new().expect("a context");
+    let mut rng = Rng::new(13);
+    let (samples, features, hidden, classes, batch) = (40, 12, 16, 5, 8);
+    let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..samples).map(|_| rng.below(classes) as u8).collect();
+    let mut order: Vec<u32> = (0..samples as u32).collect();
+    rng.shuffle(&mut order);
+    let (w1, b1) = (random(hidden * features, &mut rng, -0.5, 0.5), random(hidden, &mut rng, -0.1, 0.1));
+    let (w2, b2) = (random(classes * hidden, &mut rng, -0.5, 0.5), random(classes, &mut rng, -0.1, 0.1));
+    let (scale, shift) = (1.0 / 255.0, -0.5);
+
+    // CPU.
+    let first = 16;
+    let picked = &order[first..first + batch];
+    let x: Vec<f32> = picked
+        .iter()
+        .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
+        .map(|&b| b as f32 * scale + shift)
+        .collect();
+    let y: Vec<f32> = picked.iter().map(|&s| labels[s as usize] as f32).collect();
+    let shape1 = MatmulShape::new(batch, features, hidden).transposed(false, true);
+    let shape2 = MatmulShape::new(batch, hidden, classes).transposed(false, true);
+    let mut h = vec![0.0; batch * hidden];
+    cpu::add_bias(&cpu_matmul(&x, &w1, shape1), &b1, &mut h, true);
+    let mut logits = vec![0.0; batch * classes];
+    cpu::add_bias(&cpu_matmul(&h, &w2, shape2), &b2, &mut logits, false);
+    let loss = cpu::cross_entropy_rows(&logits, &y, classes).iter().sum::<f32>() / batch as f32;
+    let mut dlogits = vec![0.0; logits.len()];
+    cpu::cross_entropy_backward(&logits, &y, classes, 1.0 / batch as f32, &mut dlogits);
+    let dh = cpu_matmul(&dlogits, &w2, MatmulShape::new(batch, classes, hidden));
+    let mut dpre = vec![0.0; dh.len()];
+    cpu::zip_map(&h, &dh, &mut dpre, |h, g| if h > 0.0 { g } else { 0.0 });
+    let dw1 = cpu_matmul(&dpre, &x, MatmulShape::new(hidden, batch, features).transposed(true, false));
+    let mut db1 = vec![0.0; hidden];
+    cpu::sum_rows(&dpre, batch, hidden, &mut db1);
+    let step = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bias_correction1: 0.1,
+        bias_correction2: 0.001,
+    };
+    let (mut w1_new, mut m, mut v) = (w1.clone(), vec![0.0; w1.len()], vec![0.0; w1.len()]);
+    cpu::adam_step(&mut w1_new, &dw1, &mut m, &mut v, step);
+
+    // GPU.
+    let gimages = GpuBuffer::from_u8_packed(&ctx, &images).unwrap();
+    let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
+    let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
+    let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
+    let gx =
+        ops::gather_u8(&ctx, &gimages, &gorder, GatherSpec { samples, features, first, batch, scale, shift }).unwrap();
+    let label_spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
+    let gy = ops::gather_u8(&ctx, &glabels, &gorder, label_spec).unwrap();
+    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true }).unwrap();
+    let glogits = ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false }).unwrap();
+    let gloss = ops::cross_entropy_mean(&ctx, &glogits, &gy, batch, classes).unwrap();
+    let gdlogits = ops::cross_entropy_backward(&ctx, &glogits, &gy, batch, classes, 1.0 / batch as f32).unwrap();
+    let gdh =
+        ops::matmul(&ctx, &gdlogits, &gw2, MatmulShape::new(batch, classes, hidden), Epilogue::default()).unwrap();
+    let gdpre = ops::relu_mask(&ctx, &gh, &gdh).unwrap();
+    let dw1_shape = MatmulShape::new(hidden, batch, features).transposed(true, false);
+    let gdw1 = ops::matmul(&ctx, &gdpre, &gx, dw1_shape, Epilogue::default()).unwrap();
+    let gdb1 = ops::sum_rows(&ctx, &gdpre, batch, hidden).unwrap();
+    let (gm, gv) = (ops::fill(&ctx, w1.len(), 0.0).unwrap(), ops::fill(&ctx, w1.len(), 0.0).unwrap());
+    let w1_before = gw1.duplicate().unwrap();
+    ops::adam_step(&ctx, &gw1, &gdw1, &gm, &gv, step).unwrap();
+
+    assert_close("loss", &download(&gloss), &[loss], 1e-5, 1e-5);
+    assert_close("dW1", &download(&gdw1), &dw1, 1e-6, 1e-4);
+    assert_close("db1", &download(&gdb1), &db1, 1e-6, 1e-4);
+    assert_close("W1 after Adam", &download(&gw1), &w1_new, 1e-6, 1e-5);
+    assert_eq!(download(&w1_before), w1, "a duplicate is a copy taken before later updates");
+    assert_eq!(gorder.to_u32_vec().unwrap(), order);
+    ctx.synchronize().unwrap();
+}
