@@ -226,6 +226,15 @@ fn elementwise_ops_match_cpu() {
             outputs.push(got);
             let got = download(&ops::fill(ctx, n, 2.5).unwrap());
             assert!(got.iter().all(|&v| v == 2.5));
+            let acc = upload(ctx, &b);
+            ops::axpy(ctx, &acc, &ga, 0.25).unwrap();
+            ops::axpy(ctx, &acc, &ga, -2.0).unwrap();
+            let mut want = b.clone();
+            cpu::update(&mut want, &a, |acc, x| acc + 0.25 * x);
+            cpu::update(&mut want, &a, |acc, x| acc + -2.0 * x);
+            let got = download(&acc);
+            assert_close("axpy", &got, &want, 1e-6, 1e-6);
+            outputs.push(got);
         }
         outputs
     });
@@ -587,6 +596,7 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(ops::add(ctx, &a, &elsewhere), Err(GpuError::ContextMismatch { .. })));
     let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0, first_step: true };
     assert!(matches!(ops::sgd_step(ctx, &a, &a.clone(), &a, h), Err(GpuError::Aliased { .. })));
+    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let too_many = (limit / 4 + 1) as usize;
     assert!(matches!(ops::fill(ctx, too_many, 0.0), Err(GpuError::TooLarge { .. })));

@@ -169,6 +169,15 @@ fn unary(ctx: &GpuContext, op: &'static str, code: u32, x: &GpuBuffer, value: f3
     Ok(out)
 }
 
+/// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
+pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
+    const OP: &str = "axpy";
+    same_context(ctx, OP, &[acc, x])?;
+    check_len(OP, "x", x, acc.len())?;
+    let n = acc.len();
+    ctx.dispatch(Kernel::Axpy, &[to_u32(OP, n)?, alpha.to_bits()], &[acc, x], (n as u64).div_ceil(WG), OP)
+}
+
 /// A new buffer of `len` copies of `value` (also how a scalar is broadcast).
 pub fn fill(ctx: &GpuContext, len: usize, value: f32) -> Result<GpuBuffer, GpuError> {
     let out = ctx.alloc(len, "fill")?;

@@ -21,6 +21,7 @@ pub enum Kernel {
     Binary,
     AddBias,
     Unary,
+    Axpy,
     Fill,
     SumRows,
     ReduceSum,
@@ -49,6 +50,7 @@ enum Shader {
     Matmul,
     Elementwise,
     Unary,
+    Axpy,
     Fill,
     Reduce,
     Softmax,
@@ -65,6 +67,7 @@ impl Shader {
             Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
+            Shader::Axpy => include_str!("../../../shaders/axpy.wgsl"),
             Shader::Fill => include_str!("../../../shaders/fill.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
@@ -79,12 +82,13 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
+        Kernel::Axpy,
         Kernel::Fill,
         Kernel::SumRows,
         Kernel::ReduceSum,
@@ -103,6 +107,7 @@ impl Kernel {
             Kernel::MatmulNaive | Kernel::MatmulTiled => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
+            Kernel::Axpy => Shader::Axpy,
             Kernel::Fill => Shader::Fill,
             Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
@@ -121,6 +126,7 @@ impl Kernel {
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
+            Kernel::Axpy => "axpy",
             Kernel::Fill => "fill",
             Kernel::SumRows => "sum_rows",
             Kernel::ReduceSum => "reduce_sum",
@@ -141,6 +147,7 @@ impl Kernel {
             Kernel::MatmulNaive | Kernel::MatmulTiled => &[Read, Read, Read, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary => &[Read, ReadWrite],
+            Kernel::Axpy => &[ReadWrite, Read],
             Kernel::Fill => &[ReadWrite],
             Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => &[Read, ReadWrite],
