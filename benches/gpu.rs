@@ -1,0 +1,84 @@
+//! GPU matmul, naive vs tiled, at the MLP's forward and backward shapes and at 1024² and 2048².
+//! Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
+//! Each sample is timed with `iter_custom` between two device syncs, so it counts the kernels'
+//! execution, not only their recording. Run with `cargo bench --bench gpu`.
+//!
+//! On a CPU adapter (lavapipe, about 0.5 GFLOP/s) only the MLP's shapes run, to keep the run
+//! to a minute or two; set `ENGINE_BENCH_FULL=1` to run the square ones too.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
+use engine::backend::gpu::{GpuBuffer, GpuContext};
+use engine::rng::Rng;
+
+/// (name, m, k, n, a transposed, b transposed): the same shapes as the CPU bench.
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 8] = [
+    ("fwd1_128x784x512_nt", 128, 784, 512, false, true),
+    ("fwd2_128x512x512_nt", 128, 512, 512, false, true),
+    ("fwd3_128x512x10_nt", 128, 512, 10, false, true),
+    ("dw1_512x128x784_tn", 512, 128, 784, true, false),
+    ("dx2_128x512x512_nn", 128, 512, 512, false, false),
+    ("dw2_512x128x512_tn", 512, 128, 512, true, false),
+    ("sq1024", 1024, 1024, 1024, false, false),
+    ("sq2048", 2048, 2048, 2048, false, false),
+];
+
+fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+}
+
+fn matmul(c: &mut Criterion) {
+    let ctx = match GpuContext::new() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("SKIPPED the GPU benches: {e}");
+            return;
+        }
+    };
+    eprintln!("adapter: {}", ctx.adapter());
+    let full = !ctx.adapter().is_cpu() || std::env::var("ENGINE_BENCH_FULL").is_ok_and(|v| v == "1");
+    if let Err(e) = ctx.warm_up() {
+        eprintln!("SKIPPED the GPU benches: {e}");
+        return;
+    }
+
+    let mut rng = Rng::new(0);
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    for (name, m, k, n, trans_a, trans_b) in SHAPES {
+        if m * k * n > 1 << 28 && !full {
+            continue;
+        }
+        let shape = MatmulShape { m, k, n, trans_a, trans_b };
+        let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
+        let (Ok(a), Ok(b)) = (GpuBuffer::from_f32(&ctx, &a), GpuBuffer::from_f32(&ctx, &b)) else {
+            eprintln!("SKIPPED {name}: upload failed");
+            continue;
+        };
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        for kind in ["gpu_naive", "gpu_tiled"] {
+            let run = || match kind {
+                "gpu_naive" => ops::matmul_naive(&ctx, &a, &b, shape, Epilogue::default()),
+                _ => ops::matmul(&ctx, &a, &b, shape, Epilogue::default()),
+            };
+            group.bench_function(BenchmarkId::new(kind, name), |bench| {
+                bench.iter_custom(|iters| {
+                    ctx.synchronize().expect("device sync");
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(run().expect("matmul"));
+                    }
+                    ctx.synchronize().expect("device sync");
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul);
+criterion_main!(benches);

@@ -1,0 +1,93 @@
+// Fused log-softmax + negative log-likelihood on logits [rows, cols] with one class index per
+// row stored as f32. One 256-thread workgroup per row. A label that is not a class index in
+// range makes that row's result NaN rather than reading out of bounds.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    // cross_entropy_backward: the factor on (softmax - onehot), e.g. 1 / rows for a mean.
+    scale: f32,
+    nan_bits: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// The label of `row` when it is a valid class index, else cols (invalid).
+fn label_of(row: u32) -> u32 {
+    let l = labels[row];
+    if l >= 0.0 && l < f32(p.cols) && l == floor(l) {
+        return u32(l);
+    }
+    return p.cols;
+}
+
+// Per-row loss: log(sum(exp(x - max))) + max - x[label], into out[row].
+@compute @workgroup_size(256)
+fn cross_entropy_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    var m = F32_LOWEST;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        m = max(m, logits[base + c]);
+    }
+    let row_max = workgroup_max(m, lid);
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        s = s + exp(logits[base + c] - row_max);
+    }
+    let total = workgroup_sum(s, lid);
+    if lid == 0u {
+        let label = label_of(row);
+        if label < p.cols {
+            out[row] = log(total) + row_max - logits[base + label];
+        } else {
+            out[row] = nan_f32(p.nan_bits);
+        }
+    }
+}
+
+// Gradient of the loss with respect to the logits: (softmax - onehot(label)) * scale, into out
+// [rows, cols].
+@compute @workgroup_size(256)
+fn cross_entropy_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wid, nwg);
+    if row >= p.rows {
+        return;
+    }
+    let base = row * p.cols;
+    var m = F32_LOWEST;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        m = max(m, logits[base + c]);
+    }
+    let row_max = workgroup_max(m, lid);
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        s = s + exp(logits[base + c] - row_max);
+    }
+    let inv = 1.0 / workgroup_sum(s, lid);
+    let label = label_of(row);
+    for (var c = lid; c < p.cols; c = c + WG) {
+        var v = exp(logits[base + c] - row_max) * inv;
+        if c == label {
+            v = v - 1.0;
+        }
+        if label >= p.cols {
+            v = nan_f32(p.nan_bits);
+        }
+        out[base + c] = v * p.scale;
+    }
+}

@@ -1,0 +1,278 @@
+//! Device buffers and the pool they come from.
+//!
+//! Allocating device memory costs far more than a dispatch, and a training step needs the same
+//! sizes again and again, so buffers are kept in power-of-two buckets and handed out again when
+//! a [`GpuBuffer`] is dropped. A buffer dropped while the pending encoder may still use it goes
+//! back to the pool only after that encoder is submitted: an upload into it (`write_buffer`,
+//! which lands before the next submit's commands) can then never overtake the commands that
+//! read it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{GpuContext, GpuError, lock};
+
+/// Smallest bucket: tiny buffers (scalars, uniforms of shape) all share it.
+const MIN_BUCKET: u64 = 256;
+
+/// A raw wgpu buffer with the size of its bucket.
+#[derive(Clone)]
+pub(crate) struct RawBuffer {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) bucket: u64,
+}
+
+/// Free buffers by bucket size.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free_bytes: u64,
+}
+
+impl BufferPool {
+    fn acquire(&mut self, bucket: u64) -> Option<wgpu::Buffer> {
+        let buffer = self.free.get_mut(&bucket)?.pop()?;
+        self.free_bytes -= bucket;
+        Some(buffer)
+    }
+
+    pub(crate) fn release(&mut self, raw: RawBuffer) {
+        self.free_bytes += raw.bucket;
+        self.free.entry(raw.bucket).or_default().push(raw.buffer);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.free.clear();
+        self.free_bytes = 0;
+    }
+
+    pub(crate) fn free_bytes(&self) -> u64 {
+        self.free_bytes
+    }
+}
+
+/// The bucket for `bytes`: the next power of two, or the size itself rounded to 256 bytes when
+/// the power of two would pass the device's largest buffer.
+fn bucket_size(bytes: u64, max_buffer_size: u64) -> u64 {
+    let pow2 = bytes.max(MIN_BUCKET).next_power_of_two();
+    if pow2 <= max_buffer_size { pow2 } else { bytes.next_multiple_of(MIN_BUCKET).min(max_buffer_size) }
+}
+
+struct Inner {
+    ctx: Arc<GpuContext>,
+    raw: RawBuffer,
+    /// Elements of 4 bytes (`f32` or `u32`).
+    len: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ctx.retire(self.raw.clone());
+    }
+}
+
+/// A buffer of `len` 4-byte elements (`f32`, or `u32` for indices and packed bytes) on one
+/// context's device. Clones share the same device memory; the memory goes back to the
+/// context's pool when the last clone is dropped.
+#[derive(Clone)]
+pub struct GpuBuffer(Arc<Inner>);
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({} elements)", self.0.len)
+    }
+}
+
+impl GpuBuffer {
+    /// Elements (of 4 bytes) in the buffer.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// The context the buffer lives on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.0.ctx
+    }
+
+    /// Whether two handles share the same device memory.
+    pub fn same_buffer(&self, other: &GpuBuffer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub(crate) fn raw(&self) -> &wgpu::Buffer {
+        &self.0.raw.buffer
+    }
+
+    /// Bytes a binding of this buffer covers: the data, at least one element (a binding cannot
+    /// be empty).
+    pub(crate) fn binding_bytes(&self) -> u64 {
+        (self.0.len as u64 * 4).max(4)
+    }
+
+    /// Uploads `data` into a new buffer.
+    pub fn from_f32(ctx: &GpuContext, data: &[f32]) -> Result<GpuBuffer, GpuError> {
+        let buffer = ctx.alloc(data.len(), "an upload")?;
+        ctx.write(&buffer, bytemuck::cast_slice(data));
+        Ok(buffer)
+    }
+
+    /// Uploads `data` into a new buffer of `u32` elements (indices).
+    pub fn from_u32(ctx: &GpuContext, data: &[u32]) -> Result<GpuBuffer, GpuError> {
+        let buffer = ctx.alloc(data.len(), "an upload")?;
+        ctx.write(&buffer, bytemuck::cast_slice(data));
+        Ok(buffer)
+    }
+
+    /// Uploads bytes packed four to a `u32` element, little-endian, the last word padded with
+    /// zeros: how a `u8` dataset lives on the device for [`super::ops::gather_u8`].
+    pub fn from_u8_packed(ctx: &GpuContext, data: &[u8]) -> Result<GpuBuffer, GpuError> {
+        let words: Vec<u32> = data
+            .chunks(4)
+            .map(|c| {
+                let mut word = [0u8; 4];
+                word[..c.len()].copy_from_slice(c);
+                u32::from_le_bytes(word)
+            })
+            .collect();
+        GpuBuffer::from_u32(ctx, &words)
+    }
+
+    /// Downloads the buffer as `f32`. Submits the pending work and waits for it.
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.0.ctx.read(self)?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// Downloads the buffer as `u32`. Submits the pending work and waits for it.
+    pub fn to_u32_vec(&self) -> Result<Vec<u32>, GpuError> {
+        let bytes = self.0.ctx.read(self)?;
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// A copy in a new buffer, ordered after the work recorded so far.
+    pub fn duplicate(&self) -> Result<GpuBuffer, GpuError> {
+        let ctx = &self.0.ctx;
+        let copy = ctx.alloc(self.len(), "a copy")?;
+        ctx.copy(self, &copy);
+        Ok(copy)
+    }
+}
+
+impl GpuContext {
+    /// A buffer for `len` elements from the pool, or a new one. Checks the device's limits on
+    /// buffer and storage-binding sizes.
+    pub(crate) fn alloc(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
+        let bytes = (len as u64).saturating_mul(4).max(4);
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(GpuError::TooLarge { what, bytes, limit });
+        }
+        if len > u32::MAX as usize {
+            return Err(GpuError::TooLarge { what, bytes, limit: u32::MAX as u64 * 4 });
+        }
+        let bucket = bucket_size(bytes, self.limits.max_buffer_size);
+        let pooled = lock(&self.pool).acquire(bucket);
+        let buffer = pooled.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bucket,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let ctx = self.arc();
+        Ok(GpuBuffer(Arc::new(Inner { ctx, raw: RawBuffer { buffer, bucket }, len })))
+    }
+
+    /// Takes back the memory of a dropped buffer: into the pool now when nothing is pending,
+    /// else after the pending encoder is submitted.
+    fn retire(&self, raw: RawBuffer) {
+        let mut pending = lock(&self.pending);
+        if pending.encoder.is_some() {
+            pending.retired.push(raw);
+        } else {
+            drop(pending);
+            lock(&self.pool).release(raw);
+        }
+    }
+
+    /// Writes `bytes` at the start of a buffer that no recorded command uses yet (a fresh one).
+    fn write(&self, buffer: &GpuBuffer, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.queue.write_buffer(buffer.raw(), 0, bytes);
+        }
+    }
+
+    fn copy(&self, from: &GpuBuffer, to: &GpuBuffer) {
+        if from.is_empty() {
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        let device = &self.device;
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_buffer(from.raw(), 0, to.raw(), 0, from.len() as u64 * 4);
+    }
+
+    /// Copies a buffer to a mappable one after the pending work, submits, waits, and reads it.
+    fn read(&self, buffer: &GpuBuffer) -> Result<Vec<u8>, GpuError> {
+        let bytes = buffer.len() as u64 * 4;
+        if bytes == 0 {
+            self.flush()?;
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("engine readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let index = {
+            let mut pending = lock(&self.pending);
+            let device = &self.device;
+            let encoder = pending
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            encoder.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
+            self.submit(&mut pending, None)
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            // The receiver waits below; if it is gone there is nobody left to tell.
+            let _ = sender.send(result);
+        });
+        self.wait(index)?;
+        self.take_errors()?;
+        match receiver.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Readback(e.to_string())),
+            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
+        }
+        let data = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
+            view.to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_powers_of_two_within_the_limit() {
+        assert_eq!(bucket_size(4, 1 << 30), 256);
+        assert_eq!(bucket_size(257, 1 << 30), 512);
+        assert_eq!(bucket_size(1 << 20, 1 << 30), 1 << 20);
+        // Past the largest buffer: the size itself, rounded to 256 bytes.
+        assert_eq!(bucket_size(600 << 20, 1 << 30), 600 << 20);
+        assert_eq!(bucket_size(1000, 1000), 1000);
+    }
+}

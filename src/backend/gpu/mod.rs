@@ -1,0 +1,440 @@
+//! The GPU backend: wgpu compute kernels on device buffers. Every wgpu call of the crate lives in
+//! this module, because wgpu's API changes between versions (it is pinned to 30) and one place
+//! is all that has to follow it.
+//!
+//! A [`GpuContext`] owns the device and queue, a cache of compute pipelines built once per
+//! kernel (`pipeline`), a size-bucketed buffer pool (`buffer`) and a pending command encoder.
+//! Launchers in [`ops`] record dispatches into that encoder; it is submitted only when the host
+//! needs a result (a download) or after [`MAX_BATCH`] dispatches, since a submit costs far more
+//! than a dispatch (about 100 us against 6 us on an H200). Each dispatch's shape parameters go
+//! to their own slot of a uniform ring, because `queue.write_buffer` lands at the next submit,
+//! before that submit's commands: one shared uniform would be overwritten before earlier
+//! recorded dispatches run.
+//!
+//! Shaders are built with naga's runtime bounds checks off by default (they cost 10-20x on real
+//! GPUs), so each kernel guards its indices itself; [`GpuContext::with_options`] builds them
+//! checked, and the tests run both ways.
+
+mod buffer;
+pub mod ops;
+mod pipeline;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+pub use buffer::GpuBuffer;
+use buffer::{BufferPool, RawBuffer};
+pub use pipeline::Kernel;
+use pipeline::Pipelines;
+
+/// Dispatches recorded before the pending encoder is submitted without waiting for a download.
+pub const MAX_BATCH: u32 = 64;
+
+/// Bytes of shape parameters one dispatch may pass in its uniform slot.
+const PARAMS_BYTES: u64 = 64;
+
+/// Errors of the GPU backend: a missing adapter, a size past the device's limits, a shape that
+/// does not fit the buffers, or a failure reported by the driver.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found: install a Vulkan/Metal/DX12 driver; on Linux without a GPU, Mesa's lavapipe: apt-get install mesa-vulkan-drivers"
+    )]
+    /// wgpu found no adapter on any backend.
+    NoAdapter,
+    #[error("the GPU adapter {adapter} refused a device: {reason}")]
+    /// The adapter exists but would not open a device with its own limits.
+    RequestDevice { adapter: String, reason: String },
+    #[error("{what} needs {bytes} bytes, past the device limit of {limit} bytes")]
+    /// A buffer would pass the device's largest buffer or storage binding.
+    TooLarge { what: &'static str, bytes: u64, limit: u64 },
+    #[error("{what} needs {groups} workgroups, past the device limit of {limit}")]
+    /// A dispatch would need more workgroups than even a 2-D grid holds.
+    TooManyWorkgroups { what: &'static str, groups: u64, limit: u64 },
+    #[error("{op}: {detail}")]
+    /// Buffers that do not hold the elements the given sizes need, or sizes past 32 bits.
+    Shape { op: &'static str, detail: String },
+    #[error("{op}: a buffer belongs to another GPU context")]
+    /// Buffers of different contexts (devices) in one op.
+    ContextMismatch { op: &'static str },
+    #[error("{op}: the same buffer is bound twice where one of the bindings writes it")]
+    /// An in-place op given the same buffer for two of its operands.
+    Aliased { op: &'static str },
+    #[error("building the {kernel:?} kernel failed: {reason}")]
+    /// A shader failed to compile or a pipeline failed to build (a bug, or a driver's limit).
+    Pipeline { kernel: Kernel, reason: String },
+    #[error("the GPU device reported an error: {0}")]
+    /// An error the driver reported for recorded work: out of memory, validation, device lost.
+    Device(String),
+    #[error("reading a buffer back from the GPU failed: {0}")]
+    /// Mapping a buffer for a download failed.
+    Readback(String),
+}
+
+/// What wgpu reports about one adapter: enough for `engine devices` and for run metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// The adapter's name, e.g. `NVIDIA H200` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// `Vulkan`, `Metal`, `Dx12`, `Gl`...
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (lavapipe, WARP)...
+    pub device_type: String,
+    /// The driver's name and version, where the backend reports them (may be empty).
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+
+    /// Whether this adapter is a software rasteriser on the CPU (lavapipe, WARP, SwiftShader).
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == "Cpu"
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+            if !self.driver_info.is_empty() {
+                write!(f, " {}", self.driver_info)?;
+            }
+        }
+        write!(f, ")")
+    }
+}
+
+fn new_instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu can see on this machine, on every backend it was built with.
+pub fn adapters() -> Vec<AdapterSummary> {
+    let instance = new_instance();
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
+}
+
+/// Size limits of the device that the launchers check before they allocate or dispatch.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLimits {
+    /// Bytes of the largest buffer.
+    pub max_buffer_size: u64,
+    /// Bytes of the largest storage binding: every buffer a kernel reads or writes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Workgroups per grid dimension (65,535 on most devices).
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+/// The recorded but not yet submitted work.
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Dispatches in `encoder`; also the next free slot of the uniform ring.
+    dispatches: u32,
+    /// Buffers dropped while `encoder` may still use them: pooled again after the submit.
+    retired: Vec<RawBuffer>,
+}
+
+/// One GPU device with its queue, kernels, buffer pool and pending commands. Shared as
+/// `Arc<GpuContext>`; every [`GpuBuffer`] keeps its context alive.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: AdapterSummary,
+    limits: DeviceLimits,
+    checked: bool,
+    pipelines: Pipelines,
+    pool: Mutex<BufferPool>,
+    pending: Mutex<Pending>,
+    /// `MAX_BATCH` parameter slots, one per dispatch of a batch.
+    uniforms: wgpu::Buffer,
+    uniform_stride: u64,
+    /// Errors the driver reported outside an error scope, returned at the next flush.
+    errors: Arc<Mutex<Vec<String>>>,
+    poison_outputs: AtomicBool,
+    /// Workgroups per grid dimension before a dispatch wraps into y (the device's limit, or
+    /// less for tests of the wrapping).
+    grid_limit: AtomicU32,
+    this: Weak<GpuContext>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext").field("adapter", &self.info).field("checked", &self.checked).finish()
+    }
+}
+
+impl GpuContext {
+    /// Opens the high-performance adapter with its full limits, shaders built without runtime
+    /// bounds checks. Fails with [`GpuError::NoAdapter`] when wgpu finds no adapter.
+    pub fn new() -> Result<Arc<GpuContext>, GpuError> {
+        Self::with_options(false)
+    }
+
+    /// As [`GpuContext::new`]; `checked` builds every shader with naga's runtime bounds checks
+    /// (slower, for tests that compare the two builds).
+    pub fn with_options(checked: bool) -> Result<Arc<GpuContext>, GpuError> {
+        let instance = new_instance();
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|_| GpuError::NoAdapter)?;
+        let info = AdapterSummary::from_info(&adapter.get_info());
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("engine"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| GpuError::RequestDevice { adapter: info.to_string(), reason: e.to_string() })?;
+
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| lock(&sink).push(e.to_string())));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            lock(&lost).push(format!("device lost ({reason:?}): {message}"));
+        });
+
+        let raw = device.limits();
+        let limits = DeviceLimits {
+            max_buffer_size: raw.max_buffer_size,
+            max_storage_buffer_binding_size: raw.max_storage_buffer_binding_size,
+            max_compute_workgroups_per_dimension: raw.max_compute_workgroups_per_dimension,
+        };
+        let uniform_stride = (raw.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES).next_multiple_of(16);
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("engine uniform ring"),
+            size: uniform_stride * MAX_BATCH as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let pipelines = Pipelines::new(checked);
+        Ok(Arc::new_cyclic(|this| GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            checked,
+            pipelines,
+            pool: Mutex::new(BufferPool::default()),
+            pending: Mutex::new(Pending { encoder: None, dispatches: 0, retired: Vec::new() }),
+            uniforms,
+            uniform_stride,
+            errors,
+            poison_outputs: AtomicBool::new(false),
+            grid_limit: AtomicU32::new(limits.max_compute_workgroups_per_dimension.max(1)),
+            this: this.clone(),
+        }))
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.info
+    }
+
+    /// The size limits the launchers check.
+    pub fn limits(&self) -> DeviceLimits {
+        self.limits
+    }
+
+    /// Whether the shaders were built with runtime bounds checks.
+    pub fn is_checked(&self) -> bool {
+        self.checked
+    }
+
+    /// A test hook: while on, every buffer a launcher allocates for its output is filled with
+    /// NaN first (one extra dispatch), so an element the kernel fails to write shows up.
+    pub fn set_poison_outputs(&self, on: bool) {
+        self.poison_outputs.store(on, Ordering::Relaxed);
+    }
+
+    /// A test hook: wrap grids into a second dimension past `limit` workgroups (at most the
+    /// device's limit), so that the wrapping can be tested on small inputs.
+    pub fn set_grid_limit(&self, limit: u32) {
+        let limit = limit.clamp(1, self.limits.max_compute_workgroups_per_dimension.max(1));
+        self.grid_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Builds every kernel's pipeline now instead of at first use (shader compilation can take
+    /// a while, on lavapipe especially).
+    pub fn warm_up(&self) -> Result<(), GpuError> {
+        for kernel in Kernel::ALL {
+            self.pipelines.get(&self.device, kernel)?;
+        }
+        Ok(())
+    }
+
+    /// Submits the recorded work without waiting for it.
+    pub fn flush(&self) -> Result<(), GpuError> {
+        let mut pending = lock(&self.pending);
+        self.submit(&mut pending, None);
+        self.take_errors()
+    }
+
+    /// Submits the recorded work and waits until the device has finished it.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        let index = {
+            let mut pending = lock(&self.pending);
+            self.submit(&mut pending, None)
+        };
+        self.wait(index)?;
+        self.take_errors()
+    }
+
+    /// Drops the buffers cached in the pool (those in use stay).
+    pub fn trim_pool(&self) {
+        lock(&self.pool).clear();
+    }
+
+    /// Bytes held by free buffers in the pool.
+    pub fn pooled_bytes(&self) -> u64 {
+        lock(&self.pool).free_bytes()
+    }
+
+    fn arc(&self) -> Arc<GpuContext> {
+        // A context is only ever built inside an Arc (`with_options`), and `&self` proves the Arc
+        // is alive, so the upgrade cannot fail.
+        self.this.upgrade().expect("a GpuContext lives in an Arc")
+    }
+
+    /// Submits the pending encoder (an empty one too, when `extra` carries a command buffer)
+    /// and returns the pooled buffers it held back.
+    fn submit(&self, pending: &mut Pending, extra: Option<wgpu::CommandBuffer>) -> Option<wgpu::SubmissionIndex> {
+        let mut buffers = Vec::with_capacity(2);
+        if let Some(encoder) = pending.encoder.take() {
+            buffers.push(encoder.finish());
+        }
+        buffers.extend(extra);
+        pending.dispatches = 0;
+        let index = (!buffers.is_empty()).then(|| self.queue.submit(buffers));
+        if !pending.retired.is_empty() {
+            let mut pool = lock(&self.pool);
+            for raw in pending.retired.drain(..) {
+                pool.release(raw);
+            }
+        }
+        index
+    }
+
+    fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), GpuError> {
+        let poll = wgpu::PollType::Wait { submission_index: index, timeout: None };
+        self.device.poll(poll).map(|_| ()).map_err(|e| GpuError::Device(e.to_string()))
+    }
+
+    fn take_errors(&self) -> Result<(), GpuError> {
+        let mut errors = lock(&self.errors);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(GpuError::Device(message))
+    }
+
+    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` in its uniform
+    /// slot and `buffers` bound in order from binding 1.
+    fn dispatch(
+        &self,
+        kernel: Kernel,
+        params: &[u32],
+        buffers: &[&GpuBuffer],
+        groups: u64,
+        what: &'static str,
+    ) -> Result<(), GpuError> {
+        debug_assert!(params.len() * 4 <= PARAMS_BYTES as usize, "{kernel:?}: too many parameters");
+        debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{kernel:?}: wrong number of buffers");
+        if groups == 0 {
+            return Ok(());
+        }
+        let bindings = kernel.bindings();
+        for (i, buffer) in buffers.iter().enumerate() {
+            let writes = bindings.get(i) == Some(&pipeline::Access::ReadWrite);
+            if writes && buffers.iter().enumerate().any(|(j, other)| j != i && other.same_buffer(buffer)) {
+                return Err(GpuError::Aliased { op: what });
+            }
+        }
+        let (x, y) = self.grid(groups, what)?;
+        let pipeline = self.pipelines.get(&self.device, kernel)?;
+        let mut pending = lock(&self.pending);
+        if pending.dispatches >= MAX_BATCH {
+            self.submit(&mut pending, None);
+        }
+        let offset = pending.dispatches as u64 * self.uniform_stride;
+        let mut bytes = [0u8; PARAMS_BYTES as usize];
+        for (chunk, word) in bytes.chunks_exact_mut(4).zip(params) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        self.queue.write_buffer(&self.uniforms, offset, &bytes);
+
+        let mut entries = Vec::with_capacity(buffers.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.uniforms,
+                offset,
+                size: wgpu::BufferSize::new(PARAMS_BYTES),
+            }),
+        });
+        for (i, buffer) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: buffer.raw(),
+                    offset: 0,
+                    size: wgpu::BufferSize::new(buffer.binding_bytes()),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let device = &self.device;
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        pending.dispatches += 1;
+        Ok(())
+    }
+
+    /// A 2-D grid of at least `groups` workgroups: x up to the per-dimension limit, then rows.
+    /// Kernels recover the flat index as `x + y * num_workgroups.x` and skip those past it.
+    fn grid(&self, groups: u64, what: &'static str) -> Result<(u32, u32), GpuError> {
+        let limit = self.grid_limit.load(Ordering::Relaxed) as u64;
+        let x = groups.min(limit);
+        let y = groups.div_ceil(x);
+        let max_y = self.limits.max_compute_workgroups_per_dimension as u64;
+        if y > max_y {
+            return Err(GpuError::TooManyWorkgroups { what, groups, limit: limit * max_y });
+        }
+        Ok((x as u32, y as u32))
+    }
+}
+
+/// Locks a mutex, taking the data of a poisoned one: every critical section here leaves its
+/// state consistent, so a panic elsewhere need not stop the GPU.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

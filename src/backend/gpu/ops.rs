@@ -1,0 +1,528 @@
+//! Host-side launchers, one per kernel: each checks its buffers against the sizes it is given,
+//! allocates the output from the pool, packs the sizes into the kernel's uniform and records one
+//! dispatch (a sum records one per reduction pass). Nothing waits: results stay on the device
+//! until a [`GpuBuffer`] is downloaded.
+//!
+//! The launchers mirror the CPU kernels of [`crate::backend::cpu`], their oracle: same
+//! arguments where it makes sense, same formulas, same operation order.
+
+use super::{GpuBuffer, GpuContext, GpuError, Kernel};
+use crate::backend::cpu::{AdamStep, SgdStep};
+
+/// Threads of a one-dimensional workgroup (see `shaders/common.wgsl`).
+const WG: u64 = 256;
+/// Elements one workgroup of `reduce_sum` adds up (256 threads x 16).
+const REDUCE_CHUNK: u64 = 4096;
+/// Output tile of the tiled matmul and of the naive one.
+const TILED_BLOCK: u64 = 64;
+const NAIVE_BLOCK: u64 = 16;
+
+/// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
+const NAN_BITS: u32 = 0x7fc0_0000;
+
+/// The sizes of `C [m, n] = op(A) · op(B)` with `op(A)` `[m, k]` and `op(B)` `[k, n]`.
+/// A transposed operand is stored row-major as its transpose: `A` as `[k, m]` when `trans_a`,
+/// `B` as `[n, k]` when `trans_b`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl MatmulShape {
+    /// `[m, k] · [k, n]` with neither operand transposed.
+    pub fn new(m: usize, k: usize, n: usize) -> Self {
+        Self { m, k, n, trans_a: false, trans_b: false }
+    }
+
+    /// The same product with the given transpose flags.
+    pub fn transposed(self, trans_a: bool, trans_b: bool) -> Self {
+        Self { trans_a, trans_b, ..self }
+    }
+}
+
+/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// A `[n]` bias added to every row.
+    pub bias: Option<&'a GpuBuffer>,
+    pub relu: bool,
+}
+
+/// Which rows of a `u8` dataset to gather and how to turn bytes into `f32`.
+#[derive(Clone, Copy, Debug)]
+pub struct GatherSpec {
+    /// Samples in the dataset and bytes per sample (784 for an image, 1 for a label).
+    pub samples: usize,
+    pub features: usize,
+    /// The batch is entries `first..first + batch` of the index list.
+    pub first: usize,
+    pub batch: usize,
+    /// Each byte becomes `byte * scale + shift`.
+    pub scale: f32,
+    pub shift: f32,
+}
+
+/// `C = op(A) · op(B)` with the optional bias/relu epilogue, by the tiled kernel (64x64 block
+/// tile in workgroup memory, 4x4 outputs per thread). Returns `C` `[m, n]`.
+pub fn matmul(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<GpuBuffer, GpuError> {
+    matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue)
+}
+
+/// As [`matmul`], one thread per output and no shared memory: the reference for the tiled
+/// kernel and the baseline of the benchmarks.
+pub fn matmul_naive(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<GpuBuffer, GpuError> {
+    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue)
+}
+
+fn matmul_with(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    block: u64,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "matmul";
+    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
+    same_context(ctx, OP, &[a, b])?;
+    check_len(OP, "A", a, elements(OP, &[m, k])?)?;
+    check_len(OP, "B", b, elements(OP, &[k, n])?)?;
+    if let Some(bias) = epilogue.bias {
+        same_context(ctx, OP, &[bias])?;
+        check_len(OP, "bias", bias, n)?;
+    }
+    let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
+    if m == 0 || n == 0 {
+        return Ok(out);
+    }
+    let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
+    let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
+    let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
+    let flags =
+        epilogue.bias.is_some() as u32 | (epilogue.relu as u32) << 1 | (trans_a as u32) << 2 | (trans_b as u32) << 3;
+    let tiles_n = (n as u64).div_ceil(block);
+    let tiles = (m as u64).div_ceil(block) * tiles_n;
+    let params = [m32, n32, k32, flags, a_rs, a_cs, b_rs, b_cs, tiles_n as u32, to_u32(OP, tiles as usize)?];
+    // Without a bias the bias binding is A again (bound, never read).
+    let bias = epilogue.bias.unwrap_or(a);
+    ctx.dispatch(kernel, &params, &[a, b, bias, &out], tiles, OP)?;
+    Ok(out)
+}
+
+/// `a + b`, elementwise.
+pub fn add(ctx: &GpuContext, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    binary(ctx, "add", 0, a, b)
+}
+
+/// `a * b`, elementwise.
+pub fn mul(ctx: &GpuContext, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    binary(ctx, "mul", 1, a, b)
+}
+
+/// `grad` where `x > 0`, else 0: the backward of relu.
+pub fn relu_mask(ctx: &GpuContext, x: &GpuBuffer, grad: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    binary(ctx, "relu_mask", 2, x, grad)
+}
+
+fn binary(ctx: &GpuContext, op: &'static str, code: u32, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    same_context(ctx, op, &[a, b])?;
+    check_len(op, "the second operand", b, a.len())?;
+    let n = a.len();
+    let out = ctx.alloc_output(n, op)?;
+    ctx.dispatch(Kernel::Binary, &[to_u32(op, n)?, code, 0, 0], &[a, b, &out], (n as u64).div_ceil(WG), op)?;
+    Ok(out)
+}
+
+/// `x * factor`, elementwise.
+pub fn scale(ctx: &GpuContext, x: &GpuBuffer, factor: f32) -> Result<GpuBuffer, GpuError> {
+    unary(ctx, "scale", 0, x, factor)
+}
+
+/// `max(x, 0)`, elementwise.
+pub fn relu(ctx: &GpuContext, x: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    unary(ctx, "relu", 1, x, 0.0)
+}
+
+fn unary(ctx: &GpuContext, op: &'static str, code: u32, x: &GpuBuffer, value: f32) -> Result<GpuBuffer, GpuError> {
+    same_context(ctx, op, &[x])?;
+    let n = x.len();
+    let out = ctx.alloc_output(n, op)?;
+    let params = [to_u32(op, n)?, code, value.to_bits(), 0];
+    ctx.dispatch(Kernel::Unary, &params, &[x, &out], (n as u64).div_ceil(WG), op)?;
+    Ok(out)
+}
+
+/// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
+pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
+    const OP: &str = "axpy";
+    same_context(ctx, OP, &[acc, x])?;
+    check_len(OP, "x", x, acc.len())?;
+    let n = acc.len();
+    ctx.dispatch(Kernel::Axpy, &[to_u32(OP, n)?, alpha.to_bits()], &[acc, x], (n as u64).div_ceil(WG), OP)
+}
+
+/// A new buffer of `len` copies of `value` (also how a scalar is broadcast).
+pub fn fill(ctx: &GpuContext, len: usize, value: f32) -> Result<GpuBuffer, GpuError> {
+    let out = ctx.alloc(len, "fill")?;
+    ctx.fill_bits(&out, value.to_bits())?;
+    Ok(out)
+}
+
+/// `x [rows, cols] + bias [cols]` on every row, then relu when `relu`.
+pub fn add_bias(
+    ctx: &GpuContext,
+    x: &GpuBuffer,
+    bias: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+    relu: bool,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "add_bias";
+    same_context(ctx, OP, &[x, bias])?;
+    let n = elements(OP, &[rows, cols])?;
+    check_len(OP, "x", x, n)?;
+    check_len(OP, "bias", bias, cols)?;
+    let out = ctx.alloc_output(n, OP)?;
+    let params = [to_u32(OP, n)?, relu as u32, to_u32(OP, cols)?, 0];
+    ctx.dispatch(Kernel::AddBias, &params, &[x, bias, &out], (n as u64).div_ceil(WG), OP)?;
+    Ok(out)
+}
+
+/// Column sums of `x [rows, cols]`: `[cols]`, the gradient of a broadcast bias.
+pub fn sum_rows(ctx: &GpuContext, x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "sum_rows";
+    same_context(ctx, OP, &[x])?;
+    check_len(OP, "x", x, elements(OP, &[rows, cols])?)?;
+    let out = ctx.alloc_output(cols, OP)?;
+    let groups = (cols as u64).div_ceil(64);
+    let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, 0, groups as u32, 1f32.to_bits()];
+    ctx.dispatch(Kernel::SumRows, &params, &[x, &out], groups, OP)?;
+    Ok(out)
+}
+
+/// The sum of all elements, as a one-element buffer: a tree over fixed chunks of 4096, so the
+/// result depends only on the input, never on scheduling.
+pub fn sum(ctx: &GpuContext, x: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    sum_scaled(ctx, x, 1.0, "sum")
+}
+
+/// The mean of all elements (0 for an empty buffer), as a one-element buffer.
+pub fn mean(ctx: &GpuContext, x: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+    sum_scaled(ctx, x, 1.0 / x.len().max(1) as f32, "mean")
+}
+
+/// `scale * sum(x)`: passes of `reduce_sum` until one partial is left; the last applies `scale`.
+fn sum_scaled(ctx: &GpuContext, x: &GpuBuffer, scale: f32, op: &'static str) -> Result<GpuBuffer, GpuError> {
+    same_context(ctx, op, &[x])?;
+    let mut n = x.len() as u64;
+    let mut input = x.clone();
+    loop {
+        let groups = n.div_ceil(REDUCE_CHUNK).max(1);
+        let last = groups == 1;
+        let out = ctx.alloc_output(groups as usize, op)?;
+        let factor = if last { scale } else { 1.0 };
+        let params = [0, 0, n as u32, groups as u32, factor.to_bits()];
+        ctx.dispatch(Kernel::ReduceSum, &params, &[&input, &out], groups, op)?;
+        if last {
+            return Ok(out);
+        }
+        input = out;
+        n = groups;
+    }
+}
+
+/// Row-wise softmax of `x [rows, cols]`, stable for large inputs.
+pub fn softmax_rows(ctx: &GpuContext, x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer, GpuError> {
+    row_kernel(ctx, "softmax_rows", Kernel::SoftmaxRows, x, rows, cols, rows * cols)
+}
+
+/// Index of the largest element of each row of `x [rows, cols]` (the first on ties), as `f32`
+/// values in a `[rows]` buffer, the way labels are stored.
+pub fn argmax_rows(ctx: &GpuContext, x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer, GpuError> {
+    if cols == 0 && rows > 0 {
+        return Err(GpuError::Shape { op: "argmax_rows", detail: "rows without columns have no maximum".into() });
+    }
+    row_kernel(ctx, "argmax_rows", Kernel::ArgmaxRows, x, rows, cols, rows)
+}
+
+fn row_kernel(
+    ctx: &GpuContext,
+    op: &'static str,
+    kernel: Kernel,
+    x: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+    out_len: usize,
+) -> Result<GpuBuffer, GpuError> {
+    same_context(ctx, op, &[x])?;
+    let n = elements(op, &[rows, cols])?;
+    check_len(op, "x", x, n)?;
+    let out = ctx.alloc_output(out_len, op)?;
+    if n > 0 {
+        ctx.dispatch(kernel, &[to_u32(op, rows)?, to_u32(op, cols)?], &[x, &out], rows as u64, op)?;
+    }
+    Ok(out)
+}
+
+/// Softmax backward from the softmax output `y` and the incoming gradient `dy`, both
+/// `[rows, cols]`: `dx = y * (dy - sum(dy * y))` per row.
+pub fn softmax_rows_backward(
+    ctx: &GpuContext,
+    y: &GpuBuffer,
+    dy: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "softmax_rows_backward";
+    same_context(ctx, OP, &[y, dy])?;
+    let n = elements(OP, &[rows, cols])?;
+    check_len(OP, "y", y, n)?;
+    check_len(OP, "dy", dy, n)?;
+    let out = ctx.alloc_output(n, OP)?;
+    if n > 0 {
+        ctx.dispatch(
+            Kernel::SoftmaxBackward,
+            &[to_u32(OP, rows)?, to_u32(OP, cols)?],
+            &[y, dy, &out],
+            rows as u64,
+            OP,
+        )?;
+    }
+    Ok(out)
+}
+
+/// Per-row negative log-likelihood of `log_softmax(logits)` at each row's label: `[rows]`.
+/// `labels` holds one class index per row as `f32`; a row whose label is not a class index in
+/// `0..cols` gets NaN (the device cannot report an error per element).
+pub fn cross_entropy_rows(
+    ctx: &GpuContext,
+    logits: &GpuBuffer,
+    labels: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+) -> Result<GpuBuffer, GpuError> {
+    cross_entropy_kernel(ctx, Kernel::CrossEntropyRows, logits, labels, rows, cols, 1.0)
+}
+
+/// The mean over the rows of [`cross_entropy_rows`], as a one-element buffer: the loss.
+pub fn cross_entropy_mean(
+    ctx: &GpuContext,
+    logits: &GpuBuffer,
+    labels: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+) -> Result<GpuBuffer, GpuError> {
+    let losses = cross_entropy_rows(ctx, logits, labels, rows, cols)?;
+    mean(ctx, &losses)
+}
+
+/// The gradient `(softmax(logits) - onehot(labels)) * scale`, `[rows, cols]`. As in
+/// `cpu::cross_entropy_backward`, `scale` is the whole factor: pass `upstream / rows` for the
+/// gradient of the mean loss.
+pub fn cross_entropy_backward(
+    ctx: &GpuContext,
+    logits: &GpuBuffer,
+    labels: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+) -> Result<GpuBuffer, GpuError> {
+    cross_entropy_kernel(ctx, Kernel::CrossEntropyBackward, logits, labels, rows, cols, scale)
+}
+
+fn cross_entropy_kernel(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    logits: &GpuBuffer,
+    labels: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "cross_entropy";
+    same_context(ctx, OP, &[logits, labels])?;
+    if cols == 0 && rows > 0 {
+        return Err(GpuError::Shape { op: OP, detail: "rows without classes".into() });
+    }
+    let n = elements(OP, &[rows, cols])?;
+    check_len(OP, "logits", logits, n)?;
+    check_len(OP, "labels", labels, rows)?;
+    let out_len = if kernel == Kernel::CrossEntropyRows { rows } else { n };
+    let out = ctx.alloc_output(out_len, OP)?;
+    let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, scale.to_bits(), NAN_BITS];
+    ctx.dispatch(kernel, &params, &[logits, labels, &out], rows as u64, OP)?;
+    Ok(out)
+}
+
+/// One Adam/AdamW update of `param` and its moments `m`, `v` in place, with the formulas and
+/// operation order of `cpu::adam_step`.
+pub fn adam_step(
+    ctx: &GpuContext,
+    param: &GpuBuffer,
+    grad: &GpuBuffer,
+    m: &GpuBuffer,
+    v: &GpuBuffer,
+    h: AdamStep,
+) -> Result<(), GpuError> {
+    const OP: &str = "adam_step";
+    same_context(ctx, OP, &[param, grad, m, v])?;
+    let n = param.len();
+    for (name, buffer) in [("grad", grad), ("m", m), ("v", v)] {
+        check_len(OP, name, buffer, n)?;
+    }
+    // The same folding as the CPU kernel, in the same f32 arithmetic.
+    let step_size = h.lr / h.bias_correction1;
+    let bias_correction2_sqrt = h.bias_correction2.sqrt();
+    let weight_factor = if h.decoupled { 1.0 - h.lr * h.weight_decay } else { 1.0 };
+    let gradient_decay = if h.decoupled { 0.0 } else { h.weight_decay };
+    let params = [
+        to_u32(OP, n)?,
+        weight_factor.to_bits(),
+        gradient_decay.to_bits(),
+        (1.0 - h.beta1).to_bits(),
+        h.beta2.to_bits(),
+        (1.0 - h.beta2).to_bits(),
+        step_size.to_bits(),
+        bias_correction2_sqrt.to_bits(),
+        h.eps.to_bits(),
+    ];
+    ctx.dispatch(Kernel::Adam, &params, &[param, grad, m, v], (n as u64).div_ceil(WG), OP)
+}
+
+/// One SGD update (momentum, weight decay, no dampening) of `param` and its momentum buffer in
+/// place, with the formulas of `cpu::sgd_step`.
+pub fn sgd_step(
+    ctx: &GpuContext,
+    param: &GpuBuffer,
+    grad: &GpuBuffer,
+    momentum: &GpuBuffer,
+    h: SgdStep,
+) -> Result<(), GpuError> {
+    const OP: &str = "sgd_step";
+    same_context(ctx, OP, &[param, grad, momentum])?;
+    let n = param.len();
+    check_len(OP, "grad", grad, n)?;
+    check_len(OP, "momentum", momentum, n)?;
+    let keep = if h.first_step { 0.0 } else { h.momentum };
+    let params = [to_u32(OP, n)?, (h.momentum != 0.0) as u32, keep.to_bits(), h.lr.to_bits(), h.weight_decay.to_bits()];
+    ctx.dispatch(Kernel::Sgd, &params, &[param, grad, momentum], (n as u64).div_ceil(WG), OP)
+}
+
+/// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
+/// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
+/// as `f32` `[batch, features]` with `byte * scale + shift`. Labels are the same gather with
+/// `features = 1, scale = 1, shift = 0`. An index past the dataset gives a NaN row.
+pub fn gather_u8(
+    ctx: &GpuContext,
+    data: &GpuBuffer,
+    indices: &GpuBuffer,
+    spec: GatherSpec,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "gather_u8";
+    same_context(ctx, OP, &[data, indices])?;
+    let bytes = elements(OP, &[spec.samples, spec.features])?;
+    if data.len() != bytes.div_ceil(4) {
+        return Err(GpuError::Shape {
+            op: OP,
+            detail: format!(
+                "{} samples of {} bytes need {} packed words, the buffer has {}",
+                spec.samples,
+                spec.features,
+                bytes.div_ceil(4),
+                data.len()
+            ),
+        });
+    }
+    let end = spec.first.checked_add(spec.batch);
+    if end.is_none_or(|end| end > indices.len()) {
+        return Err(GpuError::Shape {
+            op: OP,
+            detail: format!(
+                "entries {}..{}+{} are past the {} indices",
+                spec.first,
+                spec.first,
+                spec.batch,
+                indices.len()
+            ),
+        });
+    }
+    to_u32(OP, bytes)?;
+    let n = elements(OP, &[spec.batch, spec.features])?;
+    let out = ctx.alloc_output(n, OP)?;
+    let params = [
+        to_u32(OP, spec.batch)?,
+        to_u32(OP, spec.features)?,
+        to_u32(OP, spec.samples)?,
+        to_u32(OP, data.len())?,
+        to_u32(OP, indices.len())?,
+        to_u32(OP, spec.first)?,
+        spec.scale.to_bits(),
+        spec.shift.to_bits(),
+        NAN_BITS,
+    ];
+    ctx.dispatch(Kernel::GatherU8, &params, &[data, indices, &out], (n as u64).div_ceil(WG), OP)?;
+    Ok(out)
+}
+
+impl GpuContext {
+    /// A buffer for a launcher's output; NaN-filled first while poisoning is on (a test hook).
+    fn alloc_output(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
+        let out = self.alloc(len, what)?;
+        if self.poison_outputs.load(std::sync::atomic::Ordering::Relaxed) {
+            self.fill_bits(&out, NAN_BITS)?;
+        }
+        Ok(out)
+    }
+
+    fn fill_bits(&self, out: &GpuBuffer, bits: u32) -> Result<(), GpuError> {
+        let n = out.len();
+        self.dispatch(Kernel::Fill, &[to_u32("fill", n)?, bits], &[out], (n as u64).div_ceil(WG), "fill")
+    }
+}
+
+/// The element count of a shape, or an error when it overflows.
+fn elements(op: &'static str, dims: &[usize]) -> Result<usize, GpuError> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| GpuError::Shape { op, detail: format!("the shape {dims:?} has too many elements") })
+}
+
+fn to_u32(op: &'static str, value: usize) -> Result<u32, GpuError> {
+    u32::try_from(value)
+        .map_err(|_| GpuError::Shape { op, detail: format!("{value} does not fit the kernel's 32-bit sizes") })
+}
+
+fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expected: usize) -> Result<(), GpuError> {
+    if buffer.len() != expected {
+        return Err(GpuError::Shape {
+            op,
+            detail: format!("{name} has {} elements, the shape needs {expected}", buffer.len()),
+        });
+    }
+    Ok(())
+}
+
+fn same_context(ctx: &GpuContext, op: &'static str, buffers: &[&GpuBuffer]) -> Result<(), GpuError> {
+    if buffers.iter().all(|b| std::ptr::eq(&**b.context(), ctx)) {
+        Ok(())
+    } else {
+        Err(GpuError::ContextMismatch { op })
+    }
+}

@@ -1,0 +1,258 @@
+//! The kernels: which WGSL file and entry point each one runs, its bind-group layout, and a
+//! cache that builds each pipeline once per context, on first use.
+//!
+//! Layouts are explicit rather than derived from the shader: an automatic layout drops the
+//! bindings an entry point does not use, and the bind groups would then fail to match.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{GpuError, lock};
+
+/// Helpers every kernel file starts with.
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// One compute kernel: a WGSL entry point with its layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    MatmulNaive,
+    MatmulTiled,
+    Binary,
+    AddBias,
+    Unary,
+    Axpy,
+    Fill,
+    SumRows,
+    ReduceSum,
+    SoftmaxRows,
+    ArgmaxRows,
+    SoftmaxBackward,
+    CrossEntropyRows,
+    CrossEntropyBackward,
+    Adam,
+    Sgd,
+    GatherU8,
+}
+
+/// How a kernel uses a storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    ReadWrite,
+}
+
+use Access::{Read, ReadWrite};
+
+/// The WGSL files in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Shader {
+    Matmul,
+    Elementwise,
+    Unary,
+    Axpy,
+    Fill,
+    Reduce,
+    Softmax,
+    SoftmaxBackward,
+    CrossEntropy,
+    Adam,
+    Sgd,
+    Gather,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
+            Shader::Axpy => include_str!("../../../shaders/axpy.wgsl"),
+            Shader::Fill => include_str!("../../../shaders/fill.wgsl"),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::SoftmaxBackward => include_str!("../../../shaders/softmax_backward.wgsl"),
+            Shader::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
+            Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
+            Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
+            Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
+        }
+    }
+}
+
+impl Kernel {
+    /// Every kernel, for warming the cache up.
+    pub const ALL: [Kernel; 17] = [
+        Kernel::MatmulNaive,
+        Kernel::MatmulTiled,
+        Kernel::Binary,
+        Kernel::AddBias,
+        Kernel::Unary,
+        Kernel::Axpy,
+        Kernel::Fill,
+        Kernel::SumRows,
+        Kernel::ReduceSum,
+        Kernel::SoftmaxRows,
+        Kernel::ArgmaxRows,
+        Kernel::SoftmaxBackward,
+        Kernel::CrossEntropyRows,
+        Kernel::CrossEntropyBackward,
+        Kernel::Adam,
+        Kernel::Sgd,
+        Kernel::GatherU8,
+    ];
+
+    fn shader(self) -> Shader {
+        match self {
+            Kernel::MatmulNaive | Kernel::MatmulTiled => Shader::Matmul,
+            Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
+            Kernel::Unary => Shader::Unary,
+            Kernel::Axpy => Shader::Axpy,
+            Kernel::Fill => Shader::Fill,
+            Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
+            Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
+            Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
+            Kernel::Adam => Shader::Adam,
+            Kernel::Sgd => Shader::Sgd,
+            Kernel::GatherU8 => Shader::Gather,
+        }
+    }
+
+    fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::MatmulNaive => "matmul_naive",
+            Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::Binary => "binary",
+            Kernel::AddBias => "add_bias",
+            Kernel::Unary => "unary",
+            Kernel::Axpy => "axpy",
+            Kernel::Fill => "fill",
+            Kernel::SumRows => "sum_rows",
+            Kernel::ReduceSum => "reduce_sum",
+            Kernel::SoftmaxRows => "softmax_rows",
+            Kernel::ArgmaxRows => "argmax_rows",
+            Kernel::SoftmaxBackward => "softmax_backward",
+            Kernel::CrossEntropyRows => "cross_entropy_rows",
+            Kernel::CrossEntropyBackward => "cross_entropy_backward",
+            Kernel::Adam => "adam",
+            Kernel::Sgd => "sgd",
+            Kernel::GatherU8 => "gather_u8",
+        }
+    }
+
+    /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
+    pub(crate) fn bindings(self) -> &'static [Access] {
+        match self {
+            Kernel::MatmulNaive | Kernel::MatmulTiled => &[Read, Read, Read, ReadWrite],
+            Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
+            Kernel::Unary => &[Read, ReadWrite],
+            Kernel::Axpy => &[ReadWrite, Read],
+            Kernel::Fill => &[ReadWrite],
+            Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
+            Kernel::SoftmaxRows | Kernel::ArgmaxRows => &[Read, ReadWrite],
+            Kernel::SoftmaxBackward => &[Read, Read, ReadWrite],
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => &[Read, Read, ReadWrite],
+            Kernel::Adam => &[ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
+            Kernel::GatherU8 => &[Read, Read, ReadWrite],
+        }
+    }
+}
+
+/// A built kernel: its pipeline and the layout its bind groups follow.
+pub(crate) struct CompiledKernel {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// Shader modules and pipelines of one device, built on first use and kept.
+pub(crate) struct Pipelines {
+    checks: wgpu::ShaderRuntimeChecks,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    kernels: Mutex<HashMap<Kernel, Arc<CompiledKernel>>>,
+}
+
+impl Pipelines {
+    pub(crate) fn new(checked: bool) -> Self {
+        let checks =
+            if checked { wgpu::ShaderRuntimeChecks::checked() } else { wgpu::ShaderRuntimeChecks::unchecked() };
+        Self { checks, modules: Mutex::new(HashMap::new()), kernels: Mutex::new(HashMap::new()) }
+    }
+
+    /// The pipeline of `kernel`, built now if this is its first use.
+    pub(crate) fn get(&self, device: &wgpu::Device, kernel: Kernel) -> Result<Arc<CompiledKernel>, GpuError> {
+        let mut kernels = lock(&self.kernels);
+        if let Some(compiled) = kernels.get(&kernel) {
+            return Ok(compiled.clone());
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let compiled = self.build(device, kernel);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Pipeline { kernel, reason: error.to_string() });
+        }
+        let compiled = Arc::new(compiled);
+        kernels.insert(kernel, compiled.clone());
+        Ok(compiled)
+    }
+
+    fn build(&self, device: &wgpu::Device, kernel: Kernel) -> CompiledKernel {
+        let shader = kernel.shader();
+        let module = lock(&self.modules)
+            .entry(shader)
+            .or_insert_with(|| {
+                let source = format!("{COMMON}\n{}", shader.source());
+                let descriptor = wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.entry_point()),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
+                };
+                // SAFETY: every kernel compares each index it computes with the sizes in its
+                // uniform (or with its workgroup size) before it reads or writes, and every loop
+                // ends; the launchers check the buffers against those sizes. The tests run each
+                // kernel with and without the runtime checks and compare.
+                unsafe { device.create_shader_module_trusted(descriptor, self.checks) }
+            })
+            .clone();
+
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in kernel.bindings().iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry_point()),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry_point()),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry_point()),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(kernel.entry_point()),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        CompiledKernel { pipeline, layout }
+    }
+}

@@ -1,0 +1,703 @@
+//! Every GPU kernel against its CPU oracle (`engine::backend::cpu`) on random data, with shaders
+//! built both without and with naga's runtime bounds checks: the two builds must agree with the
+//! CPU and with each other, so an out-of-range access shows up here, on the CPU driver
+//! (lavapipe), not on a real GPU. Launcher outputs are NaN-filled before each kernel runs, so an
+//! element a kernel fails to write cannot pass.
+//!
+//! Without an adapter the tests say so and skip; with `ENGINE_REQUIRE_GPU=1` they fail instead.
+#![cfg(feature = "gpu")]
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+
+use engine::backend::cpu::{self, AdamStep, SgdStep, matmul::MatRef};
+use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
+use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError};
+use engine::rng::Rng;
+
+/// The shared contexts: `[unchecked, checked]`, or the reason there are none.
+fn contexts() -> Option<&'static [Arc<GpuContext>; 2]> {
+    static CONTEXTS: OnceLock<Result<[Arc<GpuContext>; 2], String>> = OnceLock::new();
+    let contexts = CONTEXTS.get_or_init(|| {
+        let open = |checked| {
+            let ctx = GpuContext::with_options(checked).map_err(|e| e.to_string())?;
+            ctx.set_poison_outputs(true);
+            Ok::<_, String>(ctx)
+        };
+        Ok([open(false)?, open(true)?])
+    });
+    match contexts {
+        Ok(contexts) => Some(contexts),
+        Err(reason) => {
+            if std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("ENGINE_REQUIRE_GPU=1 but no GPU context could be opened: {reason}");
+            }
+            // Straight to stderr, past the test harness's capture, so that a skip is never silent.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED the GPU kernel tests: no GPU context ({reason}); set ENGINE_REQUIRE_GPU=1 to fail instead"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// Runs `body` on the unchecked and the checked context; their outputs must be identical.
+/// Returns the unchecked outputs (or `None` when skipping).
+fn on_both(name: &str, body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>) -> Option<Vec<Vec<f32>>> {
+    let contexts = contexts()?;
+    Some(compare_builds(name, contexts, body))
+}
+
+fn compare_builds(
+    name: &str,
+    [unchecked, checked]: &[Arc<GpuContext>; 2],
+    body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>,
+) -> Vec<Vec<f32>> {
+    assert!(!unchecked.is_checked() && checked.is_checked());
+    let fast = body(unchecked);
+    let safe = body(checked);
+    assert_eq!(fast.len(), safe.len());
+    for (i, (f, s)) in fast.iter().zip(&safe).enumerate() {
+        assert_eq!(f.len(), s.len(), "{name}: output {i} lengths differ between builds");
+        for (j, (a, b)) in f.iter().zip(s).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{name}: output {i}[{j}] differs between unchecked ({a}) and checked ({b}) shaders"
+            );
+        }
+    }
+    fast
+}
+
+fn random(len: usize, rng: &mut Rng, low: f32, high: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.uniform(low, high)).collect()
+}
+
+fn upload(ctx: &GpuContext, data: &[f32]) -> GpuBuffer {
+    GpuBuffer::from_f32(ctx, data).expect("upload")
+}
+
+fn download(buffer: &GpuBuffer) -> Vec<f32> {
+    buffer.to_f32_vec().expect("download")
+}
+
+/// `|got - want| <= atol + rtol * |want|` everywhere; NaN only where expected.
+fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: lengths differ");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() {
+            assert!(g.is_nan(), "{name}[{i}]: expected NaN, got {g}");
+            continue;
+        }
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{name}[{i}]: got {g}, want {w}");
+    }
+}
+
+fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulShape) -> Vec<f32> {
+    let mut c = vec![0.0; s.m * s.n];
+    cpu::matmul::gemm(MatRef::new(a, s.m, s.k, s.trans_a), MatRef::new(b, s.k, s.n, s.trans_b), &mut c, false);
+    c
+}
+
+fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize, naive: bool) -> Vec<Vec<f32>> {
+    let MatmulShape { m, k, n, .. } = shape;
+    let (a, b) = (random(m * k, rng, -1.0, 1.0), random(k * n, rng, -1.0, 1.0));
+    let bias = random(n, rng, -1.0, 1.0);
+    let (with_bias, relu) = [(false, false), (true, false), (true, true), (false, true)][case % 4];
+
+    let mut want = cpu_matmul(&a, &b, shape);
+    // A bound on the rounding error of each element: the same product on absolute values.
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    let mut bound = cpu_matmul(&abs(&a), &abs(&b), shape);
+    if with_bias {
+        let mut biased = vec![0.0; want.len()];
+        cpu::add_bias(&want, &bias, &mut biased, relu);
+        want = biased;
+        bound.iter_mut().enumerate().for_each(|(i, v)| *v += bias[i % n].abs());
+    } else if relu {
+        want.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+
+    let (ga, gb, gbias) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias));
+    let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu };
+    let mut outputs = Vec::new();
+    for kind in ["tiled", "naive"] {
+        let got = match kind {
+            "tiled" => ops::matmul(ctx, &ga, &gb, shape, epilogue),
+            _ if naive => ops::matmul_naive(ctx, &ga, &gb, shape, epilogue),
+            _ => continue,
+        };
+        let got = download(&got.expect("matmul"));
+        assert_eq!(got.len(), m * n);
+        for (i, ((&g, &w), &e)) in got.iter().zip(&want).zip(&bound).enumerate() {
+            let tol = 1e-5 * e + 1e-6;
+            assert!(
+                (g - w).abs() <= tol,
+                "{kind} matmul {shape:?} bias {with_bias} relu {relu}: C[{}, {}] = {g}, want {w}",
+                i / n,
+                i % n
+            );
+        }
+        outputs.push(got);
+    }
+    outputs
+}
+
+#[test]
+fn matmul_matches_cpu_for_every_shape_and_transpose() {
+    // 1x1x1; under, at and over the 64 tile; the MLP's shapes; M >= 500; a long K.
+    let shapes = [
+        (1, 1, 1),
+        (3, 5, 2),
+        (63, 17, 63),
+        (64, 64, 64),
+        (65, 31, 129),
+        (128, 784, 512),
+        (517, 96, 130),
+        (7, 4096, 9),
+        (2, 3, 600),
+    ];
+    on_both("matmul", |ctx| {
+        let mut rng = Rng::new(1);
+        let mut outputs = Vec::new();
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+                let shape = MatmulShape::new(m, k, n).transposed(ta, tb);
+                let naive = m * k * n <= 1 << 20;
+                outputs.extend(check_matmul(ctx, &mut rng, shape, i + t, naive));
+            }
+        }
+        outputs
+    });
+}
+
+#[test]
+fn matmul_with_empty_dimensions() {
+    on_both("matmul_empty", |ctx| {
+        let a = upload(ctx, &[]);
+        let b = upload(ctx, &[1.0, 2.0, 3.0]);
+        // k = 0: every output is the epilogue of zero.
+        let bias = upload(ctx, &[1.0, -2.0, 0.5]);
+        let shape = MatmulShape::new(2, 0, 3);
+        let empty_b = upload(ctx, &[]);
+        let c = ops::matmul(ctx, &a, &empty_b, shape, Epilogue { bias: Some(&bias), relu: true }).unwrap();
+        assert_eq!(download(&c), [1.0, 0.0, 0.5, 1.0, 0.0, 0.5]);
+        // m = 0: an empty result.
+        let c = ops::matmul(ctx, &a, &b, MatmulShape::new(0, 1, 3), Epilogue::default()).unwrap();
+        assert!(c.is_empty());
+        vec![]
+    });
+}
+
+/// A binary op's name, its GPU result, and its CPU formula.
+type BinaryCase = (&'static str, GpuBuffer, fn(f32, f32) -> f32);
+
+#[test]
+fn elementwise_ops_match_cpu() {
+    on_both("elementwise", |ctx| {
+        let mut rng = Rng::new(2);
+        let mut outputs = Vec::new();
+        for n in [1, 255, 256, 257, 10_000] {
+            let (a, b) = (random(n, &mut rng, -2.0, 2.0), random(n, &mut rng, -2.0, 2.0));
+            let (ga, gb) = (upload(ctx, &a), upload(ctx, &b));
+            let mut want = vec![0.0; n];
+            let cases: [BinaryCase; 3] = [
+                ("add", ops::add(ctx, &ga, &gb).unwrap(), |x, y| x + y),
+                ("mul", ops::mul(ctx, &ga, &gb).unwrap(), |x, y| x * y),
+                ("relu_mask", ops::relu_mask(ctx, &ga, &gb).unwrap(), |x, g| if x > 0.0 { g } else { 0.0 }),
+            ];
+            for (name, got, f) in cases {
+                cpu::zip_map(&a, &b, &mut want, f);
+                let got = download(&got);
+                assert_close(name, &got, &want, 0.0, 0.0);
+                outputs.push(got);
+            }
+            let got = download(&ops::scale(ctx, &ga, -0.37).unwrap());
+            cpu::map(&a, &mut want, |x| x * -0.37);
+            assert_close("scale", &got, &want, 0.0, 0.0);
+            outputs.push(got);
+            let got = download(&ops::relu(ctx, &ga).unwrap());
+            cpu::map(&a, &mut want, |x| x.max(0.0));
+            assert_close("relu", &got, &want, 0.0, 0.0);
+            outputs.push(got);
+            let got = download(&ops::fill(ctx, n, 2.5).unwrap());
+            assert!(got.iter().all(|&v| v == 2.5));
+            let acc = upload(ctx, &b);
+            ops::axpy(ctx, &acc, &ga, 0.25).unwrap();
+            ops::axpy(ctx, &acc, &ga, -2.0).unwrap();
+            let mut want = b.clone();
+            cpu::update(&mut want, &a, |acc, x| acc + 0.25 * x);
+            cpu::update(&mut want, &a, |acc, x| acc + -2.0 * x);
+            let got = download(&acc);
+            assert_close("axpy", &got, &want, 1e-6, 1e-6);
+            outputs.push(got);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn add_bias_with_and_without_relu_matches_cpu() {
+    on_both("add_bias", |ctx| {
+        let mut rng = Rng::new(3);
+        let mut outputs = Vec::new();
+        for (rows, cols) in [(1, 1), (7, 3), (128, 512), (33, 10)] {
+            let (x, bias) = (random(rows * cols, &mut rng, -1.0, 1.0), random(cols, &mut rng, -1.0, 1.0));
+            let (gx, gbias) = (upload(ctx, &x), upload(ctx, &bias));
+            for relu in [false, true] {
+                let mut want = vec![0.0; x.len()];
+                cpu::add_bias(&x, &bias, &mut want, relu);
+                let got = download(&ops::add_bias(ctx, &gx, &gbias, rows, cols, relu).unwrap());
+                assert_close("add_bias", &got, &want, 0.0, 0.0);
+                outputs.push(got);
+            }
+        }
+        outputs
+    });
+}
+
+#[test]
+fn column_sums_match_cpu() {
+    on_both("sum_rows", |ctx| {
+        let mut rng = Rng::new(4);
+        let mut outputs = Vec::new();
+        for (rows, cols) in [(1, 1), (128, 512), (1000, 10), (3, 70), (5, 0)] {
+            let x = random(rows * cols, &mut rng, -1.0, 1.0);
+            let mut want = vec![0.0; cols];
+            cpu::sum_rows(&x, rows, cols, &mut want);
+            let got = download(&ops::sum_rows(ctx, &upload(ctx, &x), rows, cols).unwrap());
+            assert_close("sum_rows", &got, &want, 1e-4, 1e-5);
+            outputs.push(got);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn sum_and_mean_match_cpu_and_are_deterministic() {
+    on_both("sum", |ctx| {
+        let mut rng = Rng::new(5);
+        let mut outputs = Vec::new();
+        // One pass, the chunk edges, two passes, three passes.
+        for n in [0, 1, 4095, 4096, 4097, 1_000_000, 4096 * 4096 + 3] {
+            let x = random(n, &mut rng, -1.0, 1.0);
+            let gx = upload(ctx, &x);
+            let want = cpu::sum(&x);
+            let got = download(&ops::sum(ctx, &gx).unwrap());
+            let abs_sum: f32 = x.iter().map(|v| v.abs()).sum();
+            assert_close(&format!("sum of {n}"), &got, &[want], 1e-6 * abs_sum + 1e-6, 0.0);
+            let again = download(&ops::sum(ctx, &gx).unwrap());
+            assert_eq!(got[0].to_bits(), again[0].to_bits(), "sum of {n} is not deterministic");
+            let mean = download(&ops::mean(ctx, &gx).unwrap());
+            assert_close("mean", &mean, &[want / n.max(1) as f32], 1e-6 * abs_sum / n.max(1) as f32 + 1e-7, 1e-5);
+            outputs.push(got);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn softmax_forward_and_backward_match_cpu() {
+    on_both("softmax", |ctx| {
+        let mut rng = Rng::new(6);
+        let mut outputs = Vec::new();
+        // Rows of 1, 10 and 5000 columns, values of ordinary size and around 1e4.
+        for (rows, cols, spread) in [(4, 1, 1.0), (33, 10, 3.0), (3, 5000, 5.0), (5, 10, 1e4), (2, 700, 1e4)] {
+            let x = random(rows * cols, &mut rng, -spread, spread);
+            let mut want = vec![0.0; x.len()];
+            cpu::softmax_rows(&x, cols, &mut want);
+            let gy = ops::softmax_rows(ctx, &upload(ctx, &x), rows, cols).unwrap();
+            let y = download(&gy);
+            assert!(y.iter().all(|v| v.is_finite()), "softmax of values up to {spread} is not finite");
+            assert_close("softmax", &y, &want, 1e-6, 1e-4);
+
+            let dy = random(rows * cols, &mut rng, -1.0, 1.0);
+            let mut want_dx = vec![0.0; x.len()];
+            cpu::softmax_rows_backward(&want, &dy, cols, &mut want_dx);
+            let dx = download(&ops::softmax_rows_backward(ctx, &gy, &upload(ctx, &dy), rows, cols).unwrap());
+            assert_close("softmax backward", &dx, &want_dx, 1e-5, 1e-3);
+            outputs.push(y);
+            outputs.push(dx);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn grids_wrap_into_a_second_dimension() {
+    // Contexts whose grids wrap past 5 workgroups: every launcher then dispatches a 2-D grid
+    // with spare workgroups at the end, which must do nothing.
+    if contexts().is_none() {
+        return;
+    }
+    let open = |checked| {
+        let ctx = GpuContext::with_options(checked).expect("a second context");
+        ctx.set_poison_outputs(true);
+        ctx.set_grid_limit(5);
+        ctx
+    };
+    compare_builds("wrapped grids", &[open(false), open(true)], |ctx| {
+        let mut rng = Rng::new(7);
+        let (rows, cols) = (37, 11);
+        let x = random(rows * cols, &mut rng, -3.0, 3.0);
+        let gx = upload(ctx, &x);
+        let mut want = vec![0.0; x.len()];
+        cpu::softmax_rows(&x, cols, &mut want);
+        let y = download(&ops::softmax_rows(ctx, &gx, rows, cols).unwrap());
+        assert_close("softmax", &y, &want, 1e-6, 1e-4);
+        let arg = download(&ops::argmax_rows(ctx, &gx, rows, cols).unwrap());
+        let want_arg: Vec<f32> = cpu::argmax_rows(&x, cols).into_iter().map(|i| i as f32).collect();
+        assert_eq!(arg, want_arg);
+        let labels: Vec<f32> = (0..rows).map(|_| rng.below(cols) as f32).collect();
+        let losses = download(&ops::cross_entropy_rows(ctx, &gx, &upload(ctx, &labels), rows, cols).unwrap());
+        assert_close("cross_entropy", &losses, &cpu::cross_entropy_rows(&x, &labels, cols), 1e-5, 1e-5);
+        let mut want_sums = vec![0.0; cols];
+        cpu::sum_rows(&x, rows, cols, &mut want_sums);
+        let sums = download(&ops::sum_rows(ctx, &gx, rows, cols).unwrap());
+        assert_close("sum_rows", &sums, &want_sums, 1e-5, 1e-5);
+        let doubled = download(&ops::scale(ctx, &gx, 2.0).unwrap());
+        assert_close("scale", &doubled, &x.iter().map(|v| v * 2.0).collect::<Vec<_>>(), 0.0, 0.0);
+        let big = random(30_000, &mut rng, -1.0, 1.0);
+        let total = download(&ops::sum(ctx, &upload(ctx, &big)).unwrap());
+        assert_close("sum", &total, &[cpu::sum(&big)], 1e-3, 0.0);
+        let mut outputs = vec![y, arg, losses, sums, doubled, total];
+        for (i, &(m, k, n)) in [(200, 20, 150), (17, 9, 400)].iter().enumerate() {
+            let shape = MatmulShape::new(m, k, n).transposed(i == 1, i == 0);
+            outputs.extend(check_matmul(ctx, &mut rng, shape, i, true));
+        }
+        outputs
+    });
+}
+
+#[test]
+fn elementwise_grid_wraps_past_65535_workgroups() {
+    on_both("large elementwise", |ctx| {
+        let n = 65_536 * 256 + 300;
+        let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+        let got = download(&ops::scale(ctx, &upload(ctx, &x), 2.0).unwrap());
+        for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+            assert_eq!(g, v * 2.0, "element {i}");
+        }
+        vec![]
+    });
+}
+
+#[test]
+fn cross_entropy_forward_and_backward_match_cpu() {
+    on_both("cross_entropy", |ctx| {
+        let mut rng = Rng::new(8);
+        let mut outputs = Vec::new();
+        for (rows, cols, spread) in [(1, 1, 1.0), (128, 10, 4.0), (3, 5000, 3.0), (16, 10, 1e4)] {
+            let logits = random(rows * cols, &mut rng, -spread, spread);
+            let labels: Vec<f32> = (0..rows).map(|_| rng.below(cols) as f32).collect();
+            let (gl, gy) = (upload(ctx, &logits), upload(ctx, &labels));
+
+            let want_rows = cpu::cross_entropy_rows(&logits, &labels, cols);
+            let got_rows = download(&ops::cross_entropy_rows(ctx, &gl, &gy, rows, cols).unwrap());
+            let atol = 1e-5 * (1.0 + spread);
+            assert_close("cross_entropy rows", &got_rows, &want_rows, atol, 1e-5);
+            let want_mean = want_rows.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
+            let got_mean = download(&ops::cross_entropy_mean(ctx, &gl, &gy, rows, cols).unwrap());
+            assert_close("cross_entropy mean", &got_mean, &[want_mean as f32], atol, 1e-5);
+
+            let scale = 0.7 / rows as f32;
+            let mut want_dx = vec![0.0; logits.len()];
+            cpu::cross_entropy_backward(&logits, &labels, cols, scale, &mut want_dx);
+            let dx = download(&ops::cross_entropy_backward(ctx, &gl, &gy, rows, cols, scale).unwrap());
+            assert_close("cross_entropy backward", &dx, &want_dx, 1e-6, 1e-4);
+            outputs.extend([got_rows, got_mean, dx]);
+        }
+        // A label that is no class index poisons its row instead of reading out of bounds.
+        let gl = upload(ctx, &[0.0, 1.0, 2.0, 0.5, 0.5, 0.5]);
+        let gy = upload(ctx, &[3.0, 1.0]);
+        let rows = download(&ops::cross_entropy_rows(ctx, &gl, &gy, 2, 3).unwrap());
+        assert!(rows[0].is_nan() && rows[1].is_finite());
+        let dx = download(&ops::cross_entropy_backward(ctx, &gl, &gy, 2, 3, 1.0).unwrap());
+        assert!(dx[..3].iter().all(|v| v.is_nan()) && dx[3..].iter().all(|v| v.is_finite()));
+        outputs.push(rows);
+        outputs
+    });
+}
+
+#[test]
+fn argmax_matches_cpu_with_ties() {
+    on_both("argmax", |ctx| {
+        let mut rng = Rng::new(9);
+        let mut outputs = Vec::new();
+        for (rows, cols) in [(1, 1), (64, 10), (5, 5000), (9, 300)] {
+            // Few distinct values, so that ties are common.
+            let x: Vec<f32> = (0..rows * cols).map(|_| rng.below(7) as f32).collect();
+            let want: Vec<f32> = cpu::argmax_rows(&x, cols).into_iter().map(|i| i as f32).collect();
+            let got = download(&ops::argmax_rows(ctx, &upload(ctx, &x), rows, cols).unwrap());
+            assert_eq!(got, want, "argmax of {rows}x{cols}");
+            outputs.push(got);
+        }
+        let x = [f32::NEG_INFINITY, f32::NEG_INFINITY, -1e30, f32::NAN, -1e30, -5.0];
+        let got = download(&ops::argmax_rows(ctx, &upload(ctx, &x), 2, 3).unwrap());
+        let want: Vec<f32> = cpu::argmax_rows(&x, 3).into_iter().map(|i| i as f32).collect();
+        assert_eq!(got, want);
+        outputs.push(got);
+        outputs
+    });
+}
+
+#[test]
+fn adam_and_adamw_steps_match_cpu() {
+    on_both("adam", |ctx| {
+        let mut rng = Rng::new(10);
+        let mut outputs = Vec::new();
+        for (decoupled, weight_decay) in [(false, 0.0), (false, 0.01), (true, 0.05)] {
+            let n = 1000;
+            let mut p = random(n, &mut rng, -1.0, 1.0);
+            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+            let (gp, gm, gv) = (upload(ctx, &p), upload(ctx, &m), upload(ctx, &v));
+            let (beta1, beta2) = (0.9f32, 0.999f32);
+            for t in 1..=5 {
+                let g = random(n, &mut rng, -1.0, 1.0);
+                let h = AdamStep {
+                    lr: 1e-2,
+                    beta1,
+                    beta2,
+                    eps: 1e-8,
+                    weight_decay,
+                    decoupled,
+                    bias_correction1: 1.0 - beta1.powi(t),
+                    bias_correction2: 1.0 - beta2.powi(t),
+                };
+                cpu::adam_step(&mut p, &g, &mut m, &mut v, h);
+                ops::adam_step(ctx, &gp, &upload(ctx, &g), &gm, &gv, h).unwrap();
+            }
+            let (got_p, got_m, got_v) = (download(&gp), download(&gm), download(&gv));
+            assert_close("adam p", &got_p, &p, 1e-6, 1e-5);
+            assert_close("adam m", &got_m, &m, 1e-7, 1e-5);
+            assert_close("adam v", &got_v, &v, 1e-8, 1e-5);
+            outputs.extend([got_p, got_m, got_v]);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn sgd_steps_match_cpu() {
+    on_both("sgd", |ctx| {
+        let mut rng = Rng::new(11);
+        let mut outputs = Vec::new();
+        for (momentum, weight_decay) in [(0.0, 0.0), (0.9, 0.0), (0.9, 1e-3)] {
+            let n = 777;
+            let mut p = random(n, &mut rng, -1.0, 1.0);
+            let mut buf = vec![0.0; n];
+            let (gp, gbuf) = (upload(ctx, &p), upload(ctx, &buf));
+            for step in 0..4 {
+                let g = random(n, &mut rng, -1.0, 1.0);
+                let h = SgdStep { lr: 0.05, momentum, weight_decay, first_step: step == 0 };
+                cpu::sgd_step(&mut p, &g, &mut buf, h);
+                ops::sgd_step(ctx, &gp, &upload(ctx, &g), &gbuf, h).unwrap();
+            }
+            let (got_p, got_buf) = (download(&gp), download(&gbuf));
+            assert_close("sgd p", &got_p, &p, 1e-6, 1e-5);
+            assert_close("sgd momentum", &got_buf, &buf, 1e-6, 1e-5);
+            outputs.extend([got_p, got_buf]);
+        }
+        outputs
+    });
+}
+
+#[test]
+fn gather_normalises_a_batch_of_u8_samples() {
+    on_both("gather", |ctx| {
+        let mut rng = Rng::new(12);
+        // 7 bytes per sample: samples straddle the packed words.
+        let (samples, features) = (50, 7);
+        let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
+        let mut order: Vec<u32> = (0..samples as u32).collect();
+        rng.shuffle(&mut order);
+        let gimages = GpuBuffer::from_u8_packed(ctx, &images).unwrap();
+        let glabels = GpuBuffer::from_u8_packed(ctx, &labels).unwrap();
+        let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
+        let (scale, shift) = (1.0 / 255.0 / 0.3530, -0.2860 / 0.3530);
+        let (first, batch) = (13, 20);
+
+        let spec = GatherSpec { samples, features, first, batch, scale, shift };
+        let got = download(&ops::gather_u8(ctx, &gimages, &gorder, spec).unwrap());
+        let want: Vec<f32> = order[first..first + batch]
+            .iter()
+            .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
+            .map(|&b| b as f32 * scale + shift)
+            .collect();
+        assert_close("gather images", &got, &want, 1e-6, 1e-6);
+
+        let spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
+        let got_labels = download(&ops::gather_u8(ctx, &glabels, &gorder, spec).unwrap());
+        let want_labels: Vec<f32> = order[first..first + batch].iter().map(|&s| labels[s as usize] as f32).collect();
+        assert_eq!(got_labels, want_labels);
+
+        // A sample index past the dataset gives a NaN row, not an out-of-bounds read.
+        let bad = GpuBuffer::from_u32(ctx, &[1, 50, 2]).unwrap();
+        let spec = GatherSpec { samples, features, first: 0, batch: 3, scale: 1.0, shift: 0.0 };
+        let rows = download(&ops::gather_u8(ctx, &gimages, &bad, spec).unwrap());
+        assert!(rows[..7].iter().all(|v| v.is_finite()));
+        assert!(rows[7..14].iter().all(|v| v.is_nan()));
+        assert!(rows[14..].iter().all(|v| v.is_finite()));
+        vec![got, got_labels, rows]
+    });
+}
+
+#[test]
+fn long_chains_cross_the_batch_limit_and_keep_their_parameters() {
+    // Each dispatch has its own uniform slot: 200 dispatches with different factors, submitted
+    // in several batches, must each see their own factor.
+    on_both("chain", |ctx| {
+        let mut x = upload(ctx, &[1.0, 2.0, 3.0]);
+        let mut want = [1.0f32, 2.0, 3.0];
+        for i in 0..200 {
+            let factor = if i % 2 == 0 { 2.0 } else { 0.5 + i as f32 * 1e-3 };
+            x = ops::scale(ctx, &x, factor).unwrap();
+            want.iter_mut().for_each(|v| *v *= factor);
+        }
+        let got = download(&x);
+        assert_close("chain", &got, &want, 0.0, 1e-5);
+        vec![got]
+    });
+}
+
+#[test]
+fn pool_reuses_dropped_buffers_and_uploads_do_not_overtake_pending_reads() {
+    let Some([ctx, _]) = contexts() else { return };
+    let a = upload(ctx, &[1.0; 1000]);
+    // `b` is read by a pending dispatch, then dropped; its memory must not take the next upload
+    // before that dispatch has run.
+    let b = upload(ctx, &[2.0; 1000]);
+    let sum = ops::add(ctx, &a, &b).unwrap();
+    drop(b);
+    let c = upload(ctx, &[5.0; 1000]);
+    assert!(download(&sum).iter().all(|&v| v == 3.0));
+    assert!(download(&c).iter().all(|&v| v == 5.0));
+    drop(c);
+    ctx.synchronize().unwrap();
+    assert!(ctx.pooled_bytes() >= 4096, "dropped buffers go back to the pool");
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let Some([ctx, other]) = contexts() else { return };
+    let a = upload(ctx, &[1.0; 6]);
+    let b = upload(ctx, &[1.0; 5]);
+    assert!(matches!(ops::add(ctx, &a, &b), Err(GpuError::Shape { .. })));
+    assert!(matches!(
+        ops::matmul(ctx, &a, &b, MatmulShape::new(2, 3, 2), Epilogue::default()),
+        Err(GpuError::Shape { .. })
+    ));
+    let elsewhere = upload(other, &[1.0; 6]);
+    assert!(matches!(ops::add(ctx, &a, &elsewhere), Err(GpuError::ContextMismatch { .. })));
+    let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0, first_step: true };
+    assert!(matches!(ops::sgd_step(ctx, &a, &a.clone(), &a, h), Err(GpuError::Aliased { .. })));
+    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
+    let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
+    let too_many = (limit / 4 + 1) as usize;
+    assert!(matches!(ops::fill(ctx, too_many, 0.0), Err(GpuError::TooLarge { .. })));
+    let labels = upload(ctx, &[0.0]);
+    assert!(matches!(ops::cross_entropy_rows(ctx, &a, &labels, 2, 3), Err(GpuError::Shape { .. })));
+    assert!(ctx.synchronize().is_ok(), "errors caught on the host leave the device clean");
+}
+
+#[test]
+fn adapters_are_listed() {
+    let Some([ctx, _]) = contexts() else { return };
+    let adapters = engine::backend::gpu::adapters();
+    assert!(!adapters.is_empty());
+    assert!(adapters.iter().any(|a| a.name == ctx.adapter().name), "{adapters:?}");
+    ctx.warm_up().unwrap();
+}
+
+#[test]
+fn one_training_step_without_poisoning_matches_cpu() {
+    // The production path (no NaN fill before kernels), as a training step chains the kernels:
+    // gather a batch, forward through a 2-layer MLP with fused epilogues, the loss, backward,
+    // and an Adam step on the first layer's weights.
+    if contexts().is_none() {
+        return;
+    }
+    let ctx = GpuContext::new().expect("a context");
+    let mut rng = Rng::new(13);
+    let (samples, features, hidden, classes, batch) = (40, 12, 16, 5, 8);
+    let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+    let labels: Vec<u8> = (0..samples).map(|_| rng.below(classes) as u8).collect();
+    let mut order: Vec<u32> = (0..samples as u32).collect();
+    rng.shuffle(&mut order);
+    let (w1, b1) = (random(hidden * features, &mut rng, -0.5, 0.5), random(hidden, &mut rng, -0.1, 0.1));
+    let (w2, b2) = (random(classes * hidden, &mut rng, -0.5, 0.5), random(classes, &mut rng, -0.1, 0.1));
+    let (scale, shift) = (1.0 / 255.0, -0.5);
+
+    // CPU.
+    let first = 16;
+    let picked = &order[first..first + batch];
+    let x: Vec<f32> = picked
+        .iter()
+        .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
+        .map(|&b| b as f32 * scale + shift)
+        .collect();
+    let y: Vec<f32> = picked.iter().map(|&s| labels[s as usize] as f32).collect();
+    let shape1 = MatmulShape::new(batch, features, hidden).transposed(false, true);
+    let shape2 = MatmulShape::new(batch, hidden, classes).transposed(false, true);
+    let mut h = vec![0.0; batch * hidden];
+    cpu::add_bias(&cpu_matmul(&x, &w1, shape1), &b1, &mut h, true);
+    let mut logits = vec![0.0; batch * classes];
+    cpu::add_bias(&cpu_matmul(&h, &w2, shape2), &b2, &mut logits, false);
+    let loss = cpu::cross_entropy_rows(&logits, &y, classes).iter().sum::<f32>() / batch as f32;
+    let mut dlogits = vec![0.0; logits.len()];
+    cpu::cross_entropy_backward(&logits, &y, classes, 1.0 / batch as f32, &mut dlogits);
+    let dh = cpu_matmul(&dlogits, &w2, MatmulShape::new(batch, classes, hidden));
+    let mut dpre = vec![0.0; dh.len()];
+    cpu::zip_map(&h, &dh, &mut dpre, |h, g| if h > 0.0 { g } else { 0.0 });
+    let dw1 = cpu_matmul(&dpre, &x, MatmulShape::new(hidden, batch, features).transposed(true, false));
+    let mut db1 = vec![0.0; hidden];
+    cpu::sum_rows(&dpre, batch, hidden, &mut db1);
+    let step = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bias_correction1: 0.1,
+        bias_correction2: 0.001,
+    };
+    let (mut w1_new, mut m, mut v) = (w1.clone(), vec![0.0; w1.len()], vec![0.0; w1.len()]);
+    cpu::adam_step(&mut w1_new, &dw1, &mut m, &mut v, step);
+
+    // GPU.
+    let gimages = GpuBuffer::from_u8_packed(&ctx, &images).unwrap();
+    let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
+    let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
+    let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
+    let gx =
+        ops::gather_u8(&ctx, &gimages, &gorder, GatherSpec { samples, features, first, batch, scale, shift }).unwrap();
+    let label_spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
+    let gy = ops::gather_u8(&ctx, &glabels, &gorder, label_spec).unwrap();
+    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true }).unwrap();
+    let glogits = ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false }).unwrap();
+    let gloss = ops::cross_entropy_mean(&ctx, &glogits, &gy, batch, classes).unwrap();
+    let gdlogits = ops::cross_entropy_backward(&ctx, &glogits, &gy, batch, classes, 1.0 / batch as f32).unwrap();
+    let gdh =
+        ops::matmul(&ctx, &gdlogits, &gw2, MatmulShape::new(batch, classes, hidden), Epilogue::default()).unwrap();
+    let gdpre = ops::relu_mask(&ctx, &gh, &gdh).unwrap();
+    let dw1_shape = MatmulShape::new(hidden, batch, features).transposed(true, false);
+    let gdw1 = ops::matmul(&ctx, &gdpre, &gx, dw1_shape, Epilogue::default()).unwrap();
+    let gdb1 = ops::sum_rows(&ctx, &gdpre, batch, hidden).unwrap();
+    let (gm, gv) = (ops::fill(&ctx, w1.len(), 0.0).unwrap(), ops::fill(&ctx, w1.len(), 0.0).unwrap());
+    let w1_before = gw1.duplicate().unwrap();
+    ops::adam_step(&ctx, &gw1, &gdw1, &gm, &gv, step).unwrap();
+
+    assert_close("loss", &download(&gloss), &[loss], 1e-5, 1e-5);
+    assert_close("dW1", &download(&gdw1), &dw1, 1e-6, 1e-4);
+    assert_close("db1", &download(&gdb1), &db1, 1e-6, 1e-4);
+    assert_close("W1 after Adam", &download(&gw1), &w1_new, 1e-6, 1e-5);
+    assert_eq!(download(&w1_before), w1, "a duplicate is a copy taken before later updates");
+    assert_eq!(gorder.to_u32_vec().unwrap(), order);
+    ctx.synchronize().unwrap();
+}
