@@ -99,7 +99,7 @@ fn analyze_names_the_weakest_class_the_top_confusions_and_the_overfitting_epoch(
     );
     let overfit = result.overfitting.as_ref().expect("validation loss rose for 3 epochs");
     assert_eq!((overfit.best_epoch, overfit.rising_epochs), (3, 3));
-    assert_eq!(result.cheaper_runs, [cheaper.run_id.clone()]);
+    assert_eq!(result.cheaper_runs, vec![cheaper.run_id.as_str()]);
 
     let verdicts: Vec<Verdict> = result.items.iter().map(|i| i.verdict).collect();
     assert_eq!(

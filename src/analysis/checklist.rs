@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::curves::{Overfitting, detect_overfitting, lowest_point};
-use super::{Direction, RunSummary, cheaper_within, group_thousands, keys, rank, short_id};
+use super::{Direction, RunSummary, cheaper_within, format_seconds, group_thousands, keys, rank, short_id};
 
 /// One class's row of a classification report.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -432,7 +432,7 @@ fn cost_text(run: &RunSummary) -> String {
     let (seconds, params) = run.cost();
     let mut parts = Vec::new();
     if seconds.is_finite() {
-        parts.push(format!("{seconds:.1} s of training"));
+        parts.push(format!("{} s of training", format_seconds(seconds)));
     }
     if params.is_finite() {
         parts.push(format!("{} parameters", group_thousands(params)));

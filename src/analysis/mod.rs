@@ -204,7 +204,7 @@ fn recommendation_reason(pick: &RunSummary, best: &RunSummary, is_best: bool, me
     let mut savings = Vec::new();
     let ((tp, pp), (tb, pb)) = (pick.cost(), best.cost());
     if tp.is_finite() && tb.is_finite() {
-        savings.push(format!("{tp:.1} s of training instead of {tb:.1} s"));
+        savings.push(format!("{} s of training instead of {} s", format_seconds(tp), format_seconds(tb)));
     }
     if pp.is_finite() && pb.is_finite() && pp != pb {
         savings.push(format!("{} parameters instead of {}", group_thousands(pp), group_thousands(pb)));
@@ -216,6 +216,11 @@ fn recommendation_reason(pick: &RunSummary, best: &RunSummary, is_best: bool, me
         short_id(&best.run_id),
         savings.join(", ")
     )
+}
+
+/// Seconds with two decimals below 10 s, one above: `0.04`, `12.3`.
+pub fn format_seconds(seconds: f64) -> String {
+    if seconds < 10.0 { format!("{seconds:.2}") } else { format!("{seconds:.1}") }
 }
 
 /// The first 8 characters of a run id (enough to pass to `engine runs show`).
@@ -350,5 +355,6 @@ mod tests {
         assert_eq!(group_thousands(1000.0), "1,000");
         assert_eq!(short_id("0123456789abcdef"), "01234567");
         assert_eq!(short_id("ab"), "ab");
+        assert_eq!((format_seconds(0.041), format_seconds(12.34)), ("0.04".to_string(), "12.3".to_string()));
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use engine::analysis::{self, Direction, Ranking, RunSummary, Series, group_thousands, keys, short_id};
+use engine::analysis::{self, Direction, Ranking, RunSummary, Series, format_seconds, group_thousands, keys, short_id};
 use engine::tracking::{LocalStore, Metric, MlflowClient, Run, RunRecord, TrackingConfig};
 use serde_json::{Value, json};
 
@@ -226,7 +226,7 @@ pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usi
             ];
             row.extend(extra.iter().map(|k| metric_text(r, k, 4)));
             row.extend([
-                metric_text(r, keys::TRAIN_SECONDS, 1),
+                r.metric(keys::TRAIN_SECONDS).map_or_else(|| "-".into(), format_seconds),
                 metric_text(r, keys::SAMPLES_PER_SECOND, 0),
                 r.metric(keys::PARAMETER_COUNT).map_or_else(|| "-".into(), group_thousands),
                 metric_text(r, keys::INFERENCE_MS_64, 2),
@@ -245,7 +245,8 @@ pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usi
 fn summary_lines(out: &mut String, runs: &[RunSummary], ranking: &Ranking) {
     let metric = &ranking.metric;
     if !ranking.missing.is_empty() {
-        let _ = writeln!(out, "({} runs without {metric} not shown)", ranking.missing.len());
+        let n = ranking.missing.len();
+        let _ = writeln!(out, "({n} run{} without {metric} not shown)", if n == 1 { "" } else { "s" });
     }
     let Some(best) = ranking.best else {
         let _ = writeln!(out, "no run has {metric}");
