@@ -101,5 +101,20 @@ fn a_sweep_nests_one_child_run_per_grid_point_under_a_parent() {
     let compared: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(compared["runs"].as_array().unwrap().len(), 3);
     assert_eq!(compared["best"], summary["best"]);
+
+    // runs analyze on a run that is only on the server: the checklist is uploaded to the run.
+    let best = summary["best"].as_str().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["runs", "analyze", best, "--output-dir", dir.join("analysis").to_str().unwrap()])
+        .env("ENGINE_LOCAL_STORE", dir.join("empty-store"))
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let md = std::fs::read_to_string(dir.join("analysis/analysis.md")).unwrap();
+    assert!(md.contains("best of 3 runs with test_accuracy"), "{md}");
+    assert!(md.contains(" predicted as "), "the confusions come from the run's artifact: {md}");
+    let files: Vec<String> = client.list_artifacts(best, "").unwrap().into_iter().map(|f| f.path).collect();
+    assert!(files.contains(&"analysis.md".to_string()), "{files:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
