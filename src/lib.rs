@@ -1,8 +1,10 @@
 //! `engine`: a deep-learning engine written from scratch (tensors, reverse-mode autograd, CPU
 //! and GPU kernels) and the training, tracking and evaluation workflow built on it.
 
+pub mod analysis;
 pub mod autograd;
 pub mod backend;
+pub mod cost;
 pub mod data;
 pub mod error;
 pub mod model;

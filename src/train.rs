@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::analysis::{EarlyStopping, StopDecision};
 use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
 use crate::nn::Mlp;
 use crate::optim::{Adam, Optimizer, Sgd};
@@ -43,6 +44,10 @@ pub struct TrainConfig {
     pub seed: u64,
     pub val_split: f64,
     pub train_limit: Option<usize>,
+    /// Stop after this many epochs without a new lowest validation loss and keep the weights
+    /// of the best epoch (`None`: train every epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop_patience: Option<usize>,
 }
 
 impl TrainConfig {
@@ -64,6 +69,11 @@ impl TrainConfig {
             ),
             (!(0.0..1.0).contains(&self.val_split), format!("--val-split must be in [0, 1), got {}", self.val_split)),
             (self.train_limit == Some(0), "--train-limit must be at least 1".to_string()),
+            (self.early_stop_patience == Some(0), "--early-stop-patience must be at least 1".to_string()),
+            (
+                self.early_stop_patience.is_some() && self.val_split == 0.0,
+                "--early-stop-patience needs a validation set: use --val-split > 0".to_string(),
+            ),
         ];
         match checks.into_iter().find(|(bad, _)| *bad) {
             Some((_, message)) => Err(message),
@@ -92,6 +102,7 @@ impl TrainConfig {
             ("train_limit", self.train_limit.map_or_else(|| "none".into(), |n| n.to_string())),
         ]
         .into_iter()
+        .chain(self.early_stop_patience.map(|k| ("early_stop_patience", k.to_string())))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -139,6 +150,10 @@ pub struct Trained {
     pub train_seconds: f64,
     pub train_examples: usize,
     pub val_examples: usize,
+    /// With early stopping: the epoch whose weights the model has (lowest validation loss).
+    pub best_epoch: Option<usize>,
+    /// With early stopping: the last epoch trained (before `epochs` when it stopped early).
+    pub stopped_epoch: Option<usize>,
 }
 
 /// Trains an MLP on `train` (after `--train-limit` and the validation split), calling
@@ -162,6 +177,7 @@ pub fn fit(
     let total_steps = steps_per_epoch * config.epochs;
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     let mut history = Vec::new();
+    let mut stopper = config.early_stop_patience.map(EarlyStopping::<Vec<Tensor>>::new);
     let started = Instant::now();
 
     for epoch in 1..=config.epochs {
@@ -203,16 +219,45 @@ pub fn fit(
             samples_per_second: train_idx.len() as f64 / train_seconds,
             learning_rate: optimizer.learning_rate() as f64,
         };
+        let decision = match (stopper.as_mut(), metrics.val_loss) {
+            (Some(stopper), Some(loss)) => stopper.observe(epoch, loss, || snapshot(&model)),
+            _ => StopDecision::Wait,
+        };
         observe(Event::EpochEnd(&metrics))?;
         history.push(metrics);
+        if decision == StopDecision::Stop {
+            break;
+        }
     }
+    let stopped_epoch = stopper.as_ref().map(|_| history.len());
+    let best_epoch = stopper.and_then(|s| {
+        let best = s.best_epoch();
+        if let Some(weights) = s.into_best_state() {
+            restore(&model, weights);
+        }
+        best
+    });
     Ok(Trained {
         model,
         history,
         train_seconds: started.elapsed().as_secs_f64(),
         train_examples: train_idx.len(),
         val_examples: val_idx.len(),
+        best_epoch,
+        stopped_epoch,
     })
+}
+
+/// Copies of the model's parameters (for early stopping's best weights).
+fn snapshot(model: &Mlp) -> Vec<Tensor> {
+    model.parameters().iter().map(Tensor::detach).collect()
+}
+
+/// Puts a [`snapshot`] back into the model's parameters.
+fn restore(model: &Mlp, weights: Vec<Tensor>) {
+    for (param, saved) in model.parameters().iter().zip(&weights) {
+        std::mem::swap(&mut *param.storage_mut(), &mut *saved.storage_mut());
+    }
 }
 
 fn make_optimizer(config: &TrainConfig, model: &Mlp) -> Box<dyn Optimizer> {

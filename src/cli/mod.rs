@@ -1,9 +1,12 @@
 //! Commands of the `engine` binary.
 
+mod analyze;
+mod compare;
 mod eval;
 mod progress;
 mod registry;
 mod runs;
+mod sweep;
 mod train;
 
 use std::process::ExitCode;
@@ -25,6 +28,8 @@ pub struct Cli {
 enum Command {
     /// Train an MLP on FashionMNIST, then evaluate it on the test set.
     Train(Box<train::TrainArgs>),
+    /// Train one run per point of a grid (--lr, --batch-size, --hidden), nested under a parent run.
+    Sweep(Box<sweep::SweepArgs>),
     /// Evaluate a trained model (by run id or model URI) on the test set.
     Eval(Box<eval::EvalArgs>),
     /// Check a run's metric against a threshold: exit 0 (pass), 1 (fail) or 2 (cannot decide).
@@ -35,7 +40,7 @@ enum Command {
     Promote(registry::PromoteArgs),
     /// List the compute devices this build can use.
     Devices,
-    /// Read the runs recorded in the local store.
+    /// Read, compare and analyze recorded runs (local store; compare and analyze also a server).
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// Push local runs that have not reached the MLflow server yet (idempotent).
@@ -62,6 +67,7 @@ impl TrackingArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Devices => {
             println!("cpu\t{} threads (rayon)", rayon::current_num_threads());
             Ok(ExitCode::SUCCESS)

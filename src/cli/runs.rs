@@ -1,11 +1,14 @@
-//! `engine runs list|show` read the local store; `engine sync` pushes it to a server.
+//! `engine runs list|show|compare|analyze` read the recorded runs; `engine sync` pushes the
+//! local store to a server.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use engine::tracking::{self, SyncOptions};
+use engine::tracking::{self, LocalStore, SyncOptions};
 
 use super::TrackingArgs;
+use super::analyze::AnalyzeArgs;
+use super::compare::{CompareArgs, summary_from_record};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -15,11 +18,15 @@ pub enum RunsCommand {
         #[arg(long)]
         experiment: Option<String>,
     },
-    /// Show one run: params, tags, metric histories, artifacts.
+    /// Show one run: params, tags, metric histories, artifacts, and an overfitting flag.
     Show {
         /// A run id (local or MLflow), or a unique prefix of at least 4 characters.
         run: String,
     },
+    /// Rank runs by a metric with their cost; mark the best and recommend the cheapest comparable one.
+    Compare(Box<CompareArgs>),
+    /// Answer the evaluation checklist for one run; write and log analysis.md.
+    Analyze(Box<AnalyzeArgs>),
 }
 
 #[derive(Args)]
@@ -35,10 +42,22 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
     let root = TrackingArgs { tracking_uri: None, experiment: None }.config(None).local_root;
     let text = match command {
         RunsCommand::List { experiment } => tracking::runs_list(&root, experiment.as_deref())?,
-        RunsCommand::Show { run } => tracking::runs_show(&root, &run)?,
+        RunsCommand::Show { run } => show(&root, &run)?,
+        RunsCommand::Compare(args) => return super::compare::run(*args),
+        RunsCommand::Analyze(args) => return super::analyze::run(*args),
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `runs show`, with a last line flagging overfitting.
+fn show(root: &std::path::Path, run: &str) -> anyhow::Result<String> {
+    let record = LocalStore::open(root)?.load_run(run)?;
+    let mut text = tracking::format_run_show(&record);
+    if let Some(o) = summary_from_record(&record).overfitting() {
+        text.push_str(&format!("\noverfitting  {} ({})\n", o.describe(), o.flag()));
+    }
+    Ok(text)
 }
 
 pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {

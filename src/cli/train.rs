@@ -11,25 +11,35 @@ use engine::model;
 use engine::report::{self, EpochPoint, EvaluationInputs};
 use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainError};
 
-use engine::tracking::{self, Metric, RunStatus, Tracker};
+use engine::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 
 use super::progress::Progress;
 use super::{TrackingArgs, UsageError};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Where to train: cpu, gpu, or auto (a GPU if one is available, else the CPU).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
     /// Examples per optimizer step.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Learning rate (the peak when --lr-schedule is cosine).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
     pub lr: f64,
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, default_value = "512,512", value_parser = parse_hidden)]
+    pub hidden: Hidden,
+    #[command(flatten)]
+    pub common: CommonTrainArgs,
+}
+
+/// The flags of `engine train` that `engine sweep` passes unchanged to each of its runs.
+#[derive(Args)]
+pub struct CommonTrainArgs {
+    /// Where to train: cpu, gpu, or auto (a GPU if one is available, else the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
     #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
@@ -46,15 +56,15 @@ pub struct TrainArgs {
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
     #[arg(long, value_enum, default_value_t = Normalization::Meanstd)]
     pub normalize: Normalization,
-    /// Hidden layer sizes, comma-separated.
-    #[arg(long, default_value = "512,512", value_parser = parse_hidden)]
-    pub hidden: Hidden,
     /// Seed for initialisation, the validation split, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Fraction of the training set held out for validation, in [0, 1).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub val_split: f64,
+    /// Stop after K epochs without a new lowest validation loss, keeping the best epoch's weights.
+    #[arg(long, value_name = "K")]
+    pub early_stop_patience: Option<usize>,
     /// Directory holding the FashionMNIST files (else the cache, Debian's package, or a download).
     #[arg(long, env = "ENGINE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -85,7 +95,7 @@ pub enum DeviceChoice {
 #[derive(Clone, Debug)]
 pub struct Hidden(pub Vec<usize>);
 
-fn parse_hidden(s: &str) -> Result<Hidden, String> {
+pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
     let sizes: Vec<usize> = s
         .split(',')
         .map(|part| match part.trim().parse::<usize>() {
@@ -114,46 +124,94 @@ fn cpu_description() -> String {
     format!("cpu ({} threads)", rayon::current_num_threads())
 }
 
-impl TrainArgs {
-    fn config(&self) -> TrainConfig {
+impl CommonTrainArgs {
+    /// The hyperparameters, with the three that a sweep varies given.
+    pub fn config(&self, lr: f64, batch_size: usize, hidden: &[usize]) -> TrainConfig {
         TrainConfig {
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
+            batch_size,
+            lr,
             optimizer: self.optimizer,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             dropout: self.dropout,
             lr_schedule: self.lr_schedule,
             normalize: self.normalize,
-            hidden: self.hidden.0.clone(),
+            hidden: hidden.to_vec(),
             seed: self.seed,
             val_split: self.val_split,
             train_limit: self.train_limit,
+            early_stop_patience: self.early_stop_patience,
         }
     }
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config();
-    config.validate().map_err(UsageError)?;
-    let (device, device_name) = open_device(args.device)?;
-    let dataset = data::load(args.data_dir.as_deref())?;
-    eprintln!("data: {}", dataset.source);
+/// What stays the same between the runs of one process: the device and the loaded dataset.
+pub struct Bench {
+    pub device: Device,
+    pub device_name: String,
+    pub dataset: data::fashion_mnist::FashionMnist,
+}
 
-    let tracking = args.tracking.config(args.run_name.clone());
-    let mut tracker = tracking::open(&tracking)?;
-    let mut params = config.params();
+impl Bench {
+    /// Opens the device, then loads (or finds, or downloads) FashionMNIST once.
+    pub fn open(choice: DeviceChoice, data_dir: Option<&Path>) -> anyhow::Result<Bench> {
+        let (device, device_name) = open_device(choice)?;
+        let dataset = data::load(data_dir)?;
+        eprintln!("data: {}", dataset.source);
+        Ok(Bench { device, device_name, dataset })
+    }
+}
+
+/// One tracked training run: its hyperparameters, where it is tracked (with which extra tags,
+/// e.g. a sweep's `mlflow.parentRunId`), and where its files go.
+pub struct RunSpec {
+    pub config: TrainConfig,
+    pub tracking: TrackingConfig,
+    pub tags: Vec<(String, String)>,
+    /// [default: runs/<run id>]
+    pub output_dir: Option<PathBuf>,
+    /// Print the JSON summary as the last line of stdout.
+    pub json: bool,
+}
+
+/// How a started run ended.
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// The summary written to `metrics.json` when the run finished, else why it did not.
+    pub result: anyhow::Result<serde_json::Value>,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let config = args.common.config(args.lr, args.batch_size, &args.hidden.0);
+    config.validate().map_err(UsageError)?;
+    let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
+    let spec = RunSpec {
+        config,
+        tracking: args.common.tracking.config(args.common.run_name.clone()),
+        tags: Vec::new(),
+        output_dir: args.common.output_dir.clone(),
+        json: args.common.json,
+    };
+    tracked_run(&bench, &spec)?.result.map(|_| ExitCode::SUCCESS)
+}
+
+/// Starts a run, trains and reports, and ends the run FINISHED, FAILED or KILLED. An error
+/// means the run could not be started; a run that started and failed is an `Ok` outcome.
+pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> {
+    let mut tracker = tracking::open(&spec.tracking)?;
+    let mut params = spec.config.params();
     params.extend([
-        ("device".to_string(), device_name.clone()),
+        ("device".to_string(), bench.device_name.clone()),
         ("engine_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("data_source".to_string(), dataset.source.to_string()),
+        ("data_source".to_string(), bench.dataset.source.to_string()),
     ]);
-    let run_id = tracker.start_run(&params, &[])?;
+    let run_id = tracker.start_run(&params, &spec.tags)?;
     eprintln!("tracking: {}", tracker.describe());
     let interrupted = tracking::install_interrupt_flag();
-    let result =
-        train_and_report(&args, &config, &device, &device_name, &dataset, tracker.as_mut(), &run_id, &interrupted);
+    engine::cost::reset_peak_rss();
+    let result = train_and_report(bench, spec, tracker.as_mut(), &run_id, &interrupted);
     let status = match &result {
         Ok(_) => RunStatus::Finished,
         Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted)) => RunStatus::Killed,
@@ -162,22 +220,33 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = tracker.end_run(status) {
         eprintln!("warning: could not record the end of run {run_id}: {e}");
     }
-    result
+    Ok(RunOutcome { run_id, status, result })
 }
 
-/// Everything between the start and the end of a tracked run.
-#[allow(clippy::too_many_arguments)]
+/// What the trained model costs to run, measured after training.
+struct Cost {
+    inference_ms_batch_64: f64,
+    inference_ms_batch_1000: f64,
+    peak_rss_mb: Option<f64>,
+}
+
+fn measure_cost(model: &engine::nn::Mlp, bench: &Bench, normalize: Normalization) -> anyhow::Result<Cost> {
+    let test = &bench.dataset.test;
+    let inference_ms_batch_64 = engine::cost::inference_ms_per_batch(model, test, normalize, 64, &bench.device)?;
+    let inference_ms_batch_1000 = engine::cost::inference_ms_per_batch(model, test, normalize, 1000, &bench.device)?;
+    Ok(Cost { inference_ms_batch_64, inference_ms_batch_1000, peak_rss_mb: engine::cost::peak_rss_mb() })
+}
+
+/// Everything between the start and the end of a tracked run; returns the run's summary.
 fn train_and_report(
-    args: &TrainArgs,
-    config: &TrainConfig,
-    device: &Device,
-    device_name: &str,
-    dataset: &data::fashion_mnist::FashionMnist,
+    bench: &Bench,
+    spec: &RunSpec,
     tracker: &mut dyn Tracker,
     run_id: &str,
     interrupted: &std::sync::atomic::AtomicBool,
-) -> anyhow::Result<ExitCode> {
-    let output_dir = args.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id));
+) -> anyhow::Result<serde_json::Value> {
+    let (config, device, dataset) = (&spec.config, &bench.device, &bench.dataset);
+    let output_dir = spec.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id));
     let mut progress = Progress::new();
     let mut observe = |event: Event| -> Result<(), TrainError> {
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -206,6 +275,12 @@ fn train_and_report(
     };
     let trained = train::fit(config, &dataset.train, device, &mut observe)?;
     progress.finish();
+    if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
+        eprintln!(
+            "early stopping: trained {stopped} of {} epochs, kept the weights of epoch {best} (lowest val_loss)",
+            config.epochs
+        );
+    }
 
     let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
     let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
@@ -228,10 +303,11 @@ fn train_and_report(
     )?;
     let mut written = write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
 
-    let summary = serde_json::json!({
+    let cost = measure_cost(&trained.model, bench, config.normalize)?;
+    let mut summary = serde_json::json!({
         "run_id": run_id,
         "output_dir": output_dir,
-        "device": device_name,
+        "device": bench.device_name,
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "macro_f1": report.macro_f1(),
@@ -242,20 +318,33 @@ fn train_and_report(
         "parameters": trained.model.parameter_count(),
         "config": config,
         "epochs": trained.history,
+        "inference_ms_batch_64": cost.inference_ms_batch_64,
+        "inference_ms_batch_1000": cost.inference_ms_batch_1000,
+        "peak_rss_mb": cost.peak_rss_mb,
     });
+    if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
+        summary["best_epoch"] = best.into();
+        summary["stopped_epoch"] = stopped.into();
+    }
     let metrics_path = output_dir.join("metrics.json");
     model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     written.push(metrics_path);
 
-    let final_epoch = config.epochs as i64;
-    tracker.log_metrics(&[
+    let final_epoch = trained.history.len() as i64;
+    let mut final_metrics = vec![
         Metric::new("test_loss", test.loss, final_epoch),
         Metric::new("test_accuracy", test.accuracy, final_epoch),
         Metric::new("macro_f1", report.macro_f1(), final_epoch),
         Metric::new("weighted_f1", report.weighted_f1(), final_epoch),
         Metric::new("train_seconds", trained.train_seconds, final_epoch),
         Metric::new("parameter_count", trained.model.parameter_count() as f64, final_epoch),
-    ])?;
+        Metric::new("inference_ms_batch_64", cost.inference_ms_batch_64, final_epoch),
+        Metric::new("inference_ms_batch_1000", cost.inference_ms_batch_1000, final_epoch),
+    ];
+    final_metrics.extend(cost.peak_rss_mb.map(|mb| Metric::new("peak_rss_mb", mb, final_epoch)));
+    final_metrics.extend(trained.best_epoch.map(|e| Metric::new("best_epoch", e as f64, final_epoch)));
+    final_metrics.extend(trained.stopped_epoch.map(|e| Metric::new("stopped_epoch", e as f64, final_epoch)));
+    tracker.log_metrics(&final_metrics)?;
     tracker.log_params(&[
         ("train_examples".to_string(), trained.train_examples.to_string()),
         ("val_examples".to_string(), trained.val_examples.to_string()),
@@ -265,10 +354,10 @@ fn train_and_report(
     }
     tracker.finish_model(Some(&model_id), &model_dir, &model::MODEL_FILES)?;
     eprintln!("wrote the model and reports to {}", output_dir.display());
-    if args.json {
+    if spec.json {
         println!("{summary}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 fn epoch_metrics(m: &train::EpochMetrics) -> Vec<Metric> {
