@@ -94,7 +94,7 @@ impl Tensor {
                     }
                     continue;
                 };
-                for (input, input_grad) in backward_rule(op, node, &grad)? {
+                for (input, input_grad) in backward_rule(op, node, &grad, node.id() == self.id())? {
                     if !input.tracks() {
                         continue;
                     }
@@ -137,7 +137,8 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
 }
 
 /// The gradient of each input of `op`, given the gradient of its output `node`.
-fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor) -> Result<Vec<(&'a Tensor, Tensor)>> {
+/// `is_root`: `node` is where backward started, so `grad` is the seed 1.
+fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) -> Result<Vec<(&'a Tensor, Tensor)>> {
     Ok(match op {
         Op::Matmul { a, b, trans_a, trans_b } => {
             // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
@@ -162,14 +163,14 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor) -> Result<Vec<(&'
             grads
         }
         Op::Relu(x) => vec![(x, x.relu_mask(grad)?)],
-        Op::Scale(x, factor) => vec![(x, grad.scale(*factor))],
+        Op::Scale(x, factor) => vec![(x, grad.scale(*factor)?)],
         Op::Add(a, b) => vec![(a, grad.clone()), (b, grad.clone())],
         Op::Mul(a, b) => vec![(a, grad.mul(b)?), (b, grad.mul(a)?)],
         Op::Sum(x) => vec![(x, grad.broadcast_scalar(x.shape())?)],
-        Op::SumRows(x) => vec![(x, Tensor::zeros(x.shape(), &x.device()).add_bias(grad)?)],
+        Op::SumRows(x) => vec![(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
         Op::Softmax(x) => vec![(x, node.softmax_backward(grad)?)],
         Op::CrossEntropy { logits, labels } => {
-            vec![(logits, logits.cross_entropy_backward(labels, grad.to_scalar()?)?)]
+            vec![(logits, logits.cross_entropy_backward(labels, (!is_root).then_some(grad))?)]
         }
     })
 }

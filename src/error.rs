@@ -15,6 +15,11 @@ pub enum Error {
     LabelOutOfRange { label: f32, classes: usize },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}: the tensors are on different devices")]
+    DeviceMismatch(&'static str),
+    #[cfg(feature = "gpu")]
+    #[error(transparent)]
+    Gpu(#[from] crate::backend::gpu::GpuError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -57,12 +57,15 @@ pub enum ModelError {
 /// Writes the MLP's weights to `path` with `metadata` in the safetensors header.
 /// Returns the SHA-256 of the written file.
 pub fn save_safetensors(model: &Mlp, path: &Path, metadata: HashMap<String, String>) -> Result<String, ModelError> {
+    let invalid = |problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
     let named: Vec<(String, Vec<usize>, Vec<u8>)> = model
         .named_parameters()
         .into_iter()
-        .map(|(name, t)| (name, t.shape().to_vec(), bytemuck::cast_slice::<f32, u8>(&t.to_vec()).to_vec()))
-        .collect();
-    let invalid = |problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
+        .map(|(name, t)| {
+            let values = t.to_vec().map_err(|e| invalid(e.to_string()))?;
+            Ok((name, t.shape().to_vec(), bytemuck::cast_slice::<f32, u8>(&values).to_vec()))
+        })
+        .collect::<Result<_, ModelError>>()?;
     let views = named
         .iter()
         .map(|(name, shape, bytes)| {

@@ -3,6 +3,8 @@
 
 use crate::autograd::Gradients;
 use crate::backend::cpu::{self, AdamStep, SgdStep};
+#[cfg(feature = "gpu")]
+use crate::backend::gpu;
 use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
@@ -25,13 +27,15 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(params: Vec<Tensor>, lr: f32, momentum: f32, weight_decay: f32) -> Sgd {
-        let momentum_buffers = zeros_like(&params);
-        Sgd { params, momentum_buffers, lr, momentum, weight_decay, steps: 0 }
+        Sgd { params, momentum_buffers: Vec::new(), lr, momentum, weight_decay, steps: 0 }
     }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self, grads: &Gradients) -> Result<()> {
+        if self.momentum_buffers.is_empty() {
+            self.momentum_buffers = zeros_like(&self.params)?;
+        }
         let h = SgdStep {
             lr: self.lr,
             momentum: self.momentum,
@@ -42,6 +46,10 @@ impl Optimizer for Sgd {
             let g = gradient_of(grads, p)?;
             match (&mut *p.storage_mut(), &*g.storage(), &mut *buf.storage_mut()) {
                 (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(buf)) => cpu::sgd_step(p, g, buf, h),
+                #[cfg(feature = "gpu")]
+                (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(buf)) => gpu::ops::sgd_step(p.context(), p, g, buf, h)?,
+                #[cfg(feature = "gpu")]
+                _ => return Err(Error::DeviceMismatch("sgd_step")),
             }
         }
         self.steps += 1;
@@ -74,11 +82,10 @@ pub struct Adam {
 impl Adam {
     /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8.
     pub fn new(params: Vec<Tensor>, lr: f32, weight_decay: f32) -> Adam {
-        let (first_moments, second_moments) = (zeros_like(&params), zeros_like(&params));
         Adam {
             params,
-            first_moments,
-            second_moments,
+            first_moments: Vec::new(),
+            second_moments: Vec::new(),
             lr,
             beta1: 0.9,
             beta2: 0.999,
@@ -97,6 +104,9 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self, grads: &Gradients) -> Result<()> {
+        if self.first_moments.is_empty() {
+            (self.first_moments, self.second_moments) = (zeros_like(&self.params)?, zeros_like(&self.params)?);
+        }
         self.steps += 1;
         let h = AdamStep {
             lr: self.lr,
@@ -112,6 +122,12 @@ impl Optimizer for Adam {
             let g = gradient_of(grads, p)?;
             match (&mut *p.storage_mut(), &*g.storage(), &mut *m.storage_mut(), &mut *v.storage_mut()) {
                 (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => cpu::adam_step(p, g, m, v, h),
+                #[cfg(feature = "gpu")]
+                (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
+                    gpu::ops::adam_step(p.context(), p, g, m, v, h)?
+                }
+                #[cfg(feature = "gpu")]
+                _ => return Err(Error::DeviceMismatch("adam_step")),
             }
         }
         Ok(())
@@ -126,7 +142,8 @@ impl Optimizer for Adam {
     }
 }
 
-fn zeros_like(params: &[Tensor]) -> Vec<Tensor> {
+/// Optimizer state: zeros shaped like each parameter, on its device (made at the first step).
+fn zeros_like(params: &[Tensor]) -> Result<Vec<Tensor>> {
     params.iter().map(|p| Tensor::zeros(p.shape(), &p.device())).collect()
 }
 

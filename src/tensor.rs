@@ -9,25 +9,74 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::autograd::{self, Op};
 use crate::backend::cpu::{self, matmul::MatRef};
+#[cfg(feature = "gpu")]
+use crate::backend::gpu::{
+    self, GpuBuffer, GpuContext,
+    ops::{Epilogue, MatmulShape},
+};
 use crate::error::{Error, Result};
 
 /// Where a tensor's data lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Device {
     Cpu,
+    /// A GPU through wgpu; tensors on it share its context.
+    #[cfg(feature = "gpu")]
+    Gpu(Arc<GpuContext>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            #[cfg(feature = "gpu")]
+            (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "gpu")]
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "Cpu"),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => write!(f, "Gpu({})", ctx.adapter().name),
+        }
+    }
 }
 
 /// The data of a tensor on its device.
-#[derive(Debug)]
 pub enum Storage {
     Cpu(Vec<f32>),
+    #[cfg(feature = "gpu")]
+    Gpu(GpuBuffer),
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(b) => Device::Gpu(b.context().clone()),
         }
+    }
+
+    fn upload(data: Vec<f32>, device: &Device) -> Result<Storage> {
+        Ok(match device {
+            Device::Cpu => Storage::Cpu(data),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => Storage::Gpu(GpuBuffer::from_f32(ctx, &data)?),
+        })
+    }
+
+    fn duplicate(&self) -> Result<Storage> {
+        Ok(match self {
+            Storage::Cpu(v) => Storage::Cpu(v.clone()),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(b) => Storage::Gpu(b.duplicate()?),
+        })
     }
 }
 
@@ -79,15 +128,17 @@ impl Tensor {
         if data.len() != shape.iter().product::<usize>() {
             return Err(Error::ElementCount { len: data.len(), shape: shape.to_vec() });
         }
-        let storage = match device {
-            Device::Cpu => Storage::Cpu(data),
-        };
-        Ok(Tensor::build(storage, shape.to_vec(), None, is_variable))
+        Ok(Tensor::build(Storage::upload(data, device)?, shape.to_vec(), None, is_variable))
     }
 
-    pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         let len = shape.iter().product();
-        Tensor::build(Storage::Cpu(vec![0.0; len]), shape.to_vec(), None, false).to_device(device)
+        let storage = match device {
+            Device::Cpu => Storage::Cpu(vec![0.0; len]),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => Storage::Gpu(gpu::ops::fill(ctx, len, 0.0)?),
+        };
+        Ok(Tensor::build(storage, shape.to_vec(), None, false))
     }
 
     /// A result of `op`; the op is kept only if gradients are being recorded.
@@ -134,8 +185,8 @@ impl Tensor {
     }
 
     /// The same data, cut off from the graph.
-    pub fn detach(&self) -> Tensor {
-        Tensor::constant(self.storage().duplicate(), self.0.shape.clone())
+    pub fn detach(&self) -> Result<Tensor> {
+        Ok(Tensor::constant(self.storage().duplicate()?, self.0.shape.clone()))
     }
 
     pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
@@ -147,25 +198,30 @@ impl Tensor {
         self.0.storage.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Copies the data to the host, row-major.
-    pub fn to_vec(&self) -> Vec<f32> {
-        match &*self.storage() {
+    /// Copies the data to the host, row-major (waiting for a GPU to finish).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        Ok(match &*self.storage() {
             Storage::Cpu(v) => v.clone(),
-        }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(b) => b.to_f32_vec()?,
+        })
     }
 
     /// The value of a one-element tensor.
     pub fn to_scalar(&self) -> Result<f32> {
-        match self.to_vec().as_slice() {
+        match self.to_vec()?.as_slice() {
             [v] => Ok(*v),
             _ => Err(Error::NotScalar(self.shape().to_vec())),
         }
     }
 
-    pub fn to_device(&self, device: &Device) -> Tensor {
-        match device {
-            Device::Cpu => self.clone(),
+    /// The same values on `device` (the same tensor when it is there already), cut off from
+    /// the graph when copied.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == *device {
+            return Ok(self.clone());
         }
+        Ok(Tensor::constant(Storage::upload(self.to_vec()?, device)?, self.0.shape.clone()))
     }
 
     fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
@@ -214,6 +270,13 @@ impl Tensor {
                 cpu::matmul::gemm(a, b, &mut c, false);
                 Storage::Cpu(c)
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                let shape = MatmulShape::new(m, k, n).transposed(trans_a, trans_b);
+                Storage::Gpu(gpu::ops::matmul(a.context(), a, b, shape, Epilogue::default())?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("matmul")),
         };
         let op = Op::Matmul { a: self.clone(), b: rhs.clone(), trans_a, trans_b };
         Ok(Tensor::from_op(storage, vec![m, n], op))
@@ -230,7 +293,7 @@ impl Tensor {
     }
 
     fn bias_op(&self, bias: &Tensor, relu: bool) -> Result<Tensor> {
-        let (_, n) = self.dims2("add_bias")?;
+        let (m, n) = self.dims2("add_bias")?;
         if bias.shape() != [n] {
             return Err(Error::ShapeMismatch {
                 op: "add_bias",
@@ -240,47 +303,53 @@ impl Tensor {
         }
         let storage = match (&*self.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(b)) => {
-                let mut out = vec![0.0; x.len()];
+                let mut out = vec![0.0; m * n];
                 cpu::add_bias(x, b, &mut out, relu);
                 Storage::Cpu(out)
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n, relu)?),
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("add_bias")),
         };
         let op = Op::AddBias { x: self.clone(), bias: bias.clone(), relu };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), op))
     }
 
-    pub fn relu(&self) -> Tensor {
-        let storage = self.map_storage(|v| v.max(0.0));
-        Tensor::from_op(storage, self.shape().to_vec(), Op::Relu(self.clone()))
+    pub fn relu(&self) -> Result<Tensor> {
+        let storage = self.unary(Unary::Relu)?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Relu(self.clone())))
     }
 
     /// Elementwise `self * factor`.
-    pub fn scale(&self, factor: f32) -> Tensor {
-        let storage = self.map_storage(|v| v * factor);
-        Tensor::from_op(storage, self.shape().to_vec(), Op::Scale(self.clone(), factor))
+    pub fn scale(&self, factor: f32) -> Result<Tensor> {
+        let storage = self.unary(Unary::Scale(factor))?;
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Scale(self.clone(), factor)))
     }
 
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        let storage = self.zip_storage(rhs, "add", |a, b| a + b)?;
+        let storage = self.binary(rhs, Binary::Add)?;
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Add(self.clone(), rhs.clone())))
     }
 
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        let storage = self.zip_storage(rhs, "mul", |a, b| a * b)?;
+        let storage = self.binary(rhs, Binary::Mul)?;
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Mul(self.clone(), rhs.clone())))
     }
 
     /// Sum of all elements, as a scalar.
-    pub fn sum(&self) -> Tensor {
+    pub fn sum(&self) -> Result<Tensor> {
         let storage = match &*self.storage() {
             Storage::Cpu(x) => Storage::Cpu(vec![cpu::sum(x)]),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::sum(x.context(), x)?),
         };
-        Tensor::from_op(storage, Vec::new(), Op::Sum(self.clone()))
+        Ok(Tensor::from_op(storage, Vec::new(), Op::Sum(self.clone())))
     }
 
     /// Mean of all elements, as a scalar.
-    pub fn mean(&self) -> Tensor {
-        self.sum().scale(1.0 / self.len().max(1) as f32)
+    pub fn mean(&self) -> Result<Tensor> {
+        self.sum()?.scale(1.0 / self.len().max(1) as f32)
     }
 
     /// Column sums of a `[m, n]` matrix: `[n]`.
@@ -292,25 +361,30 @@ impl Tensor {
                 cpu::sum_rows(x, m, n, &mut out);
                 Storage::Cpu(out)
             }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::sum_rows(x.context(), x, m, n)?),
         };
         Ok(Tensor::from_op(storage, vec![n], Op::SumRows(self.clone())))
     }
 
     /// Row-wise softmax of a `[m, n]` matrix.
     pub fn softmax(&self) -> Result<Tensor> {
-        let (_, n) = self.dims2("softmax")?;
+        let (m, n) = self.dims2("softmax")?;
         let storage = match &*self.storage() {
             Storage::Cpu(x) => {
-                let mut out = vec![0.0; x.len()];
+                let mut out = vec![0.0; m * n];
                 cpu::softmax_rows(x, n, &mut out);
                 Storage::Cpu(out)
             }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::softmax_rows(x.context(), x, m, n)?),
         };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Softmax(self.clone())))
     }
 
     /// Mean over the rows of `-log_softmax(self)[row, label]`, fused: the loss of a classifier.
-    /// `labels` holds one class index per row, stored as `f32`.
+    /// `labels` holds one class index per row, stored as `f32`. On a GPU, a label outside the
+    /// classes makes the loss NaN (a kernel cannot stop with an error).
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("cross_entropy")?;
         if labels.shape() != [m] {
@@ -326,48 +400,70 @@ impl Tensor {
                 let losses = cpu::cross_entropy_rows(x, y, n);
                 Storage::Cpu(vec![(losses.iter().map(|&l| l as f64).sum::<f64>() / m.max(1) as f64) as f32])
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(y)) => Storage::Gpu(gpu::ops::cross_entropy_mean(x.context(), x, y, m, n)?),
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("cross_entropy")),
         };
         let op = Op::CrossEntropy { logits: self.clone(), labels: labels.clone() };
         Ok(Tensor::from_op(storage, Vec::new(), op))
     }
 
-    /// The gradient of `cross_entropy` with respect to the logits, times `scale`.
-    pub(crate) fn cross_entropy_backward(&self, labels: &Tensor, scale: f32) -> Result<Tensor> {
-        let (_, n) = self.dims2("cross_entropy")?;
+    /// The gradient of `cross_entropy` with respect to the logits, times the scalar `grad`
+    /// (`None`: the loss is where backward started, so the factor is 1 and nothing is read back
+    /// from a device).
+    pub(crate) fn cross_entropy_backward(&self, labels: &Tensor, grad: Option<&Tensor>) -> Result<Tensor> {
+        let (m, n) = self.dims2("cross_entropy")?;
+        let scale = grad.map_or(Ok(1.0), Tensor::to_scalar)? / m.max(1) as f32;
         let storage = match (&*self.storage(), &*labels.storage()) {
             (Storage::Cpu(x), Storage::Cpu(y)) => {
                 let mut dx = vec![0.0; x.len()];
-                cpu::cross_entropy_backward(x, y, n, scale / y.len().max(1) as f32, &mut dx);
+                cpu::cross_entropy_backward(x, y, n, scale, &mut dx);
                 Storage::Cpu(dx)
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(y)) => {
+                Storage::Gpu(gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("cross_entropy")),
         };
         Ok(Tensor::constant(storage, self.shape().to_vec()))
     }
 
     /// Softmax backward from the softmax output `self` and the incoming gradient.
     pub(crate) fn softmax_backward(&self, grad: &Tensor) -> Result<Tensor> {
-        let (_, n) = self.dims2("softmax")?;
+        let (m, n) = self.dims2("softmax")?;
         let storage = match (&*self.storage(), &*grad.storage()) {
             (Storage::Cpu(y), Storage::Cpu(g)) => {
-                let mut dx = vec![0.0; y.len()];
+                let mut dx = vec![0.0; m * n];
                 cpu::softmax_rows_backward(y, g, n, &mut dx);
                 Storage::Cpu(dx)
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(y), Storage::Gpu(g)) => {
+                Storage::Gpu(gpu::ops::softmax_rows_backward(y.context(), y, g, m, n)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("softmax_backward")),
         };
         Ok(Tensor::constant(storage, self.shape().to_vec()))
     }
 
     /// `grad` where `self > 0`, else zero: the backward of relu.
     pub(crate) fn relu_mask(&self, grad: &Tensor) -> Result<Tensor> {
-        let storage = self.zip_storage(grad, "relu_backward", |x, g| if x > 0.0 { g } else { 0.0 })?;
+        let storage = self.binary(grad, Binary::ReluMask)?;
         Ok(Tensor::constant(storage, self.shape().to_vec()))
     }
 
     /// A tensor of `shape` filled with the value of the scalar `self`.
     pub(crate) fn broadcast_scalar(&self, shape: &[usize]) -> Result<Tensor> {
         let value = self.to_scalar()?;
+        let len = shape.iter().product();
         let storage = match &*self.storage() {
-            Storage::Cpu(_) => Storage::Cpu(vec![value; shape.iter().product()]),
+            Storage::Cpu(_) => Storage::Cpu(vec![value; len]),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::fill(x.context(), len, value)?),
         };
         Ok(Tensor::constant(storage, shape.to_vec()))
     }
@@ -389,38 +485,78 @@ impl Tensor {
 
     /// Index of the largest element of each row of a `[m, n]` matrix (no gradient).
     pub fn argmax(&self) -> Result<Vec<usize>> {
-        let (_, n) = self.dims2("argmax")?;
+        let (m, n) = self.dims2("argmax")?;
         Ok(match &*self.storage() {
-            Storage::Cpu(x) => cpu::argmax_rows(x, n),
+            Storage::Cpu(x) => cpu::argmax_rows(&x[..m * n], n),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => {
+                gpu::ops::argmax_rows(x.context(), x, m, n)?.to_f32_vec()?.into_iter().map(|i| i as usize).collect()
+            }
         })
     }
 
-    fn map_storage(&self, f: impl Fn(f32) -> f32 + Sync) -> Storage {
-        match &*self.storage() {
+    fn unary(&self, f: Unary) -> Result<Storage> {
+        Ok(match &*self.storage() {
             Storage::Cpu(x) => {
                 let mut out = vec![0.0; x.len()];
-                cpu::map(x, &mut out, f);
+                match f {
+                    Unary::Relu => cpu::map(x, &mut out, |v| v.max(0.0)),
+                    Unary::Scale(factor) => cpu::map(x, &mut out, |v| v * factor),
+                }
                 Storage::Cpu(out)
             }
-        }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(match f {
+                Unary::Relu => gpu::ops::relu(x.context(), x)?,
+                Unary::Scale(factor) => gpu::ops::scale(x.context(), x, factor)?,
+            }),
+        })
     }
 
-    fn zip_storage(&self, rhs: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Storage> {
-        self.same_shape(rhs, op)?;
+    fn binary(&self, rhs: &Tensor, f: Binary) -> Result<Storage> {
+        self.same_shape(rhs, f.name())?;
         Ok(match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; a.len()];
-                cpu::zip_map(a, b, &mut out, f);
+                match f {
+                    Binary::Add => cpu::zip_map(a, b, &mut out, |a, b| a + b),
+                    Binary::Mul => cpu::zip_map(a, b, &mut out, |a, b| a * b),
+                    Binary::ReluMask => cpu::zip_map(a, b, &mut out, |x, g| if x > 0.0 { g } else { 0.0 }),
+                }
                 Storage::Cpu(out)
             }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(match f {
+                Binary::Add => gpu::ops::add(a.context(), a, b)?,
+                Binary::Mul => gpu::ops::mul(a.context(), a, b)?,
+                Binary::ReluMask => gpu::ops::relu_mask(a.context(), a, b)?,
+            }),
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch(f.name())),
         })
     }
 }
 
-impl Storage {
-    fn duplicate(&self) -> Storage {
+#[derive(Clone, Copy)]
+enum Unary {
+    Relu,
+    Scale(f32),
+}
+
+#[derive(Clone, Copy)]
+enum Binary {
+    Add,
+    Mul,
+    /// `b` where `a > 0`, else 0.
+    ReluMask,
+}
+
+impl Binary {
+    fn name(self) -> &'static str {
         match self {
-            Storage::Cpu(v) => Storage::Cpu(v.clone()),
+            Binary::Add => "add",
+            Binary::Mul => "mul",
+            Binary::ReluMask => "relu_backward",
         }
     }
 }

@@ -177,7 +177,7 @@ pub fn fit(
     let total_steps = steps_per_epoch * config.epochs;
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     let mut history = Vec::new();
-    let mut stopper = config.early_stop_patience.map(EarlyStopping::<Vec<Tensor>>::new);
+    let mut stopper = config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
     let started = Instant::now();
 
     for epoch in 1..=config.epochs {
@@ -230,13 +230,10 @@ pub fn fit(
         }
     }
     let stopped_epoch = stopper.as_ref().map(|_| history.len());
-    let best_epoch = stopper.and_then(|s| {
-        let best = s.best_epoch();
-        if let Some(weights) = s.into_best_state() {
-            restore(&model, weights);
-        }
-        best
-    });
+    let best_epoch = stopper.as_ref().and_then(|s| s.best_epoch());
+    if let Some(weights) = stopper.and_then(|s| s.into_best_state()) {
+        restore(&model, weights?);
+    }
     Ok(Trained {
         model,
         history,
@@ -249,7 +246,7 @@ pub fn fit(
 }
 
 /// Copies of the model's parameters (for early stopping's best weights).
-fn snapshot(model: &Mlp) -> Vec<Tensor> {
+fn snapshot(model: &Mlp) -> crate::Result<Vec<Tensor>> {
     model.parameters().iter().map(Tensor::detach).collect()
 }
 
@@ -316,7 +313,7 @@ pub fn evaluate(
             let y = Tensor::from_vec(labels.clone(), &[batch.len()], device)?;
             let logits = model.forward(&x)?;
             eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
-            let probs = logits.softmax()?.to_vec();
+            let probs = logits.softmax()?.to_vec()?;
             for (row, predicted) in logits.argmax()?.into_iter().enumerate() {
                 eval.predictions.push(predicted as u8);
                 eval.prob_of_pred.push(probs[row * CLASSES + predicted]);

@@ -24,7 +24,7 @@ fn a_model_directory_round_trips() {
     let (loaded, meta) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
     assert_eq!(loaded.sizes(), [784, 32, 16, 10]);
     for ((name, a), (_, b)) in mlp.named_parameters().iter().zip(loaded.named_parameters()) {
-        assert_eq!(a.to_vec(), b.to_vec(), "{name} changed");
+        assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap(), "{name} changed");
         assert_eq!(a.shape(), b.shape());
     }
     assert_eq!((meta.run_id.as_deref(), meta.model_id.as_deref()), (Some("abc"), Some("m-1")));

@@ -19,7 +19,7 @@ fn one_backward_pass_gives_every_parameter_a_nonzero_gradient() {
     let (x, y) = batch(32, 784, 10, &mut rng);
     let grads = mlp.forward_train(&x, &mut rng).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
     for (name, p) in mlp.named_parameters() {
-        let g = grads.get(&p).unwrap_or_else(|| panic!("{name} has no gradient")).to_vec();
+        let g = grads.get(&p).unwrap_or_else(|| panic!("{name} has no gradient")).to_vec().unwrap();
         assert_eq!(g.len(), p.len());
         assert!(g.iter().any(|&v| v != 0.0), "{name}: all-zero gradient");
         assert!(g.iter().all(|v| v.is_finite()), "{name}: non-finite gradient");
@@ -31,12 +31,12 @@ fn linear_initialisation_follows_pytorch_bounds_and_layout() {
     let layer = Linear::new(784, 512, &mut Rng::new(1), &Device::Cpu).unwrap();
     assert_eq!(layer.weight.shape(), [512, 784], "PyTorch keeps weights as [out, in]");
     let bound = 1.0 / 784f32.sqrt();
-    let w = layer.weight.to_vec();
+    let w = layer.weight.to_vec().unwrap();
     assert!(w.iter().all(|v| v.abs() <= bound));
     // Uniform in ±bound: the largest magnitude comes close to the bound, the mean close to zero.
     assert!(w.iter().fold(0.0f32, |m, v| m.max(v.abs())) > 0.99 * bound);
     assert!((w.iter().sum::<f32>() / w.len() as f32).abs() < 0.01 * bound);
-    assert!(layer.bias.to_vec().iter().all(|v| v.abs() <= bound));
+    assert!(layer.bias.to_vec().unwrap().iter().all(|v| v.abs() <= bound));
     let names: Vec<String> = Mlp::new(784, &[512, 512], 10, 0.0, &mut Rng::new(1), &Device::Cpu)
         .unwrap()
         .named_parameters()
@@ -56,8 +56,8 @@ fn three_steps(make: impl Fn(Vec<Tensor>) -> Box<dyn Optimizer>) -> Vec<[f32; 2]
         .iter()
         .map(|g| {
             let g = Tensor::from_vec(g.to_vec(), &[2], &Device::Cpu).unwrap();
-            opt.step(&p.mul(&g).unwrap().sum().backward().unwrap()).unwrap();
-            let v = p.to_vec();
+            opt.step(&p.mul(&g).unwrap().sum().unwrap().backward().unwrap()).unwrap();
+            let v = p.to_vec().unwrap();
             [v[0], v[1]]
         })
         .collect()

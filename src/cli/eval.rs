@@ -14,7 +14,7 @@ use engine::tracking::{self, LocalStore, Metric, MlflowClient, TrackingConfig};
 use engine::train::{self, Evaluation};
 
 use super::TrackingArgs;
-use super::train::{DeviceChoice, open_device};
+use super::device::{DeviceChoice, open_device};
 
 #[derive(Args)]
 pub struct EvalArgs {

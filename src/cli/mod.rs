@@ -2,6 +2,7 @@
 
 mod analyze;
 mod compare;
+mod device;
 mod eval;
 mod progress;
 mod registry;
@@ -68,10 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Sweep(args) => sweep::run(*args),
-        Command::Devices => {
-            println!("cpu\t{} threads (rayon)", rayon::current_num_threads());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Devices => device::list(),
         Command::Runs(command) => runs::run(command),
         Command::Eval(args) => eval::run(*args),
         // The gate's exit code 1 means "failed"; any error means it could not decide: 2.

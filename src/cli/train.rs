@@ -13,6 +13,7 @@ use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainEr
 
 use engine::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 
+use super::device::{DeviceChoice, open_device};
 use super::progress::Progress;
 use super::{TrackingArgs, UsageError};
 
@@ -84,13 +85,6 @@ pub struct CommonTrainArgs {
     pub run_name: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceChoice {
-    Cpu,
-    Gpu,
-    Auto,
-}
-
 /// Hidden layer sizes (a newtype so clap parses the whole list at once).
 #[derive(Clone, Debug)]
 pub struct Hidden(pub Vec<usize>);
@@ -104,24 +98,6 @@ pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Hidden(sizes))
-}
-
-/// Picks the device; `gpu` without a GPU backend is an error, never a silent fallback.
-pub fn open_device(choice: DeviceChoice) -> anyhow::Result<(Device, String)> {
-    match choice {
-        DeviceChoice::Cpu => Ok((Device::Cpu, cpu_description())),
-        DeviceChoice::Gpu => anyhow::bail!(
-            "--device gpu: no GPU backend is available in this build; use --device cpu (or --device auto)"
-        ),
-        DeviceChoice::Auto => {
-            eprintln!("device: no GPU available, using the CPU");
-            Ok((Device::Cpu, cpu_description()))
-        }
-    }
-}
-
-fn cpu_description() -> String {
-    format!("cpu ({} threads)", rayon::current_num_threads())
 }
 
 impl CommonTrainArgs {

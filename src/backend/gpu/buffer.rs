@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(bucket_size(257, 1 << 30), 512);
         assert_eq!(bucket_size(1 << 20, 1 << 30), 1 << 20);
         // Past the largest buffer: the size itself, rounded to 256 bytes.
-        assert_eq!(bucket_size(600 << 20, 1 << 30), 600 << 20);
+        assert_eq!(bucket_size(600 << 20, 800 << 20), 600 << 20);
         assert_eq!(bucket_size(1000, 1000), 1000);
     }
 }

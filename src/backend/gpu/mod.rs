@@ -115,14 +115,18 @@ impl std::fmt::Display for AdapterSummary {
     }
 }
 
+/// Vulkan, Metal and DX12 (`WGPU_BACKEND` overrides): compute needs no GL, whose probing only
+/// prints warnings on headless machines.
 fn new_instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(descriptor.with_env())
 }
 
 /// Every adapter wgpu can see on this machine, on every backend it was built with.
 pub fn adapters() -> Vec<AdapterSummary> {
     let instance = new_instance();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
 }
 

@@ -1,0 +1,151 @@
+//! Tensors on the GPU against the same tensors on the CPU: every op's forward and backward,
+//! one optimizer step of the MLP, and a short `engine train --device gpu` run. On a machine
+//! without an adapter these tests skip with a printed reason, unless `ENGINE_REQUIRE_GPU=1`.
+#![cfg(feature = "gpu")]
+
+use engine::backend::gpu::GpuContext;
+use engine::nn::Mlp;
+use engine::optim::{Adam, Optimizer, Sgd};
+use engine::rng::Rng;
+use engine::{Device, Tensor};
+
+fn gpu() -> Option<Device> {
+    match GpuContext::new() {
+        Ok(ctx) => Some(Device::Gpu(ctx)),
+        Err(e) if std::env::var("ENGINE_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("ENGINE_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+}
+
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32]) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        assert!((g - c).abs() <= 1e-4 * (1.0 + c.abs()), "{what}[{i}]: gpu {g} vs cpu {c}");
+    }
+}
+
+/// Runs `f` on variables with the same values on both devices; compares outputs and gradients.
+fn same_on_both(device: &Device, shapes: &[&[usize]], f: impl Fn(&[Tensor]) -> engine::Result<Tensor>, what: &str) {
+    let run = |device: &Device| {
+        let vars: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Tensor::variable(random(s.iter().product(), i as u64 + 1), s, device).unwrap())
+            .collect();
+        let out = f(&vars).unwrap();
+        let probe = Tensor::from_vec(random(out.len(), 99), out.shape(), device).unwrap();
+        let loss = out.mul(&probe).unwrap().sum().unwrap();
+        let grads = loss.backward().unwrap();
+        let grads: Vec<Vec<f32>> = vars.iter().map(|v| grads.get(v).unwrap().to_vec().unwrap()).collect();
+        (out.to_vec().unwrap(), grads)
+    };
+    let (gpu_out, gpu_grads) = run(device);
+    let (cpu_out, cpu_grads) = run(&Device::Cpu);
+    assert_close(&format!("{what} forward"), &gpu_out, &cpu_out);
+    for (i, (g, c)) in gpu_grads.iter().zip(&cpu_grads).enumerate() {
+        assert_close(&format!("{what} gradient of input {i}"), g, c);
+    }
+}
+
+#[test]
+fn every_op_and_its_backward_matches_the_cpu() {
+    let Some(device) = gpu() else { return };
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (m, k, n) = (67, 130, 33);
+        let a: &[usize] = if ta { &[k, m] } else { &[m, k] };
+        let b: &[usize] = if tb { &[n, k] } else { &[k, n] };
+        same_on_both(&device, &[a, b], |v| v[0].matmul_t(&v[1], ta, tb), &format!("matmul ta={ta} tb={tb}"));
+    }
+    same_on_both(&device, &[&[9, 13], &[13]], |v| v[0].add_bias(&v[1]), "add_bias");
+    same_on_both(&device, &[&[9, 13], &[13]], |v| v[0].add_bias_relu(&v[1]), "add_bias_relu");
+    same_on_both(&device, &[&[5, 7]], |v| v[0].relu(), "relu");
+    same_on_both(&device, &[&[5, 7]], |v| v[0].scale(-1.5), "scale");
+    same_on_both(&device, &[&[5, 7], &[5, 7]], |v| v[0].add(&v[1]), "add");
+    same_on_both(&device, &[&[5, 7], &[5, 7]], |v| v[0].mul(&v[1]), "mul");
+    same_on_both(&device, &[&[5, 7]], |v| v[0].sum(), "sum");
+    same_on_both(&device, &[&[5, 7]], |v| v[0].mean(), "mean");
+    same_on_both(&device, &[&[5, 7]], |v| v[0].sum_rows(), "sum_rows");
+    same_on_both(&device, &[&[6, 10]], |v| v[0].softmax(), "softmax");
+    same_on_both(&device, &[&[3, 3]], |v| v[0].mul(&v[0])?.add(&v[0]), "a tensor used twice");
+    let labels = |device: &Device| Tensor::from_vec(vec![3.0, 0.0, 9.0, 9.0, 1.0, 4.0], &[6], device).unwrap();
+    let (gpu_labels, cpu_labels) = (labels(&device), labels(&Device::Cpu));
+    same_on_both(
+        &device,
+        &[&[6, 10]],
+        |v| v[0].cross_entropy(if v[0].device() == Device::Cpu { &cpu_labels } else { &gpu_labels }),
+        "cross_entropy",
+    );
+}
+
+#[test]
+fn mixing_devices_is_an_error() {
+    let Some(device) = gpu() else { return };
+    let a = Tensor::from_vec(vec![1.0; 4], &[2, 2], &device).unwrap();
+    let b = Tensor::from_vec(vec![1.0; 4], &[2, 2], &Device::Cpu).unwrap();
+    assert!(matches!(a.matmul(&b), Err(engine::Error::DeviceMismatch("matmul"))));
+    assert!(matches!(a.add(&b), Err(engine::Error::DeviceMismatch("add"))));
+}
+
+/// One forward, backward and optimizer step of the MLP; returns every parameter after it.
+fn one_step(device: &Device, optimizer: &str) -> Vec<Vec<f32>> {
+    let mlp = Mlp::new(784, &[96, 40], 10, 0.0, &mut Rng::new(5), device).unwrap();
+    let x = Tensor::from_vec(random(50 * 784, 6), &[50, 784], device).unwrap();
+    let y: Vec<f32> = (0..50).map(|i| (i * 7 % 10) as f32).collect();
+    let y = Tensor::from_vec(y, &[50], device).unwrap();
+    let mut opt: Box<dyn Optimizer> = match optimizer {
+        "adam" => Box::new(Adam::new(mlp.parameters(), 1e-2, 1e-3)),
+        _ => Box::new(Sgd::new(mlp.parameters(), 0.1, 0.9, 1e-3)),
+    };
+    for _ in 0..2 {
+        let grads = mlp.forward(&x).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+        engine::no_grad(|| opt.step(&grads)).unwrap();
+    }
+    mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+}
+
+#[test]
+fn training_steps_on_the_gpu_equal_those_on_the_cpu() {
+    let Some(device) = gpu() else { return };
+    for optimizer in ["adam", "sgd"] {
+        let (gpu, cpu) = (one_step(&device, optimizer), one_step(&Device::Cpu, optimizer));
+        for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+            assert_close(&format!("{optimizer}: parameter {i} after two steps"), g, c);
+        }
+    }
+}
+
+#[test]
+fn engine_train_on_the_gpu_reaches_the_cpu_accuracy() {
+    if gpu().is_none() {
+        return;
+    }
+    let run = |device: &str| {
+        let out = std::env::temp_dir().join(format!("engine-gpu-train-{device}-{}", std::process::id()));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["train", "--device", device, "--epochs", "1", "--train-limit", "3000", "--hidden", "64", "--json"])
+            .arg("--output-dir")
+            .arg(&out)
+            .env("ENGINE_LOCAL_STORE", out.join("store"))
+            .env_remove("MLFLOW_TRACKING_URI")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        (summary["test_accuracy"].as_f64().unwrap(), summary["device"].as_str().unwrap().to_string())
+    };
+    let ((gpu_accuracy, gpu_device), (cpu_accuracy, _)) = (run("gpu"), run("cpu"));
+    assert!(gpu_device.starts_with("gpu"), "{gpu_device}");
+    assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.005, "gpu {gpu_accuracy} vs cpu {cpu_accuracy}");
+}
