@@ -131,6 +131,15 @@ impl Tensor {
         Ok(Tensor::build(Storage::upload(data, device)?, shape.to_vec(), None, is_variable))
     }
 
+    /// A constant tensor over data already on a GPU.
+    #[cfg(feature = "gpu")]
+    pub fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize]) -> Result<Tensor> {
+        if buffer.len() != shape.iter().product::<usize>() {
+            return Err(Error::ElementCount { len: buffer.len(), shape: shape.to_vec() });
+        }
+        Ok(Tensor::build(Storage::Gpu(buffer), shape.to_vec(), None, false))
+    }
+
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         let len = shape.iter().product();
         let storage = match device {

@@ -175,7 +175,7 @@ pub fn fit(
     let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    let mut batcher = Batcher::new(train, config.normalize, device)?;
     let mut history = Vec::new();
     let mut stopper = config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
     let started = Instant::now();
@@ -184,13 +184,12 @@ pub fn fit(
         observe(Event::EpochStart { epoch, steps: steps_per_epoch })?;
         let epoch_start = Instant::now();
         shuffle_rng.shuffle(&mut train_idx);
+        batcher.start_epoch(&train_idx)?;
         let mut loss_sum = 0.0f64;
         for (step, batch) in train_idx.chunks(config.batch_size).enumerate() {
             let global_step = (epoch - 1) * steps_per_epoch + step;
             optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
-            data::gather_batch(train, batch, config.normalize, &mut inputs, &mut labels);
-            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], device)?;
-            let y = Tensor::from_vec(std::mem::take(&mut labels), &[batch.len()], device)?;
+            let (x, y) = batcher.batch(batch, step * config.batch_size)?;
             let loss = model.forward_train(&x, &mut dropout_rng)?.cross_entropy(&y)?;
             let value = loss.to_scalar()?;
             if !value.is_finite() {
@@ -254,6 +253,90 @@ fn snapshot(model: &Mlp) -> crate::Result<Vec<Tensor>> {
 fn restore(model: &Mlp, weights: Vec<Tensor>) {
     for (param, saved) in model.parameters().iter().zip(&weights) {
         std::mem::swap(&mut *param.storage_mut(), &mut *saved.storage_mut());
+    }
+}
+
+/// Turns index lists into input and label tensors on the training device. On a GPU the dataset
+/// is uploaded once as `u8` and each epoch's order once; a kernel gathers and normalises every
+/// batch there, so nothing crosses the bus per step but the loss.
+enum Batcher<'a> {
+    Host {
+        data: &'a Dataset,
+        norm: Normalization,
+        device: Device,
+    },
+    #[cfg(feature = "gpu")]
+    Resident(ResidentData),
+}
+
+#[cfg(feature = "gpu")]
+struct ResidentData {
+    ctx: std::sync::Arc<crate::backend::gpu::GpuContext>,
+    pixels: crate::backend::gpu::GpuBuffer,
+    labels: crate::backend::gpu::GpuBuffer,
+    samples: usize,
+    norm: Normalization,
+    order: Option<crate::backend::gpu::GpuBuffer>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(data: &'a Dataset, norm: Normalization, device: &Device) -> crate::Result<Batcher<'a>> {
+        #[cfg(feature = "gpu")]
+        use crate::backend::gpu::GpuBuffer;
+        Ok(match device {
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => Batcher::Resident(ResidentData {
+                ctx: ctx.clone(),
+                pixels: GpuBuffer::from_u8_packed(ctx, &data.pixels)?,
+                labels: GpuBuffer::from_u8_packed(ctx, &data.labels)?,
+                samples: data.len(),
+                norm,
+                order: None,
+            }),
+            _ => Batcher::Host { data, norm, device: device.clone() },
+        })
+    }
+
+    /// Takes this epoch's order of the examples.
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    fn start_epoch(&mut self, order: &[usize]) -> crate::Result<()> {
+        match self {
+            Batcher::Host { .. } => Ok(()),
+            #[cfg(feature = "gpu")]
+            Batcher::Resident(r) => {
+                let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+                r.order = Some(crate::backend::gpu::GpuBuffer::from_u32(&r.ctx, &order)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// The inputs `[batch, 784]` and labels `[batch]` of `batch`, entries `first..` of the order.
+    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
+    fn batch(&mut self, batch: &[usize], first: usize) -> crate::Result<(Tensor, Tensor)> {
+        match self {
+            Batcher::Host { data, norm, device } => {
+                let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+                data::gather_batch(data, batch, *norm, &mut inputs, &mut labels);
+                let x = Tensor::from_vec(inputs, &[batch.len(), IMAGE_PIXELS], device)?;
+                Ok((x, Tensor::from_vec(labels, &[batch.len()], device)?))
+            }
+            #[cfg(feature = "gpu")]
+            Batcher::Resident(r) => {
+                use crate::backend::gpu::ops::{GatherSpec, gather_u8};
+                let order = r.order.as_ref().ok_or_else(|| crate::Error::InvalidArgument("no epoch order".into()))?;
+                let (scale, shift) = r.norm.affine();
+                let spec =
+                    GatherSpec { samples: r.samples, features: IMAGE_PIXELS, first, batch: batch.len(), scale, shift };
+                let x = gather_u8(&r.ctx, &r.pixels, order, spec)?;
+                let spec = GatherSpec { features: 1, scale: 1.0, shift: 0.0, ..spec };
+                let y = gather_u8(&r.ctx, &r.labels, order, spec)?;
+                Ok((
+                    Tensor::from_gpu_buffer(x, &[batch.len(), IMAGE_PIXELS])?,
+                    Tensor::from_gpu_buffer(y, &[batch.len()])?,
+                ))
+            }
+        }
     }
 }
 
