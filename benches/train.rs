@@ -1,47 +1,55 @@
 //! Training throughput on the real FashionMNIST training set, measured like the PyTorch anchor
 //! (`shared/anchors/cpu/train.py --loader preloaded`): the default 784-512-512-10 MLP, Adam 1e-3,
-//! batch 128, all 60,000 images per epoch, no validation or evaluation inside the timing.
+//! batch 128, all 60,000 images per epoch, no validation or evaluation inside the timing. It runs
+//! the real training loop (`engine::train::fit`), so the numbers are those of `engine train`.
 //!
-//! `RAYON_NUM_THREADS=1 cargo bench --bench train -- [epochs]`
+//! `RAYON_NUM_THREADS=1 cargo bench --bench train -- [epochs] [cpu|gpu]`
 
-use std::time::Instant;
-
-use engine::data::{self, IMAGE_PIXELS, Normalization};
-use engine::nn::Mlp;
-use engine::optim::{Adam, Optimizer};
-use engine::rng::Rng;
-use engine::{Device, Tensor};
+use engine::Device;
+use engine::data::{self, Normalization};
+use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let epochs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(3);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let epochs: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3);
+    let device = if args.iter().any(|a| a == "gpu") { gpu()? } else { Device::Cpu };
     let data = data::load(std::env::var_os("ENGINE_DATA_DIR").as_deref().map(std::path::Path::new))?;
-    let train = data.train;
-    let device = Device::Cpu;
-    let mut rng = Rng::new(0);
-    let model = Mlp::new(IMAGE_PIXELS, &[512, 512], 10, 0.0, &mut rng, &device)?;
-    let mut optimizer = Adam::new(model.parameters(), 1e-3, 0.0);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    println!("threads {}  batch 128  images {}", rayon::current_num_threads(), train.len());
-    for epoch in 1..=epochs {
-        rng.shuffle(&mut order);
-        let start = Instant::now();
-        let mut loss_sum = 0.0;
-        for batch in order.chunks(128) {
-            data::gather_batch(&train, batch, Normalization::Unit, &mut inputs, &mut labels);
-            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], &device)?;
-            let y = Tensor::from_vec(std::mem::take(&mut labels), &[batch.len()], &device)?;
-            let loss = model.forward(&x)?.cross_entropy(&y)?;
-            loss_sum += loss.to_scalar()? as f64 * batch.len() as f64;
-            let grads = loss.backward()?;
-            engine::no_grad(|| optimizer.step(&grads))?;
+    let config = TrainConfig {
+        epochs,
+        batch_size: 128,
+        lr: 1e-3,
+        optimizer: OptimizerKind::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        dropout: 0.0,
+        lr_schedule: LrSchedule::Constant,
+        normalize: Normalization::Unit,
+        hidden: vec![512, 512],
+        seed: 0,
+        val_split: 0.0,
+        train_limit: None,
+        early_stop_patience: None,
+    };
+    println!("device {device:?}  threads {}  batch 128  images {}", rayon::current_num_threads(), data.train.len());
+    let mut report = |event: Event| {
+        if let Event::EpochEnd(m) = event {
+            println!(
+                "epoch {}  {:.3} s  {:.0} samples/s  train_loss {:.4}",
+                m.epoch, m.seconds, m.samples_per_second, m.train_loss
+            );
         }
-        let seconds = start.elapsed().as_secs_f64();
-        println!(
-            "epoch {epoch}  {seconds:.3} s  {:.0} samples/s  train_loss {:.4}",
-            train.len() as f64 / seconds,
-            loss_sum / train.len() as f64
-        );
-    }
+        Ok(())
+    };
+    train::fit(&config, &data.train, &device, &mut report)?;
     Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn gpu() -> Result<Device, Box<dyn std::error::Error>> {
+    Ok(Device::Gpu(engine::backend::gpu::GpuContext::new()?))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu() -> Result<Device, Box<dyn std::error::Error>> {
+    Err("built without the gpu feature".into())
 }
