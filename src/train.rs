@@ -176,6 +176,8 @@ pub fn fit(
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let mut batcher = Batcher::new(train, config.normalize, device)?;
+    // Reading the loss waits for the device: a GPU keeps running ahead between reads.
+    let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
     let mut history = Vec::new();
     let mut stopper = config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
     let started = Instant::now();
@@ -186,24 +188,28 @@ pub fn fit(
         shuffle_rng.shuffle(&mut train_idx);
         batcher.start_epoch(&train_idx)?;
         let mut loss_sum = 0.0f64;
+        let mut window = LossWindow::default();
         for (step, batch) in train_idx.chunks(config.batch_size).enumerate() {
             let global_step = (epoch - 1) * steps_per_epoch + step;
             optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
             let (x, y) = batcher.batch(batch, step * config.batch_size)?;
             let loss = model.forward_train(&x, &mut dropout_rng)?.cross_entropy(&y)?;
-            let value = loss.to_scalar()?;
-            if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss { epoch, step: step + 1, loss: value });
-            }
             let grads = loss.backward()?;
             crate::no_grad(|| optimizer.step(&grads))?;
-            loss_sum += value as f64 * batch.len() as f64;
-            let seen = (step * config.batch_size + batch.len()) as f64;
-            observe(Event::Step {
-                step: step + 1,
-                loss: value,
-                samples_per_second: seen / epoch_start.elapsed().as_secs_f64(),
-            })?;
+            window.add(&loss, batch.len())?;
+            if (step + 1) % read_every == 0 || step + 1 == steps_per_epoch {
+                let (sum, examples) = window.take()?;
+                if !sum.is_finite() {
+                    return Err(TrainError::NonFiniteLoss { epoch, step: step + 1, loss: sum as f32 });
+                }
+                loss_sum += sum;
+                let seen = (step * config.batch_size + batch.len()) as f64;
+                observe(Event::Step {
+                    step: step + 1,
+                    loss: (sum / examples as f64) as f32,
+                    samples_per_second: seen / epoch_start.elapsed().as_secs_f64(),
+                })?;
+            }
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let val = (!val_idx.is_empty())
@@ -253,6 +259,37 @@ fn snapshot(model: &Mlp) -> crate::Result<Vec<Tensor>> {
 fn restore(model: &Mlp, weights: Vec<Tensor>) {
     for (param, saved) in model.parameters().iter().zip(&weights) {
         std::mem::swap(&mut *param.storage_mut(), &mut *saved.storage_mut());
+    }
+}
+
+/// Steps between two reads of the loss on a GPU (and so between progress updates and NaN checks).
+const GPU_LOSS_READ_INTERVAL: usize = 32;
+
+/// The batch losses since the last read, summed where they were computed (weighted by batch
+/// size), so reading them costs one transfer.
+#[derive(Default)]
+struct LossWindow {
+    sum: Option<Tensor>,
+    examples: usize,
+}
+
+impl LossWindow {
+    fn add(&mut self, loss: &Tensor, examples: usize) -> crate::Result<()> {
+        crate::no_grad(|| {
+            let weighted = loss.scale(examples as f32)?;
+            self.sum = Some(match self.sum.take() {
+                Some(sum) => sum.add(&weighted)?,
+                None => weighted,
+            });
+            self.examples += examples;
+            Ok(())
+        })
+    }
+
+    /// The summed loss and the examples it covers; the window starts again empty.
+    fn take(&mut self) -> crate::Result<(f64, usize)> {
+        let sum = self.sum.take().map_or(Ok(0.0), |s| s.to_scalar())?;
+        Ok((sum as f64, std::mem::take(&mut self.examples)))
     }
 }
 
