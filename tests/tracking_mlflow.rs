@@ -479,3 +479,30 @@ fn runs_still_recording_are_left_alone_by_sync() {
     let sid = rep.runs[0].server_run_id.clone().unwrap();
     assert_eq!(c.get_run(&sid).unwrap().tag("engine.local_run_id"), Some(id.as_str()));
 }
+
+#[test]
+fn runs_nested_offline_keep_their_parent_after_sync() {
+    let Some(server) = mlflow::shared() else {
+        return;
+    };
+    let tmp = Tmp::new("nested");
+    let c = client(server.uri());
+    // A child recorded first (so an unordered sync would meet it before its parent), then the
+    // parent it names by the parent's local id, as a sweep does while the server is down.
+    let parent_cfg = config(None, tmp.path(), "nested", "sweep");
+    let mut parent = LocalTracker::new(parent_cfg.clone()).unwrap();
+    let parent_id = parent.start_run(&[], &[]).unwrap();
+    let mut child = LocalTracker::new(config(None, tmp.path(), "nested", "child")).unwrap();
+    child.start_run(&[], &kv(&[("mlflow.parentRunId", &parent_id)])).unwrap();
+    child.end_run(RunStatus::Finished).unwrap();
+    parent.end_run(RunStatus::Finished).unwrap();
+    drop((parent, child));
+
+    let rep = sync_to(&parent_cfg.local_root, &c, &SyncOptions::default()).unwrap();
+    assert_eq!(rep.created(), 2, "{rep}");
+    let server_id = |name: &str| rep.runs.iter().find(|r| r.run_name == name).unwrap().server_run_id.clone().unwrap();
+    let child_run = c.get_run(&server_id("child")).unwrap();
+    assert_eq!(child_run.tag("mlflow.parentRunId"), Some(server_id("sweep").as_str()));
+    let again = sync_to(&parent_cfg.local_root, &c, &SyncOptions { recheck: true, ..SyncOptions::default() }).unwrap();
+    assert_eq!(again.created(), 0, "{again}");
+}

@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 
 use super::{TrackingArgs, UsageError};
 
-/// The tag MLflow's client sets on a nested run: the id of its parent.
-pub const PARENT_RUN_ID_TAG: &str = "mlflow.parentRunId";
+pub use engine::tracking::PARENT_RUN_ID_TAG;
 
 #[derive(Args)]
 pub struct CompareArgs {

@@ -44,6 +44,8 @@ pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, s
 pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";
 /// Default local store root when `ENGINE_LOCAL_STORE` is unset.
 pub const DEFAULT_LOCAL_ROOT: &str = "./mlruns-local";
+/// The tag MLflow's client nests a run under its parent with.
+pub const PARENT_RUN_ID_TAG: &str = "mlflow.parentRunId";
 /// Tag naming the logged model a run produced.
 pub const MODEL_ID_TAG: &str = "engine.model_id";
 /// Where a run's model directory sits among its artifacts.

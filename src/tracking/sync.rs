@@ -20,7 +20,7 @@ use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::util::{now_ms, truncate_chars};
-use super::{LOCAL_RUN_ID_TAG, Metric, RunStatus, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
 
 /// Which runs to push.
 #[derive(Clone, Debug, Default)]
@@ -187,6 +187,9 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
     } else {
         options.run_ids.iter().map(|id| store.find_run_dir(id)).collect::<Result<Vec<_>, _>>()?
     };
+    // Parents before children, so a child's parent tag can name the parent's server run.
+    let mut dirs = dirs;
+    dirs.sort_by_key(|dir| LocalStore::load_dir(dir).map_or(false, |r| r.tags.contains_key(PARENT_RUN_ID_TAG)));
     let mut report = SyncReport { tracking_uri: uri.clone(), runs: Vec::new() };
     let mut experiments: HashMap<String, String> = HashMap::new();
     for dir in dirs {
@@ -236,6 +239,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
             };
             rec.end_time_ms = Some(end);
         }
+        point_parent_at_server(&store, &uri, &mut rec);
         let mut s = SyncedRun::new(&rec);
         match sync_run(client, &dir, &rec, &mut experiments, &mut s) {
             Ok(()) => {}
@@ -245,6 +249,20 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         report.runs.push(s);
     }
     Ok(report)
+}
+
+/// A run nested while the server was unreachable names its parent by the local id; on the
+/// server it must name the parent's server run (synced just before it).
+fn point_parent_at_server(store: &LocalStore, uri: &str, rec: &mut RunRecord) {
+    let Some(parent) = rec.tags.get(PARENT_RUN_ID_TAG) else { return };
+    let server_id = store
+        .find_run_dir(parent)
+        .and_then(|dir| local::read_meta(&dir))
+        .ok()
+        .and_then(|meta| meta.remote_for(uri).map(|r| r.run_id.clone()));
+    if let Some(server_id) = server_id {
+        rec.tags.insert(PARENT_RUN_ID_TAG.to_string(), server_id);
+    }
 }
 
 /// Values equal as the server stores them: NaN = NaN, ±inf = ±f64::MAX (sqlite clamps), and a
