@@ -189,7 +189,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
     };
     // Parents before children, so a child's parent tag can name the parent's server run.
     let mut dirs = dirs;
-    dirs.sort_by_key(|dir| LocalStore::load_dir(dir).map_or(false, |r| r.tags.contains_key(PARENT_RUN_ID_TAG)));
+    dirs.sort_by_key(|dir| LocalStore::load_dir(dir).is_ok_and(|r| r.tags.contains_key(PARENT_RUN_ID_TAG)));
     let mut report = SyncReport { tracking_uri: uri.clone(), runs: Vec::new() };
     let mut experiments: HashMap<String, String> = HashMap::new();
     for dir in dirs {
