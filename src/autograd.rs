@@ -15,6 +15,7 @@ use crate::tensor::{Tensor, TensorId};
 pub(crate) enum Op {
     Matmul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool },
     AddBias { x: Tensor, bias: Tensor, relu: bool },
+    Linear { x: Tensor, weight: Tensor, bias: Tensor, relu: bool },
     Relu(Tensor),
     Scale(Tensor, f32),
     Add(Tensor, Tensor),
@@ -30,6 +31,7 @@ impl Op {
         match self {
             Op::Matmul { a, b, .. } | Op::Add(a, b) | Op::Mul(a, b) => vec![a, b],
             Op::AddBias { x, bias, .. } => vec![x, bias],
+            Op::Linear { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
             Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) => vec![x],
         }
@@ -150,6 +152,21 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) ->
             if b.tracks() {
                 let db = if *trans_b { grad.matmul_t(a, true, *trans_a)? } else { a.matmul_t(grad, !*trans_a, false)? };
                 grads.push((b, db));
+            }
+            grads
+        }
+        Op::Linear { x, weight, bias, relu } => {
+            // y = act(x·Wᵀ + b): dz = dy masked by the relu, dx = dz·W, dW = dzᵀ·x, db = Σ dz.
+            let dz = if *relu { node.relu_mask(grad)? } else { grad.clone() };
+            let mut grads = Vec::new();
+            if x.tracks() {
+                grads.push((x, dz.matmul(weight)?));
+            }
+            if weight.tracks() {
+                grads.push((weight, dz.matmul_tn(x)?));
+            }
+            if bias.tracks() {
+                grads.push((bias, dz.sum_rows()?));
             }
             grads
         }

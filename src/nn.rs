@@ -44,12 +44,12 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul_nt(&self.weight)?.add_bias(&self.bias)
+        x.linear(&self.weight, &self.bias, false)
     }
 
-    /// `relu(x · Wᵀ + b)`, with bias and relu fused into one pass.
+    /// `relu(x · Wᵀ + b)`, with bias and relu fused into the matmul's output.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul_nt(&self.weight)?.add_bias_relu(&self.bias)
+        x.linear(&self.weight, &self.bias, true)
     }
 }
 

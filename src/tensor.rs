@@ -291,6 +291,38 @@ impl Tensor {
         Ok(Tensor::from_op(storage, vec![m, n], op))
     }
 
+    /// A linear layer in one op: `self · weightᵀ + bias`, through a relu when `relu`, for
+    /// `self` `[m, k]`, PyTorch's `weight` `[n, k]` and `bias` `[n]`. The bias and relu are
+    /// applied where the product is written (on a GPU, in the matmul kernel's epilogue).
+    pub fn linear(&self, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
+        let (m, k) = self.dims2("linear")?;
+        let (n, k2) = weight.dims2("linear")?;
+        if k != k2 || bias.shape() != [n] {
+            return Err(Error::ShapeMismatch {
+                op: "linear",
+                lhs: self.shape().to_vec(),
+                rhs: weight.shape().to_vec(),
+            });
+        }
+        let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
+                let mut out = vec![0.0; m * n];
+                cpu::matmul::gemm(MatRef::new(x, m, k, false), MatRef::new(w, k, n, true), &mut out, false);
+                cpu::add_bias_in_place(&mut out, b, relu);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
+                let shape = MatmulShape::new(m, k, n).transposed(false, true);
+                Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, Epilogue { bias: Some(b), relu })?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("linear")),
+        };
+        let op = Op::Linear { x: self.clone(), weight: weight.clone(), bias: bias.clone(), relu };
+        Ok(Tensor::from_op(storage, vec![m, n], op))
+    }
+
     /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix.
     pub fn add_bias(&self, bias: &Tensor) -> Result<Tensor> {
         self.bias_op(bias, false)

@@ -109,6 +109,27 @@ fn add_bias_and_fused_bias_relu() {
 }
 
 #[test]
+fn fused_linear_layer_with_and_without_relu() {
+    for (m, k, n) in SIZES {
+        for relu in [false, true] {
+            check_gradients(
+                &[&[m, k], &[n, k], &[n]],
+                |v| v[0].linear(&v[1], &v[2], relu),
+                &move |x| {
+                    let z = matmul_ref(&x[0], &x[1], m, k, n, false, true);
+                    z.iter()
+                        .enumerate()
+                        .map(|(i, v)| v + x[2][i % n])
+                        .map(|v| if relu { v.max(0.0) } else { v })
+                        .collect()
+                },
+                (m * 10 + n) as u64 + relu as u64,
+            );
+        }
+    }
+}
+
+#[test]
 fn elementwise_ops() {
     for shape in [[1usize, 1], [3, 7]] {
         let s: &[usize] = &shape;

@@ -46,17 +46,22 @@ pub fn sum(x: &[f32]) -> f32 {
 
 /// Row-major `[rows, cols]` plus a `[cols]` bias on every row, optionally through a relu.
 pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], relu: bool) {
+    out.copy_from_slice(x);
+    add_bias_in_place(out, bias, relu);
+}
+
+/// `x += bias` on every row of a row-major `[rows, cols]` matrix, optionally through a relu: the
+/// epilogue of a linear layer, applied where the matmul wrote its output.
+pub fn add_bias_in_place(x: &mut [f32], bias: &[f32], relu: bool) {
     let cols = bias.len();
-    out.par_chunks_mut(cols.max(1) * rows_per_task(cols))
-        .zip(x.par_chunks(cols.max(1) * rows_per_task(cols)))
-        .for_each(|(o, x)| {
-            for (o_row, x_row) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-                for ((o, &x), &b) in o_row.iter_mut().zip(x_row).zip(bias) {
-                    let v = x + b;
-                    *o = if relu { v.max(0.0) } else { v };
-                }
+    x.par_chunks_mut(cols.max(1) * rows_per_task(cols)).for_each(|x| {
+        for row in x.chunks_exact_mut(cols) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                let sum = *v + b;
+                *v = if relu { sum.max(0.0) } else { sum };
             }
-        });
+        }
+    });
 }
 
 /// Column sums of a row-major `[rows, cols]` matrix (the gradient of a broadcast bias).
