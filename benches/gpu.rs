@@ -1,4 +1,6 @@
-//! GPU matmul, naive vs tiled, at the MLP's forward and backward shapes and at 1024² and 2048².
+//! GPU matmul, naive vs tiled (64x64, 4x4 per thread) vs wide (128x128, 8x8 per thread), at the
+//! MLP's forward and backward shapes and at 1024², 2048² and 4096². `gpu_tiled` is
+//! `ops::matmul`, which takes the wide kernel by itself for large outputs.
 //! Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
 //! Each sample is timed with `iter_custom` between two device syncs, so it counts the kernels'
 //! execution, not only their recording. Run with `cargo bench --bench gpu`.
@@ -15,7 +17,7 @@ use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
 
 /// (name, m, k, n, a transposed, b transposed): the same shapes as the CPU bench.
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 8] = [
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
     ("fwd1_128x784x512_nt", 128, 784, 512, false, true),
     ("fwd2_128x512x512_nt", 128, 512, 512, false, true),
     ("fwd3_128x512x10_nt", 128, 512, 10, false, true),
@@ -24,6 +26,7 @@ const SHAPES: [(&str, usize, usize, usize, bool, bool); 8] = [
     ("dw2_512x128x512_tn", 512, 128, 512, true, false),
     ("sq1024", 1024, 1024, 1024, false, false),
     ("sq2048", 2048, 2048, 2048, false, false),
+    ("sq4096", 4096, 4096, 4096, false, false),
 ];
 
 fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
@@ -59,9 +62,10 @@ fn matmul(c: &mut Criterion) {
             continue;
         };
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        for kind in ["gpu_naive", "gpu_tiled"] {
+        for kind in ["gpu_naive", "gpu_tiled", "gpu_wide"] {
             let run = || match kind {
                 "gpu_naive" => ops::matmul_naive(&ctx, &a, &b, shape, Epilogue::default()),
+                "gpu_wide" => ops::matmul_wide(&ctx, &a, &b, shape, Epilogue::default()),
                 _ => ops::matmul(&ctx, &a, &b, shape, Epilogue::default()),
             };
             group.bench_function(BenchmarkId::new(kind, name), |bench| {

@@ -154,3 +154,97 @@ fn matmul_tiled(
         }
     }
 }
+
+// For large products: a 128x128 block tile, 8-deep slices, 8x8 outputs per thread, so each
+// value read from workgroup memory feeds 8 multiply-adds instead of 4. Thread (x, y) owns rows
+// y + 16i and columns x + 16j (i, j < 8), as in `matmul_tiled`. Fewer, larger tiles: worth it
+// only when the output has enough of them to fill the GPU (see `ops::matmul`).
+const WM: u32 = 128u;
+const WK: u32 = 8u;
+const WLDS: u32 = 129u;
+
+var<workgroup> a_wide: array<f32, 1032>; // [WK][WLDS]
+var<workgroup> b_wide: array<f32, 1032>; // [WK][WLDS]
+
+@compute @workgroup_size(16, 16)
+fn matmul_wide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+) {
+    let tile = group_index(wid, nwg);
+    if tile >= p.tiles_total {
+        return;
+    }
+    let row0 = (tile / p.tiles_n) * WM;
+    let col0 = (tile % p.tiles_n) * WM;
+    let trans_a = (p.flags & 4u) != 0u;
+    let trans_b = (p.flags & 8u) != 0u;
+
+    var acc: array<array<f32, 8>, 8>;
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + WK) {
+        // 1024 elements of each operand, 4 per thread; e < 1024 so every tile index < 1032.
+        for (var s = 0u; s < 4u; s = s + 1u) {
+            let e = tid + s * 256u;
+            var am: u32;
+            var ak: u32;
+            if trans_a {
+                am = e % WM;
+                ak = e / WM;
+            } else {
+                am = e / WK;
+                ak = e % WK;
+            }
+            let gr = row0 + am;
+            let gka = k0 + ak;
+            var av = 0.0;
+            if gr < p.m && gka < p.k {
+                av = a[gr * p.a_rs + gka * p.a_cs];
+            }
+            a_wide[ak * WLDS + am] = av;
+
+            var bn: u32;
+            var bk: u32;
+            if trans_b {
+                bn = e / WK;
+                bk = e % WK;
+            } else {
+                bn = e % WM;
+                bk = e / WM;
+            }
+            let gc = col0 + bn;
+            let gkb = k0 + bk;
+            var bv = 0.0;
+            if gc < p.n && gkb < p.k {
+                bv = b[gkb * p.b_rs + gc * p.b_cs];
+            }
+            b_wide[bk * WLDS + bn] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < WK; kk = kk + 1u) {
+            var ar: array<f32, 8>;
+            var br: array<f32, 8>;
+            for (var i = 0u; i < 8u; i = i + 1u) {
+                ar[i] = a_wide[kk * WLDS + lid.y + i * 16u];
+                br[i] = b_wide[kk * WLDS + lid.x + i * 16u];
+            }
+            for (var i = 0u; i < 8u; i = i + 1u) {
+                for (var j = 0u; j < 8u; j = j + 1u) {
+                    acc[i][j] = acc[i][j] + ar[i] * br[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        let row = row0 + lid.y + i * 16u;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let col = col0 + lid.x + j * 16u;
+            if row < p.m && col < p.n {
+                c[row * p.n + col] = epilogue(acc[i][j], col);
+            }
+        }
+    }
+}

@@ -125,9 +125,10 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     let (ga, gb, gbias) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias));
     let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu };
     let mut outputs = Vec::new();
-    for kind in ["tiled", "naive"] {
+    for kind in ["tiled", "wide", "naive"] {
         let got = match kind {
             "tiled" => ops::matmul(ctx, &ga, &gb, shape, epilogue),
+            "wide" => ops::matmul_wide(ctx, &ga, &gb, shape, epilogue),
             _ if naive => ops::matmul_naive(ctx, &ga, &gb, shape, epilogue),
             _ => continue,
         };
@@ -149,8 +150,11 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
 
 #[test]
 fn matmul_matches_cpu_for_every_shape_and_transpose() {
-    // 1x1x1; under, at and over the 64 tile; the MLP's shapes; M >= 500; a long K.
+    // 1x1x1; under, at and over the 64 and 128 tiles; the MLP's shapes; M >= 500; a long K; an
+    // output large enough for `matmul` to choose the wide kernel by itself.
     let shapes = [
+        (127, 9, 255),
+        (1025, 8, 1030),
         (1, 1, 1),
         (3, 5, 2),
         (63, 17, 63),

@@ -15,6 +15,10 @@ const WG: u64 = 256;
 const REDUCE_CHUNK: u64 = 4096;
 /// Output tile of the tiled matmul and of the naive one.
 const TILED_BLOCK: u64 = 64;
+const WIDE_BLOCK: u64 = 128;
+/// Output tiles of 128x128 from which the wide kernel pays: fewer would leave a large GPU's
+/// compute units idle, where more 64x64 tiles keep them busy.
+const WIDE_MIN_TILES: u64 = 64;
 const NAIVE_BLOCK: u64 = 16;
 
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
@@ -66,8 +70,9 @@ pub struct GatherSpec {
     pub shift: f32,
 }
 
-/// `C = op(A) · op(B)` with the optional bias/relu epilogue, by the tiled kernel (64x64 block
-/// tile in workgroup memory, 4x4 outputs per thread). Returns `C` `[m, n]`.
+/// `C = op(A) · op(B)` with the optional bias/relu epilogue. Large outputs go to the wide kernel
+/// (128x128 block tile, 8x8 outputs per thread), the rest to the tiled one (64x64, 4x4).
+/// Returns `C` `[m, n]`.
 pub fn matmul(
     ctx: &GpuContext,
     a: &GpuBuffer,
@@ -75,7 +80,23 @@ pub fn matmul(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue)
+    let wide_tiles = (shape.m as u64).div_ceil(WIDE_BLOCK) * (shape.n as u64).div_ceil(WIDE_BLOCK);
+    if wide_tiles >= WIDE_MIN_TILES {
+        matmul_wide(ctx, a, b, shape, epilogue)
+    } else {
+        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue)
+    }
+}
+
+/// As [`matmul`], always by the wide kernel (tests and benchmarks pick it explicitly).
+pub fn matmul_wide(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<GpuBuffer, GpuError> {
+    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue)
 }
 
 /// As [`matmul`], one thread per output and no shared memory: the reference for the tiled

@@ -17,6 +17,7 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     MatmulNaive,
+    MatmulWide,
     MatmulTiled,
     Binary,
     AddBias,
@@ -82,9 +83,10 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
+        Kernel::MatmulWide,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
@@ -104,7 +106,7 @@ impl Kernel {
 
     fn shader(self) -> Shader {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled => Shader::Matmul,
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
             Kernel::Axpy => Shader::Axpy,
@@ -123,6 +125,7 @@ impl Kernel {
         match self {
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulTiled => "matmul_tiled",
+            Kernel::MatmulWide => "matmul_wide",
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
@@ -144,7 +147,7 @@ impl Kernel {
     /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled => &[Read, Read, Read, ReadWrite],
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
