@@ -155,13 +155,8 @@ pub fn save_model_dir(
 /// Reads a model directory, verifying the weights against their recorded SHA-256 and the
 /// architecture against the metadata and the signature (784 inputs, 10 classes).
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Mlp, ModelMetadata), ModelError> {
-    let meta_path = dir.join(METADATA_FILE);
     let invalid = |path: &Path, problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
-    let bytes = std::fs::read(&meta_path).map_err(|source| ModelError::Io { path: meta_path.clone(), source })?;
-    let metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(&meta_path, e.to_string()))?;
-    if metadata.format != FORMAT {
-        return Err(invalid(&meta_path, format!("format '{}' is not {FORMAT}", metadata.format)));
-    }
+    let metadata = read_metadata(dir)?;
     let weights_path = dir.join(WEIGHTS_FILE);
     let weights =
         std::fs::read(&weights_path).map_err(|source| ModelError::Io { path: weights_path.clone(), source })?;
@@ -189,6 +184,18 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Mlp, ModelMetadata
         ));
     }
     Ok((model, metadata))
+}
+
+/// Reads a model directory's `engine_model.json` (without touching the weights).
+pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
+    let path = dir.join(METADATA_FILE);
+    let invalid = |problem: String| ModelError::Invalid { path: path.clone(), problem };
+    let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+    let metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    if metadata.format != FORMAT {
+        return Err(invalid(format!("format '{}' is not {FORMAT}", metadata.format)));
+    }
+    Ok(metadata)
 }
 
 /// The `MLmodel` file: a custom `engine` flavor and a tensor signature.

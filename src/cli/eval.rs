@@ -141,7 +141,7 @@ fn locate_model(args: &EvalArgs, tracking: &TrackingConfig, download: &Path) -> 
             let client = server(tracking, uri)?;
             let artifact_uri = client.registry_artifact_uri(uri)?;
             download_model(&client, &artifact_uri, download)?;
-            let run_id = model::load_model_dir(download, &engine::Device::Cpu).ok().and_then(|(_, m)| m.run_id);
+            let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id);
             return Ok(Located { dir: download.to_path_buf(), run_id, local_run: false });
         }
         let dir = PathBuf::from(uri);
