@@ -62,10 +62,37 @@ enum Shader {
     Gather,
 }
 
+/// The register-blocked matmul, written once with `{BM}`-style holes.
+const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl");
+
+/// One instance of the register-blocked matmul: a `block` x `block` tile, `depth`-deep slices,
+/// `block / 16` x `block / 16` outputs per thread of a 16x16 workgroup.
+fn matmul_blocked(name: &str, block: u32, depth: u32) -> String {
+    let lds = block + 1;
+    [
+        ("{NAME}", name.to_string()),
+        ("{BM}", block.to_string()),
+        ("{BK}", depth.to_string()),
+        ("{LDS}", lds.to_string()),
+        ("{TM}", (block / 16).to_string()),
+        ("{TILE_LEN}", (depth * lds).to_string()),
+        ("{LOADS}", (block * depth / 256).to_string()),
+    ]
+    .iter()
+    .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, value))
+}
+
 impl Shader {
-    fn source(self) -> &'static str {
-        match self {
-            Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+    fn source(self) -> Cow<'static, str> {
+        let file = match self {
+            Shader::Matmul => {
+                return Cow::Owned(format!(
+                    "{}\n{}\n{}",
+                    include_str!("../../../shaders/matmul.wgsl"),
+                    matmul_blocked("matmul_tiled", 64, 16),
+                    matmul_blocked("matmul_wide", 128, 8)
+                ));
+            }
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
             Shader::Axpy => include_str!("../../../shaders/axpy.wgsl"),
@@ -77,7 +104,8 @@ impl Shader {
             Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
-        }
+        };
+        Cow::Borrowed(file)
     }
 }
 
