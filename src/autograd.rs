@@ -14,7 +14,7 @@ use crate::tensor::{Tensor, TensorId};
 /// How a tensor was computed, with the inputs its backward rule needs.
 pub(crate) enum Op {
     Matmul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool },
-    AddBias { x: Tensor, bias: Tensor, relu: bool },
+    AddBias { x: Tensor, bias: Tensor },
     Linear { x: Tensor, weight: Tensor, bias: Tensor, relu: bool },
     Relu(Tensor),
     Scale(Tensor, f32),
@@ -30,7 +30,7 @@ impl Op {
     pub(crate) fn inputs(&self) -> Vec<&Tensor> {
         match self {
             Op::Matmul { a, b, .. } | Op::Add(a, b) | Op::Mul(a, b) => vec![a, b],
-            Op::AddBias { x, bias, .. } => vec![x, bias],
+            Op::AddBias { x, bias } => vec![x, bias],
             Op::Linear { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
             Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) => vec![x],
@@ -170,13 +170,12 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) ->
             }
             grads
         }
-        Op::AddBias { x, bias, relu } => {
-            let grad = if *relu { node.relu_mask(grad)? } else { grad.clone() };
+        Op::AddBias { x, bias } => {
             let mut grads = Vec::new();
             if bias.tracks() {
                 grads.push((bias, grad.sum_rows()?));
             }
-            grads.push((x, grad));
+            grads.push((x, grad.clone()));
             grads
         }
         Op::Relu(x) => vec![(x, x.relu_mask(grad)?)],

@@ -323,17 +323,9 @@ impl Tensor {
         Ok(Tensor::from_op(storage, vec![m, n], op))
     }
 
-    /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix.
+    /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix. (A layer's
+    /// bias and relu go through [`Tensor::linear`], which applies them inside the matmul.)
     pub fn add_bias(&self, bias: &Tensor) -> Result<Tensor> {
-        self.bias_op(bias, false)
-    }
-
-    /// `relu(self + bias)` in one pass: the epilogue of a hidden layer.
-    pub fn add_bias_relu(&self, bias: &Tensor) -> Result<Tensor> {
-        self.bias_op(bias, true)
-    }
-
-    fn bias_op(&self, bias: &Tensor, relu: bool) -> Result<Tensor> {
         let (m, n) = self.dims2("add_bias")?;
         if bias.shape() != [n] {
             return Err(Error::ShapeMismatch {
@@ -345,15 +337,15 @@ impl Tensor {
         let storage = match (&*self.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; m * n];
-                cpu::add_bias(x, b, &mut out, relu);
+                cpu::add_bias(x, b, &mut out, false);
                 Storage::Cpu(out)
             }
             #[cfg(feature = "gpu")]
-            (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n, relu)?),
+            (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n, false)?),
             #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("add_bias")),
         };
-        let op = Op::AddBias { x: self.clone(), bias: bias.clone(), relu };
+        let op = Op::AddBias { x: self.clone(), bias: bias.clone() };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), op))
     }
 
