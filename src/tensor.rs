@@ -307,8 +307,8 @@ impl Tensor {
         let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; m * n];
-                cpu::matmul::gemm(MatRef::new(x, m, k, false), MatRef::new(w, k, n, true), &mut out, false);
-                cpu::add_bias_in_place(&mut out, b, relu);
+                let epilogue = cpu::matmul::Epilogue { bias: Some(b), relu };
+                cpu::matmul::gemm_epilogue(MatRef::new(x, m, k, false), MatRef::new(w, k, n, true), &mut out, epilogue);
                 Storage::Cpu(out)
             }
             #[cfg(feature = "gpu")]

@@ -1,0 +1,292 @@
+//! Cache-blocked, packed matrix multiplication (the BLIS recipe) on rayon.
+//!
+//! `C (+)= op(A) · op(B)`, where each operand is read through a row and a column stride, so the
+//! transposed forms that backward needs cost nothing extra: packing reads the strides once and the
+//! micro-kernel always sees contiguous panels. Every element of C is produced by one task with a
+//! fixed summation order, so results are bit-identical whatever the thread count.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use rayon::prelude::*;
+
+mod dense;
+mod pack;
+mod sparse;
+
+/// Rows of A per micro-kernel call: 6 rows x 2 vectors of 8 = 12 AVX accumulators.
+const MR: usize = 6;
+/// Columns of B per micro-kernel call.
+const NR: usize = 16;
+/// Largest depth of one packed panel: an NR-wide sliver of B (16 KiB) stays in L1.
+const KC: usize = 256;
+/// Rows of A per task: the packed block (144 KiB) stays in L2.
+const MC: usize = 144;
+/// Columns of C per task, so small-M products still split across threads.
+const NC: usize = 256;
+/// Below this many multiply-adds, scheduling parallel tasks costs more than it saves.
+const PARALLEL_MIN_WORK: usize = 1 << 20;
+
+/// A read-only matrix view: element (i, j) is at `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows x cols` matrix, or its transpose when `transposed` (then `data` holds
+    /// a row-major `cols x rows` matrix).
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, transposed: bool) -> Self {
+        assert_eq!(data.len(), rows * cols, "MatRef: data does not match the shape");
+        let (row_stride, col_stride) = if transposed { (1, rows) } else { (cols, 1) };
+        Self { data, rows, cols, row_stride, col_stride }
+    }
+
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+/// What happens to each element of C once its sum is complete: a per-column bias, then relu.
+/// Applied to each block of C while it is still in cache, instead of in a pass of its own.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Applies the epilogue to `row`, a run of C's columns starting at column `col0`.
+    fn apply(&self, row: &mut [f32], col0: usize) {
+        if let Some(bias) = self.bias {
+            for (v, &b) in row.iter_mut().zip(&bias[col0..]) {
+                *v += b;
+            }
+        }
+        if self.relu {
+            for v in row {
+                *v = v.max(0.0);
+            }
+        }
+    }
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`), with `c` row-major `a.rows x b.cols`.
+pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+    gemm_with(a, b, c, accumulate, Epilogue::default());
+}
+
+/// `c = epilogue(a · b)`: a linear layer's `x · Wᵀ + bias`, optionally through relu.
+pub fn gemm_epilogue(a: MatRef, b: MatRef, c: &mut [f32], epilogue: Epilogue) {
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), b.cols, "gemm: bias does not match the output columns");
+    }
+    gemm_with(a, b, c, false, epilogue);
+}
+
+/// The loops: all of B is packed once, then each task owns a block of C (MC rows, `nc` columns)
+/// and walks the depth blocks, packing its rows of A, so its block of C stays in L2 throughout.
+fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        c.chunks_exact_mut(n).for_each(|row| epilogue.apply(row, 0));
+        return;
+    }
+    let isa = Isa::detect();
+    let threads = rayon::current_num_threads();
+    let parallel = m * k * n >= PARALLEL_MIN_WORK && threads > 1;
+    let sparse = sparse::worthwhile(a, n);
+    // Equal depth blocks: 784 = 4 x 196 rather than 3 x 256 + 16, which would waste a pass.
+    let kc_max = k.div_ceil(k.div_ceil(if sparse { sparse::KC } else { KC }));
+    let n_padded = n.div_ceil(NR) * NR;
+    // Columns are split only when there are too few row blocks to keep the threads busy: each
+    // column block packs its rows of A again.
+    let nc = if parallel && m.div_ceil(MC) < 2 * threads { NC } else { n };
+    let c = SharedMut(c.as_mut_ptr());
+    let tiles: Vec<(usize, usize)> = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(nc).map(move |j| (i, j))).collect();
+    let update = Update { accumulate, epilogue };
+
+    with_buffer(&PACKED_B, k * n_padded, |packed_b| {
+        for p0 in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - p0);
+            let panel = &mut packed_b[p0 * n_padded..(p0 + kc) * n_padded];
+            for_each_chunk(panel, NR * kc, parallel, |s, sliver| pack::pack_b(b, s * NR, p0, sliver));
+        }
+        let packed_b = PackedB { data: packed_b, n_padded, kc_max };
+        let run_tile = |&(i0, j0): &(usize, usize)| {
+            let tile = CTile { c, ld: n, i0, j0, rows: MC.min(m - i0), cols: nc.min(n - j0) };
+            if sparse {
+                sparse::tile(isa, a, &packed_b, tile, update);
+            } else {
+                dense::tile(isa, a, &packed_b, tile, update);
+            }
+        };
+        if parallel {
+            tiles.par_iter().for_each(run_tile);
+        } else {
+            tiles.iter().for_each(run_tile);
+        }
+    });
+}
+
+/// All of B, packed: for each depth block, slivers of NR columns, `kc * NR` floats each.
+struct PackedB<'a> {
+    data: &'a [f32],
+    n_padded: usize,
+    kc_max: usize,
+}
+
+impl PackedB<'_> {
+    /// The depth blocks as `(first depth, depth)`.
+    fn blocks(&self, k: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let kc_max = self.kc_max;
+        (0..k).step_by(kc_max).map(move |p0| (p0, kc_max.min(k - p0)))
+    }
+
+    /// The slivers of depth block `p0..p0 + kc`, from column `j0` on.
+    fn block(&self, p0: usize, kc: usize, j0: usize) -> &[f32] {
+        &self.data[p0 * self.n_padded + j0 * kc..(p0 + kc) * self.n_padded]
+    }
+}
+
+/// How the product reaches C.
+#[derive(Clone, Copy)]
+struct Update<'a> {
+    accumulate: bool,
+    epilogue: Epilogue<'a>,
+}
+
+impl<'a> Update<'a> {
+    /// What the depth block starting at `p0` does to C.
+    fn step(&self, p0: usize, kc: usize, k: usize) -> Step<'a> {
+        Step { overwrite: p0 == 0 && !self.accumulate, epilogue: (p0 + kc == k).then_some(self.epilogue) }
+    }
+}
+
+thread_local! {
+    /// Packing buffers kept between calls: allocating and zeroing them costs as much as a
+    /// small product. Every sliver is fully written before it is read, padding included.
+    /// B is packed by the calling thread, A by whichever thread runs a task.
+    static PACKED_A: RefCell<CacheLines> = const { RefCell::new(CacheLines(Vec::new())) };
+    static PACKED_B: RefCell<CacheLines> = const { RefCell::new(CacheLines(Vec::new())) };
+}
+
+/// Runs `f` with a packing buffer of exactly `len` floats: this thread's cached one, or a fresh
+/// one when it is in use (a nested call from a task this thread picked up).
+fn with_buffer(key: &'static LocalKey<RefCell<CacheLines>>, len: usize, f: impl FnOnce(&mut [f32])) {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => f(&mut buffer.at_least(len)[..len]),
+        Err(_) => f(&mut CacheLines::zeroed(len).as_mut()[..len]),
+    })
+}
+
+/// A zeroed `f32` buffer aligned to 64-byte cache lines, so that each 16-float row of a packed
+/// B sliver is one aligned cache line for the kernel's two 32-byte loads.
+struct CacheLines(Vec<Line>);
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl CacheLines {
+    fn zeroed(len: usize) -> Self {
+        CacheLines(vec![Line([0.0; 16]); len.div_ceil(16)])
+    }
+
+    /// The buffer, grown to hold at least `len` floats.
+    fn at_least(&mut self, len: usize) -> &mut [f32] {
+        if self.0.len() * 16 < len {
+            *self = CacheLines::zeroed(len);
+        }
+        self.as_mut()
+    }
+
+    fn as_mut(&mut self) -> &mut [f32] {
+        bytemuck::cast_slice_mut(&mut self.0)
+    }
+}
+
+/// Calls `f(index, chunk)` on each `size`-long chunk of `buf`, in parallel when asked.
+fn for_each_chunk(buf: &mut [f32], size: usize, parallel: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if parallel {
+        buf.par_chunks_exact_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    } else {
+        buf.chunks_exact_mut(size).enumerate().for_each(|(i, chunk)| f(i, chunk));
+    }
+}
+
+/// The instruction set the micro-kernels use, detected once per product.
+#[derive(Clone, Copy)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Self::Avx2Fma;
+        }
+        Self::Portable
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used to hand disjoint tiles of one output buffer to rayon tasks.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// A block of C owned by one task.
+struct CTile {
+    c: SharedMut,
+    ld: usize,
+    i0: usize,
+    j0: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl CTile {
+    /// Columns `col..col + len` of row `r`, both relative to the tile.
+    ///
+    /// # Safety
+    /// They must lie inside the tile, and no other reference to them may be alive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, r: usize, col: usize, len: usize) -> &mut [f32] {
+        debug_assert!(r < self.rows && col + len <= self.cols);
+        // SAFETY: forwarded from the caller; the tile lies inside C.
+        unsafe { std::slice::from_raw_parts_mut(self.c.0.add((self.i0 + r) * self.ld + self.j0 + col), len) }
+    }
+}
+
+/// How one depth block updates C: whether it overwrites or adds, and, for the last block, the
+/// epilogue.
+struct Step<'a> {
+    overwrite: bool,
+    epilogue: Option<Epilogue<'a>>,
+}
+
+/// The textbook triple loop: the oracle in tests and the "naive" line in benchmarks.
+pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a.at(i, p) * b.at(p, j)).sum();
+        }
+    }
+}
