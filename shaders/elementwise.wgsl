@@ -3,7 +3,7 @@
 struct Params {
     // Output elements.
     n: u32,
-    // binary: 0 add, 1 mul, 2 relu mask (y where x > 0, else 0). add_bias: 1 = relu after.
+    // binary: 0 add, 1 mul, 2 relu mask (y where x > 0, else 0).
     op: u32,
     // add_bias: columns of x, the length of the bias.
     cols: u32,
@@ -53,9 +53,5 @@ fn add_bias(
     if i >= p.n || p.cols == 0u {
         return;
     }
-    var v = x[i] + y[i % p.cols];
-    if p.op == 1u {
-        v = max(v, 0.0);
-    }
-    out[i] = v;
+    out[i] = x[i] + y[i % p.cols];
 }

@@ -337,11 +337,11 @@ impl Tensor {
         let storage = match (&*self.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; m * n];
-                cpu::add_bias(x, b, &mut out, false);
+                cpu::add_bias(x, b, &mut out);
                 Storage::Cpu(out)
             }
             #[cfg(feature = "gpu")]
-            (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n, false)?),
+            (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n)?),
             #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("add_bias")),
         };

@@ -44,21 +44,17 @@ pub fn sum(x: &[f32]) -> f32 {
     partials.iter().sum::<f64>() as f32
 }
 
-/// Row-major `[rows, cols]` plus a `[cols]` bias on every row, optionally through a relu.
-pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32], relu: bool) {
-    out.copy_from_slice(x);
-    add_bias_in_place(out, bias, relu);
-}
-
-/// `x += bias` on every row of a row-major `[rows, cols]` matrix, optionally through a relu: the
-/// epilogue of a linear layer, applied where the matmul wrote its output.
-pub fn add_bias_in_place(x: &mut [f32], bias: &[f32], relu: bool) {
+/// Row-major `[rows, cols]` plus a `[cols]` bias on every row.
+pub fn add_bias(x: &[f32], bias: &[f32], out: &mut [f32]) {
     let cols = bias.len();
-    x.par_chunks_mut(cols.max(1) * rows_per_task(cols)).for_each(|x| {
-        for row in x.chunks_exact_mut(cols) {
-            for (v, &b) in row.iter_mut().zip(bias) {
-                let sum = *v + b;
-                *v = if relu { sum.max(0.0) } else { sum };
+    if cols == 0 {
+        return;
+    }
+    let chunk = cols * rows_per_task(cols);
+    out.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(out, x)| {
+        for (out, x) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+            for ((o, &v), &b) in out.iter_mut().zip(x).zip(bias) {
+                *o = v + b;
             }
         }
     });

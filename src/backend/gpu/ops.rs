@@ -213,7 +213,6 @@ pub fn add_bias(
     bias: &GpuBuffer,
     rows: usize,
     cols: usize,
-    relu: bool,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "add_bias";
     same_context(ctx, OP, &[x, bias])?;
@@ -221,7 +220,7 @@ pub fn add_bias(
     check_len(OP, "x", x, n)?;
     check_len(OP, "bias", bias, cols)?;
     let out = ctx.alloc_output(n, OP)?;
-    let params = [to_u32(OP, n)?, relu as u32, to_u32(OP, cols)?, 0];
+    let params = [to_u32(OP, n)?, 0, to_u32(OP, cols)?, 0];
     ctx.dispatch(Kernel::AddBias, &params, &[x, bias, &out], (n as u64).div_ceil(WG), OP)?;
     Ok(out)
 }
