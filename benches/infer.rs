@@ -2,6 +2,10 @@
 //! the PyTorch anchor (`shared/anchors/cpu/infer.py`): a preloaded `f32` test set sliced into
 //! batches of 10,000 and of 64, forward pass and argmax, no gradients.
 //! `RAYON_NUM_THREADS=1 cargo bench --bench infer`
+//!
+//! The weights are a seeded random initialisation, as in the anchor. A trained model's hidden
+//! activations hold more zeros, which the CPU matmul skips: `ENGINE_BENCH_MODEL=DIR` times the
+//! model directory `DIR` (with its own input normalisation) instead.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use engine::data::{self, IMAGE_PIXELS, Normalization};
@@ -11,10 +15,20 @@ use engine::{Device, Tensor};
 
 fn inference(c: &mut Criterion) {
     let test = data::load(None).expect("FashionMNIST (see README)").test;
+    let (model, normalization) = match std::env::var_os("ENGINE_BENCH_MODEL") {
+        Some(dir) => {
+            let (model, metadata) =
+                engine::model::load_model_dir(dir.as_ref(), &Device::Cpu).expect("a model directory");
+            (model, metadata.normalize)
+        }
+        None => {
+            let model = Mlp::new(IMAGE_PIXELS, &[512, 512], 10, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
+            (model, Normalization::Unit)
+        }
+    };
     let indices: Vec<usize> = (0..test.len()).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    data::gather_batch(&test, &indices, Normalization::Unit, &mut inputs, &mut labels);
-    let model = Mlp::new(IMAGE_PIXELS, &[512, 512], 10, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
+    data::gather_batch(&test, &indices, normalization, &mut inputs, &mut labels);
     let mut group = c.benchmark_group("inference_10k");
     group.sample_size(10);
     for batch in [10_000, 64] {

@@ -110,7 +110,9 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
     let sparse = sparse::worthwhile(a, n);
     // Equal depth blocks: 784 = 4 x 196 rather than 3 x 256 + 16, which would waste a pass.
     let kc_max = k.div_ceil(k.div_ceil(if sparse { sparse::KC } else { KC }));
-    let n_padded = n.div_ceil(NR) * NR;
+    // B is packed in slivers as wide as the path's micro-kernel.
+    let width = if sparse { sparse::GROUP } else { NR };
+    let n_padded = n.div_ceil(width) * width;
     // Columns are split only when there are too few row blocks to keep the threads busy: each
     // column block packs its rows of A again.
     let nc = if parallel && m.div_ceil(MC) < 2 * threads { NC } else { n };
@@ -122,7 +124,7 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
         for p0 in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - p0);
             let panel = &mut packed_b[p0 * n_padded..(p0 + kc) * n_padded];
-            for_each_chunk(panel, NR * kc, parallel, |s, sliver| pack::pack_b(b, s * NR, p0, sliver));
+            for_each_chunk(panel, width * kc, parallel, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
         }
         let packed_b = PackedB { data: packed_b, n_padded, kc_max };
         let run_tile = |&(i0, j0): &(usize, usize)| {
@@ -141,7 +143,8 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
     });
 }
 
-/// All of B, packed: for each depth block, slivers of NR columns, `kc * NR` floats each.
+/// All of B, packed: for each depth block, slivers of `width` columns, `kc * width` floats each
+/// (`NC` is a multiple of every width, so a task's first column starts a sliver).
 struct PackedB<'a> {
     data: &'a [f32],
     n_padded: usize,

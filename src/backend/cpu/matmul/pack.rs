@@ -26,28 +26,28 @@ pub(super) fn pack_a(a: MatRef, r0: usize, p0: usize, sliver: &mut [f32]) {
     }
 }
 
-/// Copies columns `c0..c0+NR` of B at depths `p0..p0+kc` into one sliver, `NR` values per
-/// depth, zero-padding columns past the end.
-pub(super) fn pack_b(b: MatRef, c0: usize, p0: usize, sliver: &mut [f32]) {
-    let kc = sliver.len() / NR;
-    let cols = NR.min(b.cols - c0);
-    if cols < NR {
+/// Copies columns `c0..c0 + width` of B at depths `p0..p0+kc` into one sliver, `width` values
+/// per depth, zero-padding columns past the end.
+pub(super) fn pack_b(b: MatRef, c0: usize, p0: usize, width: usize, sliver: &mut [f32]) {
+    let kc = sliver.len() / width;
+    let cols = width.min(b.cols - c0);
+    if cols < width {
         sliver.fill(0.0);
     }
     if b.col_stride == 1 {
-        for (p, dst) in sliver.chunks_exact_mut(NR).enumerate() {
+        for (p, dst) in sliver.chunks_exact_mut(width).enumerate() {
             copy_prefix(dst, &b.data[(p0 + p) * b.row_stride + c0..], cols);
         }
     } else if b.row_stride == 1 {
         for half in (0..cols).step_by(8) {
             let src = &b.data[(c0 + half) * b.col_stride + p0..];
-            transpose(src, b.col_stride, (cols - half).min(8), kc, &mut sliver[half..], NR);
+            transpose(src, b.col_stride, (cols - half).min(8), kc, &mut sliver[half..], width);
         }
     } else {
         for j in 0..cols {
             let col = &b.data[(c0 + j) * b.col_stride..][..(p0 + kc - 1) * b.row_stride + 1];
             for p in 0..kc {
-                sliver[p * NR + j] = col[(p0 + p) * b.row_stride];
+                sliver[p * width + j] = col[(p0 + p) * b.row_stride];
             }
         }
     }

@@ -6,16 +6,19 @@
 
 use std::cell::RefCell;
 
-use super::{CTile, Isa, MatRef, NR, PackedB, Update};
+use super::{CTile, Isa, MatRef, PackedB, Update};
 
-/// Columns per micro-kernel call: four slivers of B, eight accumulators.
-const GROUP: usize = 4 * NR;
-/// Largest depth block: one group of B (64 x 96 floats, 24 KiB) stays in L1 while every row of
-/// the task's block of A goes past it.
-pub(super) const KC: usize = 96;
+/// Columns per micro-kernel call, eight accumulators: the width of this path's slivers of B.
+pub(super) const GROUP: usize = 64;
+/// Largest depth block: a group of B (64 x 128 floats) is L1-sized, and each row of A passes it
+/// once per block, so fewer, deeper blocks mean fewer kernel calls (128 measured faster than 96
+/// and 64 at the MLP's shapes).
+pub(super) const KC: usize = 128;
 /// Share of zeros in A from which this path beats the dense one: it pays about 1.25x per
 /// multiply-add for the lost register reuse across rows.
 const MIN_ZERO_SHARE: f32 = 0.4;
+/// How far ahead of the row being compressed A is prefetched.
+const PREFETCH_ROWS: usize = 4;
 /// Rows of A sampled to decide.
 const SAMPLE_ROWS: usize = 32;
 
@@ -48,16 +51,18 @@ pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update:
             let block_b = packed_b.block(p0, kc, tile.j0);
             for g in (0..tile.cols).step_by(GROUP) {
                 let cols = GROUP.min(tile.cols - g);
-                let b = &block_b[g * kc..][..cols.div_ceil(NR) * NR * kc];
+                let b = &block_b[g * kc..][..GROUP * kc];
                 for r in 0..tile.rows {
                     // SAFETY: row `r`, columns `g..g + cols` lie inside this task's tile of C.
                     let c = unsafe { tile.row(r, g, cols) };
                     if cols == GROUP {
                         // SAFETY: `c` holds a full group.
-                        unsafe { isa.run_row::<4>(rows.row(r), b, c.as_mut_ptr(), step.overwrite) };
+                        unsafe { isa.run_row(rows.row(r), b, c.as_mut_ptr(), step.overwrite) };
                     } else {
+                        // The last group: B's padding columns are zeros, computed aside.
                         let mut block = [0.0f32; GROUP];
-                        isa.run_row_partial(rows.row(r), b, &mut block);
+                        // SAFETY: `block` holds a full group.
+                        unsafe { isa.run_row(rows.row(r), b, block.as_mut_ptr(), true) };
                         for (c, &v) in c.iter_mut().zip(&block) {
                             *c = if step.overwrite { v } else { *c + v };
                         }
@@ -72,7 +77,7 @@ pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update:
 }
 
 /// One block of rows of A at one depth block, each row reduced to its non-zero values and the
-/// offsets of their depths in a packed sliver of B (`depth * NR`, always `< kc * NR`).
+/// offsets of their depths in a packed sliver of B (`depth * GROUP`, always `< kc * GROUP`).
 #[derive(Default)]
 struct CompressedRows {
     values: Vec<f32>,
@@ -85,7 +90,7 @@ struct CompressedRows {
 #[derive(Clone, Copy)]
 struct SparseRow<'a> {
     values: &'a [f32],
-    /// Each `< kc * NR`, by construction in `CompressedRows::fill`.
+    /// Each `< kc * GROUP`, by construction in `CompressedRows::fill`.
     offsets: &'a [u32],
     kc: usize,
 }
@@ -99,6 +104,18 @@ impl CompressedRows {
         let slots = self.values.chunks_exact_mut(kc).zip(self.offsets.chunks_exact_mut(kc));
         for (r, (values, offsets)) in slots.take(rows).enumerate() {
             let src = &a.data[(i0 + r) * a.row_stride + p0..][..kc];
+            // A short run per row is too little for the hardware prefetcher: A streams from
+            // memory, so ask for a row a few ahead.
+            #[cfg(target_arch = "x86_64")]
+            if r + PREFETCH_ROWS < rows {
+                let ahead = &a.data[(i0 + r + PREFETCH_ROWS) * a.row_stride + p0..][..kc];
+                for line in ahead.chunks(16) {
+                    // SAFETY: a prefetch only hints the cache; the address is inside `a`.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast())
+                    };
+                }
+            }
             self.lens.push(isa.compress(src, values, offsets));
         }
     }
@@ -110,7 +127,7 @@ impl CompressedRows {
 }
 
 impl Isa {
-    /// Writes the non-zeros of `src` to the front of `values`, and `depth * NR` for each to the
+    /// Writes the non-zeros of `src` to the front of `values`, and `depth * GROUP` for each to the
     /// front of `offsets`; returns how many there are. NaNs are kept, so they still propagate.
     fn compress(self, src: &[f32], values: &mut [f32], offsets: &mut [u32]) -> usize {
         assert!(values.len() >= src.len() && offsets.len() >= src.len());
@@ -124,25 +141,29 @@ impl Isa {
         // branch would be mispredicted half of the time).
         for (p, &v) in src.iter().enumerate().skip(done) {
             values[len] = v;
-            offsets[len] = (p * NR) as u32;
+            offsets[len] = (p * GROUP) as u32;
             len += usize::from(v != 0.0);
         }
         len
     }
 
-    /// `c[0..S * NR] (+)= row · B` over the first `S` slivers of `b` (each `kc * NR` floats).
+    /// `c[0..GROUP] (+)= row · B`, with `b` a packed sliver of `kc * GROUP` floats.
     ///
     /// # Safety
-    /// `c` must be valid for reads and writes of `S * NR` floats.
-    unsafe fn run_row<const S: usize>(self, row: SparseRow, b: &[f32], c: *mut f32, overwrite: bool) {
-        assert!(b.len() >= S * row.kc * NR);
-        debug_assert!(row.offsets.iter().all(|&o| (o as usize) < row.kc * NR));
+    /// `c` must be valid for reads and writes of `GROUP` floats.
+    unsafe fn run_row(self, row: SparseRow, b: &[f32], c: *mut f32, overwrite: bool) {
+        assert!(b.len() >= row.kc * GROUP);
+        debug_assert!(row.offsets.iter().all(|&o| (o as usize) < row.kc * GROUP));
         match self {
             Isa::Portable => {
                 let mut acc = [0.0f32; GROUP];
-                row_portable::<S>(row, b, &mut acc);
+                for (&v, &offset) in row.values.iter().zip(row.offsets) {
+                    for (acc, &b) in acc.iter_mut().zip(&b[offset as usize..][..GROUP]) {
+                        *acc = v.mul_add(b, *acc);
+                    }
+                }
                 // SAFETY: forwarded from the caller.
-                let c = unsafe { std::slice::from_raw_parts_mut(c, S * NR) };
+                let c = unsafe { std::slice::from_raw_parts_mut(c, GROUP) };
                 for (c, &v) in c.iter_mut().zip(&acc) {
                     *c = if overwrite { v } else { *c + v };
                 }
@@ -150,32 +171,7 @@ impl Isa {
             // SAFETY: AVX2 and FMA are present (checked in `detect`); `b` checked above and the
             // offsets bounded by construction.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => unsafe { row_avx2_fma::<S>(row, b, c, overwrite) },
-        }
-    }
-
-    /// A group narrower than `GROUP`, written to `block`: as many slivers as `b` holds.
-    fn run_row_partial(self, row: SparseRow, b: &[f32], block: &mut [f32; GROUP]) {
-        let c = block.as_mut_ptr();
-        // SAFETY: `block` holds a full group, the most any of these write.
-        unsafe {
-            match b.len() / (row.kc * NR) {
-                1 => self.run_row::<1>(row, b, c, true),
-                2 => self.run_row::<2>(row, b, c, true),
-                _ => self.run_row::<3>(row, b, c, true),
-            }
-        }
-    }
-}
-
-/// The same fused multiply-adds in the same order as the AVX2 kernel.
-fn row_portable<const S: usize>(row: SparseRow, b: &[f32], acc: &mut [f32; GROUP]) {
-    for (&v, &offset) in row.values.iter().zip(row.offsets) {
-        for s in 0..S {
-            let b_row = &b[s * row.kc * NR + offset as usize..][..NR];
-            for (acc, &b) in acc[s * NR..(s + 1) * NR].iter_mut().zip(b_row) {
-                *acc = v.mul_add(b, *acc);
-            }
+            Isa::Avx2Fma => unsafe { row_avx2_fma(row, b, c, overwrite) },
         }
     }
 }
@@ -207,8 +203,8 @@ static KEEP_LANES: [[u8; 8]; 256] = {
 #[target_feature(enable = "avx2")]
 unsafe fn compress_avx2(src: &[f32], values: &mut [f32], offsets: &mut [u32]) -> (usize, usize) {
     use std::arch::x86_64::*;
-    let nr = NR as i32;
-    let mut depth_offsets = _mm256_setr_epi32(0, nr, 2 * nr, 3 * nr, 4 * nr, 5 * nr, 6 * nr, 7 * nr);
+    let w = GROUP as i32;
+    let mut depth_offsets = _mm256_setr_epi32(0, w, 2 * w, 3 * w, 4 * w, 5 * w, 6 * w, 7 * w);
     let mut len = 0;
     for (block, chunk) in src.chunks_exact(8).enumerate() {
         // SAFETY: `chunk` holds 8 floats; the stores write 8 lanes from `len <= 8 * block`, which
@@ -223,41 +219,36 @@ unsafe fn compress_avx2(src: &[f32], values: &mut [f32], offsets: &mut [u32]) ->
             _mm256_storeu_si256(offsets.as_mut_ptr().add(len).cast(), kept_offsets);
             len += mask.count_ones() as usize;
         }
-        depth_offsets = _mm256_add_epi32(depth_offsets, _mm256_set1_epi32(8 * nr));
+        depth_offsets = _mm256_add_epi32(depth_offsets, _mm256_set1_epi32(8 * w));
     }
     (len, src.len() - src.len() % 8)
 }
 
+/// The same fused multiply-adds in the same order as the portable loop, eight vectors wide.
+///
 /// # Safety
-/// AVX2 and FMA must be present, `b` at least `S * kc * NR` floats and `c` valid for `S * NR`.
+/// AVX2 and FMA must be present, every offset at most `b.len() - GROUP`, and `c` valid for
+/// `GROUP` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_avx2_fma<const S: usize>(row: SparseRow, b: &[f32], c: *mut f32, overwrite: bool) {
+unsafe fn row_avx2_fma(row: SparseRow, b: &[f32], c: *mut f32, overwrite: bool) {
     use std::arch::x86_64::*;
-    let stride = row.kc * NR;
-    let mut acc = [[_mm256_setzero_ps(); 2]; S];
+    let mut acc = [_mm256_setzero_ps(); GROUP / 8];
     for (&v, &offset) in row.values.iter().zip(row.offsets) {
         let v = _mm256_set1_ps(v);
-        // SAFETY: `offset + s * stride + 16 <= S * stride <= b.len()` for every sliver `s < S`.
-        unsafe {
-            let p = b.as_ptr().add(offset as usize);
-            for (s, [lo, hi]) in acc.iter_mut().enumerate() {
-                *lo = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(s * stride)), *lo);
-                *hi = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(s * stride + 8)), *hi);
-            }
+        // SAFETY: `offset + GROUP <= b.len()`.
+        let b_row = unsafe { b.as_ptr().add(offset as usize) };
+        for (i, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `i * 8 + 8 <= GROUP`.
+            *acc = _mm256_fmadd_ps(v, unsafe { _mm256_loadu_ps(b_row.add(i * 8)) }, *acc);
         }
     }
-    for (s, [lo, hi]) in acc.into_iter().enumerate() {
-        // SAFETY: the caller guarantees `S * NR` floats at `c`.
+    for (i, acc) in acc.into_iter().enumerate() {
+        // SAFETY: the caller guarantees `GROUP` floats at `c`.
         unsafe {
-            let out = c.add(s * NR);
-            let (lo, hi) = if overwrite {
-                (lo, hi)
-            } else {
-                (_mm256_add_ps(lo, _mm256_loadu_ps(out)), _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8))))
-            };
-            _mm256_storeu_ps(out, lo);
-            _mm256_storeu_ps(out.add(8), hi);
+            let out = c.add(i * 8);
+            let sum = if overwrite { acc } else { _mm256_add_ps(acc, _mm256_loadu_ps(out)) };
+            _mm256_storeu_ps(out, sum);
         }
     }
 }
@@ -280,7 +271,7 @@ mod tests {
                 src[3] = f32::NAN;
             }
             let expected: Vec<(u32, u32)> =
-                (0..len).filter(|&p| src[p] != 0.0).map(|p| (src[p].to_bits(), (p * NR) as u32)).collect();
+                (0..len).filter(|&p| src[p] != 0.0).map(|p| (src[p].to_bits(), (p * GROUP) as u32)).collect();
             for isa in [Isa::Portable, Isa::detect()] {
                 let (mut values, mut offsets) = (vec![0.0; len], vec![0; len]);
                 let kept = isa.compress(&src, &mut values, &mut offsets);
@@ -295,7 +286,7 @@ mod tests {
     #[test]
     fn portable_and_avx2_row_kernels_agree() {
         let kc = 37;
-        let (a, b) = (sparse(kc, 1), sparse(4 * kc * NR, 2));
+        let (a, b) = (sparse(kc, 1), sparse(kc * GROUP, 2));
         let (mut values, mut offsets) = (vec![0.0; kc], vec![0; kc]);
         let len = Isa::Portable.compress(&a, &mut values, &mut offsets);
         let row = SparseRow { values: &values[..len], offsets: &offsets[..len], kc };
@@ -303,11 +294,11 @@ mod tests {
             let start = sparse(GROUP, 3);
             let (mut portable, mut simd) = (start.clone(), start.clone());
             // SAFETY: both buffers hold a full group.
-            unsafe { Isa::Portable.run_row::<4>(row, &b, portable.as_mut_ptr(), overwrite) };
-            unsafe { Isa::detect().run_row::<4>(row, &b, simd.as_mut_ptr(), overwrite) };
+            unsafe { Isa::Portable.run_row(row, &b, portable.as_mut_ptr(), overwrite) };
+            unsafe { Isa::detect().run_row(row, &b, simd.as_mut_ptr(), overwrite) };
             assert_eq!(portable, simd);
-            let expected: f32 = (0..kc).map(|p| a[p] * b[2 * kc * NR + p * NR + 5]).sum::<f32>()
-                + if overwrite { 0.0 } else { start[37] };
+            let expected: f32 =
+                (0..kc).map(|p| a[p] * b[p * GROUP + 37]).sum::<f32>() + if overwrite { 0.0 } else { start[37] };
             assert!((portable[37] - expected).abs() < 1e-4);
         }
     }
