@@ -2,7 +2,8 @@
 //! `matrixmultiply` crate, in GFLOP/s. Run single-threaded for stable figures:
 //! `RAYON_NUM_THREADS=1 cargo bench --bench matmul`.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use engine::backend::cpu::matmul::{MatRef, gemm, gemm_naive};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
@@ -21,6 +22,11 @@ const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
     ("sq1024", 1024, 1024, 1024, false, false),
 ];
 
+/// (name, m, k, n, share of zeros in A): a layer's input after a relu, which the packed matmul
+/// compresses to its non-zeros. GFLOP/s count the dense product's arithmetic.
+const SPARSE_SHAPES: [(&str, usize, usize, usize, f32); 2] =
+    [("relu50_1000x784x512_nt", 1000, 784, 512, 0.5), ("relu70_1000x512x512_nt", 1000, 512, 512, 0.7)];
+
 fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
@@ -30,39 +36,51 @@ fn matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     for (name, m, k, n, ta, tb) in SHAPES {
         let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
-        let mut out = vec![0.0f32; m * n];
-        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        let (ar, br) = (MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
-        group.bench_function(BenchmarkId::new("ours", name), |bench| {
-            bench.iter(|| gemm(black_box(ar), black_box(br), &mut out, false))
-        });
-        group.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
-            bench.iter(|| unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    ar.row_stride as isize,
-                    ar.col_stride as isize,
-                    b.as_ptr(),
-                    br.row_stride as isize,
-                    br.col_stride as isize,
-                    0.0,
-                    out.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            })
-        });
-        if m * k * n <= 256 * 256 * 256 {
-            group.bench_function(BenchmarkId::new("naive", name), |bench| {
-                bench.iter(|| gemm_naive(black_box(ar), black_box(br), &mut out))
-            });
-        }
+        bench_shape(&mut group, name, MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
+    }
+    for (name, m, k, n, zeros) in SPARSE_SHAPES {
+        let a: Vec<f32> =
+            random(m * k, &mut rng).iter().map(|&v| if (v + 1.0) / 2.0 < zeros { 0.0 } else { v }).collect();
+        let b = random(k * n, &mut rng);
+        bench_shape(&mut group, name, MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
     }
     group.finish();
+}
+
+/// Ours and `matrixmultiply` on one product, and the naive loop where it finishes in time.
+fn bench_shape(group: &mut BenchmarkGroup<WallTime>, name: &str, a: MatRef, b: MatRef) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut out = vec![0.0f32; m * n];
+    group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    group.bench_function(BenchmarkId::new("ours", name), |bench| {
+        bench.iter(|| gemm(black_box(a), black_box(b), &mut out, false))
+    });
+    group.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+        // SAFETY: the pointers and strides describe `a`, `b` and `out` exactly.
+        bench.iter(|| unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.data.as_ptr(),
+                a.row_stride as isize,
+                a.col_stride as isize,
+                b.data.as_ptr(),
+                b.row_stride as isize,
+                b.col_stride as isize,
+                0.0,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        })
+    });
+    if m * k * n <= 256 * 256 * 256 {
+        group.bench_function(BenchmarkId::new("naive", name), |bench| {
+            bench.iter(|| gemm_naive(black_box(a), black_box(b), &mut out))
+        });
+    }
 }
 
 fn softmax_cross_entropy(c: &mut Criterion) {

@@ -8,7 +8,7 @@ use super::{CTile, Isa, MR, MatRef, NR, PACKED_A, PackedB, Step, Update, with_bu
 pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update: Update) {
     let rows_padded = tile.rows.div_ceil(MR) * MR;
     with_buffer(&PACKED_A, rows_padded * packed_b.kc_max, |packed_a| {
-        for (p0, kc) in packed_b.blocks(a.cols) {
+        for (p0, kc) in packed_b.blocks() {
             let panel_a = &mut packed_a[..rows_padded * kc];
             for (s, sliver) in panel_a.chunks_exact_mut(MR * kc).enumerate() {
                 pack_a(a, tile.i0 + s * MR, p0, sliver);

@@ -6,6 +6,7 @@
 //! fixed summation order, so results are bit-identical whatever the thread count.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::thread::LocalKey;
 
 use rayon::prelude::*;
@@ -24,6 +25,8 @@ const KC: usize = 256;
 const MC: usize = 144;
 /// Columns of C per task, so small-M products still split across threads.
 const NC: usize = 256;
+/// From this many rows on, tasks own their rows through all depth blocks (see `gemm_with`).
+const ROWS_OUTER_MIN: usize = 4 * MC;
 /// Below this many multiply-adds, scheduling parallel tasks costs more than it saves.
 const PARALLEL_MIN_WORK: usize = 1 << 20;
 
@@ -88,8 +91,9 @@ pub fn gemm_epilogue(a: MatRef, b: MatRef, c: &mut [f32], epilogue: Epilogue) {
     gemm_with(a, b, c, false, epilogue);
 }
 
-/// The loops: all of B is packed once, then each task owns a block of C (MC rows, `nc` columns)
-/// and walks the depth blocks, packing its rows of A, so its block of C stays in L2 throughout.
+/// The loops: B is packed (by depth block, or all at once for many rows), then each task owns a
+/// block of C (MC rows, `nc` columns) and walks the packed depth blocks, packing or compressing
+/// its rows of A for each.
 fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
@@ -119,20 +123,13 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
     let c = SharedMut(c.as_mut_ptr());
     let tiles: Vec<(usize, usize)> = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(nc).map(move |j| (i, j))).collect();
     let update = Update { accumulate, epilogue };
-
-    with_buffer(&PACKED_B, k * n_padded, |packed_b| {
-        for p0 in (0..k).step_by(kc_max) {
-            let kc = kc_max.min(k - p0);
-            let panel = &mut packed_b[p0 * n_padded..(p0 + kc) * n_padded];
-            for_each_chunk(panel, width * kc, parallel, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
-        }
-        let packed_b = PackedB { data: packed_b, n_padded, kc_max };
+    let run_tiles = |packed_b: &PackedB| {
         let run_tile = |&(i0, j0): &(usize, usize)| {
             let tile = CTile { c, ld: n, i0, j0, rows: MC.min(m - i0), cols: nc.min(n - j0) };
             if sparse {
-                sparse::tile(isa, a, &packed_b, tile, update);
+                sparse::tile(isa, a, packed_b, tile, update);
             } else {
-                dense::tile(isa, a, &packed_b, tile, update);
+                dense::tile(isa, a, packed_b, tile, update);
             }
         };
         if parallel {
@@ -140,27 +137,50 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
         } else {
             tiles.iter().for_each(run_tile);
         }
-    });
+    };
+    let pack_and_run = |data: &mut [f32], depths: Range<usize>| {
+        for p0 in depths.clone().step_by(kc_max) {
+            let kc = kc_max.min(depths.end - p0);
+            let panel = &mut data[(p0 - depths.start) * n_padded..][..kc * n_padded];
+            for_each_chunk(panel, width * kc, parallel, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
+        }
+        run_tiles(&PackedB { data, n_padded, depths, kc_max });
+    };
+    if m >= ROWS_OUTER_MIN {
+        // Many row blocks: all of B is packed once, and each task keeps its block of C in L2
+        // through every depth block, instead of C streaming through memory once per block.
+        with_buffer(&PACKED_B, k * n_padded, |data| pack_and_run(data, 0..k));
+    } else {
+        // Few rows: C is small, and each depth block of B is used right after it is packed,
+        // while it is still in L2.
+        with_buffer(&PACKED_B, kc_max * n_padded, |data| {
+            for p0 in (0..k).step_by(kc_max) {
+                pack_and_run(data, p0..k.min(p0 + kc_max));
+            }
+        });
+    }
 }
 
-/// All of B, packed: for each depth block, slivers of `width` columns, `kc * width` floats each
-/// (`NC` is a multiple of every width, so a task's first column starts a sliver).
+/// Depth blocks `depths` of B, packed: for each, slivers of `width` columns, `kc * width` floats
+/// each (`NC` is a multiple of every width, so a task's first column starts a sliver).
 struct PackedB<'a> {
     data: &'a [f32],
     n_padded: usize,
+    depths: Range<usize>,
     kc_max: usize,
 }
 
 impl PackedB<'_> {
-    /// The depth blocks as `(first depth, depth)`.
-    fn blocks(&self, k: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let kc_max = self.kc_max;
-        (0..k).step_by(kc_max).map(move |p0| (p0, kc_max.min(k - p0)))
+    /// The depth blocks held, as `(first depth, depth)`.
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (kc_max, end) = (self.kc_max, self.depths.end);
+        self.depths.clone().step_by(kc_max).map(move |p0| (p0, kc_max.min(end - p0)))
     }
 
     /// The slivers of depth block `p0..p0 + kc`, from column `j0` on.
     fn block(&self, p0: usize, kc: usize, j0: usize) -> &[f32] {
-        &self.data[p0 * self.n_padded + j0 * kc..(p0 + kc) * self.n_padded]
+        let start = (p0 - self.depths.start) * self.n_padded;
+        &self.data[start + j0 * kc..start + kc * self.n_padded]
     }
 }
 

@@ -45,7 +45,7 @@ thread_local! {
 /// compressed, then each group of B's columns stays in L1 while every row goes past it.
 pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update: Update) {
     ROWS.with_borrow_mut(|rows| {
-        for (p0, kc) in packed_b.blocks(a.cols) {
+        for (p0, kc) in packed_b.blocks() {
             rows.fill(isa, a, tile.i0, tile.rows, p0, kc);
             let step = update.step(p0, kc, a.cols);
             let block_b = packed_b.block(p0, kc, tile.j0);
