@@ -1,17 +1,21 @@
-//! GPU matmul, naive vs tiled (64x64, 4x4 per thread) vs wide (128x128, 8x8 per thread), at the
-//! MLP's forward and backward shapes and at 1024², 2048² and 4096². `gpu_tiled` is
-//! `ops::matmul`, which takes the wide kernel by itself for large outputs.
-//! Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
-//! Each sample is timed with `iter_custom` between two device syncs, so it counts the kernels'
-//! execution, not only their recording. Run with `cargo bench --bench gpu`.
+//! GPU against CPU. Matmul: naive vs tiled (64x64, 4x4 per thread) vs wide (128x128, 8x8 per
+//! thread) vs the CPU's packed kernel, at the MLP's forward and backward shapes and at 1024²,
+//! 2048² and 4096². `gpu_tiled` is `ops::matmul`, which takes the wide kernel by itself for large
+//! outputs. Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
+//! Row softmax: GPU vs CPU, in bytes read and written (GB/s).
+//! Each GPU sample is timed with `iter_custom` between two device syncs, so it counts the
+//! kernels' execution, not only their recording. Run with `cargo bench --bench gpu`.
 //!
 //! On a CPU adapter (lavapipe, about 0.5 GFLOP/s) only the MLP's shapes run, to keep the run
-//! to a minute or two; set `ENGINE_BENCH_FULL=1` to run the square ones too.
+//! to a minute or two; set `ENGINE_BENCH_FULL=1` to run the large ones too.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use engine::backend::cpu::{self, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
@@ -33,21 +37,47 @@ fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
-fn matmul(c: &mut Criterion) {
-    let ctx = match GpuContext::new() {
-        Ok(ctx) => ctx,
+/// Row softmax shapes (rows, columns): the MLP's logits and a wide one.
+const SOFTMAX_SHAPES: [(usize, usize); 3] = [(128, 10), (4096, 1000), (65536, 1000)];
+
+/// The GPU context, or `None` (with the reason printed) where no adapter can run the benches.
+fn context() -> Option<Arc<GpuContext>> {
+    let ctx = GpuContext::new().and_then(|ctx| ctx.warm_up().map(|()| ctx));
+    match ctx {
+        Ok(ctx) => {
+            eprintln!("adapter: {}", ctx.adapter());
+            Some(ctx)
+        }
         Err(e) => {
             eprintln!("SKIPPED the GPU benches: {e}");
-            return;
+            None
         }
-    };
-    eprintln!("adapter: {}", ctx.adapter());
-    let full = !ctx.adapter().is_cpu() || std::env::var("ENGINE_BENCH_FULL").is_ok_and(|v| v == "1");
-    if let Err(e) = ctx.warm_up() {
-        eprintln!("SKIPPED the GPU benches: {e}");
-        return;
     }
+}
 
+/// Large shapes only on a real GPU, or when asked for.
+fn full_run(ctx: &GpuContext) -> bool {
+    !ctx.adapter().is_cpu() || std::env::var("ENGINE_BENCH_FULL").is_ok_and(|v| v == "1")
+}
+
+/// Times `run` on the GPU between two device syncs.
+fn bench_gpu<T>(group: &mut BenchmarkGroup<WallTime>, id: BenchmarkId, ctx: &GpuContext, run: impl Fn() -> T) {
+    group.bench_function(id, |bench| {
+        bench.iter_custom(|iters| {
+            ctx.synchronize().expect("device sync");
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(run());
+            }
+            ctx.synchronize().expect("device sync");
+            start.elapsed()
+        })
+    });
+}
+
+fn matmul(c: &mut Criterion) {
+    let Some(ctx) = context() else { return };
+    let full = full_run(&ctx);
     let mut rng = Rng::new(0);
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
@@ -56,8 +86,8 @@ fn matmul(c: &mut Criterion) {
             continue;
         }
         let shape = MatmulShape { m, k, n, trans_a, trans_b };
-        let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
-        let (Ok(a), Ok(b)) = (GpuBuffer::from_f32(&ctx, &a), GpuBuffer::from_f32(&ctx, &b)) else {
+        let (a_host, b_host) = (random(m * k, &mut rng), random(k * n, &mut rng));
+        let (Ok(a), Ok(b)) = (GpuBuffer::from_f32(&ctx, &a_host), GpuBuffer::from_f32(&ctx, &b_host)) else {
             eprintln!("SKIPPED {name}: upload failed");
             continue;
         };
@@ -68,21 +98,44 @@ fn matmul(c: &mut Criterion) {
                 "gpu_wide" => ops::matmul_wide(&ctx, &a, &b, shape, Epilogue::default()),
                 _ => ops::matmul(&ctx, &a, &b, shape, Epilogue::default()),
             };
-            group.bench_function(BenchmarkId::new(kind, name), |bench| {
-                bench.iter_custom(|iters| {
-                    ctx.synchronize().expect("device sync");
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        black_box(run().expect("matmul"));
-                    }
-                    ctx.synchronize().expect("device sync");
-                    start.elapsed()
-                })
-            });
+            bench_gpu(&mut group, BenchmarkId::new(kind, name), &ctx, || run().expect("matmul"));
         }
+        let (a, b) = (MatRef::new(&a_host, m, k, trans_a), MatRef::new(&b_host, k, n, trans_b));
+        let mut out = vec![0.0; m * n];
+        group.bench_function(BenchmarkId::new("cpu", name), |bench| {
+            bench.iter(|| cpu::matmul::gemm(black_box(a), black_box(b), &mut out, false))
+        });
     }
     group.finish();
 }
 
-criterion_group!(benches, matmul);
+fn softmax(c: &mut Criterion) {
+    let Some(ctx) = context() else { return };
+    let full = full_run(&ctx);
+    let mut rng = Rng::new(1);
+    let mut group = c.benchmark_group("softmax");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    for (rows, cols) in SOFTMAX_SHAPES {
+        if rows * cols > 1 << 22 && !full {
+            continue;
+        }
+        let name = format!("{rows}x{cols}");
+        let x_host = random(rows * cols, &mut rng);
+        let Ok(x) = GpuBuffer::from_f32(&ctx, &x_host) else {
+            eprintln!("SKIPPED softmax {name}: upload failed");
+            continue;
+        };
+        group.throughput(Throughput::Bytes((2 * rows * cols * 4) as u64));
+        bench_gpu(&mut group, BenchmarkId::new("gpu", &name), &ctx, || {
+            ops::softmax_rows(&ctx, &x, rows, cols).expect("softmax")
+        });
+        let mut out = vec![0.0; rows * cols];
+        group.bench_function(BenchmarkId::new("cpu", &name), |bench| {
+            bench.iter(|| cpu::softmax_rows(black_box(&x_host), cols, &mut out))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, softmax);
 criterion_main!(benches);
