@@ -2,27 +2,18 @@
 //! directory explains how to provide the data; a short real training run on FashionMNIST beats
 //! an accuracy floor and writes its model and reports.
 
-use std::path::PathBuf;
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::process::{Command, Output};
 
+use cli::{stderr, unused_path as temp_dir};
+
+/// `engine ARGS` with a local store shared by this binary's tests (which run concurrently, so
+/// it is never emptied).
 fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .env_remove("ENGINE_DATA_DIR")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env("ENGINE_LOCAL_STORE", std::env::temp_dir().join(format!("engine-cli-store-{}", std::process::id())))
-        .output()
-        .expect("the engine binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    let store = std::env::temp_dir().join(format!("engine-cli-store-{}", std::process::id()));
+    cli::engine(args, &store, None)
 }
 
 #[test]
@@ -127,11 +118,11 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
 #[test]
 fn ctrl_c_ends_the_run_as_killed_with_exit_code_130() {
     let store = temp_dir("killed-store");
-    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+    cli::clean_env(&mut command, &store, None);
+    let child = command
         .args(["train", "--device", "cpu", "--epochs", "50", "--train-limit", "20000", "--output-dir"])
         .arg(temp_dir("killed"))
-        .env("ENGINE_LOCAL_STORE", &store)
-        .env_remove("MLFLOW_TRACKING_URI")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -6,36 +6,14 @@
 #[path = "common/mlflow.rs"]
 mod mlflow;
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use cli::{engine, json_line, stderr};
 use engine::tracking::{Auth, MlflowClient, RetryPolicy};
-
-fn engine(args: &[&str], local_store: &Path, uri: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
-    command
-        .args(args)
-        .env("ENGINE_LOCAL_STORE", local_store)
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
-        .env_remove("ENGINE_DATA_DIR")
-        .env_remove("MLFLOW_EXPERIMENT_NAME");
-    match uri {
-        Some(uri) => command.env("MLFLOW_TRACKING_URI", uri),
-        None => command.env_remove("MLFLOW_TRACKING_URI"),
-    };
-    command.output().expect("the engine binary runs")
-}
-
-fn json_line(output: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON last line")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 struct Trained {
     run_id: String,

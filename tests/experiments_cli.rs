@@ -2,37 +2,20 @@
 //! and recommended runs, the overfitting flag, and the checklist written and logged as
 //! `analysis.md`; bad flags exit with code 2.
 
-use std::path::{Path, PathBuf};
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
+use cli::{empty_dir as scratch, stderr, stdout};
 use engine::tracking::{LocalStore, LocalTracker, Metric, RunStatus, Tracker, TrackingConfig};
 use serde_json::{Value, json};
 
+/// `engine ARGS` run in `cwd`, where `runs analyze` writes by default.
 fn engine(args: &[&str], store: &Path, cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ENGINE_LOCAL_STORE", store)
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env_remove("MLFLOW_EXPERIMENT_NAME")
-        .env_remove("ENGINE_DATA_DIR")
-        .output()
-        .expect("the engine binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-exp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+    cli::clean_env(command.args(args).current_dir(cwd), store, None).output().expect("the engine binary runs")
 }
 
 /// A finished run with the given params, final metrics, loss curves and JSON artifacts.

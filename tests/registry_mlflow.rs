@@ -6,25 +6,17 @@
 #[path = "common/mlflow.rs"]
 mod mlflow;
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use cli::text;
 use engine::tracking::{Auth, MlflowClient, RetryPolicy};
 
-fn env(command: &mut Command, store: &Path, uri: &str) {
-    command
-        .env("ENGINE", env!("CARGO_BIN_EXE_engine"))
-        .env("ENGINE_LOCAL_STORE", store)
-        .env("MLFLOW_TRACKING_URI", uri)
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
-        .env_remove("ENGINE_DATA_DIR");
-}
-
 fn engine(args: &[&str], store: &Path, uri: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
-    env(command.args(args), store, uri);
-    command.output().expect("engine runs")
+    cli::engine(args, store, Some(uri))
 }
 
 fn pipeline(threshold: &str, name: &str, store: &Path, output: &Path, uri: &str) -> Output {
@@ -43,12 +35,7 @@ fn pipeline(threshold: &str, name: &str, store: &Path, output: &Path, uri: &str)
         "--experiment",
         "pipeline",
     ]);
-    env(&mut command, store, uri);
-    command.output().expect("the pipeline runs")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    cli::clean_env(&mut command, store, Some(uri)).output().expect("the pipeline runs")
 }
 
 fn client(uri: &str) -> MlflowClient {
@@ -112,22 +99,15 @@ fn concurrent_registrations_get_distinct_versions() {
             "--output-dir",
             out.to_str().unwrap(),
         ];
-        let output = engine(&args, &store, server.uri());
-        assert!(output.status.success(), "{}", text(&output));
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-        summary["run_id"].as_str().unwrap().to_string()
+        cli::json_line(&engine(&args, &store, server.uri()))["run_id"].as_str().unwrap().to_string()
     };
     let runs = [train(0), train(1)];
     let registrations: Vec<_> = runs
         .iter()
         .map(|run| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
-            env(
-                command.args(["register", "--run-id", run, "--name", "fashion-mlp-race", "--json"]),
-                &store,
-                server.uri(),
-            );
+            let args = ["register", "--run-id", run, "--name", "fashion-mlp-race", "--json"];
+            cli::clean_env(command.args(args), &store, Some(server.uri()));
             command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
         })
         .collect();
