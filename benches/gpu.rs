@@ -9,6 +9,9 @@
 //! On a CPU adapter (lavapipe, about 0.5 GFLOP/s) only the MLP's shapes run, to keep the run
 //! to a minute or two; set `ENGINE_BENCH_FULL=1` to run the large ones too.
 
+#[path = "common/shapes.rs"]
+mod shapes;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,19 +22,6 @@ use engine::backend::cpu::{self, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
-
-/// (name, m, k, n, a transposed, b transposed): the same shapes as the CPU bench.
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
-    ("fwd1_128x784x512_nt", 128, 784, 512, false, true),
-    ("fwd2_128x512x512_nt", 128, 512, 512, false, true),
-    ("fwd3_128x512x10_nt", 128, 512, 10, false, true),
-    ("dw1_512x128x784_tn", 512, 128, 784, true, false),
-    ("dx2_128x512x512_nn", 128, 512, 512, false, false),
-    ("dw2_512x128x512_tn", 512, 128, 512, true, false),
-    ("sq1024", 1024, 1024, 1024, false, false),
-    ("sq2048", 2048, 2048, 2048, false, false),
-    ("sq4096", 4096, 4096, 4096, false, false),
-];
 
 fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
@@ -81,7 +71,7 @@ fn matmul(c: &mut Criterion) {
     let mut rng = Rng::new(0);
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
-    for (name, m, k, n, trans_a, trans_b) in SHAPES {
+    for (name, m, k, n, trans_a, trans_b) in shapes::with_squares(&[1024, 2048, 4096]) {
         if m * k * n > 1 << 28 && !full {
             continue;
         }
@@ -98,11 +88,11 @@ fn matmul(c: &mut Criterion) {
                 "gpu_wide" => ops::matmul_wide(&ctx, &a, &b, shape, Epilogue::default()),
                 _ => ops::matmul(&ctx, &a, &b, shape, Epilogue::default()),
             };
-            bench_gpu(&mut group, BenchmarkId::new(kind, name), &ctx, || run().expect("matmul"));
+            bench_gpu(&mut group, BenchmarkId::new(kind, &name), &ctx, || run().expect("matmul"));
         }
         let (a, b) = (MatRef::new(&a_host, m, k, trans_a), MatRef::new(&b_host, k, n, trans_b));
         let mut out = vec![0.0; m * n];
-        group.bench_function(BenchmarkId::new("cpu", name), |bench| {
+        group.bench_function(BenchmarkId::new("cpu", &name), |bench| {
             bench.iter(|| cpu::matmul::gemm(black_box(a), black_box(b), &mut out, false))
         });
     }

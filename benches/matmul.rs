@@ -2,25 +2,15 @@
 //! `matrixmultiply` crate, in GFLOP/s. Run single-threaded for stable figures:
 //! `RAYON_NUM_THREADS=1 cargo bench --bench matmul`.
 
+#[path = "common/shapes.rs"]
+mod shapes;
+
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use engine::backend::cpu::matmul::{MatRef, gemm, gemm_naive};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
 use std::hint::black_box;
-
-/// (name, m, k, n, a transposed, b transposed): the MLP's forward and backward products.
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
-    ("fwd1_128x784x512_nt", 128, 784, 512, false, true),
-    ("fwd2_128x512x512_nt", 128, 512, 512, false, true),
-    ("fwd3_128x512x10_nt", 128, 512, 10, false, true),
-    ("dw1_512x128x784_tn", 512, 128, 784, true, false),
-    ("dx2_128x512x512_nn", 128, 512, 512, false, false),
-    ("dw2_512x128x512_tn", 512, 128, 512, true, false),
-    ("sq256", 256, 256, 256, false, false),
-    ("sq512", 512, 512, 512, false, false),
-    ("sq1024", 1024, 1024, 1024, false, false),
-];
 
 /// (name, m, k, n, share of zeros in A): a layer's input after a relu, which the packed matmul
 /// compresses to its non-zeros. GFLOP/s count the dense product's arithmetic.
@@ -34,9 +24,9 @@ fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
 fn matmul(c: &mut Criterion) {
     let mut rng = Rng::new(0);
     let mut group = c.benchmark_group("matmul");
-    for (name, m, k, n, ta, tb) in SHAPES {
+    for (name, m, k, n, ta, tb) in shapes::with_squares(&[256, 512, 1024]) {
         let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
-        bench_shape(&mut group, name, MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
+        bench_shape(&mut group, &name, MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
     }
     for (name, m, k, n, zeros) in SPARSE_SHAPES {
         let a: Vec<f32> =

@@ -24,6 +24,20 @@ fn label_of(row: u32) -> u32 {
     return p.cols;
 }
 
+// The row's maximum and sum(exp(x - max)), over the workgroup; every thread gets both.
+fn row_max_and_exp_sum(base: u32, lid: u32) -> vec2<f32> {
+    var m = F32_LOWEST;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        m = max(m, logits[base + c]);
+    }
+    let row_max = workgroup_max(m, lid);
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c = c + WG) {
+        s = s + exp(logits[base + c] - row_max);
+    }
+    return vec2<f32>(row_max, workgroup_sum(s, lid));
+}
+
 // Per-row loss: log(sum(exp(x - max))) + max - x[label], into out[row].
 @compute @workgroup_size(256)
 fn cross_entropy_rows(
@@ -36,16 +50,9 @@ fn cross_entropy_rows(
         return;
     }
     let base = row * p.cols;
-    var m = F32_LOWEST;
-    for (var c = lid; c < p.cols; c = c + WG) {
-        m = max(m, logits[base + c]);
-    }
-    let row_max = workgroup_max(m, lid);
-    var s = 0.0;
-    for (var c = lid; c < p.cols; c = c + WG) {
-        s = s + exp(logits[base + c] - row_max);
-    }
-    let total = workgroup_sum(s, lid);
+    let stats = row_max_and_exp_sum(base, lid);
+    let row_max = stats.x;
+    let total = stats.y;
     if lid == 0u {
         let label = label_of(row);
         if label < p.cols {
@@ -69,16 +76,9 @@ fn cross_entropy_backward(
         return;
     }
     let base = row * p.cols;
-    var m = F32_LOWEST;
-    for (var c = lid; c < p.cols; c = c + WG) {
-        m = max(m, logits[base + c]);
-    }
-    let row_max = workgroup_max(m, lid);
-    var s = 0.0;
-    for (var c = lid; c < p.cols; c = c + WG) {
-        s = s + exp(logits[base + c] - row_max);
-    }
-    let inv = 1.0 / workgroup_sum(s, lid);
+    let stats = row_max_and_exp_sum(base, lid);
+    let row_max = stats.x;
+    let inv = 1.0 / stats.y;
     let label = label_of(row);
     for (var c = lid; c < p.cols; c = c + WG) {
         var v = exp(logits[base + c] - row_max) * inv;
