@@ -206,7 +206,7 @@ pub fn fill(ctx: &GpuContext, len: usize, value: f32) -> Result<GpuBuffer, GpuEr
     Ok(out)
 }
 
-/// `x [rows, cols] + bias [cols]` on every row, then relu when `relu`.
+/// `x [rows, cols] + bias [cols]` on every row.
 pub fn add_bias(
     ctx: &GpuContext,
     x: &GpuBuffer,
