@@ -19,8 +19,11 @@ mod sparse;
 const MR: usize = 6;
 /// Columns of B per micro-kernel call.
 const NR: usize = 16;
-/// Largest depth of one packed panel: an NR-wide sliver of B (16 KiB) stays in L1.
-const KC: usize = 256;
+/// Largest depth block, the same for both paths so that they sum every element in the same
+/// order and give the same bits: which path a product takes depends on its data (a batch with
+/// more zeros), and a model must not predict differently from one batch size to another. A
+/// 16-wide sliver of B (8 KiB) and a 64-wide group (32 KiB) both fit L1.
+const KC: usize = 128;
 /// Rows of A per task: the packed block (144 KiB) stays in L2.
 const MC: usize = 144;
 /// Columns of C per task, so small-M products still split across threads.
@@ -91,10 +94,15 @@ pub fn gemm_epilogue(a: MatRef, b: MatRef, c: &mut [f32], epilogue: Epilogue) {
     gemm_with(a, b, c, false, epilogue);
 }
 
+/// The product on the dense path, or on the sparse one when A is mostly zeros.
+fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) {
+    gemm_on_path(a, b, c, accumulate, epilogue, sparse::worthwhile(a, b.cols));
+}
+
 /// The loops: B is packed (by depth block, or all at once for many rows), then each task owns a
 /// block of C (MC rows, `nc` columns) and walks the packed depth blocks, packing or compressing
 /// its rows of A for each.
-fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) {
+fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue, sparse: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
@@ -111,9 +119,8 @@ fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Ep
     let isa = Isa::detect();
     let threads = rayon::current_num_threads();
     let parallel = m * k * n >= PARALLEL_MIN_WORK && threads > 1;
-    let sparse = sparse::worthwhile(a, n);
     // Equal depth blocks: 784 = 4 x 196 rather than 3 x 256 + 16, which would waste a pass.
-    let kc_max = k.div_ceil(k.div_ceil(if sparse { sparse::KC } else { KC }));
+    let kc_max = k.div_ceil(k.div_ceil(KC));
     // B is packed in slivers as wide as the path's micro-kernel.
     let width = if sparse { sparse::GROUP } else { NR };
     let n_padded = n.div_ceil(width) * width;
@@ -310,6 +317,33 @@ pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) {
     for i in 0..m {
         for j in 0..n {
             c[i * n + j] = (0..k).map(|p| a.at(i, p) * b.at(p, j)).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Both paths sum each element in the same order, so a batch's zeros never change a result:
+    /// the same bits (up to the sign of a zero) whichever path a product takes.
+    #[test]
+    fn dense_and_sparse_paths_give_the_same_bits() {
+        let mut rng = Rng::new(7);
+        for (m, k, n) in [(5, 784, 512), (700, 300, 130), (130, 97, 64)] {
+            let a: Vec<f32> =
+                (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < 0.5 { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
+            let epilogue = Epilogue { bias: Some(&bias), relu: true };
+            let run = |sparse: bool| {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_on_path(a, b, &mut c, false, epilogue, sparse);
+                c.iter().map(|&v| (v + 0.0).to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(false), run(true), "{m}x{k}x{n}");
         }
     }
 }

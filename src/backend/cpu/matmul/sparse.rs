@@ -10,10 +10,6 @@ use super::{CTile, Isa, MatRef, PackedB, Update};
 
 /// Columns per micro-kernel call, eight accumulators: the width of this path's slivers of B.
 pub(super) const GROUP: usize = 64;
-/// Largest depth block: a group of B (64 x 96 floats, 24 KiB) stays in L1 while every row of
-/// the task passes it, with room left for the rows streaming by. Measured at the MLP's shapes,
-/// 64 is slower (more passes over C) and 128 no faster.
-pub(super) const KC: usize = 96;
 /// Share of zeros in A from which this path beats the dense one: it pays about 1.25x per
 /// multiply-add for the lost register reuse across rows.
 const MIN_ZERO_SHARE: f32 = 0.4;
