@@ -124,9 +124,10 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
     // B is packed in slivers as wide as the path's micro-kernel.
     let width = if sparse { sparse::GROUP } else { NR };
     let n_padded = n.div_ceil(width) * width;
-    // Columns are split only when there are too few row blocks to keep the threads busy: each
-    // column block packs its rows of A again.
-    let nc = if parallel && m.div_ceil(MC) < 2 * threads { NC } else { n };
+    // Few rows: blocks of NC columns, so that a block of C, the rows of A and the columns of B it
+    // needs share L2, and so that threads have blocks to share (each packs its rows of A again).
+    // Many rows: each task takes whole rows, so A is packed or compressed once.
+    let nc = if m >= ROWS_OUTER_MIN && m.div_ceil(MC) >= 2 * threads { n } else { NC };
     let c = SharedMut(c.as_mut_ptr());
     let tiles: Vec<(usize, usize)> = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(nc).map(move |j| (i, j))).collect();
     let update = Update { accumulate, epilogue };
