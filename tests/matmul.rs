@@ -1,5 +1,5 @@
 //! The packed CPU matmul against the naive triple loop, on shapes that cross every block edge
-//! (micro-tile 6x16, depth 256, task 144x256), for every transpose combination.
+//! (micro-tile 6x16, depth 128, task 144x256), for every transpose combination.
 
 use engine::backend::cpu::matmul::{Epilogue, MatRef, gemm, gemm_epilogue, gemm_naive};
 use engine::rng::Rng;
@@ -83,7 +83,7 @@ fn epilogue_adds_the_bias_then_applies_relu() {
 }
 
 /// A mostly-zero A takes the compressed-rows path: the same sums, on shapes that cross its edges
-/// (groups of 64 columns, depth blocks of 96, blocks of 144 rows, more than 576 rows).
+/// (groups of 64 columns, depth blocks of 128, blocks of 144 rows, more than 576 rows).
 #[test]
 fn mostly_zero_inputs_match_naive() {
     let mut rng = Rng::new(5);

@@ -119,7 +119,7 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
     let isa = Isa::detect();
     let threads = rayon::current_num_threads();
     let parallel = m * k * n >= PARALLEL_MIN_WORK && threads > 1;
-    // Equal depth blocks: 784 = 4 x 196 rather than 3 x 256 + 16, which would waste a pass.
+    // Equal depth blocks: 784 = 7 x 112 rather than 6 x 128 + 16, which would waste a pass.
     let kc_max = k.div_ceil(k.div_ceil(KC));
     // B is packed in slivers as wide as the path's micro-kernel.
     let width = if sparse { sparse::GROUP } else { NR };
