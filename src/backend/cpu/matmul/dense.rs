@@ -28,7 +28,7 @@ fn macro_kernel(kernel: Isa, kc: usize, packed_a: &[f32], packed_b: &[f32], tile
             let c_row = |r: usize| unsafe { tile.row(ir + r, jr, cols) };
             if rows == MR && cols == NR {
                 // SAFETY: the full MR x NR block at row `ir`, column `jr` lies inside the tile.
-                unsafe { kernel.run(kc, a, b, c_row(0).as_mut_ptr(), tile.ld, step.overwrite) };
+                unsafe { kernel.run(kc, a, b, tile.ptr(ir, jr), tile.ld, step.overwrite) };
             } else {
                 // An edge block: compute the full block aside, then copy the part inside C.
                 let mut block = [0.0f32; MR * NR];

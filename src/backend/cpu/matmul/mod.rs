@@ -293,6 +293,13 @@ struct CTile {
 }
 
 impl CTile {
+    /// A pointer to row `r`, column `col` (both relative to the tile) for a kernel that writes
+    /// several rows `ld` apart: derived from all of C, so it may reach every row of the tile.
+    fn ptr(&self, r: usize, col: usize) -> *mut f32 {
+        debug_assert!(r < self.rows && col < self.cols);
+        self.c.0.wrapping_add((self.i0 + r) * self.ld + self.j0 + col)
+    }
+
     /// Columns `col..col + len` of row `r`, both relative to the tile.
     ///
     /// # Safety

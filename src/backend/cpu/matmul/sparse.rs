@@ -51,7 +51,7 @@ pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update:
                 if cols == GROUP {
                     // SAFETY: the full group of columns `g..g + GROUP` of every row lies inside
                     // this task's tile of C.
-                    unsafe { isa.run_rows(rows, b, tile.row(0, g, cols).as_mut_ptr(), tile.ld, step.overwrite) };
+                    unsafe { isa.run_rows(rows, b, tile.ptr(0, g), tile.ld, step.overwrite) };
                 }
                 for r in 0..tile.rows {
                     // SAFETY: row `r`, columns `g..g + cols` lie inside this task's tile of C.
