@@ -172,22 +172,7 @@ fn bad_inputs_fail_clearly_and_leave_the_output_directory_alone() {
 
     // A run without a model.
     let local = dir.join("store-empty-model");
-    let trained_local = json_line(&engine(
-        &[
-            "train",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "500",
-            "--hidden",
-            "8",
-            "--json",
-            "--output-dir",
-            dir.join("o2").to_str().unwrap(),
-        ],
-        &local,
-        None,
-    ));
+    let trained_local = cli::train_tiny(&dir.join("o2"), &local, None);
     let run_id = trained_local["run_id"].as_str().unwrap();
     let model_artifacts =
         std::fs::read_dir(local.join("fashion-mnist")).unwrap().next().unwrap().unwrap().path().join("artifacts/model");

@@ -86,20 +86,8 @@ fn concurrent_registrations_get_distinct_versions() {
     let dir = mlflow::scratch_dir("engine-concurrent");
     let store = dir.join("store");
     let train = |i: usize| {
-        let out = dir.join(format!("t{i}"));
-        let args = [
-            "train",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "500",
-            "--hidden",
-            "8",
-            "--json",
-            "--output-dir",
-            out.to_str().unwrap(),
-        ];
-        cli::json_line(&engine(&args, &store, server.uri()))["run_id"].as_str().unwrap().to_string()
+        let summary = cli::train_tiny(&dir.join(format!("t{i}")), &store, Some(server.uri()));
+        summary["run_id"].as_str().unwrap().to_string()
     };
     let runs = [train(0), train(1)];
     let registrations: Vec<_> = runs
@@ -134,25 +122,8 @@ fn missing_metric_unknown_run_and_unreachable_registry_are_errors() {
     let Some(server) = mlflow::shared() else { return };
     let dir = mlflow::scratch_dir("engine-gate-errors");
     let store = dir.join("store");
-    let out = dir.join("t");
-    let args = [
-        "train",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "500",
-        "--hidden",
-        "8",
-        "--json",
-        "--output-dir",
-        out.to_str().unwrap(),
-    ];
-    let trained = engine(&args, &store, server.uri());
-    let stdout = String::from_utf8_lossy(&trained.stdout).into_owned();
-    let run_id = serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap()).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let trained = cli::train_tiny(&dir.join("t"), &store, Some(server.uri()));
+    let run_id = trained["run_id"].as_str().unwrap().to_string();
 
     let missing =
         engine(&["gate", "--run-id", &run_id, "--metric", "bleu", "--threshold", "0.5"], &store, server.uri());

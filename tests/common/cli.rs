@@ -32,6 +32,15 @@ pub fn engine(args: &[&str], store: &Path, tracking_uri: Option<&str>) -> Output
     clean_env(command.args(args), store, tracking_uri).output().expect("the engine binary runs")
 }
 
+/// A tiny training run (one epoch, 500 images, 8 hidden units) writing to `output_dir`: its
+/// `--json` summary.
+pub fn train_tiny(output_dir: &Path, store: &Path, tracking_uri: Option<&str>) -> serde_json::Value {
+    let args = ["train", "--epochs", "1", "--train-limit", "500", "--hidden", "8", "--json", "--output-dir"];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+    let output = clean_env(command.args(args).arg(output_dir), store, tracking_uri).output();
+    json_line(&output.expect("the engine binary runs"))
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -35,9 +35,7 @@ fn macro_kernel(kernel: Isa, kc: usize, packed_a: &[f32], packed_b: &[f32], tile
                 // SAFETY: `block` is exactly MR x NR with row stride NR.
                 unsafe { kernel.run(kc, a, b, block.as_mut_ptr(), NR, true) };
                 for (r, block_row) in block.chunks_exact(NR).take(rows).enumerate() {
-                    for (c, &v) in c_row(r).iter_mut().zip(block_row) {
-                        *c = if step.overwrite { v } else { *c + v };
-                    }
+                    step.merge(c_row(r), block_row);
                 }
             }
             if let Some(epilogue) = step.epilogue {

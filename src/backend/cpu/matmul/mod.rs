@@ -147,8 +147,7 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
         }
     };
     let pack_and_run = |data: &mut [f32], depths: Range<usize>| {
-        for p0 in depths.clone().step_by(kc_max) {
-            let kc = kc_max.min(depths.end - p0);
+        for (p0, kc) in depth_blocks(depths.clone(), kc_max) {
             let panel = &mut data[(p0 - depths.start) * n_padded..][..kc * n_padded];
             for_each_chunk(panel, width * kc, parallel, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
         }
@@ -162,8 +161,8 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
         // Few rows: C is small, and each depth block of B is used right after it is packed,
         // while it is still in L2.
         with_buffer(&PACKED_B, kc_max * n_padded, |data| {
-            for p0 in (0..k).step_by(kc_max) {
-                pack_and_run(data, p0..k.min(p0 + kc_max));
+            for (p0, kc) in depth_blocks(0..k, kc_max) {
+                pack_and_run(data, p0..p0 + kc);
             }
         });
     }
@@ -181,8 +180,7 @@ struct PackedB<'a> {
 impl PackedB<'_> {
     /// The depth blocks held, as `(first depth, depth)`.
     fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let (kc_max, end) = (self.kc_max, self.depths.end);
-        self.depths.clone().step_by(kc_max).map(move |p0| (p0, kc_max.min(end - p0)))
+        depth_blocks(self.depths.clone(), self.kc_max)
     }
 
     /// The slivers of depth block `p0..p0 + kc`, from column `j0` on.
@@ -190,6 +188,12 @@ impl PackedB<'_> {
         let start = (p0 - self.depths.start) * self.n_padded;
         &self.data[start + j0 * kc..start + kc * self.n_padded]
     }
+}
+
+/// `depths` cut into blocks of at most `kc_max`, as `(first depth, depth)`.
+fn depth_blocks(depths: Range<usize>, kc_max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let end = depths.end;
+    depths.step_by(kc_max).map(move |p0| (p0, kc_max.min(end - p0)))
 }
 
 /// How the product reaches C.
@@ -308,7 +312,7 @@ impl CTile {
     unsafe fn row(&self, r: usize, col: usize, len: usize) -> &mut [f32] {
         debug_assert!(r < self.rows && col + len <= self.cols);
         // SAFETY: forwarded from the caller; the tile lies inside C.
-        unsafe { std::slice::from_raw_parts_mut(self.c.0.add((self.i0 + r) * self.ld + self.j0 + col), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(r, col), len) }
     }
 }
 
@@ -317,6 +321,15 @@ impl CTile {
 struct Step<'a> {
     overwrite: bool,
     epilogue: Option<Epilogue<'a>>,
+}
+
+impl Step<'_> {
+    /// Writes or adds `values`, computed aside, into `c`: how an edge block reaches C.
+    fn merge(&self, c: &mut [f32], values: &[f32]) {
+        for (c, &v) in c.iter_mut().zip(values) {
+            *c = if self.overwrite { v } else { *c + v };
+        }
+    }
 }
 
 /// The textbook triple loop: the oracle in tests and the "naive" line in benchmarks.

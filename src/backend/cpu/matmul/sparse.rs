@@ -61,9 +61,7 @@ pub(super) fn tile(isa: Isa, a: MatRef, packed_b: &PackedB, tile: CTile, update:
                         let mut block = [0.0f32; GROUP];
                         // SAFETY: `block` holds a full group.
                         unsafe { isa.run_row(rows.row(r), b, block.as_mut_ptr(), true) };
-                        for (c, &v) in c.iter_mut().zip(&block) {
-                            *c = if step.overwrite { v } else { *c + v };
-                        }
+                        step.merge(c, &block);
                     }
                     if let Some(epilogue) = step.epilogue {
                         epilogue.apply(c, tile.j0 + g);
