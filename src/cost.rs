@@ -55,6 +55,15 @@ pub fn parse_vm_hwm_mb(status: &str) -> Option<f64> {
     }
 }
 
+/// The memory the system can still give this process (`MemAvailable` of `/proc/meminfo`), in
+/// bytes, where the platform has it.
+pub fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line["MemAvailable:".len()..].split_whitespace().next()?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Resets the peak RSS to the current RSS (Linux: `5` into `/proc/self/clear_refs`), so that
 /// each run of a sweep reports its own peak rather than the sweep's. Best effort: false where
 /// it is not possible, and the next peak then includes earlier runs.

@@ -251,10 +251,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes `bytes` to a temporary file beside `path`, then renames it: readers see the whole
 /// file or none.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::Io { path: path.to_path_buf(), source }
+    })
 }

@@ -75,10 +75,42 @@ impl TrainConfig {
                 "--early-stop-patience needs a validation set: use --val-split > 0".to_string(),
             ),
         ];
-        match checks.into_iter().find(|(bad, _)| *bad) {
-            Some((_, message)) => Err(message),
-            None => Ok(()),
+        if let Some((_, message)) = checks.into_iter().find(|(bad, _)| *bad) {
+            return Err(message);
         }
+        self.check_memory(crate::cost::available_memory_bytes())
+    }
+
+    /// Refuses a model or batch whose training memory exceeds `available` bytes (or overflows),
+    /// before any allocation could abort the process.
+    pub fn check_memory(&self, available: Option<u64>) -> Result<(), String> {
+        let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+        match (self.training_memory_bytes(), available) {
+            (None, _) => Err(format!(
+                "--hidden {:?} with --batch-size {}: the model is too large to address in memory",
+                self.hidden, self.batch_size
+            )),
+            (Some(need), Some(have)) if need > have => Err(format!(
+                "--hidden {:?} with --batch-size {}: training needs about {:.1} GiB but {:.1} GiB of memory is available; use smaller --hidden sizes or --batch-size",
+                self.hidden,
+                self.batch_size,
+                gib(need),
+                gib(have)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A lower bound of the bytes training holds: each parameter as weight, gradient and two
+    /// optimizer slots, and each activation of a batch as value, mask and gradient (f32).
+    pub fn training_memory_bytes(&self) -> Option<u64> {
+        let widths: Vec<u64> =
+            std::iter::once(784).chain(self.hidden.iter().map(|&h| h as u64)).chain(std::iter::once(10)).collect();
+        let parameters =
+            widths.windows(2).try_fold(0u64, |sum, w| w[0].checked_add(1)?.checked_mul(w[1])?.checked_add(sum))?;
+        let activations =
+            widths.iter().try_fold(0u64, |sum, &w| sum.checked_add(w))?.checked_mul(self.batch_size as u64)?;
+        parameters.checked_mul(4 * 4)?.checked_add(activations.checked_mul(4 * 3)?)
     }
 
     /// The hyperparameters as `(name, value)` pairs, for logging.

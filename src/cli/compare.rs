@@ -149,6 +149,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let direction = args.direction.unwrap_or_else(|| Direction::for_metric(&args.metric));
     let ranking = analysis::rank(&runs, &args.metric, direction, args.tolerance);
+    if !runs.is_empty() && ranking.order.is_empty() {
+        let known: std::collections::BTreeSet<&str> =
+            runs.iter().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+        return Err(UsageError(format!(
+            "--metric {}: no run of experiment {:?} has it; recorded metrics: {}",
+            args.metric,
+            config.experiment,
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
     let top = args.top.map(|n| n as usize);
     if args.json {
         let mut value = comparison_json(&runs, &ranking, top);

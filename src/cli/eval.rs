@@ -50,6 +50,8 @@ pub struct EvalArgs {
 struct Located {
     dir: PathBuf,
     run_id: Option<String>,
+    /// Every id the run goes by (local and server), which the model's metadata must name.
+    run_ids: Vec<String>,
     /// The run is in the local store (else only on the server).
     local_run: bool,
 }
@@ -57,17 +59,16 @@ struct Located {
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let tracking = args.tracking.config(None);
     let (device, device_name) = open_device(args.device)?;
-    let name = args.run_id.clone().or_else(|| args.model_uri.clone()).unwrap_or_default();
-    let output_dir =
-        args.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(sanitize(&name)).join("evaluation"));
-    let staging = staging_dir(&output_dir)?;
+    // Everything is written to a scratch directory first: a failure leaves no trace in runs/.
+    let staging = staging_dir()?;
     let result = evaluate_into(&args, &tracking, &device, &staging);
     let outcome = result.and_then(|(located, eval, report)| {
+        let output_dir = args.output_dir.clone().unwrap_or_else(|| default_output_dir(&args, &located));
         let files = publish(&staging, &output_dir)?;
-        Ok((located, eval, report, files))
+        Ok((located, eval, report, files, output_dir))
     });
     let _ = std::fs::remove_dir_all(&staging);
-    let (located, eval, report, files) = outcome?;
+    let (located, eval, report, files, output_dir) = outcome?;
 
     println!("{}", report.render_text());
     println!("test_loss {:.4}  test_accuracy {:.4}  ({device_name})", eval.loss, eval.accuracy);
@@ -100,6 +101,14 @@ fn evaluate_into(
 ) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport)> {
     let located = locate_model(args, tracking, &staging.join("downloaded-model"))?;
     let (mlp, meta) = model::load_model_dir(&located.dir, device)?;
+    if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
+        && !located.run_ids.iter().any(|id| id == trained_by)
+    {
+        bail!(
+            "the model recorded under run {} was trained by run {trained_by}; evaluate that run instead (were two runs given one --output-dir?)",
+            located.run_id.as_deref().unwrap_or_default()
+        );
+    }
     let dataset = data::load(args.data_dir.as_deref())?;
     let indices: Vec<usize> = (0..dataset.test.len()).collect();
     let eval = train::evaluate(&mlp, &dataset.test, &indices, meta.normalize, args.batch_size as usize, device)?;
@@ -142,13 +151,14 @@ fn locate_model(args: &EvalArgs, tracking: &TrackingConfig, download: &Path) -> 
             let artifact_uri = client.registry_artifact_uri(uri)?;
             download_model(&client, &artifact_uri, download)?;
             let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id);
-            return Ok(Located { dir: download.to_path_buf(), run_id, local_run: false });
+            return Ok(Located { dir: download.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false });
         }
         let dir = PathBuf::from(uri);
         if !dir.is_dir() {
             bail!("--model-uri {uri}: not a directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model");
         }
-        return Ok(Located { dir, run_id: None, local_run: false });
+        let run_id = model::read_metadata(&dir).ok().and_then(|m| m.run_id);
+        return Ok(Located { dir, run_id, run_ids: Vec::new(), local_run: false });
     }
     let run_id = args.run_id.as_deref().unwrap_or_default();
     locate_run_model(run_id, tracking, download)
@@ -162,7 +172,8 @@ fn locate_run_model(run_id: &str, tracking: &TrackingConfig, download: &Path) ->
         if !MODEL_FILES.iter().all(|f| dir.join(f).is_file()) {
             bail!("run {} has no model (nothing under {})", record.run_id, dir.display());
         }
-        return Ok(Located { dir, run_id: Some(record.run_id), local_run: true });
+        let run_ids = std::iter::once(record.run_id.clone()).chain(record.server_run_id().map(String::from)).collect();
+        return Ok(Located { dir, run_id: Some(record.run_id), run_ids, local_run: true });
     }
     let Some(uri) = &tracking.tracking_uri else {
         bail!(
@@ -172,12 +183,16 @@ fn locate_run_model(run_id: &str, tracking: &TrackingConfig, download: &Path) ->
     };
     let client = MlflowClient::from_env(uri)?;
     let run = client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {uri}"))?;
+    // A LoggedModel whose upload did not finish has no files: the run's own copy under model/
+    // is used instead, and its SHA-256 is checked when it loads.
     let artifact_uri = match client.find_run_model(run_id)? {
-        Some(model) => model.artifact_uri,
-        None => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
+        Some(model) if model.is_ready() => model.artifact_uri,
+        _ => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
     };
     download_model(&client, &artifact_uri, download).with_context(|| format!("run {run_id} has no model on {uri}"))?;
-    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), local_run: false })
+    let run_ids =
+        std::iter::once(run.info.run_id.clone()).chain(run.tag(tracking::LOCAL_RUN_ID_TAG).map(String::from)).collect();
+    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), run_ids, local_run: false })
 }
 
 fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
@@ -195,19 +210,25 @@ fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyh
     Ok(())
 }
 
-/// A fresh directory beside `output_dir` where the outputs are written before they are moved
-/// into place, so a failure leaves nothing half-written in `output_dir`.
-fn staging_dir(output_dir: &Path) -> anyhow::Result<PathBuf> {
-    let parent = output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = output_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "evaluation".into());
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
+/// A fresh scratch directory for this evaluation's files.
+fn staging_dir() -> anyhow::Result<PathBuf> {
+    let staging = std::env::temp_dir().join(format!("engine-eval-{}", tracking::util::new_run_id()));
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     Ok(staging)
 }
 
-/// Moves every file of `staging` into `output_dir`; returns their final paths.
+/// `runs/<run id>/evaluation`, named by the resolved run id (a prefix or URI given on the
+/// command line resolves to the full id); a model of no known run by its URI.
+fn default_output_dir(args: &EvalArgs, located: &Located) -> PathBuf {
+    let name = match &located.run_id {
+        Some(id) => id.clone(),
+        None => sanitize(args.model_uri.as_deref().unwrap_or("model")),
+    };
+    Path::new("runs").join(name).join("evaluation")
+}
+
+/// Copies every file of `staging` into `output_dir`, each through a temporary name; returns
+/// their final paths.
 fn publish(staging: &Path, output_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
     let mut files = Vec::new();
@@ -215,7 +236,8 @@ fn publish(staging: &Path, output_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let entry = entry?;
         if entry.file_type()?.is_file() {
             let target = output_dir.join(entry.file_name());
-            std::fs::rename(entry.path(), &target).with_context(|| format!("cannot write {}", target.display()))?;
+            let bytes = std::fs::read(entry.path())?;
+            model::write_atomically(&target, &bytes)?;
             files.push(target);
         }
     }
@@ -239,22 +261,20 @@ fn log_to_run(
         Metric::new("eval_weighted_f1", report.weighted_f1(), 0),
     ];
     if local_run {
-        let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(run_id)?;
-        run.log_metrics(&metrics)?;
-        for file in files {
-            run.log_artifact(file, "evaluation")?;
+        {
+            // The reopened run holds its lock: release it before syncing, or sync skips the run.
+            let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(run_id)?;
+            run.log_metrics(&metrics)?;
+            for file in files {
+                run.log_artifact(file, "evaluation")?;
+            }
         }
         eprintln!("logged the evaluation to run {run_id} in the local store");
         if let Some(uri) = &tracking.tracking_uri {
-            let report = tracking::sync_with(
-                &tracking.local_root,
-                tracking,
-                &tracking::SyncOptions { run_ids: vec![run_id.to_string()], ..Default::default() },
-            );
-            match report {
-                Ok(_) => eprintln!("synced run {run_id} to {uri}"),
-                Err(e) => eprintln!("warning: the evaluation stays local until `engine sync`: {e}"),
-            }
+            tracking::sync_run_now(&tracking.local_root, tracking, run_id).with_context(|| {
+                format!("the evaluation is recorded in the local store but not on {uri}; `engine sync` sends it later")
+            })?;
+            eprintln!("synced run {run_id} to {uri}");
         }
         return Ok(());
     }

@@ -127,6 +127,9 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     let values = [decision.to_string(), key.clone(), value.to_string(), args.threshold.to_string()];
     let tags: Vec<(String, String)> = GATE_TAGS.iter().map(|k| k.to_string()).zip(values).collect();
     tag_run(&tracking, &found, &args.run_id, &tags)?;
+    if passed {
+        require_ready_model(&tracking, &found)?;
+    }
     if args.json {
         println!(
             "{}",
@@ -143,11 +146,27 @@ fn tag_run(tracking: &TrackingConfig, found: &FoundRun, run_id: &str, tags: &[(S
             run.set_tags(tags)?;
             drop(run);
             if tracking.tracking_uri.is_some() && record.server_run_id().is_some() {
-                let options = tracking::SyncOptions { run_ids: vec![record.run_id.clone()], ..Default::default() };
-                tracking::sync_with(&tracking.local_root, tracking, &options).context("cannot send the gate's tags")?;
+                tracking::sync_run_now(&tracking.local_root, tracking, &record.run_id)
+                    .context("cannot send the gate's tags")?;
             }
         }
         FoundRun::Server(client, _) => client.log_batch(run_id, &[], &[], tags)?,
+    }
+    Ok(())
+}
+
+/// A passing run must have a model that can be registered: on a server, a LoggedModel with all
+/// its files (the gate's sync just above uploads what it can).
+fn require_ready_model(tracking: &TrackingConfig, found: &FoundRun) -> anyhow::Result<()> {
+    let (client, run_id) = match found {
+        FoundRun::Server(client, run) => (client.clone(), run.info.run_id.clone()),
+        FoundRun::Local(record) => match (&tracking.tracking_uri, record.server_run_id()) {
+            (Some(uri), Some(id)) => (MlflowClient::from_env(uri)?, id.to_string()),
+            _ => return Ok(()),
+        },
+    };
+    if let Some(model) = client.find_run_model(&run_id)? {
+        model.require_ready()?;
     }
     Ok(())
 }
@@ -167,7 +186,10 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         .server_run_id()
         .with_context(|| format!("run {} is only in the local store: push it with `engine sync` first", args.run_id))?;
     let (source, model_id) = match client.find_run_model(&run_id)? {
-        Some(model) => (format!("models:/{}", model.model_id), Some(model.model_id)),
+        Some(model) => {
+            let model = model.require_ready()?;
+            (format!("models:/{}", model.model_id), Some(model.model_id))
+        }
         None => {
             let run = client.get_run(&run_id)?;
             (format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR), None)
@@ -199,6 +221,7 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         .filter(|v| v.stage == "Production" && v.version != args.version)
         .map(|v| v.version)
         .collect();
+    client.require_ready_version(&client.get_model_version(&args.name, &args.version)?)?;
     let promoted = client.transition_stage(&args.name, &args.version, "Production", true)?;
     client.set_alias(&args.name, CHAMPION, &args.version)?;
     let archived = if before.is_empty() { "none".to_string() } else { before.join(", ") };

@@ -67,9 +67,17 @@ pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     }
     let options = SyncOptions {
         mark_unfinished: args.close_unfinished.then_some(tracking::RunStatus::Killed),
+        experiment: args.tracking.experiment.clone(),
         ..SyncOptions::default()
     };
     let report = tracking::sync_with(&config.local_root, &config, &options)?;
     print!("{report}");
+    if report.failed() > 0 {
+        eprintln!(
+            "error: {} run(s) could not be synced (listed above); fix the cause and run `engine sync` again",
+            report.failed()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -105,10 +105,15 @@ struct ChildResult {
 
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let points = grid(&args)?;
-    let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let mut tracking = args.common.tracking.config(None);
     let parent_name = args.common.run_name.clone().unwrap_or_else(tracking::util::generate_run_name);
+    // Every child's name ("<parent> <point>") must fit too.
+    for point in &points {
+        let child = TrackingConfig { run_name: Some(format!("{parent_name} {}", point.label)), ..tracking.clone() };
+        child.validate().map_err(UsageError)?;
+    }
     tracking.run_name = Some(parent_name.clone());
+    let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let mut parent = tracking::open(&tracking)?;
     let parent_id = parent.start_run(&parent_params(&args, &points, &bench), &[(SWEEP_TAG.into(), "true".into())])?;
     eprintln!("sweep {parent_name}: parent run {parent_id}, {} runs; tracking: {}", points.len(), parent.describe());

@@ -162,10 +162,12 @@ pub struct RunOutcome {
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = args.common.config(args.lr, args.batch_size, &args.hidden.0);
     config.validate().map_err(UsageError)?;
+    let tracking = args.common.tracking.config(args.common.run_name.clone());
+    tracking.validate().map_err(UsageError)?;
     let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let spec = RunSpec {
         config,
-        tracking: args.common.tracking.config(args.common.run_name.clone()),
+        tracking,
         tags: Vec::new(),
         output_dir: args.common.output_dir.clone(),
         json: args.common.json,
@@ -193,10 +195,59 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
         Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted)) => RunStatus::Killed,
         Err(_) => RunStatus::Failed,
     };
+    if let Err(e) = &result
+        && status == RunStatus::Failed
+    {
+        // Why it failed, on the run itself (best effort: the failure may be a full disk).
+        let reason = tracking::util::truncate_chars(&format!("{e:#}"), tracking::MAX_TAG_VALUE_CHARS).to_string();
+        let _ = tracker.set_tags(&[(ERROR_TAG.to_string(), reason)]);
+    }
     if let Err(e) = tracker.end_run(status) {
         eprintln!("warning: could not record the end of run {run_id}: {e}");
     }
+    if status == RunStatus::Finished && interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("the interrupt came after the model was recorded: run {run_id} ended FINISHED");
+    }
     Ok(RunOutcome { run_id, status, result })
+}
+
+/// Where a run's model and reports go.
+fn output_dir(spec: &RunSpec, run_id: &str) -> PathBuf {
+    spec.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id))
+}
+
+/// The tag holding why a run failed.
+pub const ERROR_TAG: &str = "engine.error";
+
+/// Stops with [`TrainError::Interrupted`] once an interrupt arrived: checked between the steps
+/// after training too, so an interrupt at any point before the model is recorded ends the run
+/// KILLED without a model.
+fn check_interrupt(interrupted: &std::sync::atomic::AtomicBool) -> Result<(), TrainError> {
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(TrainError::Interrupted);
+    }
+    Ok(())
+}
+
+/// Holds an output directory for one run: a second run given the same `--output-dir` while the
+/// first is writing it stops at once instead of mixing their files.
+fn lock_output_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(".engine.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "output directory {} is being written by another run; give each concurrent run its own --output-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// What the trained model costs to run, measured after training.
@@ -213,7 +264,8 @@ fn measure_cost(model: &engine::nn::Mlp, bench: &Bench, normalize: Normalization
     Ok(Cost { inference_ms_batch_64, inference_ms_batch_1000, peak_rss_mb: engine::cost::peak_rss_mb() })
 }
 
-/// Everything between the start and the end of a tracked run; returns the run's summary.
+/// Everything between the start and the end of a tracked run, holding its output directory;
+/// returns the run's summary. Only a finished run leaves a model there.
 fn train_and_report(
     bench: &Bench,
     spec: &RunSpec,
@@ -221,13 +273,27 @@ fn train_and_report(
     run_id: &str,
     interrupted: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<serde_json::Value> {
+    let output_dir = output_dir(spec, run_id);
+    let _output_lock = lock_output_dir(&output_dir)?;
+    let result = train_and_record(bench, spec, tracker, &output_dir, run_id, interrupted);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(output_dir.join("model"));
+    }
+    result
+}
+
+fn train_and_record(
+    bench: &Bench,
+    spec: &RunSpec,
+    tracker: &mut dyn Tracker,
+    output_dir: &Path,
+    run_id: &str,
+    interrupted: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<serde_json::Value> {
     let (config, device, dataset) = (&spec.config, &bench.device, &bench.dataset);
-    let output_dir = spec.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id));
     let mut progress = Progress::new();
     let mut observe = |event: Event| -> Result<(), TrainError> {
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(TrainError::Interrupted);
-        }
+        check_interrupt(interrupted)?;
         match event {
             Event::EpochStart { epoch, steps } => progress.start(format!("epoch {epoch}/{}", config.epochs), steps),
             Event::Step { step, loss, samples_per_second } => {
@@ -264,7 +330,7 @@ fn train_and_report(
     let report = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?;
     println!("\n{}", report.render_text());
 
-    std::fs::create_dir_all(&output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
+    check_interrupt(interrupted)?;
     let model_dir = output_dir.join("model");
     let hyperparameters = serde_json::to_value(config)?;
     let model_id = tracker.begin_model(&config.params())?;
@@ -277,9 +343,10 @@ fn train_and_report(
         Some(run_id),
         Some(&model_id),
     )?;
-    let mut written = write_reports(&output_dir, &dataset.test, &test, &trained.history)?;
+    let mut written = write_reports(output_dir, &dataset.test, &test, &trained.history)?;
 
     let cost = measure_cost(&trained.model, bench, config.normalize)?;
+    check_interrupt(interrupted)?;
     let mut summary = serde_json::json!({
         "run_id": run_id,
         "output_dir": output_dir,
@@ -328,6 +395,8 @@ fn train_and_report(
     for path in &written {
         tracker.log_artifact(path, "")?;
     }
+    // The last moment an interrupt stops the run: from here on the model is recorded.
+    check_interrupt(interrupted)?;
     tracker.finish_model(Some(&model_id), &model_dir, &model::MODEL_FILES)?;
     eprintln!("wrote the model and reports to {}", output_dir.display());
     if spec.json {

@@ -223,13 +223,36 @@ impl RunRecord {
     }
 }
 
+/// Writes `path` through a temporary file renamed into place. On a full disk, where no new file
+/// fits, an existing small file (a run's status) is overwritten in place instead, so a run can
+/// still be ended FAILED.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrackingError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp).map_err(|e| TrackingError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| TrackingError::io(&tmp, e))?;
+    let tmp = temp_path(path);
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes)).and_then(|()| fs::rename(&tmp, path));
+    let Err(e) = written else { return Ok(()) };
+    let _ = fs::remove_file(&tmp);
+    if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge) && path.is_file() {
+        let in_place = OpenOptions::new().write(true).open(path).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.set_len(bytes.len() as u64)
+        });
+        if in_place.is_ok() {
+            return Ok(());
+        }
     }
-    fs::rename(&tmp, path).map_err(|e| TrackingError::io(path, e))
+    Err(TrackingError::io(path, e))
+}
+
+/// A hidden name beside `path` for writing it before the rename: hidden names are never listed
+/// as artifacts nor uploaded.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.part{}", std::process::id()))
+}
+
+/// Whether a file name is one of the temporary (hidden) names above, or any other hidden file.
+fn is_hidden(name: &str) -> bool {
+    name.starts_with('.')
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), TrackingError> {
@@ -295,6 +318,14 @@ pub(crate) fn write_meta(dir: &Path, meta: &RunMeta) -> Result<(), TrackingError
     write_json_atomic(&dir.join(META), meta)
 }
 
+/// Sets tags of a run whose lock the caller holds.
+pub(crate) fn set_tags(dir: &Path, tags: &[(String, String)]) -> Result<(), TrackingError> {
+    let path = dir.join(TAGS);
+    let mut all = read_map(&path)?;
+    all.extend(tags.iter().cloned());
+    write_json_atomic(&path, &all)
+}
+
 pub(crate) fn read_meta(dir: &Path) -> Result<RunMeta, TrackingError> {
     read_json(&dir.join(META))
 }
@@ -306,6 +337,9 @@ fn list_artifacts(root: &Path) -> Vec<ArtifactEntry> {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
+            if is_hidden(&name) {
+                continue;
+            }
             let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
@@ -521,6 +555,10 @@ impl LocalStore {
             }
         }
         match matches.len() {
+            0 if id.len() < 4 => Err(TrackingError::RunNotFound(format!(
+                "{id} (no run has that id in {}; a prefix needs at least 4 characters)",
+                self.root.display()
+            ))),
             0 => Err(TrackingError::RunNotFound(format!("{id} (no run with that id in {})", self.root.display()))),
             1 => Ok(matches.remove(0).0),
             _ => Err(TrackingError::RunNotFound(format!(
@@ -639,13 +677,11 @@ impl LocalRun {
             fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
         }
         // copy to a temp name then rename, so a crash never leaves half a file under its real name
-        let tmp = dest.with_file_name(format!(
-            ".{}.part{}",
-            dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
-            std::process::id()
-        ));
-        fs::copy(local_path, &tmp).map_err(|e| TrackingError::io(local_path, e))?;
-        fs::rename(&tmp, &dest).map_err(|e| TrackingError::io(&dest, e))?;
+        let tmp = temp_path(&dest);
+        if let Err(e) = fs::copy(local_path, &tmp).and_then(|_| fs::rename(&tmp, &dest)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(TrackingError::io(&dest, e));
+        }
         Ok(rel)
     }
 

@@ -38,7 +38,7 @@ pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
 pub use registry::ModelVersion;
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};
-pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_to, sync_with};
+pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_run_now, sync_to, sync_with};
 
 /// Default experiment name when neither a flag nor `MLFLOW_EXPERIMENT_NAME` gives one.
 pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";
@@ -52,6 +52,11 @@ pub const MODEL_ID_TAG: &str = "engine.model_id";
 pub const MODEL_ARTIFACT_DIR: &str = "model";
 /// Tag carrying the local store's id of a run on the server (lets `sync` find runs it created).
 pub const LOCAL_RUN_ID_TAG: &str = "engine.local_run_id";
+
+/// The longest experiment name MLflow stores (`experiments.name`).
+pub const MAX_EXPERIMENT_NAME_CHARS: usize = 256;
+/// The longest run name MLflow stores (`runs.name`).
+pub const MAX_RUN_NAME_CHARS: usize = 250;
 
 /// Where and how runs are tracked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +96,18 @@ impl TrackingConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCAL_ROOT)),
         }
+    }
+
+    /// Checks the names against what an MLflow server stores (its database columns), so that a
+    /// run never starts that could not reach the server.
+    pub fn validate(&self) -> Result<(), String> {
+        let too_long = |flag: &str, value: &str, max: usize| {
+            let chars = value.chars().count();
+            (chars > max).then(|| format!("{flag} is {chars} characters long; MLflow stores at most {max}"))
+        };
+        let problem = too_long("--experiment", &self.experiment, MAX_EXPERIMENT_NAME_CHARS)
+            .or_else(|| too_long("--run-name", self.run_name.as_deref().unwrap_or_default(), MAX_RUN_NAME_CHARS));
+        problem.map_or(Ok(()), Err)
     }
 
     /// A local-only configuration rooted at `local_root`.

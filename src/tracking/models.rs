@@ -15,18 +15,40 @@ pub struct LoggedModel {
     /// `mlflow-artifacts:/<experiment>/models/<model_id>/artifacts`.
     pub artifact_uri: String,
     pub source_run_id: Option<String>,
+    /// `LOGGED_MODEL_PENDING` until its files are uploaded, then `LOGGED_MODEL_READY` (or
+    /// `LOGGED_MODEL_UPLOAD_FAILED`).
+    pub status: String,
 }
 
 /// `model_type` of the LoggedModels this engine creates.
 pub const MODEL_TYPE: &str = "engine-mlp";
 
 impl LoggedModel {
+    /// Whether its files are all on the server.
+    pub fn is_ready(&self) -> bool {
+        self.status == READY
+    }
+
+    /// Fails unless the model is ready, saying how to finish it.
+    pub fn require_ready(self) -> Result<LoggedModel, TrackingError> {
+        if self.is_ready() {
+            return Ok(self);
+        }
+        Err(TrackingError::InvalidArgument(format!(
+            "model {} is {}, not {READY}: its files did not all reach the server; run `engine sync` from the \
+             directory that trained it to upload them",
+            self.model_id,
+            if self.status.is_empty() { "of unknown status" } else { &self.status }
+        )))
+    }
+
     fn from_response(endpoint: &str, v: &Value) -> Result<LoggedModel, TrackingError> {
         let info = &v["model"]["info"];
         let field = |key: &str| info[key].as_str().map(String::from);
         match (field("model_id"), field("artifact_uri")) {
             (Some(model_id), Some(artifact_uri)) => {
-                Ok(LoggedModel { model_id, artifact_uri, source_run_id: field("source_run_id") })
+                let status = field("status").unwrap_or_default();
+                Ok(LoggedModel { model_id, artifact_uri, source_run_id: field("source_run_id"), status })
             }
             _ => Err(TrackingError::Protocol {
                 endpoint: endpoint.to_string(),
@@ -35,6 +57,9 @@ impl LoggedModel {
         }
     }
 }
+
+/// The status of a LoggedModel whose files are all uploaded.
+const READY: &str = "LOGGED_MODEL_READY";
 
 impl MlflowClient {
     /// Creates a pending LoggedModel for `run_id` in `experiment_id`.
@@ -64,7 +89,7 @@ impl MlflowClient {
         step: i64,
     ) -> Result<(), TrackingError> {
         let uploaded = files.iter().try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &dir.join(f)));
-        let status = if uploaded.is_ok() { "LOGGED_MODEL_READY" } else { "LOGGED_MODEL_UPLOAD_FAILED" };
+        let status = if uploaded.is_ok() { READY } else { "LOGGED_MODEL_UPLOAD_FAILED" };
         let path = format!("logged-models/{}", model.model_id);
         self.patch_json(&path, &json!({"model_id": model.model_id, "status": status}))?;
         uploaded?;
@@ -98,13 +123,13 @@ impl MlflowClient {
         }
     }
 
-    /// The artifact URI of a registered model version: `models:/NAME/VERSION` or
-    /// `models:/NAME@ALIAS`.
+    /// The artifact URI of a registered model version (`models:/NAME/VERSION` or
+    /// `models:/NAME@ALIAS`), refusing a version whose LoggedModel is not ready.
     pub fn registry_artifact_uri(&self, uri: &str) -> Result<String, TrackingError> {
         let invalid =
             || TrackingError::InvalidArgument(format!("{uri} is not models:/NAME/VERSION or models:/NAME@ALIAS"));
         let rest = uri.strip_prefix("models:/").ok_or_else(invalid)?;
-        let version = if let Some((name, alias)) = rest.split_once('@') {
+        let (name, version) = if let Some((name, alias)) = rest.split_once('@') {
             let v = self.get_json("registered-models/alias", &[("name", name), ("alias", alias)])?;
             let version = v["model_version"]["version"].as_str().ok_or_else(invalid)?.to_string();
             (name.to_string(), version)
@@ -112,7 +137,8 @@ impl MlflowClient {
             let (name, version) = rest.rsplit_once('/').ok_or_else(invalid)?;
             (name.to_string(), version.to_string())
         };
-        let v = self.get_json("model-versions/get-download-uri", &[("name", &version.0), ("version", &version.1)])?;
+        self.require_ready_version(&self.get_model_version(&name, &version)?)?;
+        let v = self.get_json("model-versions/get-download-uri", &[("name", &name), ("version", &version)])?;
         v["artifact_uri"].as_str().map(String::from).ok_or_else(|| TrackingError::Protocol {
             endpoint: "model-versions/get-download-uri".into(),
             detail: "no artifact_uri in the response".into(),

@@ -16,6 +16,8 @@ pub struct ModelVersion {
     pub stage: String,
     pub status: String,
     pub run_id: Option<String>,
+    /// The LoggedModel it was registered from (MLflow 3), if any.
+    pub model_id: Option<String>,
     pub aliases: Vec<String>,
 }
 
@@ -34,6 +36,7 @@ impl ModelVersion {
             stage: text("current_stage").unwrap_or_else(|| "None".into()),
             status: text("status").unwrap_or_default(),
             run_id: text("run_id").filter(|r| !r.is_empty()),
+            model_id: text("model_id").filter(|m| !m.is_empty()),
             aliases: v["aliases"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
@@ -73,6 +76,14 @@ impl MlflowClient {
     pub fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion, TrackingError> {
         let v = self.get_json("model-versions/get", &[("name", name), ("version", version)])?;
         ModelVersion::from_json("model-versions/get", &v["model_version"])
+    }
+
+    /// Fails unless the LoggedModel behind a version (when it has one) has all its files.
+    pub fn require_ready_version(&self, version: &ModelVersion) -> Result<(), TrackingError> {
+        match &version.model_id {
+            Some(id) => self.get_logged_model(id)?.require_ready().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Polls a version until the server reports it READY (registration may be asynchronous).

@@ -20,7 +20,8 @@ use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::util::{now_ms, truncate_chars};
-use super::{LOCAL_RUN_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
+use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
+use crate::model::MODEL_FILES;
 
 /// Which runs to push.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +67,8 @@ pub struct SyncedRun {
     pub artifacts_sent: usize,
     /// The server's status/end time was set.
     pub status_updated: bool,
+    /// The run's LoggedModel was created or completed.
+    pub model_synced: bool,
     pub outcome: SyncOutcome,
 }
 
@@ -86,6 +89,7 @@ impl SyncedRun {
             metrics_sent: 0,
             artifacts_sent: 0,
             status_updated: false,
+            model_synced: false,
             outcome: SyncOutcome::Synced,
         }
     }
@@ -95,6 +99,7 @@ impl SyncedRun {
         self.created
             || self.params_sent + self.tags_sent + self.metrics_sent + self.artifacts_sent > 0
             || self.status_updated
+            || self.model_synced
     }
 }
 
@@ -146,12 +151,13 @@ impl fmt::Display for SyncReport {
                 SyncOutcome::Failed(e) => format!("FAILED: {e}"),
                 SyncOutcome::SkippedRunning => "skipped: still running".to_string(),
                 o => format!(
-                    "{}{} params, {} tags, {} metric points, {} artifacts{}{}",
+                    "{}{} params, {} tags, {} metric points, {} artifacts{}{}{}",
                     if r.created { "created; " } else { "" },
                     r.params_sent,
                     r.tags_sent,
                     r.metrics_sent,
                     r.artifacts_sent,
+                    if r.model_synced { ", model completed" } else { "" },
                     if r.status_updated { ", status set" } else { "" },
                     if *o == SyncOutcome::PushedUnfinished { " (unfinished: left RUNNING)" } else { "" }
                 ),
@@ -166,6 +172,25 @@ impl fmt::Display for SyncReport {
 /// `config` (`config.tracking_uri` must be set; credentials and retries come from the environment).
 pub fn sync(root: &Path, config: &TrackingConfig) -> Result<SyncReport, TrackingError> {
     sync_with(root, config, &SyncOptions::default())
+}
+
+/// Pushes one local run now and fails unless all of it is on the server afterwards: a run
+/// skipped (being recorded elsewhere), left unfinished or failed is an error, never "synced".
+pub fn sync_run_now(root: &Path, config: &TrackingConfig, run_id: &str) -> Result<SyncedRun, TrackingError> {
+    let options = SyncOptions { run_ids: vec![run_id.to_string()], ..Default::default() };
+    let run = sync_with(root, config, &options)?
+        .runs
+        .pop()
+        .ok_or_else(|| TrackingError::RunNotFound(format!("{run_id} (not in the local store {})", root.display())))?;
+    let problem = match &run.outcome {
+        SyncOutcome::Synced | SyncOutcome::AlreadySynced => return Ok(run),
+        SyncOutcome::SkippedRunning => "it is being recorded by another process".to_string(),
+        SyncOutcome::PushedUnfinished => {
+            "it is unfinished (its process died); end it with `engine sync --close-unfinished`".to_string()
+        }
+        SyncOutcome::Failed(e) => e.clone(),
+    };
+    Err(TrackingError::Store(format!("run {} did not reach the server: {problem}", run.local_run_id)))
 }
 
 /// [`sync`] with options.
@@ -196,7 +221,10 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         let meta = match local::read_meta(&dir) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("warning: skipping {}: {e}", dir.display());
+                let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let mut s = SyncedRun::from_names(&id, "?", "?");
+                s.outcome = SyncOutcome::Failed(e.to_string());
+                report.runs.push(s);
                 continue;
             }
         };
@@ -212,14 +240,33 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
             report.runs.push(s);
             continue;
         }
-        // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
-        let Some(_lock) = local::try_lock_run(&dir)? else {
+        let failed = |e: TrackingError| {
             let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
-            s.outcome = SyncOutcome::SkippedRunning;
-            report.runs.push(s);
-            continue;
+            s.outcome = SyncOutcome::Failed(e.to_string());
+            s
         };
-        let mut rec = LocalStore::load_dir(&dir)?;
+        // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
+        let _lock = match local::try_lock_run(&dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
+                s.outcome = SyncOutcome::SkippedRunning;
+                report.runs.push(s);
+                continue;
+            }
+            Err(e) => {
+                report.runs.push(failed(e));
+                continue;
+            }
+        };
+        // A run whose files cannot be read fails alone; the others still sync.
+        let mut rec = match LocalStore::load_dir(&dir) {
+            Ok(rec) => rec,
+            Err(e) => {
+                report.runs.push(failed(e));
+                continue;
+            }
+        };
         if rec.status == RecordStatus::Running {
             rec.status = RecordStatus::Unfinished; // we hold the lock: nobody is recording it
         }
@@ -452,7 +499,12 @@ fn sync_run(
         }
     }
 
-    // 5. Status and end time.
+    // 5. The model, as a live run leaves it: a LoggedModel with its files, ready, linked to the run.
+    if rec.status.final_status() == Some(RunStatus::Finished) {
+        sync_model(client, dir, rec, &exp_id, &server_id, s)?;
+    }
+
+    // 6. Status and end time.
     match rec.status.final_status() {
         Some(status) => {
             let end = rec.end_time_ms.unwrap_or(rec.start_time_ms);
@@ -469,6 +521,50 @@ fn sync_run(
         }
         None => s.outcome = SyncOutcome::PushedUnfinished,
     }
+    Ok(())
+}
+
+/// Finishes the run's LoggedModel on the server: one left pending (its upload failed) gets its
+/// files and is marked ready; a run recorded while the server was away gets a new one, whose id
+/// then replaces the run's `engine.model_id` tag. Servers without LoggedModels are left alone.
+fn sync_model(
+    client: &MlflowClient,
+    dir: &Path,
+    rec: &RunRecord,
+    experiment_id: &str,
+    server_run_id: &str,
+    s: &mut SyncedRun,
+) -> Result<(), TrackingError> {
+    let model_dir = rec.dir.join("artifacts").join(MODEL_ARTIFACT_DIR);
+    if !MODEL_FILES.iter().all(|f| model_dir.join(f).is_file()) {
+        return Ok(());
+    }
+    let existing = match rec.tags.get(MODEL_ID_TAG) {
+        Some(id) => match client.get_logged_model(id) {
+            Ok(model) => Some(model),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let model = match existing {
+        Some(model) if model.is_ready() => return Ok(()),
+        Some(model) => model,
+        None => {
+            let params: Vec<(String, String)> = rec.params.clone().into_iter().collect();
+            let model = match client.create_logged_model(experiment_id, server_run_id, MODEL_ARTIFACT_DIR, &params) {
+                Ok(model) => model,
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let tag = [(MODEL_ID_TAG.to_string(), model.model_id.clone())];
+            client.log_batch(server_run_id, &[], &[], &tag)?;
+            local::set_tags(dir, &tag)?;
+            model
+        }
+    };
+    client.upload_logged_model(&model, server_run_id, &model_dir, &MODEL_FILES, 0)?;
+    s.model_synced = true;
     Ok(())
 }
 

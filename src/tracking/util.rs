@@ -301,8 +301,10 @@ pub fn percent_encode(s: &str, keep_slash: bool) -> String {
 }
 
 /// A directory name for an experiment: its name with anything outside
-/// `[A-Za-z0-9._-]` (and a leading dot) replaced by `_`. The real name is kept in each run's meta.
+/// `[A-Za-z0-9._-]` (and a leading dot) replaced by `_`, and a long name cut to a prefix and a
+/// hash of the whole, so any name fits in a file name. The real name is kept in each run's meta.
 pub fn experiment_dir_name(name: &str) -> String {
+    const MAX_PLAIN: usize = 64;
     let mut s: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     if s.starts_with('.') {
@@ -310,6 +312,13 @@ pub fn experiment_dir_name(name: &str) -> String {
     }
     if s.is_empty() {
         s.push('_');
+    }
+    if s.len() > MAX_PLAIN {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(name.as_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        s.truncate(MAX_PLAIN - hash.len() - 1);
+        s = format!("{s}-{hash}");
     }
     s
 }
@@ -368,5 +377,9 @@ mod tests {
         assert_eq!(experiment_dir_name("a/b c"), "a_b_c");
         assert_eq!(experiment_dir_name(".."), "_.");
         assert_eq!(experiment_dir_name(""), "_");
+        // long names fit in a file name and stay distinct
+        let (a, b) = ("x".repeat(300), format!("{}y", "x".repeat(299)));
+        assert_eq!(experiment_dir_name(&a).len(), 64);
+        assert_ne!(experiment_dir_name(&a), experiment_dir_name(&b));
     }
 }
