@@ -152,9 +152,8 @@ fn a_failed_write_names_its_file_cleans_up_and_ends_the_run_failed() {
     let cwd = empty_dir("trust-full-disk");
     let script = r#"trap '' XFSZ; ulimit -f 200; exec "$ENGINE" train --device cpu --epochs 1 --train-limit 500 --hidden 64 --output-dir out"#;
     let mut command = Command::new("sh");
-    let output = clean_env(command.args(["-c", script]).current_dir(&cwd), &cwd.join("store"), None)
-        .output()
-        .expect("sh runs");
+    let output =
+        clean_env(command.args(["-c", script]).current_dir(&cwd), &cwd.join("store"), None).output().expect("sh runs");
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(stderr(&output).contains("out/model/model.safetensors"), "names the file: {}", stderr(&output));
     let run = only_run(&cwd);
@@ -249,7 +248,8 @@ fn short_prefixes_unknown_metrics_and_headless_gpus_say_what_is_wrong() {
 #[test]
 fn a_diverged_run_records_why_it_failed() {
     let cwd = empty_dir("trust-diverged");
-    let args = ["train", "--device", "cpu", "--epochs", "1", "--train-limit", "500", "--lr", "1e6", "--output-dir", "out"];
+    let args =
+        ["train", "--device", "cpu", "--epochs", "1", "--train-limit", "500", "--lr", "1e6", "--output-dir", "out"];
     let output = engine_in(&cwd, &args);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let run = only_run(&cwd);

@@ -36,7 +36,11 @@ impl ModelVersion {
             stage: text("current_stage").unwrap_or_else(|| "None".into()),
             status: text("status").unwrap_or_default(),
             run_id: text("run_id").filter(|r| !r.is_empty()),
-            model_id: text("model_id").filter(|m| !m.is_empty()),
+            // Servers that do not echo `model_id` still name the LoggedModel in the source.
+            model_id: text("model_id").filter(|m| !m.is_empty()).or_else(|| {
+                text("source")
+                    .and_then(|s| s.strip_prefix("models:/").filter(|id| id.starts_with("m-")).map(String::from))
+            }),
             aliases: v["aliases"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
