@@ -367,6 +367,7 @@ fn server_killed_mid_run_then_sync_completes_it() {
     for e in 5..10 {
         t.log_metrics(&epoch(e)).unwrap(); // must not fail: training goes on
     }
+    t.flush().unwrap(); // the uplink finds the server gone
     assert!(!t.is_server_live());
     t.log_params(&kv(&[("late_param", "x")])).unwrap();
     t.set_tags(&kv(&[("late_tag", "y")])).unwrap();
@@ -450,7 +451,13 @@ fn per_step_points_are_batched_then_flushed() {
     for step in 50..1050 {
         t.log_metrics(&[Metric::new("loss", 0.0, step)]).unwrap();
     }
-    assert_eq!(t.pending_points(), 0, "a full batch goes out at once");
+    // A full batch goes out without waiting for the flush interval (sent in the background).
+    let waited = std::time::Instant::now();
+    while t.pending_points() > 0 && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(t.pending_points(), 0, "a full batch is not held back");
+    assert!(c.get_metric_history(&id, "loss").unwrap().len() >= 1050);
     t.log_metrics(&[Metric::new("loss", 0.0, 1050)]).unwrap();
     t.end_run(RunStatus::Finished).unwrap();
     assert_eq!(c.get_metric_history(&id, "loss").unwrap().len(), 1051);

@@ -201,3 +201,45 @@ fn sync_tries_every_run_filters_by_experiment_and_fails_loudly() {
     assert!(cli::stdout(&partly).contains("FAILED"), "{}", cli::stdout(&partly));
     assert!(local.load_run(&c).unwrap().server_run_id().is_some(), "the good run synced");
 }
+
+#[test]
+fn a_slow_server_never_holds_up_training_and_a_late_run_is_completed_by_sync() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("trust-slow-server");
+    let store = dir.join("store");
+    let port = server.uri().rsplit(':').next().unwrap().parse().unwrap();
+    let slow = proxy::FaultProxy::start_slow(Some(port), std::time::Duration::from_millis(500), |_| None);
+    let out = dir.join("out");
+    let args = [
+        "train",
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "500",
+        "--hidden",
+        "8",
+        "--experiment",
+        "trust-slow",
+        "--json",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ];
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_engine"));
+    cli::clean_env(command.args(args), &store, Some(&slow.uri())).env("ENGINE_TRACKING_DRAIN_SECONDS", "1");
+    let output = command.output().unwrap();
+    let run_id = json_line(&output)["run_id"].as_str().unwrap().to_string();
+    assert!(stderr(&output).contains("did not take the run within 1 s"), "{}", stderr(&output));
+    let record = LocalStore::open(&store).unwrap().load_run(&run_id).unwrap();
+    assert_eq!(record.sync_state(), "unsynced");
+
+    let synced = sync(&store, server.uri(), &[]);
+    assert!(synced.status.success(), "{}", text(&synced));
+    let run = client(server.uri()).get_run(&run_id).unwrap();
+    assert_eq!(run.info.status, "FINISHED");
+    assert!(run.data.metrics.iter().any(|m| m.key == "test_accuracy"));
+    // (Synced to the server itself, not through the slow proxy the run was started with.)
+    let record = LocalStore::open(&store).unwrap().load_run(&run_id).unwrap();
+    assert!(record.remotes.iter().any(|r| r.tracking_uri == server.uri() && r.synced), "{}", text(&synced));
+}

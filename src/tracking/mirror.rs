@@ -1,20 +1,22 @@
 //! The mirrored tracker: every run goes to the local store and, while it answers, to MLflow.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
 use super::models::LoggedModel;
+use super::uplink::{Job, SYNC_HINT, Uplink};
 use super::util::{self, now_ms};
 use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Default longest time metric points wait in memory before going to the server.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What to tell a user whose run did not reach the server.
-pub const SYNC_HINT: &str = "push it later with `engine sync`";
+/// Default longest time the end of a run waits for the server to take what is queued
+/// (`ENGINE_TRACKING_DRAIN_SECONDS`).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 struct RemoteRun {
     experiment_id: String,
@@ -24,30 +26,25 @@ struct RemoteRun {
 
 /// Records a run in the local store and on an MLflow server at the same time.
 ///
-/// The local store is written first, so it always holds the whole run. Metric points go to the
-/// server in batches: at most once per flush interval (1 s by default), when 1000 are waiting,
-/// and before anything else is sent (params, tags, artifacts, end of run), so a loop logging
-/// every step costs one request a second, not one per step. Server failures never
-/// fail the training: when the server cannot be reached (after the client's bounded retries),
-/// a one-line warning goes to stderr, the server is left alone for the rest of the run, and the
-/// run stays marked unsynced for [`super::sync`]. Only local-store failures are returned as errors.
+/// The local store is written first, in the caller's thread, so it always holds the whole run.
+/// Everything for the server leaves through an [`Uplink`]: a bounded queue drained by a
+/// background thread, so the training loop never waits for the server (only starting the run and
+/// reserving its model do, as their answers name the run and the model). Metric points go out in
+/// batches, at most once per flush interval. Server failures never fail the training: the server
+/// is left alone for the rest of the run, which stays marked unsynced for [`super::sync`]. The
+/// end of the run waits for the queue to drain, at most the drain timeout. Only local-store
+/// failures are returned as errors.
 pub struct MirroredTracker {
     local: LocalTracker,
     client: MlflowClient,
     remote: Option<RemoteRun>,
-    /// The server is given up on for this run.
-    disabled: bool,
-    /// Something did not reach the server.
-    dirty: bool,
-    warned_unavailable: bool,
-    warned_rejected: bool,
-    last_error: Option<String>,
-    /// Metric points logged locally but not yet sent.
-    pending: Vec<Metric>,
+    uplink: Option<Uplink>,
+    /// Set when the run could not be started on the server at all.
+    start_error: Option<String>,
     /// The LoggedModel reserved by `begin_model`, waiting for its files.
     pending_model: Option<LoggedModel>,
-    last_flush: Instant,
     flush_interval: Duration,
+    drain_timeout: Duration,
 }
 
 impl std::fmt::Debug for MirroredTracker {
@@ -56,7 +53,7 @@ impl std::fmt::Debug for MirroredTracker {
             .field("client", &self.client)
             .field("run_id", &self.local.local_run().map(|r| r.run_id()))
             .field("server_live", &self.is_server_live())
-            .field("dirty", &self.dirty)
+            .field("in_sync", &self.is_in_sync())
             .finish()
     }
 }
@@ -64,43 +61,37 @@ impl std::fmt::Debug for MirroredTracker {
 impl MirroredTracker {
     /// A tracker for `config` sending to `client`'s server (nothing is contacted until `start_run`).
     pub fn new(config: TrackingConfig, client: MlflowClient) -> Result<Self, TrackingError> {
+        let drain_timeout = std::env::var("ENGINE_TRACKING_DRAIN_SECONDS")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map_or(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs_f64);
         Ok(MirroredTracker {
             local: LocalTracker::new(config)?,
             client,
             remote: None,
-            disabled: false,
-            dirty: false,
-            warned_unavailable: false,
-            warned_rejected: false,
-            last_error: None,
-            pending: Vec::new(),
+            uplink: None,
+            start_error: None,
             pending_model: None,
-            last_flush: Instant::now(),
             flush_interval: DEFAULT_FLUSH_INTERVAL,
+            drain_timeout,
         })
     }
 
     /// How long metric points may wait in memory before they are sent (zero: send at once).
+    /// Takes effect for runs started afterwards.
     pub fn set_flush_interval(&mut self, interval: Duration) {
         self.flush_interval = interval;
     }
 
-    /// Metric points waiting to be sent.
-    pub fn pending_points(&self) -> usize {
-        self.pending.len()
+    /// How long the end of a run (and `flush`) waits for the server.
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = timeout;
     }
 
-    fn send_pending(&mut self) {
-        self.last_flush = Instant::now();
-        if self.pending.is_empty() {
-            return;
-        }
-        let points = std::mem::take(&mut self.pending);
-        if let Some((id, _)) = self.live()
-            && let Err(e) = self.client.log_batch(&id, &points, &[], &[])
-        {
-            self.server_failed("MLflow log metrics", e);
-        }
+    /// Metric points logged locally but not yet sent.
+    pub fn pending_points(&self) -> usize {
+        self.uplink.as_ref().map_or(0, |u| u.state.pending_points.load(Ordering::SeqCst))
     }
 
     pub fn client(&self) -> &MlflowClient {
@@ -111,11 +102,11 @@ impl MirroredTracker {
     }
     /// True while the run is being sent to the server.
     pub fn is_server_live(&self) -> bool {
-        self.remote.is_some() && !self.disabled
+        self.uplink.as_ref().is_some_and(|u| !u.state.disabled.load(Ordering::SeqCst))
     }
     /// True when everything so far reached the server.
     pub fn is_in_sync(&self) -> bool {
-        self.remote.is_some() && !self.dirty
+        self.uplink.as_ref().is_some_and(|u| !u.state.dirty.load(Ordering::SeqCst))
     }
     pub fn server_run_id(&self) -> Option<&str> {
         self.remote.as_ref().map(|r| r.run_id.as_str())
@@ -127,8 +118,9 @@ impl MirroredTracker {
         self.remote.as_ref().map(|r| r.artifact_uri.as_str())
     }
     /// The last server error, if any.
-    pub fn last_server_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
+    pub fn last_server_error(&self) -> Option<String> {
+        let from_uplink = self.uplink.as_ref().and_then(|u| u.state.last_error.lock().ok().and_then(|e| e.clone()));
+        from_uplink.or_else(|| self.start_error.clone())
     }
 
     fn local_dir(&self) -> String {
@@ -138,29 +130,25 @@ impl MirroredTracker {
             .unwrap_or_else(|| self.local.store().root().display().to_string())
     }
 
-    fn server_failed(&mut self, what: &str, err: TrackingError) {
-        self.dirty = true;
-        self.last_error = Some(err.to_string());
-        if err.is_server_unavailable() {
-            self.disabled = true;
-            if !self.warned_unavailable {
-                self.warned_unavailable = true;
-                eprintln!(
-                    "warning: {what}: {err}; the run goes on in the local store {} (unsynced); {SYNC_HINT}",
-                    self.local_dir()
-                );
-            }
-        } else if !self.warned_rejected {
-            self.warned_rejected = true;
-            eprintln!("warning: {what}: {err}; kept in the local store {} (unsynced)", self.local_dir());
+    /// Queues a job for the server, if the run is on one.
+    fn send(&self, job: Job) {
+        if let Some(uplink) = &self.uplink {
+            uplink.send(job);
         }
     }
 
-    fn live(&self) -> Option<(String, String)> {
-        if self.disabled {
-            return None;
+    /// A synchronous request's failure: recorded like the uplink's, so the run ends unsynced.
+    fn request_failed(&mut self, what: &str, err: TrackingError) {
+        let where_local = self.local_dir();
+        match &self.uplink {
+            Some(uplink) => uplink.state.failed(what, &err, &where_local),
+            None => {
+                eprintln!(
+                    "warning: {what}: {err}; the run goes on in the local store {where_local} (unsynced); {SYNC_HINT}"
+                );
+                self.start_error = Some(err.to_string());
+            }
         }
-        self.remote.as_ref().map(|r| (r.run_id.clone(), r.artifact_uri.clone()))
     }
 }
 
@@ -194,7 +182,7 @@ impl Tracker for MirroredTracker {
                 id
             }
             Err(e) => {
-                self.server_failed("MLflow start run", e);
+                self.request_failed("MLflow start run", e);
                 provisional
             }
         };
@@ -216,54 +204,50 @@ impl Tracker for MirroredTracker {
                 synced: false,
                 synced_at: None,
             };
+            let uplink = Uplink::start(
+                self.client.clone(),
+                r.run_id.clone(),
+                r.artifact_uri.clone(),
+                self.flush_interval,
+                self.local_dir(),
+            );
             if let Some(run) = self.local.local_run_mut() {
                 run.add_remote(remote_ref)?;
             }
             // The run is known locally under the server's id: say so in the tag.
-            let id_tag = [(LOCAL_RUN_ID_TAG.to_string(), run_id.clone())];
-            if let Err(e) = self.client.log_batch(&run_id, &[], params, &id_tag) {
-                self.server_failed("MLflow log params", e);
-            }
+            uplink.send(Job::Params(params.to_vec()));
+            uplink.send(Job::Tags(vec![(LOCAL_RUN_ID_TAG.to_string(), run_id.clone())]));
+            self.uplink = Some(uplink);
         }
         Ok(run_id)
     }
 
     fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError> {
         self.local.log_metrics(metrics)?;
-        if self.live().is_some() {
-            self.pending.extend_from_slice(metrics);
-            if self.pending.len() >= super::MAX_METRICS_PER_BATCH || self.last_flush.elapsed() >= self.flush_interval {
-                self.send_pending();
-            }
-        }
+        self.send(Job::Metrics(metrics.to_vec()));
         Ok(())
     }
 
+    /// Waits until what was logged so far reached the server (at most the drain timeout).
     fn flush(&mut self) -> Result<(), TrackingError> {
-        self.send_pending();
+        if let Some(uplink) = &self.uplink {
+            uplink.drain(self.drain_timeout);
+        }
         Ok(())
     }
 
     fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError> {
         self.local.log_params(params)?;
-        self.send_pending();
-        if let Some((id, _)) = self.live()
-            && !params.is_empty()
-            && let Err(e) = self.client.log_batch(&id, &[], params, &[])
-        {
-            self.server_failed("MLflow log params", e);
+        if !params.is_empty() {
+            self.send(Job::Params(params.to_vec()));
         }
         Ok(())
     }
 
     fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError> {
         self.local.set_tags(tags)?;
-        self.send_pending();
-        if let Some((id, _)) = self.live()
-            && !tags.is_empty()
-            && let Err(e) = self.client.log_batch(&id, &[], &[], tags)
-        {
-            self.server_failed("MLflow set tags", e);
+        if !tags.is_empty() {
+            self.send(Job::Tags(tags.to_vec()));
         }
         Ok(())
     }
@@ -274,21 +258,20 @@ impl Tracker for MirroredTracker {
         }
         let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         let rel = run.log_artifact(local_path, artifact_dir)?;
-        let copy = run.artifact_path(&rel);
-        self.send_pending();
-        if let Some((_, uri)) = self.live()
-            && let Err(e) = self.client.upload_artifact_file(&uri, &rel, &copy)
-        {
-            self.server_failed("MLflow upload artifact", e);
-        }
+        // The local copy is what goes up: it stays as it is while the upload waits its turn.
+        let path = run.artifact_path(&rel);
+        self.send(Job::Artifact { rel, path });
         Ok(())
     }
 
     fn begin_model(&mut self, params: &[(String, String)]) -> Result<Option<String>, TrackingError> {
-        let (Some((run_id, _)), Some(experiment_id)) = (self.live(), self.experiment_id().map(String::from)) else {
+        let (Some(run_id), Some(experiment_id)) = (self.server_run_id(), self.experiment_id()) else {
             return Ok(None);
         };
-        self.send_pending();
+        if !self.is_server_live() {
+            return Ok(None);
+        }
+        let (run_id, experiment_id) = (run_id.to_string(), experiment_id.to_string());
         match self.client.create_logged_model(&experiment_id, &run_id, MODEL_ARTIFACT_DIR, params) {
             Ok(model) => {
                 let id = model.model_id.clone();
@@ -298,7 +281,7 @@ impl Tracker for MirroredTracker {
             // A server without the LoggedModel API: the model goes to the run's artifacts only.
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => {
-                self.server_failed("MLflow create logged model", e);
+                self.request_failed("MLflow create logged model", e);
                 Ok(None)
             }
         }
@@ -306,11 +289,12 @@ impl Tracker for MirroredTracker {
 
     fn finish_model(&mut self, model_id: Option<&str>, dir: &Path, files: &[&str]) -> Result<(), TrackingError> {
         super::log_model_artifacts(self, model_id, dir, files)?;
-        let model = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id);
-        if let (Some(model), Some((run_id, _))) = (model, self.live())
-            && let Err(e) = self.client.upload_logged_model(&model, &run_id, dir, files, 0)
-        {
-            self.server_failed("MLflow upload logged model", e);
+        if let Some(model) = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id) {
+            // From the run's local copy, like every other artifact.
+            let copy = self.local.local_run().map(|r| r.artifact_path(MODEL_ARTIFACT_DIR));
+            let dir = copy.unwrap_or_else(|| dir.to_path_buf());
+            let files = files.iter().map(|f| f.to_string()).collect();
+            self.send(Job::Model { model, dir, files });
         }
         Ok(())
     }
@@ -323,14 +307,17 @@ impl Tracker for MirroredTracker {
         let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         run.finish(status, end)?;
         self.local.mark_ended();
-        self.send_pending();
-        if let Some((id, _)) = self.live() {
-            match self.client.update_run(&id, status, end) {
-                Ok(_) => {}
-                Err(e) => self.server_failed("MLflow end run", e),
-            }
+        let Some(uplink) = &self.uplink else { return Ok(()) };
+        uplink.send(Job::End { status, end_ms: end });
+        if !uplink.drain(self.drain_timeout) {
+            uplink.state.dirty.store(true, Ordering::SeqCst);
+            eprintln!(
+                "warning: the MLflow server did not take the run within {:.0} s; it stays unsynced in the local store {}; {SYNC_HINT}",
+                self.drain_timeout.as_secs_f64(),
+                self.local_dir()
+            );
         }
-        if self.remote.is_some() && !self.dirty {
+        if self.is_in_sync() {
             let uri = self.client.tracking_uri().to_string();
             if let Some(run) = self.local.local_run_mut() {
                 run.set_synced(&uri, true)?;
@@ -346,7 +333,7 @@ impl Tracker for MirroredTracker {
     fn describe(&self) -> String {
         let uri = self.client.tracking_uri();
         match &self.remote {
-            Some(r) if !self.disabled => format!(
+            Some(r) if self.is_server_live() || self.uplink.is_none() => format!(
                 "MLflow {uri}/#/experiments/{}/runs/{} (mirrored in local store {})",
                 r.experiment_id,
                 r.run_id,

@@ -18,6 +18,7 @@ mod models;
 mod registry;
 mod render;
 mod sync;
+mod uplink;
 pub mod util;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub use client::{
 };
 pub use error::{ApiError, TrackingError};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
-pub use mirror::{DEFAULT_FLUSH_INTERVAL, MirroredTracker};
+pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
 pub use registry::ModelVersion;
 pub use render::{format_run_list, format_run_show, runs_list, runs_show};

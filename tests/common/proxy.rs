@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy on a free port: requests that a rule picks get the status it
-//! names, the others go to the upstream server (one request per connection). With no upstream
-//! it answers every request itself, as a server that refuses everything.
+//! names, the others go to the upstream server (one request per connection), optionally each
+//! after a delay, as a slow server. With no upstream it answers every request itself, as a
+//! server that refuses everything.
 //!
 //! ```ignore
 //! #[path = "common/proxy.rs"]
@@ -29,6 +30,15 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Forwards to `127.0.0.1:<upstream>` except where `rule` returns a status to answer with.
     pub fn start(upstream: Option<u16>, rule: impl Fn(&Request) -> Option<u16> + Send + Sync + 'static) -> Self {
+        Self::start_slow(upstream, std::time::Duration::ZERO, rule)
+    }
+
+    /// Like [`start`](Self::start), answering each request only after `delay`.
+    pub fn start_slow(
+        upstream: Option<u16>,
+        delay: std::time::Duration,
+        rule: impl Fn(&Request) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("a local address").port();
         let injected = Arc::new(AtomicUsize::new(0));
@@ -37,6 +47,7 @@ impl FaultProxy {
             for stream in listener.incoming().flatten() {
                 let (rule, count) = (rule.clone(), count.clone());
                 std::thread::spawn(move || {
+                    std::thread::sleep(delay);
                     let _ = serve(stream, upstream, &*rule, &count);
                 });
             }
