@@ -12,6 +12,7 @@ pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod sysmetrics;
 pub mod tensor;
 pub mod tracking;
 pub mod train;

@@ -106,12 +106,14 @@ fn run_logged_through_tracker_reads_back_over_rest() {
                     value: 2.0 / (s as f64 + 1.0),
                     step: s,
                     timestamp_ms: 1_700_000_000_000 + s,
+                    about: None,
                 },
                 Metric {
                     key: "lr".into(),
                     value: 0.1 * 0.99f64.powi(s as i32),
                     step: s,
                     timestamp_ms: 1_700_000_000_000 + s,
+                    about: None,
                 },
             ]
         })
@@ -164,9 +166,12 @@ fn run_logged_through_tracker_reads_back_over_rest() {
     assert_eq!(st["mlflow.source.type"], "LOCAL");
     assert_eq!(st["mlflow.user"], util::current_user());
     assert!(st.contains_key("mlflow.source.name"));
-    if util::git_commit().is_some() {
-        assert!(st.contains_key("mlflow.source.git.commit"));
+    // The commit is the engine build's (this checkout's), whatever directory the run starts in.
+    if let Some(commit) = util::build_commit() {
+        assert_eq!(st["mlflow.source.git.commit"], commit);
+        assert_eq!(st["engine.build.commit"], commit);
     }
+    assert_eq!(st["engine.version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(st["mlflow.note.content"], "round trip test");
     assert_eq!(st["engine.local_run_id"], id);
 

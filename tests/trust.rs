@@ -100,8 +100,8 @@ fn names_past_mlflow_limits_exit_2_and_start_no_run() {
         assert_eq!(output.status.code(), Some(2), "{flag}: {}", text(&output));
         assert!(stderr(&output).contains(flag), "{}", stderr(&output));
     }
-    let sweep = engine_in(&cwd, &["sweep", "--lr", "0.1", "--run-name", &"s".repeat(250)]);
-    assert_eq!(sweep.status.code(), Some(2), "children's names are checked too: {}", text(&sweep));
+    let sweep = engine_in(&cwd, &["sweep", "--lr", "0.1", "--run-name", &"s".repeat(251)]);
+    assert_eq!(sweep.status.code(), Some(2), "a sweep's name is checked too: {}", text(&sweep));
     assert!(!cwd.join("store").exists(), "no run may start");
     // A name at the limit trains, and its experiment directory name stays short.
     let experiment = "e".repeat(256);

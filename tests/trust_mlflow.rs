@@ -167,6 +167,12 @@ fn runs_recorded_during_an_outage_get_their_logged_model_when_synced() {
             .filter_map(|f| f["path"].as_str().map(String::from))
             .collect();
     assert!(files.contains(&"model.safetensors".to_string()), "{files:?}");
+    // The metrics that describe the model point at its server id; the datasets came along.
+    let logged = c.get_json(&format!("logged-models/{}", model.model_id), &[]).unwrap();
+    let on_model = logged["model"]["data"]["metrics"].as_array().cloned().unwrap_or_default();
+    assert!(on_model.iter().any(|m| m["key"] == "test_accuracy"), "{on_model:?}");
+    let inputs = c.get_run(&server_id).unwrap().inputs["dataset_inputs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
     let again = sync(&store, server.uri(), &[]);
     assert!(again.status.success());
     assert_eq!(c.find_run_model(&server_id).unwrap().unwrap().model_id, model.model_id, "no second model");

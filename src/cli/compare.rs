@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn series_keeps_the_last_point_per_step_in_step_order() {
-        let m = |step, value, ts| Metric { key: "k".into(), value, step, timestamp_ms: ts };
+        let m = |step, value, ts| Metric { key: "k".into(), value, step, timestamp_ms: ts, about: None };
         let s = series(&[m(2, 0.5, 10), m(1, 0.9, 5), m(2, 0.4, 20), m(3, 0.3, 1)]);
         assert_eq!(s, [(1, 0.9), (2, 0.4), (3, 0.3)]);
     }

@@ -10,11 +10,12 @@ use clap::Args;
 use engine::data;
 use engine::model::{self, MODEL_FILES};
 use engine::report::{self, EvaluationInputs};
-use engine::tracking::{self, LocalStore, Metric, MlflowClient, TrackingConfig};
+use engine::tracking::{self, DatasetInput, LocalStore, Metric, MlflowClient, TrackingConfig};
 use engine::train::{self, Evaluation};
 
-use super::TrackingArgs;
+use super::datasets::evaluation_input;
 use super::device::{DeviceChoice, open_device};
+use super::{NOTE_TAG, NoteArgs, TrackingArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -44,6 +45,9 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// With --log-mlflow: tags for the run, and a description added to its note.
+    #[command(flatten)]
+    pub notes: NoteArgs,
 }
 
 /// Where a model was found.
@@ -62,19 +66,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     // Everything is written to a scratch directory first: a failure leaves no trace in runs/.
     let staging = staging_dir()?;
     let result = evaluate_into(&args, &tracking, &device, &staging);
-    let outcome = result.and_then(|(located, eval, report)| {
+    let outcome = result.and_then(|(located, eval, report, input)| {
         let output_dir = args.output_dir.clone().unwrap_or_else(|| default_output_dir(&args, &located));
         let files = publish(&staging, &output_dir)?;
-        Ok((located, eval, report, files, output_dir))
+        Ok((located, eval, report, input, files, output_dir))
     });
     let _ = std::fs::remove_dir_all(&staging);
-    let (located, eval, report, files, output_dir) = outcome?;
+    let (located, eval, report, input, files, output_dir) = outcome?;
 
     println!("{}", report.render_text());
     println!("test_loss {:.4}  test_accuracy {:.4}  ({device_name})", eval.loss, eval.accuracy);
     if args.log_mlflow {
         let run_id = located.run_id.as_deref().context("--log-mlflow needs a model that belongs to a run")?;
-        log_to_run(&tracking, run_id, located.local_run, &eval, &report, &files)?;
+        let additions = RunAdditions { eval: &eval, report: &report, files: &files, input, notes: &args.notes };
+        log_to_run(&tracking, run_id, located.local_run, &additions)?;
     }
     eprintln!("wrote the evaluation to {}", output_dir.display());
     if args.json {
@@ -98,7 +103,7 @@ fn evaluate_into(
     tracking: &TrackingConfig,
     device: &engine::Device,
     staging: &Path,
-) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport)> {
+) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport, DatasetInput)> {
     let located = locate_model(args, tracking, &staging.join("downloaded-model"))?;
     let (mlp, meta) = model::load_model_dir(&located.dir, device)?;
     if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
@@ -137,7 +142,7 @@ fn evaluate_into(
         "examples": eval.labels.len(),
     });
     model::write_atomically(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
-    Ok((located, eval, report))
+    Ok((located, eval, report, evaluation_input(&dataset)))
 }
 
 fn locate_model(args: &EvalArgs, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
@@ -245,27 +250,65 @@ fn publish(staging: &Path, output_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Adds the evaluation to the run: `eval_*` metrics and the files under `evaluation/`.
-fn log_to_run(
-    tracking: &TrackingConfig,
-    run_id: &str,
-    local_run: bool,
-    eval: &Evaluation,
-    report: &report::ClassificationReport,
-    files: &[PathBuf],
-) -> anyhow::Result<()> {
-    let metrics = [
-        Metric::new("eval_test_accuracy", eval.accuracy, 0),
-        Metric::new("eval_test_loss", eval.loss, 0),
-        Metric::new("eval_macro_f1", report.macro_f1(), 0),
-        Metric::new("eval_weighted_f1", report.weighted_f1(), 0),
-    ];
+/// What `--log-mlflow` adds to the evaluated run.
+struct RunAdditions<'a> {
+    eval: &'a Evaluation,
+    report: &'a report::ClassificationReport,
+    files: &'a [PathBuf],
+    /// The test set, as the evaluation's input.
+    input: DatasetInput,
+    notes: &'a NoteArgs,
+}
+
+impl RunAdditions<'_> {
+    /// The `eval_*` metrics, as measures of the run's model (named by its `engine.model_id` tag)
+    /// on the test set.
+    fn metrics(&self, model_id: Option<&str>) -> Vec<Metric> {
+        let values = [
+            ("eval_test_accuracy", self.eval.accuracy),
+            ("eval_test_loss", self.eval.loss),
+            ("eval_macro_f1", self.report.macro_f1()),
+            ("eval_weighted_f1", self.report.weighted_f1()),
+        ];
+        values
+            .into_iter()
+            .map(|(key, value)| {
+                let metric = Metric::new(key, value, 0);
+                match model_id {
+                    Some(id) => metric.of_model(id, Some(&self.input.dataset)),
+                    None => metric,
+                }
+            })
+            .collect()
+    }
+
+    /// The user's tags, and the description added to the run's note.
+    fn tags(&self, note: Option<&str>) -> Vec<(String, String)> {
+        let mut tags = self.notes.tags.clone();
+        if let Some(text) = &self.notes.description {
+            let note = match note.filter(|n| !n.is_empty()) {
+                Some(before) => format!("{before}\n\nEvaluation: {text}"),
+                None => text.clone(),
+            };
+            tags.push((NOTE_TAG.to_string(), note));
+        }
+        tags
+    }
+}
+
+/// Adds the evaluation to the run: `eval_*` metrics, the test set as an input, tags, and the
+/// files under `evaluation/`.
+fn log_to_run(tracking: &TrackingConfig, run_id: &str, local_run: bool, add: &RunAdditions) -> anyhow::Result<()> {
     if local_run {
         {
             // The reopened run holds its lock: release it before syncing, or sync skips the run.
             let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(run_id)?;
-            run.log_metrics(&metrics)?;
-            for file in files {
+            let model_id = run.tags().get(tracking::MODEL_ID_TAG).cloned();
+            run.log_metrics(&add.metrics(model_id.as_deref()))?;
+            run.log_inputs(std::slice::from_ref(&add.input))?;
+            let tags = add.tags(run.tags().get(NOTE_TAG).map(String::as_str));
+            run.set_tags(&tags)?;
+            for file in add.files {
                 run.log_artifact(file, "evaluation")?;
             }
         }
@@ -279,9 +322,11 @@ fn log_to_run(
         return Ok(());
     }
     let client = server(tracking, "the run")?;
-    client.log_batch(run_id, &metrics, &[], &[])?;
     let run = client.get_run(run_id)?;
-    for file in files {
+    let model_id = run.tag(tracking::MODEL_ID_TAG).filter(|id| client.get_logged_model(id).is_ok());
+    client.log_batch(run_id, &add.metrics(model_id), &[], &add.tags(run.tag(NOTE_TAG)))?;
+    client.log_inputs(run_id, std::slice::from_ref(&add.input))?;
+    for file in add.files {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         client.upload_artifact_file(&run.info.artifact_uri, &format!("evaluation/{name}"), file)?;
     }

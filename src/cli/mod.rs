@@ -2,6 +2,7 @@
 
 mod analyze;
 mod compare;
+mod datasets;
 mod device;
 mod eval;
 mod progress;
@@ -57,6 +58,40 @@ pub struct TrackingArgs {
     /// Experiment name [env: MLFLOW_EXPERIMENT_NAME; default: fashion-mnist].
     #[arg(long)]
     pub experiment: Option<String>,
+}
+
+/// What a person says about a run: its description and tags.
+#[derive(clap::Args, Clone, Default)]
+pub struct NoteArgs {
+    /// The run's description (its note in the MLflow UI, `mlflow.note.content`).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A tag for the run, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// The tag MLflow keeps a run's description in.
+pub const NOTE_TAG: &str = "mlflow.note.content";
+
+impl NoteArgs {
+    /// The tags to set: the user's, and the description as the note.
+    pub fn to_tags(&self) -> Vec<(String, String)> {
+        let mut tags = self.tags.clone();
+        tags.extend(self.description.iter().map(|d| (NOTE_TAG.to_string(), d.clone())));
+        tags
+    }
+}
+
+/// `KEY=VALUE` with a key MLflow accepts: 1-250 characters of letters, digits, `_ - . / ` and space.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    let key = key.trim();
+    let valid = |c: char| c.is_alphanumeric() || "_-./ ".contains(c);
+    if key.is_empty() || key.chars().count() > 250 || !key.chars().all(valid) {
+        return Err(format!("tag key '{key}' must be 1-250 letters, digits, '_', '-', '.', '/' or spaces"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 impl TrackingArgs {

@@ -61,8 +61,18 @@ fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
             for hidden in &args.hidden.0 {
                 let config = args.common.config(lr, batch_size, hidden);
                 config.validate().map_err(UsageError)?;
-                let label = format!("lr={lr} bs={batch_size} hidden={}", join(hidden, ","));
-                points.push(Point { config, label });
+                // Named by what varies, so chart legends tell the runs apart.
+                let mut parts = Vec::new();
+                if args.lr.len() > 1 || (args.batch_size.len() == 1 && args.hidden.0.len() == 1) {
+                    parts.push(format!("lr={lr}"));
+                }
+                if args.batch_size.len() > 1 {
+                    parts.push(format!("bs={batch_size}"));
+                }
+                if args.hidden.0.len() > 1 {
+                    parts.push(format!("hidden={}", join(hidden, ",")));
+                }
+                points.push(Point { config, label: parts.join(" ") });
             }
         }
     }
@@ -107,18 +117,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let points = grid(&args)?;
     let mut tracking = args.common.tracking.config(None);
     let parent_name = args.common.run_name.clone().unwrap_or_else(tracking::util::generate_run_name);
-    // Every child's name ("<parent> <point>") must fit too.
-    for point in &points {
-        let child = TrackingConfig { run_name: Some(format!("{parent_name} {}", point.label)), ..tracking.clone() };
-        child.validate().map_err(UsageError)?;
-    }
     tracking.run_name = Some(parent_name.clone());
+    tracking.validate().map_err(UsageError)?;
     let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let mut parent = tracking::open(&tracking)?;
-    let parent_id = parent.start_run(&parent_params(&args, &points, &bench), &[(SWEEP_TAG.into(), "true".into())])?;
+    let mut parent_tags = vec![(SWEEP_TAG.to_string(), "true".to_string())];
+    parent_tags.extend(args.common.notes.to_tags());
+    let parent_id = parent.start_run(&parent_params(&args, &points, &bench), &parent_tags)?;
     eprintln!("sweep {parent_name}: parent run {parent_id}, {} runs; tracking: {}", points.len(), parent.describe());
 
-    let children = run_children(&args, &points, &bench, &tracking, &parent_name, &parent_id);
+    let children = run_children(&args, &points, &bench, &tracking, &parent_id);
     let summaries = load_children(&tracking, &children);
     let ranking = analysis::rank(&summaries, keys::TEST_ACCURACY, Direction::Max, args.tolerance);
     if let Err(e) = record_outcome(parent.as_mut(), &summaries, &ranking, &children) {
@@ -159,7 +167,6 @@ fn run_children(
     points: &[Point],
     bench: &Bench,
     tracking: &TrackingConfig,
-    parent_name: &str,
     parent_id: &str,
 ) -> Vec<ChildResult> {
     let mut results = Vec::new();
@@ -167,10 +174,14 @@ fn run_children(
         eprintln!("\n== sweep run {}/{}: {}", i + 1, points.len(), point.label);
         let spec = RunSpec {
             config: point.config.clone(),
-            tracking: TrackingConfig { run_name: Some(format!("{parent_name} {}", point.label)), ..tracking.clone() },
-            tags: vec![(PARENT_RUN_ID_TAG.to_string(), parent_id.to_string())],
+            tracking: TrackingConfig { run_name: Some(point.label.clone()), ..tracking.clone() },
+            tags: [(PARENT_RUN_ID_TAG.to_string(), parent_id.to_string())]
+                .into_iter()
+                .chain(args.common.notes.tags.clone())
+                .collect(),
             output_dir: args.common.output_dir.as_ref().map(|d| child_dir(d, i, &point.label)),
             json: false,
+            system_metrics: args.common.system_metrics(),
         };
         let result = match tracked_run(bench, &spec) {
             Ok(outcome) => ChildResult {

@@ -13,9 +13,10 @@ use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainEr
 
 use engine::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 
+use super::datasets::Datasets;
 use super::device::{DeviceChoice, open_device};
 use super::progress::Progress;
-use super::{TrackingArgs, UsageError};
+use super::{NoteArgs, TrackingArgs, UsageError};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -83,6 +84,29 @@ pub struct CommonTrainArgs {
     /// Name of the run [default: generated, like MLflow's].
     #[arg(long)]
     pub run_name: Option<String>,
+    #[command(flatten)]
+    pub notes: NoteArgs,
+    /// Sample CPU, memory, disk and network under MLflow's `system/` names every
+    /// MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (10) [default: on, unless
+    /// MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false].
+    #[arg(long, overrides_with = "no_system_metrics")]
+    pub system_metrics: bool,
+    #[arg(long, overrides_with = "system_metrics", hide = true)]
+    pub no_system_metrics: bool,
+}
+
+impl CommonTrainArgs {
+    /// Whether and how often to sample system metrics, from the flags and the environment.
+    pub fn system_metrics(&self) -> Option<std::time::Duration> {
+        let flag = if self.system_metrics {
+            Some(true)
+        } else if self.no_system_metrics {
+            Some(false)
+        } else {
+            None
+        };
+        engine::sysmetrics::settings_from_env(flag)
+    }
 }
 
 /// Hidden layer sizes (a newtype so clap parses the whole list at once).
@@ -127,6 +151,8 @@ pub struct Bench {
     pub device: Device,
     pub device_name: String,
     pub dataset: data::fashion_mnist::FashionMnist,
+    /// The dataset as MLflow records it.
+    pub datasets: Datasets,
 }
 
 impl Bench {
@@ -135,7 +161,8 @@ impl Bench {
         let (device, device_name) = open_device(choice)?;
         let dataset = data::load(data_dir)?;
         eprintln!("data: {}", dataset.source);
-        Ok(Bench { device, device_name, dataset })
+        let datasets = Datasets::describe(&dataset);
+        Ok(Bench { device, device_name, dataset, datasets })
     }
 }
 
@@ -149,6 +176,8 @@ pub struct RunSpec {
     pub output_dir: Option<PathBuf>,
     /// Print the JSON summary as the last line of stdout.
     pub json: bool,
+    /// Sample system metrics this often (`None`: not at all).
+    pub system_metrics: Option<std::time::Duration>,
 }
 
 /// How a started run ended.
@@ -168,9 +197,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let spec = RunSpec {
         config,
         tracking,
-        tags: Vec::new(),
+        tags: args.common.notes.to_tags(),
         output_dir: args.common.output_dir.clone(),
         json: args.common.json,
+        system_metrics: args.common.system_metrics(),
     };
     tracked_run(&bench, &spec)?.result.map(|_| ExitCode::SUCCESS)
 }
@@ -189,7 +219,17 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
     eprintln!("tracking: {}", tracker.describe());
     let interrupted = tracking::install_interrupt_flag();
     engine::cost::reset_peak_rss();
-    let result = train_and_report(bench, spec, tracker.as_mut(), &run_id, &interrupted);
+    let sampler = spec.system_metrics.map(engine::sysmetrics::Sampler::start);
+    let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);
+    let result = tracker
+        .log_inputs(&inputs)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| train_and_report(bench, spec, tracker.as_mut(), &run_id, &interrupted, sampler.as_ref()));
+    if let Some(sampler) = sampler
+        && let Err(e) = tracker.log_metrics(&sampler.finish())
+    {
+        eprintln!("warning: could not record the system metrics of run {run_id}: {e}");
+    }
     let status = match &result {
         Ok(_) => RunStatus::Finished,
         Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted)) => RunStatus::Killed,
@@ -272,10 +312,11 @@ fn train_and_report(
     tracker: &mut dyn Tracker,
     run_id: &str,
     interrupted: &std::sync::atomic::AtomicBool,
+    sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
     let output_dir = output_dir(spec, run_id);
     let _output_lock = lock_output_dir(&output_dir)?;
-    let result = train_and_record(bench, spec, tracker, &output_dir, run_id, interrupted);
+    let result = train_and_record(bench, spec, tracker, &output_dir, run_id, interrupted, sampler);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(output_dir.join("model"));
     }
@@ -289,11 +330,16 @@ fn train_and_record(
     output_dir: &Path,
     run_id: &str,
     interrupted: &std::sync::atomic::AtomicBool,
+    sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
     let (config, device, dataset) = (&spec.config, &bench.device, &bench.dataset);
     let mut progress = Progress::new();
     let mut observe = |event: Event| -> Result<(), TrainError> {
         check_interrupt(interrupted)?;
+        let system = sampler.map(engine::sysmetrics::Sampler::take).unwrap_or_default();
+        if !system.is_empty() {
+            tracker.log_metrics(&system).map_err(|e| TrainError::Observer(e.to_string()))?;
+        }
         match event {
             Event::EpochStart { epoch, steps } => progress.start(format!("epoch {epoch}/{}", config.epochs), steps),
             Event::Step { step, loss, samples_per_second } => {
@@ -373,20 +419,24 @@ fn train_and_record(
     model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     written.push(metrics_path);
 
-    let final_epoch = trained.history.len() as i64;
+    // Summaries are one value each, logged at step 0 (per-epoch series use the epoch), and
+    // describe the model: its page in MLflow lists them; the quality ones name the test set.
+    let test_set = Some(&bench.datasets.test);
+    let on_test = |key: &str, value: f64| Metric::new(key, value, 0).of_model(&model_id, test_set);
+    let of_model = |key: &str, value: f64| Metric::new(key, value, 0).of_model(&model_id, None);
     let mut final_metrics = vec![
-        Metric::new("test_loss", test.loss, final_epoch),
-        Metric::new("test_accuracy", test.accuracy, final_epoch),
-        Metric::new("macro_f1", report.macro_f1(), final_epoch),
-        Metric::new("weighted_f1", report.weighted_f1(), final_epoch),
-        Metric::new("train_seconds", trained.train_seconds, final_epoch),
-        Metric::new("parameter_count", trained.model.parameter_count() as f64, final_epoch),
-        Metric::new("inference_ms_batch_64", cost.inference_ms_batch_64, final_epoch),
-        Metric::new("inference_ms_batch_1000", cost.inference_ms_batch_1000, final_epoch),
+        on_test("test_loss", test.loss),
+        on_test("test_accuracy", test.accuracy),
+        on_test("macro_f1", report.macro_f1()),
+        on_test("weighted_f1", report.weighted_f1()),
+        of_model("train_seconds", trained.train_seconds),
+        of_model("parameter_count", trained.model.parameter_count() as f64),
+        of_model("inference_ms_batch_64", cost.inference_ms_batch_64),
+        of_model("inference_ms_batch_1000", cost.inference_ms_batch_1000),
     ];
-    final_metrics.extend(cost.peak_rss_mb.map(|mb| Metric::new("peak_rss_mb", mb, final_epoch)));
-    final_metrics.extend(trained.best_epoch.map(|e| Metric::new("best_epoch", e as f64, final_epoch)));
-    final_metrics.extend(trained.stopped_epoch.map(|e| Metric::new("stopped_epoch", e as f64, final_epoch)));
+    final_metrics.extend(cost.peak_rss_mb.map(|mb| of_model("peak_rss_mb", mb)));
+    final_metrics.extend(trained.best_epoch.map(|e| of_model("best_epoch", e as f64)));
+    final_metrics.extend(trained.stopped_epoch.map(|e| of_model("stopped_epoch", e as f64)));
     tracker.log_metrics(&final_metrics)?;
     tracker.log_params(&[
         ("train_examples".to_string(), trained.train_examples.to_string()),
@@ -411,7 +461,8 @@ fn epoch_metrics(m: &train::EpochMetrics) -> Vec<Metric> {
         Metric::new("train_loss", m.train_loss, step),
         Metric::new("epoch_seconds", m.seconds, step),
         Metric::new("samples_per_second", m.samples_per_second, step),
-        Metric::new("learning_rate", m.learning_rate, step),
+        // Not `learning_rate`: that is the configured peak, a param.
+        Metric::new("lr", m.learning_rate, step),
     ];
     metrics.extend(m.val_loss.map(|v| Metric::new("val_loss", v, step)));
     metrics.extend(m.val_accuracy.map(|v| Metric::new("val_accuracy", v, step)));

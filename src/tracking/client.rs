@@ -899,8 +899,14 @@ impl MlflowClient {
                 .metrics
                 .iter()
                 .map(|m| {
-                    json!({"key": m.key, "value": metric_value_json(m.value),
-                           "timestamp": m.timestamp_ms, "step": m.step})
+                    let mut metric = json!({"key": m.key, "value": metric_value_json(m.value),
+                                            "timestamp": m.timestamp_ms, "step": m.step});
+                    if let Some(about) = &m.about {
+                        metric["model_id"] = json!(about.model_id);
+                        metric["dataset_name"] = json!(about.dataset_name);
+                        metric["dataset_digest"] = json!(about.dataset_digest);
+                    }
+                    metric
                 })
                 .collect();
             let body = json!({
@@ -1132,7 +1138,7 @@ mod tests {
     use super::*;
 
     fn m(i: usize) -> Metric {
-        Metric { key: format!("k{}", i % 3), value: i as f64, step: i as i64, timestamp_ms: 1 }
+        Metric { key: format!("k{}", i % 3), value: i as f64, step: i as i64, timestamp_ms: 1, about: None }
     }
 
     fn kv(n: usize) -> Vec<KeyValue> {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::client::check_artifact_rel_path;
 use super::error::TrackingError;
 use super::util::{self, experiment_dir_name, is_run_id, now_ms};
-use super::{Metric, RunStatus, Tracker, TrackingConfig};
+use super::{DatasetInput, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Version of the on-disk format written in `meta.json`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -28,6 +28,7 @@ const META: &str = "meta.json";
 const PARAMS: &str = "params.json";
 const TAGS: &str = "tags.json";
 const METRICS: &str = "metrics.jsonl";
+const INPUTS: &str = "inputs.json";
 const ARTIFACTS: &str = "artifacts";
 const LOCK: &str = ".lock";
 
@@ -162,6 +163,8 @@ pub struct RunRecord {
     /// Every point, in the order logged.
     pub metrics: Vec<Metric>,
     pub artifacts: Vec<ArtifactEntry>,
+    /// The datasets it used.
+    pub inputs: Vec<DatasetInput>,
     /// The server the run was meant for when recorded.
     pub tracking_uri: Option<String>,
     pub remotes: Vec<RemoteRef>,
@@ -326,6 +329,15 @@ pub(crate) fn set_tags(dir: &Path, tags: &[(String, String)]) -> Result<(), Trac
     write_json_atomic(&path, &all)
 }
 
+/// The datasets recorded for a run (none before any was).
+fn read_inputs(dir: &Path) -> Result<Vec<DatasetInput>, TrackingError> {
+    let path = dir.join(INPUTS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_json(&path)
+}
+
 pub(crate) fn read_meta(dir: &Path) -> Result<RunMeta, TrackingError> {
     read_json(&dir.join(META))
 }
@@ -487,6 +499,7 @@ impl LocalStore {
             tags,
             metrics,
             artifacts: list_artifacts(&dir.join(ARTIFACTS)),
+            inputs: read_inputs(dir)?,
             tracking_uri: meta.tracking_uri,
             remotes: meta.remotes,
             dir: dir.to_path_buf(),
@@ -657,6 +670,18 @@ impl LocalRun {
             self.tags.insert(k.clone(), v.clone());
         }
         write_json_atomic(&self.dir.join(TAGS), &self.tags)
+    }
+
+    /// Records datasets the run used (each once).
+    pub fn log_inputs(&mut self, inputs: &[DatasetInput]) -> Result<(), TrackingError> {
+        let path = self.dir.join(INPUTS);
+        let mut all = read_inputs(&self.dir)?;
+        let before = all.len();
+        all.extend(inputs.iter().filter(|i| !all.contains(i)).cloned().collect::<Vec<_>>());
+        if all.len() == before {
+            return Ok(());
+        }
+        write_json_atomic(&path, &all)
     }
 
     /// Copies `local_path` to `artifacts/<artifact_dir>/<file name>`; returns that relative path.
@@ -831,6 +856,9 @@ impl Tracker for LocalTracker {
     fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError> {
         self.active()?.set_tags(tags)
     }
+    fn log_inputs(&mut self, inputs: &[DatasetInput]) -> Result<(), TrackingError> {
+        self.active()?.log_inputs(inputs)
+    }
     fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<(), TrackingError> {
         self.active()?.log_artifact(local_path, artifact_dir).map(|_| ())
     }
@@ -883,7 +911,7 @@ mod tests {
             }
         }
         for v in values {
-            let m = Metric { key: "k".into(), value: v, step: 0, timestamp_ms: 0 };
+            let m = Metric { key: "k".into(), value: v, step: 0, timestamp_ms: 0, about: None };
             let line = serde_json::to_vec(&m).unwrap();
             let (back, bad) = parse_metrics(&line);
             assert_eq!(bad, 0);

@@ -10,7 +10,7 @@ use super::local::{LocalTracker, RemoteRef};
 use super::models::LoggedModel;
 use super::uplink::{Job, SYNC_HINT, Uplink};
 use super::util::{self, now_ms};
-use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, Metric, RunStatus, Tracker, TrackingConfig};
+use super::{DatasetInput, LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, Metric, RunStatus, Tracker, TrackingConfig};
 
 /// Default longest time metric points wait in memory before going to the server.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -249,6 +249,12 @@ impl Tracker for MirroredTracker {
         if !tags.is_empty() {
             self.send(Job::Tags(tags.to_vec()));
         }
+        Ok(())
+    }
+
+    fn log_inputs(&mut self, inputs: &[DatasetInput]) -> Result<(), TrackingError> {
+        self.local.log_inputs(inputs)?;
+        self.send(Job::Inputs(inputs.to_vec()));
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 
 mod client;
 mod error;
+mod inputs;
 mod local;
 mod mirror;
 mod models;
@@ -34,6 +35,7 @@ pub use client::{
     normalize_tracking_uri, retry_class_for_post,
 };
 pub use error::{ApiError, TrackingError};
+pub use inputs::{Dataset, DatasetInput};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
@@ -168,12 +170,35 @@ pub struct Metric {
     pub step: i64,
     #[serde(rename = "timestamp", default)]
     pub timestamp_ms: i64,
+    /// The model and dataset the value describes (MLflow 3 shows it on the model's page).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<MetricSubject>,
+}
+
+/// What a metric measured: a LoggedModel, on a dataset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricSubject {
+    pub model_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
 }
 
 impl Metric {
     /// A point stamped now.
     pub fn new(key: impl Into<String>, value: f64, step: i64) -> Self {
-        Metric { key: key.into(), value, step, timestamp_ms: util::now_ms() }
+        Metric { key: key.into(), value, step, timestamp_ms: util::now_ms(), about: None }
+    }
+
+    /// The same point, as a measure of `model_id` on `dataset` (name, digest).
+    pub fn of_model(mut self, model_id: &str, dataset: Option<&Dataset>) -> Self {
+        self.about = Some(MetricSubject {
+            model_id: model_id.to_string(),
+            dataset_name: dataset.map(|d| d.name.clone()),
+            dataset_digest: dataset.map(|d| d.digest.clone()),
+        });
+        self
     }
 }
 
@@ -185,6 +210,8 @@ pub trait Tracker {
     fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError>;
     fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError>;
     fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError>;
+    /// Records the datasets the run used.
+    fn log_inputs(&mut self, inputs: &[DatasetInput]) -> Result<(), TrackingError>;
     /// Uploads one local file under `artifact_dir` ("" = root) of the run's artifacts.
     fn log_artifact(&mut self, local_path: &Path, artifact_dir: &str) -> Result<(), TrackingError>;
     fn end_run(&mut self, status: RunStatus) -> Result<(), TrackingError>;
@@ -263,6 +290,9 @@ impl Tracker for NoopTracker {
         Ok(())
     }
     fn set_tags(&mut self, _tags: &[(String, String)]) -> Result<(), TrackingError> {
+        Ok(())
+    }
+    fn log_inputs(&mut self, _inputs: &[DatasetInput]) -> Result<(), TrackingError> {
         Ok(())
     }
     fn log_artifact(&mut self, _local_path: &Path, _artifact_dir: &str) -> Result<(), TrackingError> {

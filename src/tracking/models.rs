@@ -71,9 +71,11 @@ impl MlflowClient {
         params: &[(String, String)],
     ) -> Result<LoggedModel, TrackingError> {
         let params: Vec<Value> = params.iter().take(100).map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let tags: Vec<Value> =
+            super::util::source_tags().into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
         let body = json!({
             "experiment_id": experiment_id, "name": name, "source_run_id": run_id,
-            "model_type": MODEL_TYPE, "params": params,
+            "model_type": MODEL_TYPE, "params": params, "tags": tags,
         });
         LoggedModel::from_response("logged-models", &self.post_json("logged-models", &body)?)
     }

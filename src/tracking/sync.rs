@@ -69,6 +69,7 @@ pub struct SyncedRun {
     pub status_updated: bool,
     /// The run's LoggedModel was created or completed.
     pub model_synced: bool,
+    pub inputs_sent: usize,
     pub outcome: SyncOutcome,
 }
 
@@ -90,6 +91,7 @@ impl SyncedRun {
             artifacts_sent: 0,
             status_updated: false,
             model_synced: false,
+            inputs_sent: 0,
             outcome: SyncOutcome::Synced,
         }
     }
@@ -97,7 +99,7 @@ impl SyncedRun {
     /// True when anything was written to the server for this run.
     pub fn sent_anything(&self) -> bool {
         self.created
-            || self.params_sent + self.tags_sent + self.metrics_sent + self.artifacts_sent > 0
+            || self.params_sent + self.tags_sent + self.metrics_sent + self.artifacts_sent + self.inputs_sent > 0
             || self.status_updated
             || self.model_synced
     }
@@ -441,7 +443,21 @@ fn sync_run(
     });
     local::write_meta(dir, &meta)?;
 
-    // 2. Params and tags.
+    // 2. The model, as a live run leaves it: a LoggedModel with its files, ready, linked to the
+    // run. One created now gets a new id, which replaces the local one in the run's tag and in
+    // the metrics that describe it.
+    let mut rec_tags = rec.tags.clone();
+    let model_on_server = if rec.status.final_status() == Some(RunStatus::Finished) {
+        sync_model(client, dir, rec, &exp_id, &server_id, s)?
+    } else {
+        None
+    };
+    let local_model_id = rec.tags.get(MODEL_ID_TAG).cloned();
+    if let Some(id) = &model_on_server {
+        rec_tags.insert(MODEL_ID_TAG.to_string(), id.clone());
+    }
+
+    // 3. Params and tags.
     let server_params: BTreeMap<&str, &str> =
         run.data.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
     let mut params = Vec::new();
@@ -458,14 +474,13 @@ fn sync_run(
         }
     }
     let server_tags: BTreeMap<&str, &str> = run.data.tags.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
-    let tags: Vec<(String, String)> = rec
-        .tags
+    let tags: Vec<(String, String)> = rec_tags
         .iter()
         .filter(|(k, v)| server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
 
-    // 3. Metrics: compare each key's history.
+    // 4. Metrics: compare each key's history.
     let latest_keys: std::collections::HashSet<&str> = run.data.metrics.iter().map(|m| m.key.as_str()).collect();
     let mut missing = Vec::new();
     for key in rec.metric_keys() {
@@ -477,12 +492,27 @@ fn sync_run(
         };
         missing.extend(missing_points(&local_points, &server_points));
     }
+    for metric in &mut missing {
+        let describes_the_run_model =
+            metric.about.as_ref().is_some_and(|a| Some(&a.model_id) == local_model_id.as_ref());
+        if describes_the_run_model {
+            match &model_on_server {
+                Some(id) => metric.about.iter_mut().for_each(|a| a.model_id = id.clone()),
+                None => metric.about = None, // no such model on this server
+            }
+        }
+    }
     client.log_batch(&server_id, &missing, &params, &tags)?;
     s.params_sent = params.len();
     s.tags_sent += tags.len();
     s.metrics_sent = missing.len();
 
-    // 4. Artifacts: upload files absent on the server or of another size.
+    // 5. Datasets the server's run does not list yet.
+    let inputs = super::inputs::missing_inputs(&rec.inputs, &run.inputs);
+    client.log_inputs(&server_id, &inputs)?;
+    s.inputs_sent = inputs.len();
+
+    // 6. Artifacts: upload files absent on the server or of another size.
     if !rec.artifacts.is_empty() {
         let server_files: HashMap<String, Option<i64>> = if s.created {
             HashMap::new()
@@ -499,12 +529,7 @@ fn sync_run(
         }
     }
 
-    // 5. The model, as a live run leaves it: a LoggedModel with its files, ready, linked to the run.
-    if rec.status.final_status() == Some(RunStatus::Finished) {
-        sync_model(client, dir, rec, &exp_id, &server_id, s)?;
-    }
-
-    // 6. Status and end time.
+    // 7. Status and end time.
     match rec.status.final_status() {
         Some(status) => {
             let end = rec.end_time_ms.unwrap_or(rec.start_time_ms);
@@ -524,9 +549,10 @@ fn sync_run(
     Ok(())
 }
 
-/// Finishes the run's LoggedModel on the server: one left pending (its upload failed) gets its
-/// files and is marked ready; a run recorded while the server was away gets a new one, whose id
-/// then replaces the run's `engine.model_id` tag. Servers without LoggedModels are left alone.
+/// Finishes the run's LoggedModel on the server and returns its id there: one left pending (its
+/// upload failed) gets its files and is marked ready; a run recorded while the server was away
+/// gets a new one, whose id then replaces the run's `engine.model_id` tag. `None` for a run
+/// without a model and for servers without LoggedModels.
 fn sync_model(
     client: &MlflowClient,
     dir: &Path,
@@ -534,10 +560,10 @@ fn sync_model(
     experiment_id: &str,
     server_run_id: &str,
     s: &mut SyncedRun,
-) -> Result<(), TrackingError> {
+) -> Result<Option<String>, TrackingError> {
     let model_dir = rec.dir.join("artifacts").join(MODEL_ARTIFACT_DIR);
     if !MODEL_FILES.iter().all(|f| model_dir.join(f).is_file()) {
-        return Ok(());
+        return Ok(None);
     }
     let existing = match rec.tags.get(MODEL_ID_TAG) {
         Some(id) => match client.get_logged_model(id) {
@@ -548,24 +574,22 @@ fn sync_model(
         None => None,
     };
     let model = match existing {
-        Some(model) if model.is_ready() => return Ok(()),
+        Some(model) if model.is_ready() => return Ok(Some(model.model_id)),
         Some(model) => model,
         None => {
             let params: Vec<(String, String)> = rec.params.clone().into_iter().collect();
             let model = match client.create_logged_model(experiment_id, server_run_id, MODEL_ARTIFACT_DIR, &params) {
                 Ok(model) => model,
-                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) if e.is_not_found() => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let tag = [(MODEL_ID_TAG.to_string(), model.model_id.clone())];
-            client.log_batch(server_run_id, &[], &[], &tag)?;
-            local::set_tags(dir, &tag)?;
+            local::set_tags(dir, &[(MODEL_ID_TAG.to_string(), model.model_id.clone())])?;
             model
         }
     };
     client.upload_logged_model(&model, server_run_id, &model_dir, &MODEL_FILES, 0)?;
     s.model_synced = true;
-    Ok(())
+    Ok(Some(model.model_id))
 }
 
 #[cfg(test)]
@@ -573,7 +597,7 @@ mod tests {
     use super::*;
 
     fn p(key: &str, step: i64, ts: i64, value: f64) -> Metric {
-        Metric { key: key.into(), value, step, timestamp_ms: ts }
+        Metric { key: key.into(), value, step, timestamp_ms: ts, about: None }
     }
 
     #[test]

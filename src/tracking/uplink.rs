@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::client::{MAX_METRICS_PER_BATCH, MlflowClient};
 use super::error::TrackingError;
 use super::models::LoggedModel;
-use super::{Metric, RunStatus};
+use super::{DatasetInput, Metric, RunStatus};
 
 /// Jobs that may wait in the queue; past this the server is too slow to keep up with the run.
 const QUEUE_CAPACITY: usize = 4096;
@@ -29,6 +29,7 @@ pub(crate) enum Job {
     Metrics(Vec<Metric>),
     Params(Vec<(String, String)>),
     Tags(Vec<(String, String)>),
+    Inputs(Vec<DatasetInput>),
     /// A file under the run's artifacts, from its local copy.
     Artifact {
         rel: String,
@@ -220,6 +221,9 @@ impl Sender {
             }
             Job::Tags(tags) => {
                 self.attempt("MLflow set tags", |c, run| c.log_batch(run, &[], &[], &tags));
+            }
+            Job::Inputs(inputs) => {
+                self.attempt("MLflow log inputs", |c, run| c.log_inputs(run, &inputs));
             }
             Job::Artifact { rel, path } => {
                 self.attempt("MLflow upload artifact", |c, _| c.upload_artifact_file(&artifact_uri, &rel, &path));

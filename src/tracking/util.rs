@@ -186,32 +186,31 @@ pub fn source_name() -> String {
         .unwrap_or_else(|| "engine".to_string())
 }
 
-/// The commit checked out in the current directory, when it is inside a git checkout.
-pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (s.len() >= 7 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+/// The commit the engine was built from, when it was built in a git checkout.
+pub fn build_commit() -> Option<&'static str> {
+    Some(env!("ENGINE_BUILD_COMMIT")).filter(|c| !c.is_empty())
 }
 
-/// The system tags MLflow's Python client sets on a new run.
-pub fn system_tags(run_name: &str) -> Vec<(String, String)> {
+/// Who and what recorded a run or model, as MLflow's Python client tags them: the user, the
+/// program, and the commit of its code (here the engine's build), plus the engine's version.
+pub fn source_tags() -> Vec<(String, String)> {
     let mut tags = vec![
         ("mlflow.user".to_string(), current_user()),
         ("mlflow.source.name".to_string(), source_name()),
         ("mlflow.source.type".to_string(), "LOCAL".to_string()),
-        ("mlflow.runName".to_string(), run_name.to_string()),
+        ("engine.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ];
-    if let Some(commit) = git_commit() {
-        tags.push(("mlflow.source.git.commit".to_string(), commit));
+    if let Some(commit) = build_commit() {
+        tags.push(("mlflow.source.git.commit".to_string(), commit.to_string()));
+        tags.push(("engine.build.commit".to_string(), commit.to_string()));
     }
+    tags
+}
+
+/// The system tags MLflow's Python client sets on a new run.
+pub fn system_tags(run_name: &str) -> Vec<(String, String)> {
+    let mut tags = source_tags();
+    tags.push(("mlflow.runName".to_string(), run_name.to_string()));
     tags
 }
 
