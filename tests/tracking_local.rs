@@ -215,11 +215,15 @@ fn run_killed_in_a_child_process_is_unfinished() {
         .unwrap();
     let ready = tmp.path().join("ready");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ready.exists() {
+    // The file may exist before its content is written: wait for the whole id.
+    let id = loop {
+        let id = std::fs::read_to_string(&ready).unwrap_or_default();
+        if id.len() == 32 {
+            break id;
+        }
         assert!(std::time::Instant::now() < deadline, "child never got going");
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let id = std::fs::read_to_string(&ready).unwrap();
+    };
     let store = LocalStore::open(tmp.path().join("store")).unwrap();
     assert_eq!(store.load_run(&id).unwrap().status, RecordStatus::Running);
     child.kill().unwrap();

@@ -807,7 +807,10 @@ impl MlflowClient {
                 }
                 return Ok(exp.experiment_id);
             }
-            match self.post_json("experiments/create", &json!({ "name": name })) {
+            // The kind tag makes the MLflow UI open the experiment on its runs, as for model
+            // training, not on the GenAI overview.
+            let kind = json!({"key": "mlflow.experimentKind", "value": "custom_model_development"});
+            match self.post_json("experiments/create", &json!({ "name": name, "tags": [kind] })) {
                 Ok(v) => {
                     if let Some(id) = v["experiment_id"].as_str() {
                         return Ok(id.to_string());
