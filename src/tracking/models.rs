@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{MlflowClient, TrackingError};
+use super::{MlflowClient, TrackingError, paths};
 
 /// A LoggedModel as the server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +90,9 @@ impl MlflowClient {
         files: &[&str],
         step: i64,
     ) -> Result<(), TrackingError> {
-        let uploaded = files.iter().try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &dir.join(f)));
+        let uploaded = files
+            .iter()
+            .try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &paths::safe_join(dir, f)?));
         let status = if uploaded.is_ok() { READY } else { "LOGGED_MODEL_UPLOAD_FAILED" };
         let path = format!("logged-models/{}", model.model_id);
         self.patch_json(&path, &json!({"model_id": model.model_id, "status": status}))?;
