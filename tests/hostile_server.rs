@@ -166,6 +166,15 @@ fn artifact_uris_and_download_paths_that_leave_their_root_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn server_ids_in_request_paths_cannot_add_segments() {
+    let server = FakeServer::start(|_| Reply::not_found());
+    let client = MlflowClient::new(&server.uri(), Auth::None, RetryPolicy::no_retries()).unwrap();
+    assert!(client.get_logged_model("../../../runs/delete").is_err());
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/2.0/mlflow/logged-models/..%2F..%2F..%2Fruns%2Fdelete"]);
+}
+
 /// A finished local run with one artifact, `plots/a.txt`; its id.
 fn local_run(store: &Path) -> String {
     let dir = store.parent().unwrap_or(store).join("artifact-source");
