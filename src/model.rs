@@ -24,6 +24,17 @@ pub const METADATA_FILE: &str = "engine_model.json";
 pub const MLMODEL_FILE: &str = "MLmodel";
 /// The files of a model directory, in upload order (the weights before the files naming them).
 pub const MODEL_FILES: [&str; 3] = [WEIGHTS_FILE, METADATA_FILE, MLMODEL_FILE];
+/// Largest weights file accepted from a server: a model with 250M parameters, far past what
+/// `engine train` builds, so only a broken or hostile server reaches it.
+pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
+/// Largest `engine_model.json` or `MLmodel` accepted from a server (they hold a few hundred bytes).
+pub const MAX_MODEL_TEXT_BYTES: u64 = 1 << 20;
+
+/// The most bytes a download of the model file `name` may have.
+pub fn max_file_bytes(name: &str) -> u64 {
+    if name == WEIGHTS_FILE { MAX_WEIGHTS_BYTES } else { MAX_MODEL_TEXT_BYTES }
+}
+
 /// Identifies this layout in `engine_model.json` and the MLmodel flavor.
 pub const FORMAT: &str = "engine-mlp-v1";
 

@@ -73,11 +73,11 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     };
     let result = analysis::analyze(&inputs);
     let markdown = result.to_markdown();
-    let dir = args
-        .output_dir
-        .clone()
-        .or(gathered.recorded_output_dir.clone())
-        .unwrap_or_else(|| Path::new("runs").join(&gathered.run.run_id));
+    let dir = match args.output_dir.clone().or(gathered.recorded_output_dir.clone()) {
+        Some(dir) => dir,
+        None => tracking::paths::join_component(Path::new("runs"), &gathered.run.run_id)
+            .context("the run id cannot name a directory under runs/ (pass --output-dir)")?,
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(ANALYSIS);
     engine::model::write_atomically(&path, markdown.as_bytes())?;

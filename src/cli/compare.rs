@@ -59,7 +59,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Local(store) => format!("local store {}", store.root().display()),
-            Source::Server(client) => format!("MLflow {}", client.tracking_uri()),
+            Source::Server(client) => format!("MLflow {}", engine::tracking::util::redact_uri(client.tracking_uri())),
         }
     }
 

@@ -67,7 +67,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let staging = staging_dir()?;
     let result = evaluate_into(&args, &tracking, &device, &staging);
     let outcome = result.and_then(|(located, eval, report, input)| {
-        let output_dir = args.output_dir.clone().unwrap_or_else(|| default_output_dir(&args, &located));
+        let output_dir = match args.output_dir.clone() {
+            Some(dir) => dir,
+            None => default_output_dir(&args, &located)?,
+        };
         let files = publish(&staging, &output_dir)?;
         Ok((located, eval, report, input, files, output_dir))
     });
@@ -207,10 +210,11 @@ fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient>
     }
 }
 
-/// Downloads the model files (fixed names, so no server-chosen path is ever written).
+/// Downloads the model files (fixed names, so no server-chosen path is ever written), each
+/// refused past the size such a file can have.
 fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyhow::Result<()> {
     for file in MODEL_FILES {
-        client.download_artifact_to(artifact_uri, file, &dir.join(file))?;
+        client.download_artifact_to(artifact_uri, file, dir, model::max_file_bytes(file))?;
     }
     Ok(())
 }
@@ -224,12 +228,15 @@ fn staging_dir() -> anyhow::Result<PathBuf> {
 
 /// `runs/<run id>/evaluation`, named by the resolved run id (a prefix or URI given on the
 /// command line resolves to the full id); a model of no known run by its URI.
-fn default_output_dir(args: &EvalArgs, located: &Located) -> PathBuf {
+/// The run id may come from a server, so it must name a single directory under runs/.
+fn default_output_dir(args: &EvalArgs, located: &Located) -> anyhow::Result<PathBuf> {
     let name = match &located.run_id {
         Some(id) => id.clone(),
         None => sanitize(args.model_uri.as_deref().unwrap_or("model")),
     };
-    Path::new("runs").join(name).join("evaluation")
+    let dir = tracking::paths::join_component(Path::new("runs"), &name)
+        .context("the run id cannot name a directory under runs/ (pass --output-dir)")?;
+    Ok(dir.join("evaluation"))
 }
 
 /// Copies every file of `staging` into `output_dir`, each through a temporary name; returns

@@ -252,8 +252,11 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
 }
 
 /// Where a run's model and reports go.
-fn output_dir(spec: &RunSpec, run_id: &str) -> PathBuf {
-    spec.output_dir.clone().unwrap_or_else(|| Path::new("runs").join(run_id))
+fn output_dir(spec: &RunSpec, run_id: &str) -> Result<PathBuf, engine::tracking::TrackingError> {
+    match &spec.output_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => engine::tracking::paths::join_component(Path::new("runs"), run_id),
+    }
 }
 
 /// The tag holding why a run failed.
@@ -314,7 +317,7 @@ fn train_and_report(
     interrupted: &std::sync::atomic::AtomicBool,
     sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
-    let output_dir = output_dir(spec, run_id);
+    let output_dir = output_dir(spec, run_id)?;
     let _output_lock = lock_output_dir(&output_dir)?;
     let result = train_and_record(bench, spec, tracker, &output_dir, run_id, interrupted, sampler);
     if result.is_err() {

@@ -152,7 +152,7 @@ pub fn download_all(mirror: &str, cache: &Path) -> Result<(), DataError> {
             continue;
         }
         let url = format!("{}/{name}", mirror.trim_end_matches('/'));
-        eprintln!("downloading {url}");
+        eprintln!("downloading {}", crate::tracking::util::redact_uri(&url));
         download_verified(&agent, &url, md5, &target)?;
     }
     Ok(())
@@ -163,7 +163,7 @@ pub fn download_all(mirror: &str, cache: &Path) -> Result<(), DataError> {
 fn download_verified(agent: &ureq::Agent, url: &str, md5: &str, target: &Path) -> Result<(), DataError> {
     let partial = target.with_extension("gz.partial");
     let result = (|| {
-        let fail = |reason: String| DataError::Download { url: url.to_string(), reason };
+        let fail = |reason: String| DataError::Download { url: crate::tracking::util::redact_uri(url), reason };
         let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
         let mut reader = response.body_mut().with_config().limit(200 << 20).reader();
         let io = |source| DataError::Io { path: partial.clone(), source };

@@ -7,14 +7,16 @@
 
 use std::fmt;
 use std::fs::File;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, TrackingError};
-use super::util::{percent_encode, truncate_chars};
+use super::paths;
+use super::util::{percent_encode, redact_uri, truncate_chars};
 use super::{Metric, RunStatus};
 
 /// Most metrics one `runs/log-batch` request may carry.
@@ -29,6 +31,20 @@ pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
 pub const MAX_PARAM_VALUE_CHARS: usize = 6000;
 /// Longest tag value the server keeps (longer ones are truncated before sending).
 pub const MAX_TAG_VALUE_CHARS: usize = 8000;
+
+/// Largest response body kept in memory: JSON answers and artifacts read whole. A server that
+/// sends more is refused rather than allowed to exhaust memory.
+pub const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+/// Of an error answer (non-2xx), only this much is read: enough for MLflow's message.
+const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
+/// Deepest artifact directory [`MlflowClient::list_artifacts_recursive`] descends into.
+pub const MAX_ARTIFACT_DEPTH: usize = 32;
+/// Most directories [`MlflowClient::list_artifacts_recursive`] lists (one request each).
+pub const MAX_ARTIFACT_DIRS: usize = 10_000;
+/// Most entries (files and directories) [`MlflowClient::list_artifacts_recursive`] accepts.
+pub const MAX_ARTIFACT_ENTRIES: usize = 100_000;
+/// Most pages [`MlflowClient::get_metric_history`] reads for one metric (25,000 points each).
+pub const MAX_HISTORY_PAGES: usize = 1000;
 
 /// Credentials sent with every request. `Debug` never shows the secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -65,6 +81,24 @@ impl Auth {
                 None => Auth::None,
             },
         }
+    }
+
+    /// The strings that must never be printed: password, token, and the header carrying them.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = match self {
+            Auth::None => Vec::new(),
+            Auth::Basic { password, .. } => vec![password.clone()],
+            Auth::Bearer(t) => vec![t.clone()],
+        };
+        out.extend(self.header().and_then(|h| h.split_once(' ').map(|(_, v)| v.to_string())));
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
+    /// `text` (a server's message) with every secret replaced by `***`: a server that echoes
+    /// the credentials back must not get them printed.
+    fn scrub(&self, text: &str) -> String {
+        self.secrets().iter().fold(text.to_string(), |t, secret| t.replace(secret.as_str(), "***"))
     }
 
     fn header(&self) -> Option<String> {
@@ -410,8 +444,74 @@ enum ReqBody<'a> {
 
 struct RawResponse {
     status: u16,
+    /// The body of an error answer, or of a success kept in memory (empty when written to a file).
     body: Vec<u8>,
     retry_after: Option<Duration>,
+}
+
+/// Where the body of a successful answer goes, and the most bytes it may have.
+#[derive(Clone, Copy)]
+enum Sink<'a> {
+    Memory { max: u64 },
+    File { path: &'a Path, max: u64 },
+}
+
+impl Sink<'_> {
+    fn max(&self) -> u64 {
+        match self {
+            Sink::Memory { max } | Sink::File { max, .. } => *max,
+        }
+    }
+}
+
+/// Why one attempt got no usable answer.
+enum SendError {
+    Net(ureq::Error),
+    /// The body is larger than the sink accepts (`announced`: its Content-Length).
+    TooLarge {
+        max: u64,
+        announced: Option<u64>,
+    },
+    /// A local file could not be read or written.
+    Local(TrackingError),
+}
+
+impl From<ureq::Error> for SendError {
+    fn from(e: ureq::Error) -> Self {
+        SendError::Net(e)
+    }
+}
+
+/// Passes at most `max` bytes of `reader` to `write`; `Ok(false)` when the body holds more.
+fn copy_capped(
+    reader: &mut impl Read,
+    max: u64,
+    mut write: impl FnMut(&[u8]) -> Result<(), TrackingError>,
+) -> Result<bool, SendError> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SendError::Net(ureq::Error::Io(e))),
+        };
+        total += n as u64;
+        if total > max {
+            return Ok(false);
+        }
+        write(&buf[..n]).map_err(SendError::Local)?;
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// A low-level client for one MLflow tracking server. Cheap to clone.
@@ -426,16 +526,18 @@ pub struct MlflowClient {
 impl fmt::Debug for MlflowClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MlflowClient")
-            .field("tracking_uri", &self.base)
+            .field("tracking_uri", &redact_uri(&self.base))
             .field("auth", &self.auth)
             .field("retry", &self.retry)
             .finish()
     }
 }
 
-/// Checks a tracking URI for use over REST and normalizes it (no trailing `/`).
+/// Checks a tracking URI for use over REST and normalizes it (no trailing `/`). The result
+/// never holds credentials, and no error shows them.
 pub fn normalize_tracking_uri(uri: &str) -> Result<String, TrackingError> {
     let u = uri.trim().trim_end_matches('/');
+    let shown = redact_uri(u);
     let lower = u.to_ascii_lowercase();
     let rest = if let Some(r) = lower.strip_prefix("http://") {
         r
@@ -443,18 +545,19 @@ pub fn normalize_tracking_uri(uri: &str) -> Result<String, TrackingError> {
         r
     } else {
         return Err(TrackingError::Config(format!(
-            "tracking URI {u:?} is not an http(s):// MLflow server; engine talks to MLflow over REST \
+            "tracking URI {shown:?} is not an http(s):// MLflow server; engine talks to MLflow over REST \
              (start `mlflow server` and pass its http:// address, or leave MLFLOW_TRACKING_URI unset \
              to record runs in the local store only)"
         )));
     };
     if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
-        return Err(TrackingError::Config(format!("tracking URI {u:?} has no host")));
+        return Err(TrackingError::Config(format!("tracking URI {shown:?} has no host")));
     }
     if rest.contains('@') {
-        return Err(TrackingError::Config(
-            "tracking URI must not carry credentials; use MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD".into(),
-        ));
+        return Err(TrackingError::Config(format!(
+            "tracking URI {shown:?} must not carry credentials; \
+             pass them in MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+        )));
     }
     Ok(u.to_string())
 }
@@ -475,12 +578,14 @@ fn content_type_for(path: &Path) -> &'static str {
 }
 
 /// Turns `mlflow-artifacts:/1/<run>/artifacts` (optionally `mlflow-artifacts://host:port/...`)
-/// into the path below `/api/2.0/mlflow-artifacts/artifacts/`.
+/// into the path below `/api/2.0/mlflow-artifacts/artifacts/`. A path with `..` or empty
+/// components (a server pointing the client elsewhere) is refused.
 pub fn artifact_proxy_path(artifact_uri: &str) -> Result<String, TrackingError> {
     let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
         TrackingError::Config(format!(
-            "artifact URI {artifact_uri:?} is not served by the tracking server; \
-             start `mlflow server` with artifact serving on (the default, --serve-artifacts)"
+            "artifact URI {:?} is not served by the tracking server; \
+             start `mlflow server` with artifact serving on (the default, --serve-artifacts)",
+            redact_uri(artifact_uri)
         ))
     })?;
     let rest = if let Some(r) = rest.strip_prefix("//") {
@@ -492,21 +597,22 @@ pub fn artifact_proxy_path(artifact_uri: &str) -> Result<String, TrackingError> 
     } else {
         rest
     };
-    Ok(rest.trim_matches('/').to_string())
-}
-
-/// Checks a relative artifact path: no absolute paths, no `..`, no empty segments; `\` not allowed.
-pub fn check_artifact_rel_path(p: &str) -> Result<(), TrackingError> {
-    if p.is_empty() {
-        return Ok(());
-    }
-    let bad = p.starts_with('/') || p.contains('\\') || p.split('/').any(|s| s.is_empty() || s == "." || s == "..");
-    if bad {
+    let path = rest.trim_matches('/');
+    if !path.is_empty()
+        && let Err(e) = paths::check_relative(path)
+    {
         return Err(TrackingError::InvalidArgument(format!(
-            "invalid artifact path {p:?}: use a relative path of plain names separated by '/'"
+            "artifact URI {:?} from the server is unusable: {e}",
+            redact_uri(artifact_uri)
         )));
     }
-    Ok(())
+    Ok(path.to_string())
+}
+
+/// Checks a relative artifact path ("" = the root): no absolute paths, no `..`, `.` or empty
+/// components, no `\` or NUL.
+pub fn check_artifact_rel_path(p: &str) -> Result<(), TrackingError> {
+    if p.is_empty() { Ok(()) } else { paths::check_relative(p) }
 }
 
 impl MlflowClient {
@@ -550,7 +656,7 @@ impl MlflowClient {
         self
     }
 
-    /// The server's base URI (normalized, no trailing `/`).
+    /// The server's base URI (normalized, no trailing `/`, never with credentials).
     pub fn tracking_uri(&self) -> &str {
         &self.base
     }
@@ -579,7 +685,7 @@ impl MlflowClient {
         if path.starts_with('/') { path.to_string() } else { format!("/api/2.0/mlflow/{path}") }
     }
 
-    fn send_once(&self, method: &str, url: &str, body: &ReqBody) -> Result<RawResponse, ureq::Error> {
+    fn send_once(&self, method: &str, url: &str, body: &ReqBody, sink: Sink) -> Result<RawResponse, SendError> {
         let mut b = ureq::http::Request::builder().method(method).uri(url).header("Accept", "application/json");
         if let Some(h) = self.auth.header() {
             b = b.header("Authorization", h);
@@ -593,7 +699,7 @@ impl MlflowClient {
                 self.agent.run(b.header("Content-Type", *ct).body(*bytes).map_err(ureq::Error::Http)?)
             }
             ReqBody::File(path, ct) => {
-                let f = File::open(path).map_err(ureq::Error::Io)?;
+                let f = File::open(path).map_err(|e| SendError::Local(TrackingError::io(*path, e)))?;
                 self.agent.run(b.header("Content-Type", *ct).body(f).map_err(ureq::Error::Http)?)
             }
         };
@@ -606,7 +712,41 @@ impl MlflowClient {
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec()?;
+        let success = (200..300).contains(&status);
+        let announced = resp.body().content_length();
+        if success && announced.is_some_and(|n| n > sink.max()) {
+            return Err(SendError::TooLarge { max: sink.max(), announced });
+        }
+        // The limit is ours (below), applied as the bytes arrive, so memory stays bounded.
+        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let mut body = Vec::new();
+        match sink {
+            Sink::File { path, max } if success => {
+                let mut file = File::create(path).map_err(|e| SendError::Local(TrackingError::io(path, e)))?;
+                let whole = copy_capped(&mut reader, max, |chunk| {
+                    file.write_all(chunk).map_err(|e| TrackingError::io(path, e))
+                })?;
+                if !whole {
+                    return Err(SendError::TooLarge { max, announced });
+                }
+            }
+            Sink::Memory { max } if success => {
+                let whole = copy_capped(&mut reader, max, |chunk| {
+                    body.extend_from_slice(chunk);
+                    Ok(())
+                })?;
+                if !whole {
+                    return Err(SendError::TooLarge { max, announced });
+                }
+            }
+            // An error answer: its first bytes say what went wrong; the rest is not read.
+            _ => {
+                (&mut reader)
+                    .take(MAX_ERROR_BODY_BYTES)
+                    .read_to_end(&mut body)
+                    .map_err(|e| SendError::Net(ureq::Error::Io(e)))?;
+            }
+        }
         Ok(RawResponse { status, body, retry_after })
     }
 
@@ -620,12 +760,41 @@ impl MlflowClient {
         body: ReqBody,
         class: Retry,
     ) -> Result<(RawResponse, u32), TrackingError> {
+        self.send_to(method, path, query, body, class, Sink::Memory { max: MAX_RESPONSE_BYTES })
+    }
+
+    /// [`send`](Self::send) with the body of a successful answer going to `sink`.
+    fn send_to(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: ReqBody,
+        class: Retry,
+        sink: Sink,
+    ) -> Result<(RawResponse, u32), TrackingError> {
         let url = self.url(path, query);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let result = self.send_once(method, &url, &body);
+            let result = match self.send_once(method, &url, &body, sink) {
+                Ok(r) => Ok(r),
+                Err(SendError::Net(e)) => Err(e),
+                // Retrying cannot help: the same server sends the same body.
+                Err(SendError::TooLarge { max, announced }) => {
+                    let size = announced.map(|n| format!(" (it announced {n} bytes)")).unwrap_or_default();
+                    return Err(TrackingError::Refused {
+                        endpoint: format!("{method} {}", Self::endpoint_name(path)),
+                        detail: format!(
+                            "the response is larger than {}{size}, the most engine accepts here; \
+                             the server is broken or not an MLflow server",
+                            human_bytes(max)
+                        ),
+                    });
+                }
+                Err(SendError::Local(e)) => return Err(e),
+            };
             let retryable = match &result {
                 Ok(r) => {
                     matches!(r.status, 408 | 429)
@@ -672,10 +841,10 @@ impl MlflowClient {
             ureq::Error::BadUri(s) => format!("bad URI {s}"),
             other => other.to_string(),
         };
-        TrackingError::Unreachable { uri: self.base.clone(), detail, attempts }
+        TrackingError::Unreachable { uri: redact_uri(&self.base), detail: self.auth.scrub(&detail), attempts }
     }
 
-    fn api_error(method: &str, path: &str, r: &RawResponse, attempts: u32) -> TrackingError {
+    fn api_error(&self, method: &str, path: &str, r: &RawResponse, attempts: u32) -> TrackingError {
         let (mut code, mut message) = (String::new(), String::new());
         if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
             code = v.get("error_code").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -696,8 +865,8 @@ impl MlflowClient {
             method: method.to_string(),
             endpoint: Self::endpoint_name(path),
             status: r.status,
-            error_code: code,
-            message,
+            error_code: self.auth.scrub(&code),
+            message: self.auth.scrub(&message),
             attempts,
         }))
     }
@@ -720,14 +889,16 @@ impl MlflowClient {
         };
         let (r, attempts) = self.send(method, path, query, req_body, class)?;
         if !(200..300).contains(&r.status) {
-            return Err(Self::api_error(method, path, &r, attempts));
+            return Err(self.api_error(method, path, &r, attempts));
         }
         if r.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
         serde_json::from_slice(&r.body).map_err(|e| TrackingError::Protocol {
             endpoint: Self::endpoint_name(path),
-            detail: format!("not JSON ({e}): {}", truncate_chars(String::from_utf8_lossy(&r.body).trim(), 200)),
+            detail: self
+                .auth
+                .scrub(&format!("not JSON ({e}): {}", truncate_chars(String::from_utf8_lossy(&r.body).trim(), 200))),
         })
     }
 
@@ -763,14 +934,14 @@ impl MlflowClient {
     pub fn health(&self) -> Result<(), TrackingError> {
         let once = self.clone().with_retry(RetryPolicy { max_retries: 0, ..self.retry.clone() });
         let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
-        if r.status == 200 { Ok(()) } else { Err(Self::api_error("GET", "/health", &r, attempts)) }
+        if r.status == 200 { Ok(()) } else { Err(self.api_error("GET", "/health", &r, attempts)) }
     }
 
     /// The server's MLflow version (`GET /version`), e.g. `3.17.2`.
     pub fn server_version(&self) -> Result<String, TrackingError> {
         let (r, attempts) = self.send("GET", "/version", &[], ReqBody::None, Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
-            return Err(Self::api_error("GET", "/version", &r, attempts));
+            return Err(self.api_error("GET", "/version", &r, attempts));
         }
         Ok(String::from_utf8_lossy(&r.body).trim().to_string())
     }
@@ -928,20 +1099,28 @@ impl MlflowClient {
         let path = "metrics/get-history";
         let mut out = Vec::new();
         let mut token = String::new();
-        loop {
+        for _ in 0..MAX_HISTORY_PAGES {
             let mut q = vec![("run_id", run_id), ("metric_key", key), ("max_results", "25000")];
             if !token.is_empty() {
                 q.push(("page_token", token.as_str()));
             }
             let v = self.get_json(path, &q)?;
             let page: Vec<Metric> = Self::decode(path, v.get("metrics").cloned().unwrap_or(json!([])))?;
+            let n = page.len();
             out.extend(page);
             match v.get("next_page_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() && t != token => token = t.to_string(),
-                _ => break,
+                // An empty page with another token would page forever.
+                Some(t) if !t.is_empty() && t != token && n > 0 => token = t.to_string(),
+                _ => return Ok(out),
             }
         }
-        Ok(out)
+        Err(TrackingError::Refused {
+            endpoint: format!("GET {}", Self::endpoint_name(path)),
+            detail: format!(
+                "metric {key:?} of run {run_id} has more than {MAX_HISTORY_PAGES} pages of history; \
+                 the server is broken or hostile"
+            ),
+        })
     }
 
     /// `runs/search` over all pages (at most `max_results` runs in total).
@@ -1011,7 +1190,7 @@ impl MlflowClient {
         let ct = content_type_for(local_path);
         let (r, attempts) = self.send("PUT", &path, &[], ReqBody::File(local_path, ct), Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
-            return Err(Self::api_error("PUT", &path, &r, attempts));
+            return Err(self.api_error("PUT", &path, &r, attempts));
         }
         Ok(())
     }
@@ -1025,51 +1204,116 @@ impl MlflowClient {
         let ct = content_type_for(Path::new(rel_path));
         let (r, attempts) = self.send("PUT", &path, &[], ReqBody::Bytes(bytes, ct), Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
-            return Err(Self::api_error("PUT", &path, &r, attempts));
+            return Err(self.api_error("PUT", &path, &r, attempts));
         }
         Ok(())
     }
 
-    /// Downloads `<artifact_uri>/<rel_path>` through the artifact proxy.
+    /// Downloads `<artifact_uri>/<rel_path>` through the artifact proxy into memory; a file
+    /// over [`MAX_RESPONSE_BYTES`] is refused.
     pub fn download_artifact(&self, artifact_uri: &str, rel_path: &str) -> Result<Vec<u8>, TrackingError> {
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent)?;
         if !(200..300).contains(&r.status) {
-            return Err(Self::api_error("GET", &path, &r, attempts));
+            return Err(self.api_error("GET", &path, &r, attempts));
         }
         Ok(r.body)
     }
 
-    /// Downloads `<artifact_uri>/<rel_path>` into `dest` (parent directories are created).
-    pub fn download_artifact_to(&self, artifact_uri: &str, rel_path: &str, dest: &Path) -> Result<(), TrackingError> {
-        let bytes = self.download_artifact(artifact_uri, rel_path)?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
+    /// Downloads `<artifact_uri>/<rel_path>` to `<dest_root>/<rel_path>` (parent directories are
+    /// created) and returns that path. The body is streamed to a temporary file and renamed into
+    /// place whole; one over `max_bytes` is refused, and nothing is left behind.
+    pub fn download_artifact_to(
+        &self,
+        artifact_uri: &str,
+        rel_path: &str,
+        dest_root: &Path,
+        max_bytes: u64,
+    ) -> Result<PathBuf, TrackingError> {
+        let dest = paths::safe_join(dest_root, rel_path)?;
+        let path = Self::artifact_url_path(artifact_uri, rel_path)?;
+        let parent = dest.parent().unwrap_or(dest_root);
+        std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.part{}", std::process::id()));
+        let sink = Sink::File { path: &tmp, max: max_bytes };
+        let result =
+            self.send_to("GET", &path, &[], ReqBody::None, Retry::Idempotent, sink).and_then(|(r, attempts)| {
+                if !(200..300).contains(&r.status) {
+                    return Err(self.api_error("GET", &path, &r, attempts));
+                }
+                std::fs::rename(&tmp, &dest).map_err(|e| TrackingError::io(&dest, e))
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::write(dest, bytes).map_err(|e| TrackingError::io(dest, e))
+        result.map(|()| dest)
     }
 
-    /// `artifacts/list` for a run: the entries directly under `path` ("" = the root).
+    /// `artifacts/list` for a run: the entries directly under `path` ("" = the root). Every
+    /// entry must be a direct child of `path` with a plain name; a listing with anything else
+    /// (`..`, a sibling, the directory itself, an absolute path) is refused.
     pub fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<FileInfo>, TrackingError> {
         let api = "artifacts/list";
+        check_artifact_rel_path(path)?;
         let mut q = vec![("run_id", run_id)];
         if !path.is_empty() {
             q.push(("path", path));
         }
         let v = self.get_json(api, &q)?;
-        Self::decode(api, v.get("files").cloned().unwrap_or(json!([])))
+        let files: Vec<FileInfo> = Self::decode(api, v.get("files").cloned().unwrap_or(json!([])))?;
+        for f in &files {
+            let name = if path.is_empty() {
+                Some(f.path.as_str())
+            } else {
+                f.path.strip_prefix(path).and_then(|rest| rest.strip_prefix('/'))
+            };
+            let plain = name.is_some_and(|n| !n.contains('/') && paths::check_relative(n).is_ok());
+            if !plain {
+                return Err(TrackingError::Refused {
+                    endpoint: format!("GET {}", Self::endpoint_name(api)),
+                    detail: format!(
+                        "the listing of {:?} holds {:?}, which is not a plain name directly inside it; \
+                         the server is broken or hostile, so this run's artifacts are left alone",
+                        if path.is_empty() { "/" } else { path },
+                        f.path
+                    ),
+                });
+            }
+        }
+        Ok(files)
     }
 
     /// Every file (not directory) of a run's artifacts, recursively, with paths from the root.
+    /// The walk is bounded ([`MAX_ARTIFACT_DEPTH`], [`MAX_ARTIFACT_DIRS`],
+    /// [`MAX_ARTIFACT_ENTRIES`]) and each listing is checked (see [`Self::list_artifacts`]), so a
+    /// server cannot keep it going forever.
     pub fn list_artifacts_recursive(&self, run_id: &str) -> Result<Vec<FileInfo>, TrackingError> {
+        let refuse = |detail: String| TrackingError::Refused {
+            endpoint: format!("GET {}", Self::endpoint_name("artifacts/list")),
+            detail: format!("{detail}; the server is broken or hostile, so this run's artifacts are left alone"),
+        };
         let mut out = Vec::new();
-        let mut dirs = vec![String::new()];
-        while let Some(d) = dirs.pop() {
+        let mut dirs = vec![(String::new(), 0usize)];
+        let (mut listed, mut entries) = (0usize, 0usize);
+        while let Some((d, depth)) = dirs.pop() {
+            listed += 1;
+            if listed > MAX_ARTIFACT_DIRS {
+                return Err(refuse(format!("run {run_id} has more than {MAX_ARTIFACT_DIRS} artifact directories")));
+            }
             for f in self.list_artifacts(run_id, &d)? {
+                entries += 1;
+                if entries > MAX_ARTIFACT_ENTRIES {
+                    return Err(refuse(format!("run {run_id} has more than {MAX_ARTIFACT_ENTRIES} artifacts")));
+                }
                 if f.is_dir {
-                    if f.path != d {
-                        dirs.push(f.path);
+                    if depth + 1 > MAX_ARTIFACT_DEPTH {
+                        return Err(refuse(format!(
+                            "artifact directory {:?} is nested more than {MAX_ARTIFACT_DEPTH} levels deep",
+                            f.path
+                        )));
                     }
+                    dirs.push((f.path, depth + 1));
                 } else {
                     out.push(f);
                 }

@@ -71,6 +71,16 @@ pub enum TrackingError {
     /// A tracker method was called before `start_run` or after `end_run`.
     #[error("no active run (start_run was not called, or end_run already was)")]
     NoActiveRun,
+    /// A name or path from a server or the command line that would leave its directory.
+    #[error(
+        "refusing the path {path:?}: {reason}; a name from a server or the command line must stay inside {}",
+        root.display()
+    )]
+    UnsafePath { path: String, root: PathBuf, reason: String },
+    /// The server answered something engine will not act on (an artifact listing that leaves the
+    /// listed directory, a response over the size limit): a broken or hostile server.
+    #[error("MLflow {endpoint}: refused the server's answer: {detail}")]
+    Refused { endpoint: String, detail: String },
     /// A caller passed something invalid (e.g. an artifact path with `..`, a changed param value).
     #[error("{0}")]
     InvalidArgument(String),

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::check_artifact_rel_path;
 use super::error::TrackingError;
+use super::paths;
 use super::util::{self, experiment_dir_name, is_run_id, now_ms};
 use super::{DatasetInput, Metric, RunStatus, Tracker, TrackingConfig};
 
@@ -402,7 +403,7 @@ impl LocalStore {
         }
         let exp_dir = self.experiment_dir(&meta.experiment);
         fs::create_dir_all(&exp_dir).map_err(|e| TrackingError::io(&exp_dir, e))?;
-        let dir = exp_dir.join(&meta.run_id);
+        let dir = paths::join_component(&exp_dir, &meta.run_id)?;
         fs::create_dir(&dir).map_err(|e| TrackingError::io(&dir, e))?;
         let lock = try_lock_run(&dir)?
             .ok_or_else(|| TrackingError::Store(format!("{} is locked by another process", dir.display())))?;
@@ -696,8 +697,7 @@ impl LocalRun {
             .map(|n| n.to_string_lossy().to_string())
             .ok_or_else(|| TrackingError::InvalidArgument(format!("{} has no file name", local_path.display())))?;
         let rel = if artifact_dir.is_empty() { name } else { format!("{artifact_dir}/{name}") };
-        check_artifact_rel_path(&rel)?;
-        let dest = self.dir.join(ARTIFACTS).join(&rel);
+        let dest = paths::safe_join(&self.dir.join(ARTIFACTS), &rel)?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
         }
@@ -711,8 +711,8 @@ impl LocalRun {
     }
 
     /// The local copy of an artifact.
-    pub fn artifact_path(&self, rel: &str) -> PathBuf {
-        self.dir.join(ARTIFACTS).join(rel)
+    pub fn artifact_path(&self, rel: &str) -> Result<PathBuf, TrackingError> {
+        paths::safe_join(&self.dir.join(ARTIFACTS), rel)
     }
 
     /// Records a server run for this run.

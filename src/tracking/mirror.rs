@@ -265,7 +265,7 @@ impl Tracker for MirroredTracker {
         let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         let rel = run.log_artifact(local_path, artifact_dir)?;
         // The local copy is what goes up: it stays as it is while the upload waits its turn.
-        let path = run.artifact_path(&rel);
+        let path = run.artifact_path(&rel)?;
         self.send(Job::Artifact { rel, path });
         Ok(())
     }
@@ -297,7 +297,7 @@ impl Tracker for MirroredTracker {
         super::log_model_artifacts(self, model_id, dir, files)?;
         if let Some(model) = self.pending_model.take().filter(|m| Some(m.model_id.as_str()) == model_id) {
             // From the run's local copy, like every other artifact.
-            let copy = self.local.local_run().map(|r| r.artifact_path(MODEL_ARTIFACT_DIR));
+            let copy = self.local.local_run().map(|r| r.artifact_path(MODEL_ARTIFACT_DIR)).transpose()?;
             let dir = copy.unwrap_or_else(|| dir.to_path_buf());
             let files = files.iter().map(|f| f.to_string()).collect();
             self.send(Job::Model { model, dir, files });
@@ -337,7 +337,7 @@ impl Tracker for MirroredTracker {
     }
 
     fn describe(&self) -> String {
-        let uri = self.client.tracking_uri();
+        let uri = util::redact_uri(self.client.tracking_uri());
         match &self.remote {
             Some(r) if self.is_server_live() || self.uplink.is_none() => format!(
                 "MLflow {uri}/#/experiments/{}/runs/{} (mirrored in local store {})",

@@ -16,6 +16,7 @@ mod inputs;
 mod local;
 mod mirror;
 mod models;
+pub mod paths;
 mod registry;
 mod render;
 mod sync;
@@ -29,8 +30,9 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,
-    MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, MlflowClient, Retry,
+    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_ARTIFACT_DEPTH, MAX_ARTIFACT_DIRS, MAX_ARTIFACT_ENTRIES,
+    MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_HISTORY_PAGES, MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_CHARS,
+    MAX_PARAMS_PER_BATCH, MAX_RESPONSE_BYTES, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, MlflowClient, Retry,
     RetryPolicy, Run, RunData, RunInfo, artifact_proxy_path, check_artifact_rel_path, chunk_batches,
     normalize_tracking_uri, retry_class_for_post,
 };
@@ -245,7 +247,7 @@ fn log_model_artifacts<T: Tracker + ?Sized>(
     files: &[&str],
 ) -> Result<(), TrackingError> {
     for file in files {
-        tracker.log_artifact(&dir.join(file), MODEL_ARTIFACT_DIR)?;
+        tracker.log_artifact(&paths::safe_join(dir, file)?, MODEL_ARTIFACT_DIR)?;
     }
     if let Some(id) = model_id {
         tracker.set_tags(&[(MODEL_ID_TAG.to_string(), id.to_string())])?;

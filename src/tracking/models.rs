@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{MlflowClient, TrackingError};
+use super::util::percent_encode;
+use super::{MlflowClient, TrackingError, paths};
 
 /// A LoggedModel as the server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,9 +91,12 @@ impl MlflowClient {
         files: &[&str],
         step: i64,
     ) -> Result<(), TrackingError> {
-        let uploaded = files.iter().try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &dir.join(f)));
+        let uploaded = files
+            .iter()
+            .try_for_each(|f| self.upload_artifact_file(&model.artifact_uri, f, &paths::safe_join(dir, f)?));
         let status = if uploaded.is_ok() { READY } else { "LOGGED_MODEL_UPLOAD_FAILED" };
-        let path = format!("logged-models/{}", model.model_id);
+        // Encoded: a model id is the server's text and must not add path segments.
+        let path = format!("logged-models/{}", percent_encode(&model.model_id, false));
         self.patch_json(&path, &json!({"model_id": model.model_id, "status": status}))?;
         uploaded?;
         let link = json!({"run_id": run_id, "models": [{"model_id": model.model_id, "step": step}]});
@@ -101,7 +105,7 @@ impl MlflowClient {
     }
 
     pub fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, TrackingError> {
-        let path = format!("logged-models/{model_id}");
+        let path = format!("logged-models/{}", percent_encode(model_id, false));
         LoggedModel::from_response(&path, &self.get_json(&path, &[])?)
     }
 

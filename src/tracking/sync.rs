@@ -19,6 +19,7 @@ use std::path::Path;
 use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
+use super::paths;
 use super::util::{now_ms, truncate_chars};
 use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
 use crate::model::MODEL_FILES;
@@ -522,7 +523,7 @@ fn sync_run(
         for a in &rec.artifacts {
             let same = server_files.get(&a.path).is_some_and(|size| *size == Some(a.size as i64));
             if !same {
-                let local_path = rec.dir.join("artifacts").join(&a.path);
+                let local_path = paths::safe_join(&rec.dir.join("artifacts"), &a.path)?;
                 client.upload_artifact_file(&run.info.artifact_uri, &a.path, &local_path)?;
                 s.artifacts_sent += 1;
             }

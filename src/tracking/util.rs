@@ -303,23 +303,18 @@ pub fn percent_encode(s: &str, keep_slash: bool) -> String {
 /// `[A-Za-z0-9._-]` (and a leading dot) replaced by `_`, and a long name cut to a prefix and a
 /// hash of the whole, so any name fits in a file name. The real name is kept in each run's meta.
 pub fn experiment_dir_name(name: &str) -> String {
-    const MAX_PLAIN: usize = 64;
-    let mut s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    if s.starts_with('.') {
-        s.replace_range(0..1, "_");
+    super::paths::sanitize_component(name)
+}
+
+/// `uri` safe to print: the user-info part (`user:password@`) is replaced by `***`, so no error
+/// or log line ever shows credentials. Everything that prints a URI goes through here.
+pub fn redact_uri(uri: &str) -> String {
+    let start = uri.find("://").map_or(0, |i| i + 3);
+    // The last `@` counts, even past a `/`: a password may hold a stray `/` or `@`.
+    match uri[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &uri[..start], &uri[start + at..]),
+        None => uri.to_string(),
     }
-    if s.is_empty() {
-        s.push('_');
-    }
-    if s.len() > MAX_PLAIN {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(name.as_bytes());
-        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        s.truncate(MAX_PLAIN - hash.len() - 1);
-        s = format!("{s}-{hash}");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -380,5 +375,14 @@ mod tests {
         let (a, b) = ("x".repeat(300), format!("{}y", "x".repeat(299)));
         assert_eq!(experiment_dir_name(&a).len(), 64);
         assert_ne!(experiment_dir_name(&a), experiment_dir_name(&b));
+    }
+
+    #[test]
+    fn uris_are_printed_without_credentials() {
+        assert_eq!(redact_uri("ftp://user:SECRET@host/x"), "ftp://***@host/x");
+        assert_eq!(redact_uri("http://u:p@ss/w@rd@host:5000"), "http://***@host:5000");
+        assert_eq!(redact_uri("user:SECRET@host:5000"), "***@host:5000");
+        assert_eq!(redact_uri("http://127.0.0.1:5000/base"), "http://127.0.0.1:5000/base");
+        assert_eq!(redact_uri(""), "");
     }
 }
