@@ -165,8 +165,8 @@ fn system_metrics_follow_the_flag_and_mlflows_variable() {
     let dir = mlflow::scratch_dir("parity-system-off");
     let store = dir.join("store");
     let c = client(server.uri());
-    let cases: [(&[&str], &[(&str, &str)]); 2] =
-        [(&["--no-system-metrics"], &[]), (&[], &[("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")])];
+    let off_by_variable = [("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")];
+    let cases = [(&["--no-system-metrics"][..], &[][..]), (&[][..], &off_by_variable[..])];
     for (i, (extra, env)) in cases.into_iter().enumerate() {
         let out = dir.join(format!("out-{i}"));
         let output = engine(&train_args(out.to_str().unwrap(), "parity-off", extra), &store, server.uri(), env);
