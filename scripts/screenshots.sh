@@ -39,11 +39,13 @@ model_id="$(api "runs/get?run_id=$run_id" | field '["run"]["data"]["tags"]' | tr
 shot() {
     "$chrome" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
         --disable-component-update --disable-sync --hide-scrollbars --user-data-dir="$work/chrome" \
-        --window-size=1600,1000 --virtual-time-budget=20000 --screenshot="$out/$1" "$uri/#/$2" 2>/dev/null
+        --window-size=1600,1000 --virtual-time-budget="${3:-20000}" --screenshot="$out/$1" "$uri/#/$2" 2>/dev/null
     echo "wrote $out/$1"
 }
 mkdir -p "$out"
 shot runs-table.png "experiments/$exp_id/runs"
-shot system-metrics.png "experiments/$exp_id/runs/$run_id/system-metrics"
+shot system-metrics.png "experiments/$exp_id/runs/$run_id/system-metrics" 90000
 shot model-page.png "experiments/$exp_id/models/$model_id"
-shot sweep-charts.png "experiments/$sweep_id/runs?compareRunsMode=CHART"
+# The children only (they carry the learning_rate param; the parent carries the grid), so the
+# charts compare them rather than the collapsed parent.
+shot sweep-charts.png "experiments/$sweep_id/runs?compareRunsMode=CHART&searchFilter=params.learning_rate%20LIKE%20%27%25%27" 60000

@@ -123,6 +123,8 @@ pub struct MlflowServer {
     dir: PathBuf,
     port: u16,
     uri: String,
+    /// `sqlite:///<dir>/mlflow.db`, or a fresh PostgreSQL database (see [`backend_store`]).
+    backend: String,
     child: Option<Child>,
     watchdog: Option<Child>,
     /// How long the last start took.
@@ -143,11 +145,13 @@ impl MlflowServer {
 
     /// Starts a server from `bin` storing everything under `dir`, listening on `port`.
     pub fn start_with(bin: PathBuf, dir: PathBuf, port: u16) -> Result<Self, String> {
+        let backend = backend_store(&dir)?;
         let mut s = MlflowServer {
             bin,
             dir,
             port,
             uri: format!("http://127.0.0.1:{port}"),
+            backend,
             child: None,
             watchdog: None,
             started_in: Duration::ZERO,
@@ -173,11 +177,10 @@ impl MlflowServer {
             .open(&log_path)
             .map_err(|e| format!("open {}: {e}", log_path.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let db = format!("sqlite:///{}", self.dir.join("mlflow.db").display());
         let artifacts = self.dir.join("artifacts");
         let started = Instant::now();
         let child = Command::new(&self.bin)
-            .args(["server", "--backend-store-uri", &db, "--artifacts-destination"])
+            .args(["server", "--backend-store-uri", &self.backend, "--artifacts-destination"])
             .arg(&artifacts)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--workers", "1"])
             .current_dir(&self.dir)
@@ -306,6 +309,27 @@ impl Drop for MlflowServer {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The server's backend store: a sqlite file in `dir`, or, when `ENGINE_MLFLOW_POSTGRES` names a
+/// PostgreSQL server (`postgresql://USER@HOST:PORT`, as `scripts/with-postgres.sh` starts one), a
+/// new database of its own there, through psycopg2.
+fn backend_store(dir: &Path) -> Result<String, String> {
+    let Some(server) = std::env::var("ENGINE_MLFLOW_POSTGRES").ok().filter(|s| !s.is_empty()) else {
+        return Ok(format!("sqlite:///{}", dir.join("mlflow.db").display()));
+    };
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    let name = format!("mlflow_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+    let created = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if !created.status.success() {
+        return Err(format!("cannot create database {name} on {server}: {}", String::from_utf8_lossy(&created.stderr)));
+    }
+    let server = server.replacen("postgresql://", "postgresql+psycopg2://", 1);
+    Ok(format!("{server}/{name}"))
 }
 
 /// One server shared by all tests of a test binary (started on first use; killed by the
