@@ -5,6 +5,7 @@ mod compare;
 mod datasets;
 mod device;
 mod eval;
+mod locate;
 mod progress;
 mod registry;
 mod runs;
