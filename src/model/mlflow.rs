@@ -24,9 +24,16 @@ pub const CONDA_FILE: &str = "conda.yaml";
 const PYTHON_VERSION: &str = "3.11";
 /// The first onnx release with opset 17.
 const ONNX_VERSION: &str = "1.12.0";
+/// The first onnxruntime release with opset 17.
+const ONNXRUNTIME_VERSION: &str = "1.13.1";
 /// Packages the `python_function` flavor imports, as pip requirements.
 fn requirements() -> [String; 4] {
-    [format!("mlflow=={MLFLOW_VERSION}"), "numpy".into(), format!("onnx>={ONNX_VERSION}"), "onnxruntime>=1.13".into()]
+    [
+        format!("mlflow=={MLFLOW_VERSION}"),
+        "numpy".into(),
+        format!("onnx>={ONNX_VERSION}"),
+        format!("onnxruntime>={ONNXRUNTIME_VERSION}"),
+    ]
 }
 
 /// The `MLmodel` file of a directory whose other files take `model_size_bytes`.
