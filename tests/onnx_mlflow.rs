@@ -3,7 +3,7 @@
 //! normalisations and for a model exported from an older directory; the MLmodel has the keys and
 //! flavor fields `mlflow.onnx.save_model` writes. A registered champion loads with stock
 //! `mlflow.pyfunc.load_model` and serves with `mlflow models serve`, predicting what
-//! `engine eval` predicts.
+//! `engine eval` predicts, and `engine export` gives back its ONNX file.
 //!
 //! Python is the MLflow venv's (tests/common/mlflow.rs), which `scripts/mlflow-venv.sh` gives
 //! onnx and onnxruntime: without it the tests are skipped, unless `ENGINE_REQUIRE_MLFLOW=1`.
@@ -310,6 +310,9 @@ fn the_registered_champion_loads_with_pyfunc_and_serves_with_mlflow() {
     let eval_dir = dir.join("eval");
     engine(&["eval", "--model-uri", &champion, "--output-dir", eval_dir.to_str().unwrap()], &store, uri);
     let expected = eval_predictions(&eval_dir.join("predictions.csv"));
+    let exported = dir.join("champion.onnx");
+    engine(&["export", "--model-uri", &champion, "--output", exported.to_str().unwrap()], &store, uri);
+    assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(dir.join("train/model/model.onnx")).unwrap());
 
     let classes = dir.join("pyfunc-classes.u8");
     let args = [images.as_path(), &classes, Path::new(&champion)];
