@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python virtualenv holding the MLflow server that the tracking tests start
 # (tests/common/mlflow.rs), with safetensors and NumPy for the test that reads our weights from
-# Python. Idempotent: does nothing when the right MLflow is already there.
+# Python, and onnx and onnxruntime (~110 MB) for the tests that load our model.onnx with stock
+# MLflow. Idempotent: does nothing when the right MLflow is already there.
 #
 #   scripts/mlflow-venv.sh            # -> <repo>/.venv-mlflow
 #   scripts/mlflow-venv.sh /some/dir  # -> /some/dir (then export ENGINE_MLFLOW_VENV=/some/dir)
@@ -17,7 +18,7 @@ python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/mlflow" ] && [ -x "$venv/bin/python" ] &&
-        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; m.version("safetensors"); print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
+        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("safetensors", "onnx", "onnxruntime")]; print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
 }
 
 if installed; then
@@ -30,10 +31,10 @@ if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
     exit 1
 fi
 
-echo "creating $venv with mlflow==$version (a few minutes, ~850 MB)"
+echo "creating $venv with mlflow==$version (a few minutes, ~960 MB)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy onnx onnxruntime
 
 if ! installed; then
     echo "error: mlflow $version did not install into $venv" >&2

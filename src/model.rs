@@ -1,10 +1,15 @@
 //! Saving and loading trained models. The weights are safetensors with PyTorch's tensor names and
 //! layouts, so `torch.nn.Sequential(Linear, ReLU, Linear, ReLU, Linear).load_state_dict(load_file(path))`
-//! reads them unchanged. A model directory is an MLflow model: an `MLmodel` file with this
-//! engine's own flavor (Python must not try to unpickle it), the signature `[-1, 784] float32 ->
-//! [-1, 10] float32`, the weights, and `engine_model.json` with everything needed to use them
-//! (architecture, class names, input normalisation, hyperparameters, a SHA-256 of the weights).
-//! Files are written to a temporary name and renamed into place.
+//! reads them unchanged. A model directory is an MLflow model that both this engine and stock
+//! MLflow load: an `MLmodel` file with this engine's own flavor beside the `onnx` and
+//! `python_function` flavors ([`mlflow`]), the weights, the same network as `model.onnx`
+//! ([`onnx`]), and `engine_model.json` with everything needed to use them (architecture, class
+//! names, the input contract, hyperparameters, a SHA-256 of the weights). Files are written to a
+//! temporary name and renamed into place.
+
+pub mod mlflow;
+pub mod onnx;
+mod protobuf;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,19 +25,34 @@ use crate::tensor::Device;
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The metadata file inside a model directory.
 pub const METADATA_FILE: &str = "engine_model.json";
+/// The ONNX model inside a model directory.
+pub const ONNX_FILE: &str = "model.onnx";
 /// The MLflow model file inside a model directory.
 pub const MLMODEL_FILE: &str = "MLmodel";
-/// The files of a model directory, in upload order (the weights before the files naming them).
-pub const MODEL_FILES: [&str; 3] = [WEIGHTS_FILE, METADATA_FILE, MLMODEL_FILE];
-/// Largest weights file accepted from a server: a model with 250M parameters, far past what
-/// `engine train` builds, so only a broken or hostile server reaches it.
+/// The files of a model directory, in upload order (the files an `MLmodel` names before it).
+pub const MODEL_FILES: [&str; 9] = [
+    WEIGHTS_FILE,
+    ONNX_FILE,
+    METADATA_FILE,
+    mlflow::INPUT_EXAMPLE_FILE,
+    mlflow::SERVING_INPUT_EXAMPLE_FILE,
+    mlflow::REQUIREMENTS_FILE,
+    mlflow::PYTHON_ENV_FILE,
+    mlflow::CONDA_FILE,
+    MLMODEL_FILE,
+];
+/// The files this engine reads; model directories written before the ONNX export hold only these.
+pub const ENGINE_FILES: [&str; 3] = [WEIGHTS_FILE, METADATA_FILE, MLMODEL_FILE];
+/// Largest weights file (safetensors or ONNX) accepted from a server: a model with 250M
+/// parameters, far past what `engine train` builds, so only a broken or hostile server reaches it.
 pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
-/// Largest `engine_model.json` or `MLmodel` accepted from a server (they hold a few hundred bytes).
+/// Largest text file of a model (`engine_model.json`, `MLmodel`, ...) accepted from a server
+/// (they hold a few hundred bytes).
 pub const MAX_MODEL_TEXT_BYTES: u64 = 1 << 20;
 
 /// The most bytes a download of the model file `name` may have.
 pub fn max_file_bytes(name: &str) -> u64 {
-    if name == WEIGHTS_FILE { MAX_WEIGHTS_BYTES } else { MAX_MODEL_TEXT_BYTES }
+    if name == WEIGHTS_FILE || name == ONNX_FILE { MAX_WEIGHTS_BYTES } else { MAX_MODEL_TEXT_BYTES }
 }
 
 /// Identifies this layout in `engine_model.json` and the MLmodel flavor.
@@ -46,6 +66,10 @@ pub struct ModelMetadata {
     pub sizes: Vec<usize>,
     pub class_names: Vec<String>,
     pub normalize: Normalization,
+    /// How raw pixels become the network's input. Absent from files written before it was
+    /// recorded; [`read_metadata`] fills it in from `normalize`.
+    #[serde(default)]
+    pub input: Option<InputContract>,
     /// The training configuration, as logged.
     pub hyperparameters: serde_json::Value,
     pub engine_version: String,
@@ -54,6 +78,41 @@ pub struct ModelMetadata {
     pub model_id: Option<String>,
     /// UTC, `YYYY-MM-DD HH:MM:SS.ffffff` as MLflow writes it.
     pub created: String,
+}
+
+/// The input the network expects, spelled out for users of other frameworks: an image of
+/// `u8` pixels becomes `(pixel * pixel_scale - mean) / std`, flattened row by row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InputContract {
+    /// `[-1, 784]`: any number of flattened images.
+    pub shape: Vec<i64>,
+    pub dtype: String,
+    /// Where each of the 784 values comes from.
+    pub layout: String,
+    /// Multiplies the raw 0-255 pixel first: 1/255.
+    pub pixel_scale: f64,
+    /// Subtracted after scaling (0 for `unit`).
+    pub mean: f32,
+    /// Divides last (1 for `unit`).
+    pub std: f32,
+}
+
+impl InputContract {
+    /// The contract of a network trained with `normalize`.
+    pub fn of(normalize: Normalization) -> InputContract {
+        let (mean, std) = match normalize {
+            Normalization::Unit => (0.0, 1.0),
+            Normalization::Meanstd => (Normalization::MEAN, Normalization::STD),
+        };
+        InputContract {
+            shape: vec![-1, crate::data::IMAGE_PIXELS as i64],
+            dtype: "float32".into(),
+            layout: "one row per image: the 28x28 pixels in row-major order (index 28 * row + column)".into(),
+            pixel_scale: 1.0 / 255.0,
+            mean,
+            std,
+        }
+    }
 }
 
 /// Errors while saving or loading a model.
@@ -118,11 +177,17 @@ fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
         if let Some(previous) = layers.last().map(Linear::outputs).filter(|&p| p != inputs) {
             return Err(format!("layer {index} takes {inputs} inputs but the previous layer gives {previous}"));
         }
-        let floats = |data: &[u8]| -> Vec<f32> {
-            data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        let floats = |name: String, data: &[u8]| -> Result<Vec<f32>, String> {
+            let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            // A diverged run saves NaN or infinite weights; they would only show up as NaN predictions.
+            match values.iter().position(|v| !v.is_finite()) {
+                Some(i) => Err(format!("{name}[{i}] is {}: every weight must be a finite number", values[i])),
+                None => Ok(values),
+            }
         };
-        let layer = Linear::from_weights(floats(weight.data()), floats(bias.data()), inputs, outputs, device)
-            .map_err(|e| e.to_string())?;
+        let weights = floats(format!("{index}.weight"), weight.data())?;
+        let biases = floats(format!("{index}.bias"), bias.data())?;
+        let layer = Linear::from_weights(weights, biases, inputs, outputs, device).map_err(|e| e.to_string())?;
         layers.push(layer);
     }
     if layers.is_empty() {
@@ -131,13 +196,15 @@ fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
     Ok(Mlp { layers, dropout: 0.0 })
 }
 
-/// Writes a model directory (`MLmodel`, weights, metadata) and returns its metadata. `run_id`
-/// and `model_id` name the run and logged model it belongs to, when known.
+/// Writes a model directory (module docs) and returns its metadata. `example` holds the `u8`
+/// pixels of one or more images, saved as the MLflow input example. `run_id` and `model_id` name
+/// the run and logged model it belongs to, when known.
 pub fn save_model_dir(
     dir: &Path,
     model: &Mlp,
     normalize: Normalization,
     hyperparameters: serde_json::Value,
+    example: &[u8],
     run_id: Option<&str>,
     model_id: Option<&str>,
 ) -> Result<ModelMetadata, ModelError> {
@@ -149,6 +216,7 @@ pub fn save_model_dir(
         sizes: model.sizes(),
         class_names: crate::report::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         normalize,
+        input: Some(InputContract::of(normalize)),
         hyperparameters,
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         weights_sha256,
@@ -156,11 +224,30 @@ pub fn save_model_dir(
         model_id: model_id.map(String::from),
         created: utc_timestamp(std::time::SystemTime::now()),
     };
+    save_onnx(model, &metadata, &dir.join(ONNX_FILE))?;
     let json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| ModelError::Invalid { path: dir.join(METADATA_FILE), problem: e.to_string() })?;
     write_atomically(&dir.join(METADATA_FILE), &json)?;
-    write_atomically(&dir.join(MLMODEL_FILE), mlmodel_yaml(&metadata).as_bytes())?;
+    let examples = mlflow::input_examples(example)
+        .map_err(|problem| ModelError::Invalid { path: dir.join(mlflow::INPUT_EXAMPLE_FILE), problem })?;
+    for (name, contents) in examples.into_iter().chain(mlflow::environment_files()) {
+        write_atomically(&dir.join(name), contents.as_bytes())?;
+    }
+    // What MLflow records as `model_size_bytes`: the files beside `MLmodel`.
+    let mut size = 0;
+    for name in MODEL_FILES.iter().filter(|&&f| f != MLMODEL_FILE) {
+        let path = dir.join(name);
+        size += std::fs::metadata(&path).map_err(|source| ModelError::Io { path, source })?.len();
+    }
+    write_atomically(&dir.join(MLMODEL_FILE), mlflow::mlmodel_yaml(&metadata, size).as_bytes())?;
     Ok(metadata)
+}
+
+/// Writes `model` as ONNX to `path` (see [`onnx`]).
+pub fn save_onnx(model: &Mlp, metadata: &ModelMetadata, path: &Path) -> Result<(), ModelError> {
+    let bytes = onnx::encode(model, metadata)
+        .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), problem: e.to_string() })?;
+    write_atomically(path, &bytes)
 }
 
 /// Reads a model directory, verifying the weights against their recorded SHA-256 and the
@@ -202,32 +289,23 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
     let path = dir.join(METADATA_FILE);
     let invalid = |problem: String| ModelError::Invalid { path: path.clone(), problem };
     let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-    let metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let mut metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
     if metadata.format != FORMAT {
         return Err(invalid(format!("format '{}' is not {FORMAT}", metadata.format)));
     }
+    // The engine normalises by `normalize`; a recorded contract saying otherwise would mislead.
+    let expected = InputContract::of(metadata.normalize);
+    match &metadata.input {
+        None => metadata.input = Some(expected),
+        Some(recorded) if *recorded != expected => {
+            return Err(invalid(format!(
+                "the recorded input {recorded:?} does not match normalize '{}'",
+                metadata.normalize.name()
+            )));
+        }
+        Some(_) => {}
+    }
     Ok(metadata)
-}
-
-/// The `MLmodel` file: a custom `engine` flavor and a tensor signature.
-fn mlmodel_yaml(meta: &ModelMetadata) -> String {
-    let tensor = |width: usize| {
-        format!(r#"'[{{"type": "tensor", "tensor-spec": {{"dtype": "float32", "shape": [-1, {width}]}}}}]'"#)
-    };
-    let (inputs, outputs) = (meta.sizes.first().copied().unwrap_or(0), meta.sizes.last().copied().unwrap_or(0));
-    let mut yaml = format!(
-        "flavors:\n  engine:\n    data: {WEIGHTS_FILE}\n    metadata: {METADATA_FILE}\n    format: {FORMAT}\n    engine_version: {}\n",
-        meta.engine_version
-    );
-    if let Some(model_id) = &meta.model_id {
-        yaml += &format!("model_id: {model_id}\nmodel_uuid: {model_id}\n");
-    }
-    if let Some(run_id) = &meta.run_id {
-        yaml += &format!("run_id: {run_id}\n");
-    }
-    yaml += &format!("signature:\n  inputs: {}\n  outputs: {}\n  params: null\n", tensor(inputs), tensor(outputs));
-    yaml += &format!("utc_time_created: '{}'\n", meta.created);
-    yaml
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC.

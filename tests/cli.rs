@@ -100,6 +100,7 @@ fn a_short_real_training_run_beats_the_accuracy_floor() {
     }
     for file in [
         "model/model.safetensors",
+        "model/model.onnx",
         "model/MLmodel",
         "model/engine_model.json",
         "metrics.json",

@@ -8,13 +8,14 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use engine::data;
-use engine::model::{self, MODEL_FILES};
+use engine::model;
 use engine::report::{self, EvaluationInputs};
-use engine::tracking::{self, DatasetInput, LocalStore, Metric, MlflowClient, TrackingConfig};
+use engine::tracking::{self, DatasetInput, LocalStore, Metric, TrackingConfig};
 use engine::train::{self, Evaluation};
 
 use super::datasets::evaluation_input;
 use super::device::{DeviceChoice, open_device};
+use super::locate::{Located, locate_model, server};
 use super::{NOTE_TAG, NoteArgs, TrackingArgs};
 
 #[derive(Args)]
@@ -48,16 +49,6 @@ pub struct EvalArgs {
     /// With --log-mlflow: tags for the run, and a description added to its note.
     #[command(flatten)]
     pub notes: NoteArgs,
-}
-
-/// Where a model was found.
-struct Located {
-    dir: PathBuf,
-    run_id: Option<String>,
-    /// Every id the run goes by (local and server), which the model's metadata must name.
-    run_ids: Vec<String>,
-    /// The run is in the local store (else only on the server).
-    local_run: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -107,7 +98,8 @@ fn evaluate_into(
     device: &engine::Device,
     staging: &Path,
 ) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport, DatasetInput)> {
-    let located = locate_model(args, tracking, &staging.join("downloaded-model"))?;
+    let download = staging.join("downloaded-model");
+    let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, &download)?;
     let (mlp, meta) = model::load_model_dir(&located.dir, device)?;
     if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
         && !located.run_ids.iter().any(|id| id == trained_by)
@@ -120,7 +112,7 @@ fn evaluate_into(
     let dataset = data::load(args.data_dir.as_deref())?;
     let indices: Vec<usize> = (0..dataset.test.len()).collect();
     let eval = train::evaluate(&mlp, &dataset.test, &indices, meta.normalize, args.batch_size as usize, device)?;
-    let _ = std::fs::remove_dir_all(staging.join("downloaded-model"));
+    let _ = std::fs::remove_dir_all(&download);
 
     let inputs = EvaluationInputs {
         y_true: &eval.labels,
@@ -146,77 +138,6 @@ fn evaluate_into(
     });
     model::write_atomically(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok((located, eval, report, evaluation_input(&dataset)))
-}
-
-fn locate_model(args: &EvalArgs, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
-    if let Some(uri) = &args.model_uri {
-        if let Some(rest) = uri.strip_prefix("runs:/") {
-            let run_id = rest.trim_end_matches('/').trim_end_matches("/model");
-            return locate_run_model(run_id, tracking, download);
-        }
-        if uri.starts_with("models:/") {
-            let client = server(tracking, uri)?;
-            let artifact_uri = client.registry_artifact_uri(uri)?;
-            download_model(&client, &artifact_uri, download)?;
-            let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id);
-            return Ok(Located { dir: download.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false });
-        }
-        let dir = PathBuf::from(uri);
-        if !dir.is_dir() {
-            bail!("--model-uri {uri}: not a directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model");
-        }
-        let run_id = model::read_metadata(&dir).ok().and_then(|m| m.run_id);
-        return Ok(Located { dir, run_id, run_ids: Vec::new(), local_run: false });
-    }
-    let run_id = args.run_id.as_deref().unwrap_or_default();
-    locate_run_model(run_id, tracking, download)
-}
-
-/// A run's model: from the local store when the run is there, else from the server.
-fn locate_run_model(run_id: &str, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
-    let store = LocalStore::open(&tracking.local_root)?;
-    if let Ok(record) = store.load_run(run_id) {
-        let dir = record.dir.join("artifacts").join(tracking::MODEL_ARTIFACT_DIR);
-        if !MODEL_FILES.iter().all(|f| dir.join(f).is_file()) {
-            bail!("run {} has no model (nothing under {})", record.run_id, dir.display());
-        }
-        let run_ids = std::iter::once(record.run_id.clone()).chain(record.server_run_id().map(String::from)).collect();
-        return Ok(Located { dir, run_id: Some(record.run_id), run_ids, local_run: true });
-    }
-    let Some(uri) = &tracking.tracking_uri else {
-        bail!(
-            "unknown run id {run_id}: it is not in the local store {}; if it was logged to a server, pass --tracking-uri or set MLFLOW_TRACKING_URI",
-            tracking.local_root.display()
-        );
-    };
-    let client = MlflowClient::from_env(uri)?;
-    let run = client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {uri}"))?;
-    // A LoggedModel whose upload did not finish has no files: the run's own copy under model/
-    // is used instead, and its SHA-256 is checked when it loads.
-    let artifact_uri = match client.find_run_model(run_id)? {
-        Some(model) if model.is_ready() => model.artifact_uri,
-        _ => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
-    };
-    download_model(&client, &artifact_uri, download).with_context(|| format!("run {run_id} has no model on {uri}"))?;
-    let run_ids =
-        std::iter::once(run.info.run_id.clone()).chain(run.tag(tracking::LOCAL_RUN_ID_TAG).map(String::from)).collect();
-    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), run_ids, local_run: false })
-}
-
-fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
-    match &tracking.tracking_uri {
-        Some(uri) => Ok(MlflowClient::from_env(uri)?),
-        None => bail!("{what} lives in an MLflow registry: pass --tracking-uri or set MLFLOW_TRACKING_URI"),
-    }
-}
-
-/// Downloads the model files (fixed names, so no server-chosen path is ever written), each
-/// refused past the size such a file can have.
-fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyhow::Result<()> {
-    for file in MODEL_FILES {
-        client.download_artifact_to(artifact_uri, file, dir, model::max_file_bytes(file))?;
-    }
-    Ok(())
 }
 
 /// A fresh scratch directory for this evaluation's files.

@@ -5,6 +5,8 @@ mod compare;
 mod datasets;
 mod device;
 mod eval;
+mod export;
+mod locate;
 mod progress;
 mod registry;
 mod runs;
@@ -34,6 +36,8 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// Evaluate a trained model (by run id or model URI) on the test set.
     Eval(Box<eval::EvalArgs>),
+    /// Write a trained model (by run id or model URI) as one ONNX or safetensors file.
+    Export(export::ExportArgs),
     /// Check a run's metric against a threshold: exit 0 (pass), 1 (fail) or 2 (cannot decide).
     Gate(registry::GateArgs),
     /// Register a run's model as a new version in the MLflow Model Registry, in Staging.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices => device::list(),
         Command::Runs(command) => runs::run(command),
         Command::Eval(args) => eval::run(*args),
+        Command::Export(args) => export::run(args),
         // The gate's exit code 1 means "failed"; any error means it could not decide: 2.
         Command::Gate(args) => registry::gate(args).map_err(|e| UsageError(format!("{e:#}")).into()),
         Command::Register(args) => registry::register(args),

@@ -384,11 +384,14 @@ fn train_and_record(
     let hyperparameters = serde_json::to_value(config)?;
     let model_id = tracker.begin_model(&config.params())?;
     let model_id = model_id.unwrap_or_else(|| format!("m-{}", tracking::util::new_run_id()));
+    // The first test image shows Python users what an input looks like (a blank one if none).
+    let example = dataset.test.pixels.get(..data::IMAGE_PIXELS).unwrap_or(&[0; data::IMAGE_PIXELS]);
     model::save_model_dir(
         &model_dir,
         &trained.model,
         config.normalize,
         hyperparameters,
+        example,
         Some(run_id),
         Some(&model_id),
     )?;

@@ -22,7 +22,7 @@ use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::paths;
 use super::util::{now_ms, truncate_chars};
 use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
-use crate::model::MODEL_FILES;
+use crate::model::{ENGINE_FILES, MODEL_FILES};
 
 /// Which runs to push.
 #[derive(Clone, Debug, Default)]
@@ -563,9 +563,11 @@ fn sync_model(
     s: &mut SyncedRun,
 ) -> Result<Option<String>, TrackingError> {
     let model_dir = rec.dir.join("artifacts").join(MODEL_ARTIFACT_DIR);
-    if !MODEL_FILES.iter().all(|f| model_dir.join(f).is_file()) {
+    if !ENGINE_FILES.iter().all(|f| model_dir.join(f).is_file()) {
         return Ok(None);
     }
+    // Runs recorded before the ONNX export have fewer files: upload those there are.
+    let files: Vec<&str> = MODEL_FILES.into_iter().filter(|f| model_dir.join(f).is_file()).collect();
     let existing = match rec.tags.get(MODEL_ID_TAG) {
         Some(id) => match client.get_logged_model(id) {
             Ok(model) => Some(model),
@@ -588,7 +590,7 @@ fn sync_model(
             model
         }
     };
-    client.upload_logged_model(&model, server_run_id, &model_dir, &MODEL_FILES, 0)?;
+    client.upload_logged_model(&model, server_run_id, &model_dir, &files, 0)?;
     s.model_synced = true;
     Ok(Some(model.model_id))
 }

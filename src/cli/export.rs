@@ -1,0 +1,77 @@
+//! `engine export`: one file of a trained model, for models trained before their directory held
+//! it or to hand a single file to another tool. The model is verified (checksum, architecture,
+//! finite weights) before anything is written, and the file appears whole or not at all.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use engine::model;
+
+use super::TrackingArgs;
+use super::locate::locate_model;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The run whose model to export (local store, else the configured MLflow server).
+    #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
+    pub run_id: Option<String>,
+    /// Instead of a run: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/model, or a
+    /// local model directory.
+    #[arg(long)]
+    pub model_uri: Option<String>,
+    /// onnx: input `pixels` [N, 784] float32 in [0, 1], output `probabilities` [N, 10];
+    /// safetensors: the PyTorch state_dict of `nn.Sequential(Linear, ReLU, …, Linear)`.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Onnx,
+    Safetensors,
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    if args.output.is_dir() {
+        bail!("--output {} is a directory: name the file to write", args.output.display());
+    }
+    let tracking = args.tracking.config(None);
+    let download = std::env::temp_dir().join(format!("engine-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&download);
+    let exported = export(&args, &tracking, &download);
+    let _ = std::fs::remove_dir_all(&download);
+    let run_id = exported?;
+
+    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    let from = run_id.map(|id| format!(" of run {id}")).unwrap_or_default();
+    eprintln!("wrote the model{from} to {} ({bytes} bytes)", args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Finds, verifies and writes the model; returns its run id when known.
+fn export(
+    args: &ExportArgs,
+    tracking: &engine::tracking::TrackingConfig,
+    download: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, download)?;
+    let (mlp, meta) = model::load_model_dir(&located.dir, &engine::Device::Cpu)?;
+    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    match args.format {
+        ExportFormat::Onnx => model::save_onnx(&mlp, &meta, &args.output)?,
+        ExportFormat::Safetensors => {
+            let header = [("format".to_string(), "pt".to_string())].into();
+            model::save_safetensors(&mlp, &args.output, header)?;
+        }
+    }
+    Ok(located.run_id.or(meta.run_id))
+}

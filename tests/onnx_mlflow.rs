@@ -1,0 +1,341 @@
+//! The model directory as a Python user meets it. `model.onnx` passes `onnx.checker` (full
+//! check) and onnxruntime gives the engine's probabilities on all 10,000 test images, for both
+//! normalisations and for a model exported from an older directory; the MLmodel has the keys and
+//! flavor fields `mlflow.onnx.save_model` writes. A registered champion loads with stock
+//! `mlflow.pyfunc.load_model` and serves with `mlflow models serve`, predicting what
+//! `engine eval` predicts, and `engine export` gives back its ONNX file.
+//!
+//! Python is the MLflow venv's (tests/common/mlflow.rs), which `scripts/mlflow-venv.sh` gives
+//! onnx and onnxruntime: without it the tests are skipped, unless `ENGINE_REQUIRE_MLFLOW=1`.
+
+#[path = "common/mlflow.rs"]
+mod mlflow;
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cli::text;
+use engine::data::{self, Dataset, IMAGE_PIXELS};
+use engine::{Device, Tensor, model};
+
+/// The largest difference allowed between the engine's and onnxruntime's probabilities.
+const TOLERANCE: f32 = 1e-5;
+
+/// The venv's Python, if it has onnx and onnxruntime; `None` (skipped) when not required.
+fn python() -> Option<PathBuf> {
+    let python = mlflow::mlflow_or_skip()?.with_file_name("python");
+    let probe = Command::new(&python).args(["-c", "import onnx, onnxruntime"]).output();
+    match probe {
+        Ok(o) if o.status.success() => Some(python),
+        _ if mlflow::mlflow_required() => {
+            panic!(
+                "ENGINE_REQUIRE_MLFLOW=1 but {} lacks onnx or onnxruntime: rerun scripts/mlflow-venv.sh",
+                python.display()
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED: {} lacks onnx or onnxruntime (rerun scripts/mlflow-venv.sh)", python.display());
+            None
+        }
+    }
+}
+
+/// Runs a Python script with `args`; its stdout.
+fn run_python(python: &Path, script: &str, args: &[&Path], tracking_uri: Option<&str>) -> String {
+    let mut command = Command::new(python);
+    command.arg("-c").arg(script).args(args).env("MLFLOW_DISABLE_TELEMETRY", "true").env("DO_NOT_TRACK", "true");
+    if let Some(uri) = tracking_uri {
+        command.env("MLFLOW_TRACKING_URI", uri);
+    }
+    let output = command.output().expect("python runs");
+    assert!(output.status.success(), "python failed:\n{}", text(&output));
+    cli::stdout(&output)
+}
+
+fn engine(args: &[&str], store: &Path, tracking_uri: Option<&str>) -> Output {
+    let output = cli::engine(args, store, tracking_uri);
+    assert!(output.status.success(), "engine {args:?} failed:\n{}", text(&output));
+    output
+}
+
+/// The test set, and its pixels in a file for Python (one byte per pixel, 784 per image).
+fn test_images(dir: &Path) -> (Dataset, PathBuf) {
+    let test = data::load(None).expect("FashionMNIST is installed").test;
+    let path = dir.join("test-images.u8");
+    std::fs::write(&path, &test.pixels).unwrap();
+    (test, path)
+}
+
+/// `[N, 10]` probabilities of the model in `dir`, as `engine eval` computes them.
+fn engine_probabilities(dir: &Path, test: &Dataset) -> Vec<f32> {
+    let (mlp, meta) = model::load_model_dir(dir, &Device::Cpu).unwrap();
+    let indices: Vec<usize> = (0..test.len()).collect();
+    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+    data::gather_batch(test, &indices, meta.normalize, &mut inputs, &mut labels);
+    engine::no_grad(|| {
+        let x = Tensor::from_vec(inputs, &[test.len(), IMAGE_PIXELS], &Device::Cpu)?;
+        mlp.forward(&x)?.softmax()?.to_vec()
+    })
+    .unwrap()
+}
+
+/// The predicted classes of an `engine eval` predictions.csv.
+fn eval_predictions(csv: &Path) -> Vec<usize> {
+    let csv = std::fs::read_to_string(csv).unwrap();
+    csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+}
+
+fn argmax_rows(probabilities: &[f32]) -> Vec<usize> {
+    probabilities
+        .chunks(data::CLASSES)
+        .map(|row| row.iter().enumerate().fold(0, |best, (i, &p)| if p > row[best] { i } else { best }))
+        .collect()
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Checks each ONNX file, runs it on the test images (`argv[1]`) and writes its probabilities
+/// beside it (`.probabilities.f32`); then saves the first one with `mlflow.onnx.save_model` and
+/// prints both MLmodels and file lists as JSON.
+const ONNX_SCRIPT: &str = r#"
+import json, os, sys, tempfile
+import numpy as np, onnx, onnxruntime as ort, yaml
+import mlflow.onnx
+from mlflow.models import infer_signature
+
+x = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255
+models = sys.argv[3:]
+for path in models:
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.shape, inp.type) == ("pixels", ["N", 784], "tensor(float)"), inp
+    assert (out.name, out.shape, out.type) == ("probabilities", ["N", 10], "tensor(float)"), out
+    p = session.run(None, {"pixels": x})[0]
+    p.astype("<f4").tofile(path + ".probabilities.f32")
+
+reference = os.path.join(tempfile.mkdtemp(), "saved")
+signature = infer_signature(x[:1], {"probabilities": p[:1]})
+mlflow.onnx.save_model(onnx.load(models[0]), reference, input_example=x[:1], signature=signature,
+                       save_as_external_data=False)
+ours = sys.argv[2]
+load = lambda d: yaml.safe_load(open(os.path.join(d, "MLmodel")))
+print(json.dumps({"reference": load(reference), "ours": load(ours),
+                  "reference_files": sorted(os.listdir(reference)), "our_files": sorted(os.listdir(ours))}))
+"#;
+
+#[test]
+fn onnx_runtime_reproduces_the_engine_and_the_layout_matches_mlflow() {
+    let Some(python) = python() else { return };
+    let dir = mlflow::scratch_dir("engine-onnx");
+    let store = dir.join("store");
+    let (test, images) = test_images(&dir);
+
+    let meanstd = dir.join("meanstd");
+    cli::train_tiny(&meanstd, &store, None);
+    let unit = dir.join("unit");
+    let unit_args = ["train", "--epochs", "1", "--train-limit", "500", "--hidden", "8", "--normalize", "unit"];
+    engine(&[&unit_args[..], &["--output-dir", unit.to_str().unwrap()]].concat(), &store, None);
+
+    // A directory as older versions wrote it: no ONNX, no input contract; export fills the gap.
+    let old = dir.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for file in model::ENGINE_FILES {
+        std::fs::copy(meanstd.join("model").join(file), old.join(file)).unwrap();
+    }
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old.join(model::METADATA_FILE)).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("input");
+    std::fs::write(old.join(model::METADATA_FILE), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let exported = dir.join("exported/old.onnx");
+    engine(&["export", "--model-uri", old.to_str().unwrap(), "--output", exported.to_str().unwrap()], &store, None);
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(meanstd.join("model/model.onnx")).unwrap(),
+        "exporting an older directory gives the ONNX a new one holds"
+    );
+
+    let onnx_files = [meanstd.join("model/model.onnx"), unit.join("model/model.onnx"), exported.clone()];
+    let meanstd_model = meanstd.join("model");
+    let mut args = vec![images.as_path(), &meanstd_model];
+    args.extend(onnx_files.iter().map(PathBuf::as_path));
+    let layouts: serde_json::Value = serde_json::from_str(&run_python(&python, ONNX_SCRIPT, &args, None)).unwrap();
+
+    let eval = |model_dir: &Path| {
+        let out = model_dir.join("eval");
+        let (model, out_str) = (model_dir.join("model"), out.to_str().unwrap());
+        engine(&["eval", "--model-uri", model.to_str().unwrap(), "--output-dir", out_str], &store, None);
+        (engine_probabilities(&model, &test), eval_predictions(&out.join("predictions.csv")))
+    };
+    let (meanstd_engine, unit_engine) = (eval(&meanstd), eval(&unit));
+    for (onnx, (probabilities, predictions)) in onnx_files.iter().zip([&meanstd_engine, &unit_engine, &meanstd_engine])
+    {
+        let theirs = read_f32(&onnx.with_extension("onnx.probabilities.f32"));
+        assert_eq!(probabilities.len(), theirs.len());
+        let max_diff = probabilities.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("{}: max |onnxruntime - engine| = {max_diff:e} over {} images", onnx.display(), test.len());
+        assert!(max_diff <= TOLERANCE, "{}: probabilities differ by {max_diff}", onnx.display());
+        assert_eq!(&argmax_rows(&theirs), predictions, "{}: classes differ from engine eval's", onnx.display());
+    }
+
+    let (reference, ours) = (&layouts["reference"], &layouts["ours"]);
+    for key in reference.as_object().unwrap().keys() {
+        assert!(ours.get(key).is_some(), "our MLmodel lacks {key}: {ours}");
+    }
+    for flavor in ["onnx", "python_function"] {
+        let keys =
+            |m: &serde_json::Value| m["flavors"][flavor].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(ours), keys(reference), "{flavor} flavor fields");
+    }
+    for (flavor, field) in [("onnx", "data"), ("onnx", "providers"), ("python_function", "loader_module")]
+        .into_iter()
+        .chain([("python_function", "data"), ("python_function", "env")])
+    {
+        assert_eq!(ours["flavors"][flavor][field], reference["flavors"][flavor][field], "{flavor}.{field}");
+    }
+    assert_eq!(ours["signature"], reference["signature"]);
+    assert_eq!(ours["saved_input_example_info"], reference["saved_input_example_info"]);
+    assert_eq!(ours["mlflow_version"], reference["mlflow_version"]);
+    let our_files: Vec<&str> = layouts["our_files"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+    for file in layouts["reference_files"].as_array().unwrap() {
+        assert!(our_files.contains(&file.as_str().unwrap()), "we do not write {file}: {our_files:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Loads the champion with `mlflow.pyfunc` and writes its predicted classes to `argv[2]`.
+const PYFUNC_SCRIPT: &str = r#"
+import sys
+import numpy as np, mlflow.pyfunc
+x = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255
+model = mlflow.pyfunc.load_model(sys.argv[3])
+probabilities = model.predict(x)["probabilities"]
+probabilities.argmax(axis=1).astype(np.uint8).tofile(sys.argv[2])
+"#;
+
+/// `mlflow models serve` in its own process group, killed with it when dropped.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let kill = |signal: &str| Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
+        let _ = kill("-TERM");
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = kill("-KILL");
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(model_uri: &str, tracking_uri: &str, port: u16, log: &Path) -> Serving {
+    use std::os::unix::process::CommandExt;
+    let mlflow = mlflow::mlflow_bin().unwrap();
+    // The server runs `uvicorn` by name: the venv's bin goes first on PATH.
+    let bin = mlflow.parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(mlflow)
+        .env("PATH", path)
+        .args(["models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-w", "1", "-p"])
+        .arg(port.to_string())
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("mlflow models serve starts");
+    Serving(child)
+}
+
+impl Serving {
+    /// Waits until the server answers `/ping`; panics with its log if it exits or takes too long.
+    fn wait_until_ready(&mut self, port: u16, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let url = format!("http://127.0.0.1:{port}/ping");
+        while ureq::get(&url).call().is_err() {
+            let exited = self.0.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("mlflow models serve is not answering on port {port} ({exited:?}):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// POSTs `body` to `/invocations`; the predicted classes.
+fn invoke(port: u16, body: &str) -> Vec<usize> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&format!("http://127.0.0.1:{port}/invocations"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .expect("the server answers");
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{text}");
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = parsed["predictions"]["probabilities"].as_array().unwrap_or_else(|| panic!("{text}"));
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.as_array().unwrap()).map(|p| p.as_f64().unwrap() as f32).collect();
+    argmax_rows(&flat)
+}
+
+#[test]
+fn the_registered_champion_loads_with_pyfunc_and_serves_with_mlflow() {
+    let Some(python) = python() else { return };
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-pyfunc");
+    let store = dir.join("store");
+    let (_, images) = test_images(&dir);
+    let (name, uri) = ("fashion-onnx", Some(server.uri()));
+
+    let trained = cli::train_tiny(&dir.join("train"), &store, uri);
+    let run_id = trained["run_id"].as_str().unwrap();
+    let registered = cli::json_line(&engine(&["register", "--run-id", run_id, "--name", name, "--json"], &store, uri));
+    let version = registered["version"].as_str().unwrap();
+    engine(&["promote", "--name", name, "--version", version], &store, uri);
+    let champion = format!("models:/{name}@champion");
+    let eval_dir = dir.join("eval");
+    engine(&["eval", "--model-uri", &champion, "--output-dir", eval_dir.to_str().unwrap()], &store, uri);
+    let expected = eval_predictions(&eval_dir.join("predictions.csv"));
+    let exported = dir.join("champion.onnx");
+    engine(&["export", "--model-uri", &champion, "--output", exported.to_str().unwrap()], &store, uri);
+    assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(dir.join("train/model/model.onnx")).unwrap());
+
+    let classes = dir.join("pyfunc-classes.u8");
+    let args = [images.as_path(), &classes, Path::new(&champion)];
+    run_python(&python, PYFUNC_SCRIPT, &args, uri);
+    let pyfunc: Vec<usize> = std::fs::read(&classes).unwrap().into_iter().map(usize::from).collect();
+    assert_eq!(pyfunc.len(), 10_000);
+    assert_eq!(pyfunc, expected, "mlflow.pyfunc's classes differ from engine eval's");
+
+    let (port, log) = (mlflow::free_port(), dir.join("serve.log"));
+    let mut serving = serve(&champion, server.uri(), port, &log);
+    serving.wait_until_ready(port, &log);
+    let pixels = std::fs::read(&images).unwrap();
+    let batch: Vec<Vec<f32>> = pixels
+        .chunks(IMAGE_PIXELS)
+        .take(64)
+        .map(|image| image.iter().map(|&p| f32::from(p) / 255.0).collect())
+        .collect();
+    let served = invoke(port, &serde_json::json!({ "inputs": batch }).to_string());
+    assert_eq!(served, expected[..64], "mlflow models serve's classes differ from engine eval's");
+    // The serving example the directory ships is the first test image.
+    let example =
+        std::fs::read_to_string(dir.join("train/model").join(model::mlflow::SERVING_INPUT_EXAMPLE_FILE)).unwrap();
+    assert_eq!(invoke(port, &example), expected[..1]);
+    drop(serving);
+    let _ = std::fs::remove_dir_all(&dir);
+}
