@@ -18,7 +18,7 @@ python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/mlflow" ] && [ -x "$venv/bin/python" ] &&
-        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("safetensors", "onnx", "onnxruntime")]; print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
+        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("safetensors", "onnx", "onnxruntime", "psycopg2-binary")]; print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
 }
 
 if installed; then
@@ -34,7 +34,7 @@ fi
 echo "creating $venv with mlflow==$version (a few minutes, ~960 MB)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy onnx onnxruntime
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy onnx onnxruntime psycopg2-binary
 
 if ! installed; then
     echo "error: mlflow $version did not install into $venv" >&2

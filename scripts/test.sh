@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need where it is missing (Mesa's lavapipe Vulkan
-# driver, the FashionMNIST package, an MLflow server in .venv-mlflow), then runs every test.
+# driver, the FashionMNIST package, PostgreSQL, an MLflow server in .venv-mlflow), then runs every
+# test, and the MLflow tests a second time on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=()
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || packages+=(mesa-vulkan-drivers libvulkan1)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -17,3 +19,9 @@ if [ -x scripts/mlflow-venv.sh ]; then
 fi
 
 cargo test --release "$@"
+
+# The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster.
+if [ $# -eq 0 ]; then
+    scripts/with-postgres.sh cargo test --release --test tracking_mlflow --test eval_mlflow \
+        --test registry_mlflow --test sweep_mlflow --test sweep_plan_mlflow --test writers_mlflow
+fi

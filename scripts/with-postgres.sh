@@ -33,5 +33,5 @@ trap cleanup EXIT
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null ||
     { cat "$dir/server.log" >&2; exit 1; }
 export ENGINE_MLFLOW_POSTGRES="postgresql://$user@127.0.0.1:$port"
-echo "PostgreSQL $("$bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port (throwaway, $dir)"
+echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (throwaway, $dir)"
 "$@"

@@ -5,14 +5,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
 use engine::analysis::{self, Direction, RunSummary, keys};
-use engine::tracking::{self, LocalStore, Metric, RunStatus, Tracker, TrackingConfig};
+use engine::tracking::{self, LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::{TrainConfig, TrainError};
 
 use super::UsageError;
-use super::compare::{PARENT_RUN_ID_TAG, comparison_json, render_comparison, summary_from_record};
+use super::compare::{PARENT_RUN_ID_TAG, Source, comparison_json, render_comparison, summary_from_record};
+use super::device::DeviceChoice;
 use super::train::{Bench, CommonTrainArgs, Hidden, RunSpec, parse_hidden, tracked_run};
 
 /// Tag marking a sweep's parent run.
@@ -36,6 +39,19 @@ pub struct SweepArgs {
     /// --output-dir holds one directory per run, --json prints the final comparison as JSON.
     #[command(flatten)]
     pub common: CommonTrainArgs,
+    /// Split the sweep across processes or machines: with the grid, create the parent run and
+    /// write the plan here; with --index, run one point of it; with --summarize, finish it.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Run point I (0-based) of the plan, e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "I", requires = "plan", conflicts_with = "summarize")]
+    pub index: Option<usize>,
+    /// Rank the plan's runs and finish its parent run once they are done.
+    #[arg(long, requires = "plan")]
+    pub summarize: bool,
+    /// Runs trained at once on this machine, each with its share of the threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
 }
 
 /// Architectures, each a list of hidden sizes.
@@ -108,13 +124,96 @@ fn parent_params(args: &SweepArgs, points: &[Point], bench: &Bench) -> Vec<(Stri
 /// How one point of the grid went.
 struct ChildResult {
     label: String,
-    run_id: Option<String>,
     status: RunStatus,
     error: Option<String>,
+    /// The run as recorded, once it is.
+    summary: Option<RunSummary>,
 }
 
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let points = grid(&args)?;
+    match (&args.plan, args.index, args.summarize) {
+        (Some(path), _, true) => summarize(&Plan::read(path)?, args.common.json),
+        (Some(path), Some(index), false) => run_planned(&Plan::read(path)?, index),
+        (Some(path), None, false) => {
+            let plan = create_plan(&args)?;
+            plan.write(path)?;
+            println!(
+                "planned sweep {} ({}): {} runs in {}; run each with `engine sweep --plan {} --index I` (I from 0 to {}), then `engine sweep --plan {} --summarize`",
+                plan.parent_name,
+                plan.parent_run_id,
+                plan.points.len(),
+                path.display(),
+                path.display(),
+                plan.points.len() - 1,
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (None, _, _) => {
+            let plan = create_plan(&args)?;
+            if args.workers > 1 {
+                run_workers(&plan, args.workers.into())?;
+            } else {
+                run_in_process(&plan)?;
+            }
+            summarize(&plan, args.common.json)
+        }
+    }
+}
+
+/// Everything a run of the sweep needs, from any process or machine: where it is tracked, its
+/// parent, and the grid. Written as JSON by `--plan`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Plan {
+    parent_run_id: String,
+    parent_name: String,
+    tracking_uri: Option<String>,
+    experiment: String,
+    /// `cpu`, `gpu` or `auto`.
+    device: String,
+    data_dir: Option<PathBuf>,
+    output_dir: Option<PathBuf>,
+    /// The user's tags, set on every run.
+    tags: Vec<(String, String)>,
+    system_metrics_seconds: Option<f64>,
+    tolerance: f64,
+    points: Vec<PlannedPoint>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PlannedPoint {
+    label: String,
+    config: TrainConfig,
+}
+
+impl Plan {
+    fn read(path: &std::path::Path) -> anyhow::Result<Plan> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a sweep plan", path.display()))
+    }
+
+    fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        engine::model::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(())
+    }
+
+    /// The plan's server and experiment, with this machine's local store; `MLFLOW_TRACKING_URI`
+    /// wins where this machine reaches the server by another address.
+    fn tracking(&self) -> TrackingConfig {
+        let here = TrackingConfig::from_env(None, Some(self.experiment.clone()), Some(self.parent_name.clone()));
+        TrackingConfig { tracking_uri: here.tracking_uri.or_else(|| self.tracking_uri.clone()), ..here }
+    }
+
+    fn bench(&self) -> anyhow::Result<Bench> {
+        let device = DeviceChoice::from_str(&self.device, true).map_err(|e| anyhow::anyhow!("plan device: {e}"))?;
+        Bench::open(device, self.data_dir.as_deref())
+    }
+}
+
+/// Validates the grid, creates the parent run (its params and tags reach the server before this
+/// returns) and returns the plan; the parent stays RUNNING until [`summarize`].
+fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
+    let points = grid(args)?;
     let mut tracking = args.common.tracking.config(None);
     let parent_name = args.common.run_name.clone().unwrap_or_else(tracking::util::generate_run_name);
     tracking.run_name = Some(parent_name.clone());
@@ -123,21 +222,99 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let mut parent = tracking::open(&tracking)?;
     let mut parent_tags = vec![(SWEEP_TAG.to_string(), "true".to_string())];
     parent_tags.extend(args.common.notes.to_tags());
-    let parent_id = parent.start_run(&parent_params(&args, &points, &bench), &parent_tags)?;
-    eprintln!("sweep {parent_name}: parent run {parent_id}, {} runs; tracking: {}", points.len(), parent.describe());
+    let parent_run_id = parent.start_run(&parent_params(args, &points, &bench), &parent_tags)?;
+    eprintln!(
+        "sweep {parent_name}: parent run {parent_run_id}, {} runs; tracking: {}",
+        points.len(),
+        parent.describe()
+    );
+    parent.flush()?;
+    let device = args.common.device.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    Ok(Plan {
+        parent_run_id,
+        parent_name,
+        tracking_uri: tracking.tracking_uri,
+        experiment: tracking.experiment,
+        device,
+        data_dir: args.common.data_dir.clone(),
+        output_dir: args.common.output_dir.clone(),
+        tags: args.common.notes.tags.clone(),
+        system_metrics_seconds: args.common.system_metrics().map(|d| d.as_secs_f64()),
+        tolerance: args.tolerance,
+        points: points.into_iter().map(|p| PlannedPoint { label: p.label, config: p.config }).collect(),
+    })
+}
 
-    let children = run_children(&args, &points, &bench, &tracking, &parent_id);
-    let summaries = load_children(&tracking, &children);
-    let ranking = analysis::rank(&summaries, keys::TEST_ACCURACY, Direction::Max, args.tolerance);
-    if let Err(e) = record_outcome(parent.as_mut(), &summaries, &ranking, &children) {
-        eprintln!("warning: could not record the sweep's results on run {parent_id}: {e}");
+/// Trains point `index` of a plan, as a child of its parent.
+fn run_planned(plan: &Plan, index: usize) -> anyhow::Result<ExitCode> {
+    if index >= plan.points.len() {
+        return Err(UsageError(format!("--index {index}: the plan has points 0 to {}", plan.points.len() - 1)).into());
     }
+    let bench = plan.bench()?;
+    let result = run_point(plan, &bench, index);
+    match (result.status, &result.error) {
+        (RunStatus::Finished, _) => Ok(ExitCode::SUCCESS),
+        (RunStatus::Killed, _) => Err(TrainError::Interrupted.into()),
+        (_, error) => anyhow::bail!("sweep run {index} ({}) failed: {}", result.label, error.as_deref().unwrap_or("?")),
+    }
+}
+
+/// Every point in turn in this process; stops early only when interrupted.
+fn run_in_process(plan: &Plan) -> anyhow::Result<()> {
+    let bench = plan.bench()?;
+    for i in 0..plan.points.len() {
+        let result = run_point(plan, &bench, i);
+        if result.status == RunStatus::Killed {
+            eprintln!("sweep interrupted: the remaining {} runs were not started", plan.points.len() - i - 1);
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `workers` points at a time, each an `engine sweep --plan --index` process with its share of
+/// the threads; the plan goes to a temporary file for them.
+fn run_workers(plan: &Plan, workers: usize) -> anyhow::Result<()> {
+    let path = std::env::temp_dir().join(format!("engine-sweep-{}.json", plan.parent_run_id));
+    plan.write(&path)?;
+    let threads = (rayon::current_num_threads() / workers).max(1);
+    let exe = std::env::current_exe().context("cannot find the engine executable")?;
+    let mut next = 0;
+    let mut running: Vec<std::process::Child> = Vec::new();
+    let interrupted = tracking::install_interrupt_flag();
+    while next < plan.points.len() || !running.is_empty() {
+        while running.len() < workers && next < plan.points.len() && !interrupted.load(Ordering::SeqCst) {
+            let child = std::process::Command::new(&exe)
+                .args(["sweep", "--plan"])
+                .arg(&path)
+                .args(["--index", &next.to_string()])
+                .env("RAYON_NUM_THREADS", threads.to_string())
+                .spawn()
+                .context("cannot start a sweep worker")?;
+            running.push(child);
+            next += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        running.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        if interrupted.load(Ordering::SeqCst) && next < plan.points.len() {
+            eprintln!("sweep interrupted: the remaining {} runs were not started", plan.points.len() - next);
+            next = plan.points.len();
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Ranks the plan's runs (from the local store, and the server for runs made elsewhere), records
+/// the best and recommended runs on the parent, ends it, and prints the comparison.
+fn summarize(plan: &Plan, json: bool) -> anyhow::Result<ExitCode> {
+    let children = plan_children(plan)?;
+    let summaries: Vec<RunSummary> = children.iter().filter_map(|c| c.summary.clone()).collect();
+    let ranking = analysis::rank(&summaries, keys::TEST_ACCURACY, Direction::Max, plan.tolerance);
     let status = sweep_status(&children);
-    if let Err(e) = parent.end_run(status) {
-        eprintln!("warning: could not record the end of run {parent_id}: {e}");
-    }
-
-    if args.common.json {
+    finish_parent(plan, &outcome(&summaries, &ranking, &children), status)?;
+    let parent_id = &plan.parent_run_id;
+    if json {
         let mut value = comparison_json(&summaries, &ranking, None);
         value["parent_run_id"] = parent_id.clone().into();
         value["status"] = status.as_str().into();
@@ -147,7 +324,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{value}");
     } else {
-        println!("\nsweep {parent_name} ({parent_id}): {} runs, {}", children.len(), status);
+        println!("\nsweep {} ({parent_id}): {} runs, {}", plan.parent_name, children.len(), status);
         print!("{}", render_comparison(&summaries, &ranking, None));
     }
     match status {
@@ -161,53 +338,28 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Trains every point in turn; stops early only when interrupted.
-fn run_children(
-    args: &SweepArgs,
-    points: &[Point],
-    bench: &Bench,
-    tracking: &TrackingConfig,
-    parent_id: &str,
-) -> Vec<ChildResult> {
-    let mut results = Vec::new();
-    for (i, point) in points.iter().enumerate() {
-        eprintln!("\n== sweep run {}/{}: {}", i + 1, points.len(), point.label);
-        let spec = RunSpec {
-            config: point.config.clone(),
-            tracking: TrackingConfig { run_name: Some(point.label.clone()), ..tracking.clone() },
-            tags: [(PARENT_RUN_ID_TAG.to_string(), parent_id.to_string())]
-                .into_iter()
-                .chain(args.common.notes.tags.clone())
-                .collect(),
-            output_dir: args.common.output_dir.as_ref().map(|d| child_dir(d, i, &point.label)),
-            json: false,
-            system_metrics: args.common.system_metrics(),
-        };
-        let result = match tracked_run(bench, &spec) {
-            Ok(outcome) => ChildResult {
-                label: point.label.clone(),
-                run_id: Some(outcome.run_id),
-                status: outcome.status,
-                error: outcome.result.err().map(|e| format!("{e:#}")),
-            },
-            Err(e) => ChildResult {
-                label: point.label.clone(),
-                run_id: None,
-                status: RunStatus::Failed,
-                error: Some(format!("{e:#}")),
-            },
-        };
-        if let Some(why) = &result.error {
-            eprintln!("sweep run {} ({}) did not finish: {why}", i + 1, point.label);
-        }
-        let interrupted = result.status == RunStatus::Killed;
-        results.push(result);
-        if interrupted {
-            eprintln!("sweep interrupted: the remaining {} runs were not started", points.len() - i - 1);
-            break;
-        }
+/// Trains point `i` as a child of the plan's parent.
+fn run_point(plan: &Plan, bench: &Bench, i: usize) -> ChildResult {
+    let point = &plan.points[i];
+    eprintln!("\n== sweep run {}/{}: {}", i + 1, plan.points.len(), point.label);
+    let mut tags = vec![(PARENT_RUN_ID_TAG.to_string(), plan.parent_run_id.clone())];
+    tags.extend(plan.tags.iter().cloned());
+    let spec = RunSpec {
+        config: point.config.clone(),
+        tracking: TrackingConfig { run_name: Some(point.label.clone()), ..plan.tracking() },
+        tags,
+        output_dir: plan.output_dir.as_ref().map(|d| child_dir(d, i, &point.label)),
+        json: false,
+        system_metrics: plan.system_metrics_seconds.map(std::time::Duration::from_secs_f64),
+    };
+    let (status, error) = match tracked_run(bench, &spec) {
+        Ok(outcome) => (outcome.status, outcome.result.err().map(|e| format!("{e:#}"))),
+        Err(e) => (RunStatus::Failed, Some(format!("{e:#}"))),
+    };
+    if let Some(why) = &error {
+        eprintln!("sweep run {} ({}) did not finish: {why}", i + 1, point.label);
     }
-    results
+    ChildResult { label: point.label.clone(), status, error, summary: None }
 }
 
 /// `<output dir>/01-lr=0.01_bs=64_hidden=256`.
@@ -217,35 +369,53 @@ fn child_dir(base: &std::path::Path, index: usize, label: &str) -> PathBuf {
     base.join(format!("{:02}-{safe}", index + 1))
 }
 
-/// The children as recorded in the local store (every run is, with or without a server).
-fn load_children(tracking: &TrackingConfig, children: &[ChildResult]) -> Vec<RunSummary> {
-    let store = match LocalStore::open(&tracking.local_root) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("warning: cannot read the local store: {e}");
-            return Vec::new();
-        }
-    };
-    children
+/// Each point's run under the plan's parent, by its name: from the local store (every run made
+/// on this machine is there), else from the server (runs made elsewhere). A point run more than
+/// once counts by its best outcome; a point with no run failed.
+fn plan_children(plan: &Plan) -> anyhow::Result<Vec<ChildResult>> {
+    let parent = Some(plan.parent_run_id.as_str());
+    let tracking = plan.tracking();
+    let mut found: Vec<RunSummary> = LocalStore::open(&tracking.local_root)?
+        .list_runs(Some(&plan.experiment))?
         .iter()
-        .filter_map(|c| c.run_id.as_deref())
-        .filter_map(|id| match store.load_run(id) {
-            Ok(record) => Some(summary_from_record(&record)),
-            Err(e) => {
-                eprintln!("warning: cannot read run {id} back: {e}");
-                None
+        .map(summary_from_record)
+        .filter(|r| r.parent_run_id.as_deref() == parent)
+        .collect();
+    if tracking.tracking_uri.is_some() {
+        let server = Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
+        found.extend(server.into_iter().filter(|r| r.parent_run_id.as_deref() == parent));
+    }
+    let children = plan
+        .points
+        .iter()
+        .map(|point| {
+            let runs = found.iter().filter(|r| r.run_name == point.label);
+            let best = runs.max_by_key(|r| (r.status == "FINISHED", r.status == "KILLED"));
+            match best {
+                Some(run) => ChildResult {
+                    label: point.label.clone(),
+                    status: RunStatus::parse(&run.status).unwrap_or(RunStatus::Failed),
+                    error: (run.status != "FINISHED").then(|| format!("ended {}", run.status)),
+                    summary: Some(run.clone()),
+                },
+                None => ChildResult {
+                    label: point.label.clone(),
+                    status: RunStatus::Failed,
+                    error: Some("never ran (or is not synced yet: run `engine sync` where it ran)".into()),
+                    summary: None,
+                },
             }
         })
-        .collect()
+        .collect();
+    Ok(children)
 }
 
 /// The best and recommended runs, as the parent's metrics and tags.
-fn record_outcome(
-    parent: &mut dyn Tracker,
+fn outcome(
     summaries: &[RunSummary],
     ranking: &analysis::Ranking,
     children: &[ChildResult],
-) -> Result<(), tracking::TrackingError> {
+) -> (Vec<Metric>, Vec<(String, String)>) {
     let finished = children.iter().filter(|c| c.status == RunStatus::Finished).count();
     let mut metrics = vec![
         Metric::new("runs_finished", finished as f64, 0),
@@ -260,8 +430,35 @@ fn record_outcome(
         tags.push(("engine.recommended_run_id".to_string(), summaries[rec.index].run_id.clone()));
         tags.push(("engine.recommendation".to_string(), rec.reason.clone()));
     }
-    parent.log_metrics(&metrics)?;
-    parent.set_tags(&tags)
+    (metrics, tags)
+}
+
+/// Records the outcome on the parent and ends it: in the local store when it was created here
+/// (then sent to the server), else on the server directly.
+fn finish_parent(
+    plan: &Plan,
+    (metrics, tags): &(Vec<Metric>, Vec<(String, String)>),
+    status: RunStatus,
+) -> anyhow::Result<()> {
+    let tracking = plan.tracking();
+    let store = LocalStore::open(&tracking.local_root)?;
+    if store.find_run_dir(&plan.parent_run_id).is_ok() {
+        {
+            let mut parent = store.reopen_run(&plan.parent_run_id)?;
+            parent.log_metrics(metrics)?;
+            parent.set_tags(tags)?;
+            parent.finish(status, tracking::util::now_ms())?;
+        }
+        if tracking.tracking_uri.is_some() {
+            tracking::sync_run_now(&tracking.local_root, &tracking, &plan.parent_run_id)
+                .context("the sweep's results are in the local store; `engine sync` sends them")?;
+        }
+        return Ok(());
+    }
+    let client = super::locate::server(&tracking, "the sweep's parent run")?;
+    client.log_batch(&plan.parent_run_id, metrics, &[], tags)?;
+    client.update_run(&plan.parent_run_id, status, tracking::util::now_ms())?;
+    Ok(())
 }
 
 /// KILLED when interrupted, FAILED when any run failed, else FINISHED.

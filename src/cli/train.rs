@@ -182,7 +182,6 @@ pub struct RunSpec {
 
 /// How a started run ended.
 pub struct RunOutcome {
-    pub run_id: String,
     pub status: RunStatus,
     /// The summary written to `metrics.json` when the run finished, else why it did not.
     pub result: anyhow::Result<serde_json::Value>,
@@ -248,7 +247,7 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
     if status == RunStatus::Finished && interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!("the interrupt came after the model was recorded: run {run_id} ended FINISHED");
     }
-    Ok(RunOutcome { run_id, status, result })
+    Ok(RunOutcome { status, result })
 }
 
 /// Where a run's model and reports go.
