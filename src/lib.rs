@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod autograd;
 pub mod backend;
+pub mod choice;
 pub mod cost;
 pub mod data;
 pub mod error;

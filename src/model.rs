@@ -300,7 +300,7 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
         Some(recorded) if *recorded != expected => {
             return Err(invalid(format!(
                 "the recorded input {recorded:?} does not match normalize '{}'",
-                metadata.normalize.name()
+                metadata.normalize
             )));
         }
         Some(_) => {}

@@ -11,7 +11,7 @@ use crate::rng::Rng;
 use crate::tensor::{Device, Tensor};
 
 /// Which optimizer updates the weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     Adam,
@@ -19,14 +19,18 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+crate::choice::choice!(OptimizerKind { Adam => "adam", Adamw => "adamw", Sgd => "sgd" });
+
 /// How the learning rate moves during training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
     Constant,
     /// Cosine annealing to zero over all steps (`CosineAnnealingLR` stepped per batch).
     Cosine,
 }
+
+crate::choice::choice!(LrSchedule { Constant => "constant", Cosine => "cosine" });
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -116,18 +120,16 @@ impl TrainConfig {
     /// The hyperparameters as `(name, value)` pairs, for logging.
     pub fn params(&self) -> Vec<(String, String)> {
         let hidden: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
-        let optimizer = serde_json::to_value(self.optimizer).ok().and_then(|v| v.as_str().map(String::from));
-        let schedule = serde_json::to_value(self.lr_schedule).ok().and_then(|v| v.as_str().map(String::from));
         [
             ("epochs", self.epochs.to_string()),
             ("batch_size", self.batch_size.to_string()),
             ("learning_rate", self.lr.to_string()),
-            ("optimizer", optimizer.unwrap_or_default()),
+            ("optimizer", self.optimizer.to_string()),
             ("momentum", self.momentum.to_string()),
             ("weight_decay", self.weight_decay.to_string()),
             ("dropout", self.dropout.to_string()),
-            ("lr_schedule", schedule.unwrap_or_default()),
-            ("normalize", self.normalize.name().to_string()),
+            ("lr_schedule", self.lr_schedule.to_string()),
+            ("normalize", self.normalize.to_string()),
             ("hidden", hidden.join(",")),
             ("seed", self.seed.to_string()),
             ("val_split", self.val_split.to_string()),

@@ -25,6 +25,28 @@ impl Drop for Tmp {
     }
 }
 
+/// `engine runs list [--experiment E]` on the store at `root`.
+fn runs_list(root: &Path, experiment: Option<&str>) -> String {
+    let mut args = vec!["runs", "list"];
+    args.extend(experiment.iter().flat_map(|e| ["--experiment", e]));
+    runs_command(root, &args)
+}
+
+/// `engine runs show ID` on the store at `root`.
+fn runs_show(root: &Path, id: &str) -> String {
+    runs_command(root, &["runs", "show", id])
+}
+
+fn runs_command(root: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .env("ENGINE_LOCAL_STORE", root)
+        .output()
+        .expect("the engine runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -119,12 +141,12 @@ fn round_trip_write_list_show() {
     assert_eq!(name2.split('-').count(), 3, "{name2}");
     assert_eq!(store.experiments().unwrap(), vec!["fashion-mnist".to_string(), "other exp/2".to_string()]);
 
-    let list = tracking::runs_list(&cfg.local_root, None).unwrap();
+    let list = runs_list(&cfg.local_root, None);
     assert!(list.starts_with("RUN ID"), "{list}");
     assert!(list.contains(&id) && list.contains(&id2), "{list}");
     assert!(list.contains("FINISHED") && list.contains("FAILED"), "{list}");
     assert!(list.contains("test_accuracy=0.9"), "{list}");
-    let show = tracking::runs_show(&cfg.local_root, &id).unwrap();
+    let show = runs_show(&cfg.local_root, &id);
     for needle in [
         "mlp-h128",
         "FINISHED",
@@ -139,7 +161,7 @@ fn round_trip_write_list_show() {
     ] {
         assert!(show.contains(needle), "missing {needle:?} in:\n{show}");
     }
-    let empty = tracking::runs_list(&tmp.path().join("nothing-here"), None).unwrap();
+    let empty = runs_list(&tmp.path().join("nothing-here"), None);
     assert!(empty.starts_with("no runs"), "{empty}");
 }
 
@@ -160,9 +182,9 @@ fn run_dropped_without_end_is_unfinished() {
     assert!(r.is_unfinished());
     assert_eq!(r.end_time_ms, None);
     assert_eq!(r.metrics.len(), 2);
-    let list = tracking::runs_list(&cfg.local_root, Some("crash")).unwrap();
+    let list = runs_list(&cfg.local_root, Some("crash"));
     assert!(list.contains("unfinished"), "{list}");
-    let show = tracking::runs_show(&cfg.local_root, &id).unwrap();
+    let show = runs_show(&cfg.local_root, &id);
     assert!(show.contains("unfinished"), "{show}");
 }
 
@@ -183,7 +205,7 @@ fn torn_metrics_line_is_skipped_not_fatal() {
     assert_eq!(r.status, RecordStatus::Unfinished);
     assert_eq!(r.metrics.len(), 1);
     assert_eq!(r.skipped_metric_lines, 1);
-    let show = tracking::runs_show(&cfg.local_root, &id).unwrap();
+    let show = runs_show(&cfg.local_root, &id);
     assert!(show.contains("unreadable line"), "{show}");
 }
 

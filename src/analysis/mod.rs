@@ -83,7 +83,7 @@ impl RunSummary {
 }
 
 /// Which way a metric improves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Higher is better (accuracy, F1).
@@ -91,6 +91,8 @@ pub enum Direction {
     /// Lower is better (losses, errors, times).
     Min,
 }
+
+crate::choice::choice!(Direction { Max => "max", Min => "min" });
 
 impl Direction {
     /// The sensible default for a metric name: losses, errors, times, memory and sizes are

@@ -11,7 +11,6 @@ use engine::analysis::{self, AnalysisInputs, ClassScore, ConfusionCounts, RunSum
 use engine::tracking::{self, LocalStore, MlflowClient, RunRecord, TrackingConfig};
 use serde_json::Value;
 
-use super::compare::{Source, summary_from_record, summary_from_server};
 use super::{TrackingArgs, UsageError};
 
 const REPORT: &str = "classification_report.json";
@@ -119,8 +118,8 @@ fn gather(run_id: &str, config: &TrackingConfig) -> anyhow::Result<Gathered> {
 }
 
 fn gather_local(store: &LocalStore, record: RunRecord) -> anyhow::Result<Gathered> {
-    let run = summary_from_record(&record);
-    let experiment = Source::Local(store.clone()).experiment_runs(&record.experiment)?;
+    let run = tracking::summary_from_record(&record);
+    let experiment = tracking::Source::Local(store.clone()).experiment_runs(&record.experiment)?;
     let artifacts = record.dir.join("artifacts");
     let read = |name: &str| -> Option<Value> {
         // the training run's reports, else those of a later `engine eval --log-mlflow`
@@ -145,9 +144,9 @@ fn gather_local(store: &LocalStore, record: RunRecord) -> anyhow::Result<Gathere
 fn gather_server(run_id: &str, client: MlflowClient) -> anyhow::Result<Gathered> {
     let run =
         client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {}", client.tracking_uri()))?;
-    let summary = summary_from_server(&client, &run)?;
+    let summary = tracking::summary_from_server(&client, &run)?;
     let experiment = client.get_experiment(&run.info.experiment_id)?;
-    let experiment_runs = Source::Server(client.clone()).experiment_runs(&experiment.name)?;
+    let experiment_runs = tracking::Source::Server(client.clone()).experiment_runs(&experiment.name)?;
     let artifact_uri = run.info.artifact_uri.clone();
     let read = |name: &str| -> Option<Value> {
         let bytes = client.download_artifact(&artifact_uri, name).ok()?;

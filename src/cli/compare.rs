@@ -1,16 +1,13 @@
 //! `engine runs compare`: the runs of an experiment side by side, ranked by a metric, with their
-//! cost, the best marked and the cheaper run worth keeping recommended. Also the reading of runs
-//! (local store or MLflow server) into the plain summaries `engine::analysis` works on, shared
-//! with `engine sweep` and `engine runs analyze`.
+//! cost, the best marked and the cheaper run worth keeping recommended.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
-use engine::analysis::{self, Direction, Ranking, RunSummary, Series, format_seconds, group_thousands, keys, short_id};
-use engine::tracking::{LocalStore, Metric, MlflowClient, Run, RunRecord, TrackingConfig};
+use engine::analysis::{self, Direction, Ranking, RunSummary, format_seconds, group_thousands, keys, short_id};
+use engine::tracking::Source;
 use serde_json::{Value, json};
 
 use super::{TrackingArgs, UsageError};
@@ -25,7 +22,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = keys::TEST_ACCURACY)]
     pub metric: String,
     /// max or min [default: min for losses, errors, times and sizes, else max].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Direction>())]
     pub direction: Option<Direction>,
     /// Show only the N best runs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -39,95 +36,6 @@ pub struct CompareArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Where runs are read from.
-pub enum Source {
-    Local(LocalStore),
-    Server(MlflowClient),
-}
-
-impl Source {
-    /// The server when one is configured (flag or `MLFLOW_TRACKING_URI`), else the local store.
-    pub fn open(config: &TrackingConfig) -> anyhow::Result<Source> {
-        Ok(match &config.tracking_uri {
-            Some(uri) => Source::Server(MlflowClient::from_env(uri)?),
-            None => Source::Local(LocalStore::open(&config.local_root)?),
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Source::Local(store) => format!("local store {}", store.root().display()),
-            Source::Server(client) => format!("MLflow {}", engine::tracking::util::redact_uri(client.tracking_uri())),
-        }
-    }
-
-    /// Every run of `experiment` (none when the experiment does not exist).
-    pub fn experiment_runs(&self, experiment: &str) -> anyhow::Result<Vec<RunSummary>> {
-        match self {
-            Source::Local(store) => Ok(store.list_runs(Some(experiment))?.iter().map(summary_from_record).collect()),
-            Source::Server(client) => {
-                let Some(exp) = client.get_experiment_by_name(experiment)? else {
-                    return Ok(Vec::new());
-                };
-                let runs = client.search_runs(&[&exp.experiment_id], "", &[], 5000)?;
-                runs.iter().map(|r| summary_from_server(client, r)).collect()
-            }
-        }
-    }
-}
-
-/// The summary of a run in the local store.
-pub fn summary_from_record(record: &RunRecord) -> RunSummary {
-    let latest = record.latest_metrics();
-    RunSummary {
-        run_id: record.run_id.clone(),
-        run_name: record.run_name.clone(),
-        status: record.status.label().to_string(),
-        params: record.params.clone(),
-        metrics: latest.into_iter().map(|(k, m)| (k, m.value)).collect(),
-        train_loss: series(&record.metric_history(keys::TRAIN_LOSS)),
-        val_loss: series(&record.metric_history(keys::VAL_LOSS)),
-        parent_run_id: record.tags.get(PARENT_RUN_ID_TAG).cloned(),
-    }
-}
-
-/// The summary of a run on a server (the loss curves cost one request each).
-pub fn summary_from_server(client: &MlflowClient, run: &Run) -> anyhow::Result<RunSummary> {
-    let id = &run.info.run_id;
-    let has = |key: &str| run.data.metrics.iter().any(|m| m.key == key);
-    let history = |key: &str| -> anyhow::Result<Series> {
-        if !has(key) {
-            return Ok(Series::new());
-        }
-        let points = client.get_metric_history(id, key).with_context(|| format!("metric history of run {id}"))?;
-        Ok(series(&points))
-    };
-    Ok(RunSummary {
-        run_id: id.clone(),
-        run_name: run.info.run_name.clone(),
-        status: run.info.status.clone(),
-        params: run.data.params.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
-        metrics: run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect(),
-        train_loss: history(keys::TRAIN_LOSS)?,
-        val_loss: history(keys::VAL_LOSS)?,
-        parent_run_id: run.tag(PARENT_RUN_ID_TAG).map(String::from),
-    })
-}
-
-/// Metric points as an epoch curve: one value per step (the last logged), in step order.
-pub fn series(points: &[Metric]) -> Series {
-    let mut by_step: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
-    for m in points {
-        match by_step.get(&m.step) {
-            Some((ts, _)) if *ts > m.timestamp_ms => {}
-            _ => {
-                by_step.insert(m.step, (m.timestamp_ms, m.value));
-            }
-        }
-    }
-    by_step.into_iter().map(|(step, (_, v))| (step, v)).collect()
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -336,13 +244,6 @@ pub fn comparison_json(runs: &[RunSummary], ranking: &Ranking, top: Option<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn series_keeps_the_last_point_per_step_in_step_order() {
-        let m = |step, value, ts| Metric { key: "k".into(), value, step, timestamp_ms: ts, about: None };
-        let s = series(&[m(2, 0.5, 10), m(1, 0.9, 5), m(2, 0.4, 20), m(3, 0.3, 1)]);
-        assert_eq!(s, [(1, 0.9), (2, 0.4), (3, 0.3)]);
-    }
 
     #[test]
     fn table_aligns_columns() {

@@ -6,9 +6,11 @@ mod datasets;
 mod device;
 mod eval;
 mod export;
+mod interrupt;
 mod locate;
 mod progress;
 mod registry;
+mod render;
 mod runs;
 mod sweep;
 mod train;
@@ -16,6 +18,7 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use engine::choice::Choice;
 
 #[derive(Parser)]
 #[command(
@@ -118,6 +121,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => registry::promote(args),
         Command::Sync(args) => runs::sync(args),
     }
+}
+
+/// Parses one of a [`Choice`]'s names, listing them in help and errors.
+pub fn choice<T: Choice + Clone + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(T::ALL.iter().map(|c| c.name()))
+        .try_map(|name: String| T::from_name(&name).ok_or("not one of the possible values"))
 }
 
 /// A usage problem found after parsing (e.g. inconsistent hyperparameters): exit code 2.

@@ -8,7 +8,7 @@ use engine::tracking::{self, LocalStore, SyncOptions};
 
 use super::TrackingArgs;
 use super::analyze::AnalyzeArgs;
-use super::compare::{CompareArgs, summary_from_record};
+use super::compare::CompareArgs;
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -41,7 +41,7 @@ pub struct SyncArgs {
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
     let root = TrackingArgs { tracking_uri: None, experiment: None }.config(None).local_root;
     let text = match command {
-        RunsCommand::List { experiment } => tracking::runs_list(&root, experiment.as_deref())?,
+        RunsCommand::List { experiment } => super::render::runs_list(&root, experiment.as_deref())?,
         RunsCommand::Show { run } => show(&root, &run)?,
         RunsCommand::Compare(args) => return super::compare::run(*args),
         RunsCommand::Analyze(args) => return super::analyze::run(*args),
@@ -53,8 +53,8 @@ pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
 /// `runs show`, with a last line flagging overfitting.
 fn show(root: &std::path::Path, run: &str) -> anyhow::Result<String> {
     let record = LocalStore::open(root)?.load_run(run)?;
-    let mut text = tracking::format_run_show(&record);
-    if let Some(o) = summary_from_record(&record).overfitting() {
+    let mut text = super::render::format_run_show(&record);
+    if let Some(o) = tracking::summary_from_record(&record).overfitting() {
         text.push_str(&format!("\noverfitting  {} ({})\n", o.describe(), o.flag()));
     }
     Ok(text)

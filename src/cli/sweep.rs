@@ -14,7 +14,7 @@ use engine::tracking::{self, LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::{TrainConfig, TrainError};
 
 use super::UsageError;
-use super::compare::{PARENT_RUN_ID_TAG, Source, comparison_json, render_comparison, summary_from_record};
+use super::compare::{PARENT_RUN_ID_TAG, comparison_json, render_comparison};
 use super::device::DeviceChoice;
 use super::train::{Bench, CommonTrainArgs, Hidden, RunSpec, parse_hidden, tracked_run};
 
@@ -281,7 +281,7 @@ fn run_workers(plan: &Plan, workers: usize) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the engine executable")?;
     let mut next = 0;
     let mut running: Vec<std::process::Child> = Vec::new();
-    let interrupted = tracking::install_interrupt_flag();
+    let interrupted = super::interrupt::install_interrupt_flag();
     while next < plan.points.len() || !running.is_empty() {
         while running.len() < workers && next < plan.points.len() && !interrupted.load(Ordering::SeqCst) {
             let child = std::process::Command::new(&exe)
@@ -378,11 +378,11 @@ fn plan_children(plan: &Plan) -> anyhow::Result<Vec<ChildResult>> {
     let mut found: Vec<RunSummary> = LocalStore::open(&tracking.local_root)?
         .list_runs(Some(&plan.experiment))?
         .iter()
-        .map(summary_from_record)
+        .map(tracking::summary_from_record)
         .filter(|r| r.parent_run_id.as_deref() == parent)
         .collect();
     if tracking.tracking_uri.is_some() {
-        let server = Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
+        let server = tracking::Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
         found.extend(server.into_iter().filter(|r| r.parent_run_id.as_deref() == parent));
     }
     let children = plan

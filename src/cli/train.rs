@@ -16,7 +16,7 @@ use engine::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 use super::datasets::Datasets;
 use super::device::{DeviceChoice, open_device};
 use super::progress::Progress;
-use super::{NoteArgs, TrackingArgs, UsageError};
+use super::{NoteArgs, TrackingArgs, UsageError, choice};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -42,7 +42,7 @@ pub struct CommonTrainArgs {
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
+    #[arg(long, value_parser = choice::<OptimizerKind>(), default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
@@ -53,10 +53,10 @@ pub struct CommonTrainArgs {
     /// Dropout probability after each hidden layer while training.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub dropout: f64,
-    #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
+    #[arg(long, value_parser = choice::<LrSchedule>(), default_value_t = LrSchedule::Cosine)]
     pub lr_schedule: LrSchedule,
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
-    #[arg(long, value_enum, default_value_t = Normalization::Meanstd)]
+    #[arg(long, value_parser = choice::<Normalization>(), default_value_t = Normalization::Meanstd)]
     pub normalize: Normalization,
     /// Seed for initialisation, the validation split, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
@@ -214,9 +214,10 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
         ("engine_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ("data_source".to_string(), bench.dataset.source.to_string()),
     ]);
+    // Before the run starts, so that no interrupt falls between the two.
+    let interrupted = super::interrupt::install_interrupt_flag();
     let run_id = tracker.start_run(&params, &spec.tags)?;
     eprintln!("tracking: {}", tracker.describe());
-    let interrupted = tracking::install_interrupt_flag();
     engine::cost::reset_peak_rss();
     let sampler = spec.system_metrics.map(engine::sysmetrics::Sampler::start);
     let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);

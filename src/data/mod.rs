@@ -62,7 +62,7 @@ impl Dataset {
 }
 
 /// How pixels become network inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Normalization {
     /// `pixel / 255`.
@@ -83,14 +83,9 @@ impl Normalization {
             Normalization::Meanstd => (1.0 / (255.0 * Self::STD), -Self::MEAN / Self::STD),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Normalization::Unit => "unit",
-            Normalization::Meanstd => "meanstd",
-        }
-    }
 }
+
+crate::choice::choice!(Normalization { Unit => "unit", Meanstd => "meanstd" });
 
 /// Fills `inputs` (`[indices.len(), 784]`) and `labels` with the examples at `indices`.
 pub fn gather_batch(

@@ -151,7 +151,7 @@ fn metadata_props(meta: &ModelMetadata) -> Vec<(String, String)> {
     let mut props = vec![
         ("format".to_string(), meta.format.clone()),
         ("class_names".to_string(), serde_json::Value::from(meta.class_names.clone()).to_string()),
-        ("normalize".to_string(), meta.normalize.name().to_string()),
+        ("normalize".to_string(), meta.normalize.to_string()),
         ("weights_sha256".to_string(), meta.weights_sha256.clone()),
     ];
     props.extend(meta.run_id.clone().map(|id| ("run_id".to_string(), id)));

@@ -5,8 +5,7 @@
 //!   configured, else a [`MirroredTracker`] that writes every run to the local store *and*
 //!   sends it to the MLflow server. If the server is unreachable or goes away, training goes on
 //!   and the run stays in the local store marked unsynced; [`sync`] pushes it later, idempotently.
-//! * [`LocalStore`] reads the local store back ([`RunRecord`]); [`runs_list`] / [`runs_show`]
-//!   render it for the CLI.
+//! * [`LocalStore`] reads the local store back ([`RunRecord`]).
 //! * [`MlflowClient`] is the low-level REST client (tracking API, artifact proxy) that the
 //!   model-registry, eval and sync code builds on.
 
@@ -18,14 +17,12 @@ mod mirror;
 mod models;
 pub mod paths;
 mod registry;
-mod render;
+mod summaries;
 mod sync;
 mod uplink;
 pub mod util;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +39,7 @@ pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus,
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
 pub use registry::ModelVersion;
-pub use render::{format_run_list, format_run_show, runs_list, runs_show};
+pub use summaries::{Source, series, summary_from_record, summary_from_server};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_run_now, sync_to, sync_with};
 
 /// Default experiment name when neither a flag nor `MLFLOW_EXPERIMENT_NAME` gives one.
@@ -311,34 +308,6 @@ impl Tracker for NoopTracker {
     }
 }
 
-/// Installs a handler for Ctrl-C (SIGINT), SIGTERM and SIGHUP once per process and returns the
-/// flag it sets.
-/// The training loop polls the flag, stops, and ends the run with [`RunStatus::Killed`].
-/// A second Ctrl-C exits at once with status 130. Later calls return the same flag.
-pub fn install_interrupt_flag() -> Arc<AtomicBool> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::Ordering;
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        let res = ctrlc::set_handler(move || {
-            if f.swap(true, Ordering::SeqCst) {
-                eprintln!("interrupted again: exiting now");
-                std::process::exit(130);
-            }
-            eprintln!(
-                "interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)"
-            );
-        });
-        if let Err(e) = res {
-            eprintln!("warning: cannot install the Ctrl-C handler: {e}");
-        }
-        flag
-    })
-    .clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,14 +352,6 @@ mod tests {
         t.log_metrics(&[Metric::new("loss", 1.0, 0)]).unwrap();
         t.end_run(RunStatus::Finished).unwrap();
         assert_eq!(t.run_id(), Some(id.as_str()));
-    }
-
-    #[test]
-    fn interrupt_flag_is_installed_once() {
-        let a = install_interrupt_flag();
-        let b = install_interrupt_flag();
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

@@ -3,9 +3,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::error::TrackingError;
-use super::local::{LocalStore, RunRecord};
-use super::util::{format_duration_ms, format_utc, format_value, now_ms, truncate_chars};
+use engine::tracking::util::{format_duration_ms, format_utc, format_value, now_ms, truncate_chars};
+use engine::tracking::{LocalStore, RunRecord, TrackingError};
 
 /// The runs of the store at `root` (of one experiment, when given), as a table, newest first.
 pub fn runs_list(root: &Path, experiment: Option<&str>) -> Result<String, TrackingError> {
@@ -18,12 +17,6 @@ pub fn runs_list(root: &Path, experiment: Option<&str>) -> Result<String, Tracki
         });
     }
     Ok(format_run_list(&runs))
-}
-
-/// One run of the store at `root` (by local id, server id, or unique prefix), in detail.
-pub fn runs_show(root: &Path, run_id: &str) -> Result<String, TrackingError> {
-    let store = LocalStore::open(root)?;
-    Ok(format_run_show(&store.load_run(run_id)?))
 }
 
 /// Up to three headline metrics: accuracy-like and loss-like keys first.
@@ -52,7 +45,7 @@ pub fn format_run_list(runs: &[RunRecord]) -> String {
         .map(|r| {
             let dur = match r.duration_ms() {
                 Some(d) => format_duration_ms(d),
-                None if r.status == super::RecordStatus::Running => {
+                None if r.status == engine::tracking::RecordStatus::Running => {
                     format!("{}+", format_duration_ms(now_ms() - r.start_time_ms))
                 }
                 None => "-".to_string(),

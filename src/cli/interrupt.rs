@@ -1,0 +1,46 @@
+//! Ctrl-C, SIGTERM and SIGHUP: the first asks the running command to stop cleanly (the run
+//! ends KILLED), a second exits at once.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Installs a handler for Ctrl-C (SIGINT), SIGTERM and SIGHUP once per process and returns the
+/// flag it sets.
+/// The training loop polls the flag, stops, and ends the run KILLED.
+/// A second Ctrl-C exits at once with status 130. Later calls return the same flag.
+pub fn install_interrupt_flag() -> Arc<AtomicBool> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::Ordering;
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let res = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                eprintln!("interrupted again: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)"
+            );
+        });
+        if let Err(e) = res {
+            eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+        }
+        flag
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupt_flag_is_installed_once() {
+        let a = install_interrupt_flag();
+        let b = install_interrupt_flag();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
