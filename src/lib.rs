@@ -8,6 +8,7 @@ pub mod choice;
 pub mod cost;
 pub mod data;
 pub mod error;
+pub mod files;
 pub mod model;
 pub mod nn;
 pub mod optim;

@@ -149,12 +149,6 @@ pub fn save_safetensors(model: &Mlp, path: &Path, metadata: HashMap<String, Stri
     Ok(sha256_hex(&bytes))
 }
 
-/// Reads an MLP saved by `save_safetensors` (or by PyTorch with the same layer names).
-pub fn load_safetensors(path: &Path, device: &Device) -> Result<Mlp, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    mlp_from_safetensors(&bytes, device).map_err(|problem| ModelError::Invalid { path: path.to_path_buf(), problem })
-}
-
 fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut layers = Vec::new();
@@ -340,10 +334,5 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes `bytes` to a temporary file beside `path`, then renames it: readers see the whole
 /// file or none.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::Io { path: path.to_path_buf(), source }
-    })
+    crate::files::write_atomic(path, bytes).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
 }

@@ -161,7 +161,7 @@ pub fn download_all(mirror: &str, cache: &Path) -> Result<(), DataError> {
 /// Streams `url` into a temporary file beside `target`, checks its MD5, then renames it, so a
 /// file with the final name is always complete. The temporary file is removed on any failure.
 fn download_verified(agent: &ureq::Agent, url: &str, md5: &str, target: &Path) -> Result<(), DataError> {
-    let partial = target.with_extension("gz.partial");
+    let partial = crate::files::temp_path(target);
     let result = (|| {
         let fail = |reason: String| DataError::Download { url: crate::tracking::util::redact_uri(url), reason };
         let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;

@@ -8,7 +8,6 @@ mod canvas;
 mod metrics;
 mod plot;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use metrics::{AverageRow, ClassificationReport, ConfusionMatrix};
@@ -130,25 +129,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ReportError>
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file next to `path` and renames it into place, so a reader
-/// (or a crash) never sees a half-written report.
+/// Writes a report whole or not at all (see [`crate::files::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let io_err = |source| ReportError::Io { path: path.to_path_buf(), source };
-    let name = path.file_name().ok_or_else(|| io_err(std::io::Error::other("path has no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        // Best effort: the temporary may not exist; the original error is what matters.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(())
+    crate::files::write_atomic(path, bytes).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })
 }

@@ -650,19 +650,9 @@ impl MlflowClient {
         self
     }
 
-    /// The same client with other credentials.
-    pub fn with_auth(mut self, auth: Auth) -> Self {
-        self.auth = auth;
-        self
-    }
-
     /// The server's base URI (normalized, no trailing `/`, never with credentials).
     pub fn tracking_uri(&self) -> &str {
         &self.base
-    }
-
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
     }
 
     /// `path` relative to `/api/2.0/mlflow/` unless it starts with `/`.
@@ -915,11 +905,6 @@ impl MlflowClient {
     /// `PATCH` a JSON body (idempotent updates such as `logged-models/<id>`).
     pub fn patch_json(&self, path: &str, body: &Value) -> Result<Value, TrackingError> {
         self.request_json("PATCH", path, &[], Some(body), Retry::Idempotent)
-    }
-
-    /// `DELETE` with a JSON body (as MLflow's client sends it).
-    pub fn delete_json(&self, path: &str, body: &Value) -> Result<Value, TrackingError> {
-        self.request_json("DELETE", path, &[], Some(body), Retry::Idempotent)
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(path: &str, v: Value) -> Result<T, TrackingError> {
@@ -1234,8 +1219,7 @@ impl MlflowClient {
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let parent = dest.parent().unwrap_or(dest_root);
         std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dest.with_file_name(format!(".{name}.part{}", std::process::id()));
+        let tmp = crate::files::temp_path(&dest);
         let sink = Sink::File { path: &tmp, max: max_bytes };
         let result =
             self.send_to("GET", &path, &[], ReqBody::None, Retry::Idempotent, sink).and_then(|(r, attempts)| {

@@ -231,10 +231,7 @@ impl RunRecord {
 /// fits, an existing small file (a run's status) is overwritten in place instead, so a run can
 /// still be ended FAILED.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrackingError> {
-    let tmp = temp_path(path);
-    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes)).and_then(|()| fs::rename(&tmp, path));
-    let Err(e) = written else { return Ok(()) };
-    let _ = fs::remove_file(&tmp);
+    let Err(e) = crate::files::write_atomic(path, bytes) else { return Ok(()) };
     if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge) && path.is_file() {
         let in_place = OpenOptions::new().write(true).open(path).and_then(|mut f| {
             f.write_all(bytes)?;
@@ -247,14 +244,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrackingError> {
     Err(TrackingError::io(path, e))
 }
 
-/// A hidden name beside `path` for writing it before the rename: hidden names are never listed
-/// as artifacts nor uploaded.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.part{}", std::process::id()))
-}
-
-/// Whether a file name is one of the temporary (hidden) names above, or any other hidden file.
+/// Whether a file name is hidden, as every temporary name is ([`crate::files::temp_path`]):
+/// hidden files are never listed as artifacts nor uploaded.
 fn is_hidden(name: &str) -> bool {
     name.starts_with('.')
 }
@@ -615,10 +606,6 @@ impl LocalRun {
     pub fn tags(&self) -> &BTreeMap<String, String> {
         &self.tags
     }
-    pub fn is_finished(&self) -> bool {
-        self.meta.status != "RUNNING"
-    }
-
     /// Appends the points to `metrics.jsonl` in one write.
     pub fn log_metrics(&mut self, metrics: &[Metric]) -> Result<(), TrackingError> {
         if metrics.is_empty() {
@@ -702,7 +689,7 @@ impl LocalRun {
             fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
         }
         // copy to a temp name then rename, so a crash never leaves half a file under its real name
-        let tmp = temp_path(&dest);
+        let tmp = crate::files::temp_path(&dest);
         if let Err(e) = fs::copy(local_path, &tmp).and_then(|_| fs::rename(&tmp, &dest)) {
             let _ = fs::remove_file(&tmp);
             return Err(TrackingError::io(&dest, e));
