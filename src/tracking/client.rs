@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, TrackingError};
 use super::paths;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::util::{percent_encode, redact_uri, truncate_chars};
 use super::{Metric, RunStatus};
 
@@ -105,26 +108,13 @@ impl Auth {
         match self {
             Auth::None => None,
             Auth::Basic { username, password } => {
-                Some(format!("Basic {}", base64_encode(format!("{username}:{password}").as_bytes())))
+                Some(format!("Basic {}", BASE64.encode(format!("{username}:{password}"))))
             }
             Auth::Bearer(t) => Some(format!("Bearer {t}")),
         }
     }
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
-    }
-    out
-}
 
 /// How requests are retried and timed out.
 ///
@@ -1321,20 +1311,7 @@ fn metric_value_json(v: f64) -> Value {
 }
 
 fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "error",
-    }
+    ureq::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error")
 }
 
 enum NetErr {
@@ -1464,8 +1441,6 @@ mod tests {
         let c = MlflowClient::new("http://127.0.0.1:5000/", a, RetryPolicy::default()).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(c.tracking_uri(), "http://127.0.0.1:5000");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
     }
 
     #[test]

@@ -1,8 +1,5 @@
 //! Small helpers: ids, run names, clocks, system tags, text formatting.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the unit MLflow uses for every timestamp.
@@ -10,21 +7,14 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// 64 unpredictable-enough bits (not for cryptography): SipHash keyed from the OS
-/// per `RandomState`, fed with a process-wide counter, the clock and the pid.
+/// 64 random bits from the OS (through a uuid4), for names and jitter.
 pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    h.write_u128(nanos);
-    h.write_u32(std::process::id());
-    h.finish()
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
-/// A new run id in MLflow's form: 32 lowercase hex characters (a uuid4 without dashes).
+/// A new run id in MLflow's form: a uuid4 as 32 lowercase hex characters.
 pub fn new_run_id() -> String {
-    format!("{:016x}{:016x}", random_u64(), random_u64())
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// True for ids of the form MLflow and the local store use: 32 lowercase hex characters.
@@ -287,16 +277,10 @@ pub fn truncate_chars(s: &str, max: usize) -> &str {
 
 /// Percent-encodes a string for a URL query or path; `/` is kept when `keep_slash`.
 pub fn percent_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/');
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
+    utf8_percent_encode(s, if keep_slash { PATH } else { UNRESERVED }).to_string()
 }
 
 /// A directory name for an experiment: its name with anything outside
