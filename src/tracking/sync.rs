@@ -4,19 +4,22 @@
 //! 1. finds its server run (the id remembered in `meta.json`, else a run tagged
 //!    `engine.local_run_id = <local id>`, else the local id itself) or creates one, and remembers
 //!    the server id in `meta.json` before sending anything else;
-//! 2. compares what the server has with what the local store has and sends only what is missing:
+//! 2. completes a finished run's model as a live run leaves it: a LoggedModel with its files,
+//!    ready, linked to the run (created now, with a new id, for a run recorded offline);
+//! 3. compares what the server has with what the local store has and sends only what is missing:
 //!    params and tags absent or different, metric points absent from the server's history
-//!    (matched by key, step, timestamp and value, as a multiset), artifacts absent or of another size;
-//! 3. sets the final status and end time, and marks the run synced.
+//!    (matched by key, step, timestamp and value, as a multiset), datasets, artifacts absent or
+//!    of another size;
+//! 4. sets the final status and end time, and marks the run synced.
 //!
 //! Running it again sends nothing. A run still being recorded by a live process is skipped; an
 //! unfinished run (its process died) is pushed but left RUNNING and unsynced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use super::client::{MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient};
+use super::client::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient, Run, RunData};
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::paths;
@@ -352,6 +355,9 @@ pub(crate) fn missing_points(local: &[Metric], server: &[Metric]) -> Vec<Metric>
     out
 }
 
+/// One run: its server run found or created (and remembered before anything else is sent, so a
+/// crash resumes it), then its model, params, tags, metrics, datasets and artifacts as far as the
+/// server lacks them, then its final status.
 fn sync_run(
     client: &MlflowClient,
     dir: &Path,
@@ -369,70 +375,12 @@ fn sync_run(
         }
     };
     let mut meta = local::read_meta(dir)?;
-
-    // 1. Find the server run, or create it.
-    let mut server_run = None;
-    let mut candidates: Vec<String> = meta.remote_for(&uri).map(|r| r.run_id.clone()).into_iter().collect();
-    if !candidates.contains(&rec.run_id) {
-        candidates.push(rec.run_id.clone());
-    }
-    for id in candidates {
-        match client.get_run(&id) {
-            Ok(run) => {
-                if run.info.lifecycle_stage == "deleted" {
-                    return Err(TrackingError::InvalidArgument(format!(
-                        "server run {id} was deleted; restore it on the server to sync into it"
-                    )));
-                }
-                // A local id that happens to exist on the server must be this run's mirror.
-                if run.info.run_id == rec.run_id
-                    && meta.remote_for(&uri).is_none()
-                    && run.info.start_time != Some(rec.start_time_ms)
-                {
-                    continue;
-                }
-                server_run = Some(run);
-                break;
-            }
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    if server_run.is_none() {
-        let filter = format!("tags.`{LOCAL_RUN_ID_TAG}` = '{}'", rec.run_id);
-        let found = client.search_runs(&[exp_id.as_str()], &filter, &[], 1)?;
-        if let Some(run) = found.into_iter().next() {
-            // search returns full runs, but re-read to get the same shape as runs/get
-            server_run = Some(client.get_run(&run.info.run_id)?);
-        }
-    }
-    let run = match server_run {
-        Some(r) => r,
-        None => {
-            let mut tags: Vec<(String, String)> = rec.tags.clone().into_iter().collect();
-            tags.push((LOCAL_RUN_ID_TAG.to_string(), rec.run_id.clone()));
-            let info = client.create_run(&exp_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
-            s.created = true;
-            s.tags_sent = tags.len();
-            super::client::Run {
-                data: super::client::RunData {
-                    tags: tags
-                        .iter()
-                        .map(|(k, v)| super::client::KeyValue {
-                            key: k.clone(),
-                            value: truncate_chars(v, MAX_TAG_VALUE_CHARS).to_string(),
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-                info,
-                ..Default::default()
-            }
-        }
+    let run = match find_server_run(client, &uri, &exp_id, rec, &meta)? {
+        Some(run) => run,
+        None => create_server_run(client, &exp_id, rec, s)?,
     };
     let server_id = run.info.run_id.clone();
     s.server_run_id = Some(server_id.clone());
-    // Remember the server run before sending anything else: a crash from here on resumes it.
     meta.remotes.retain(|r| r.tracking_uri != uri);
     meta.remotes.push(RemoteRef {
         tracking_uri: uri.clone(),
@@ -444,93 +392,38 @@ fn sync_run(
     });
     local::write_meta(dir, &meta)?;
 
-    // 2. The model, as a live run leaves it: a LoggedModel with its files, ready, linked to the
-    // run. One created now gets a new id, which replaces the local one in the run's tag and in
+    // A model created now gets a new id, which replaces the local one in the run's tag and in
     // the metrics that describe it.
-    let mut rec_tags = rec.tags.clone();
     let model_on_server = if rec.status.final_status() == Some(RunStatus::Finished) {
         sync_model(client, dir, rec, &exp_id, &server_id, s)?
     } else {
         None
     };
-    let local_model_id = rec.tags.get(MODEL_ID_TAG).cloned();
+    let mut tags = rec.tags.clone();
     if let Some(id) = &model_on_server {
-        rec_tags.insert(MODEL_ID_TAG.to_string(), id.clone());
+        tags.insert(MODEL_ID_TAG.to_string(), id.clone());
     }
-
-    // 3. Params and tags.
-    let server_params: BTreeMap<&str, &str> =
-        run.data.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
-    let mut params = Vec::new();
-    for (k, v) in &rec.params {
-        let v_server = truncate_chars(v, MAX_PARAM_VALUE_CHARS);
-        match server_params.get(k.as_str()) {
-            None => params.push((k.clone(), v.clone())),
-            Some(have) if *have == v_server => {}
-            Some(have) => {
-                return Err(TrackingError::InvalidArgument(format!(
-                    "param {k:?} is {have:?} on the server but {v:?} locally; params cannot change"
-                )));
-            }
-        }
-    }
-    let server_tags: BTreeMap<&str, &str> = run.data.tags.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
-    let tags: Vec<(String, String)> = rec_tags
-        .iter()
-        .filter(|(k, v)| server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-
-    // 4. Metrics: compare each key's history.
-    let latest_keys: std::collections::HashSet<&str> = run.data.metrics.iter().map(|m| m.key.as_str()).collect();
-    let mut missing = Vec::new();
-    for key in rec.metric_keys() {
-        let local_points = rec.metric_history(&key);
-        let server_points = if s.created || !latest_keys.contains(key.as_str()) {
-            Vec::new()
-        } else {
-            client.get_metric_history(&server_id, &key)?
-        };
-        missing.extend(missing_points(&local_points, &server_points));
-    }
-    for metric in &mut missing {
-        let describes_the_run_model =
-            metric.about.as_ref().is_some_and(|a| Some(&a.model_id) == local_model_id.as_ref());
-        if describes_the_run_model {
+    let (params, tags) = missing_params_and_tags(rec, &tags, &run)?;
+    let mut metrics = missing_metrics(client, rec, &run, s.created)?;
+    let local_model_id = rec.tags.get(MODEL_ID_TAG);
+    for metric in &mut metrics {
+        if metric.about.as_ref().is_some_and(|a| Some(&a.model_id) == local_model_id) {
             match &model_on_server {
                 Some(id) => metric.about.iter_mut().for_each(|a| a.model_id = id.clone()),
                 None => metric.about = None, // no such model on this server
             }
         }
     }
-    client.log_batch(&server_id, &missing, &params, &tags)?;
+    client.log_batch(&server_id, &metrics, &params, &tags)?;
     s.params_sent = params.len();
     s.tags_sent += tags.len();
-    s.metrics_sent = missing.len();
+    s.metrics_sent = metrics.len();
 
-    // 5. Datasets the server's run does not list yet.
     let inputs = super::inputs::missing_inputs(&rec.inputs, &run.inputs);
     client.log_inputs(&server_id, &inputs)?;
     s.inputs_sent = inputs.len();
+    upload_missing_artifacts(client, rec, &run, s)?;
 
-    // 6. Artifacts: upload files absent on the server or of another size.
-    if !rec.artifacts.is_empty() {
-        let server_files: HashMap<String, Option<i64>> = if s.created {
-            HashMap::new()
-        } else {
-            client.list_artifacts_recursive(&server_id)?.into_iter().map(|f| (f.path, f.file_size)).collect()
-        };
-        for a in &rec.artifacts {
-            let same = server_files.get(&a.path).is_some_and(|size| *size == Some(a.size as i64));
-            if !same {
-                let local_path = paths::safe_join(&rec.dir.join("artifacts"), &a.path)?;
-                client.upload_artifact_file(&run.info.artifact_uri, &a.path, &local_path)?;
-                s.artifacts_sent += 1;
-            }
-        }
-    }
-
-    // 7. Status and end time.
     match rec.status.final_status() {
         Some(status) => {
             let end = rec.end_time_ms.unwrap_or(rec.start_time_ms);
@@ -546,6 +439,147 @@ fn sync_run(
             s.outcome = SyncOutcome::Synced;
         }
         None => s.outcome = SyncOutcome::PushedUnfinished,
+    }
+    Ok(())
+}
+
+/// The server run of a local run: the one remembered in `meta.json`, the local id itself (a run
+/// created live), or one tagged with the local id (the answer to its create was lost).
+fn find_server_run(
+    client: &MlflowClient,
+    uri: &str,
+    experiment_id: &str,
+    rec: &RunRecord,
+    meta: &local::RunMeta,
+) -> Result<Option<Run>, TrackingError> {
+    let mut candidates: Vec<String> = meta.remote_for(uri).map(|r| r.run_id.clone()).into_iter().collect();
+    if !candidates.contains(&rec.run_id) {
+        candidates.push(rec.run_id.clone());
+    }
+    for id in candidates {
+        match client.get_run(&id) {
+            Ok(run) => {
+                if run.info.lifecycle_stage == "deleted" {
+                    return Err(TrackingError::InvalidArgument(format!(
+                        "server run {id} was deleted; restore it on the server to sync into it"
+                    )));
+                }
+                // A local id that happens to exist on the server must be this run's mirror.
+                if run.info.run_id == rec.run_id
+                    && meta.remote_for(uri).is_none()
+                    && run.info.start_time != Some(rec.start_time_ms)
+                {
+                    continue;
+                }
+                return Ok(Some(run));
+            }
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let filter = format!("tags.`{LOCAL_RUN_ID_TAG}` = '{}'", rec.run_id);
+    match client.search_runs(&[experiment_id], &filter, &[], 1)?.into_iter().next() {
+        // search returns full runs, but re-read to get the same shape as runs/get
+        Some(run) => client.get_run(&run.info.run_id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A new server run for a local run, with its tags and the local id as a tag.
+fn create_server_run(
+    client: &MlflowClient,
+    experiment_id: &str,
+    rec: &RunRecord,
+    s: &mut SyncedRun,
+) -> Result<Run, TrackingError> {
+    let mut tags: Vec<(String, String)> = rec.tags.clone().into_iter().collect();
+    tags.push((LOCAL_RUN_ID_TAG.to_string(), rec.run_id.clone()));
+    let info = client.create_run(experiment_id, &rec.run_name, rec.start_time_ms, &rec.user, &tags)?;
+    s.created = true;
+    s.tags_sent = tags.len();
+    let tags = tags
+        .iter()
+        .map(|(k, v)| KeyValue { key: k.clone(), value: truncate_chars(v, MAX_TAG_VALUE_CHARS).to_string() })
+        .collect();
+    Ok(Run { data: RunData { tags, ..Default::default() }, info, ..Default::default() })
+}
+
+/// Key-value pairs (params, tags) as they are sent.
+type Pairs = Vec<(String, String)>;
+
+/// The params the server lacks (a param the server holds with another value is an error:
+/// params cannot change) and the tags it lacks or holds with another value.
+fn missing_params_and_tags(
+    rec: &RunRecord,
+    tags: &BTreeMap<String, String>,
+    run: &Run,
+) -> Result<(Pairs, Pairs), TrackingError> {
+    let server_params: BTreeMap<&str, &str> =
+        run.data.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let mut params = Vec::new();
+    for (k, v) in &rec.params {
+        match server_params.get(k.as_str()) {
+            None => params.push((k.clone(), v.clone())),
+            Some(have) if *have == truncate_chars(v, MAX_PARAM_VALUE_CHARS) => {}
+            Some(have) => {
+                return Err(TrackingError::InvalidArgument(format!(
+                    "param {k:?} is {have:?} on the server but {v:?} locally; params cannot change"
+                )));
+            }
+        }
+    }
+    let server_tags: BTreeMap<&str, &str> = run.data.tags.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let tags = tags
+        .iter()
+        .filter(|(k, v)| server_tags.get(k.as_str()) != Some(&truncate_chars(v, MAX_TAG_VALUE_CHARS)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((params, tags))
+}
+
+/// The metric points the server lacks, comparing each key's history (none to compare with on a
+/// run just created).
+fn missing_metrics(
+    client: &MlflowClient,
+    rec: &RunRecord,
+    run: &Run,
+    created: bool,
+) -> Result<Vec<Metric>, TrackingError> {
+    let on_server: HashSet<&str> = run.data.metrics.iter().map(|m| m.key.as_str()).collect();
+    let mut missing = Vec::new();
+    for key in rec.metric_keys() {
+        let server_points = if created || !on_server.contains(key.as_str()) {
+            Vec::new()
+        } else {
+            client.get_metric_history(&run.info.run_id, &key)?
+        };
+        missing.extend(missing_points(&rec.metric_history(&key), &server_points));
+    }
+    Ok(missing)
+}
+
+/// Uploads the artifacts the server lacks or holds with another size.
+fn upload_missing_artifacts(
+    client: &MlflowClient,
+    rec: &RunRecord,
+    run: &Run,
+    s: &mut SyncedRun,
+) -> Result<(), TrackingError> {
+    if rec.artifacts.is_empty() {
+        return Ok(());
+    }
+    let server_files: HashMap<String, Option<i64>> = if s.created {
+        HashMap::new()
+    } else {
+        client.list_artifacts_recursive(&run.info.run_id)?.into_iter().map(|f| (f.path, f.file_size)).collect()
+    };
+    for a in &rec.artifacts {
+        if server_files.get(&a.path).is_some_and(|size| *size == Some(a.size as i64)) {
+            continue;
+        }
+        let local_path = paths::safe_join(&rec.dir.join("artifacts"), &a.path)?;
+        client.upload_artifact_file(&run.info.artifact_uri, &a.path, &local_path)?;
+        s.artifacts_sent += 1;
     }
     Ok(())
 }
