@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Args;
@@ -265,7 +266,7 @@ pub const ERROR_TAG: &str = "engine.error";
 /// Stops with [`TrainError::Interrupted`] once an interrupt arrived: checked between the steps
 /// after training too, so an interrupt at any point before the model is recorded ends the run
 /// KILLED without a model.
-fn check_interrupt(interrupted: &std::sync::atomic::AtomicBool) -> Result<(), TrainError> {
+fn check_interrupt(interrupted: &AtomicBool) -> Result<(), TrainError> {
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(TrainError::Interrupted);
     }
@@ -314,7 +315,7 @@ fn train_and_report(
     spec: &RunSpec,
     tracker: &mut dyn Tracker,
     run_id: &str,
-    interrupted: &std::sync::atomic::AtomicBool,
+    interrupted: &AtomicBool,
     sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
     let output_dir = output_dir(spec, run_id)?;
@@ -332,10 +333,69 @@ fn train_and_record(
     tracker: &mut dyn Tracker,
     output_dir: &Path,
     run_id: &str,
-    interrupted: &std::sync::atomic::AtomicBool,
+    interrupted: &AtomicBool,
     sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
     let (config, device, dataset) = (&spec.config, &bench.device, &bench.dataset);
+    let trained = fit_logged(bench, config, tracker, interrupted, sampler)?;
+    let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
+    let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
+    println!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy);
+    let report = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?;
+    println!("\n{}", report.render_text());
+
+    check_interrupt(interrupted)?;
+    let model_dir = output_dir.join("model");
+    let model_id = tracker.begin_model(&config.params())?;
+    let model_id = model_id.unwrap_or_else(|| format!("m-{}", tracking::util::new_run_id()));
+    // The first test image shows Python users what an input looks like (a blank one if none).
+    let example = dataset.test.pixels.get(..data::IMAGE_PIXELS).unwrap_or(&[0; data::IMAGE_PIXELS]);
+    let hyperparameters = serde_json::to_value(config)?;
+    model::save_model_dir(
+        &model_dir,
+        &trained.model,
+        config.normalize,
+        hyperparameters,
+        example,
+        Some(run_id),
+        Some(&model_id),
+    )?;
+    let mut written = write_reports(output_dir, &dataset.test, &test, &trained.history)?;
+    let cost = measure_cost(&trained.model, bench, config.normalize)?;
+    check_interrupt(interrupted)?;
+
+    let results = RunResults { trained: &trained, test: &test, report: &report, cost: &cost, model_id: &model_id };
+    let summary = results.summary(run_id, output_dir, bench, config);
+    let metrics_path = output_dir.join("metrics.json");
+    model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    written.push(metrics_path);
+    tracker.log_metrics(&results.metrics(&bench.datasets.test))?;
+    tracker.log_params(&[
+        ("train_examples".to_string(), trained.train_examples.to_string()),
+        ("val_examples".to_string(), trained.val_examples.to_string()),
+    ])?;
+    for path in &written {
+        tracker.log_artifact(path, "")?;
+    }
+    // The last moment an interrupt stops the run: from here on the model is recorded.
+    check_interrupt(interrupted)?;
+    tracker.finish_model(Some(&model_id), &model_dir, &model::MODEL_FILES)?;
+    eprintln!("wrote the model and reports to {}", output_dir.display());
+    if spec.json {
+        println!("{summary}");
+    }
+    Ok(summary)
+}
+
+/// Trains with progress on the terminal, each epoch's metrics and the system metrics logged as
+/// they come, and the interrupt checked between steps.
+fn fit_logged(
+    bench: &Bench,
+    config: &TrainConfig,
+    tracker: &mut dyn Tracker,
+    interrupted: &AtomicBool,
+    sampler: Option<&engine::sysmetrics::Sampler>,
+) -> anyhow::Result<train::Trained> {
     let mut progress = Progress::new();
     let mut observe = |event: Event| -> Result<(), TrainError> {
         check_interrupt(interrupted)?;
@@ -364,7 +424,7 @@ fn train_and_record(
         }
         Ok(())
     };
-    let trained = train::fit(config, &dataset.train, device, &mut observe)?;
+    let trained = train::fit(config, &bench.dataset.train, &bench.device, &mut observe)?;
     progress.finish();
     if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
         eprintln!(
@@ -372,93 +432,68 @@ fn train_and_record(
             config.epochs
         );
     }
+    Ok(trained)
+}
 
-    let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
-    let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
-    println!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy);
-    let report = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?;
-    println!("\n{}", report.render_text());
+/// What a finished run measured, for its summary file and its final metrics.
+struct RunResults<'a> {
+    trained: &'a train::Trained,
+    test: &'a train::Evaluation,
+    report: &'a report::ClassificationReport,
+    cost: &'a Cost,
+    model_id: &'a str,
+}
 
-    check_interrupt(interrupted)?;
-    let model_dir = output_dir.join("model");
-    let hyperparameters = serde_json::to_value(config)?;
-    let model_id = tracker.begin_model(&config.params())?;
-    let model_id = model_id.unwrap_or_else(|| format!("m-{}", tracking::util::new_run_id()));
-    // The first test image shows Python users what an input looks like (a blank one if none).
-    let example = dataset.test.pixels.get(..data::IMAGE_PIXELS).unwrap_or(&[0; data::IMAGE_PIXELS]);
-    model::save_model_dir(
-        &model_dir,
-        &trained.model,
-        config.normalize,
-        hyperparameters,
-        example,
-        Some(run_id),
-        Some(&model_id),
-    )?;
-    let mut written = write_reports(output_dir, &dataset.test, &test, &trained.history)?;
-
-    let cost = measure_cost(&trained.model, bench, config.normalize)?;
-    check_interrupt(interrupted)?;
-    let mut summary = serde_json::json!({
-        "run_id": run_id,
-        "output_dir": output_dir,
-        "device": bench.device_name,
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
-        "macro_f1": report.macro_f1(),
-        "model_id": model_id,
-        "train_seconds": trained.train_seconds,
-        "train_examples": trained.train_examples,
-        "val_examples": trained.val_examples,
-        "parameters": trained.model.parameter_count(),
-        "config": config,
-        "epochs": trained.history,
-        "inference_ms_batch_64": cost.inference_ms_batch_64,
-        "inference_ms_batch_1000": cost.inference_ms_batch_1000,
-        "peak_rss_mb": cost.peak_rss_mb,
-    });
-    if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
-        summary["best_epoch"] = best.into();
-        summary["stopped_epoch"] = stopped.into();
+impl RunResults<'_> {
+    /// `metrics.json`, also the `--json` line.
+    fn summary(&self, run_id: &str, output_dir: &Path, bench: &Bench, config: &TrainConfig) -> serde_json::Value {
+        let (trained, cost) = (self.trained, self.cost);
+        let mut summary = serde_json::json!({
+            "run_id": run_id,
+            "output_dir": output_dir,
+            "device": bench.device_name,
+            "test_accuracy": self.test.accuracy,
+            "test_loss": self.test.loss,
+            "macro_f1": self.report.macro_f1(),
+            "model_id": self.model_id,
+            "train_seconds": trained.train_seconds,
+            "train_examples": trained.train_examples,
+            "val_examples": trained.val_examples,
+            "parameters": trained.model.parameter_count(),
+            "config": config,
+            "epochs": trained.history,
+            "inference_ms_batch_64": cost.inference_ms_batch_64,
+            "inference_ms_batch_1000": cost.inference_ms_batch_1000,
+            "peak_rss_mb": cost.peak_rss_mb,
+        });
+        if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
+            summary["best_epoch"] = best.into();
+            summary["stopped_epoch"] = stopped.into();
+        }
+        summary
     }
-    let metrics_path = output_dir.join("metrics.json");
-    model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
-    written.push(metrics_path);
 
-    // Summaries are one value each, logged at step 0 (per-epoch series use the epoch), and
-    // describe the model: its page in MLflow lists them; the quality ones name the test set.
-    let test_set = Some(&bench.datasets.test);
-    let on_test = |key: &str, value: f64| Metric::new(key, value, 0).of_model(&model_id, test_set);
-    let of_model = |key: &str, value: f64| Metric::new(key, value, 0).of_model(&model_id, None);
-    let mut final_metrics = vec![
-        on_test("test_loss", test.loss),
-        on_test("test_accuracy", test.accuracy),
-        on_test("macro_f1", report.macro_f1()),
-        on_test("weighted_f1", report.weighted_f1()),
-        of_model("train_seconds", trained.train_seconds),
-        of_model("parameter_count", trained.model.parameter_count() as f64),
-        of_model("inference_ms_batch_64", cost.inference_ms_batch_64),
-        of_model("inference_ms_batch_1000", cost.inference_ms_batch_1000),
-    ];
-    final_metrics.extend(cost.peak_rss_mb.map(|mb| of_model("peak_rss_mb", mb)));
-    final_metrics.extend(trained.best_epoch.map(|e| of_model("best_epoch", e as f64)));
-    final_metrics.extend(trained.stopped_epoch.map(|e| of_model("stopped_epoch", e as f64)));
-    tracker.log_metrics(&final_metrics)?;
-    tracker.log_params(&[
-        ("train_examples".to_string(), trained.train_examples.to_string()),
-        ("val_examples".to_string(), trained.val_examples.to_string()),
-    ])?;
-    for path in &written {
-        tracker.log_artifact(path, "")?;
+    /// Summaries are one value each, logged at step 0 (per-epoch series use the epoch), and
+    /// describe the model: its page in MLflow lists them; the quality ones name the test set.
+    fn metrics(&self, test_set: &tracking::Dataset) -> Vec<Metric> {
+        let on_test = |key: &str, value: f64| Metric::new(key, value, 0).of_model(self.model_id, Some(test_set));
+        let of_model = |key: &str, value: f64| Metric::new(key, value, 0).of_model(self.model_id, None);
+        let (trained, cost) = (self.trained, self.cost);
+        let mut metrics = vec![
+            on_test("test_loss", self.test.loss),
+            on_test("test_accuracy", self.test.accuracy),
+            on_test("macro_f1", self.report.macro_f1()),
+            on_test("weighted_f1", self.report.weighted_f1()),
+            of_model("train_seconds", trained.train_seconds),
+            of_model("parameter_count", trained.model.parameter_count() as f64),
+            of_model("inference_ms_batch_64", cost.inference_ms_batch_64),
+            of_model("inference_ms_batch_1000", cost.inference_ms_batch_1000),
+        ];
+        metrics.extend(cost.peak_rss_mb.map(|mb| of_model("peak_rss_mb", mb)));
+        metrics.extend(trained.best_epoch.map(|e| of_model("best_epoch", e as f64)));
+        metrics.extend(trained.stopped_epoch.map(|e| of_model("stopped_epoch", e as f64)));
+        metrics
     }
-    // The last moment an interrupt stops the run: from here on the model is recorded.
-    check_interrupt(interrupted)?;
-    tracker.finish_model(Some(&model_id), &model_dir, &model::MODEL_FILES)?;
-    eprintln!("wrote the model and reports to {}", output_dir.display());
-    if spec.json {
-        println!("{summary}");
-    }
-    Ok(summary)
 }
 
 fn epoch_metrics(m: &train::EpochMetrics) -> Vec<Metric> {
