@@ -68,7 +68,9 @@ pub fn mlflow_or_skip() -> Option<PathBuf> {
         Ok(b) => Some(b),
         Err(why) if mlflow_required() => panic!("ENGINE_REQUIRE_MLFLOW=1 but {why}"),
         Err(why) => {
-            eprintln!("SKIPPED (set ENGINE_REQUIRE_MLFLOW=1 to fail instead): {why}");
+            // Straight to the process's stderr: the test harness captures `eprintln!`, which
+            // would hide the skip.
+            let _ = writeln!(std::io::stderr(), "SKIPPED (set ENGINE_REQUIRE_MLFLOW=1 to fail instead): {why}");
             None
         }
     }
