@@ -18,13 +18,13 @@ pub fn open_device(choice: DeviceChoice) -> anyhow::Result<(Device, String)> {
     let cpu = || (Device::Cpu, format!("cpu ({} threads)", rayon::current_num_threads()));
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
-        DeviceChoice::Gpu => open_gpu(),
+        DeviceChoice::Gpu => open_gpu().map(|(device, name, _)| (device, name)),
         DeviceChoice::Auto => match open_gpu() {
-            Ok((device, name)) if !name.contains("Cpu") => {
+            Ok((device, name, false)) => {
                 eprintln!("device: {name}");
                 Ok((device, name))
             }
-            Ok((_, name)) => {
+            Ok((_, name, true)) => {
                 eprintln!("device: the only GPU adapter is a software one ({name}); using the CPU");
                 Ok(cpu())
             }
@@ -36,15 +36,16 @@ pub fn open_device(choice: DeviceChoice) -> anyhow::Result<(Device, String)> {
     }
 }
 
+/// The GPU, its description, and whether it is a software adapter (lavapipe, WARP).
 #[cfg(feature = "gpu")]
-fn open_gpu() -> anyhow::Result<(Device, String)> {
+fn open_gpu() -> anyhow::Result<(Device, String, bool)> {
     let ctx = engine::backend::gpu::GpuContext::new()?;
-    let name = format!("gpu: {}", ctx.adapter());
-    Ok((Device::Gpu(ctx), name))
+    let (name, software) = (format!("gpu: {}", ctx.adapter()), ctx.adapter().is_cpu());
+    Ok((Device::Gpu(ctx), name, software))
 }
 
 #[cfg(not(feature = "gpu"))]
-fn open_gpu() -> anyhow::Result<(Device, String)> {
+fn open_gpu() -> anyhow::Result<(Device, String, bool)> {
     anyhow::bail!(
         "--device gpu: this build has no GPU backend (it was built without the `gpu` feature); use --device cpu"
     )

@@ -63,30 +63,8 @@ pub fn format_run_list(runs: &[RunRecord]) -> String {
         })
         .collect();
     let header = ["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "SYNC", "METRICS"];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (i, c) in row.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec(), &mut out);
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect(), &mut out);
-    }
-    out
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    super::compare::table(&header.map(String::from), &rows)
 }
 
 /// Everything about one run: identity, status, times, server, params, tags, metrics
