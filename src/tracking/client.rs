@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, TrackingError};
@@ -19,21 +19,12 @@ use super::paths;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::retry::{Retry, RetryPolicy, retry_class_for_post};
 use super::util::{percent_encode, redact_uri, truncate_chars};
+use super::wire::{
+    Experiment, FileInfo, KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, Run, RunInfo, chunk_batches,
+};
 use super::{Metric, RunStatus};
-
-/// Most metrics one `runs/log-batch` request may carry.
-pub const MAX_METRICS_PER_BATCH: usize = 1000;
-/// Most params one `runs/log-batch` request may carry.
-pub const MAX_PARAMS_PER_BATCH: usize = 100;
-/// Most tags one `runs/log-batch` request may carry.
-pub const MAX_TAGS_PER_BATCH: usize = 100;
-/// Most entities (metrics + params + tags) one `runs/log-batch` request may carry.
-pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
-/// Longest param value the server keeps (longer ones are truncated before sending).
-pub const MAX_PARAM_VALUE_CHARS: usize = 6000;
-/// Longest tag value the server keeps (longer ones are truncated before sending).
-pub const MAX_TAG_VALUE_CHARS: usize = 8000;
 
 /// Largest response body kept in memory: JSON answers and artifacts read whole. A server that
 /// sends more is refused rather than allowed to exhaust memory.
@@ -114,316 +105,6 @@ impl Auth {
         }
     }
 }
-
-
-/// How requests are retried and timed out.
-///
-/// Read from MLflow's own variables by [`RetryPolicy::from_env`]:
-/// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` (default 5, at most 10),
-/// `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR` (default 0.5 s, at most 120),
-/// `MLFLOW_HTTP_REQUEST_BACKOFF_JITTER` (default 0 s),
-/// `MLFLOW_HTTP_REQUEST_TIMEOUT` (default 30 s, for connecting and for each socket read/write),
-/// `MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER` (default true).
-/// The defaults are smaller than the Python client's (7 retries, factor 2, 120 s) so that a
-/// dead server costs a training run seconds rather than minutes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0 = try once).
-    pub max_retries: u32,
-    /// Seconds: the n-th retry (n >= 2) waits `factor * 2^(n-1)`; the first is immediate.
-    pub backoff_factor: f64,
-    /// Upper bound of one wait.
-    pub backoff_max: Duration,
-    /// Up to this much random time is added to each non-zero wait.
-    pub jitter: Duration,
-    /// Timeout for connecting and for each wait on the socket (no bound on a whole transfer
-    /// that keeps moving).
-    pub timeout: Duration,
-    /// Honour a `Retry-After` header (bounded by `backoff_max`).
-    pub respect_retry_after: bool,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 5,
-            backoff_factor: 0.5,
-            backoff_max: Duration::from_secs(10),
-            jitter: Duration::ZERO,
-            timeout: Duration::from_secs(30),
-            respect_retry_after: true,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The defaults, overridden by `MLFLOW_HTTP_REQUEST_*` variables where they are set and valid.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Like [`from_env`](Self::from_env) with any source of variables (for tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let mut p = RetryPolicy::default();
-        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<f64>().ok());
-        if let Some(v) = num("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
-            && v >= 0.0
-        {
-            p.max_retries = (v as u32).min(10);
-        }
-        if let Some(v) = num("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
-            && v >= 0.0
-        {
-            p.backoff_factor = v.min(120.0);
-        }
-        if let Some(v) = num("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
-            && v >= 0.0
-        {
-            p.jitter = Duration::from_secs_f64(v.min(60.0));
-        }
-        if let Some(v) = num("MLFLOW_HTTP_REQUEST_TIMEOUT")
-            && v > 0.0
-        {
-            p.timeout = Duration::from_secs_f64(v.min(3600.0));
-        }
-        if let Some(v) = get("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER") {
-            p.respect_retry_after = !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no");
-        }
-        // An explicit backoff factor gets MLflow's own cap on one wait (120 s).
-        if get("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR").is_some() {
-            p.backoff_max = Duration::from_secs(120);
-        }
-        p
-    }
-
-    /// No retries: for probing.
-    pub fn no_retries() -> Self {
-        RetryPolicy { max_retries: 0, ..RetryPolicy::default() }
-    }
-
-    /// The wait before retry number `retry` (1-based), without jitter:
-    /// 0 for the first, then `factor * 2^(retry-1)`, capped at `backoff_max`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        if retry <= 1 {
-            return Duration::ZERO;
-        }
-        let secs = self.backoff_factor * 2f64.powi(retry.min(62) as i32 - 1);
-        Duration::from_secs_f64(secs.min(self.backoff_max.as_secs_f64()))
-    }
-
-    /// All waits, in order, if every attempt fails.
-    pub fn schedule(&self) -> Vec<Duration> {
-        (1..=self.max_retries).map(|r| self.backoff(r)).collect()
-    }
-}
-
-/// Whether a request may be repeated after the server might already have acted on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
-    /// Reads and writes that are safe to repeat: retried on 408/429/5xx and any connection error.
-    Idempotent,
-    /// Creates: retried only on 408/429 and errors while connecting.
-    CreateOnly,
-}
-
-/// The POST endpoints (relative to `/api/2.0/mlflow/`) that MLflow's client treats as safe to repeat.
-const IDEMPOTENT_POSTS: &[&str] = &[
-    "runs/log-batch",
-    "runs/log-metric",
-    "runs/log-parameter",
-    "runs/set-tag",
-    "runs/delete-tag",
-    "runs/update",
-    "runs/delete",
-    "runs/restore",
-    "runs/search",
-    "runs/outputs",
-    "experiments/search",
-    "experiments/set-experiment-tag",
-    "experiments/restore",
-    "model-versions/set-tag",
-    "registered-models/set-tag",
-    "registered-models/alias",
-    "registered-models/get-latest-versions",
-    "logged-models/search",
-];
-
-/// The retry class MLflow's client uses for a POST to `path`.
-pub fn retry_class_for_post(path: &str) -> Retry {
-    let p = path.trim_start_matches('/');
-    let p = p.strip_prefix("api/2.0/mlflow/").unwrap_or(p);
-    if IDEMPOTENT_POSTS.contains(&p) { Retry::Idempotent } else { Retry::CreateOnly }
-}
-
-// ------------------------------------------------------------------------------------------
-// Wire types
-
-/// A `{"key","value"}` pair (params, tags).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KeyValue {
-    pub key: String,
-    pub value: String,
-}
-
-/// An experiment as `experiments/get` returns it.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Experiment {
-    pub experiment_id: String,
-    pub name: String,
-    pub artifact_location: String,
-    pub lifecycle_stage: String,
-    pub creation_time: Option<i64>,
-    pub last_update_time: Option<i64>,
-    pub tags: Vec<KeyValue>,
-}
-
-/// `run.info`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RunInfo {
-    pub run_id: String,
-    pub experiment_id: String,
-    pub run_name: String,
-    pub user_id: String,
-    pub status: String,
-    pub start_time: Option<i64>,
-    pub end_time: Option<i64>,
-    pub artifact_uri: String,
-    pub lifecycle_stage: String,
-}
-
-/// `run.data`: the latest value of each metric, the params and the tags.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RunData {
-    pub metrics: Vec<Metric>,
-    pub params: Vec<KeyValue>,
-    pub tags: Vec<KeyValue>,
-}
-
-/// A run as `runs/get` returns it. `inputs`/`outputs` are kept raw for later users
-/// (logged models live in `outputs.model_outputs`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Run {
-    pub info: RunInfo,
-    pub data: RunData,
-    pub inputs: Value,
-    pub outputs: Value,
-}
-
-impl Run {
-    pub fn param(&self, key: &str) -> Option<&str> {
-        self.data.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
-    }
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.data.tags.iter().find(|p| p.key == key).map(|p| p.value.as_str())
-    }
-}
-
-/// One entry of an artifact listing.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct FileInfo {
-    pub path: String,
-    pub is_dir: bool,
-    pub file_size: Option<i64>,
-}
-
-/// Reads a metric value that MLflow may send as a number or as `"NaN"`/`"Infinity"`/`"-Infinity"`.
-pub(crate) fn de_lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Num(f64),
-        Str(String),
-        Null(()),
-    }
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(v) => Ok(v),
-        NumOrStr::Null(()) => Ok(f64::NAN),
-        NumOrStr::Str(s) => match s.trim() {
-            "NaN" | "nan" => Ok(f64::NAN),
-            "Infinity" | "inf" | "+Infinity" => Ok(f64::INFINITY),
-            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            other => other.parse().map_err(|_| serde::de::Error::custom(format!("bad metric value {other:?}"))),
-        },
-    }
-}
-
-/// Writes a metric value as MLflow accepts it: a number, or `"NaN"`/`"Infinity"`/`"-Infinity"`.
-pub(crate) fn ser_lenient_f64<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.is_finite() {
-        s.serialize_f64(*v)
-    } else if v.is_nan() {
-        s.serialize_str("NaN")
-    } else if *v > 0.0 {
-        s.serialize_str("Infinity")
-    } else {
-        s.serialize_str("-Infinity")
-    }
-}
-
-/// The JSON body of one `runs/log-batch` request.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Batch {
-    pub metrics: Vec<Metric>,
-    pub params: Vec<KeyValue>,
-    pub tags: Vec<KeyValue>,
-}
-
-/// Largest request body `log-batch` gets from us; the server refuses bodies over 1 MB.
-pub const MAX_BATCH_BYTES: usize = 900_000;
-
-/// Splits items into runs of at most `max` items and about `max_bytes` (by `size`), never empty.
-fn chunk_by<T: Clone>(items: &[T], max: usize, max_bytes: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<T> = Vec::new();
-    let mut bytes = 0;
-    for it in items {
-        let b = size(it);
-        if !cur.is_empty() && (cur.len() == max || bytes + b > max_bytes) {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        bytes += b;
-        cur.push(it.clone());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Splits metrics, params and tags into `log-batch` requests within the server's limits
-/// (1000 metrics, 100 params, 100 tags, 1000 entities and 1 MB per request). Params are sent
-/// first, then tags, then metrics, each kind in its own requests, in order.
-pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Vec<Batch> {
-    // JSON size of a pair: quotes, escapes (at most 6 bytes per char for \uXXXX) and punctuation.
-    let kv_bytes = |p: &KeyValue| {
-        32 + p.key.len()
-            + p.value.len()
-            + p.value.chars().filter(|c| c.is_control() || *c == '"' || *c == '\\').count() * 5
-    };
-    let metric_bytes = |m: &Metric| 96 + m.key.len() * 6;
-    let mut out = Vec::new();
-    for c in chunk_by(params, MAX_PARAMS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
-        out.push(Batch { params: c, ..Batch::default() });
-    }
-    for c in chunk_by(tags, MAX_TAGS_PER_BATCH, MAX_BATCH_BYTES, kv_bytes) {
-        out.push(Batch { tags: c, ..Batch::default() });
-    }
-    let max_metrics = MAX_METRICS_PER_BATCH.min(MAX_ENTITIES_PER_BATCH);
-    for c in chunk_by(metrics, max_metrics, MAX_BATCH_BYTES, metric_bytes) {
-        out.push(Batch { metrics: c, ..Batch::default() });
-    }
-    out
-}
-
-// ------------------------------------------------------------------------------------------
-// The client
 
 enum ReqBody<'a> {
     None,
@@ -1343,6 +1024,7 @@ fn error_kind(e: &ureq::Error) -> NetErr {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::{MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH};
     use super::*;
 
     fn m(i: usize) -> Metric {

@@ -17,21 +17,20 @@ mod mirror;
 mod models;
 pub mod paths;
 mod registry;
+mod retry;
 mod summaries;
 mod sync;
 mod uplink;
 pub mod util;
+mod wire;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use client::{
-    Auth, Batch, Experiment, FileInfo, KeyValue, MAX_ARTIFACT_DEPTH, MAX_ARTIFACT_DIRS, MAX_ARTIFACT_ENTRIES,
-    MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_HISTORY_PAGES, MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_CHARS,
-    MAX_PARAMS_PER_BATCH, MAX_RESPONSE_BYTES, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, MlflowClient, Retry,
-    RetryPolicy, Run, RunData, RunInfo, artifact_proxy_path, check_artifact_rel_path, chunk_batches,
-    normalize_tracking_uri, retry_class_for_post,
+    Auth, MAX_ARTIFACT_DEPTH, MAX_ARTIFACT_DIRS, MAX_ARTIFACT_ENTRIES, MAX_HISTORY_PAGES, MAX_RESPONSE_BYTES,
+    MlflowClient, artifact_proxy_path, check_artifact_rel_path, normalize_tracking_uri,
 };
 pub use error::{ApiError, TrackingError};
 pub use inputs::{Dataset, DatasetInput};
@@ -39,8 +38,14 @@ pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus,
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use models::{LoggedModel, MODEL_TYPE};
 pub use registry::ModelVersion;
+pub use retry::{Retry, RetryPolicy, retry_class_for_post};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_run_now, sync_to, sync_with};
+pub use wire::{
+    Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, Run, RunData, RunInfo,
+    chunk_batches,
+};
 
 /// Default experiment name when neither a flag nor `MLFLOW_EXPERIMENT_NAME` gives one.
 pub const DEFAULT_EXPERIMENT: &str = "fashion-mnist";
@@ -163,7 +168,7 @@ impl std::fmt::Display for RunStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub key: String,
-    #[serde(serialize_with = "client::ser_lenient_f64", deserialize_with = "client::de_lenient_f64")]
+    #[serde(serialize_with = "wire::ser_lenient_f64", deserialize_with = "wire::de_lenient_f64")]
     pub value: f64,
     #[serde(default)]
     pub step: i64,

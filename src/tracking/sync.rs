@@ -19,11 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use super::client::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, MlflowClient, Run, RunData};
+use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{self, LocalStore, RecordStatus, RemoteRef, RunRecord};
 use super::paths;
 use super::util::{now_ms, truncate_chars};
+use super::wire::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, Run, RunData};
 use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
 use crate::model::{ENGINE_FILES, MODEL_FILES};
 

@@ -13,9 +13,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::client::{MAX_METRICS_PER_BATCH, MlflowClient};
+use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::models::LoggedModel;
+use super::wire::MAX_METRICS_PER_BATCH;
 use super::{DatasetInput, Metric, RunStatus};
 
 /// Jobs that may wait in the queue; past this the server is too slow to keep up with the run.
