@@ -3,7 +3,7 @@
 # gets a tracked run, its evaluation and a learning-rate sweep, then headless Chromium captures
 # the runs table, a run's system metrics, the model page and the sweep's charts.
 #
-#   scripts/screenshots.sh        # needs .venv-mlflow (scripts/mlflow-venv.sh) and chromium
+#   scripts/screenshots.sh        # needs .venv-mlflow (scripts/mlflow-venv.sh), chromium and npm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${ENGINE_MLFLOW_VENV:-.venv-mlflow}"
@@ -36,16 +36,11 @@ sweep_id="$(api "experiments/get-by-name?experiment_name=lr-study" | field '["ex
 model_id="$(api "runs/get?run_id=$run_id" | field '["run"]["data"]["tags"]' | tr "'" '"' |
     "$venv/bin/python" -c 'import json,sys; print([t["value"] for t in json.load(sys.stdin) if t["key"]=="engine.model_id"][0])')"
 
-shot() {
-    "$chrome" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-        --disable-component-update --disable-sync --hide-scrollbars --user-data-dir="$work/chrome" \
-        --window-size=1600,1000 --virtual-time-budget="${3:-20000}" --screenshot="$out/$1" "$uri/#/$2" 2>/dev/null
-    echo "wrote $out/$1"
-}
+# playwright-core drives the browser; it is fetched into the scratch directory, not the checkout.
+npm install --silent --prefix "$work/node" playwright-core@1 >/dev/null
 mkdir -p "$out"
-shot runs-table.png "experiments/$exp_id/runs"
-shot system-metrics.png "experiments/$exp_id/runs/$run_id/system-metrics" 90000
-shot model-page.png "experiments/$exp_id/models/$model_id"
-# The children only (they carry the learning_rate param; the parent carries the grid), so the
-# charts compare them rather than the collapsed parent.
-shot sweep-charts.png "experiments/$sweep_id/runs?compareRunsMode=CHART&searchFilter=params.learning_rate%20LIKE%20%27%25%27" 60000
+CHROME="$chrome" NODE_PATH="$work/node/node_modules" node scripts/screenshots.cjs "$out" \
+    "runs-table.png=$uri/#/experiments/$exp_id/runs" \
+    "system-metrics.png=$uri/#/experiments/$exp_id/runs/$run_id/system-metrics" \
+    "model-page.png=$uri/#/experiments/$exp_id/models/$model_id" \
+    "sweep-charts.png=$uri/#/experiments/$sweep_id/runs?compareRunsMode=CHART"
