@@ -15,11 +15,13 @@ const { chromium } = require('playwright-core');
   for (const shot of shots) {
     const split = shot.indexOf('=');
     const [name, url] = [shot.slice(0, split), shot.slice(split + 1)];
-    await page.goto(url, { waitUntil: 'networkidle' });
+    await page.goto(url, { waitUntil: 'load' });
     await page.waitForTimeout(3000);
-    for (const expand of await page.getByRole('button', { name: /expand/i }).all()) {
+    // The toggle beside a parent run's name shows its children.
+    for (const expand of await page.locator('button[data-component-id$="runnamecellrenderer.tsx_46"]').all()) {
       await expand.click().catch(() => {});
     }
+    await page.waitForTimeout(1000);
     // Charts draw when scrolled into view.
     await page.mouse.wheel(0, 400);
     await page.waitForTimeout(1500);
