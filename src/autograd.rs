@@ -86,17 +86,20 @@ impl Tensor {
         no_grad(|| {
             let order = topological_order(self);
             let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
-            pending.insert(self.id(), Tensor::from_vec(vec![1.0], self.shape(), &self.device())?);
             let mut variables = Gradients::default();
             for node in order.iter().rev() {
-                let Some(grad) = pending.remove(&node.id()) else { continue };
+                // The root's gradient is the seed 1, made only where a rule reads it.
+                let grad = if node.id() == self.id() { None } else { pending.remove(&node.id()) };
+                if grad.is_none() && node.id() != self.id() {
+                    continue;
+                }
                 let Some(op) = node.op() else {
                     if node.is_variable() {
-                        variables.0.insert(node.id(), grad);
+                        variables.0.insert(node.id(), or_seed(grad, node)?);
                     }
                     continue;
                 };
-                for (input, input_grad) in backward_rule(op, node, &grad, node.id() == self.id())? {
+                for (input, input_grad) in backward_rule(op, node, grad)? {
                     if !input.tracks() {
                         continue;
                     }
@@ -109,6 +112,14 @@ impl Tensor {
             }
             Ok(variables)
         })
+    }
+}
+
+/// `grad`, or the seed of backward (ones shaped like the root `node`) where it is `None`.
+fn or_seed(grad: Option<Tensor>, node: &Tensor) -> Result<Tensor> {
+    match grad {
+        Some(grad) => Ok(grad),
+        None => Tensor::from_vec(vec![1.0; node.len()], node.shape(), &node.device()),
     }
 }
 
@@ -138,9 +149,16 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
-/// The gradient of each input of `op`, given the gradient of its output `node`.
-/// `is_root`: `node` is where backward started, so `grad` is the seed 1.
-fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) -> Result<Vec<(&'a Tensor, Tensor)>> {
+/// The gradient of each input of `op`, given the gradient of its output `node` (`None`: `node`
+/// is where backward started, and its gradient is the seed 1).
+fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>) -> Result<Vec<(&'a Tensor, Tensor)>> {
+    let grad = match (grad, op) {
+        // A loss at the root: the factor is 1, and nothing is uploaded or read back.
+        (None, Op::CrossEntropy { logits, labels }) => {
+            return Ok(vec![(logits, logits.cross_entropy_backward(labels, None)?)]);
+        }
+        (grad, _) => &or_seed(grad, node)?,
+    };
     Ok(match op {
         Op::Matmul { a, b, trans_a, trans_b } => {
             // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
@@ -185,8 +203,6 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) ->
         Op::Sum(x) => vec![(x, grad.broadcast_scalar(x.shape())?)],
         Op::SumRows(x) => vec![(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
         Op::Softmax(x) => vec![(x, node.softmax_backward(grad)?)],
-        Op::CrossEntropy { logits, labels } => {
-            vec![(logits, logits.cross_entropy_backward(labels, (!is_root).then_some(grad))?)]
-        }
+        Op::CrossEntropy { logits, labels } => vec![(logits, logits.cross_entropy_backward(labels, Some(grad))?)],
     })
 }

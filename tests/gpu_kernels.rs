@@ -552,13 +552,16 @@ fn gather_normalises_a_batch_of_u8_samples() {
 
 #[test]
 fn long_chains_cross_the_batch_limit_and_keep_their_parameters() {
-    // Each dispatch has its own uniform slot: 200 dispatches with different factors, submitted
-    // in several batches, must each see their own factor.
+    // Each dispatch has its own uniform slot: 600 dispatches with different factors, submitted
+    // in several batches, must each see their own factor. Each result takes the buffer its input
+    // had two steps before, retired in the same batch.
+    let dispatches = 600;
+    assert!(dispatches > 2 * engine::backend::gpu::MAX_BATCH);
     on_both("chain", |ctx| {
         let mut x = upload(ctx, &[1.0, 2.0, 3.0]);
         let mut want = [1.0f32, 2.0, 3.0];
-        for i in 0..200 {
-            let factor = if i % 2 == 0 { 2.0 } else { 0.5 + i as f32 * 1e-3 };
+        for i in 0..dispatches {
+            let factor = if i % 2 == 0 { 2.0 } else { 0.5 + (i % 7) as f32 * 1e-3 };
             x = ops::scale(ctx, &x, factor).unwrap();
             want.iter_mut().for_each(|v| *v *= factor);
         }
@@ -583,6 +586,29 @@ fn pool_reuses_dropped_buffers_and_uploads_do_not_overtake_pending_reads() {
     drop(c);
     ctx.synchronize().unwrap();
     assert!(ctx.pooled_bytes() >= 4096, "dropped buffers go back to the pool");
+}
+
+#[test]
+fn a_batch_records_one_compute_pass_until_a_copy_ends_it() {
+    if contexts().is_none() {
+        return;
+    }
+    // A context of its own: the shared ones count the work of tests running beside this one.
+    let ctx = GpuContext::new().expect("a context");
+    let x = upload(&ctx, &[1.5; 300]);
+    ctx.synchronize().unwrap();
+    let before = ctx.stats();
+    let doubled = ops::scale(&ctx, &x, 2.0).unwrap();
+    let sum = ops::add(&ctx, &x, &doubled).unwrap();
+    let copy = sum.duplicate().unwrap();
+    let out = ops::scale(&ctx, &copy, -1.0).unwrap();
+    let again = ops::scale(&ctx, &out, 1.0).unwrap();
+    assert!(download(&again).iter().all(|&v| v == -4.5));
+    assert!(download(&sum).iter().all(|&v| v == 4.5));
+    let after = ctx.stats();
+    assert_eq!(after.dispatches - before.dispatches, 4);
+    assert_eq!(after.passes - before.passes, 2, "the copy ends the first pass");
+    assert_eq!(after.submits - before.submits, 2, "one per download");
 }
 
 #[test]

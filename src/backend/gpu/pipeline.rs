@@ -5,10 +5,9 @@
 //! bindings an entry point does not use, and the bind groups would then fail to match.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{GpuError, lock};
+use super::{GpuError, IdMap, lock};
 
 /// Helpers every kernel file starts with.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -200,15 +199,15 @@ pub(crate) struct CompiledKernel {
 /// Shader modules and pipelines of one device, built on first use and kept.
 pub(crate) struct Pipelines {
     checks: wgpu::ShaderRuntimeChecks,
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    kernels: Mutex<HashMap<Kernel, Arc<CompiledKernel>>>,
+    modules: Mutex<IdMap<Shader, wgpu::ShaderModule>>,
+    kernels: Mutex<IdMap<Kernel, Arc<CompiledKernel>>>,
 }
 
 impl Pipelines {
     pub(crate) fn new(checked: bool) -> Self {
         let checks =
             if checked { wgpu::ShaderRuntimeChecks::checked() } else { wgpu::ShaderRuntimeChecks::unchecked() };
-        Self { checks, modules: Mutex::new(HashMap::new()), kernels: Mutex::new(HashMap::new()) }
+        Self { checks, modules: Mutex::default(), kernels: Mutex::default() }
     }
 
     /// The pipeline of `kernel`, built now if this is its first use.
@@ -250,8 +249,9 @@ impl Pipelines {
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
+                // The dispatch's slot of the uniform ring: one bind group serves every slot.
+                has_dynamic_offset: true,
+                min_binding_size: wgpu::BufferSize::new(super::PARAMS_BYTES),
             },
             count: None,
         }];
@@ -285,5 +285,17 @@ impl Pipelines {
             cache: None,
         });
         CompiledKernel { pipeline, layout }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_fits_a_bind_key() {
+        for kernel in Kernel::ALL {
+            assert!(kernel.bindings().len() <= super::super::MAX_BINDINGS, "{kernel:?}");
+        }
     }
 }
