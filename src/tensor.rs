@@ -370,6 +370,26 @@ impl Tensor {
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Mul(self.clone(), rhs.clone())))
     }
 
+    /// `self += alpha * x` in place: an accumulator outside the graph (a running loss), updated
+    /// without a new buffer. Refuses a tensor that gradients flow through (its graph would see
+    /// the new value) and `x` being `self`.
+    pub fn add_scaled_in_place(&self, x: &Tensor, alpha: f32) -> Result<()> {
+        self.same_shape(x, "add_scaled_in_place")?;
+        if self.tracks() || self.id() == x.id() {
+            return Err(Error::InvalidArgument(
+                "add_scaled_in_place needs an accumulator outside the graph, distinct from its operand".into(),
+            ));
+        }
+        match (&mut *self.storage_mut(), &*x.storage()) {
+            (Storage::Cpu(acc), Storage::Cpu(x)) => acc.iter_mut().zip(x).for_each(|(a, &x)| *a += alpha * x),
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(acc), Storage::Gpu(x)) => gpu::ops::axpy(acc.context(), acc, x, alpha)?,
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("add_scaled_in_place")),
+        }
+        Ok(())
+    }
+
     /// Sum of all elements, as a scalar.
     pub fn sum(&self) -> Result<Tensor> {
         let storage = match &*self.storage() {

@@ -526,26 +526,36 @@ fn gather_normalises_a_batch_of_u8_samples() {
         let (first, batch) = (13, 20);
 
         let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        let got = download(&ops::gather_u8(ctx, &gimages, &gorder, spec).unwrap());
+        let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
+        let (got, got_labels) = (download(&got), download(&got_labels));
         let want: Vec<f32> = order[first..first + batch]
             .iter()
             .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
             .map(|&b| b as f32 * scale + shift)
             .collect();
         assert_close("gather images", &got, &want, 1e-6, 1e-6);
-
-        let spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
-        let got_labels = download(&ops::gather_u8(ctx, &glabels, &gorder, spec).unwrap());
         let want_labels: Vec<f32> = order[first..first + batch].iter().map(|&s| labels[s as usize] as f32).collect();
         assert_eq!(got_labels, want_labels);
 
-        // A sample index past the dataset gives a NaN row, not an out-of-bounds read.
+        // A sample index past the dataset gives a NaN row and label, not an out-of-bounds read.
         let bad = GpuBuffer::from_u32(ctx, &[1, 50, 2]).unwrap();
         let spec = GatherSpec { samples, features, first: 0, batch: 3, scale: 1.0, shift: 0.0 };
-        let rows = download(&ops::gather_u8(ctx, &gimages, &bad, spec).unwrap());
+        let (rows, bad_labels) = ops::gather_batch(ctx, &gimages, &glabels, &bad, spec).unwrap();
+        let (rows, bad_labels) = (download(&rows), download(&bad_labels));
         assert!(rows[..7].iter().all(|v| v.is_finite()));
         assert!(rows[7..14].iter().all(|v| v.is_nan()));
         assert!(rows[14..].iter().all(|v| v.is_finite()));
+        assert!(bad_labels[0] == labels[1] as f32 && bad_labels[1].is_nan() && bad_labels[2] == labels[2] as f32);
+
+        // Samples without bytes still get their labels.
+        let spec = GatherSpec { samples, features: 0, first, batch, scale, shift };
+        let empty = GpuBuffer::from_u8_packed(ctx, &[]).unwrap();
+        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &gorder, spec).unwrap();
+        assert_eq!(none.len(), 0);
+        assert_eq!(download(&only_labels), want_labels);
+        // A labels buffer of the wrong size is an error.
+        let spec = GatherSpec { samples, features, first, batch, scale, shift };
+        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &gorder, spec), Err(GpuError::Shape { .. })));
         vec![got, got_labels, rows]
     });
 }
@@ -705,10 +715,8 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
     let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
     let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
-    let gx =
-        ops::gather_u8(&ctx, &gimages, &gorder, GatherSpec { samples, features, first, batch, scale, shift }).unwrap();
-    let label_spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
-    let gy = ops::gather_u8(&ctx, &glabels, &gorder, label_spec).unwrap();
+    let spec = GatherSpec { samples, features, first, batch, scale, shift };
+    let (gx, gy) = ops::gather_batch(&ctx, &gimages, &glabels, &gorder, spec).unwrap();
     let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true }).unwrap();
     let glogits = ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false }).unwrap();
     let gloss = ops::cross_entropy_mean(&ctx, &glogits, &gy, batch, classes).unwrap();

@@ -89,6 +89,25 @@ fn every_op_and_its_backward_matches_the_cpu() {
 }
 
 #[test]
+fn an_accumulator_adds_in_place_on_both_devices() {
+    let Some(device) = gpu() else { return };
+    let run = |device: &Device| {
+        let acc = Tensor::from_vec(vec![1.0, -2.0, 0.5], &[3], device).unwrap();
+        let x = Tensor::from_vec(vec![0.25, 4.0, -1.0], &[3], device).unwrap();
+        acc.add_scaled_in_place(&x, 3.0).unwrap();
+        acc.add_scaled_in_place(&x, -0.5).unwrap();
+        assert!(acc.add_scaled_in_place(&acc, 1.0).is_err(), "its own operand");
+        let tracked = Tensor::variable(vec![0.0; 3], &[3], device).unwrap();
+        assert!(tracked.add_scaled_in_place(&x, 1.0).is_err(), "a tensor of the graph");
+        let short = Tensor::from_vec(vec![0.0; 2], &[2], device).unwrap();
+        assert!(acc.add_scaled_in_place(&short, 1.0).is_err(), "another shape");
+        acc.to_vec().unwrap()
+    };
+    assert_close("accumulator", &run(&device), &run(&Device::Cpu));
+    assert_close("accumulator", &run(&Device::Cpu), &[1.625, 8.0, -2.0]);
+}
+
+#[test]
 fn mixing_devices_is_an_error() {
     let Some(device) = gpu() else { return };
     let a = Tensor::from_vec(vec![1.0; 4], &[2, 2], &device).unwrap();

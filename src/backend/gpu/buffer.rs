@@ -135,7 +135,7 @@ impl GpuBuffer {
     }
 
     /// Uploads bytes packed four to a `u32` element, little-endian, the last word padded with
-    /// zeros: how a `u8` dataset lives on the device for [`super::ops::gather_u8`].
+    /// zeros: how a `u8` dataset lives on the device for [`super::ops::gather_batch`].
     pub fn from_u8_packed(ctx: &GpuContext, data: &[u8]) -> Result<GpuBuffer, GpuError> {
         let words: Vec<u32> = data
             .chunks(4)

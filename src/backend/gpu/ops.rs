@@ -56,10 +56,10 @@ pub struct Epilogue<'a> {
     pub relu: bool,
 }
 
-/// Which rows of a `u8` dataset to gather and how to turn bytes into `f32`.
+/// Which rows of a `u8` dataset to gather and how to turn their bytes into `f32`.
 #[derive(Clone, Copy, Debug)]
 pub struct GatherSpec {
-    /// Samples in the dataset and bytes per sample (784 for an image, 1 for a label).
+    /// Samples in the dataset and bytes per sample (784 for an image).
     pub samples: usize,
     pub features: usize,
     /// The batch is entries `first..first + batch` of the index list.
@@ -341,7 +341,8 @@ pub fn cross_entropy_rows(
     cross_entropy_kernel(ctx, Kernel::CrossEntropyRows, logits, labels, rows, cols, 1.0)
 }
 
-/// The mean over the rows of [`cross_entropy_rows`], as a one-element buffer: the loss.
+/// The mean over the rows of [`cross_entropy_rows`] (0 without rows), as a one-element buffer:
+/// the loss, in one dispatch of one workgroup.
 pub fn cross_entropy_mean(
     ctx: &GpuContext,
     logits: &GpuBuffer,
@@ -349,8 +350,7 @@ pub fn cross_entropy_mean(
     rows: usize,
     cols: usize,
 ) -> Result<GpuBuffer, GpuError> {
-    let losses = cross_entropy_rows(ctx, logits, labels, rows, cols)?;
-    mean(ctx, &losses)
+    cross_entropy_kernel(ctx, Kernel::CrossEntropyMean, logits, labels, rows, cols, 1.0 / rows.max(1) as f32)
 }
 
 /// The gradient `(softmax(logits) - onehot(labels)) * scale`, `[rows, cols]`. As in
@@ -384,10 +384,14 @@ fn cross_entropy_kernel(
     let n = elements(OP, &[rows, cols])?;
     check_len(OP, "logits", logits, n)?;
     check_len(OP, "labels", labels, rows)?;
-    let out_len = if kernel == Kernel::CrossEntropyRows { rows } else { n };
+    let (out_len, groups) = match kernel {
+        Kernel::CrossEntropyRows => (rows, rows),
+        Kernel::CrossEntropyMean => (1, 1),
+        _ => (n, rows),
+    };
     let out = ctx.alloc_output(out_len, OP)?;
     let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, scale.to_bits(), NAN_BITS];
-    ctx.dispatch(kernel, &params, &[logits, labels, &out], rows as u64, OP)?;
+    ctx.dispatch(kernel, &params, &[logits, labels, &out], groups as u64, OP)?;
     Ok(out)
 }
 
@@ -447,28 +451,32 @@ pub fn sgd_step(
 
 /// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
 /// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
-/// as `f32` `[batch, features]` with `byte * scale + shift`. Labels are the same gather with
-/// `features = 1, scale = 1, shift = 0`. An index past the dataset gives a NaN row.
-pub fn gather_u8(
+/// in one dispatch: the samples as `f32` `[batch, features]` with `byte * scale + shift`, and
+/// their labels (one byte per sample in `labels`) as `f32` `[batch]`. An index past the dataset
+/// gives a NaN row and label.
+pub fn gather_batch(
     ctx: &GpuContext,
     data: &GpuBuffer,
+    labels: &GpuBuffer,
     indices: &GpuBuffer,
     spec: GatherSpec,
-) -> Result<GpuBuffer, GpuError> {
-    const OP: &str = "gather_u8";
-    same_context(ctx, OP, &[data, indices])?;
+) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
+    const OP: &str = "gather_batch";
+    same_context(ctx, OP, &[data, labels, indices])?;
     let bytes = elements(OP, &[spec.samples, spec.features])?;
-    if data.len() != bytes.div_ceil(4) {
-        return Err(GpuError::Shape {
-            op: OP,
-            detail: format!(
-                "{} samples of {} bytes need {} packed words, the buffer has {}",
-                spec.samples,
-                spec.features,
-                bytes.div_ceil(4),
-                data.len()
-            ),
-        });
+    for (name, buffer, bytes) in [("samples", data, bytes), ("labels", labels, spec.samples)] {
+        if buffer.len() != bytes.div_ceil(4) {
+            return Err(GpuError::Shape {
+                op: OP,
+                detail: format!(
+                    "{} {name} of {} bytes need {} packed words, the buffer has {}",
+                    spec.samples,
+                    bytes / spec.samples.max(1),
+                    bytes.div_ceil(4),
+                    buffer.len()
+                ),
+            });
+        }
     }
     let end = spec.first.checked_add(spec.batch);
     if end.is_none_or(|end| end > indices.len()) {
@@ -485,20 +493,24 @@ pub fn gather_u8(
     }
     to_u32(OP, bytes)?;
     let n = elements(OP, &[spec.batch, spec.features])?;
+    let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
     let out = ctx.alloc_output(n, OP)?;
+    let out_labels = ctx.alloc_output(spec.batch, OP)?;
     let params = [
         to_u32(OP, spec.batch)?,
         to_u32(OP, spec.features)?,
         to_u32(OP, spec.samples)?,
         to_u32(OP, data.len())?,
+        to_u32(OP, labels.len())?,
         to_u32(OP, indices.len())?,
         to_u32(OP, spec.first)?,
         spec.scale.to_bits(),
         spec.shift.to_bits(),
         NAN_BITS,
     ];
-    ctx.dispatch(Kernel::GatherU8, &params, &[data, indices, &out], (n as u64).div_ceil(WG), OP)?;
-    Ok(out)
+    let buffers = [data, labels, indices, &out, &out_labels];
+    ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
+    Ok((out, out_labels))
 }
 
 impl GpuContext {

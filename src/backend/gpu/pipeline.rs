@@ -29,10 +29,11 @@ pub enum Kernel {
     ArgmaxRows,
     SoftmaxBackward,
     CrossEntropyRows,
+    CrossEntropyMean,
     CrossEntropyBackward,
     Adam,
     Sgd,
-    GatherU8,
+    GatherBatch,
 }
 
 /// How a kernel uses a storage binding.
@@ -110,7 +111,7 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
@@ -125,10 +126,11 @@ impl Kernel {
         Kernel::ArgmaxRows,
         Kernel::SoftmaxBackward,
         Kernel::CrossEntropyRows,
+        Kernel::CrossEntropyMean,
         Kernel::CrossEntropyBackward,
         Kernel::Adam,
         Kernel::Sgd,
-        Kernel::GatherU8,
+        Kernel::GatherBatch,
     ];
 
     fn shader(self) -> Shader {
@@ -141,10 +143,10 @@ impl Kernel {
             Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
-            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
             Kernel::Adam => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
-            Kernel::GatherU8 => Shader::Gather,
+            Kernel::GatherBatch => Shader::Gather,
         }
     }
 
@@ -164,10 +166,11 @@ impl Kernel {
             Kernel::ArgmaxRows => "argmax_rows",
             Kernel::SoftmaxBackward => "softmax_backward",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
+            Kernel::CrossEntropyMean => "cross_entropy_mean",
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
             Kernel::Adam => "adam",
             Kernel::Sgd => "sgd",
-            Kernel::GatherU8 => "gather_u8",
+            Kernel::GatherBatch => "gather_batch",
         }
     }
 
@@ -182,10 +185,12 @@ impl Kernel {
             Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => &[Read, ReadWrite],
             Kernel::SoftmaxBackward => &[Read, Read, ReadWrite],
-            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => &[Read, Read, ReadWrite],
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
+                &[Read, Read, ReadWrite]
+            }
             Kernel::Adam => &[ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
-            Kernel::GatherU8 => &[Read, Read, ReadWrite],
+            Kernel::GatherBatch => &[Read, Read, Read, ReadWrite, ReadWrite],
         }
     }
 }
