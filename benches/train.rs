@@ -3,7 +3,8 @@
 //! batch 128, all 60,000 images per epoch, no validation or evaluation inside the timing. It runs
 //! the real training loop (`engine::train::fit`), so the numbers are those of `engine train`.
 //!
-//! `RAYON_NUM_THREADS=1 cargo bench --bench train -- [epochs] [cpu|gpu|noop] [dropout]`
+//! `RAYON_NUM_THREADS=1 cargo bench --bench train -- [epochs] [cpu|gpu|noop] [dropout]
+//! [limit=IMAGES] [hidden=512,512]`
 //!
 //! `noop` (built with `--features noop`) trains on wgpu's noop backend, which runs no shader:
 //! its epoch is the host's cost of recording and submitting the GPU steps. On a GPU backend each
@@ -24,6 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Device::Cpu
     };
     let dropout = if args.iter().any(|a| a == "dropout") { 0.2 } else { 0.0 };
+    let value = |key: &str| args.iter().find_map(|a| a.strip_prefix(key)?.strip_prefix('='));
+    let train_limit = value("limit").map(str::parse).transpose()?;
+    let hidden = match value("hidden") {
+        Some(sizes) => sizes.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => vec![512, 512],
+    };
     let data = data::load(std::env::var_os("ENGINE_DATA_DIR").as_deref().map(std::path::Path::new))?;
     let config = TrainConfig {
         epochs,
@@ -35,16 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dropout,
         lr_schedule: LrSchedule::Constant,
         normalize: Normalization::Unit,
-        hidden: vec![512, 512],
+        hidden: hidden.clone(),
         seed: 0,
         val_split: 0.0,
-        train_limit: None,
+        train_limit,
         early_stop_patience: None,
     };
     println!(
-        "device {device:?}  threads {}  batch 128  dropout {dropout}  images {}",
+        "device {device:?}  threads {}  batch 128  hidden {hidden:?}  dropout {dropout}  images {}",
         rayon::current_num_threads(),
-        data.train.len()
+        train_limit.map_or(data.train.len(), |l: usize| l.min(data.train.len()))
     );
     let mut counts = Counts::new(&device);
     let mut report = |event: Event| {
