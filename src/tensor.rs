@@ -314,13 +314,41 @@ impl Tensor {
             #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
                 let shape = MatmulShape::new(m, k, n).transposed(false, true);
-                Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, Epilogue { bias: Some(b), relu })?)
+                let epilogue = Epilogue { bias: Some(b), relu, relu_mask: None };
+                Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, epilogue)?)
             }
             #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("linear")),
         };
         let op = Op::Linear { x: self.clone(), weight: weight.clone(), bias: bias.clone(), relu };
         Ok(Tensor::from_op(storage, vec![m, n], op))
+    }
+
+    /// `self · rhs` for `[m, k] · [k, n]`, zeroed where `relu_output` (`[m, n]`) is not positive:
+    /// the gradient flowing into a relu's output taken on through that relu's backward, in one
+    /// kernel on a GPU. Records nothing (backward rules use it).
+    pub(crate) fn matmul_relu_mask(&self, rhs: &Tensor, relu_output: &Tensor) -> Result<Tensor> {
+        let (m, k) = self.dims2("matmul")?;
+        let (k2, n) = rhs.dims2("matmul")?;
+        if k != k2 || relu_output.shape() != [m, n] {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+        }
+        let storage = match (&*self.storage(), &*rhs.storage(), &*relu_output.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(mask)) => {
+                let mut c = vec![0.0; m * n];
+                cpu::matmul::gemm(MatRef::new(a, m, k, false), MatRef::new(b, k, n, false), &mut c, false);
+                c.iter_mut().zip(mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
+                Storage::Cpu(c)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(a), Storage::Gpu(b), Storage::Gpu(mask)) => {
+                let epilogue = Epilogue { relu_mask: Some(mask), ..Epilogue::default() };
+                Storage::Gpu(gpu::ops::matmul(a.context(), a, b, MatmulShape::new(m, k, n), epilogue)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("matmul")),
+        };
+        Ok(Tensor::constant(storage, vec![m, n]))
     }
 
     /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix. (A layer's

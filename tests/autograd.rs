@@ -122,6 +122,34 @@ fn fused_linear_layer_with_and_without_relu() {
 }
 
 #[test]
+fn stacked_relu_layers_with_the_relu_backward_in_the_next_product() {
+    // h1 = relu(x·W1ᵀ + b1), h2 = relu(h1·W2ᵀ + b2): h1's gradient comes out of h2's rule already
+    // through h1's relu. With `also_h1`, h1 also reaches the output directly, so one part of its
+    // gradient is not masked and the sum must be.
+    let (m, k, n) = (4, 3, 5);
+    for also_h1 in [false, true] {
+        check_gradients(
+            &[&[m, k], &[n, k], &[n], &[n, n], &[n]],
+            |v| {
+                let h1 = v[0].linear(&v[1], &v[2], true)?;
+                let h2 = h1.linear(&v[3], &v[4], true)?;
+                if also_h1 { h2.add(&h1) } else { Ok(h2) }
+            },
+            &move |x| {
+                let layer = |input: &[f64], w: &[f64], b: &[f64], k: usize| -> Vec<f64> {
+                    let z = matmul_ref(input, w, m, k, n, false, true);
+                    z.iter().enumerate().map(|(i, v)| (v + b[i % n]).max(0.0)).collect()
+                };
+                let h1 = layer(&x[0], &x[1], &x[2], k);
+                let h2 = layer(&h1, &x[3], &x[4], n);
+                h2.iter().zip(&h1).map(|(a, b)| if also_h1 { a + b } else { *a }).collect()
+            },
+            40 + also_h1 as u64,
+        );
+    }
+}
+
+#[test]
 fn elementwise_ops() {
     for shape in [[1usize, 1], [3, 7]] {
         let s: &[usize] = &shape;

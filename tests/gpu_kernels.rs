@@ -107,7 +107,17 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     let MatmulShape { m, k, n, .. } = shape;
     let (a, b) = (random(m * k, rng, -1.0, 1.0), random(k * n, rng, -1.0, 1.0));
     let bias = random(n, rng, -1.0, 1.0);
-    let (with_bias, relu) = [(false, false), (true, false), (true, true), (false, true)][case % 4];
+    // A relu output to mask by: positive, negative and exactly zero elements.
+    let mask: Vec<f32> = random(m * n, rng, -1.0, 1.0).iter().map(|&v| if v.abs() < 0.2 { 0.0 } else { v }).collect();
+    let cases = [
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (false, true, false),
+        (false, false, true),
+        (true, true, true),
+    ];
+    let (with_bias, relu, masked) = cases[case % cases.len()];
 
     let mut want = cpu_matmul(&a, &b, shape);
     // A bound on the rounding error of each element: the same product on absolute values.
@@ -122,9 +132,12 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     if relu {
         want.iter_mut().for_each(|v| *v = v.max(0.0));
     }
+    if masked {
+        want.iter_mut().zip(&mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
+    }
 
-    let (ga, gb, gbias) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias));
-    let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu };
+    let (ga, gb, gbias, gmask) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias), upload(ctx, &mask));
+    let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu, relu_mask: masked.then_some(&gmask) };
     let mut outputs = Vec::new();
     for kind in ["tiled", "wide", "naive"] {
         let got = match kind {
@@ -139,7 +152,7 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
             let tol = 1e-5 * e + 1e-6;
             assert!(
                 (g - w).abs() <= tol,
-                "{kind} matmul {shape:?} bias {with_bias} relu {relu}: C[{}, {}] = {g}, want {w}",
+                "{kind} matmul {shape:?} bias {with_bias} relu {relu} masked {masked}: C[{}, {}] = {g}, want {w}",
                 i / n,
                 i % n
             );
@@ -189,7 +202,8 @@ fn matmul_with_empty_dimensions() {
         let bias = upload(ctx, &[1.0, -2.0, 0.5]);
         let shape = MatmulShape::new(2, 0, 3);
         let empty_b = upload(ctx, &[]);
-        let c = ops::matmul(ctx, &a, &empty_b, shape, Epilogue { bias: Some(&bias), relu: true }).unwrap();
+        let c =
+            ops::matmul(ctx, &a, &empty_b, shape, Epilogue { bias: Some(&bias), relu: true, relu_mask: None }).unwrap();
         assert_eq!(download(&c), [1.0, 0.0, 0.5, 1.0, 0.0, 0.5]);
         // m = 0: an empty result.
         let c = ops::matmul(ctx, &a, &b, MatmulShape::new(0, 1, 3), Epilogue::default()).unwrap();
@@ -717,8 +731,9 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
     let spec = GatherSpec { samples, features, first, batch, scale, shift };
     let (gx, gy) = ops::gather_batch(&ctx, &gimages, &glabels, &gorder, spec).unwrap();
-    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true }).unwrap();
-    let glogits = ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false }).unwrap();
+    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true, relu_mask: None }).unwrap();
+    let glogits =
+        ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false, relu_mask: None }).unwrap();
     let gloss = ops::cross_entropy_mean(&ctx, &glogits, &gy, batch, classes).unwrap();
     let gdlogits = ops::cross_entropy_backward(&ctx, &glogits, &gy, batch, classes, 1.0 / batch as f32).unwrap();
     let gdh =

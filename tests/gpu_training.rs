@@ -68,6 +68,18 @@ fn every_op_and_its_backward_matches_the_cpu() {
     }
     same_on_both(&device, &[&[67, 130], &[33, 130], &[33]], |v| v[0].linear(&v[1], &v[2], false), "linear");
     same_on_both(&device, &[&[67, 130], &[33, 130], &[33]], |v| v[0].linear(&v[1], &v[2], true), "linear + relu");
+    for also_h1 in [false, true] {
+        same_on_both(
+            &device,
+            &[&[67, 130], &[33, 130], &[33], &[33, 33], &[33]],
+            |v| {
+                let h1 = v[0].linear(&v[1], &v[2], true)?;
+                let h2 = h1.linear(&v[3], &v[4], true)?;
+                if also_h1 { h2.add(&h1) } else { Ok(h2) }
+            },
+            &format!("stacked relu layers, h1 also an output: {also_h1}"),
+        );
+    }
     same_on_both(&device, &[&[9, 13], &[13]], |v| v[0].add_bias(&v[1]), "add_bias");
     same_on_both(&device, &[&[5, 7]], |v| v[0].relu(), "relu");
     same_on_both(&device, &[&[5, 7]], |v| v[0].scale(-1.5), "scale");

@@ -48,12 +48,16 @@ impl MatmulShape {
     }
 }
 
-/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`.
+/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`, then
+/// the mask.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// A `[n]` bias added to every row.
     pub bias: Option<&'a GpuBuffer>,
     pub relu: bool,
+    /// A `[m, n]` relu output: the result is zeroed where it is not positive, which is the
+    /// backward of that relu applied to the product (a gradient).
+    pub relu_mask: Option<&'a GpuBuffer>,
 }
 
 /// Which rows of a `u8` dataset to gather and how to turn their bytes into `f32`.
@@ -129,6 +133,10 @@ fn matmul_with(
         same_context(ctx, OP, &[bias])?;
         check_len(OP, "bias", bias, n)?;
     }
+    if let Some(mask) = epilogue.relu_mask {
+        same_context(ctx, OP, &[mask])?;
+        check_len(OP, "relu mask", mask, elements(OP, &[m, n])?)?;
+    }
     let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
     if m == 0 || n == 0 {
         return Ok(out);
@@ -136,14 +144,18 @@ fn matmul_with(
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
-    let flags =
-        epilogue.bias.is_some() as u32 | (epilogue.relu as u32) << 1 | (trans_a as u32) << 2 | (trans_b as u32) << 3;
+    let flags = epilogue.bias.is_some() as u32
+        | (epilogue.relu as u32) << 1
+        | (trans_a as u32) << 2
+        | (trans_b as u32) << 3
+        | (epilogue.relu_mask.is_some() as u32) << 4;
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
     let params = [m32, n32, k32, flags, a_rs, a_cs, b_rs, b_cs, tiles_n as u32, to_u32(OP, tiles as usize)?];
-    // Without a bias the bias binding is A again (bound, never read).
+    // Without a bias or mask their binding is A again (bound, never read).
     let bias = epilogue.bias.unwrap_or(a);
-    ctx.dispatch(kernel, &params, &[a, b, bias, &out], tiles, OP)?;
+    let mask = epilogue.relu_mask.unwrap_or(a);
+    ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?;
     Ok(out)
 }
 

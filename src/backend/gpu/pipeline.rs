@@ -177,7 +177,7 @@ impl Kernel {
     /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, ReadWrite],
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
