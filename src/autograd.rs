@@ -13,17 +13,39 @@ use crate::tensor::{Tensor, TensorId};
 
 /// How a tensor was computed, with the inputs its backward rule needs.
 pub(crate) enum Op {
-    Matmul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool },
-    AddBias { x: Tensor, bias: Tensor },
-    Linear { x: Tensor, weight: Tensor, bias: Tensor, relu: bool },
+    Matmul {
+        a: Tensor,
+        b: Tensor,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    AddBias {
+        x: Tensor,
+        bias: Tensor,
+    },
+    Linear {
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        relu: bool,
+    },
     Relu(Tensor),
     Scale(Tensor, f32),
     Add(Tensor, Tensor),
     Mul(Tensor, Tensor),
+    /// Inverted dropout with the mask of `key` (see `cpu::dropout_keeps`).
+    Dropout {
+        x: Tensor,
+        p: f32,
+        key: u64,
+    },
     Sum(Tensor),
     SumRows(Tensor),
     Softmax(Tensor),
-    CrossEntropy { logits: Tensor, labels: Tensor },
+    CrossEntropy {
+        logits: Tensor,
+        labels: Tensor,
+    },
 }
 
 impl Op {
@@ -33,7 +55,9 @@ impl Op {
             Op::AddBias { x, bias } => vec![x, bias],
             Op::Linear { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
-            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) => vec![x],
+            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) | Op::Dropout { x, .. } => {
+                vec![x]
+            }
         }
     }
 }
@@ -234,7 +258,7 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
         Op::Scale(x, factor) => vec![push(x, grad.scale(*factor)?)],
         Op::Add(a, b) => vec![push(a, grad.clone()), push(b, grad.clone())],
         Op::Mul(a, b) => {
-            // A constant factor (a dropout mask) needs no gradient: one product, not two.
+            // A constant factor needs no gradient: one product, not two.
             let mut grads = Vec::new();
             if a.tracks() {
                 grads.push(push(a, grad.mul(b)?));
@@ -244,6 +268,8 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
             }
             grads
         }
+        // Linear in x: the gradient goes through the same mask, drawn again from its key.
+        Op::Dropout { x, p, key } => vec![push(x, grad.dropout_with_key(*p, *key)?)],
         Op::Sum(x) => vec![push(x, grad.broadcast_scalar(x.shape())?)],
         Op::SumRows(x) => vec![push(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
         Op::Softmax(x) => vec![push(x, node.softmax_backward(grad)?)],

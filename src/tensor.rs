@@ -550,7 +550,8 @@ impl Tensor {
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
-    /// `1 / (1 - p)`, so evaluation needs no rescaling. The mask comes from `rng`.
+    /// `1 / (1 - p)`, so evaluation needs no rescaling. The mask is drawn from one draw of `rng`
+    /// (see [`cpu::dropout_keeps`]): the same on every device, made where the data is.
     pub fn dropout(&self, p: f32, rng: &mut crate::rng::Rng) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::InvalidArgument(format!("dropout probability {p} is outside [0, 1)")));
@@ -558,10 +559,28 @@ impl Tensor {
         if p == 0.0 {
             return Ok(self.clone());
         }
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..self.len()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
-        let mask = Tensor::from_vec(mask, self.shape(), &self.device())?;
-        self.mul(&mask)
+        self.dropout_with_key(p, rng.next_u64())
+    }
+
+    /// Dropout with the mask of `key`; with the same key it is also its own backward.
+    pub(crate) fn dropout_with_key(&self, p: f32, key: u64) -> Result<Tensor> {
+        if self.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "dropout masks index 32-bit positions; {:?} has more elements",
+                self.shape()
+            )));
+        }
+        let scale = 1.0 / (1.0 - p);
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; x.len()];
+                cpu::dropout(x, key, p, scale, &mut out);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::dropout(x.context(), x, key, p, scale)?),
+        };
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Dropout { x: self.clone(), p, key }))
     }
 
     /// Index of the largest element of each row of a `[m, n]` matrix (no gradient).

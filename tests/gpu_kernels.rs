@@ -441,6 +441,26 @@ fn cross_entropy_forward_and_backward_match_cpu() {
 }
 
 #[test]
+fn dropout_draws_the_cpu_mask_bit_for_bit() {
+    on_both("dropout", |ctx| {
+        let mut rng = Rng::new(21);
+        let mut outputs = Vec::new();
+        for (n, p, key) in [(1, 0.5, 7u64), (1000, 0.3, 0xdead_beef_0123_4567), (70_001, 0.9, u64::MAX)] {
+            let x = random(n, &mut rng, -2.0, 2.0);
+            let scale = 1.0 / (1.0 - p);
+            let mut want = vec![0.0; n];
+            cpu::dropout(&x, key, p, scale, &mut want);
+            let got = download(&ops::dropout(ctx, &upload(ctx, &x), key, p, scale).unwrap());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "dropout n {n} p {p}: element {i}: gpu {g}, cpu {w}");
+            }
+            outputs.push(got);
+        }
+        outputs
+    });
+}
+
+#[test]
 fn argmax_matches_cpu_with_ties() {
     on_both("argmax", |ctx| {
         let mut rng = Rng::new(9);

@@ -202,6 +202,19 @@ fn unary(ctx: &GpuContext, op: &'static str, code: u32, x: &GpuBuffer, value: f3
     Ok(out)
 }
 
+/// Inverted dropout with the mask `key`: `x * scale` where `cpu::dropout_keeps(key, i, p)`,
+/// else 0 (the same mask as the CPU's, drawn on the device). With the same key it is also its
+/// backward.
+pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "dropout";
+    same_context(ctx, OP, &[x])?;
+    let n = x.len();
+    let out = ctx.alloc_output(n, OP)?;
+    let params = [to_u32(OP, n)?, key as u32, (key >> 32) as u32, p.to_bits(), scale.to_bits()];
+    ctx.dispatch(Kernel::Dropout, &params, &[x, &out], (n as u64).div_ceil(WG), OP)?;
+    Ok(out)
+}
+
 /// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
 pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
     const OP: &str = "axpy";

@@ -21,6 +21,7 @@ pub enum Kernel {
     Binary,
     AddBias,
     Unary,
+    Dropout,
     Axpy,
     Fill,
     SumRows,
@@ -51,6 +52,7 @@ enum Shader {
     Matmul,
     Elementwise,
     Unary,
+    Dropout,
     Axpy,
     Fill,
     Reduce,
@@ -95,6 +97,7 @@ impl Shader {
             }
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
+            Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
             Shader::Axpy => include_str!("../../../shaders/axpy.wgsl"),
             Shader::Fill => include_str!("../../../shaders/fill.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
@@ -111,13 +114,14 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
+        Kernel::Dropout,
         Kernel::Axpy,
         Kernel::Fill,
         Kernel::SumRows,
@@ -138,6 +142,7 @@ impl Kernel {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
+            Kernel::Dropout => Shader::Dropout,
             Kernel::Axpy => Shader::Axpy,
             Kernel::Fill => Shader::Fill,
             Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
@@ -158,6 +163,7 @@ impl Kernel {
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
+            Kernel::Dropout => "dropout",
             Kernel::Axpy => "axpy",
             Kernel::Fill => "fill",
             Kernel::SumRows => "sum_rows",
@@ -179,7 +185,7 @@ impl Kernel {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
-            Kernel::Unary => &[Read, ReadWrite],
+            Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
             Kernel::Fill => &[ReadWrite],
             Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
