@@ -484,17 +484,20 @@ fn argmax_matches_cpu_with_ties() {
 
 #[test]
 fn adam_and_adamw_steps_match_cpu() {
+    // Three parameters: a pair in one dispatch (sizes that end mid-workgroup), then one alone.
     on_both("adam", |ctx| {
         let mut rng = Rng::new(10);
         let mut outputs = Vec::new();
         for (decoupled, weight_decay) in [(false, 0.0), (false, 0.01), (true, 0.05)] {
-            let n = 1000;
-            let mut p = random(n, &mut rng, -1.0, 1.0);
-            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-            let (gp, gm, gv) = (upload(ctx, &p), upload(ctx, &m), upload(ctx, &v));
+            let sizes = [1000, 257, 3];
+            let mut p: Vec<Vec<f32>> = sizes.iter().map(|&n| random(n, &mut rng, -1.0, 1.0)).collect();
+            let mut m: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
+            let mut v = m.clone();
+            let gp: Vec<GpuBuffer> = p.iter().map(|p| upload(ctx, p)).collect();
+            let gm: Vec<GpuBuffer> = m.iter().map(|m| upload(ctx, m)).collect();
+            let gv: Vec<GpuBuffer> = v.iter().map(|v| upload(ctx, v)).collect();
             let (beta1, beta2) = (0.9f32, 0.999f32);
             for t in 1..=5 {
-                let g = random(n, &mut rng, -1.0, 1.0);
                 let h = AdamStep {
                     lr: 1e-2,
                     beta1,
@@ -505,14 +508,23 @@ fn adam_and_adamw_steps_match_cpu() {
                     bias_correction1: 1.0 - beta1.powi(t),
                     bias_correction2: 1.0 - beta2.powi(t),
                 };
-                cpu::adam_step(&mut p, &g, &mut m, &mut v, h);
-                ops::adam_step(ctx, &gp, &upload(ctx, &g), &gm, &gv, h).unwrap();
+                let g: Vec<Vec<f32>> = sizes.iter().map(|&n| random(n, &mut rng, -1.0, 1.0)).collect();
+                let gg: Vec<GpuBuffer> = g.iter().map(|g| upload(ctx, g)).collect();
+                for i in 0..sizes.len() {
+                    cpu::adam_step(&mut p[i], &g[i], &mut m[i], &mut v[i], h);
+                }
+                let buffers: Vec<ops::AdamBuffers> = (0..sizes.len())
+                    .map(|i| ops::AdamBuffers { param: &gp[i], grad: &gg[i], m: &gm[i], v: &gv[i] })
+                    .collect();
+                ops::adam_steps(ctx, &buffers, h).unwrap();
             }
-            let (got_p, got_m, got_v) = (download(&gp), download(&gm), download(&gv));
-            assert_close("adam p", &got_p, &p, 1e-6, 1e-5);
-            assert_close("adam m", &got_m, &m, 1e-7, 1e-5);
-            assert_close("adam v", &got_v, &v, 1e-8, 1e-5);
-            outputs.extend([got_p, got_m, got_v]);
+            for i in 0..sizes.len() {
+                let (got_p, got_m, got_v) = (download(&gp[i]), download(&gm[i]), download(&gv[i]));
+                assert_close(&format!("adam p{i}"), &got_p, &p[i], 1e-6, 1e-5);
+                assert_close(&format!("adam m{i}"), &got_m, &m[i], 1e-7, 1e-5);
+                assert_close(&format!("adam v{i}"), &got_v, &v[i], 1e-8, 1e-5);
+                outputs.extend([got_p, got_m, got_v]);
+            }
         }
         outputs
     });
@@ -669,6 +681,21 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(ops::add(ctx, &a, &elsewhere), Err(GpuError::ContextMismatch { .. })));
     let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0, first_step: true };
     assert!(matches!(ops::sgd_step(ctx, &a, &a.clone(), &a, h), Err(GpuError::Aliased { .. })));
+    let (g, m, v) = (upload(ctx, &[0.5; 6]), upload(ctx, &[0.0; 6]), upload(ctx, &[0.0; 6]));
+    let twice = ops::AdamBuffers { param: &a, grad: &g, m: &m, v: &v };
+    let adam = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bias_correction1: 0.1,
+        bias_correction2: 0.001,
+    };
+    assert!(matches!(ops::adam_steps(ctx, &[twice, twice], adam), Err(GpuError::Aliased { .. })));
+    let short = ops::AdamBuffers { grad: &b, ..twice };
+    assert!(matches!(ops::adam_steps(ctx, &[short], adam), Err(GpuError::Shape { .. })));
     assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let too_many = (limit / 4 + 1) as usize;
@@ -764,7 +791,7 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let gdb1 = ops::sum_rows(&ctx, &gdpre, batch, hidden).unwrap();
     let (gm, gv) = (ops::fill(&ctx, w1.len(), 0.0).unwrap(), ops::fill(&ctx, w1.len(), 0.0).unwrap());
     let w1_before = gw1.duplicate().unwrap();
-    ops::adam_step(&ctx, &gw1, &gdw1, &gm, &gv, step).unwrap();
+    ops::adam_steps(&ctx, &[ops::AdamBuffers { param: &gw1, grad: &gdw1, m: &gm, v: &gv }], step).unwrap();
 
     assert_close("loss", &download(&gloss), &[loss], 1e-5, 1e-5);
     assert_close("dW1", &download(&gdw1), &dw1, 1e-6, 1e-4);

@@ -170,7 +170,7 @@ struct BindKey {
 }
 
 /// Storage bindings of the kernel that has the most.
-const MAX_BINDINGS: usize = 5;
+const MAX_BINDINGS: usize = 8;
 
 /// The recorded but not yet submitted work.
 struct Pending {

@@ -420,39 +420,57 @@ fn cross_entropy_kernel(
     Ok(out)
 }
 
-/// One Adam/AdamW update of `param` and its moments `m`, `v` in place, with the formulas and
-/// operation order of `cpu::adam_step`.
-pub fn adam_step(
-    ctx: &GpuContext,
-    param: &GpuBuffer,
-    grad: &GpuBuffer,
-    m: &GpuBuffer,
-    v: &GpuBuffer,
-    h: AdamStep,
-) -> Result<(), GpuError> {
+/// The buffers of one parameter that Adam updates in place, with its gradient.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamBuffers<'a> {
+    pub param: &'a GpuBuffer,
+    pub grad: &'a GpuBuffer,
+    /// The first and second moments.
+    pub m: &'a GpuBuffer,
+    pub v: &'a GpuBuffer,
+}
+
+/// One Adam/AdamW update of every parameter and its moments in place, with the formulas and
+/// operation order of `cpu::adam_step`: two parameters per dispatch (a layer's weight and
+/// bias, in `Mlp::parameters` order), the last alone when their number is odd.
+pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Result<(), GpuError> {
     const OP: &str = "adam_step";
-    same_context(ctx, OP, &[param, grad, m, v])?;
-    let n = param.len();
-    for (name, buffer) in [("grad", grad), ("m", m), ("v", v)] {
-        check_len(OP, name, buffer, n)?;
+    for b in params {
+        same_context(ctx, OP, &[b.param, b.grad, b.m, b.v])?;
+        for (name, buffer) in [("grad", b.grad), ("m", b.m), ("v", b.v)] {
+            check_len(OP, name, buffer, b.param.len())?;
+        }
     }
     // The same folding as the CPU kernel, in the same f32 arithmetic.
     let step_size = h.lr / h.bias_correction1;
     let bias_correction2_sqrt = h.bias_correction2.sqrt();
     let weight_factor = if h.decoupled { 1.0 - h.lr * h.weight_decay } else { 1.0 };
     let gradient_decay = if h.decoupled { 0.0 } else { h.weight_decay };
-    let params = [
-        to_u32(OP, n)?,
-        weight_factor.to_bits(),
-        gradient_decay.to_bits(),
-        (1.0 - h.beta1).to_bits(),
-        h.beta2.to_bits(),
-        (1.0 - h.beta2).to_bits(),
-        step_size.to_bits(),
-        bias_correction2_sqrt.to_bits(),
-        h.eps.to_bits(),
-    ];
-    ctx.dispatch(Kernel::Adam, &params, &[param, grad, m, v], (n as u64).div_ceil(WG), OP)
+    for pair in params.chunks(2) {
+        let (n, n2) = (pair[0].param.len(), pair.get(1).map_or(0, |b| b.param.len()));
+        let params = [
+            to_u32(OP, n)?,
+            weight_factor.to_bits(),
+            gradient_decay.to_bits(),
+            (1.0 - h.beta1).to_bits(),
+            h.beta2.to_bits(),
+            (1.0 - h.beta2).to_bits(),
+            step_size.to_bits(),
+            bias_correction2_sqrt.to_bits(),
+            h.eps.to_bits(),
+            to_u32(OP, n2)?,
+        ];
+        let groups = (n as u64 + n2 as u64).div_ceil(WG);
+        match pair {
+            [a, b] => {
+                let buffers = [a.param, a.grad, a.m, a.v, b.param, b.grad, b.m, b.v];
+                ctx.dispatch(Kernel::AdamPair, &params, &buffers, groups, OP)?;
+            }
+            [a] => ctx.dispatch(Kernel::Adam, &params, &[a.param, a.grad, a.m, a.v], groups, OP)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One SGD update (momentum, weight decay, no dampening) of `param` and its momentum buffer in

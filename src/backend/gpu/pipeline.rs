@@ -33,6 +33,7 @@ pub enum Kernel {
     CrossEntropyMean,
     CrossEntropyBackward,
     Adam,
+    AdamPair,
     Sgd,
     GatherBatch,
 }
@@ -114,7 +115,7 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
@@ -133,6 +134,7 @@ impl Kernel {
         Kernel::CrossEntropyMean,
         Kernel::CrossEntropyBackward,
         Kernel::Adam,
+        Kernel::AdamPair,
         Kernel::Sgd,
         Kernel::GatherBatch,
     ];
@@ -149,7 +151,7 @@ impl Kernel {
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
-            Kernel::Adam => Shader::Adam,
+            Kernel::Adam | Kernel::AdamPair => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
             Kernel::GatherBatch => Shader::Gather,
         }
@@ -175,6 +177,7 @@ impl Kernel {
             Kernel::CrossEntropyMean => "cross_entropy_mean",
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
             Kernel::Adam => "adam",
+            Kernel::AdamPair => "adam_pair",
             Kernel::Sgd => "sgd",
             Kernel::GatherBatch => "gather_batch",
         }
@@ -195,6 +198,7 @@ impl Kernel {
                 &[Read, Read, ReadWrite]
             }
             Kernel::Adam => &[ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::AdamPair => &[ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
             Kernel::GatherBatch => &[Read, Read, Read, ReadWrite, ReadWrite],
         }
