@@ -1,11 +1,13 @@
 // Fused log-softmax + negative log-likelihood on logits [rows, cols] with one class index per
-// row stored as f32. One 256-thread workgroup per row. A label that is not a class index in
-// range makes that row's result NaN rather than reading out of bounds.
+// row stored as f32: per row (one 256-thread workgroup per row), its mean over the rows (one
+// workgroup), and its gradient. A label that is not a class index in range makes that row's
+// result NaN rather than reading out of bounds.
 
 struct Params {
     rows: u32,
     cols: u32,
-    // cross_entropy_backward: the factor on (softmax - onehot), e.g. 1 / rows for a mean.
+    // cross_entropy_backward: the factor on (softmax - onehot), e.g. 1 / rows for a mean;
+    // cross_entropy_mean: 1 / rows.
     scale: f32,
     nan_bits: u32,
 }
@@ -89,5 +91,35 @@ fn cross_entropy_backward(
             v = nan_f32(p.nan_bits);
         }
         out[base + c] = v * p.scale;
+    }
+}
+
+// The mean loss over all rows in one workgroup: thread t takes rows t, t + 256, ... (each row
+// serially), then the per-thread sums are added in a fixed tree. `scale` is 1 / rows. Batches
+// have a few hundred rows of a few classes, so one workgroup finishes in about the time of a
+// launch, and the mean needs no second pass.
+@compute @workgroup_size(256)
+fn cross_entropy_mean(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    for (var row = lid; row < p.rows; row = row + WG) {
+        let base = row * p.cols;
+        var row_max = F32_LOWEST;
+        for (var c = 0u; c < p.cols; c = c + 1u) {
+            row_max = max(row_max, logits[base + c]);
+        }
+        var total = 0.0;
+        for (var c = 0u; c < p.cols; c = c + 1u) {
+            total = total + exp(logits[base + c] - row_max);
+        }
+        let label = label_of(row);
+        if label < p.cols {
+            s = s + (log(total) + row_max - logits[base + label]);
+        } else {
+            s = s + nan_f32(p.nan_bits);
+        }
+    }
+    let sum = workgroup_sum(s, lid);
+    if lid == 0u {
+        out[0] = sum * p.scale;
     }
 }

@@ -1,4 +1,4 @@
-// C = op(A) · op(B) (+ bias) (relu), C row-major [m, n]. Element (i, q) of op(A) is at
+// C = op(A) · op(B) (+ bias) (relu) (masked), C row-major [m, n]. Element (i, q) of op(A) is at
 // a[i * a_rs + q * a_cs], element (q, j) of op(B) at b[q * b_rs + j * b_cs], so the four
 // transpose combinations share one kernel.
 
@@ -6,7 +6,8 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    // bit 0: add bias[col]; bit 1: relu; bit 2: A transposed; bit 3: B transposed.
+    // bit 0: add bias[col]; bit 1: relu; bit 2: A transposed; bit 3: B transposed;
+    // bit 4: zero where mask[row, col] is not positive (the backward of the relu that made mask).
     flags: u32,
     a_rs: u32,
     a_cs: u32,
@@ -22,17 +23,21 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-// Bound to A when there is no bias; read only when flags bit 0 is set.
+// Bound to A when there is no bias or mask; read only when flags bit 0 (bias) or 4 (mask) is set.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
-fn epilogue(v: f32, col: u32) -> f32 {
+fn epilogue(v: f32, row: u32, col: u32) -> f32 {
     var r = v;
     if (p.flags & 1u) != 0u {
         r = r + bias[col];
     }
     if (p.flags & 2u) != 0u {
         r = max(r, 0.0);
+    }
+    if (p.flags & 16u) != 0u && !(mask[row * p.n + col] > 0.0) {
+        r = 0.0;
     }
     return r;
 }
@@ -57,5 +62,5 @@ fn matmul_naive(
     for (var q = 0u; q < p.k; q = q + 1u) {
         acc = acc + a[row * p.a_rs + q * p.a_cs] * b[q * p.b_rs + col * p.b_cs];
     }
-    c[row * p.n + col] = epilogue(acc, col);
+    c[row * p.n + col] = epilogue(acc, row, col);
 }

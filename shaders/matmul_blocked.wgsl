@@ -89,7 +89,7 @@ fn {NAME}(
         for (var j = 0u; j < {TM}u; j = j + 1u) {
             let col = col0 + lid.x + j * 16u;
             if row < p.m && col < p.n {
-                c[row * p.n + col] = epilogue(acc[i][j], col);
+                c[row * p.n + col] = epilogue(acc[i][j], row, col);
             }
         }
     }

@@ -13,17 +13,39 @@ use crate::tensor::{Tensor, TensorId};
 
 /// How a tensor was computed, with the inputs its backward rule needs.
 pub(crate) enum Op {
-    Matmul { a: Tensor, b: Tensor, trans_a: bool, trans_b: bool },
-    AddBias { x: Tensor, bias: Tensor },
-    Linear { x: Tensor, weight: Tensor, bias: Tensor, relu: bool },
+    Matmul {
+        a: Tensor,
+        b: Tensor,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    AddBias {
+        x: Tensor,
+        bias: Tensor,
+    },
+    Linear {
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        relu: bool,
+    },
     Relu(Tensor),
     Scale(Tensor, f32),
     Add(Tensor, Tensor),
     Mul(Tensor, Tensor),
+    /// Inverted dropout with the mask of `key` (see `cpu::dropout_keeps`).
+    Dropout {
+        x: Tensor,
+        p: f32,
+        key: u64,
+    },
     Sum(Tensor),
     SumRows(Tensor),
     Softmax(Tensor),
-    CrossEntropy { logits: Tensor, labels: Tensor },
+    CrossEntropy {
+        logits: Tensor,
+        labels: Tensor,
+    },
 }
 
 impl Op {
@@ -33,7 +55,9 @@ impl Op {
             Op::AddBias { x, bias } => vec![x, bias],
             Op::Linear { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
-            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) => vec![x],
+            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) | Op::Dropout { x, .. } => {
+                vec![x]
+            }
         }
     }
 }
@@ -85,30 +109,67 @@ impl Tensor {
         }
         no_grad(|| {
             let order = topological_order(self);
-            let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
-            pending.insert(self.id(), Tensor::from_vec(vec![1.0], self.shape(), &self.device())?);
+            let mut pending: HashMap<TensorId, Pending> = HashMap::new();
             let mut variables = Gradients::default();
             for node in order.iter().rev() {
-                let Some(grad) = pending.remove(&node.id()) else { continue };
+                // The root's gradient is the seed 1, made only where a rule reads it.
+                let pushed = if node.id() == self.id() { None } else { pending.remove(&node.id()) };
+                if pushed.is_none() && node.id() != self.id() {
+                    continue;
+                }
+                let relu_masked = pushed.as_ref().is_some_and(|p| p.relu_masked);
+                let grad = pushed.map(|p| p.grad);
                 let Some(op) = node.op() else {
                     if node.is_variable() {
-                        variables.0.insert(node.id(), grad);
+                        variables.0.insert(node.id(), or_seed(grad, node)?);
                     }
                     continue;
                 };
-                for (input, input_grad) in backward_rule(op, node, &grad, node.id() == self.id())? {
-                    if !input.tracks() {
+                for pushed in backward_rule(op, node, grad, relu_masked)? {
+                    if !pushed.input.tracks() {
                         continue;
                     }
-                    let total = match pending.remove(&input.id()) {
-                        Some(previous) => previous.add(&input_grad)?,
-                        None => input_grad,
+                    let total = match pending.remove(&pushed.input.id()) {
+                        Some(previous) => Pending {
+                            grad: previous.grad.add(&pushed.grad)?,
+                            relu_masked: previous.relu_masked && pushed.relu_masked,
+                        },
+                        None => Pending { grad: pushed.grad, relu_masked: pushed.relu_masked },
                     };
-                    pending.insert(input.id(), total);
+                    pending.insert(pushed.input.id(), total);
                 }
             }
             Ok(variables)
         })
+    }
+}
+
+/// The gradient gathered so far for one node.
+struct Pending {
+    grad: Tensor,
+    /// Every part of `grad` came through [`Tensor::matmul_relu_mask`] with this node (a linear
+    /// layer's relu output) as the mask, so its own relu backward is done already. Masking is
+    /// linear and idempotent, so a sum of masked parts is masked, and masking twice changes
+    /// nothing: a sum with an unmasked part is simply masked again.
+    relu_masked: bool,
+}
+
+/// A gradient one rule pushes to one input of its op.
+struct Pushed<'a> {
+    input: &'a Tensor,
+    grad: Tensor,
+    relu_masked: bool,
+}
+
+fn push(input: &Tensor, grad: Tensor) -> Pushed<'_> {
+    Pushed { input, grad, relu_masked: false }
+}
+
+/// `grad`, or the seed of backward (ones shaped like the root `node`) where it is `None`.
+fn or_seed(grad: Option<Tensor>, node: &Tensor) -> Result<Tensor> {
+    match grad {
+        Some(grad) => Ok(grad),
+        None => Tensor::from_vec(vec![1.0; node.len()], node.shape(), &node.device()),
     }
 }
 
@@ -138,55 +199,80 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
-/// The gradient of each input of `op`, given the gradient of its output `node`.
-/// `is_root`: `node` is where backward started, so `grad` is the seed 1.
-fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: &Tensor, is_root: bool) -> Result<Vec<(&'a Tensor, Tensor)>> {
+/// The gradient of each input of `op`, given the gradient of its output `node` (`None`: `node`
+/// is where backward started, and its gradient is the seed 1). `relu_masked`: `grad` has been
+/// through the relu backward of `node`, a linear layer with relu, already.
+fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_masked: bool) -> Result<Vec<Pushed<'a>>> {
+    let grad = match (grad, op) {
+        // A loss at the root: the factor is 1, and nothing is uploaded or read back.
+        (None, Op::CrossEntropy { logits, labels }) => {
+            return Ok(vec![push(logits, logits.cross_entropy_backward(labels, None)?)]);
+        }
+        (grad, _) => &or_seed(grad, node)?,
+    };
     Ok(match op {
         Op::Matmul { a, b, trans_a, trans_b } => {
             // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
             let mut grads = Vec::new();
             if a.tracks() {
                 let da = if *trans_a { b.matmul_t(grad, *trans_b, true)? } else { grad.matmul_t(b, false, !*trans_b)? };
-                grads.push((a, da));
+                grads.push(push(a, da));
             }
             if b.tracks() {
                 let db = if *trans_b { grad.matmul_t(a, true, *trans_a)? } else { a.matmul_t(grad, !*trans_a, false)? };
-                grads.push((b, db));
+                grads.push(push(b, db));
             }
             grads
         }
         Op::Linear { x, weight, bias, relu } => {
             // y = act(x·Wᵀ + b): dz = dy masked by the relu, dx = dz·W, dW = dzᵀ·x, db = Σ dz.
-            let dz = if *relu { node.relu_mask(grad)? } else { grad.clone() };
+            let dz = if *relu && !relu_masked { node.relu_mask(grad)? } else { grad.clone() };
             let mut grads = Vec::new();
             if x.tracks() {
-                grads.push((x, dz.matmul(weight)?));
+                // When x is itself a linear layer's relu output, its relu backward goes into
+                // this product's epilogue: one kernel instead of two.
+                grads.push(match x.op() {
+                    Some(Op::Linear { relu: true, .. }) => {
+                        Pushed { input: x, grad: dz.matmul_relu_mask(weight, x)?, relu_masked: true }
+                    }
+                    _ => push(x, dz.matmul(weight)?),
+                });
             }
             if weight.tracks() {
-                grads.push((weight, dz.matmul_tn(x)?));
+                grads.push(push(weight, dz.matmul_tn(x)?));
             }
             if bias.tracks() {
-                grads.push((bias, dz.sum_rows()?));
+                grads.push(push(bias, dz.sum_rows()?));
             }
             grads
         }
         Op::AddBias { x, bias } => {
             let mut grads = Vec::new();
             if bias.tracks() {
-                grads.push((bias, grad.sum_rows()?));
+                grads.push(push(bias, grad.sum_rows()?));
             }
-            grads.push((x, grad.clone()));
+            grads.push(push(x, grad.clone()));
             grads
         }
-        Op::Relu(x) => vec![(x, x.relu_mask(grad)?)],
-        Op::Scale(x, factor) => vec![(x, grad.scale(*factor)?)],
-        Op::Add(a, b) => vec![(a, grad.clone()), (b, grad.clone())],
-        Op::Mul(a, b) => vec![(a, grad.mul(b)?), (b, grad.mul(a)?)],
-        Op::Sum(x) => vec![(x, grad.broadcast_scalar(x.shape())?)],
-        Op::SumRows(x) => vec![(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
-        Op::Softmax(x) => vec![(x, node.softmax_backward(grad)?)],
-        Op::CrossEntropy { logits, labels } => {
-            vec![(logits, logits.cross_entropy_backward(labels, (!is_root).then_some(grad))?)]
+        Op::Relu(x) => vec![push(x, x.relu_mask(grad)?)],
+        Op::Scale(x, factor) => vec![push(x, grad.scale(*factor)?)],
+        Op::Add(a, b) => vec![push(a, grad.clone()), push(b, grad.clone())],
+        Op::Mul(a, b) => {
+            // A constant factor needs no gradient: one product, not two.
+            let mut grads = Vec::new();
+            if a.tracks() {
+                grads.push(push(a, grad.mul(b)?));
+            }
+            if b.tracks() {
+                grads.push(push(b, grad.mul(a)?));
+            }
+            grads
         }
+        // Linear in x: the gradient goes through the same mask, drawn again from its key.
+        Op::Dropout { x, p, key } => vec![push(x, grad.dropout_with_key(*p, *key)?)],
+        Op::Sum(x) => vec![push(x, grad.broadcast_scalar(x.shape())?)],
+        Op::SumRows(x) => vec![push(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
+        Op::Softmax(x) => vec![push(x, node.softmax_backward(grad)?)],
+        Op::CrossEntropy { logits, labels } => vec![push(logits, logits.cross_entropy_backward(labels, Some(grad))?)],
     })
 }

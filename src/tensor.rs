@@ -314,13 +314,41 @@ impl Tensor {
             #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
                 let shape = MatmulShape::new(m, k, n).transposed(false, true);
-                Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, Epilogue { bias: Some(b), relu })?)
+                let epilogue = Epilogue { bias: Some(b), relu, relu_mask: None };
+                Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, epilogue)?)
             }
             #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("linear")),
         };
         let op = Op::Linear { x: self.clone(), weight: weight.clone(), bias: bias.clone(), relu };
         Ok(Tensor::from_op(storage, vec![m, n], op))
+    }
+
+    /// `self · rhs` for `[m, k] · [k, n]`, zeroed where `relu_output` (`[m, n]`) is not positive:
+    /// the gradient flowing into a relu's output taken on through that relu's backward, in one
+    /// kernel on a GPU. Records nothing (backward rules use it).
+    pub(crate) fn matmul_relu_mask(&self, rhs: &Tensor, relu_output: &Tensor) -> Result<Tensor> {
+        let (m, k) = self.dims2("matmul")?;
+        let (k2, n) = rhs.dims2("matmul")?;
+        if k != k2 || relu_output.shape() != [m, n] {
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+        }
+        let storage = match (&*self.storage(), &*rhs.storage(), &*relu_output.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(mask)) => {
+                let mut c = vec![0.0; m * n];
+                cpu::matmul::gemm(MatRef::new(a, m, k, false), MatRef::new(b, k, n, false), &mut c, false);
+                c.iter_mut().zip(mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
+                Storage::Cpu(c)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(a), Storage::Gpu(b), Storage::Gpu(mask)) => {
+                let epilogue = Epilogue { relu_mask: Some(mask), ..Epilogue::default() };
+                Storage::Gpu(gpu::ops::matmul(a.context(), a, b, MatmulShape::new(m, k, n), epilogue)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("matmul")),
+        };
+        Ok(Tensor::constant(storage, vec![m, n]))
     }
 
     /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix. (A layer's
@@ -368,6 +396,26 @@ impl Tensor {
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
         let storage = self.binary(rhs, Binary::Mul)?;
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Mul(self.clone(), rhs.clone())))
+    }
+
+    /// `self += alpha * x` in place: an accumulator outside the graph (a running loss), updated
+    /// without a new buffer. Refuses a tensor that gradients flow through (its graph would see
+    /// the new value) and `x` being `self`.
+    pub fn add_scaled_in_place(&self, x: &Tensor, alpha: f32) -> Result<()> {
+        self.same_shape(x, "add_scaled_in_place")?;
+        if self.tracks() || self.id() == x.id() {
+            return Err(Error::InvalidArgument(
+                "add_scaled_in_place needs an accumulator outside the graph, distinct from its operand".into(),
+            ));
+        }
+        match (&mut *self.storage_mut(), &*x.storage()) {
+            (Storage::Cpu(acc), Storage::Cpu(x)) => acc.iter_mut().zip(x).for_each(|(a, &x)| *a += alpha * x),
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(acc), Storage::Gpu(x)) => gpu::ops::axpy(acc.context(), acc, x, alpha)?,
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("add_scaled_in_place")),
+        }
+        Ok(())
     }
 
     /// Sum of all elements, as a scalar.
@@ -502,7 +550,8 @@ impl Tensor {
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
-    /// `1 / (1 - p)`, so evaluation needs no rescaling. The mask comes from `rng`.
+    /// `1 / (1 - p)`, so evaluation needs no rescaling. The mask is drawn from one draw of `rng`
+    /// (see [`cpu::dropout_keeps`]): the same on every device, made where the data is.
     pub fn dropout(&self, p: f32, rng: &mut crate::rng::Rng) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::InvalidArgument(format!("dropout probability {p} is outside [0, 1)")));
@@ -510,10 +559,28 @@ impl Tensor {
         if p == 0.0 {
             return Ok(self.clone());
         }
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..self.len()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
-        let mask = Tensor::from_vec(mask, self.shape(), &self.device())?;
-        self.mul(&mask)
+        self.dropout_with_key(p, rng.next_u64())
+    }
+
+    /// Dropout with the mask of `key`; with the same key it is also its own backward.
+    pub(crate) fn dropout_with_key(&self, p: f32, key: u64) -> Result<Tensor> {
+        if self.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "dropout masks index 32-bit positions; {:?} has more elements",
+                self.shape()
+            )));
+        }
+        let scale = 1.0 / (1.0 - p);
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; x.len()];
+                cpu::dropout(x, key, p, scale, &mut out);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::ops::dropout(x.context(), x, key, p, scale)?),
+        };
+        Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Dropout { x: self.clone(), p, key }))
     }
 
     /// Index of the largest element of each row of a `[m, n]` matrix (no gradient).

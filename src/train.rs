@@ -309,15 +309,12 @@ struct LossWindow {
 
 impl LossWindow {
     fn add(&mut self, loss: &Tensor, examples: usize) -> crate::Result<()> {
-        crate::no_grad(|| {
-            let weighted = loss.scale(examples as f32)?;
-            self.sum = Some(match self.sum.take() {
-                Some(sum) => sum.add(&weighted)?,
-                None => weighted,
-            });
-            self.examples += examples;
-            Ok(())
-        })
+        match &self.sum {
+            Some(sum) => sum.add_scaled_in_place(loss, examples as f32)?,
+            None => self.sum = Some(crate::no_grad(|| loss.scale(examples as f32))?),
+        }
+        self.examples += examples;
+        Ok(())
     }
 
     /// The summed loss and the examples it covers; the window starts again empty.
@@ -394,14 +391,12 @@ impl<'a> Batcher<'a> {
             }
             #[cfg(feature = "gpu")]
             Batcher::Resident(r) => {
-                use crate::backend::gpu::ops::{GatherSpec, gather_u8};
+                use crate::backend::gpu::ops::{GatherSpec, gather_batch};
                 let order = r.order.as_ref().ok_or_else(|| crate::Error::InvalidArgument("no epoch order".into()))?;
                 let (scale, shift) = r.norm.affine();
                 let spec =
                     GatherSpec { samples: r.samples, features: IMAGE_PIXELS, first, batch: batch.len(), scale, shift };
-                let x = gather_u8(&r.ctx, &r.pixels, order, spec)?;
-                let spec = GatherSpec { features: 1, scale: 1.0, shift: 0.0, ..spec };
-                let y = gather_u8(&r.ctx, &r.labels, order, spec)?;
+                let (x, y) = gather_batch(&r.ctx, &r.pixels, &r.labels, order, spec)?;
                 Ok((
                     Tensor::from_gpu_buffer(x, &[batch.len(), IMAGE_PIXELS])?,
                     Tensor::from_gpu_buffer(y, &[batch.len()])?,

@@ -122,6 +122,34 @@ fn fused_linear_layer_with_and_without_relu() {
 }
 
 #[test]
+fn stacked_relu_layers_with_the_relu_backward_in_the_next_product() {
+    // h1 = relu(x·W1ᵀ + b1), h2 = relu(h1·W2ᵀ + b2): h1's gradient comes out of h2's rule already
+    // through h1's relu. With `also_h1`, h1 also reaches the output directly, so one part of its
+    // gradient is not masked and the sum must be.
+    let (m, k, n) = (4, 3, 5);
+    for also_h1 in [false, true] {
+        check_gradients(
+            &[&[m, k], &[n, k], &[n], &[n, n], &[n]],
+            |v| {
+                let h1 = v[0].linear(&v[1], &v[2], true)?;
+                let h2 = h1.linear(&v[3], &v[4], true)?;
+                if also_h1 { h2.add(&h1) } else { Ok(h2) }
+            },
+            &move |x| {
+                let layer = |input: &[f64], w: &[f64], b: &[f64], k: usize| -> Vec<f64> {
+                    let z = matmul_ref(input, w, m, k, n, false, true);
+                    z.iter().enumerate().map(|(i, v)| (v + b[i % n]).max(0.0)).collect()
+                };
+                let h1 = layer(&x[0], &x[1], &x[2], k);
+                let h2 = layer(&h1, &x[3], &x[4], n);
+                h2.iter().zip(&h1).map(|(a, b)| if also_h1 { a + b } else { *a }).collect()
+            },
+            40 + also_h1 as u64,
+        );
+    }
+}
+
+#[test]
 fn elementwise_ops() {
     for shape in [[1usize, 1], [3, 7]] {
         let s: &[usize] = &shape;
@@ -178,8 +206,9 @@ fn fused_cross_entropy_matches_log_softmax_nll() {
 fn dropout_scales_kept_elements_and_routes_gradients_through_the_mask() {
     let p = 0.3;
     let mask: Vec<f64> = {
-        let mut rng = Rng::new(42);
-        (0..35).map(|_| if rng.next_f32() < p { 0.0 } else { 1.0 / (1.0 - p as f64) }).collect()
+        let key = Rng::new(42).next_u64();
+        let keep = 1.0 / (1.0 - p) as f64;
+        (0..35).map(|i| if engine::backend::cpu::dropout_keeps(key, i, p) { keep } else { 0.0 }).collect()
     };
     assert!(mask.contains(&0.0) && mask.iter().any(|&m| m > 1.0), "the mask should drop and keep elements");
     check_gradients(
@@ -188,6 +217,24 @@ fn dropout_scales_kept_elements_and_routes_gradients_through_the_mask() {
         &move |x| x[0].iter().zip(&mask).map(|(v, m)| v * m).collect(),
         12,
     );
+}
+
+#[test]
+fn dropout_masks_drop_the_asked_share_and_differ_between_keys() {
+    use engine::backend::cpu::dropout_keeps;
+    let n = 200_000u32;
+    for p in [0.1f32, 0.5, 0.9] {
+        let kept = (0..n).filter(|&i| dropout_keeps(12345, i, p)).count() as f64 / n as f64;
+        assert!((kept - (1.0 - p as f64)).abs() < 0.005, "p {p}: kept {kept}");
+    }
+    // Keys that differ in one bit, low or high half, give unrelated masks (half the elements agree).
+    for other in [12344u64, 12345 ^ (1 << 40)] {
+        let same = (0..n).filter(|&i| dropout_keeps(12345, i, 0.5) == dropout_keeps(other, i, 0.5)).count();
+        assert!((same as f64 / n as f64 - 0.5).abs() < 0.01, "key {other}: {same} of {n} agree");
+    }
+    // Neighbouring elements are not correlated.
+    let pairs = (0..n - 1).filter(|&i| dropout_keeps(99, i, 0.5) == dropout_keeps(99, i + 1, 0.5)).count();
+    assert!((pairs as f64 / n as f64 - 0.5).abs() < 0.01, "{pairs} neighbours agree");
 }
 
 #[test]

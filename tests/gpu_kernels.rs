@@ -107,7 +107,17 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     let MatmulShape { m, k, n, .. } = shape;
     let (a, b) = (random(m * k, rng, -1.0, 1.0), random(k * n, rng, -1.0, 1.0));
     let bias = random(n, rng, -1.0, 1.0);
-    let (with_bias, relu) = [(false, false), (true, false), (true, true), (false, true)][case % 4];
+    // A relu output to mask by: positive, negative and exactly zero elements.
+    let mask: Vec<f32> = random(m * n, rng, -1.0, 1.0).iter().map(|&v| if v.abs() < 0.2 { 0.0 } else { v }).collect();
+    let cases = [
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (false, true, false),
+        (false, false, true),
+        (true, true, true),
+    ];
+    let (with_bias, relu, masked) = cases[case % cases.len()];
 
     let mut want = cpu_matmul(&a, &b, shape);
     // A bound on the rounding error of each element: the same product on absolute values.
@@ -122,9 +132,12 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     if relu {
         want.iter_mut().for_each(|v| *v = v.max(0.0));
     }
+    if masked {
+        want.iter_mut().zip(&mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
+    }
 
-    let (ga, gb, gbias) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias));
-    let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu };
+    let (ga, gb, gbias, gmask) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias), upload(ctx, &mask));
+    let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu, relu_mask: masked.then_some(&gmask) };
     let mut outputs = Vec::new();
     for kind in ["tiled", "wide", "naive"] {
         let got = match kind {
@@ -139,7 +152,7 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
             let tol = 1e-5 * e + 1e-6;
             assert!(
                 (g - w).abs() <= tol,
-                "{kind} matmul {shape:?} bias {with_bias} relu {relu}: C[{}, {}] = {g}, want {w}",
+                "{kind} matmul {shape:?} bias {with_bias} relu {relu} masked {masked}: C[{}, {}] = {g}, want {w}",
                 i / n,
                 i % n
             );
@@ -189,7 +202,8 @@ fn matmul_with_empty_dimensions() {
         let bias = upload(ctx, &[1.0, -2.0, 0.5]);
         let shape = MatmulShape::new(2, 0, 3);
         let empty_b = upload(ctx, &[]);
-        let c = ops::matmul(ctx, &a, &empty_b, shape, Epilogue { bias: Some(&bias), relu: true }).unwrap();
+        let c =
+            ops::matmul(ctx, &a, &empty_b, shape, Epilogue { bias: Some(&bias), relu: true, relu_mask: None }).unwrap();
         assert_eq!(download(&c), [1.0, 0.0, 0.5, 1.0, 0.0, 0.5]);
         // m = 0: an empty result.
         let c = ops::matmul(ctx, &a, &b, MatmulShape::new(0, 1, 3), Epilogue::default()).unwrap();
@@ -427,6 +441,26 @@ fn cross_entropy_forward_and_backward_match_cpu() {
 }
 
 #[test]
+fn dropout_draws_the_cpu_mask_bit_for_bit() {
+    on_both("dropout", |ctx| {
+        let mut rng = Rng::new(21);
+        let mut outputs = Vec::new();
+        for (n, p, key) in [(1, 0.5, 7u64), (1000, 0.3, 0xdead_beef_0123_4567), (70_001, 0.9, u64::MAX)] {
+            let x = random(n, &mut rng, -2.0, 2.0);
+            let scale = 1.0 / (1.0 - p);
+            let mut want = vec![0.0; n];
+            cpu::dropout(&x, key, p, scale, &mut want);
+            let got = download(&ops::dropout(ctx, &upload(ctx, &x), key, p, scale).unwrap());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "dropout n {n} p {p}: element {i}: gpu {g}, cpu {w}");
+            }
+            outputs.push(got);
+        }
+        outputs
+    });
+}
+
+#[test]
 fn argmax_matches_cpu_with_ties() {
     on_both("argmax", |ctx| {
         let mut rng = Rng::new(9);
@@ -450,17 +484,20 @@ fn argmax_matches_cpu_with_ties() {
 
 #[test]
 fn adam_and_adamw_steps_match_cpu() {
+    // Three parameters: a pair in one dispatch (sizes that end mid-workgroup), then one alone.
     on_both("adam", |ctx| {
         let mut rng = Rng::new(10);
         let mut outputs = Vec::new();
         for (decoupled, weight_decay) in [(false, 0.0), (false, 0.01), (true, 0.05)] {
-            let n = 1000;
-            let mut p = random(n, &mut rng, -1.0, 1.0);
-            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-            let (gp, gm, gv) = (upload(ctx, &p), upload(ctx, &m), upload(ctx, &v));
+            let sizes = [1000, 257, 3];
+            let mut p: Vec<Vec<f32>> = sizes.iter().map(|&n| random(n, &mut rng, -1.0, 1.0)).collect();
+            let mut m: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
+            let mut v = m.clone();
+            let gp: Vec<GpuBuffer> = p.iter().map(|p| upload(ctx, p)).collect();
+            let gm: Vec<GpuBuffer> = m.iter().map(|m| upload(ctx, m)).collect();
+            let gv: Vec<GpuBuffer> = v.iter().map(|v| upload(ctx, v)).collect();
             let (beta1, beta2) = (0.9f32, 0.999f32);
             for t in 1..=5 {
-                let g = random(n, &mut rng, -1.0, 1.0);
                 let h = AdamStep {
                     lr: 1e-2,
                     beta1,
@@ -471,14 +508,23 @@ fn adam_and_adamw_steps_match_cpu() {
                     bias_correction1: 1.0 - beta1.powi(t),
                     bias_correction2: 1.0 - beta2.powi(t),
                 };
-                cpu::adam_step(&mut p, &g, &mut m, &mut v, h);
-                ops::adam_step(ctx, &gp, &upload(ctx, &g), &gm, &gv, h).unwrap();
+                let g: Vec<Vec<f32>> = sizes.iter().map(|&n| random(n, &mut rng, -1.0, 1.0)).collect();
+                let gg: Vec<GpuBuffer> = g.iter().map(|g| upload(ctx, g)).collect();
+                for i in 0..sizes.len() {
+                    cpu::adam_step(&mut p[i], &g[i], &mut m[i], &mut v[i], h);
+                }
+                let buffers: Vec<ops::AdamBuffers> = (0..sizes.len())
+                    .map(|i| ops::AdamBuffers { param: &gp[i], grad: &gg[i], m: &gm[i], v: &gv[i] })
+                    .collect();
+                ops::adam_steps(ctx, &buffers, h).unwrap();
             }
-            let (got_p, got_m, got_v) = (download(&gp), download(&gm), download(&gv));
-            assert_close("adam p", &got_p, &p, 1e-6, 1e-5);
-            assert_close("adam m", &got_m, &m, 1e-7, 1e-5);
-            assert_close("adam v", &got_v, &v, 1e-8, 1e-5);
-            outputs.extend([got_p, got_m, got_v]);
+            for i in 0..sizes.len() {
+                let (got_p, got_m, got_v) = (download(&gp[i]), download(&gm[i]), download(&gv[i]));
+                assert_close(&format!("adam p{i}"), &got_p, &p[i], 1e-6, 1e-5);
+                assert_close(&format!("adam m{i}"), &got_m, &m[i], 1e-7, 1e-5);
+                assert_close(&format!("adam v{i}"), &got_v, &v[i], 1e-8, 1e-5);
+                outputs.extend([got_p, got_m, got_v]);
+            }
         }
         outputs
     });
@@ -526,39 +572,52 @@ fn gather_normalises_a_batch_of_u8_samples() {
         let (first, batch) = (13, 20);
 
         let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        let got = download(&ops::gather_u8(ctx, &gimages, &gorder, spec).unwrap());
+        let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
+        let (got, got_labels) = (download(&got), download(&got_labels));
         let want: Vec<f32> = order[first..first + batch]
             .iter()
             .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
             .map(|&b| b as f32 * scale + shift)
             .collect();
         assert_close("gather images", &got, &want, 1e-6, 1e-6);
-
-        let spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
-        let got_labels = download(&ops::gather_u8(ctx, &glabels, &gorder, spec).unwrap());
         let want_labels: Vec<f32> = order[first..first + batch].iter().map(|&s| labels[s as usize] as f32).collect();
         assert_eq!(got_labels, want_labels);
 
-        // A sample index past the dataset gives a NaN row, not an out-of-bounds read.
+        // A sample index past the dataset gives a NaN row and label, not an out-of-bounds read.
         let bad = GpuBuffer::from_u32(ctx, &[1, 50, 2]).unwrap();
         let spec = GatherSpec { samples, features, first: 0, batch: 3, scale: 1.0, shift: 0.0 };
-        let rows = download(&ops::gather_u8(ctx, &gimages, &bad, spec).unwrap());
+        let (rows, bad_labels) = ops::gather_batch(ctx, &gimages, &glabels, &bad, spec).unwrap();
+        let (rows, bad_labels) = (download(&rows), download(&bad_labels));
         assert!(rows[..7].iter().all(|v| v.is_finite()));
         assert!(rows[7..14].iter().all(|v| v.is_nan()));
         assert!(rows[14..].iter().all(|v| v.is_finite()));
+        assert!(bad_labels[0] == labels[1] as f32 && bad_labels[1].is_nan() && bad_labels[2] == labels[2] as f32);
+
+        // Samples without bytes still get their labels.
+        let spec = GatherSpec { samples, features: 0, first, batch, scale, shift };
+        let empty = GpuBuffer::from_u8_packed(ctx, &[]).unwrap();
+        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &gorder, spec).unwrap();
+        assert_eq!(none.len(), 0);
+        assert_eq!(download(&only_labels), want_labels);
+        // A labels buffer of the wrong size is an error.
+        let spec = GatherSpec { samples, features, first, batch, scale, shift };
+        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &gorder, spec), Err(GpuError::Shape { .. })));
         vec![got, got_labels, rows]
     });
 }
 
 #[test]
 fn long_chains_cross_the_batch_limit_and_keep_their_parameters() {
-    // Each dispatch has its own uniform slot: 200 dispatches with different factors, submitted
-    // in several batches, must each see their own factor.
+    // Each dispatch has its own uniform slot: 600 dispatches with different factors, submitted
+    // in several batches, must each see their own factor. Each result takes the buffer its input
+    // had two steps before, retired in the same batch.
+    let dispatches = 600;
+    assert!(dispatches > 2 * engine::backend::gpu::MAX_BATCH);
     on_both("chain", |ctx| {
         let mut x = upload(ctx, &[1.0, 2.0, 3.0]);
         let mut want = [1.0f32, 2.0, 3.0];
-        for i in 0..200 {
-            let factor = if i % 2 == 0 { 2.0 } else { 0.5 + i as f32 * 1e-3 };
+        for i in 0..dispatches {
+            let factor = if i % 2 == 0 { 2.0 } else { 0.5 + (i % 7) as f32 * 1e-3 };
             x = ops::scale(ctx, &x, factor).unwrap();
             want.iter_mut().for_each(|v| *v *= factor);
         }
@@ -586,6 +645,29 @@ fn pool_reuses_dropped_buffers_and_uploads_do_not_overtake_pending_reads() {
 }
 
 #[test]
+fn a_batch_records_one_compute_pass_until_a_copy_ends_it() {
+    if contexts().is_none() {
+        return;
+    }
+    // A context of its own: the shared ones count the work of tests running beside this one.
+    let ctx = GpuContext::new().expect("a context");
+    let x = upload(&ctx, &[1.5; 300]);
+    ctx.synchronize().unwrap();
+    let before = ctx.stats();
+    let doubled = ops::scale(&ctx, &x, 2.0).unwrap();
+    let sum = ops::add(&ctx, &x, &doubled).unwrap();
+    let copy = sum.duplicate().unwrap();
+    let out = ops::scale(&ctx, &copy, -1.0).unwrap();
+    let again = ops::scale(&ctx, &out, 1.0).unwrap();
+    assert!(download(&again).iter().all(|&v| v == -4.5));
+    assert!(download(&sum).iter().all(|&v| v == 4.5));
+    let after = ctx.stats();
+    assert_eq!(after.dispatches - before.dispatches, 4);
+    assert_eq!(after.passes - before.passes, 2, "the copy ends the first pass");
+    assert_eq!(after.submits - before.submits, 2, "one per download");
+}
+
+#[test]
 fn bad_arguments_are_errors_not_panics() {
     let Some([ctx, other]) = contexts() else { return };
     let a = upload(ctx, &[1.0; 6]);
@@ -599,6 +681,21 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(ops::add(ctx, &a, &elsewhere), Err(GpuError::ContextMismatch { .. })));
     let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0, first_step: true };
     assert!(matches!(ops::sgd_step(ctx, &a, &a.clone(), &a, h), Err(GpuError::Aliased { .. })));
+    let (g, m, v) = (upload(ctx, &[0.5; 6]), upload(ctx, &[0.0; 6]), upload(ctx, &[0.0; 6]));
+    let twice = ops::AdamBuffers { param: &a, grad: &g, m: &m, v: &v };
+    let adam = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        bias_correction1: 0.1,
+        bias_correction2: 0.001,
+    };
+    assert!(matches!(ops::adam_steps(ctx, &[twice, twice], adam), Err(GpuError::Aliased { .. })));
+    let short = ops::AdamBuffers { grad: &b, ..twice };
+    assert!(matches!(ops::adam_steps(ctx, &[short], adam), Err(GpuError::Shape { .. })));
     assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let too_many = (limit / 4 + 1) as usize;
@@ -679,12 +776,11 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
     let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
     let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
-    let gx =
-        ops::gather_u8(&ctx, &gimages, &gorder, GatherSpec { samples, features, first, batch, scale, shift }).unwrap();
-    let label_spec = GatherSpec { samples, features: 1, first, batch, scale: 1.0, shift: 0.0 };
-    let gy = ops::gather_u8(&ctx, &glabels, &gorder, label_spec).unwrap();
-    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true }).unwrap();
-    let glogits = ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false }).unwrap();
+    let spec = GatherSpec { samples, features, first, batch, scale, shift };
+    let (gx, gy) = ops::gather_batch(&ctx, &gimages, &glabels, &gorder, spec).unwrap();
+    let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true, relu_mask: None }).unwrap();
+    let glogits =
+        ops::matmul(&ctx, &gh, &gw2, shape2, Epilogue { bias: Some(&gb2), relu: false, relu_mask: None }).unwrap();
     let gloss = ops::cross_entropy_mean(&ctx, &glogits, &gy, batch, classes).unwrap();
     let gdlogits = ops::cross_entropy_backward(&ctx, &glogits, &gy, batch, classes, 1.0 / batch as f32).unwrap();
     let gdh =
@@ -695,7 +791,7 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let gdb1 = ops::sum_rows(&ctx, &gdpre, batch, hidden).unwrap();
     let (gm, gv) = (ops::fill(&ctx, w1.len(), 0.0).unwrap(), ops::fill(&ctx, w1.len(), 0.0).unwrap());
     let w1_before = gw1.duplicate().unwrap();
-    ops::adam_step(&ctx, &gw1, &gdw1, &gm, &gv, step).unwrap();
+    ops::adam_steps(&ctx, &[ops::AdamBuffers { param: &gw1, grad: &gdw1, m: &gm, v: &gv }], step).unwrap();
 
     assert_close("loss", &download(&gloss), &[loss], 1e-5, 1e-5);
     assert_close("dW1", &download(&gdw1), &dw1, 1e-6, 1e-4);

@@ -68,8 +68,21 @@ fn every_op_and_its_backward_matches_the_cpu() {
     }
     same_on_both(&device, &[&[67, 130], &[33, 130], &[33]], |v| v[0].linear(&v[1], &v[2], false), "linear");
     same_on_both(&device, &[&[67, 130], &[33, 130], &[33]], |v| v[0].linear(&v[1], &v[2], true), "linear + relu");
+    for also_h1 in [false, true] {
+        same_on_both(
+            &device,
+            &[&[67, 130], &[33, 130], &[33], &[33, 33], &[33]],
+            |v| {
+                let h1 = v[0].linear(&v[1], &v[2], true)?;
+                let h2 = h1.linear(&v[3], &v[4], true)?;
+                if also_h1 { h2.add(&h1) } else { Ok(h2) }
+            },
+            &format!("stacked relu layers, h1 also an output: {also_h1}"),
+        );
+    }
     same_on_both(&device, &[&[9, 13], &[13]], |v| v[0].add_bias(&v[1]), "add_bias");
     same_on_both(&device, &[&[5, 7]], |v| v[0].relu(), "relu");
+    same_on_both(&device, &[&[33, 70]], |v| v[0].dropout(0.4, &mut Rng::new(3)), "dropout");
     same_on_both(&device, &[&[5, 7]], |v| v[0].scale(-1.5), "scale");
     same_on_both(&device, &[&[5, 7], &[5, 7]], |v| v[0].add(&v[1]), "add");
     same_on_both(&device, &[&[5, 7], &[5, 7]], |v| v[0].mul(&v[1]), "mul");
@@ -89,6 +102,25 @@ fn every_op_and_its_backward_matches_the_cpu() {
 }
 
 #[test]
+fn an_accumulator_adds_in_place_on_both_devices() {
+    let Some(device) = gpu() else { return };
+    let run = |device: &Device| {
+        let acc = Tensor::from_vec(vec![1.0, -2.0, 0.5], &[3], device).unwrap();
+        let x = Tensor::from_vec(vec![0.25, 4.0, -1.0], &[3], device).unwrap();
+        acc.add_scaled_in_place(&x, 3.0).unwrap();
+        acc.add_scaled_in_place(&x, -0.5).unwrap();
+        assert!(acc.add_scaled_in_place(&acc, 1.0).is_err(), "its own operand");
+        let tracked = Tensor::variable(vec![0.0; 3], &[3], device).unwrap();
+        assert!(tracked.add_scaled_in_place(&x, 1.0).is_err(), "a tensor of the graph");
+        let short = Tensor::from_vec(vec![0.0; 2], &[2], device).unwrap();
+        assert!(acc.add_scaled_in_place(&short, 1.0).is_err(), "another shape");
+        acc.to_vec().unwrap()
+    };
+    assert_close("accumulator", &run(&device), &run(&Device::Cpu));
+    assert_close("accumulator", &run(&Device::Cpu), &[1.625, 8.0, -2.0]);
+}
+
+#[test]
 fn mixing_devices_is_an_error() {
     let Some(device) = gpu() else { return };
     let a = Tensor::from_vec(vec![1.0; 4], &[2, 2], &device).unwrap();
@@ -97,9 +129,11 @@ fn mixing_devices_is_an_error() {
     assert!(matches!(a.add(&b), Err(engine::Error::DeviceMismatch("add"))));
 }
 
-/// One forward, backward and optimizer step of the MLP; returns every parameter after it.
-fn one_step(device: &Device, optimizer: &str) -> Vec<Vec<f32>> {
-    let mlp = Mlp::new(784, &[96, 40], 10, 0.0, &mut Rng::new(5), device).unwrap();
+/// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0);
+/// returns every parameter after them.
+fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
+    let mlp = Mlp::new(784, &[96, 40], 10, dropout, &mut Rng::new(5), device).unwrap();
+    let mut masks = Rng::new(8);
     let x = Tensor::from_vec(random(50 * 784, 6), &[50, 784], device).unwrap();
     let y: Vec<f32> = (0..50).map(|i| (i * 7 % 10) as f32).collect();
     let y = Tensor::from_vec(y, &[50], device).unwrap();
@@ -108,7 +142,8 @@ fn one_step(device: &Device, optimizer: &str) -> Vec<Vec<f32>> {
         _ => Box::new(Sgd::new(mlp.parameters(), 0.1, 0.9, 1e-3)),
     };
     for _ in 0..2 {
-        let grads = mlp.forward(&x).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+        let logits = if dropout > 0.0 { mlp.forward_train(&x, &mut masks) } else { mlp.forward(&x) };
+        let grads = logits.unwrap().cross_entropy(&y).unwrap().backward().unwrap();
         engine::no_grad(|| opt.step(&grads)).unwrap();
     }
     mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
@@ -117,10 +152,10 @@ fn one_step(device: &Device, optimizer: &str) -> Vec<Vec<f32>> {
 #[test]
 fn training_steps_on_the_gpu_equal_those_on_the_cpu() {
     let Some(device) = gpu() else { return };
-    for optimizer in ["adam", "sgd"] {
-        let (gpu, cpu) = (one_step(&device, optimizer), one_step(&Device::Cpu, optimizer));
+    for (optimizer, dropout) in [("adam", 0.0), ("sgd", 0.0), ("adam", 0.3)] {
+        let (gpu, cpu) = (one_step(&device, optimizer, dropout), one_step(&Device::Cpu, optimizer, dropout));
         for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
-            assert_close(&format!("{optimizer}: parameter {i} after two steps"), g, c);
+            assert_close(&format!("{optimizer}, dropout {dropout}: parameter {i} after two steps"), g, c);
         }
     }
 }

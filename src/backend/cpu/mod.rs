@@ -38,6 +38,34 @@ pub fn update(x: &mut [f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     });
 }
 
+/// Inverted dropout with the mask `key`: `out[i] = x[i] * scale` where [`dropout_keeps`], else
+/// 0. Its own backward (with the same key) since it is linear.
+pub fn dropout(x: &[f32], key: u64, p: f32, scale: f32, out: &mut [f32]) {
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
+        for (i, (o, &x)) in o.iter_mut().zip(x).enumerate() {
+            *o = if dropout_keeps(key, (c * CHUNK + i) as u32, p) { x * scale } else { 0.0 };
+        }
+    });
+}
+
+/// Whether dropout with the mask `key` keeps element `index`: a uniform draw in [0, 1) with 24
+/// bits, from two rounds of a 32-bit integer hash of the index and the key, kept when it is
+/// at least `p`. Counter-based, so `shaders/dropout.wgsl` draws the same mask on a GPU with
+/// nothing uploaded, and the backward draws it again instead of storing it.
+pub fn dropout_keeps(key: u64, index: u32, p: f32) -> bool {
+    let bits = hash32(hash32(index ^ key as u32) ^ (key >> 32) as u32);
+    (bits >> 8) as f32 * (1.0 / 16_777_216.0) >= p
+}
+
+/// Chris Wellons' `lowbias32`: every input bit flips each output bit with probability ~1/2.
+fn hash32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
 /// Sum of all elements: fixed chunks summed in parallel, then the partials in order.
 pub fn sum(x: &[f32]) -> f32 {
     let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| v as f64).sum()).collect();

@@ -7,38 +7,40 @@
 //! which lands before the next submit's commands) can then never overtake the commands that
 //! read it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{GpuContext, GpuError, lock};
+use super::{GpuContext, GpuError, IdMap, lock};
 
 /// Smallest bucket: tiny buffers (scalars, uniforms of shape) all share it.
 const MIN_BUCKET: u64 = 256;
 
-/// A raw wgpu buffer with the size of its bucket.
+/// A raw wgpu buffer with the size of its bucket and an id that no other buffer of the process
+/// has (bind groups are cached by it).
 #[derive(Clone)]
 pub(crate) struct RawBuffer {
     pub(crate) buffer: wgpu::Buffer,
     pub(crate) bucket: u64,
+    pub(crate) id: u64,
 }
 
 /// Free buffers by bucket size.
 #[derive(Default)]
 pub(crate) struct BufferPool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free: IdMap<u64, Vec<RawBuffer>>,
     free_bytes: u64,
 }
 
 impl BufferPool {
-    fn acquire(&mut self, bucket: u64) -> Option<wgpu::Buffer> {
-        let buffer = self.free.get_mut(&bucket)?.pop()?;
+    fn acquire(&mut self, bucket: u64) -> Option<RawBuffer> {
+        let raw = self.free.get_mut(&bucket)?.pop()?;
         self.free_bytes -= bucket;
-        Some(buffer)
+        Some(raw)
     }
 
     pub(crate) fn release(&mut self, raw: RawBuffer) {
         self.free_bytes += raw.bucket;
-        self.free.entry(raw.bucket).or_default().push(raw.buffer);
+        self.free.entry(raw.bucket).or_default().push(raw);
     }
 
     pub(crate) fn clear(&mut self) {
@@ -107,6 +109,11 @@ impl GpuBuffer {
         &self.0.raw.buffer
     }
 
+    /// The id of the device memory under this handle (reused when the pool hands it out again).
+    pub(crate) fn pool_id(&self) -> u64 {
+        self.0.raw.id
+    }
+
     /// Bytes a binding of this buffer covers: the data, at least one element (a binding cannot
     /// be empty).
     pub(crate) fn binding_bytes(&self) -> u64 {
@@ -115,20 +122,20 @@ impl GpuBuffer {
 
     /// Uploads `data` into a new buffer.
     pub fn from_f32(ctx: &GpuContext, data: &[f32]) -> Result<GpuBuffer, GpuError> {
-        let buffer = ctx.alloc(data.len(), "an upload")?;
+        let buffer = ctx.alloc_upload(data.len())?;
         ctx.write(&buffer, bytemuck::cast_slice(data));
         Ok(buffer)
     }
 
     /// Uploads `data` into a new buffer of `u32` elements (indices).
     pub fn from_u32(ctx: &GpuContext, data: &[u32]) -> Result<GpuBuffer, GpuError> {
-        let buffer = ctx.alloc(data.len(), "an upload")?;
+        let buffer = ctx.alloc_upload(data.len())?;
         ctx.write(&buffer, bytemuck::cast_slice(data));
         Ok(buffer)
     }
 
     /// Uploads bytes packed four to a `u32` element, little-endian, the last word padded with
-    /// zeros: how a `u8` dataset lives on the device for [`super::ops::gather_u8`].
+    /// zeros: how a `u8` dataset lives on the device for [`super::ops::gather_batch`].
     pub fn from_u8_packed(ctx: &GpuContext, data: &[u8]) -> Result<GpuBuffer, GpuError> {
         let words: Vec<u32> = data
             .chunks(4)
@@ -163,9 +170,32 @@ impl GpuBuffer {
 }
 
 impl GpuContext {
-    /// A buffer for `len` elements from the pool, or a new one. Checks the device's limits on
-    /// buffer and storage-binding sizes.
+    /// A buffer for `len` elements that recorded commands will write first (a kernel's result,
+    /// a copy): one retired in the pending batch when there is one of the size (commands run in
+    /// order, so its earlier uses are over when they write it), else from the pool, else new.
+    /// Checks the device's limits on buffer and storage-binding sizes.
     pub(crate) fn alloc(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
+        let bucket = self.bucket_for(len, what)?;
+        let retired = {
+            let mut pending = lock(&self.pending);
+            let found = pending.retired.iter().rposition(|raw| raw.bucket == bucket);
+            found.map(|i| pending.retired.swap_remove(i))
+        };
+        let raw = match retired {
+            Some(raw) => raw,
+            None => self.pooled_or_new(bucket),
+        };
+        Ok(self.wrap(raw, len))
+    }
+
+    /// A buffer for `len` elements to upload into: never one the pending batch still uses, since
+    /// an upload lands before the batch's commands run.
+    fn alloc_upload(&self, len: usize) -> Result<GpuBuffer, GpuError> {
+        let bucket = self.bucket_for(len, "an upload")?;
+        Ok(self.wrap(self.pooled_or_new(bucket), len))
+    }
+
+    fn bucket_for(&self, len: usize, what: &'static str) -> Result<u64, GpuError> {
         let bytes = (len as u64).saturating_mul(4).max(4);
         let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > limit {
@@ -174,18 +204,25 @@ impl GpuContext {
         if len > u32::MAX as usize {
             return Err(GpuError::TooLarge { what, bytes, limit: u32::MAX as u64 * 4 });
         }
-        let bucket = bucket_size(bytes, self.limits.max_buffer_size);
-        let pooled = lock(&self.pool).acquire(bucket);
-        let buffer = pooled.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(bucket_size(bytes, self.limits.max_buffer_size))
+    }
+
+    fn pooled_or_new(&self, bucket: u64) -> RawBuffer {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        lock(&self.pool).acquire(bucket).unwrap_or_else(|| RawBuffer {
+            buffer: self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bucket,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            })
-        });
-        let ctx = self.arc();
-        Ok(GpuBuffer(Arc::new(Inner { ctx, raw: RawBuffer { buffer, bucket }, len })))
+            }),
+            bucket,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    fn wrap(&self, raw: RawBuffer, len: usize) -> GpuBuffer {
+        GpuBuffer(Arc::new(Inner { ctx: self.arc(), raw, len }))
     }
 
     /// Takes back the memory of a dropped buffer: into the pool now when nothing is pending,
@@ -212,11 +249,7 @@ impl GpuContext {
             return;
         }
         let mut pending = lock(&self.pending);
-        let device = &self.device;
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        encoder.copy_buffer_to_buffer(from.raw(), 0, to.raw(), 0, from.len() as u64 * 4);
+        pending.encoder(&self.device).copy_buffer_to_buffer(from.raw(), 0, to.raw(), 0, from.len() as u64 * 4);
     }
 
     /// Copies a buffer to a mappable one after the pending work, submits, waits, and reads it.
@@ -234,11 +267,7 @@ impl GpuContext {
         });
         let index = {
             let mut pending = lock(&self.pending);
-            let device = &self.device;
-            let encoder = pending
-                .encoder
-                .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-            encoder.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
+            pending.encoder(&self.device).copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
             self.submit(&mut pending, None)
         };
         let (sender, receiver) = std::sync::mpsc::channel();

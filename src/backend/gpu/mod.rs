@@ -3,13 +3,17 @@
 //! is all that has to follow it.
 //!
 //! A [`GpuContext`] owns the device and queue, a cache of compute pipelines built once per
-//! kernel (`pipeline`), a size-bucketed buffer pool (`buffer`) and a pending command encoder.
-//! Launchers in [`ops`] record dispatches into that encoder; it is submitted only when the host
-//! needs a result (a download) or after [`MAX_BATCH`] dispatches, since a submit costs far more
-//! than a dispatch (about 100 us against 6 us on an H200). Each dispatch's shape parameters go
-//! to their own slot of a uniform ring, because `queue.write_buffer` lands at the next submit,
-//! before that submit's commands: one shared uniform would be overwritten before earlier
-//! recorded dispatches run.
+//! kernel (`pipeline`), a size-bucketed buffer pool (`buffer`) and the pending work. Launchers in
+//! [`ops`] record dispatches into one open compute pass (wgpu puts the barriers between them);
+//! the pass ends only where a copy must be recorded, and the batch is submitted when the host
+//! needs a result (a download) or after [`MAX_BATCH`] dispatches: on an H200 a dispatch costs
+//! about 6 us inside a pass, 36 us as a pass of its own, and a submit about 100 us.
+//!
+//! Each dispatch's shape parameters go to their own slot of a uniform ring, bound at a dynamic
+//! offset; the slots of a batch are written in one `queue.write_buffer` just before its submit
+//! (such a write lands at the next submit, before that submit's commands, so one shared uniform
+//! would be overwritten before earlier recorded dispatches run). The bind group of a kernel and
+//! its buffers is made once and kept: a training step binds the same pooled buffers every time.
 //!
 //! Shaders are built with naga's runtime bounds checks off by default (they cost 10-20x on real
 //! GPUs), so each kernel guards its indices itself; [`GpuContext::with_options`] builds them
@@ -19,6 +23,8 @@ mod buffer;
 pub mod ops;
 mod pipeline;
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -28,7 +34,11 @@ pub use pipeline::Kernel;
 use pipeline::Pipelines;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
-pub const MAX_BATCH: u32 = 64;
+pub const MAX_BATCH: u32 = 256;
+
+/// Bind groups kept before the cache starts again empty: a training step needs a few dozen, so
+/// this bounds only programs whose shapes keep changing.
+const MAX_BIND_GROUPS: usize = 4096;
 
 /// Bytes of shape parameters one dispatch may pass in its uniform slot.
 const PARAMS_BYTES: u64 = 64;
@@ -141,13 +151,53 @@ pub struct DeviceLimits {
     pub max_compute_workgroups_per_dimension: u32,
 }
 
+/// Work recorded and submitted since the context opened, counted for benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Compute passes they were recorded in.
+    pub passes: u64,
+    /// Command buffers submitted to the queue.
+    pub submits: u64,
+}
+
+/// A kernel and the buffers bound to it (pool ids and bound bytes): what a bind group holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct BindKey {
+    kernel: Kernel,
+    buffers: [(u64, u64); MAX_BINDINGS],
+}
+
+/// Storage bindings of the kernel that has the most.
+const MAX_BINDINGS: usize = 8;
+
 /// The recorded but not yet submitted work.
 struct Pending {
+    stats: GpuStats,
+    /// The open compute pass of `encoder` (declared first: it must be dropped before it).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
+    /// The kernel last set on `pass`.
+    pass_kernel: Option<Kernel>,
     /// Dispatches in `encoder`; also the next free slot of the uniform ring.
     dispatches: u32,
-    /// Buffers dropped while `encoder` may still use them: pooled again after the submit.
+    /// The uniform slots of those dispatches, written to the ring just before the submit.
+    params: Vec<u8>,
+    /// Buffers dropped while `encoder` may still use them: pooled again after the submit, and
+    /// meanwhile handed out again only for results of recorded commands, never for uploads.
     retired: Vec<RawBuffer>,
+    bind_groups: IdMap<BindKey, wgpu::BindGroup>,
+}
+
+impl Pending {
+    /// The encoder, created if none is pending, with no compute pass open on it.
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.pass_kernel = None;
+        self.encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }))
+    }
 }
 
 /// One GPU device with its queue, kernels, buffer pool and pending commands. Shared as
@@ -189,7 +239,21 @@ impl GpuContext {
     /// As [`GpuContext::new`]; `checked` builds every shader with naga's runtime bounds checks
     /// (slower, for tests that compare the two builds).
     pub fn with_options(checked: bool) -> Result<Arc<GpuContext>, GpuError> {
-        let instance = new_instance();
+        Self::open(new_instance(), checked)
+    }
+
+    /// A context on wgpu's noop backend: buffers are created, written, copied and mapped, but
+    /// no shader runs (downloads read zeros or stale data). What a step costs there is what the
+    /// host spends recording and submitting it; only benchmarks use it.
+    #[cfg(feature = "noop")]
+    pub fn noop() -> Result<Arc<GpuContext>, GpuError> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = wgpu::Backends::NOOP;
+        descriptor.backend_options.noop = wgpu::NoopBackendOptions { enable: true, ..Default::default() };
+        Self::open(wgpu::Instance::new(descriptor), false)
+    }
+
+    fn open(instance: wgpu::Instance, checked: bool) -> Result<Arc<GpuContext>, GpuError> {
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
@@ -235,7 +299,16 @@ impl GpuContext {
             checked,
             pipelines,
             pool: Mutex::new(BufferPool::default()),
-            pending: Mutex::new(Pending { encoder: None, dispatches: 0, retired: Vec::new() }),
+            pending: Mutex::new(Pending {
+                stats: GpuStats::default(),
+                pass: None,
+                encoder: None,
+                pass_kernel: None,
+                dispatches: 0,
+                params: Vec::new(),
+                retired: Vec::new(),
+                bind_groups: IdMap::default(),
+            }),
             uniforms,
             uniform_stride,
             errors,
@@ -299,8 +372,15 @@ impl GpuContext {
         self.take_errors()
     }
 
-    /// Drops the buffers cached in the pool (those in use stay).
+    /// The work recorded and submitted so far.
+    pub fn stats(&self) -> GpuStats {
+        lock(&self.pending).stats
+    }
+
+    /// Drops the buffers cached in the pool (those in use stay) and the bind groups that
+    /// hold them.
     pub fn trim_pool(&self) {
+        lock(&self.pending).bind_groups.clear();
         lock(&self.pool).clear();
     }
 
@@ -318,12 +398,19 @@ impl GpuContext {
     /// Submits the pending encoder (an empty one too, when `extra` carries a command buffer)
     /// and returns the pooled buffers it held back.
     fn submit(&self, pending: &mut Pending, extra: Option<wgpu::CommandBuffer>) -> Option<wgpu::SubmissionIndex> {
+        pending.pass = None;
+        pending.pass_kernel = None;
+        if !pending.params.is_empty() {
+            self.queue.write_buffer(&self.uniforms, 0, &pending.params);
+            pending.params.clear();
+        }
         let mut buffers = Vec::with_capacity(2);
         if let Some(encoder) = pending.encoder.take() {
             buffers.push(encoder.finish());
         }
         buffers.extend(extra);
         pending.dispatches = 0;
+        pending.stats.submits += !buffers.is_empty() as u64;
         let index = (!buffers.is_empty()).then(|| self.queue.submit(buffers));
         if !pending.retired.is_empty() {
             let mut pool = lock(&self.pool);
@@ -361,6 +448,7 @@ impl GpuContext {
     ) -> Result<(), GpuError> {
         debug_assert!(params.len() * 4 <= PARAMS_BYTES as usize, "{kernel:?}: too many parameters");
         debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{kernel:?}: wrong number of buffers");
+        debug_assert!(buffers.len() <= MAX_BINDINGS, "{kernel:?}: more bindings than a bind key holds");
         if groups == 0 {
             return Ok(());
         }
@@ -373,23 +461,58 @@ impl GpuContext {
         }
         let (x, y) = self.grid(groups, what)?;
         let pipeline = self.pipelines.get(&self.device, kernel)?;
-        let mut pending = lock(&self.pending);
-        if pending.dispatches >= MAX_BATCH {
-            self.submit(&mut pending, None);
+        let mut guard = lock(&self.pending);
+        if guard.dispatches >= MAX_BATCH {
+            self.submit(&mut guard, None);
         }
-        let offset = pending.dispatches as u64 * self.uniform_stride;
-        let mut bytes = [0u8; PARAMS_BYTES as usize];
-        for (chunk, word) in bytes.chunks_exact_mut(4).zip(params) {
+        let pending = &mut *guard;
+        let offset = pending.dispatches as usize * self.uniform_stride as usize;
+        pending.params.resize(offset + self.uniform_stride as usize, 0);
+        for (chunk, word) in pending.params[offset..].chunks_exact_mut(4).zip(params) {
             chunk.copy_from_slice(&word.to_le_bytes());
         }
-        self.queue.write_buffer(&self.uniforms, offset, &bytes);
 
+        let mut key = BindKey { kernel, buffers: [(0, 0); MAX_BINDINGS] };
+        for (slot, buffer) in key.buffers.iter_mut().zip(buffers) {
+            *slot = (buffer.pool_id(), buffer.binding_bytes());
+        }
+        if pending.bind_groups.len() >= MAX_BIND_GROUPS && !pending.bind_groups.contains_key(&key) {
+            pending.bind_groups.clear();
+        }
+        let bind_group = pending.bind_groups.entry(key).or_insert_with(|| self.bind_group(&pipeline, buffers));
+
+        if pending.pass.is_none() {
+            let device = &self.device;
+            let encoder = pending
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pending.pass = Some(pass.forget_lifetime());
+            pending.pass_kernel = None;
+            pending.stats.passes += 1;
+        }
+        if let Some(pass) = pending.pass.as_mut() {
+            if pending.pass_kernel != Some(kernel) {
+                pass.set_pipeline(&pipeline.pipeline);
+                pending.pass_kernel = Some(kernel);
+            }
+            pass.set_bind_group(0, &*bind_group, &[offset as u32]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        pending.dispatches += 1;
+        pending.stats.dispatches += 1;
+        Ok(())
+    }
+
+    /// A bind group of `buffers` in order from binding 1, after the uniform ring's slot (bound
+    /// at a dynamic offset) at binding 0.
+    fn bind_group(&self, pipeline: &pipeline::CompiledKernel, buffers: &[&GpuBuffer]) -> wgpu::BindGroup {
         let mut entries = Vec::with_capacity(buffers.len() + 1);
         entries.push(wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &self.uniforms,
-                offset,
+                offset: 0,
                 size: wgpu::BufferSize::new(PARAMS_BYTES),
             }),
         });
@@ -403,24 +526,11 @@ impl GpuContext {
                 }),
             });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.layout,
             entries: &entries,
-        });
-        let device = &self.device;
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        pending.dispatches += 1;
-        Ok(())
+        })
     }
 
     /// A 2-D grid of at least `groups` workgroups: x up to the per-dimension limit, then rows.
@@ -434,6 +544,47 @@ impl GpuContext {
             return Err(GpuError::TooManyWorkgroups { what, groups, limit: limit * max_y });
         }
         Ok((x as u32, y as u32))
+    }
+}
+
+/// A map keyed by ids and kernels this module chooses, hashed by multiply-rotate: SipHash's
+/// defence against chosen collisions buys nothing here, and it was a tenth of a step's host time.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_isize(&mut self, value: isize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -48,18 +48,22 @@ impl MatmulShape {
     }
 }
 
-/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`.
+/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`, then
+/// the mask.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// A `[n]` bias added to every row.
     pub bias: Option<&'a GpuBuffer>,
     pub relu: bool,
+    /// A `[m, n]` relu output: the result is zeroed where it is not positive, which is the
+    /// backward of that relu applied to the product (a gradient).
+    pub relu_mask: Option<&'a GpuBuffer>,
 }
 
-/// Which rows of a `u8` dataset to gather and how to turn bytes into `f32`.
+/// Which rows of a `u8` dataset to gather and how to turn their bytes into `f32`.
 #[derive(Clone, Copy, Debug)]
 pub struct GatherSpec {
-    /// Samples in the dataset and bytes per sample (784 for an image, 1 for a label).
+    /// Samples in the dataset and bytes per sample (784 for an image).
     pub samples: usize,
     pub features: usize,
     /// The batch is entries `first..first + batch` of the index list.
@@ -129,6 +133,10 @@ fn matmul_with(
         same_context(ctx, OP, &[bias])?;
         check_len(OP, "bias", bias, n)?;
     }
+    if let Some(mask) = epilogue.relu_mask {
+        same_context(ctx, OP, &[mask])?;
+        check_len(OP, "relu mask", mask, elements(OP, &[m, n])?)?;
+    }
     let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
     if m == 0 || n == 0 {
         return Ok(out);
@@ -136,14 +144,18 @@ fn matmul_with(
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
-    let flags =
-        epilogue.bias.is_some() as u32 | (epilogue.relu as u32) << 1 | (trans_a as u32) << 2 | (trans_b as u32) << 3;
+    let flags = epilogue.bias.is_some() as u32
+        | (epilogue.relu as u32) << 1
+        | (trans_a as u32) << 2
+        | (trans_b as u32) << 3
+        | (epilogue.relu_mask.is_some() as u32) << 4;
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
     let params = [m32, n32, k32, flags, a_rs, a_cs, b_rs, b_cs, tiles_n as u32, to_u32(OP, tiles as usize)?];
-    // Without a bias the bias binding is A again (bound, never read).
+    // Without a bias or mask their binding is A again (bound, never read).
     let bias = epilogue.bias.unwrap_or(a);
-    ctx.dispatch(kernel, &params, &[a, b, bias, &out], tiles, OP)?;
+    let mask = epilogue.relu_mask.unwrap_or(a);
+    ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?;
     Ok(out)
 }
 
@@ -187,6 +199,19 @@ fn unary(ctx: &GpuContext, op: &'static str, code: u32, x: &GpuBuffer, value: f3
     let out = ctx.alloc_output(n, op)?;
     let params = [to_u32(op, n)?, code, value.to_bits(), 0];
     ctx.dispatch(Kernel::Unary, &params, &[x, &out], (n as u64).div_ceil(WG), op)?;
+    Ok(out)
+}
+
+/// Inverted dropout with the mask `key`: `x * scale` where `cpu::dropout_keeps(key, i, p)`,
+/// else 0 (the same mask as the CPU's, drawn on the device). With the same key it is also its
+/// backward.
+pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "dropout";
+    same_context(ctx, OP, &[x])?;
+    let n = x.len();
+    let out = ctx.alloc_output(n, OP)?;
+    let params = [to_u32(OP, n)?, key as u32, (key >> 32) as u32, p.to_bits(), scale.to_bits()];
+    ctx.dispatch(Kernel::Dropout, &params, &[x, &out], (n as u64).div_ceil(WG), OP)?;
     Ok(out)
 }
 
@@ -341,7 +366,8 @@ pub fn cross_entropy_rows(
     cross_entropy_kernel(ctx, Kernel::CrossEntropyRows, logits, labels, rows, cols, 1.0)
 }
 
-/// The mean over the rows of [`cross_entropy_rows`], as a one-element buffer: the loss.
+/// The mean over the rows of [`cross_entropy_rows`] (0 without rows), as a one-element buffer:
+/// the loss, in one dispatch of one workgroup.
 pub fn cross_entropy_mean(
     ctx: &GpuContext,
     logits: &GpuBuffer,
@@ -349,8 +375,7 @@ pub fn cross_entropy_mean(
     rows: usize,
     cols: usize,
 ) -> Result<GpuBuffer, GpuError> {
-    let losses = cross_entropy_rows(ctx, logits, labels, rows, cols)?;
-    mean(ctx, &losses)
+    cross_entropy_kernel(ctx, Kernel::CrossEntropyMean, logits, labels, rows, cols, 1.0 / rows.max(1) as f32)
 }
 
 /// The gradient `(softmax(logits) - onehot(labels)) * scale`, `[rows, cols]`. As in
@@ -384,46 +409,68 @@ fn cross_entropy_kernel(
     let n = elements(OP, &[rows, cols])?;
     check_len(OP, "logits", logits, n)?;
     check_len(OP, "labels", labels, rows)?;
-    let out_len = if kernel == Kernel::CrossEntropyRows { rows } else { n };
+    let (out_len, groups) = match kernel {
+        Kernel::CrossEntropyRows => (rows, rows),
+        Kernel::CrossEntropyMean => (1, 1),
+        _ => (n, rows),
+    };
     let out = ctx.alloc_output(out_len, OP)?;
     let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, scale.to_bits(), NAN_BITS];
-    ctx.dispatch(kernel, &params, &[logits, labels, &out], rows as u64, OP)?;
+    ctx.dispatch(kernel, &params, &[logits, labels, &out], groups as u64, OP)?;
     Ok(out)
 }
 
-/// One Adam/AdamW update of `param` and its moments `m`, `v` in place, with the formulas and
-/// operation order of `cpu::adam_step`.
-pub fn adam_step(
-    ctx: &GpuContext,
-    param: &GpuBuffer,
-    grad: &GpuBuffer,
-    m: &GpuBuffer,
-    v: &GpuBuffer,
-    h: AdamStep,
-) -> Result<(), GpuError> {
+/// The buffers of one parameter that Adam updates in place, with its gradient.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamBuffers<'a> {
+    pub param: &'a GpuBuffer,
+    pub grad: &'a GpuBuffer,
+    /// The first and second moments.
+    pub m: &'a GpuBuffer,
+    pub v: &'a GpuBuffer,
+}
+
+/// One Adam/AdamW update of every parameter and its moments in place, with the formulas and
+/// operation order of `cpu::adam_step`: two parameters per dispatch (a layer's weight and
+/// bias, in `Mlp::parameters` order), the last alone when their number is odd.
+pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Result<(), GpuError> {
     const OP: &str = "adam_step";
-    same_context(ctx, OP, &[param, grad, m, v])?;
-    let n = param.len();
-    for (name, buffer) in [("grad", grad), ("m", m), ("v", v)] {
-        check_len(OP, name, buffer, n)?;
+    for b in params {
+        same_context(ctx, OP, &[b.param, b.grad, b.m, b.v])?;
+        for (name, buffer) in [("grad", b.grad), ("m", b.m), ("v", b.v)] {
+            check_len(OP, name, buffer, b.param.len())?;
+        }
     }
     // The same folding as the CPU kernel, in the same f32 arithmetic.
     let step_size = h.lr / h.bias_correction1;
     let bias_correction2_sqrt = h.bias_correction2.sqrt();
     let weight_factor = if h.decoupled { 1.0 - h.lr * h.weight_decay } else { 1.0 };
     let gradient_decay = if h.decoupled { 0.0 } else { h.weight_decay };
-    let params = [
-        to_u32(OP, n)?,
-        weight_factor.to_bits(),
-        gradient_decay.to_bits(),
-        (1.0 - h.beta1).to_bits(),
-        h.beta2.to_bits(),
-        (1.0 - h.beta2).to_bits(),
-        step_size.to_bits(),
-        bias_correction2_sqrt.to_bits(),
-        h.eps.to_bits(),
-    ];
-    ctx.dispatch(Kernel::Adam, &params, &[param, grad, m, v], (n as u64).div_ceil(WG), OP)
+    for pair in params.chunks(2) {
+        let (n, n2) = (pair[0].param.len(), pair.get(1).map_or(0, |b| b.param.len()));
+        let params = [
+            to_u32(OP, n)?,
+            weight_factor.to_bits(),
+            gradient_decay.to_bits(),
+            (1.0 - h.beta1).to_bits(),
+            h.beta2.to_bits(),
+            (1.0 - h.beta2).to_bits(),
+            step_size.to_bits(),
+            bias_correction2_sqrt.to_bits(),
+            h.eps.to_bits(),
+            to_u32(OP, n2)?,
+        ];
+        let groups = (n as u64 + n2 as u64).div_ceil(WG);
+        match pair {
+            [a, b] => {
+                let buffers = [a.param, a.grad, a.m, a.v, b.param, b.grad, b.m, b.v];
+                ctx.dispatch(Kernel::AdamPair, &params, &buffers, groups, OP)?;
+            }
+            [a] => ctx.dispatch(Kernel::Adam, &params, &[a.param, a.grad, a.m, a.v], groups, OP)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One SGD update (momentum, weight decay, no dampening) of `param` and its momentum buffer in
@@ -447,28 +494,32 @@ pub fn sgd_step(
 
 /// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
 /// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
-/// as `f32` `[batch, features]` with `byte * scale + shift`. Labels are the same gather with
-/// `features = 1, scale = 1, shift = 0`. An index past the dataset gives a NaN row.
-pub fn gather_u8(
+/// in one dispatch: the samples as `f32` `[batch, features]` with `byte * scale + shift`, and
+/// their labels (one byte per sample in `labels`) as `f32` `[batch]`. An index past the dataset
+/// gives a NaN row and label.
+pub fn gather_batch(
     ctx: &GpuContext,
     data: &GpuBuffer,
+    labels: &GpuBuffer,
     indices: &GpuBuffer,
     spec: GatherSpec,
-) -> Result<GpuBuffer, GpuError> {
-    const OP: &str = "gather_u8";
-    same_context(ctx, OP, &[data, indices])?;
+) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
+    const OP: &str = "gather_batch";
+    same_context(ctx, OP, &[data, labels, indices])?;
     let bytes = elements(OP, &[spec.samples, spec.features])?;
-    if data.len() != bytes.div_ceil(4) {
-        return Err(GpuError::Shape {
-            op: OP,
-            detail: format!(
-                "{} samples of {} bytes need {} packed words, the buffer has {}",
-                spec.samples,
-                spec.features,
-                bytes.div_ceil(4),
-                data.len()
-            ),
-        });
+    for (name, buffer, bytes) in [("samples", data, bytes), ("labels", labels, spec.samples)] {
+        if buffer.len() != bytes.div_ceil(4) {
+            return Err(GpuError::Shape {
+                op: OP,
+                detail: format!(
+                    "{} {name} of {} bytes need {} packed words, the buffer has {}",
+                    spec.samples,
+                    bytes / spec.samples.max(1),
+                    bytes.div_ceil(4),
+                    buffer.len()
+                ),
+            });
+        }
     }
     let end = spec.first.checked_add(spec.batch);
     if end.is_none_or(|end| end > indices.len()) {
@@ -485,20 +536,24 @@ pub fn gather_u8(
     }
     to_u32(OP, bytes)?;
     let n = elements(OP, &[spec.batch, spec.features])?;
+    let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
     let out = ctx.alloc_output(n, OP)?;
+    let out_labels = ctx.alloc_output(spec.batch, OP)?;
     let params = [
         to_u32(OP, spec.batch)?,
         to_u32(OP, spec.features)?,
         to_u32(OP, spec.samples)?,
         to_u32(OP, data.len())?,
+        to_u32(OP, labels.len())?,
         to_u32(OP, indices.len())?,
         to_u32(OP, spec.first)?,
         spec.scale.to_bits(),
         spec.shift.to_bits(),
         NAN_BITS,
     ];
-    ctx.dispatch(Kernel::GatherU8, &params, &[data, indices, &out], (n as u64).div_ceil(WG), OP)?;
-    Ok(out)
+    let buffers = [data, labels, indices, &out, &out_labels];
+    ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
+    Ok((out, out_labels))
 }
 
 impl GpuContext {

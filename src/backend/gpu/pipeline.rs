@@ -5,10 +5,9 @@
 //! bindings an entry point does not use, and the bind groups would then fail to match.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{GpuError, lock};
+use super::{GpuError, IdMap, lock};
 
 /// Helpers every kernel file starts with.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -22,6 +21,7 @@ pub enum Kernel {
     Binary,
     AddBias,
     Unary,
+    Dropout,
     Axpy,
     Fill,
     SumRows,
@@ -30,10 +30,12 @@ pub enum Kernel {
     ArgmaxRows,
     SoftmaxBackward,
     CrossEntropyRows,
+    CrossEntropyMean,
     CrossEntropyBackward,
     Adam,
+    AdamPair,
     Sgd,
-    GatherU8,
+    GatherBatch,
 }
 
 /// How a kernel uses a storage binding.
@@ -51,6 +53,7 @@ enum Shader {
     Matmul,
     Elementwise,
     Unary,
+    Dropout,
     Axpy,
     Fill,
     Reduce,
@@ -95,6 +98,7 @@ impl Shader {
             }
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Unary => include_str!("../../../shaders/unary.wgsl"),
+            Shader::Dropout => include_str!("../../../shaders/dropout.wgsl"),
             Shader::Axpy => include_str!("../../../shaders/axpy.wgsl"),
             Shader::Fill => include_str!("../../../shaders/fill.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
@@ -111,13 +115,14 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
+        Kernel::Dropout,
         Kernel::Axpy,
         Kernel::Fill,
         Kernel::SumRows,
@@ -126,10 +131,12 @@ impl Kernel {
         Kernel::ArgmaxRows,
         Kernel::SoftmaxBackward,
         Kernel::CrossEntropyRows,
+        Kernel::CrossEntropyMean,
         Kernel::CrossEntropyBackward,
         Kernel::Adam,
+        Kernel::AdamPair,
         Kernel::Sgd,
-        Kernel::GatherU8,
+        Kernel::GatherBatch,
     ];
 
     fn shader(self) -> Shader {
@@ -137,15 +144,16 @@ impl Kernel {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
+            Kernel::Dropout => Shader::Dropout,
             Kernel::Axpy => Shader::Axpy,
             Kernel::Fill => Shader::Fill,
             Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
-            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
-            Kernel::Adam => Shader::Adam,
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
+            Kernel::Adam | Kernel::AdamPair => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
-            Kernel::GatherU8 => Shader::Gather,
+            Kernel::GatherBatch => Shader::Gather,
         }
     }
 
@@ -157,6 +165,7 @@ impl Kernel {
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
+            Kernel::Dropout => "dropout",
             Kernel::Axpy => "axpy",
             Kernel::Fill => "fill",
             Kernel::SumRows => "sum_rows",
@@ -165,28 +174,33 @@ impl Kernel {
             Kernel::ArgmaxRows => "argmax_rows",
             Kernel::SoftmaxBackward => "softmax_backward",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
+            Kernel::CrossEntropyMean => "cross_entropy_mean",
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
             Kernel::Adam => "adam",
+            Kernel::AdamPair => "adam_pair",
             Kernel::Sgd => "sgd",
-            Kernel::GatherU8 => "gather_u8",
+            Kernel::GatherBatch => "gather_batch",
         }
     }
 
     /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, ReadWrite],
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
-            Kernel::Unary => &[Read, ReadWrite],
+            Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
             Kernel::Fill => &[ReadWrite],
             Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => &[Read, ReadWrite],
             Kernel::SoftmaxBackward => &[Read, Read, ReadWrite],
-            Kernel::CrossEntropyRows | Kernel::CrossEntropyBackward => &[Read, Read, ReadWrite],
+            Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
+                &[Read, Read, ReadWrite]
+            }
             Kernel::Adam => &[ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::AdamPair => &[ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
-            Kernel::GatherU8 => &[Read, Read, ReadWrite],
+            Kernel::GatherBatch => &[Read, Read, Read, ReadWrite, ReadWrite],
         }
     }
 }
@@ -200,15 +214,15 @@ pub(crate) struct CompiledKernel {
 /// Shader modules and pipelines of one device, built on first use and kept.
 pub(crate) struct Pipelines {
     checks: wgpu::ShaderRuntimeChecks,
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    kernels: Mutex<HashMap<Kernel, Arc<CompiledKernel>>>,
+    modules: Mutex<IdMap<Shader, wgpu::ShaderModule>>,
+    kernels: Mutex<IdMap<Kernel, Arc<CompiledKernel>>>,
 }
 
 impl Pipelines {
     pub(crate) fn new(checked: bool) -> Self {
         let checks =
             if checked { wgpu::ShaderRuntimeChecks::checked() } else { wgpu::ShaderRuntimeChecks::unchecked() };
-        Self { checks, modules: Mutex::new(HashMap::new()), kernels: Mutex::new(HashMap::new()) }
+        Self { checks, modules: Mutex::default(), kernels: Mutex::default() }
     }
 
     /// The pipeline of `kernel`, built now if this is its first use.
@@ -250,8 +264,9 @@ impl Pipelines {
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
+                // The dispatch's slot of the uniform ring: one bind group serves every slot.
+                has_dynamic_offset: true,
+                min_binding_size: wgpu::BufferSize::new(super::PARAMS_BYTES),
             },
             count: None,
         }];
@@ -285,5 +300,17 @@ impl Pipelines {
             cache: None,
         });
         CompiledKernel { pipeline, layout }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_fits_a_bind_key() {
+        for kernel in Kernel::ALL {
+            assert!(kernel.bindings().len() <= super::super::MAX_BINDINGS, "{kernel:?}");
+        }
     }
 }
