@@ -130,7 +130,7 @@ fn every_format_gives_engine_evals_predictions() {
 
     for path in ["/ping", "/health"] {
         let answer = get(&agent, &server.url(path));
-        assert_eq!((answer.status, answer.body.as_str()), (200, ""), "{path}");
+        assert_eq!((answer.status, answer.body.as_str()), (200, "\n"), "{path}");
     }
     let version = get(&agent, &server.url("/version")).json();
     assert_eq!(version["run_id"], t.run_id.as_str());

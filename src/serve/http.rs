@@ -96,8 +96,9 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
+/// A newline, as MLflow's `/ping` and `/health` answer.
 async fn ping() -> Response {
-    json_response(StatusCode::OK, Vec::new())
+    json_response(StatusCode::OK, b"\n".to_vec())
 }
 
 /// The model answering now, and this engine's version.
