@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::backend::cpu::{self, matmul};
 use crate::data::{CLASSES, IMAGE_PIXELS, Normalization};
 use crate::model::{self, ModelError};
+#[cfg(any(feature = "gpu", test))]
 use crate::nn::Mlp;
 use crate::tensor::Device;
 #[cfg(any(feature = "gpu", test))]
