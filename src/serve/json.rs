@@ -169,35 +169,45 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// A number, correctly rounded to the nearest `f64` (as Python's `json` reads it).
+    /// A number, correctly rounded to the nearest `f64` (as Python's `json` reads it). When the
+    /// next value is not a number, nothing is consumed.
+    #[inline]
     pub fn number(&mut self) -> Result<f64, JsonError> {
-        if self.peek_kind()? != Kind::Number {
-            return Err(self.error("expected a number"));
-        }
+        self.skip_whitespace();
         let bytes = self.bytes;
         let start = self.pos;
-        let negative = bytes[start] == b'-';
+        let negative = bytes.get(start) == Some(&b'-');
         let mut pos = start + usize::from(negative);
+        // Up to 19 digits fit the mantissa; longer ones only matter to the slow path below.
         let mut mantissa: u64 = 0;
-        let mut digits = 0usize;
-        let mut accumulate = |pos: &mut usize| {
+        let digits = |pos: &mut usize, mantissa: &mut u64| {
             let from = *pos;
-            while let Some(&b @ b'0'..=b'9') = bytes.get(*pos) {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            while let Some(&b) = bytes.get(*pos) {
+                let digit = b.wrapping_sub(b'0');
+                if digit > 9 {
+                    break;
+                }
+                *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
                 *pos += 1;
             }
-            digits += *pos - from;
             *pos - from
         };
-        let integer_digits = accumulate(&mut pos);
-        if integer_digits == 0 || (integer_digits > 1 && bytes[start + usize::from(negative)] == b'0') {
+        let integer_digits = digits(&mut pos, &mut mantissa);
+        if integer_digits == 0 {
+            if !negative {
+                return Err(self.error("expected a number"));
+            }
             self.pos = pos;
             return Err(self.error("invalid number"));
+        }
+        if integer_digits > 1 && bytes[pos - integer_digits] == b'0' {
+            self.pos = pos;
+            return Err(self.error("invalid number: leading zero"));
         }
         let mut fraction_digits = 0;
         if bytes.get(pos) == Some(&b'.') {
             pos += 1;
-            fraction_digits = accumulate(&mut pos);
+            fraction_digits = digits(&mut pos, &mut mantissa);
             if fraction_digits == 0 {
                 self.pos = pos;
                 return Err(self.error("invalid number: no digit after '.'"));
@@ -210,19 +220,16 @@ impl<'a> Reader<'a> {
             if let Some(b'+' | b'-') = bytes.get(pos) {
                 pos += 1;
             }
-            let from = pos;
-            while let Some(b'0'..=b'9') = bytes.get(pos) {
-                pos += 1;
-            }
-            if pos == from {
+            if digits(&mut pos, &mut 0) == 0 {
                 self.pos = pos;
                 return Err(self.error("invalid number: no digit in the exponent"));
             }
         }
         self.pos = pos;
         // Clinger's fast path: both operands are exact, so the quotient is correctly rounded.
-        if !exponent && digits <= 15 && fraction_digits < POW10.len() {
-            let value = mantissa as f64 / POW10[fraction_digits];
+        if !exponent && integer_digits + fraction_digits <= 15 && fraction_digits < POW10.len() {
+            // At most 15 digits: the mantissa fits an i64, whose conversion is one instruction.
+            let value = mantissa as i64 as f64 / POW10[fraction_digits];
             return Ok(if negative { -value } else { value });
         }
         // The token matched JSON's number grammar, which Rust's parser accepts (and rounds correctly).

@@ -157,11 +157,16 @@ fn width_error(row: usize, count: usize) -> InputError {
 
 /// One pixel: a number in [0, 1], as `f32` (rounded from the nearest `f64`, as MLflow casts).
 fn pixel(r: &mut Reader, row: usize, column: usize) -> Result<f32, InputError> {
-    let kind = r.peek_kind()?;
-    if kind != Kind::Number {
-        return Err(bad(format!("row {row}, column {column} is {}: pixels are numbers in [0, 1]", kind.described())));
+    match r.number() {
+        Ok(value) => checked_pixel(value as f32, row, column),
+        // Not a number at all: say what it is instead.
+        Err(error) => match r.peek_kind() {
+            Ok(kind) if kind != Kind::Number => {
+                Err(bad(format!("row {row}, column {column} is {}: pixels are numbers in [0, 1]", kind.described())))
+            }
+            _ => Err(error.into()),
+        },
     }
-    checked_pixel(r.number()? as f32, row, column)
 }
 
 fn checked_pixel(value: f32, row: usize, column: usize) -> Result<f32, InputError> {
