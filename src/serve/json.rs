@@ -169,6 +169,15 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// The next value if it is a number, else its kind (left unread).
+    #[inline]
+    pub fn number_or_kind(&mut self) -> Result<Result<f64, Kind>, JsonError> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => self.number().map(Ok),
+            _ => self.peek_kind().map(Err),
+        }
+    }
+
     /// A number, correctly rounded to the nearest `f64` (as Python's `json` reads it). When the
     /// next value is not a number, nothing is consumed.
     #[inline]

@@ -157,15 +157,11 @@ fn width_error(row: usize, count: usize) -> InputError {
 
 /// One pixel: a number in [0, 1], as `f32` (rounded from the nearest `f64`, as MLflow casts).
 fn pixel(r: &mut Reader, row: usize, column: usize) -> Result<f32, InputError> {
-    match r.number() {
+    match r.number_or_kind()? {
         Ok(value) => checked_pixel(value as f32, row, column),
-        // Not a number at all: say what it is instead.
-        Err(error) => match r.peek_kind() {
-            Ok(kind) if kind != Kind::Number => {
-                Err(bad(format!("row {row}, column {column} is {}: pixels are numbers in [0, 1]", kind.described())))
-            }
-            _ => Err(error.into()),
-        },
+        Err(kind) => {
+            Err(bad(format!("row {row}, column {column} is {}: pixels are numbers in [0, 1]", kind.described())))
+        }
     }
 }
 
@@ -588,6 +584,8 @@ mod tests {
             (parse(Some("application/json"), b""), "empty"),
             (parse(Some("application/json"), b"{\"inputs\": [[0.1, 0.2,"), "line 1 column 23"),
             (parse(Some("application/json"), b"{\"inputs\": [[NaN]]}"), "NaN and Infinity are not JSON"),
+            (parse(Some("application/json"), b"{\"inputs\": [[1e999]]}"), "number out of range"),
+            (parse(Some("application/json"), b"{\"inputs\": [[-]]}"), "invalid number"),
             (json(serde_json::json!({"inputs": [&a[..783]]})), "row 0 has 783 values"),
             (json(serde_json::json!({"inputs": [a, long]})), "row 1 has 785 values"),
             (json(serde_json::json!({"inputs": a})), "wrap one image"),
