@@ -14,6 +14,7 @@ pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod serve;
 pub mod sysmetrics;
 pub mod tensor;
 pub mod tracking;

@@ -94,3 +94,23 @@ fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyh
     }
     Ok(())
 }
+
+/// The name and version of a registry URI: `models:/NAME/VERSION` as given, `models:/NAME@ALIAS`
+/// resolved to the version the alias points to now.
+pub fn registry_version(uri: &str, tracking: &TrackingConfig) -> anyhow::Result<(String, String)> {
+    let invalid = || anyhow::anyhow!("{uri} is not models:/NAME/VERSION or models:/NAME@ALIAS");
+    let rest = uri.strip_prefix("models:/").ok_or_else(invalid)?;
+    if let Some((name, alias)) = rest.split_once('@') {
+        let client = server(tracking, uri)?;
+        let answer = client
+            .get_json("registered-models/alias", &[("name", name), ("alias", alias)])
+            .with_context(|| format!("cannot resolve {uri}"))?;
+        let version = answer["model_version"]["version"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("the registry named no version for {uri}"))?;
+        return Ok((name.to_string(), version.to_string()));
+    }
+    let (name, version) = rest.rsplit_once('/').filter(|(n, v)| !n.is_empty() && !v.is_empty()).ok_or_else(invalid)?;
+    Ok((name.to_string(), version.to_string()))
+}

@@ -12,6 +12,7 @@ mod progress;
 mod registry;
 mod render;
 mod runs;
+mod serve;
 mod sweep;
 mod train;
 
@@ -47,6 +48,9 @@ enum Command {
     Register(registry::RegisterArgs),
     /// Move a registered version to Production (archiving the previous one) and alias it champion.
     Promote(registry::PromoteArgs),
+    /// Serve a model over HTTP with MLflow's scoring protocol (POST /invocations), batching
+    /// concurrent requests; with --watch, follow a registry alias.
+    Serve(Box<serve::ServeArgs>),
     /// List the compute devices this build can use.
     Devices,
     /// Read, compare and analyze recorded runs (local store; compare and analyze also a server).
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Sweep(args) => sweep::run(*args),
+        Command::Serve(args) => serve::run(*args),
         Command::Devices => device::list(),
         Command::Runs(command) => runs::run(command),
         Command::Eval(args) => eval::run(*args),

@@ -106,52 +106,19 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        c.chunks_exact_mut(n).for_each(|row| epilogue.apply(row, 0));
-        return;
-    }
-    let isa = Isa::detect();
-    let threads = rayon::current_num_threads();
-    let parallel = m * k * n >= PARALLEL_MIN_WORK && threads > 1;
-    // Equal depth blocks: 784 = 7 x 112 rather than 6 x 128 + 16, which would waste a pass.
-    let kc_max = k.div_ceil(k.div_ceil(KC));
+    let Some(tiles) = Tiles::plan(a, n, c, Update { accumulate, epilogue }, sparse) else { return };
+    let kc_max = depth_block(k);
     // B is packed in slivers as wide as the path's micro-kernel.
-    let width = if sparse { sparse::GROUP } else { NR };
+    let width = tiles.width();
     let n_padded = n.div_ceil(width) * width;
-    // Few rows: blocks of NC columns, so that a block of C, the rows of A and the columns of B it
-    // needs share L2, and so that threads have blocks to share (each packs its rows of A again).
-    // Many rows: each task takes whole rows, so A is packed or compressed once.
-    let nc = if m >= ROWS_OUTER_MIN && m.div_ceil(MC) >= 2 * threads { n } else { NC };
-    let c = SharedMut(c.as_mut_ptr());
-    let tiles: Vec<(usize, usize)> = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(nc).map(move |j| (i, j))).collect();
-    let update = Update { accumulate, epilogue };
-    let run_tiles = |packed_b: &PackedB| {
-        let run_tile = |&(i0, j0): &(usize, usize)| {
-            let tile = CTile { c, ld: n, i0, j0, rows: MC.min(m - i0), cols: nc.min(n - j0) };
-            if sparse {
-                sparse::tile(isa, a, packed_b, tile, update);
-            } else {
-                dense::tile(isa, a, packed_b, tile, update);
-            }
-        };
-        if parallel {
-            tiles.par_iter().for_each(run_tile);
-        } else {
-            tiles.iter().for_each(run_tile);
-        }
-    };
     let pack_and_run = |data: &mut [f32], depths: Range<usize>| {
         for (p0, kc) in depth_blocks(depths.clone(), kc_max) {
             let panel = &mut data[(p0 - depths.start) * n_padded..][..kc * n_padded];
-            for_each_chunk(panel, width * kc, parallel, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
+            for_each_chunk(panel, width * kc, tiles.parallel, |s, sliver| {
+                pack::pack_b(b, s * width, p0, width, sliver)
+            });
         }
-        run_tiles(&PackedB { data, n_padded, depths, kc_max });
+        tiles.run(&PackedB { data, n_padded, depths, kc_max });
     };
     if m >= ROWS_OUTER_MIN {
         // Many row blocks: all of B is packed once, and each task keeps its block of C in L2
@@ -166,6 +133,138 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
             }
         });
     }
+}
+
+/// Equal depth blocks of at most KC: 784 = 7 x 112 rather than 6 x 128 + 16, which would waste
+/// a pass.
+fn depth_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
+}
+
+/// The blocks of C and how each is computed.
+struct Tiles<'a> {
+    isa: Isa,
+    a: MatRef<'a>,
+    c: SharedMut,
+    n: usize,
+    nc: usize,
+    tiles: Vec<(usize, usize)>,
+    update: Update<'a>,
+    sparse: bool,
+    parallel: bool,
+}
+
+impl<'a> Tiles<'a> {
+    /// The tiles of `c = a · B` (B `a.cols x n`); `None` when there is nothing to multiply (C
+    /// is then finished: zeros through the epilogue for an empty depth).
+    fn plan(a: MatRef<'a>, n: usize, c: &mut [f32], update: Update<'a>, sparse: bool) -> Option<Self> {
+        let (m, k) = (a.rows, a.cols);
+        if m == 0 || n == 0 {
+            return None;
+        }
+        if k == 0 {
+            if !update.accumulate {
+                c.fill(0.0);
+            }
+            c.chunks_exact_mut(n).for_each(|row| update.epilogue.apply(row, 0));
+            return None;
+        }
+        let threads = rayon::current_num_threads();
+        // Few rows: blocks of NC columns, so that a block of C, the rows of A and the columns of B
+        // it needs share L2, and so that threads have blocks to share (each packs its rows of A
+        // again). Many rows: each task takes whole rows, so A is packed or compressed once.
+        let nc = if m >= ROWS_OUTER_MIN && m.div_ceil(MC) >= 2 * threads { n } else { NC };
+        let tiles = (0..m).step_by(MC).flat_map(|i| (0..n).step_by(nc).map(move |j| (i, j))).collect();
+        Some(Tiles {
+            isa: Isa::detect(),
+            a,
+            c: SharedMut(c.as_mut_ptr()),
+            n,
+            nc,
+            tiles,
+            update,
+            sparse,
+            parallel: m * k * n >= PARALLEL_MIN_WORK && threads > 1,
+        })
+    }
+
+    /// The width of B's slivers on this path.
+    fn width(&self) -> usize {
+        if self.sparse { sparse::GROUP } else { NR }
+    }
+
+    /// Every tile, over the depth blocks `packed_b` holds.
+    fn run(&self, packed_b: &PackedB) {
+        let (m, n, nc) = (self.a.rows, self.n, self.nc);
+        let run_tile = |&(i0, j0): &(usize, usize)| {
+            let tile = CTile { c: self.c, ld: n, i0, j0, rows: MC.min(m - i0), cols: nc.min(n - j0) };
+            if self.sparse {
+                sparse::tile(self.isa, self.a, packed_b, tile, self.update);
+            } else {
+                dense::tile(self.isa, self.a, packed_b, tile, self.update);
+            }
+        };
+        if self.parallel {
+            self.tiles.par_iter().for_each(run_tile);
+        } else {
+            self.tiles.iter().for_each(run_tile);
+        }
+    }
+}
+
+/// A right-hand side packed once for many products with it, in the layouts of both paths: a
+/// layer's weights when serving, where packing them for every small batch would cost more than
+/// the product (three quarters of the time of a one-image forward pass).
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    dense: CacheLines,
+    sparse: CacheLines,
+}
+
+impl PackedMatrix {
+    /// Packs `b`, a `k x n` matrix (a transposed view for PyTorch's `[out, in]` weights).
+    pub fn new(b: MatRef) -> Self {
+        let (k, n) = (b.rows, b.cols);
+        let kc_max = depth_block(k);
+        let pack = |width: usize| {
+            let n_padded = n.div_ceil(width) * width;
+            let mut data = CacheLines::zeroed(k * n_padded);
+            let all = data.as_mut();
+            for (p0, kc) in depth_blocks(0..k, kc_max) {
+                let panel = &mut all[p0 * n_padded..][..kc * n_padded];
+                for_each_chunk(panel, width * kc, false, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
+            }
+            data
+        };
+        PackedMatrix { k, n, dense: pack(NR), sparse: pack(sparse::GROUP) }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+/// `c = epilogue(a · b)` with `b` packed beforehand: the same bits as [`gemm_epilogue`] with the
+/// matrix `b` was packed from, without packing it again.
+pub fn gemm_packed(a: MatRef, b: &PackedMatrix, c: &mut [f32], epilogue: Epilogue) {
+    let (m, k, n) = (a.rows, a.cols, b.n);
+    assert_eq!(b.k, k, "gemm: inner dimensions differ");
+    assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), n, "gemm: bias does not match the output columns");
+    }
+    let update = Update { accumulate: false, epilogue };
+    let Some(tiles) = Tiles::plan(a, n, c, update, sparse::worthwhile(a, n)) else { return };
+    let width = tiles.width();
+    let n_padded = n.div_ceil(width) * width;
+    let packed = if tiles.sparse { &b.sparse } else { &b.dense };
+    let data = &bytemuck::cast_slice::<Line, f32>(&packed.0)[..k * n_padded];
+    tiles.run(&PackedB { data, n_padded, depths: 0..k, kc_max: depth_block(k) });
 }
 
 /// Depth blocks `depths` of B, packed: for each, slivers of `width` columns, `kc * width` floats
@@ -365,6 +464,28 @@ mod tests {
                 c.iter().map(|&v| (v + 0.0).to_bits()).collect::<Vec<_>>()
             };
             assert_eq!(run(false), run(true), "{m}x{k}x{n}");
+        }
+    }
+
+    /// Packing B once gives the bits of packing it for every product, on either path.
+    #[test]
+    fn packed_weights_give_the_same_bits() {
+        let mut rng = Rng::new(11);
+        for (m, k, n, zeros) in
+            [(1, 784, 512, 0.0), (5, 784, 512, 0.6), (7, 512, 10, 0.7), (600, 300, 130, 0.5), (3, 37, 70, 0.0)]
+        {
+            let a: Vec<f32> =
+                (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
+            let weight: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&weight, k, n, true));
+            let epilogue = Epilogue { bias: Some(&bias), relu: true };
+            let mut expected = vec![f32::NAN; m * n];
+            gemm_epilogue(a, b, &mut expected, epilogue);
+            let mut packed = vec![f32::NAN; m * n];
+            gemm_packed(a, &PackedMatrix::new(b), &mut packed, epilogue);
+            let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&packed), bits(&expected), "{m}x{k}x{n}");
         }
     }
 }

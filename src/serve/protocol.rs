@@ -1,0 +1,662 @@
+//! MLflow's scoring protocol for this engine's models, as `mlflow models serve` speaks it for the
+//! model directory's `onnx` flavor: a `POST /invocations` body in one of MLflow's JSON formats
+//! (`inputs`, `instances`, `dataframe_split`, `dataframe_records`, each optionally beside
+//! `params`) or CSV becomes a batch of images, and probabilities become
+//! `{"predictions": {"probabilities": [[p0, ..., p9], ...]}}`.
+//!
+//! Every value is checked: a row is one image of 784 pixels in [0, 1] (`pixel / 255`, row by
+//! row). Where MLflow answers a wrong value with NaN predictions (null, NaN, an overflowing
+//! number) or silently predicts from raw 0-255 pixels, this answers 400 and says which value.
+
+use std::collections::HashMap;
+
+use super::json::{JsonError, Kind, Reader};
+use crate::data::IMAGE_PIXELS;
+use crate::model::onnx::OUTPUT_NAME;
+
+/// The JSON fields that hold a request's data; a body has exactly one of them.
+pub const FORMATS: [&str; 4] = ["inputs", "instances", "dataframe_split", "dataframe_records"];
+
+/// A request's images: `rows` rows of [`IMAGE_PIXELS`] values in [0, 1], row-major.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Images {
+    pub rows: usize,
+    pub pixels: Vec<f32>,
+}
+
+/// Why a request's body cannot be scored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The body is not a valid request (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The Content-Type is neither JSON nor CSV (HTTP 415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+}
+
+impl From<JsonError> for InputError {
+    fn from(error: JsonError) -> Self {
+        InputError::BadRequest(format!(
+            "Invalid input. Ensure that input is a valid JSON formatted string. Error: {error}"
+        ))
+    }
+}
+
+fn bad(message: impl Into<String>) -> InputError {
+    InputError::BadRequest(message.into())
+}
+
+/// Reads a request body sent with `content_type`.
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Images, InputError> {
+    let media = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match media.as_deref() {
+        Some("application/json") => parse_json(body),
+        Some("text/csv") => parse_csv(body),
+        Some(other) => Err(InputError::UnsupportedMediaType(format!(
+            "This predictor only supports the following content types: application/json, text/csv. Got '{other}'."
+        ))),
+        None => Err(InputError::UnsupportedMediaType(
+            "No Content-Type: send the body as application/json or text/csv.".into(),
+        )),
+    }
+}
+
+fn fields_message() -> String {
+    let names: Vec<String> = FORMATS.iter().map(|f| format!("'{f}'")).collect();
+    format!("The input must be a JSON dictionary with exactly one of the input fields {}", names.join(", "))
+}
+
+/// A JSON body: an object with one format field and optionally `params` (ignored: the model
+/// takes none).
+fn parse_json(body: &[u8]) -> Result<Images, InputError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(format!("Invalid input: the body is empty. {}.", fields_message())));
+    }
+    let mut reader = Reader::new(body);
+    let kind = reader.peek_kind()?;
+    if kind != Kind::Object {
+        return Err(bad(format!("Invalid input. {}. Received {}.", fields_message(), kind.described())));
+    }
+    let mut images: Option<(String, Images)> = None;
+    reader.object(|r, key| {
+        if key == "params" {
+            return r.skip_value().map_err(InputError::from);
+        }
+        if !FORMATS.contains(&key.as_ref()) {
+            return Err(bad(format!("{} (and optionally 'params'). Received the field '{key}'.", fields_message())));
+        }
+        if let Some((first, _)) = &images {
+            return Err(bad(format!("{}. Received both '{first}' and '{key}'.", fields_message())));
+        }
+        let parsed = match key.as_ref() {
+            "dataframe_split" => dataframe_split(r)?,
+            "dataframe_records" => dataframe_records(r)?,
+            _ => tensor_rows(r, &key)?,
+        };
+        images = Some((key.into_owned(), parsed));
+        Ok(())
+    })?;
+    reader.finish()?;
+    let (field, images) = images.ok_or_else(|| bad(format!("{}. Received none.", fields_message())))?;
+    nonempty(images, &format!("'{field}'"))
+}
+
+fn nonempty(images: Images, what: &str) -> Result<Images, InputError> {
+    if images.rows == 0 {
+        return Err(bad(format!("{what} has no rows: send at least one image of {IMAGE_PIXELS} pixels")));
+    }
+    Ok(images)
+}
+
+/// `inputs` or `instances`: a list of rows, `[N, 784]`.
+fn tensor_rows(r: &mut Reader, field: &str) -> Result<Images, InputError> {
+    let shape =
+        format!("'{field}' must be a list of rows, one image of {IMAGE_PIXELS} pixels each ([N, {IMAGE_PIXELS}])");
+    match r.peek_kind()? {
+        Kind::Array => {}
+        Kind::Object => {
+            return Err(bad(format!("{shape}; got an object, but this model has a single unnamed input")));
+        }
+        kind => return Err(bad(format!("{shape}; got {}", kind.described()))),
+    }
+    let mut images = Images::default();
+    r.array(|r, row| match r.peek_kind()? {
+        Kind::Array => pixel_list(r, row, &mut images),
+        Kind::Number => Err(bad(format!("{shape}; got a list of numbers (wrap one image in a list: [[...]])"))),
+        kind => Err(bad(format!("{shape}; row {row} is {}", kind.described()))),
+    })?;
+    Ok(images)
+}
+
+/// One image: a list of exactly [`IMAGE_PIXELS`] numbers in [0, 1], appended to `images`.
+fn pixel_list(r: &mut Reader, row: usize, images: &mut Images) -> Result<(), InputError> {
+    let start = images.pixels.len();
+    let mut count = 0;
+    r.array(|r, column| {
+        let value = pixel(r, row, column)?;
+        count += 1;
+        if count <= IMAGE_PIXELS {
+            images.pixels.push(value);
+        }
+        Ok::<(), InputError>(())
+    })?;
+    if count != IMAGE_PIXELS {
+        images.pixels.truncate(start);
+        return Err(width_error(row, count));
+    }
+    images.rows += 1;
+    Ok(())
+}
+
+fn width_error(row: usize, count: usize) -> InputError {
+    bad(format!(
+        "row {row} has {count} values: each row is one image of {IMAGE_PIXELS} pixels (28x28, row by row, each pixel / 255)"
+    ))
+}
+
+/// One pixel: a number in [0, 1], as `f32` (rounded from the nearest `f64`, as MLflow casts).
+fn pixel(r: &mut Reader, row: usize, column: usize) -> Result<f32, InputError> {
+    match r.number_or_kind()? {
+        Ok(value) => checked_pixel(value as f32, row, column),
+        Err(kind) => {
+            Err(bad(format!("row {row}, column {column} is {}: pixels are numbers in [0, 1]", kind.described())))
+        }
+    }
+}
+
+fn checked_pixel(value: f32, row: usize, column: usize) -> Result<f32, InputError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(bad(format!(
+            "row {row}, column {column} is {value}: pixels are in [0, 1] (the 0-255 value divided by 255)"
+        )))
+    }
+}
+
+/// A row of a table (`dataframe_split`, `dataframe_records`, CSV): [`IMAGE_PIXELS`] numbers, or
+/// one cell holding the image as a list (pandas keeps an array-valued column that way).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cells {
+    Numbers,
+    OneList,
+}
+
+/// `dataframe_split`: pandas' `orient="split"`, `{"columns": [...], "data": [[...]], "index": [...]}`.
+fn dataframe_split(r: &mut Reader) -> Result<Images, InputError> {
+    let shape = "'dataframe_split' must be an object with 'data' (a list of rows) and optionally 'columns' and 'index'";
+    if r.peek_kind()? != Kind::Object {
+        return Err(bad(shape));
+    }
+    let (mut columns, mut index, mut data) = (None, None, None);
+    r.object(|r, key| {
+        match key.as_ref() {
+            "columns" => columns = Some(list_length(r, "'dataframe_split' columns")?),
+            "index" => index = Some(list_length(r, "'dataframe_split' index")?),
+            "data" => data = Some(split_data(r)?),
+            other => return Err(bad(format!("{shape}; got the field '{other}'"))),
+        }
+        Ok(())
+    })?;
+    let (images, cells) = data.ok_or_else(|| bad(format!("{shape}; it has no 'data'")))?;
+    let width = match cells {
+        Some(Cells::OneList) => 1,
+        _ => IMAGE_PIXELS,
+    };
+    if let Some(n) = columns.filter(|&n| n != width && images.rows > 0) {
+        return Err(bad(format!("'dataframe_split' names {n} columns, but its rows have {width}")));
+    }
+    if let Some(n) = index.filter(|&n| n != images.rows) {
+        return Err(bad(format!("'dataframe_split' has {n} index labels for {} rows", images.rows)));
+    }
+    Ok(images)
+}
+
+/// The length of a list of names or labels (strings or numbers).
+fn list_length(r: &mut Reader, what: &str) -> Result<usize, InputError> {
+    if r.peek_kind()? != Kind::Array {
+        return Err(bad(format!("{what} must be a list")));
+    }
+    let mut n = 0;
+    r.array(|r, _| {
+        n += 1;
+        match r.peek_kind()? {
+            Kind::String | Kind::Number => r.skip_value().map_err(InputError::from),
+            kind => Err(bad(format!("{what} must hold strings or numbers, not {}", kind.described()))),
+        }
+    })?;
+    Ok(n)
+}
+
+/// The rows of `dataframe_split`, all laid out the same way.
+fn split_data(r: &mut Reader) -> Result<(Images, Option<Cells>), InputError> {
+    if r.peek_kind()? != Kind::Array {
+        return Err(bad("'dataframe_split' data must be a list of rows"));
+    }
+    let mut images = Images::default();
+    let mut layout = None;
+    r.array(|r, row| {
+        if r.peek_kind()? != Kind::Array {
+            return Err(bad(format!("'dataframe_split' data: row {row} is not a list")));
+        }
+        let cells = table_row(r, row, &mut images)?;
+        if layout.is_some_and(|l| l != cells) {
+            return Err(bad(format!("'dataframe_split' data: row {row} is laid out unlike row 0")));
+        }
+        layout = Some(cells);
+        Ok(())
+    })?;
+    Ok((images, layout))
+}
+
+/// A table row given as a JSON list: numbers, or one list of numbers.
+fn table_row(r: &mut Reader, row: usize, images: &mut Images) -> Result<Cells, InputError> {
+    let start = images.pixels.len();
+    let (mut count, mut nested) = (0, false);
+    r.array(|r, cell| {
+        if cell == 0 && r.peek_kind()? == Kind::Array {
+            nested = true;
+            return pixel_list(r, row, images);
+        }
+        if nested {
+            return Err(bad(format!("row {row}: a cell holding an image must be the row's only cell")));
+        }
+        let value = pixel(r, row, cell)?;
+        count += 1;
+        if count <= IMAGE_PIXELS {
+            images.pixels.push(value);
+        }
+        Ok(())
+    })?;
+    if nested {
+        return Ok(Cells::OneList);
+    }
+    if count != IMAGE_PIXELS {
+        images.pixels.truncate(start);
+        return Err(width_error(row, count));
+    }
+    images.rows += 1;
+    Ok(Cells::Numbers)
+}
+
+/// `dataframe_records`: pandas' `orient="records"`, one `{column: value}` object per row. Like
+/// pandas, the first row's keys give the column order and later rows are matched by name.
+fn dataframe_records(r: &mut Reader) -> Result<Images, InputError> {
+    let shape = "'dataframe_records' must be a list of objects, one {column: value} per row";
+    if r.peek_kind()? != Kind::Array {
+        return Err(bad(shape));
+    }
+    let mut images = Images::default();
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut layout = Cells::Numbers;
+    r.array(|r, row| {
+        if r.peek_kind()? != Kind::Object {
+            return Err(bad(format!("{shape}; row {row} is not an object")));
+        }
+        match (row, layout) {
+            (0, _) => layout = first_record(r, &mut images, &mut columns, &mut names)?,
+            (_, Cells::OneList) => image_record(r, row, &names[0], &mut images)?,
+            (_, Cells::Numbers) => number_record(r, row, &columns, &names, &mut images)?,
+        }
+        Ok(())
+    })?;
+    Ok(images)
+}
+
+/// The first record: its keys become the columns.
+fn first_record(
+    r: &mut Reader,
+    images: &mut Images,
+    columns: &mut HashMap<String, usize>,
+    names: &mut Vec<String>,
+) -> Result<Cells, InputError> {
+    let start = images.pixels.len();
+    let mut nested = false;
+    r.object(|r, key| {
+        if columns.insert(key.to_string(), names.len()).is_some() {
+            return Err(bad(format!("row 0 has the column '{key}' twice")));
+        }
+        names.push(key.into_owned());
+        if names.len() == 1 && r.peek_kind()? == Kind::Array {
+            nested = true;
+            return image_cell(r, 0, images);
+        }
+        if nested {
+            return Err(bad("row 0: a column holding an image must be the only column"));
+        }
+        let value = pixel(r, 0, names.len() - 1)?;
+        if names.len() <= IMAGE_PIXELS {
+            images.pixels.push(value);
+        }
+        Ok(())
+    })?;
+    if nested {
+        return Ok(Cells::OneList);
+    }
+    if names.len() != IMAGE_PIXELS {
+        images.pixels.truncate(start);
+        return Err(width_error(0, names.len()));
+    }
+    images.rows += 1;
+    Ok(Cells::Numbers)
+}
+
+/// A later record whose one column holds the image.
+fn image_record(r: &mut Reader, row: usize, name: &str, images: &mut Images) -> Result<(), InputError> {
+    let before = images.rows;
+    r.object(|r, key| {
+        if key != name {
+            return Err(bad(format!("row {row} has the column '{key}', which row 0 lacks")));
+        }
+        if images.rows > before {
+            return Err(bad(format!("row {row} has the column '{key}' twice")));
+        }
+        image_cell(r, row, images)
+    })?;
+    if images.rows == before {
+        return Err(bad(format!("row {row} lacks the column '{name}'")));
+    }
+    Ok(())
+}
+
+/// A later record of one number per pixel, matched to the columns by name.
+fn number_record(
+    r: &mut Reader,
+    row: usize,
+    columns: &HashMap<String, usize>,
+    names: &[String],
+    images: &mut Images,
+) -> Result<(), InputError> {
+    let mut values: Vec<Option<f32>> = vec![None; names.len()];
+    r.object(|r, key| {
+        let Some(&column) = columns.get(key.as_ref()) else {
+            return Err(bad(format!("row {row} has the column '{key}', which row 0 lacks")));
+        };
+        if values[column].is_some() {
+            return Err(bad(format!("row {row} has the column '{key}' twice")));
+        }
+        values[column] = Some(pixel(r, row, column)?);
+        Ok(())
+    })?;
+    if let Some(missing) = values.iter().position(Option::is_none) {
+        return Err(bad(format!("row {row} lacks the column '{}'", names[missing])));
+    }
+    images.pixels.extend(values.into_iter().flatten());
+    images.rows += 1;
+    Ok(())
+}
+
+/// A cell that holds a whole image: a list of numbers.
+fn image_cell(r: &mut Reader, row: usize, images: &mut Images) -> Result<(), InputError> {
+    match r.peek_kind()? {
+        Kind::Array => pixel_list(r, row, images),
+        kind => Err(bad(format!("row {row}: the image column holds {}, not a list of pixels", kind.described()))),
+    }
+}
+
+/// CSV as `pandas.DataFrame.to_csv(index=False)` writes it: a header line and one line of 784
+/// numbers per image. A first line that is not 784 pixel values is the header (pandas would
+/// take any first line as one, and lose an image sent without a header).
+fn parse_csv(body: &[u8]) -> Result<Images, InputError> {
+    let text = std::str::from_utf8(body).map_err(|_| bad("the CSV body is not valid UTF-8"))?;
+    let mut images = Images::default();
+    let mut first = true;
+    for (line_index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line_number = line_index + 1;
+        let fields = || line.split(',').map(|f| f.trim().trim_matches('"'));
+        // pandas' default column names, 0 to 783, are numbers too, but not all of them pixels.
+        let is_pixel = |f: &str| f.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v));
+        if std::mem::take(&mut first) && !fields().all(is_pixel) {
+            let n = fields().count();
+            if n != IMAGE_PIXELS {
+                return Err(bad(format!("the CSV header names {n} columns: it needs {IMAGE_PIXELS}, one per pixel")));
+            }
+            continue;
+        }
+        let row = images.rows;
+        let mut count = 0;
+        for (column, field) in fields().enumerate() {
+            let value = field.parse::<f64>().map_err(|_| {
+                bad(format!("CSV line {line_number}, column {column} is '{field}': pixels are numbers in [0, 1]"))
+            })?;
+            let value = checked_pixel(value as f32, row, column)?;
+            count += 1;
+            if count <= IMAGE_PIXELS {
+                images.pixels.push(value);
+            }
+        }
+        if count != IMAGE_PIXELS {
+            return Err(bad(format!(
+                "CSV line {line_number} has {count} values: each line is one image of {IMAGE_PIXELS} pixels"
+            )));
+        }
+        images.rows += 1;
+    }
+    nonempty(images, "the CSV body (after its header line)")
+}
+
+/// Writes MLflow's answer for a model with the one output `probabilities`, with Python's
+/// separators and float formatting: byte for byte the layout `mlflow models serve` writes.
+pub fn write_predictions(probabilities: &[f32], classes: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"predictions\": {\"");
+    out.extend_from_slice(OUTPUT_NAME.as_bytes());
+    out.extend_from_slice(b"\": [");
+    for (i, row) in probabilities.chunks(classes.max(1)).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'[');
+        for (j, &p) in row.iter().enumerate() {
+            if j > 0 {
+                out.extend_from_slice(b", ");
+            }
+            write_python_float(f64::from(p), out);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}}");
+}
+
+/// `repr(float)` as Python writes it: the shortest digits that read back to the same value, in
+/// positional notation from 1e-4 up to 1e16 (`0.0001`, `5.0`) and scientific notation outside it
+/// (`1e-05`, `2.5e+16`). Non-finite values are written as Python does (`NaN`, `Infinity`).
+pub fn write_python_float(value: f64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    if !value.is_finite() {
+        let word: &[u8] = if value.is_nan() {
+            b"NaN"
+        } else if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        };
+        out.extend_from_slice(word);
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "7.542462646961212e-2", "5e-8", "0e0".
+    let mut buffer = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    if write!(cursor, "{value:e}").is_err() {
+        return;
+    }
+    let length = cursor.position() as usize;
+    let text = &buffer[..length];
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|s| s.parse::<i32>().ok())),
+        None => (text, Some(0)),
+    };
+    let exponent = exponent.unwrap_or(0);
+    let (sign, mantissa) = match mantissa.split_first() {
+        Some((b'-', rest)) => (&b"-"[..], rest),
+        _ => (&b""[..], mantissa),
+    };
+    let digits: Vec<u8> = mantissa.iter().copied().filter(|&b| b != b'.').collect();
+    out.extend_from_slice(sign);
+    if (-4..16).contains(&exponent) {
+        if exponent < 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-exponent - 1) as usize));
+            out.extend_from_slice(&digits);
+        } else {
+            let integer = exponent as usize + 1;
+            if digits.len() <= integer {
+                out.extend_from_slice(&digits);
+                out.extend(std::iter::repeat_n(b'0', integer - digits.len()));
+                out.extend_from_slice(b".0");
+            } else {
+                out.extend_from_slice(&digits[..integer]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[integer..]);
+            }
+        }
+    } else {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.unsigned_abs());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(value: f32) -> Vec<f32> {
+        vec![value; IMAGE_PIXELS]
+    }
+
+    fn json(value: serde_json::Value) -> Result<Images, InputError> {
+        parse(Some("application/json"), value.to_string().as_bytes())
+    }
+
+    fn message(result: Result<Images, InputError>) -> String {
+        match result {
+            Err(InputError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_format_gives_the_same_images() {
+        let (a, b) = (row(0.25), row(0.5));
+        let expected = Images { rows: 2, pixels: [a.clone(), b.clone()].concat() };
+        let columns: Vec<String> = (0..IMAGE_PIXELS).map(|i| i.to_string()).collect();
+        let record = |r: &[f32]| -> serde_json::Map<String, serde_json::Value> {
+            columns.iter().zip(r).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect()
+        };
+        let bodies = [
+            serde_json::json!({"inputs": [a, b]}),
+            serde_json::json!({"instances": [a, b], "params": {"ignored": true}}),
+            serde_json::json!({"dataframe_split": {"columns": columns, "data": [a, b]}}),
+            serde_json::json!({"dataframe_split": {"index": [3, 4], "data": [a, b]}}),
+            serde_json::json!({"dataframe_split": {"columns": ["image"], "data": [[a], [b]]}}),
+            serde_json::json!({"dataframe_records": [record(&a), record(&b)]}),
+            serde_json::json!({"dataframe_records": [{"image": a}, {"image": b}]}),
+        ];
+        for body in bodies {
+            assert_eq!(json(body.clone()).unwrap(), expected, "{}", &body.to_string()[..80]);
+        }
+        // Later records are matched by column name, as pandas does.
+        let mut reversed: Vec<(String, serde_json::Value)> = record(&b).into_iter().collect();
+        reversed.reverse();
+        let reversed: serde_json::Map<_, _> = reversed.into_iter().collect();
+        let body = serde_json::json!({"dataframe_records": [record(&a), reversed]});
+        assert_eq!(json(body).unwrap(), expected);
+
+        let line = |r: &[f32]| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+        let csv = format!("{}\n{}\r\n{}\n\n", columns.join(","), line(&a), line(&b));
+        assert_eq!(parse(Some("text/csv; charset=utf-8"), csv.as_bytes()).unwrap(), expected);
+        let headless = format!("{}\n{}\n", line(&a), line(&b));
+        assert_eq!(parse(Some("text/csv"), headless.as_bytes()).unwrap(), expected);
+    }
+
+    #[test]
+    fn wrong_requests_say_what_is_wrong() {
+        let a = row(0.5);
+        let long = [&a[..], &[0.5]].concat();
+        let raw = [&[37.0][..], &a[1..]].concat();
+        let negative = [&a[..5], &[-0.1][..], &a[6..]].concat();
+        let cases: Vec<(Result<Images, InputError>, &str)> = vec![
+            (parse(Some("application/json"), b""), "empty"),
+            (parse(Some("application/json"), b"{\"inputs\": [[0.1, 0.2,"), "line 1 column 23"),
+            (parse(Some("application/json"), b"{\"inputs\": [[NaN]]}"), "NaN and Infinity are not JSON"),
+            (parse(Some("application/json"), b"{\"inputs\": [[1e999]]}"), "number out of range"),
+            (parse(Some("application/json"), b"{\"inputs\": [[-]]}"), "invalid number"),
+            (json(serde_json::json!({"inputs": [&a[..783]]})), "row 0 has 783 values"),
+            (json(serde_json::json!({"inputs": [a, long]})), "row 1 has 785 values"),
+            (json(serde_json::json!({"inputs": a})), "wrap one image"),
+            (json(serde_json::json!({"inputs": []})), "no rows"),
+            (json(serde_json::json!({"inputs": {"pixels": [a]}})), "single unnamed input"),
+            (json(serde_json::json!({"inputs": [[a]]})), "is a list"),
+            (json(serde_json::json!({"inputs": [[null]]})), "null"),
+            (json(serde_json::json!({"inputs": [["a"]]})), "a string"),
+            (json(serde_json::json!({"inputs": [[true]]})), "a boolean"),
+            (
+                parse(Some("application/json"), format!("{{\"inputs\": [[1e39{}]]}}", ",0".repeat(783)).as_bytes()),
+                "is inf",
+            ),
+            (json(serde_json::json!({"inputs": [raw]})), "row 0, column 0 is 37"),
+            (json(serde_json::json!({"inputs": [negative]})), "column 5 is -0.1"),
+            (json(serde_json::json!({"foo": [a]})), "'foo'"),
+            (json(serde_json::json!({"inputs": [a], "instances": [a]})), "both 'inputs' and 'instances'"),
+            (json(serde_json::json!([a])), "Received a list"),
+            (json(serde_json::json!({})), "Received none"),
+            (json(serde_json::json!({"dataframe_split": {"columns": ["a"], "data": [a]}})), "names 1 columns"),
+            (json(serde_json::json!({"dataframe_split": {"index": [1, 2], "data": [a]}})), "2 index labels"),
+            (json(serde_json::json!({"dataframe_split": {"rows": [a]}})), "'rows'"),
+            (json(serde_json::json!({"dataframe_records": [{"a": 0.5}]})), "row 0 has 1 values"),
+            (parse(Some("application/json"), b"{\"inputs\": []} x"), "trailing"),
+            (parse(Some("text/csv"), b""), "no rows"),
+            (parse(Some("text/csv"), b"0.5,0.5\n"), "2 values"),
+            (parse(Some("text/csv"), format!("{}x", "0,".repeat(783)).as_bytes()), "header"),
+        ];
+        for (result, expected) in cases {
+            let text = message(result);
+            assert!(text.contains(expected), "{text:?} should mention {expected:?}");
+        }
+        let ragged = serde_json::json!({"dataframe_records": [{"0": 0.5}, {"1": 0.5}]});
+        assert!(message(json(ragged)).contains("row 0 has 1 values"));
+        for content_type in [None, Some("text/plain")] {
+            assert!(matches!(parse(content_type, b"{}"), Err(InputError::UnsupportedMediaType(_))));
+        }
+    }
+
+    #[test]
+    fn predictions_are_written_as_mlflow_writes_them() {
+        let mut out = Vec::new();
+        write_predictions(&[0.25, 0.75, 1.0, 0.0], 2, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"predictions": {"probabilities": [[0.25, 0.75], [1.0, 0.0]]}}"#
+        );
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr_writes_them() {
+        let cases: [(f64, &str); 14] = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (f64::from(0.075_424_63_f32), "0.07542462646961212"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (3.2e-8, "3.2e-08"),
+            (123.25, "123.25"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (2.5e17, "2.5e+17"),
+            (1.5e-300, "1.5e-300"),
+            (f64::NAN, "NaN"),
+        ];
+        for (value, python) in cases {
+            let mut out = Vec::new();
+            write_python_float(value, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), python, "{value:e}");
+        }
+    }
+}
