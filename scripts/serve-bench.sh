@@ -99,38 +99,57 @@ EOF
     tail -n 1 "$results" >&2
 }
 
-for server in $servers; do
-    case $server in
+start_server() { # server port log
+    case $1 in
         engine)
-            port=$engine_port
             # shellcheck disable=SC2086 # ENGINE_SERVE_FLAGS is a list of flags
-            setsid "$engine" serve --model-uri "$model" --port "$port" ${ENGINE_SERVE_FLAGS:-} \
-                > "$work/engine.log" 2>&1 < /dev/null &
+            setsid "$engine" serve --model-uri "$model" --port "$2" ${ENGINE_SERVE_FLAGS:-} > "$work/$3.log" 2>&1 < /dev/null &
             ;;
         mlflow)
-            port=$mlflow_port
             # `mlflow models serve` runs `uvicorn` by name.
             PATH="$venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true setsid "$venv/bin/mlflow" models serve \
-                -m "$model" --env-manager local -h 127.0.0.1 -p "$port" > "$work/mlflow.log" 2>&1 < /dev/null &
+                -m "$model" --env-manager local -h 127.0.0.1 -p "$2" > "$work/$3.log" 2>&1 < /dev/null &
             ;;
-        *) echo "unknown server $server (engine or mlflow)" >&2; exit 2 ;;
+        *) echo "unknown server $1 (engine or mlflow)" >&2; exit 2 ;;
     esac
     server_pid=$!
+    wait_ready "$2" "$3"
+}
+
+# The engine starts afresh for each case (in a second), so that its log's batch sizes are the
+# case's; MLflow takes ~10 s to start and serves all three.
+cases=("single 2 8 single" "latency 1 1 single" "batch64 2 8 batch64")
+for server in $servers; do
+    port=$engine_port
+    if [ "$server" = mlflow ]; then
+        port=$mlflow_port
+        start_server mlflow "$port" mlflow
+    fi
     echo "== $server on port $port" >&2
-    wait_ready "$port" "$server"
-    run_case "$server" "$port" single 2 8 single
-    run_case "$server" "$port" latency 1 1 single
-    run_case "$server" "$port" batch64 2 8 batch64
+    for spec in "${cases[@]}"; do
+        read -r case threads conns payload <<< "$spec"
+        if [ "$server" = engine ]; then start_server engine "$port" "engine-$case"; fi
+        run_case "$server" "$port" "$case" "$threads" "$conns" "$payload"
+        if [ "$server" = engine ]; then stop_server; fi
+    done
     stop_server
 done
 
-"$venv/bin/python" - "$results" <<'EOF'
-import json, sys
+"$venv/bin/python" - "$results" "$work" <<'EOF'
+import json, os, re, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {(r["server"], r["case"]): r for r in rows}
 names = {"single": "1 image, 8 conns", "latency": "1 image, 1 conn", "batch64": "64 images, 8 conns"}
-print("| case | server | req/s | images/s | p50 ms | p99 ms | errors | load (1 min) | vs mlflow |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+
+def batch(case):
+    """Images per forward pass, from the engine's log of the case."""
+    path = os.path.join(sys.argv[2], f"engine-{case}.log")
+    text = open(path).read() if os.path.exists(path) else ""
+    m = re.search(r"batches in all: .* ([\d.]+) per batch \(largest (\d+)\)", text)
+    return f"{m.group(1)} (max {m.group(2)})" if m else ""
+
+print("| case | server | req/s | images/s | p50 ms | p99 ms | errors | load (1 min) | images per forward pass | vs mlflow |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
 for case in names:
     for server in ("engine", "mlflow"):
         r = by.get((server, case))
@@ -139,6 +158,7 @@ for case in names:
         theirs = by.get(("mlflow", case))
         ratio = f"{r['images_per_s'] / theirs['images_per_s']:.1f}x" if server == "engine" and theirs else ""
         print(f"| {names[case]} | {server} | {r['rps']:,.0f} | {r['images_per_s']:,.0f} | {r['p50_ms']:.2f} | "
-              f"{r['p99_ms']:.2f} | {r['non2xx'] + r['socket_errors']} | {r['load_before']:.1f} -> {r['load_after']:.1f} | {ratio} |")
+              f"{r['p99_ms']:.2f} | {r['non2xx'] + r['socket_errors']} | {r['load_before']:.1f} -> {r['load_after']:.1f} | "
+              f"{batch(case) if server == 'engine' else ''} | {ratio} |")
 EOF
 echo "raw results: $work" >&2
