@@ -5,8 +5,8 @@
 //! intermediate results are dropped as soon as they have been pushed to their inputs; only those
 //! of variables (parameters) are returned.
 
+use crate::backend::{IdMap, IdSet};
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorId};
@@ -85,7 +85,7 @@ pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
 
 /// The gradients of the variables reached by one backward pass.
 #[derive(Default)]
-pub struct Gradients(HashMap<TensorId, Tensor>);
+pub struct Gradients(IdMap<TensorId, Tensor>);
 
 impl Gradients {
     pub fn get(&self, tensor: &Tensor) -> Option<&Tensor> {
@@ -109,7 +109,7 @@ impl Tensor {
         }
         no_grad(|| {
             let order = topological_order(self);
-            let mut pending: HashMap<TensorId, Pending> = HashMap::new();
+            let mut pending: IdMap<TensorId, Pending> = IdMap::default();
             let mut variables = Gradients::default();
             for node in order.iter().rev() {
                 // The root's gradient is the seed 1, made only where a rule reads it.
@@ -176,7 +176,7 @@ fn or_seed(grad: Option<Tensor>, node: &Tensor) -> Result<Tensor> {
 /// Tracked nodes reachable from `root`, each after all of its inputs.
 fn topological_order(root: &Tensor) -> Vec<Tensor> {
     let mut order = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = IdSet::default();
     // An explicit stack: (node, inputs already pushed).
     let mut stack = vec![(root.clone(), false)];
     while let Some((node, expanded)) = stack.pop() {

@@ -23,14 +23,14 @@ mod buffer;
 pub mod ops;
 mod pipeline;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use buffer::GpuBuffer;
 use buffer::{BufferPool, RawBuffer};
 pub use pipeline::Kernel;
+
+pub(crate) use super::IdMap;
 use pipeline::Pipelines;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
@@ -544,47 +544,6 @@ impl GpuContext {
             return Err(GpuError::TooManyWorkgroups { what, groups, limit: limit * max_y });
         }
         Ok((x as u32, y as u32))
-    }
-}
-
-/// A map keyed by ids and kernels this module chooses, hashed by multiply-rotate: SipHash's
-/// defence against chosen collisions buys nothing here, and it was a tenth of a step's host time.
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.write_u64(value as u64);
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.write_u64(value as u64);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-
-    fn write_isize(&mut self, value: isize) {
-        self.write_u64(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
