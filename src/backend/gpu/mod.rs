@@ -29,9 +29,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 pub use buffer::GpuBuffer;
 use buffer::{BufferPool, RawBuffer};
 pub use pipeline::Kernel;
-
-pub(crate) use super::IdMap;
 use pipeline::Pipelines;
+
+use super::IdMap;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
 pub const MAX_BATCH: u32 = 256;
