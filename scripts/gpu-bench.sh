@@ -117,7 +117,7 @@ else
 fi
 echo "gpu-bench: engine training (${train_args[*]})" >&2
 engine_train_ok=1
-timeout 240 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
+timeout 220 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
 echo "gpu-bench: engine kernels" >&2
 engine_kernels_ok=1
 report_args=()
@@ -153,7 +153,7 @@ elif [ -z "$data_dir" ]; then
     torch_note="PyTorch: not run, no FashionMNIST .gz files (set ENGINE_DATA_DIR)"
 else
     echo "gpu-bench: PyTorch anchor" >&2
-    if OUT=$work timeout 220 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
+    if OUT=$work timeout 200 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
         torch_json=$work/torch_gpu_anchor.json
         torch_note="PyTorch: $ENGINE_TORCH_ANCHOR, in this run"
     else
