@@ -8,7 +8,7 @@
 //!
 //! `noop` (built with `--features noop`) trains on wgpu's noop backend, which runs no shader:
 //! its epoch is the host's cost of recording and submitting the GPU steps. On a GPU backend each
-//! epoch also prints the dispatches, compute passes and submits per step.
+//! epoch also prints the dispatches, compute passes, submits and newly made bind groups per step.
 
 use engine::Device;
 use engine::data::{self, Normalization};
@@ -103,10 +103,11 @@ impl Counts {
         let (now, steps) = (ctx.stats(), self.steps.max(1) as f64);
         let per_step = |now: u64, then: u64| (now - then) as f64 / steps;
         format!(
-            "  dispatches/step {:.2}  passes/step {:.2}  submits/step {:.3}",
+            "  dispatches/step {:.2}  passes/step {:.2}  submits/step {:.3}  new_bind_groups/step {:.2}",
             per_step(now.dispatches, self.start.dispatches),
             per_step(now.passes, self.start.passes),
-            per_step(now.submits, self.start.submits)
+            per_step(now.submits, self.start.submits),
+            per_step(now.bind_groups, self.start.bind_groups)
         )
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The engine on a GPU beside PyTorch CUDA eager, in one run and one table: the training epoch
 # (cold and warm), square matmuls (GFLOP/s, fp32; PyTorch with TF32 off), row softmax (GB/s),
-# and the dispatches, compute passes and submits of a training step.
+# and the dispatches, compute passes, submits and new bind groups of a training step.
 #
 # It builds nothing where it runs: the bench binaries are built and gathered beforehand.
 #
@@ -111,20 +111,21 @@ trap 'rm -rf "$work"' EXIT
 
 # --- the engine -----------------------------------------------------------------------------
 if [ "$small" = 1 ]; then
-    train_args=(2 gpu limit=1024 hidden=64)
+    train_args=(3 gpu limit=1024 hidden=64)
 else
     train_args=(3 gpu)
 fi
 echo "gpu-bench: engine training (${train_args[*]})" >&2
 engine_train_ok=1
-timeout 240 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
+timeout 220 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
 echo "gpu-bench: engine kernels" >&2
 engine_kernels_ok=1
 report_args=()
 [ "$small" = 1 ] && report_args=(--small)
 timeout 120 "$ENGINE_GPU_REPORT" "${report_args[@]}" >"$work/kernels.txt" 2>"$work/kernels.err" || engine_kernels_ok=0
 
-# `key value` lines: epoch_1 (cold), warm (mean of the later epochs), per-step counts, kernels.
+# `key value` lines: epoch_1 (cold), warm (mean of the later epochs), the last epoch's counts
+# per step, kernels.
 awk '
     $1 == "epoch" { n++; t[n] = $3; for (i = 1; i < NF; i++) if ($i ~ /\/step$/) c[$i] = $(i + 1) }
     END {
@@ -152,7 +153,7 @@ elif [ -z "$data_dir" ]; then
     torch_note="PyTorch: not run, no FashionMNIST .gz files (set ENGINE_DATA_DIR)"
 else
     echo "gpu-bench: PyTorch anchor" >&2
-    if OUT=$work timeout 220 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
+    if OUT=$work timeout 200 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
         torch_json=$work/torch_gpu_anchor.json
         torch_note="PyTorch: $ENGINE_TORCH_ANCHOR, in this run"
     else
@@ -208,6 +209,7 @@ done < <(grep -E '^(matmul|softmax)_' "$work/engine.txt")
 row "dispatches per step" dispatches/step 2
 row "compute passes per step" passes/step 2
 row "submits per step" submits/step 3
+row "bind groups made per step" new_bind_groups/step 2
 echo
 echo "ratio: engine / PyTorch (times: lower is better; rates: higher is better)"
 status=0

@@ -1,7 +1,7 @@
 //! `scripts/gpu-bench.sh --small` end to end on this machine's adapter (lavapipe without a GPU),
 //! so that the one command meant for a real GPU is known to work before it meets one: it builds
 //! the bench binaries (release profile, so the library of this test's build is reused), trains
-//! two short epochs, times small kernels and prints its table, here beside a PyTorch result
+//! three short epochs, times small kernels and prints its table, here beside a PyTorch result
 //! given as a file. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1`.
 #![cfg(feature = "gpu")]
 
@@ -65,4 +65,6 @@ fn the_gpu_bench_script_prints_its_table_at_small_sizes() {
     assert_eq!(number(row(&table, "dispatches per step")[1]), 13.0);
     let passes = number(row(&table, "compute passes per step")[1]);
     assert!(passes > 0.0 && passes <= 1.0, "a step's dispatches share compute passes: {passes}");
+    let made = number(row(&table, "bind groups made per step")[1]);
+    assert!(made < 1.0, "bind groups come from the cache after the first epoch: {made} a step");
 }

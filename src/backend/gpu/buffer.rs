@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{GpuContext, GpuError, IdMap, lock};
+use super::{GpuContext, GpuError, lock};
+use crate::backend::IdMap;
 
 /// Smallest bucket: tiny buffers (scalars, uniforms of shape) all share it.
 const MIN_BUCKET: u64 = 256;

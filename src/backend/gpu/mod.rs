@@ -29,9 +29,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 pub use buffer::GpuBuffer;
 use buffer::{BufferPool, RawBuffer};
 pub use pipeline::Kernel;
-
-pub(crate) use super::IdMap;
 use pipeline::Pipelines;
+
+use super::IdMap;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
 pub const MAX_BATCH: u32 = 256;
@@ -160,6 +160,8 @@ pub struct GpuStats {
     pub passes: u64,
     /// Command buffers submitted to the queue.
     pub submits: u64,
+    /// Bind groups made (the others came from the cache).
+    pub bind_groups: u64,
 }
 
 /// A kernel and the buffers bound to it (pool ids and bound bytes): what a bind group holds.
@@ -479,7 +481,10 @@ impl GpuContext {
         if pending.bind_groups.len() >= MAX_BIND_GROUPS && !pending.bind_groups.contains_key(&key) {
             pending.bind_groups.clear();
         }
-        let bind_group = pending.bind_groups.entry(key).or_insert_with(|| self.bind_group(&pipeline, buffers));
+        let bind_group = pending.bind_groups.entry(key).or_insert_with(|| {
+            pending.stats.bind_groups += 1;
+            self.bind_group(&pipeline, buffers)
+        });
 
         if pending.pass.is_none() {
             let device = &self.device;

@@ -7,7 +7,8 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use super::{GpuError, IdMap, lock};
+use super::{GpuError, lock};
+use crate::backend::IdMap;
 
 /// Helpers every kernel file starts with.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
