@@ -14,8 +14,12 @@ fn main() {
         .filter(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_default();
     println!("cargo:rustc-env=ENGINE_BUILD_COMMIT={commit}");
-    // A new commit moves HEAD's branch (or HEAD itself when detached).
+    // A new commit moves HEAD's branch (or HEAD itself when detached). Only paths that exist are
+    // watched: a missing one (a worktree's `.git` is a file) would rerun this on every build.
+    println!("cargo:rerun-if-changed=build.rs");
     for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
