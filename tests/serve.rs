@@ -200,6 +200,18 @@ fn bad_requests_get_mlflows_errors_and_the_server_lives_on() {
         .unwrap();
     assert_eq!(chunked.status().as_u16(), 413);
 
+    // A client that waits for "100 Continue" is refused before it sends the body.
+    let mut polite = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        polite,
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    polite.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 12];
+    polite.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
     // More images than --max-batch run as a batch of their own.
     let ten = post_json(&agent, &url, &json!({ "inputs": vec![&row; 10] }));
     assert_eq!(ten.probabilities().len(), 10);
