@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use engine::data::IMAGE_PIXELS;
 use serde_json::json;
-use serve::{EngineServer, agent, argmax, get, post, post_json, test_rows};
+use serve::{EngineServer, argmax, client, get, post, post_json, test_rows};
 
 /// One tiny model for every test here, trained once, and `engine eval`'s predictions of it:
 /// (model directory, store, run id, (predicted class, probability) per test image).
@@ -84,11 +84,11 @@ fn records(rows: &[Vec<f32>]) -> serde_json::Value {
 fn every_format_gives_engine_evals_predictions() {
     let t = trained();
     let server = start(&["--access-log"]);
-    let agent = agent();
+    let client = client();
     let url = server.url("/invocations");
     let rows = test_rows(300);
 
-    let all = post_json(&agent, &url, &json!({ "inputs": rows }));
+    let all = post_json(&client, &url, &json!({ "inputs": rows }));
     assert_eq!(all.content_type.as_deref(), Some("application/json"));
     assert_eq!(all.run_id.as_deref(), Some(t.run_id.as_str()), "x-model-run-id");
     assert_eq!(all.model_version, None, "a directory has no registry version");
@@ -116,23 +116,23 @@ fn every_format_gives_engine_evals_predictions() {
         records(few),
     ];
     for body in &bodies {
-        let answer = post_json(&agent, &url, body);
+        let answer = post_json(&client, &url, body);
         assert_eq!(answer.probabilities(), expected, "{}", &body.to_string()[..60]);
     }
     for header in [true, false] {
-        let answer = post(&agent, &url, Some("text/csv"), csv_body(few, header).as_bytes());
+        let answer = post(&client, &url, Some("text/csv"), csv_body(few, header).as_bytes());
         assert_eq!(answer.probabilities(), expected, "CSV, header {header}");
     }
     for (i, row) in few.iter().enumerate() {
-        let one = post_json(&agent, &url, &json!({ "inputs": [row] }));
+        let one = post_json(&client, &url, &json!({ "inputs": [row] }));
         assert_eq!(one.probabilities(), [expected[i].clone()], "image {i} alone");
     }
 
     for path in ["/ping", "/health"] {
-        let answer = get(&agent, &server.url(path));
+        let answer = get(&client, &server.url(path));
         assert_eq!((answer.status, answer.body.as_str()), (200, "\n"), "{path}");
     }
-    let version = get(&agent, &server.url("/version")).json();
+    let version = get(&client, &server.url("/version")).json();
     assert_eq!(version["run_id"], t.run_id.as_str());
     assert_eq!(version["model_uri"], t.model.to_str().unwrap());
     assert_eq!(version["engine_version"], env!("CARGO_PKG_VERSION"));
@@ -146,7 +146,7 @@ fn every_format_gives_engine_evals_predictions() {
 #[test]
 fn bad_requests_get_mlflows_errors_and_the_server_lives_on() {
     let server = start(&["--max-body-bytes", "100000", "--max-batch", "4"]);
-    let agent = agent();
+    let client = client();
     let url = server.url("/invocations");
     let row = test_rows(1).remove(0);
     let json_type = Some("application/json");
@@ -177,7 +177,7 @@ fn bad_requests_get_mlflows_errors_and_the_server_lives_on() {
         (None, json!({ "inputs": [&row] }).to_string().into_bytes(), 415, "Content-Type"),
     ];
     for (content_type, body, status, fragment) in cases {
-        let answer = post(&agent, &url, content_type, &body);
+        let answer = post(&client, &url, content_type, &body);
         let what = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
         assert_eq!(answer.status, status, "{what}: {}", answer.body);
         assert_eq!(answer.content_type.as_deref(), Some("application/json"), "{what}");
@@ -190,23 +190,35 @@ fn bad_requests_get_mlflows_errors_and_the_server_lives_on() {
     // Past --max-body-bytes: 413, whether the length is declared or the body is chunked.
     let big = json!({ "inputs": vec![&row; 30] }).to_string();
     assert!(big.len() > 100_000);
-    let declared = post(&agent, &url, json_type, big.as_bytes());
+    let declared = post(&client, &url, json_type, big.as_bytes());
     assert_eq!(declared.status, 413, "{}", declared.body);
     assert_eq!(declared.json()["error_code"], "REQUEST_LIMIT_EXCEEDED");
-    let chunked = agent
+    let chunked = client
         .post(&url)
         .header("Content-Type", "application/json")
         .send(ureq::SendBody::from_reader(&mut big.as_bytes()))
         .unwrap();
     assert_eq!(chunked.status().as_u16(), 413);
 
+    // A client that waits for "100 Continue" is refused before it sends the body.
+    let mut polite = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        polite,
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    polite.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = [0u8; 12];
+    polite.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
     // More images than --max-batch run as a batch of their own.
-    let ten = post_json(&agent, &url, &json!({ "inputs": vec![&row; 10] }));
+    let ten = post_json(&client, &url, &json!({ "inputs": vec![&row; 10] }));
     assert_eq!(ten.probabilities().len(), 10);
 
     // Wrong methods and paths, as MLflow's server answers them.
-    assert_eq!(get(&agent, &url).status, 405);
-    let missing = get(&agent, &server.url("/predict"));
+    assert_eq!(get(&client, &url).status, 405);
+    let missing = get(&client, &server.url("/predict"));
     assert_eq!((missing.status, missing.json()["detail"].as_str()), (404, Some("Not Found")));
 
     // A client that hangs up halfway, or sends garbage instead of HTTP, costs nothing.
@@ -224,7 +236,7 @@ fn bad_requests_get_mlflows_errors_and_the_server_lives_on() {
     let _ = garbage.read_to_end(&mut reply);
     assert!(reply.is_empty() || reply.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&reply));
 
-    let fine = post_json(&agent, &url, &json!({ "inputs": [&row] }));
+    let fine = post_json(&client, &url, &json!({ "inputs": [&row] }));
     assert_eq!(fine.probabilities().len(), 1, "the server still answers");
     assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
 }
@@ -234,20 +246,20 @@ fn concurrent_requests_share_forward_passes() {
     let mut server = start(&["--max-wait-ms", "20"]);
     let url = server.url("/invocations");
     let rows = test_rows(16);
-    let agent = agent();
+    let client = client();
     let alone: Vec<Vec<Vec<f64>>> =
-        rows.iter().map(|r| post_json(&agent, &url, &json!({ "inputs": [r] })).probabilities()).collect();
+        rows.iter().map(|r| post_json(&client, &url, &json!({ "inputs": [r] })).probabilities()).collect();
     let (clients, each) = (8, 40);
     std::thread::scope(|scope| {
-        for client in 0..clients {
+        for n in 0..clients {
             let (url, rows, alone) = (&url, &rows, &alone);
             scope.spawn(move || {
-                let agent = serve::agent();
+                let client = serve::client();
                 for i in 0..each {
-                    let k = (client + i) % rows.len();
-                    let answer = post_json(&agent, url, &json!({ "inputs": [&rows[k]] }));
+                    let k = (n + i) % rows.len();
+                    let answer = post_json(&client, url, &json!({ "inputs": [&rows[k]] }));
                     // Bits do not depend on which requests shared the batch.
-                    assert_eq!(answer.probabilities(), alone[k], "client {client}, request {i}");
+                    assert_eq!(answer.probabilities(), alone[k], "client {n}, request {i}");
                 }
             });
         }
@@ -279,7 +291,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
     send_head(&mut in_flight, body.len());
     in_flight.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
     // An idle keep-alive connection must not hold the shutdown up.
-    let idle = agent();
+    let idle = client();
     assert_eq!(get(&idle, &server.url("/ping")).status, 200);
     std::thread::sleep(Duration::from_millis(200));
 

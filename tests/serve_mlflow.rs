@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use engine::data::IMAGE_PIXELS;
 use serde_json::json;
-use serve::{Answer, EngineServer, agent, get, post, post_json, test_rows};
+use serve::{Answer, EngineServer, client, get, post, post_json, test_rows};
 
 /// `mlflow models serve` in its own process group, killed with it when dropped.
 struct MlflowServing(Child);
@@ -62,8 +62,8 @@ fn mlflow_models_serve(mlflow: &Path, model: &Path, port: u16, log: &Path) -> Ml
         .expect("mlflow models serve starts");
     let mut serving = MlflowServing(child);
     let deadline = Instant::now() + Duration::from_secs(180);
-    let agent = agent();
-    while agent.get(&format!("http://127.0.0.1:{port}/ping")).call().is_err() {
+    let client = client();
+    while client.get(&format!("http://127.0.0.1:{port}/ping")).call().is_err() {
         let exited = serving.0.try_wait().ok().flatten();
         if exited.is_some() || Instant::now() > deadline {
             panic!("mlflow models serve is not answering ({exited:?}):\n{}", std::fs::read_to_string(log).unwrap());
@@ -99,7 +99,7 @@ fn answers_have_the_layout_and_values_of_mlflow_models_serve() {
     let port = mlflow::free_port();
     let _theirs = mlflow_models_serve(&mlflow, &model, port, &dir.join("mlflow-serve.log"));
     let ours = EngineServer::start(&["--model-uri", model.to_str().unwrap()], &store, None);
-    let agent = agent();
+    let client = client();
     let (their_url, our_url) = (format!("http://127.0.0.1:{port}/invocations"), ours.url("/invocations"));
 
     let rows = test_rows(3);
@@ -119,7 +119,7 @@ fn answers_have_the_layout_and_values_of_mlflow_models_serve() {
     ];
     for body in &bodies {
         let what = &body.to_string()[..50];
-        let (theirs, ours) = (post_json(&agent, &their_url, body), post_json(&agent, &our_url, body));
+        let (theirs, ours) = (post_json(&client, &their_url, body), post_json(&client, &our_url, body));
         assert_eq!((theirs.status, ours.status), (200, 200), "{what}: {} / {}", theirs.body, ours.body);
         assert_eq!(skeleton(&ours.body), skeleton(&theirs.body), "{what}: the layouts differ");
         let (theirs, ours) = (theirs.probabilities(), ours.probabilities());
@@ -146,7 +146,7 @@ fn answers_have_the_layout_and_values_of_mlflow_models_serve() {
     ];
     for (body, same_code) in malformed {
         let what = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
-        let (theirs, ours) = (post(&agent, &their_url, json_type, &body), post(&agent, &our_url, json_type, &body));
+        let (theirs, ours) = (post(&client, &their_url, json_type, &body), post(&client, &our_url, json_type, &body));
         assert_eq!((ours.status, theirs.status), (400, 400), "{what}: {} / {}", ours.body, theirs.body);
         let code = |a: &Answer| a.json()["error_code"].as_str().map(String::from);
         assert_eq!(code(&ours).as_deref(), Some("BAD_REQUEST"), "{what}");
@@ -156,7 +156,7 @@ fn answers_have_the_layout_and_values_of_mlflow_models_serve() {
         assert!(ours.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     for path in ["/ping", "/health"] {
-        let (theirs, ours) = (get(&agent, &format!("http://127.0.0.1:{port}{path}")), get(&agent, &ours.url(path)));
+        let (theirs, ours) = (get(&client, &format!("http://127.0.0.1:{port}{path}")), get(&client, &ours.url(path)));
         assert_eq!((ours.status, ours.body.as_str()), (theirs.status, theirs.body.as_str()), "{path}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -211,9 +211,9 @@ fn the_server_follows_the_champion_under_load_without_dropping_a_request() {
         for _ in 0..2 {
             let (answers, stop, url, body) = (answers.clone(), stop.clone(), &url, &body);
             scope.spawn(move || {
-                let agent = agent();
+                let client = client();
                 while !stop.load(Ordering::Relaxed) {
-                    let answer = post_json(&agent, url, body);
+                    let answer = post_json(&client, url, body);
                     answers.lock().unwrap().push(answer);
                 }
             });
@@ -240,7 +240,7 @@ fn the_server_follows_the_champion_under_load_without_dropping_a_request() {
     let (old, new) = (answers[0].probabilities(), answers[answers.len() - 1].probabilities());
     assert_ne!(old, new, "versions 1 and 2 are different models");
 
-    let current = get(&agent(), &serving.url("/version")).json();
+    let current = get(&client(), &serving.url("/version")).json();
     assert_eq!((current["name"].as_str(), current["version"].as_str()), (Some(name), Some("2")));
     assert_eq!(current["model_uri"], champion.as_str());
     assert!(serving.log_text().contains("moved to version 2"), "{}", serving.log_text());

@@ -116,6 +116,11 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
     let (parts, body) = request.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let waits_for_continue = parts.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes() == b"100-continue");
+    if waits_for_continue && declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+        // The client sends nothing until told to: refuse before it does.
+        return too_large(state.config.max_body_bytes);
+    }
     let body = match read_body(body, declared, &state.config).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -152,23 +157,27 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
     response
 }
 
+/// Bytes of an oversized body read and dropped before the 413 is sent; past them the connection
+/// is closed under the client.
+const DRAIN_BYTES: usize = 8 << 20;
+
+/// 413, and the connection closed after it.
+fn too_large(limit: usize) -> Response {
+    let message = format!("The request body is larger than this server's limit of {limit} bytes (--max-body-bytes)");
+    let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_LIMIT_EXCEEDED", &message);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// The whole body, or the response that refuses it: 413 past the limit (the rest of the body is
-/// read and dropped first, within bounds, so the client sees the answer rather than a reset
-/// connection), 408 when it does not arrive in time, 400 when the connection fails.
+/// read and dropped first, up to [`DRAIN_BYTES`], so the client reads the answer instead of a
+/// reset connection), 408 when it does not arrive in time, 400 when the connection fails.
 async fn read_body(mut body: Body, declared: Option<u64>, config: &HttpConfig) -> Result<Vec<u8>, Response> {
     let limit = config.max_body_bytes;
-    let too_large = || {
-        let message =
-            format!("The request body is larger than this server's limit of {limit} bytes (--max-body-bytes)");
-        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "REQUEST_LIMIT_EXCEEDED", &message);
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
-    };
     let read = async {
         let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
         let mut over = declared.is_some_and(|n| n > limit as u64);
-        // What is drained past the limit before answering: beyond it, the connection is cut.
-        let mut drain_budget = limit.saturating_mul(4).max(1 << 20);
+        let mut drain_budget = DRAIN_BYTES;
         while let Some(frame) = body.frame().await {
             let frame = frame
                 .map_err(|e| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("cannot read the body: {e}")))?;
@@ -184,7 +193,7 @@ async fn read_body(mut body: Body, declared: Option<u64>, config: &HttpConfig) -
                 out.extend_from_slice(&data);
             }
         }
-        if over { Err(too_large()) } else { Ok(out) }
+        if over { Err(too_large(limit)) } else { Ok(out) }
     };
     match tokio::time::timeout(config.body_timeout, read).await {
         Ok(result) => result,

@@ -141,7 +141,7 @@ impl Answer {
     }
 }
 
-pub fn agent() -> ureq::Agent {
+pub fn client() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -159,20 +159,20 @@ fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
 }
 
 /// POSTs `body` as `content_type` (none: no Content-Type header).
-pub fn post(agent: &ureq::Agent, url: &str, content_type: Option<&str>, body: &[u8]) -> Answer {
-    let mut request = agent.post(url);
+pub fn post(client: &ureq::Agent, url: &str, content_type: Option<&str>, body: &[u8]) -> Answer {
+    let mut request = client.post(url);
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
     answer(request.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}")))
 }
 
-pub fn post_json(agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> Answer {
-    post(agent, url, Some("application/json"), body.to_string().as_bytes())
+pub fn post_json(client: &ureq::Agent, url: &str, body: &serde_json::Value) -> Answer {
+    post(client, url, Some("application/json"), body.to_string().as_bytes())
 }
 
-pub fn get(agent: &ureq::Agent, url: &str) -> Answer {
-    answer(agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+pub fn get(client: &ureq::Agent, url: &str) -> Answer {
+    answer(client.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}")))
 }
 
 /// The first `n` test images as rows of pixels in [0, 1].
