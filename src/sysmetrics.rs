@@ -157,12 +157,7 @@ fn parse_cpu_times(line: &str) -> Option<CpuTimes> {
 
 /// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in bytes.
 fn memory_bytes() -> Option<(u64, u64)> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = meminfo.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].split_whitespace().next()?.parse::<u64>().ok()?.checked_mul(1024)
-    };
-    Some((field("MemTotal:")?, field("MemAvailable:")?))
+    crate::cost::meminfo_bytes(&["MemTotal:", "MemAvailable:"]).map(|[total, available]| (total, available))
 }
 
 /// Bytes received and sent over all interfaces since boot (`/proc/net/dev`).

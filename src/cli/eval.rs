@@ -153,7 +153,7 @@ fn staging_dir() -> anyhow::Result<PathBuf> {
 fn default_output_dir(args: &EvalArgs, located: &Located) -> anyhow::Result<PathBuf> {
     let name = match &located.run_id {
         Some(id) => id.clone(),
-        None => sanitize(args.model_uri.as_deref().unwrap_or("model")),
+        None => tracking::paths::sanitize_component(args.model_uri.as_deref().unwrap_or("model")),
     };
     let dir = tracking::paths::join_component(Path::new("runs"), &name)
         .context("the run id cannot name a directory under runs/ (pass --output-dir)")?;
@@ -260,9 +260,4 @@ fn log_to_run(tracking: &TrackingConfig, run_id: &str, local_run: bool, add: &Ru
     }
     eprintln!("logged the evaluation to run {run_id} on {}", client.tracking_uri());
     Ok(())
-}
-
-/// A name usable as a directory: `models:/a@b` becomes `models_a_b`.
-fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
 }

@@ -83,6 +83,11 @@ impl SyncedRun {
         Self::from_names(&rec.run_id, &rec.run_name, &rec.experiment)
     }
 
+    /// A run that sync left at `outcome` without sending anything.
+    fn ended(run_id: &str, run_name: &str, experiment: &str, outcome: SyncOutcome) -> Self {
+        SyncedRun { outcome, ..Self::from_names(run_id, run_name, experiment) }
+    }
+
     fn from_names(run_id: &str, run_name: &str, experiment: &str) -> Self {
         SyncedRun {
             local_run_id: run_id.to_string(),
@@ -229,9 +234,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
             Ok(m) => m,
             Err(e) => {
                 let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let mut s = SyncedRun::from_names(&id, "?", "?");
-                s.outcome = SyncOutcome::Failed(e.to_string());
-                report.runs.push(s);
+                report.runs.push(SyncedRun::ended(&id, "?", "?", SyncOutcome::Failed(e.to_string())));
                 continue;
             }
         };
@@ -240,29 +243,22 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         {
             continue;
         }
+        let ended = |outcome| SyncedRun::ended(&meta.run_id, &meta.run_name, &meta.experiment, outcome);
         if !options.recheck && meta.remote_for(&uri).is_some_and(|r| r.synced) {
-            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
+            let mut s = ended(SyncOutcome::AlreadySynced);
             s.server_run_id = meta.remote_for(&uri).map(|r| r.run_id.clone());
-            s.outcome = SyncOutcome::AlreadySynced;
             report.runs.push(s);
             continue;
         }
-        let failed = |e: TrackingError| {
-            let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
-            s.outcome = SyncOutcome::Failed(e.to_string());
-            s
-        };
         // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
         let _lock = match local::try_lock_run(&dir) {
             Ok(Some(lock)) => lock,
             Ok(None) => {
-                let mut s = SyncedRun::from_names(&meta.run_id, &meta.run_name, &meta.experiment);
-                s.outcome = SyncOutcome::SkippedRunning;
-                report.runs.push(s);
+                report.runs.push(ended(SyncOutcome::SkippedRunning));
                 continue;
             }
             Err(e) => {
-                report.runs.push(failed(e));
+                report.runs.push(ended(SyncOutcome::Failed(e.to_string())));
                 continue;
             }
         };
@@ -270,7 +266,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         let mut rec = match LocalStore::load_dir(&dir) {
             Ok(rec) => rec,
             Err(e) => {
-                report.runs.push(failed(e));
+                report.runs.push(ended(SyncOutcome::Failed(e.to_string())));
                 continue;
             }
         };
@@ -280,18 +276,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         if rec.status == RecordStatus::Unfinished
             && let Some(status) = options.mark_unfinished
         {
-            let end =
-                rec.metrics.iter().map(|m| m.timestamp_ms).max().unwrap_or(rec.start_time_ms).max(rec.start_time_ms);
-            let mut meta = local::read_meta(&dir)?;
-            meta.status = status.as_str().to_string();
-            meta.end_time = Some(end);
-            local::write_meta(&dir, &meta)?;
-            rec.status = match status {
-                RunStatus::Finished => RecordStatus::Finished,
-                RunStatus::Failed => RecordStatus::Failed,
-                RunStatus::Killed => RecordStatus::Killed,
-            };
-            rec.end_time_ms = Some(end);
+            close_unfinished(&dir, &mut rec, status)?;
         }
         point_parent_at_server(&store, &uri, &mut rec);
         let mut s = SyncedRun::new(&rec);
@@ -303,6 +288,22 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         report.runs.push(s);
     }
     Ok(report)
+}
+
+/// Ends an unfinished run (its process died) with `status`, at the time of its last metric point.
+fn close_unfinished(dir: &Path, rec: &mut RunRecord, status: RunStatus) -> Result<(), TrackingError> {
+    let end = rec.metrics.iter().map(|m| m.timestamp_ms).max().unwrap_or(rec.start_time_ms).max(rec.start_time_ms);
+    let mut meta = local::read_meta(dir)?;
+    meta.status = status.as_str().to_string();
+    meta.end_time = Some(end);
+    local::write_meta(dir, &meta)?;
+    rec.status = match status {
+        RunStatus::Finished => RecordStatus::Finished,
+        RunStatus::Failed => RecordStatus::Failed,
+        RunStatus::Killed => RecordStatus::Killed,
+    };
+    rec.end_time_ms = Some(end);
+    Ok(())
 }
 
 /// A run nested while the server was unreachable names its parent by the local id; on the
