@@ -4,6 +4,7 @@
 //! Reductions split their input at fixed chunk boundaries and combine the partial results in
 //! order, so the same inputs give the same bits whatever `RAYON_NUM_THREADS` is.
 
+pub mod conv;
 pub mod matmul;
 
 use rayon::prelude::*;

@@ -1,0 +1,427 @@
+//! Two-dimensional convolution (stride 1, zero padding, a bias per output channel) and 2x2 max
+//! pooling over NCHW data.
+//!
+//! A convolution is one matrix product per image: the image unrolled into columns (`im2col`:
+//! one row per input channel and kernel offset, one column per output pixel) multiplied by the
+//! weights `[out_channels, in_channels * kh * kw]` gives `[out_channels, pixels]`, which is the
+//! image's NCHW output already. The backward products go through the same packed matmul, and
+//! `col2im` (the adjoint of `im2col`) folds the input gradient back into the image.
+//!
+//! Images are independent tasks; the weight gradient sums over images in groups of fixed size,
+//! then the groups in order, so the bits never depend on the thread count.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::matmul::{self, MatRef};
+
+/// Images whose weight gradients one task sums before the groups are added up in order.
+const IMAGES_PER_TASK: usize = 8;
+
+/// The sizes of a stride-1 convolution of `[batch, in_channels, height, width]` inputs with
+/// `[out_channels, in_channels, kernel_h, kernel_w]` weights, zero-padded by `padding` on every
+/// side. Its output is `[batch, out_channels, out_height, out_width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub padding: usize,
+}
+
+impl Conv2dShape {
+    /// Output rows: `height + 2 * padding - kernel_h + 1` (0 when the kernel does not fit).
+    pub fn out_height(&self) -> usize {
+        (self.height + 2 * self.padding + 1).saturating_sub(self.kernel_h)
+    }
+
+    pub fn out_width(&self) -> usize {
+        (self.width + 2 * self.padding + 1).saturating_sub(self.kernel_w)
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.image_len()
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.patch_len()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_pixels()
+    }
+
+    /// Floating-point operations of the forward pass (a multiply and an add per weight use).
+    pub fn flops(&self) -> u64 {
+        2 * self.output_len() as u64 * self.patch_len() as u64
+    }
+
+    /// Values of one input image.
+    fn image_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+
+    /// Rows of an unrolled image: one per input channel and kernel offset.
+    fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel_h * self.kernel_w
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// Whether any output exists: every size positive and the kernel fits the padded image.
+    fn is_empty(&self) -> bool {
+        self.output_len() == 0 || self.patch_len() == 0
+    }
+}
+
+/// `out = conv(x, weight) + bias`, with `bias` `[out_channels]`.
+pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
+    check_lengths(s, x.len(), weight.len(), out.len());
+    assert_eq!(bias.len(), s.out_channels, "conv2d: bias does not match the output channels");
+    if s.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let (k, p) = (s.patch_len(), s.out_pixels());
+    let weight = MatRef::new(weight, s.out_channels, k, false);
+    out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
+        with_columns(k * p, |columns| {
+            im2col(x, s, columns);
+            for (row, &b) in out.chunks_exact_mut(p).zip(bias) {
+                row.fill(b);
+            }
+            matmul::gemm(weight, MatRef::new(columns, k, p, false), out, true);
+        })
+    });
+}
+
+/// The gradient with respect to the input: `dx = convᵀ(dy, weight)`.
+pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+    check_lengths(s, dx.len(), weight.len(), dy.len());
+    if s.is_empty() {
+        dx.fill(0.0);
+        return;
+    }
+    let (k, p) = (s.patch_len(), s.out_pixels());
+    // Wᵀ `[k, out_channels]`, read in place.
+    let weight_t = MatRef::new(weight, k, s.out_channels, true);
+    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
+        with_columns(k * p, |columns| {
+            matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false), columns, false);
+            col2im(columns, s, dx);
+        })
+    });
+}
+
+/// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`.
+pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f32]) {
+    check_lengths(s, x.len(), dw.len(), dy.len());
+    dw.fill(0.0);
+    if s.is_empty() {
+        return;
+    }
+    let (k, p) = (s.patch_len(), s.out_pixels());
+    let (image, out_image) = (s.image_len(), s.out_channels * p);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(IMAGES_PER_TASK * image)
+        .zip(dy.par_chunks(IMAGES_PER_TASK * out_image))
+        .map(|(x, dy)| {
+            let mut partial = vec![0.0; dw.len()];
+            with_columns(k * p, |columns| {
+                for (x, dy) in x.chunks_exact(image).zip(dy.chunks_exact(out_image)) {
+                    im2col(x, s, columns);
+                    let dy = MatRef::new(dy, s.out_channels, p, false);
+                    matmul::gemm(dy, MatRef::new(columns, p, k, true), &mut partial, true);
+                }
+            });
+            partial
+        })
+        .collect();
+    for partial in &partials {
+        dw.iter_mut().zip(partial).for_each(|(d, &v)| *d += v);
+    }
+}
+
+/// Per-channel sums of `[batch, channels, ...]` data (the gradient of a convolution's bias):
+/// each image's plane summed in order, then the images in order.
+pub fn channel_sums(x: &[f32], batch: usize, channels: usize, out: &mut [f32]) {
+    assert_eq!(out.len(), channels, "channel_sums: output does not match the channels");
+    out.fill(0.0);
+    if x.is_empty() || batch * channels == 0 {
+        return;
+    }
+    assert_eq!(x.len() % (batch * channels), 0, "channel_sums: data does not match the shape");
+    let plane = x.len() / (batch * channels);
+    let sums: Vec<f32> = x.par_chunks(plane).map(|p| p.iter().sum()).collect();
+    for image in sums.chunks_exact(channels) {
+        out.iter_mut().zip(image).for_each(|(o, &s)| *o += s);
+    }
+}
+
+/// 2x2 max pooling with stride 2 of `planes` planes of `height x width` (odd edges dropped,
+/// as PyTorch's `MaxPool2d(2)` does). The first largest value of a window wins; NaN propagates.
+pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &mut [f32]) {
+    let (oh, ow) = (height / 2, width / 2);
+    assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
+    assert_eq!(out.len(), planes * oh * ow, "max_pool2d: output does not match the shape");
+    if out.is_empty() {
+        return;
+    }
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(height * width)).for_each(|(out, x)| {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = x[pool_argmax(x, width, i / ow, i % ow)];
+        }
+    });
+}
+
+/// The backward of [`max_pool2d`]: each output's gradient goes to the input its window chose.
+pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, width: usize, dx: &mut [f32]) {
+    let (oh, ow) = (height / 2, width / 2);
+    assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
+    assert_eq!(dx.len(), x.len(), "max_pool2d: gradient does not match the input");
+    assert_eq!(dy.len(), planes * oh * ow, "max_pool2d: gradient does not match the output");
+    dx.fill(0.0);
+    if dy.is_empty() {
+        return;
+    }
+    dx.par_chunks_mut(height * width).zip(x.par_chunks(height * width).zip(dy.par_chunks(oh * ow))).for_each(
+        |(dx, (x, dy))| {
+            for (i, &g) in dy.iter().enumerate() {
+                dx[pool_argmax(x, width, i / ow, i % ow)] = g;
+            }
+        },
+    );
+}
+
+/// The index in a plane of the largest value of the 2x2 window at output `(oy, ox)`, scanning
+/// row by row: a later value wins only when larger, or NaN.
+fn pool_argmax(plane: &[f32], width: usize, oy: usize, ox: usize) -> usize {
+    let top = 2 * oy * width + 2 * ox;
+    [top + 1, top + width, top + width + 1]
+        .into_iter()
+        .fold(top, |best, i| if plane[i] > plane[best] || plane[i].is_nan() { i } else { best })
+}
+
+/// The convolution written as its definition, one output at a time: the oracle in tests and
+/// the "naive" line in benchmarks.
+pub fn conv2d_naive(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
+    check_lengths(s, x.len(), weight.len(), out.len());
+    let (oh, ow) = (s.out_height(), s.out_width());
+    for (index, o) in out.iter_mut().enumerate() {
+        let (n, oc, oy, ox) =
+            (index / (s.out_channels * oh * ow), index / (oh * ow) % s.out_channels, index / ow % oh, index % ow);
+        let mut sum = bias[oc];
+        for c in 0..s.in_channels {
+            for ky in 0..s.kernel_h {
+                for kx in 0..s.kernel_w {
+                    let (iy, ix) = ((oy + ky).wrapping_sub(s.padding), (ox + kx).wrapping_sub(s.padding));
+                    if iy < s.height && ix < s.width {
+                        let w = weight[((oc * s.in_channels + c) * s.kernel_h + ky) * s.kernel_w + kx];
+                        sum += w * x[((n * s.in_channels + c) * s.height + iy) * s.width + ix];
+                    }
+                }
+            }
+        }
+        *o = sum;
+    }
+}
+
+fn check_lengths(s: Conv2dShape, input: usize, weight: usize, output: usize) {
+    assert_eq!(input, s.input_len(), "conv2d: input does not match {s:?}");
+    assert_eq!(weight, s.weight_len(), "conv2d: weights do not match {s:?}");
+    assert_eq!(output, s.output_len(), "conv2d: output does not match {s:?}");
+}
+
+/// Unrolls one `[in_channels, height, width]` image into `[in_channels * kh * kw, out pixels]`:
+/// row `(c, ky, kx)` holds, for every output pixel, the input it sees at that kernel offset
+/// (zero in the padding).
+fn im2col(x: &[f32], s: Conv2dShape, columns: &mut [f32]) {
+    let (oh, ow) = (s.out_height(), s.out_width());
+    for (row_index, row) in columns.chunks_exact_mut(oh * ow).enumerate() {
+        let (c, ky, kx) = unroll_row(s, row_index);
+        let plane = &x[c * s.height * s.width..][..s.height * s.width];
+        let (lo, hi) = valid_columns(s, kx);
+        for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+            match (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) {
+                Some(iy) if lo < hi => {
+                    out[..lo].fill(0.0);
+                    out[lo..hi].copy_from_slice(&plane[iy * s.width + lo + kx - s.padding..][..hi - lo]);
+                    out[hi..].fill(0.0);
+                }
+                _ => out.fill(0.0),
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx` (one image) becomes the sum of every column entry at the
+/// input position it was read from.
+fn col2im(columns: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+    let (oh, ow) = (s.out_height(), s.out_width());
+    dx.fill(0.0);
+    for (row_index, row) in columns.chunks_exact(oh * ow).enumerate() {
+        let (c, ky, kx) = unroll_row(s, row_index);
+        let plane = &mut dx[c * s.height * s.width..][..s.height * s.width];
+        let (lo, hi) = valid_columns(s, kx);
+        for (oy, values) in row.chunks_exact(ow).enumerate() {
+            if let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height && lo < hi) {
+                let target = &mut plane[iy * s.width + lo + kx - s.padding..][..hi - lo];
+                target.iter_mut().zip(&values[lo..hi]).for_each(|(t, &v)| *t += v);
+            }
+        }
+    }
+}
+
+/// The input channel and kernel offset of row `index` of an unrolled image.
+fn unroll_row(s: Conv2dShape, index: usize) -> (usize, usize, usize) {
+    (index / (s.kernel_h * s.kernel_w), index / s.kernel_w % s.kernel_h, index % s.kernel_w)
+}
+
+/// The output columns `lo..hi` whose input column `ox + kx - padding` lies inside the image.
+fn valid_columns(s: Conv2dShape, kx: usize) -> (usize, usize) {
+    let lo = s.padding.saturating_sub(kx).min(s.out_width());
+    let hi = (s.width + s.padding).saturating_sub(kx).min(s.out_width());
+    (lo, hi.max(lo))
+}
+
+thread_local! {
+    /// An unrolled image kept between calls: allocating it costs a page fault per 4 KiB.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a buffer of `len` floats for one unrolled image (contents unspecified): this
+/// thread's cached one, or a fresh one in a nested call.
+fn with_columns(len: usize, f: impl FnOnce(&mut [f32])) {
+    COLUMNS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+            f(&mut buffer[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    const SHAPES: [Conv2dShape; 4] = [
+        Conv2dShape {
+            batch: 3,
+            in_channels: 2,
+            height: 7,
+            width: 5,
+            out_channels: 3,
+            kernel_h: 3,
+            kernel_w: 3,
+            padding: 1,
+        },
+        Conv2dShape {
+            batch: 1,
+            in_channels: 3,
+            height: 6,
+            width: 9,
+            out_channels: 5,
+            kernel_h: 2,
+            kernel_w: 3,
+            padding: 0,
+        },
+        Conv2dShape {
+            batch: 9,
+            in_channels: 1,
+            height: 5,
+            width: 4,
+            out_channels: 7,
+            kernel_h: 5,
+            kernel_w: 3,
+            padding: 2,
+        },
+        Conv2dShape {
+            batch: 2,
+            in_channels: 4,
+            height: 3,
+            width: 3,
+            out_channels: 2,
+            kernel_h: 1,
+            kernel_w: 1,
+            padding: 0,
+        },
+    ];
+
+    #[test]
+    fn unrolled_products_match_the_definition() {
+        let mut rng = Rng::new(5);
+        for s in SHAPES {
+            let (x, w, b) =
+                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.out_channels, &mut rng));
+            let (mut fast, mut naive) = (vec![f32::NAN; s.output_len()], vec![f32::NAN; s.output_len()]);
+            conv2d(&x, &w, &b, s, &mut fast);
+            conv2d_naive(&x, &w, &b, s, &mut naive);
+            for (f, n) in fast.iter().zip(&naive) {
+                assert!((f - n).abs() < 1e-5, "{s:?}: {f} vs {n}");
+            }
+        }
+    }
+
+    /// `<dy, conv(x)> = <convᵀ(dy), x>` and `= <dw, w>` (without bias): the backward kernels
+    /// are the adjoints of the forward one.
+    #[test]
+    fn backward_kernels_are_adjoints_of_the_forward_one() {
+        let mut rng = Rng::new(9);
+        for s in SHAPES {
+            let (x, w, dy) =
+                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.output_len(), &mut rng));
+            let mut y = vec![0.0; s.output_len()];
+            conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y);
+            let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);
+            conv2d_backward_input(&dy, &w, s, &mut dx);
+            conv2d_backward_weight(&x, &dy, s, &mut dw);
+            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
+            let reference = dot(&dy, &y);
+            assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} input");
+            assert!((dot(&dw, &w) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} weight");
+        }
+    }
+
+    #[test]
+    fn pooling_takes_the_first_largest_and_routes_its_gradient() {
+        // Two planes of 3x5: the odd last row and column are dropped.
+        let x = [
+            1., 3., 3., 0., 9., 2., 2., 1., 4., 9., 7., 7., 7., 7., 7., 0., 0., 0., 0., 0., 0., 0., 0., -1., 0., 5.,
+            5., 5., 5., 5.,
+        ];
+        let mut out = [f32::NAN; 4];
+        max_pool2d(&x, 2, 3, 5, &mut out);
+        assert_eq!(out, [3., 4., 0., 0.]);
+        let mut dx = [f32::NAN; 30];
+        max_pool2d_backward(&x, &[1., 2., 3., 4.], 2, 3, 5, &mut dx);
+        let mut expected = [0.0; 30];
+        (expected[1], expected[8], expected[15], expected[17]) = (1., 2., 3., 4.);
+        assert_eq!(dx, expected);
+        let mut nan = [0.0; 1];
+        max_pool2d(&[1., f32::NAN, 2., 0.], 1, 2, 2, &mut nan);
+        assert!(nan[0].is_nan());
+    }
+
+    #[test]
+    fn channel_sums_add_every_image_and_pixel() {
+        let x: Vec<f32> = (0..2 * 3 * 4).map(|v| v as f32).collect();
+        let mut out = [0.0; 3];
+        channel_sums(&x, 2, 3, &mut out);
+        assert_eq!(out, [60., 92., 124.]);
+    }
+}
