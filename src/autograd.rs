@@ -29,6 +29,15 @@ pub(crate) enum Op {
         bias: Tensor,
         relu: bool,
     },
+    Conv2d {
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        padding: usize,
+    },
+    MaxPool2d(Tensor),
+    /// A view with another shape: the gradient is reshaped back.
+    Reshape(Tensor),
     Relu(Tensor),
     Scale(Tensor, f32),
     Add(Tensor, Tensor),
@@ -53,11 +62,16 @@ impl Op {
         match self {
             Op::Matmul { a, b, .. } | Op::Add(a, b) | Op::Mul(a, b) => vec![a, b],
             Op::AddBias { x, bias } => vec![x, bias],
-            Op::Linear { x, weight, bias, .. } => vec![x, weight, bias],
+            Op::Linear { x, weight, bias, .. } | Op::Conv2d { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
-            Op::Relu(x) | Op::Scale(x, _) | Op::Sum(x) | Op::SumRows(x) | Op::Softmax(x) | Op::Dropout { x, .. } => {
-                vec![x]
-            }
+            Op::Relu(x)
+            | Op::Scale(x, _)
+            | Op::Sum(x)
+            | Op::SumRows(x)
+            | Op::Softmax(x)
+            | Op::Dropout { x, .. }
+            | Op::MaxPool2d(x)
+            | Op::Reshape(x) => vec![x],
         }
     }
 }
@@ -246,6 +260,21 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
             }
             grads
         }
+        Op::Conv2d { x, weight, bias, padding } => {
+            let mut grads = Vec::new();
+            if x.tracks() {
+                grads.push(push(x, grad.conv2d_backward_input(x, weight, *padding)?));
+            }
+            if weight.tracks() {
+                grads.push(push(weight, grad.conv2d_backward_weight(x, weight, *padding)?));
+            }
+            if bias.tracks() {
+                grads.push(push(bias, grad.channel_sums()?));
+            }
+            grads
+        }
+        Op::MaxPool2d(x) => vec![push(x, x.max_pool2d_backward(grad)?)],
+        Op::Reshape(x) => vec![push(x, grad.reshape(x.shape())?)],
         Op::AddBias { x, bias } => {
             let mut grads = Vec::new();
             if bias.tracks() {

@@ -7,14 +7,14 @@
 use std::time::Instant;
 
 use crate::data::{self, Dataset, IMAGE_PIXELS, Normalization};
-use crate::nn::Mlp;
+use crate::nn::Network;
 use crate::tensor::{Device, Tensor};
 
 /// Mean milliseconds of one forward pass (no gradients) over `data` in batches of
 /// `batch_size`, timed over the whole set (the last batch may be smaller). Gathering and
 /// normalising the pixels is included, as it is part of serving a batch.
 pub fn inference_ms_per_batch(
-    model: &Mlp,
+    model: &Network,
     data: &Dataset,
     norm: Normalization,
     batch_size: usize,
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn times_a_forward_pass() {
         let mut rng = crate::rng::Rng::new(0);
-        let model = Mlp::new(IMAGE_PIXELS, &[16], 10, 0.0, &mut rng, &Device::Cpu).unwrap();
+        let model = Network::Mlp(crate::nn::Mlp::new(IMAGE_PIXELS, &[16], 10, 0.0, &mut rng, &Device::Cpu).unwrap());
         let data = Dataset { pixels: vec![7; 130 * IMAGE_PIXELS], labels: vec![1; 130] };
         let ms = inference_ms_per_batch(&model, &data, Normalization::Unit, 64, &Device::Cpu).unwrap();
         assert!(ms > 0.0 && ms.is_finite(), "{ms}");

@@ -18,7 +18,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
 use crate::data::Normalization;
-use crate::nn::{Linear, Mlp};
+use crate::nn::{Architecture, Cnn, Conv2d, Linear, Mlp, Network};
 use crate::tensor::Device;
 
 /// The weights file inside a model directory.
@@ -55,14 +55,25 @@ pub fn max_file_bytes(name: &str) -> u64 {
     if name == WEIGHTS_FILE || name == ONNX_FILE { MAX_WEIGHTS_BYTES } else { MAX_MODEL_TEXT_BYTES }
 }
 
-/// Identifies this layout in `engine_model.json` and the MLmodel flavor.
+/// Identifies this layout, with an MLP, in `engine_model.json` and the MLmodel flavor.
 pub const FORMAT: &str = "engine-mlp-v1";
+/// The same layout with a CNN ([`Cnn`]).
+pub const FORMAT_CNN: &str = "engine-cnn-v1";
+
+/// The format name of a model directory holding `architecture`.
+pub fn format_of(architecture: Architecture) -> &'static str {
+    match architecture {
+        Architecture::Mlp => FORMAT,
+        Architecture::Cnn => FORMAT_CNN,
+    }
+}
 
 /// What a model directory says about its model.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelMetadata {
     pub format: String,
-    /// Layer widths from input to output, e.g. `[784, 512, 512, 10]`.
+    /// The sizes that define the network ([`Network::sizes`]): an MLP's layer widths from input
+    /// to output, e.g. `[784, 512, 512, 10]`, a CNN's `[784, 32, 64, 128, 10]`.
     pub sizes: Vec<usize>,
     pub class_names: Vec<String>,
     pub normalize: Normalization,
@@ -97,6 +108,13 @@ pub struct InputContract {
     pub std: f32,
 }
 
+impl ModelMetadata {
+    /// The network the format names (checked by [`read_metadata`]).
+    pub fn architecture(&self) -> Architecture {
+        if self.format == FORMAT_CNN { Architecture::Cnn } else { Architecture::Mlp }
+    }
+}
+
 impl InputContract {
     /// The contract of a network trained with `normalize`.
     pub fn of(normalize: Normalization) -> InputContract {
@@ -124,9 +142,9 @@ pub enum ModelError {
     Invalid { path: PathBuf, problem: String },
 }
 
-/// Writes the MLP's weights to `path` with `metadata` in the safetensors header.
+/// Writes the network's weights to `path` with `metadata` in the safetensors header.
 /// Returns the SHA-256 of the written file.
-pub fn save_safetensors(model: &Mlp, path: &Path, metadata: HashMap<String, String>) -> Result<String, ModelError> {
+pub fn save_safetensors(model: &Network, path: &Path, metadata: HashMap<String, String>) -> Result<String, ModelError> {
     let invalid = |problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
     let named: Vec<(String, Vec<usize>, Vec<u8>)> = model
         .named_parameters()
@@ -149,39 +167,49 @@ pub fn save_safetensors(model: &Mlp, path: &Path, metadata: HashMap<String, Stri
     Ok(sha256_hex(&bytes))
 }
 
-fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
+/// The network in a safetensors file with PyTorch's `nn.Sequential` names (see [`crate::nn`]).
+fn network_from_safetensors(bytes: &[u8], architecture: Architecture, device: &Device) -> Result<Network, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    let mut layers = Vec::new();
-    for index in (0..).step_by(2) {
-        let (Ok(weight), Ok(bias)) =
-            (tensors.tensor(&format!("{index}.weight")), tensors.tensor(&format!("{index}.bias")))
-        else {
-            break;
-        };
-        let (&[outputs, inputs], &[bias_len]) = (weight.shape(), bias.shape()) else {
-            return Err(format!(
-                "layer {index}: weight {:?} and bias {:?} are not [out, in] and [out]",
-                weight.shape(),
-                bias.shape()
-            ));
-        };
-        if weight.dtype() != Dtype::F32 || bias.dtype() != Dtype::F32 || bias_len != outputs {
-            return Err(format!("layer {index}: expected f32 weight [out, in] and bias [out]"));
+    match architecture {
+        Architecture::Mlp => mlp_from_safetensors(&tensors, device).map(Network::Mlp),
+        Architecture::Cnn => cnn_from_safetensors(&tensors, device).map(Network::Cnn),
+    }
+}
+
+/// A tensor's shape and finite `f32` values, or what is wrong with it.
+fn read_f32(tensors: &SafeTensors, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let tensor = tensors.tensor(name).map_err(|e| format!("{name}: {e}"))?;
+    if tensor.dtype() != Dtype::F32 {
+        return Err(format!("{name} is {:?}; every weight must be f32", tensor.dtype()));
+    }
+    let values: Vec<f32> =
+        tensor.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    // A diverged run saves NaN or infinite weights; they would only show up as NaN predictions.
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!("{name}[{i}] is {}: every weight must be a finite number", values[i])),
+        None => Ok((tensor.shape().to_vec(), values)),
+    }
+}
+
+/// The linear layer `{index}.weight` `[out, in]` and `{index}.bias` `[out]`.
+fn linear_layer(tensors: &SafeTensors, index: usize, device: &Device) -> Result<Linear, String> {
+    let (weight_shape, weight) = read_f32(tensors, &format!("{index}.weight"))?;
+    let (bias_shape, bias) = read_f32(tensors, &format!("{index}.bias"))?;
+    match (weight_shape.as_slice(), bias_shape.as_slice()) {
+        (&[outputs, inputs], &[bias_len]) if bias_len == outputs => {
+            Linear::from_weights(weight, bias, inputs, outputs, device).map_err(|e| e.to_string())
         }
-        if let Some(previous) = layers.last().map(Linear::outputs).filter(|&p| p != inputs) {
-            return Err(format!("layer {index} takes {inputs} inputs but the previous layer gives {previous}"));
+        _ => Err(format!("layer {index}: weight {weight_shape:?} and bias {bias_shape:?} are not [out, in] and [out]")),
+    }
+}
+
+fn mlp_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Mlp, String> {
+    let mut layers: Vec<Linear> = Vec::new();
+    for index in (0..).step_by(2).take_while(|i| tensors.tensor(&format!("{i}.weight")).is_ok()) {
+        let layer = linear_layer(tensors, index, device)?;
+        if let Some(previous) = layers.last().map(Linear::outputs).filter(|&p| p != layer.inputs()) {
+            return Err(format!("layer {index} takes {} inputs but the previous layer gives {previous}", layer.inputs()));
         }
-        let floats = |name: String, data: &[u8]| -> Result<Vec<f32>, String> {
-            let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            // A diverged run saves NaN or infinite weights; they would only show up as NaN predictions.
-            match values.iter().position(|v| !v.is_finite()) {
-                Some(i) => Err(format!("{name}[{i}] is {}: every weight must be a finite number", values[i])),
-                None => Ok(values),
-            }
-        };
-        let weights = floats(format!("{index}.weight"), weight.data())?;
-        let biases = floats(format!("{index}.bias"), bias.data())?;
-        let layer = Linear::from_weights(weights, biases, inputs, outputs, device).map_err(|e| e.to_string())?;
         layers.push(layer);
     }
     if layers.is_empty() {
@@ -190,12 +218,42 @@ fn mlp_from_safetensors(bytes: &[u8], device: &Device) -> Result<Mlp, String> {
     Ok(Mlp { layers, dropout: 0.0 })
 }
 
+/// The convolution `{index}.weight` `[out, in_channels, 3, 3]` and `{index}.bias` `[out]`.
+fn conv_layer(tensors: &SafeTensors, index: usize, in_channels: usize, device: &Device) -> Result<Conv2d, String> {
+    let (weight_shape, weight) = read_f32(tensors, &format!("{index}.weight"))?;
+    let (bias_shape, bias) = read_f32(tensors, &format!("{index}.bias"))?;
+    match (weight_shape.as_slice(), bias_shape.as_slice()) {
+        (&[out, inputs, 3, 3], &[bias_len]) if inputs == in_channels && bias_len == out => {
+            Conv2d::from_weights(weight, bias, [out, inputs, 3, 3], 1, device).map_err(|e| e.to_string())
+        }
+        _ => Err(format!(
+            "layer {index}: weight {weight_shape:?} and bias {bias_shape:?} are not [out, {in_channels}, 3, 3] and [out]"
+        )),
+    }
+}
+
+fn cnn_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Cnn, String> {
+    let conv1 = conv_layer(tensors, 0, 1, device)?;
+    let conv2 = conv_layer(tensors, 3, conv1.out_channels(), device)?;
+    let (hidden, output) = (linear_layer(tensors, 7, device)?, linear_layer(tensors, 10, device)?);
+    let flat = conv2.out_channels() * (Cnn::SIDE / 4) * (Cnn::SIDE / 4);
+    if hidden.inputs() != flat || output.inputs() != hidden.outputs() {
+        return Err(format!(
+            "layers 7 and 10 take {} and {} inputs but the layers before them give {flat} and {}",
+            hidden.inputs(),
+            output.inputs(),
+            hidden.outputs()
+        ));
+    }
+    Ok(Cnn { conv1, conv2, hidden, output, dropout: 0.0 })
+}
+
 /// Writes a model directory (module docs) and returns its metadata. `example` holds the `u8`
 /// pixels of one or more images, saved as the MLflow input example. `run_id` and `model_id` name
 /// the run and logged model it belongs to, when known.
 pub fn save_model_dir(
     dir: &Path,
-    model: &Mlp,
+    model: &Network,
     normalize: Normalization,
     hyperparameters: serde_json::Value,
     example: &[u8],
@@ -206,7 +264,7 @@ pub fn save_model_dir(
     let header = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights_sha256 = save_safetensors(model, &dir.join(WEIGHTS_FILE), header)?;
     let metadata = ModelMetadata {
-        format: FORMAT.to_string(),
+        format: format_of(model.architecture()).to_string(),
         sizes: model.sizes(),
         class_names: crate::report::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         normalize,
@@ -238,7 +296,7 @@ pub fn save_model_dir(
 }
 
 /// Writes `model` as ONNX to `path` (see [`onnx`]).
-pub fn save_onnx(model: &Mlp, metadata: &ModelMetadata, path: &Path) -> Result<(), ModelError> {
+pub fn save_onnx(model: &Network, metadata: &ModelMetadata, path: &Path) -> Result<(), ModelError> {
     let bytes = onnx::encode(model, metadata)
         .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), problem: e.to_string() })?;
     write_atomically(path, &bytes)
@@ -246,7 +304,7 @@ pub fn save_onnx(model: &Mlp, metadata: &ModelMetadata, path: &Path) -> Result<(
 
 /// Reads a model directory, verifying the weights against their recorded SHA-256 and the
 /// architecture against the metadata and the signature (784 inputs, 10 classes).
-pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Mlp, ModelMetadata), ModelError> {
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Network, ModelMetadata), ModelError> {
     let invalid = |path: &Path, problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
     let metadata = read_metadata(dir)?;
     let weights_path = dir.join(WEIGHTS_FILE);
@@ -262,14 +320,15 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Mlp, ModelMetadata
             ),
         ));
     }
-    let model = mlp_from_safetensors(&weights, device).map_err(|problem| invalid(&weights_path, problem))?;
+    let model = network_from_safetensors(&weights, metadata.architecture(), device)
+        .map_err(|problem| invalid(&weights_path, problem))?;
     let expected_io = (metadata.sizes.first(), metadata.sizes.last())
         == (Some(&crate::data::IMAGE_PIXELS), Some(&crate::data::CLASSES));
     if model.sizes() != metadata.sizes || !expected_io {
         return Err(invalid(
             &weights_path,
             format!(
-                "layer sizes {:?} do not match the metadata {:?} and the signature [-1, 784] -> [-1, 10]",
+                "network sizes {:?} do not match the metadata {:?} and the signature [-1, 784] -> [-1, 10]",
                 model.sizes(),
                 metadata.sizes
             ),
@@ -284,8 +343,8 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
     let invalid = |problem: String| ModelError::Invalid { path: path.clone(), problem };
     let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
     let mut metadata: ModelMetadata = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-    if metadata.format != FORMAT {
-        return Err(invalid(format!("format '{}' is not {FORMAT}", metadata.format)));
+    if metadata.format != FORMAT && metadata.format != FORMAT_CNN {
+        return Err(invalid(format!("format '{}' is neither {FORMAT} nor {FORMAT_CNN}", metadata.format)));
     }
     // The engine normalises by `normalize`; a recorded contract saying otherwise would mislead.
     let expected = InputContract::of(metadata.normalize);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::autograd::{self, Op};
-use crate::backend::cpu::{self, matmul::MatRef};
+use crate::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
 #[cfg(feature = "gpu")]
 use crate::backend::gpu::{
     self, GpuBuffer, GpuContext,
@@ -94,7 +94,8 @@ impl TensorId {
 struct TensorInner {
     id: TensorId,
     shape: Vec<usize>,
-    storage: RwLock<Storage>,
+    /// Shared by the views [`Tensor::reshape`] makes.
+    storage: Arc<RwLock<Storage>>,
     op: Option<Op>,
     is_variable: bool,
 }
@@ -111,7 +112,11 @@ impl std::fmt::Debug for Tensor {
 
 impl Tensor {
     fn build(storage: Storage, shape: Vec<usize>, op: Option<Op>, is_variable: bool) -> Tensor {
-        Tensor(Arc::new(TensorInner { id: TensorId::next(), shape, storage: RwLock::new(storage), op, is_variable }))
+        Tensor::over(Arc::new(RwLock::new(storage)), shape, op, is_variable)
+    }
+
+    fn over(storage: Arc<RwLock<Storage>>, shape: Vec<usize>, op: Option<Op>, is_variable: bool) -> Tensor {
+        Tensor(Arc::new(TensorInner { id: TensorId::next(), shape, storage, op, is_variable }))
     }
 
     /// A constant tensor from row-major data.
@@ -233,6 +238,16 @@ impl Tensor {
         Ok(Tensor::constant(Storage::upload(self.to_vec()?, device)?, self.0.shape.clone()))
     }
 
+    /// The same data seen with another shape of as many elements: nothing is copied, and the
+    /// gradient flows back reshaped.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(Error::ElementCount { len: self.len(), shape: shape.to_vec() });
+        }
+        let op = (autograd::is_recording() && self.tracks()).then(|| Op::Reshape(self.clone()));
+        Ok(Tensor::over(self.0.storage.clone(), shape.to_vec(), op, false))
+    }
+
     fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
         match self.shape() {
             &[r, c] => Ok((r, c)),
@@ -349,6 +364,148 @@ impl Tensor {
             _ => return Err(Error::DeviceMismatch("matmul")),
         };
         Ok(Tensor::constant(storage, vec![m, n]))
+    }
+
+    /// A stride-1 convolution of `self` `[batch, in_channels, height, width]` with PyTorch's
+    /// `weight` `[out_channels, in_channels, kh, kw]` and `bias` `[out_channels]`, zero-padded by
+    /// `padding` on every side: `[batch, out_channels, height + 2p - kh + 1, width + 2p - kw + 1]`.
+    pub fn conv2d(&self, weight: &Tensor, bias: &Tensor, padding: usize) -> Result<Tensor> {
+        let s = conv_shape(self, weight, padding)?;
+        if bias.shape() != [s.out_channels] {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d",
+                lhs: weight.shape().to_vec(),
+                rhs: bias.shape().to_vec(),
+            });
+        }
+        let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
+                let mut out = vec![0.0; s.output_len()];
+                cpu::conv::conv2d(x, w, b, s, &mut out);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
+                Storage::Gpu(gpu::conv::conv2d(x.context(), x, w, b, s)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("conv2d")),
+        };
+        let op = Op::Conv2d { x: self.clone(), weight: weight.clone(), bias: bias.clone(), padding };
+        Ok(Tensor::from_op(storage, vec![s.batch, s.out_channels, s.out_height(), s.out_width()], op))
+    }
+
+    /// The gradient of [`Tensor::conv2d`] with respect to its input `x`, from `self`, the
+    /// output's gradient. Records nothing (backward rules use it).
+    pub(crate) fn conv2d_backward_input(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
+        let s = conv_shape(x, weight, padding)?;
+        self.expect_len(s.output_len(), "conv2d_backward")?;
+        let storage = match (&*self.storage(), &*weight.storage()) {
+            (Storage::Cpu(dy), Storage::Cpu(w)) => {
+                let mut dx = vec![0.0; s.input_len()];
+                cpu::conv::conv2d_backward_input(dy, w, s, &mut dx);
+                Storage::Cpu(dx)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(dy), Storage::Gpu(w)) => {
+                Storage::Gpu(gpu::conv::conv2d_backward_input(dy.context(), dy, w, s)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("conv2d_backward")),
+        };
+        Ok(Tensor::constant(storage, x.shape().to_vec()))
+    }
+
+    /// The gradient of [`Tensor::conv2d`] with respect to its weight, from `self`, the output's
+    /// gradient. Records nothing.
+    pub(crate) fn conv2d_backward_weight(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
+        let s = conv_shape(x, weight, padding)?;
+        self.expect_len(s.output_len(), "conv2d_backward")?;
+        let storage = match (&*x.storage(), &*self.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                let mut dw = vec![0.0; s.weight_len()];
+                cpu::conv::conv2d_backward_weight(x, dy, s, &mut dw);
+                Storage::Cpu(dw)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(dy)) => {
+                Storage::Gpu(gpu::conv::conv2d_backward_weight(x.context(), x, dy, s)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("conv2d_backward")),
+        };
+        Ok(Tensor::constant(storage, weight.shape().to_vec()))
+    }
+
+    /// Sums over every axis but the second of a `[batch, channels, ...]` tensor: `[channels]`,
+    /// the gradient of a convolution's bias. Records nothing.
+    pub(crate) fn channel_sums(&self) -> Result<Tensor> {
+        let (batch, channels) = match self.shape() {
+            &[batch, channels, ..] => (batch, channels),
+            shape => return Err(Error::Rank { op: "channel_sums", expected: 4, shape: shape.to_vec() }),
+        };
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; channels];
+                cpu::conv::channel_sums(x, batch, channels, &mut out);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::conv::channel_sums(x.context(), x, batch, channels)?),
+        };
+        Ok(Tensor::constant(storage, vec![channels]))
+    }
+
+    /// 2x2 max pooling with stride 2 of a `[batch, channels, height, width]` tensor, as
+    /// PyTorch's `MaxPool2d(2)`: `[batch, channels, height / 2, width / 2]`.
+    pub fn max_pool2d(&self) -> Result<Tensor> {
+        let (planes, height, width) = self.planes("max_pool2d")?;
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => {
+                let mut out = vec![0.0; planes * (height / 2) * (width / 2)];
+                cpu::conv::max_pool2d(x, planes, height, width, &mut out);
+                Storage::Cpu(out)
+            }
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => Storage::Gpu(gpu::conv::max_pool2d(x.context(), x, planes, height, width)?),
+        };
+        let shape = [&self.shape()[..2], &[height / 2, width / 2]].concat();
+        Ok(Tensor::from_op(storage, shape, Op::MaxPool2d(self.clone())))
+    }
+
+    /// The gradient of `self.max_pool2d()` from `grad`, the output's gradient. Records nothing.
+    pub(crate) fn max_pool2d_backward(&self, grad: &Tensor) -> Result<Tensor> {
+        let (planes, height, width) = self.planes("max_pool2d")?;
+        grad.expect_len(planes * (height / 2) * (width / 2), "max_pool2d_backward")?;
+        let storage = match (&*self.storage(), &*grad.storage()) {
+            (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                let mut dx = vec![0.0; x.len()];
+                cpu::conv::max_pool2d_backward(x, dy, planes, height, width, &mut dx);
+                Storage::Cpu(dx)
+            }
+            #[cfg(feature = "gpu")]
+            (Storage::Gpu(x), Storage::Gpu(dy)) => {
+                Storage::Gpu(gpu::conv::max_pool2d_backward(x.context(), x, dy, planes, height, width)?)
+            }
+            #[cfg(feature = "gpu")]
+            _ => return Err(Error::DeviceMismatch("max_pool2d_backward")),
+        };
+        Ok(Tensor::constant(storage, self.shape().to_vec()))
+    }
+
+    /// A `[batch, channels, height, width]` tensor as `(batch * channels, height, width)`.
+    fn planes(&self, op: &'static str) -> Result<(usize, usize, usize)> {
+        match self.shape() {
+            &[batch, channels, height, width] => Ok((batch * channels, height, width)),
+            shape => Err(Error::Rank { op, expected: 4, shape: shape.to_vec() }),
+        }
+    }
+
+    fn expect_len(&self, len: usize, op: &'static str) -> Result<()> {
+        if self.len() != len {
+            return Err(Error::ShapeMismatch { op, lhs: self.shape().to_vec(), rhs: vec![len] });
+        }
+        Ok(())
     }
 
     /// `self + bias` with a `[n]` bias broadcast over the rows of a `[m, n]` matrix. (A layer's
@@ -659,6 +816,22 @@ impl Binary {
             Binary::ReluMask => "relu_backward",
         }
     }
+}
+
+/// The sizes of `x.conv2d(weight, _, padding)`, checked: NCHW input, `[out, in, kh, kw]`
+/// weights with as many input channels, and a kernel that fits the padded image.
+fn conv_shape(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Conv2dShape> {
+    let mismatch = || Error::ShapeMismatch { op: "conv2d", lhs: x.shape().to_vec(), rhs: weight.shape().to_vec() };
+    let (&[batch, in_channels, height, width], &[out_channels, weight_in, kernel_h, kernel_w]) =
+        (x.shape(), weight.shape())
+    else {
+        return Err(mismatch());
+    };
+    let s = Conv2dShape { batch, in_channels, height, width, out_channels, kernel_h, kernel_w, padding };
+    if weight_in != in_channels || s.input_len() == 0 || s.weight_len() == 0 || s.out_height() * s.out_width() == 0 {
+        return Err(mismatch());
+    }
+    Ok(s)
 }
 
 fn check_labels(labels: &[f32], classes: usize) -> Result<()> {

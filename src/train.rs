@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::analysis::{EarlyStopping, StopDecision};
 use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
-use crate::nn::Mlp;
+use crate::nn::{Architecture, Cnn, Mlp, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
 use crate::tensor::{Device, Tensor};
@@ -44,6 +44,10 @@ pub struct TrainConfig {
     pub dropout: f64,
     pub lr_schedule: LrSchedule,
     pub normalize: Normalization,
+    /// Which network; written by every release since the CNN, an MLP before.
+    #[serde(default)]
+    pub model: Architecture,
+    /// The MLP's hidden layer widths (the CNN's are fixed: [`Cnn::WIDTHS`]).
     pub hidden: Vec<usize>,
     pub seed: u64,
     pub val_split: f64,
@@ -68,7 +72,7 @@ impl TrainConfig {
             ),
             (!(0.0..1.0).contains(&self.dropout), format!("--dropout must be in [0, 1), got {}", self.dropout)),
             (
-                self.hidden.is_empty() || self.hidden.contains(&0),
+                self.model == Architecture::Mlp && (self.hidden.is_empty() || self.hidden.contains(&0)),
                 format!("--hidden needs positive sizes like 512,512, got {:?}", self.hidden),
             ),
             (!(0.0..1.0).contains(&self.val_split), format!("--val-split must be in [0, 1), got {}", self.val_split)),
@@ -89,14 +93,17 @@ impl TrainConfig {
     /// before any allocation could abort the process.
     pub fn check_memory(&self, available: Option<u64>) -> Result<(), String> {
         let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+        let (model, smaller) = match self.model {
+            Architecture::Mlp => (format!("--hidden {:?}", self.hidden), "smaller --hidden sizes or --batch-size"),
+            Architecture::Cnn => ("--model cnn".to_string(), "a smaller --batch-size"),
+        };
         match (self.training_memory_bytes(), available) {
             (None, _) => Err(format!(
-                "--hidden {:?} with --batch-size {}: the model is too large to address in memory",
-                self.hidden, self.batch_size
+                "{model} with --batch-size {}: the model is too large to address in memory",
+                self.batch_size
             )),
             (Some(need), Some(have)) if need > have => Err(format!(
-                "--hidden {:?} with --batch-size {}: training needs about {:.1} GiB but {:.1} GiB of memory is available; use smaller --hidden sizes or --batch-size",
-                self.hidden,
+                "{model} with --batch-size {}: training needs about {:.1} GiB but {:.1} GiB of memory is available; use {smaller}",
                 self.batch_size,
                 gib(need),
                 gib(have)
@@ -108,12 +115,29 @@ impl TrainConfig {
     /// A lower bound of the bytes training holds: each parameter as weight, gradient and two
     /// optimizer slots, and each activation of a batch as value, mask and gradient (f32).
     pub fn training_memory_bytes(&self) -> Option<u64> {
-        let widths: Vec<u64> =
-            std::iter::once(784).chain(self.hidden.iter().map(|&h| h as u64)).chain(std::iter::once(10)).collect();
-        let parameters =
-            widths.windows(2).try_fold(0u64, |sum, w| w[0].checked_add(1)?.checked_mul(w[1])?.checked_add(sum))?;
-        let activations =
-            widths.iter().try_fold(0u64, |sum, &w| sum.checked_add(w))?.checked_mul(self.batch_size as u64)?;
+        let (parameters, activations_per_example) = match self.model {
+            Architecture::Mlp => {
+                let widths: Vec<u64> = std::iter::once(784)
+                    .chain(self.hidden.iter().map(|&h| h as u64))
+                    .chain(std::iter::once(10))
+                    .collect();
+                let parameters = widths
+                    .windows(2)
+                    .try_fold(0u64, |sum, w| w[0].checked_add(1)?.checked_mul(w[1])?.checked_add(sum))?;
+                (parameters, widths.iter().try_fold(0u64, |sum, &w| sum.checked_add(w))?)
+            }
+            Architecture::Cnn => {
+                let [c1, c2, hidden] = Cnn::WIDTHS.map(|w| w as u64);
+                let (pixels, classes) = (IMAGE_PIXELS as u64, CLASSES as u64);
+                let parameters = 10 * c1 + (9 * c1 + 1) * c2 + (c2 * pixels / 16 + 1) * hidden + (hidden + 1) * classes;
+                // The input; each convolution's output, its relu and its pooling (a quarter);
+                // the dense layers.
+                let (side1, side2) = (pixels, pixels / 4);
+                let activations = pixels + c1 * side1 * 9 / 4 + c2 * side2 * 9 / 4 + hidden + classes;
+                (parameters, activations)
+            }
+        };
+        let activations = activations_per_example.checked_mul(self.batch_size as u64)?;
         parameters.checked_mul(4 * 4)?.checked_add(activations.checked_mul(4 * 3)?)
     }
 
@@ -130,6 +154,7 @@ impl TrainConfig {
             ("dropout", self.dropout.to_string()),
             ("lr_schedule", self.lr_schedule.to_string()),
             ("normalize", self.normalize.to_string()),
+            ("model", self.model.to_string()),
             ("hidden", hidden.join(",")),
             ("seed", self.seed.to_string()),
             ("val_split", self.val_split.to_string()),
@@ -179,7 +204,7 @@ pub enum Event<'a> {
 
 /// A trained model and how it got there.
 pub struct Trained {
-    pub model: Mlp,
+    pub model: Network,
     pub history: Vec<EpochMetrics>,
     pub train_seconds: f64,
     pub train_examples: usize,
@@ -190,7 +215,16 @@ pub struct Trained {
     pub stopped_epoch: Option<usize>,
 }
 
-/// Trains an MLP on `train` (after `--train-limit` and the validation split), calling
+/// The untrained network `config` describes, initialised from `rng`.
+pub fn build_network(config: &TrainConfig, rng: &mut Rng, device: &Device) -> crate::Result<Network> {
+    let dropout = config.dropout as f32;
+    Ok(match config.model {
+        Architecture::Mlp => Network::Mlp(Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, dropout, rng, device)?),
+        Architecture::Cnn => Network::Cnn(Cnn::new(Cnn::WIDTHS, CLASSES, dropout, rng, device)?),
+    })
+}
+
+/// Trains the network `config` describes on `train` (after `--train-limit` and the validation split), calling
 /// `observe` on every event; an error from `observe` (e.g. an interrupt) stops training.
 pub fn fit(
     config: &TrainConfig,
@@ -204,7 +238,7 @@ pub fn fit(
     if train_idx.is_empty() {
         return Err(TrainError::EmptyTrainingSet);
     }
-    let model = Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, config.dropout as f32, &mut rng.fork(), device)?;
+    let model = build_network(config, &mut rng.fork(), device)?;
     let mut optimizer = make_optimizer(config, &model);
     let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
@@ -285,12 +319,12 @@ pub fn fit(
 }
 
 /// Copies of the model's parameters (for early stopping's best weights).
-fn snapshot(model: &Mlp) -> crate::Result<Vec<Tensor>> {
+fn snapshot(model: &Network) -> crate::Result<Vec<Tensor>> {
     model.parameters().iter().map(Tensor::detach).collect()
 }
 
 /// Puts a [`snapshot`] back into the model's parameters.
-fn restore(model: &Mlp, weights: Vec<Tensor>) {
+fn restore(model: &Network, weights: Vec<Tensor>) {
     for (param, saved) in model.parameters().iter().zip(&weights) {
         std::mem::swap(&mut *param.storage_mut(), &mut *saved.storage_mut());
     }
@@ -406,7 +440,7 @@ impl<'a> Batcher<'a> {
     }
 }
 
-fn make_optimizer(config: &TrainConfig, model: &Mlp) -> Box<dyn Optimizer> {
+fn make_optimizer(config: &TrainConfig, model: &Network) -> Box<dyn Optimizer> {
     let params = model.parameters();
     let (lr, momentum, weight_decay) = (config.lr as f32, config.momentum as f32, config.weight_decay as f32);
     match config.optimizer {
@@ -440,7 +474,7 @@ pub struct Evaluation {
 
 /// Runs `model` (without dropout or gradients) over `data[indices]` in batches.
 pub fn evaluate(
-    model: &Mlp,
+    model: &Network,
     data: &Dataset,
     indices: &[usize],
     norm: Normalization,

@@ -1,6 +1,10 @@
 //! Every backward rule against central finite differences of an f64 reference of the same
-//! function. Each check reduces the op's output to a scalar with a random probe,
-//! `L = sum(op(x) * R)`, so every output element's gradient path is exercised.
+//! function, on every device (the CPU, and the GPU when there is one: see `common/devices.rs`).
+//! Each check reduces the op's output to a scalar with a random probe, `L = sum(op(x) * R)`, so
+//! every output element's gradient path is exercised.
+
+#[path = "common/devices.rs"]
+mod devices;
 
 use engine::rng::Rng;
 use engine::{Device, Tensor};
@@ -8,10 +12,22 @@ use engine::{Device, Tensor};
 type Reference = dyn Fn(&[Vec<f64>]) -> Vec<f64>;
 
 /// Compares the engine's gradients of `sum(op(inputs) * probe)` with finite differences of
-/// `reference`, the same op in f64 written the obvious way.
+/// `reference`, the same op in f64 written the obvious way, on every device.
 fn check_gradients(
     shapes: &[&[usize]],
     engine_op: impl Fn(&[Tensor]) -> engine::Result<Tensor>,
+    reference: &Reference,
+    seed: u64,
+) {
+    for device in devices::devices() {
+        check_gradients_on(&device, shapes, &engine_op, reference, seed);
+    }
+}
+
+fn check_gradients_on(
+    device: &Device,
+    shapes: &[&[usize]],
+    engine_op: &impl Fn(&[Tensor]) -> engine::Result<Tensor>,
     reference: &Reference,
     seed: u64,
 ) {
@@ -21,10 +37,10 @@ fn check_gradients(
         .map(|s| (0..s.iter().product()).map(|_| away_from_zero(rng.uniform(-1.0, 1.0))).collect())
         .collect();
     let vars: Vec<Tensor> =
-        data.iter().zip(shapes).map(|(d, s)| Tensor::variable(d.clone(), s, &Device::Cpu).unwrap()).collect();
+        data.iter().zip(shapes).map(|(d, s)| Tensor::variable(d.clone(), s, device).unwrap()).collect();
     let output = engine_op(&vars).unwrap();
     let probe: Vec<f32> = (0..output.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
-    let probe_t = Tensor::from_vec(probe.clone(), output.shape(), &Device::Cpu).unwrap();
+    let probe_t = Tensor::from_vec(probe.clone(), output.shape(), device).unwrap();
     let loss = output.mul(&probe_t).unwrap().sum().unwrap();
     let grads = loss.backward().unwrap();
 
@@ -32,11 +48,15 @@ fn check_gradients(
     let scalar = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&probe).map(|(y, &r)| y * r as f64).sum() };
     let forward = scalar(&as_f64);
     let engine_forward = loss.to_scalar().unwrap() as f64;
-    assert!((forward - engine_forward).abs() <= 1e-4 * (1.0 + forward.abs()), "forward {engine_forward} vs {forward}");
+    assert!(
+        (forward - engine_forward).abs() <= 1e-4 * (1.0 + forward.abs()),
+        "{device:?}: forward {engine_forward} vs {forward}"
+    );
 
     let h = 1e-6;
     for (i, var) in vars.iter().enumerate() {
-        let analytic = grads.get(var).unwrap_or_else(|| panic!("input {i} got no gradient")).to_vec().unwrap();
+        let analytic =
+            grads.get(var).unwrap_or_else(|| panic!("{device:?}: input {i} got no gradient")).to_vec().unwrap();
         assert_eq!(analytic.len(), as_f64[i].len());
         for j in 0..as_f64[i].len() {
             let mut plus = as_f64.clone();
@@ -47,7 +67,7 @@ fn check_gradients(
             let got = analytic[j] as f64;
             assert!(
                 (got - numeric).abs() <= 2e-3 * (1.0 + numeric.abs()),
-                "input {i} element {j}: backward {got} vs finite difference {numeric}"
+                "{device:?}: input {i} element {j}: backward {got} vs finite difference {numeric}"
             );
         }
     }
@@ -188,17 +208,116 @@ fn softmax_rows() {
 fn fused_cross_entropy_matches_log_softmax_nll() {
     for (rows, cols) in [(1usize, 1usize), (1, 10), (7, 10), (5, 3)] {
         let labels: Vec<f32> = (0..rows).map(|r| ((r * 7 + 3) % cols) as f32).collect();
-        let labels_t = Tensor::from_vec(labels.clone(), &[rows], &Device::Cpu).unwrap();
+        let labels_t = |device: &Device| Tensor::from_vec(labels.clone(), &[rows], device);
+        let expected = labels.clone();
         check_gradients(
             &[&[rows, cols]],
-            |v| v[0].cross_entropy(&labels_t),
+            |v| v[0].cross_entropy(&labels_t(&v[0].device())?),
             &move |x| {
                 let p = softmax_ref(&x[0], cols);
-                let nll: f64 = labels.iter().enumerate().map(|(r, &l)| -p[r * cols + l as usize].ln()).sum();
+                let nll: f64 = expected.iter().enumerate().map(|(r, &l)| -p[r * cols + l as usize].ln()).sum();
                 vec![nll / rows as f64]
             },
             11,
         );
+    }
+}
+
+/// `[n, c, h, w]` convolved with `[o, c, kh, kw]` and a bias, stride 1, zero padding `pad`.
+fn conv2d_ref(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    [n, c, h, wd]: [usize; 4],
+    [o, kh, kw]: [usize; 3],
+    pad: usize,
+) -> Vec<f64> {
+    let (oh, ow) = (h + 2 * pad + 1 - kh, wd + 2 * pad + 1 - kw);
+    let mut out = Vec::with_capacity(n * o * oh * ow);
+    for img in 0..n {
+        for oc in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = b[oc];
+                    for ic in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (iy, ix) = ((oy + ky) as isize - pad as isize, (ox + kx) as isize - pad as isize);
+                                if (0..h as isize).contains(&iy) && (0..wd as isize).contains(&ix) {
+                                    let xv = x[((img * c + ic) * h + iy as usize) * wd + ix as usize];
+                                    sum += w[((oc * c + ic) * kh + ky) * kw + kx] * xv;
+                                }
+                            }
+                        }
+                    }
+                    out.push(sum);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv2d_on_odd_shapes_and_paddings() {
+    // [n, c, h, w], [o, kh, kw], padding.
+    let cases: [([usize; 4], [usize; 3], usize); 4] = [
+        ([2, 3, 5, 4], [2, 3, 3], 1),
+        ([1, 1, 4, 6], [3, 2, 3], 0),
+        ([3, 2, 3, 3], [1, 1, 1], 0),
+        ([1, 2, 3, 2], [2, 3, 3], 2),
+    ];
+    for (i, (input, [o, kh, kw], pad)) in cases.into_iter().enumerate() {
+        check_gradients(
+            &[&input, &[o, input[1], kh, kw], &[o]],
+            |v| v[0].conv2d(&v[1], &v[2], pad),
+            &move |x| conv2d_ref(&x[0], &x[1], &x[2], input, [o, kh, kw], pad),
+            20 + i as u64,
+        );
+    }
+}
+
+#[test]
+fn max_pooling_on_even_and_odd_sides() {
+    for (i, [n, c, h, w]) in [[2usize, 3, 4, 6], [1, 2, 5, 3], [1, 1, 2, 2]].into_iter().enumerate() {
+        check_gradients(
+            &[&[n, c, h, w]],
+            |v| v[0].max_pool2d(),
+            &move |x| {
+                let mut out = Vec::new();
+                for plane in x[0].chunks(h * w) {
+                    for oy in 0..h / 2 {
+                        for ox in 0..w / 2 {
+                            let at = |dy: usize, dx: usize| plane[(2 * oy + dy) * w + 2 * ox + dx];
+                            out.push(at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)));
+                        }
+                    }
+                }
+                out
+            },
+            30 + i as u64,
+        );
+    }
+}
+
+#[test]
+fn reshape_is_a_view_whose_gradient_is_reshaped_back() {
+    // A reshape between two ops, as a CNN flattens its feature maps into a linear layer.
+    check_gradients(
+        &[&[2, 3, 2, 2], &[5, 12], &[5]],
+        |v| v[0].relu()?.reshape(&[2, 12])?.linear(&v[1], &v[2], false),
+        &|x| {
+            let h: Vec<f64> = x[0].iter().map(|v| v.max(0.0)).collect();
+            let z = matmul_ref(&h, &x[1], 2, 12, 5, false, true);
+            z.iter().enumerate().map(|(i, v)| v + x[2][i % 5]).collect()
+        },
+        35,
+    );
+    for device in devices::devices() {
+        let x = Tensor::variable((0..6).map(|v| v as f32).collect(), &[2, 3], &device).unwrap();
+        let view = x.reshape(&[3, 2]).unwrap();
+        assert_eq!((view.shape(), view.to_vec().unwrap()), (&[3usize, 2][..], x.to_vec().unwrap()));
+        assert!(matches!(x.reshape(&[4, 2]), Err(engine::Error::ElementCount { .. })));
     }
 }
 

@@ -9,6 +9,7 @@ use clap::Args;
 use engine::Device;
 use engine::data::{self, Normalization};
 use engine::model;
+use engine::nn::Architecture;
 use engine::report::{self, EpochPoint, EvaluationInputs};
 use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig, TrainError};
 
@@ -27,7 +28,7 @@ pub struct TrainArgs {
     /// Learning rate (the peak when --lr-schedule is cosine).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
     pub lr: f64,
-    /// Hidden layer sizes, comma-separated.
+    /// Hidden layer sizes of the MLP, comma-separated.
     #[arg(long, default_value = "512,512", value_parser = parse_hidden)]
     pub hidden: Hidden,
     #[command(flatten)]
@@ -40,6 +41,10 @@ pub struct CommonTrainArgs {
     /// Where to train: cpu, gpu, or auto (a GPU if one is available, else the CPU).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// The network: mlp (layers set by --hidden) or cnn (two 3x3 convolutions of 32 and 64
+    /// channels with 2x2 max pooling, then 128 hidden units: 421,642 parameters).
+    #[arg(long, value_parser = choice::<Architecture>(), default_value_t = Architecture::Mlp)]
+    pub model: Architecture,
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -138,6 +143,7 @@ impl CommonTrainArgs {
             dropout: self.dropout,
             lr_schedule: self.lr_schedule,
             normalize: self.normalize,
+            model: self.model,
             hidden: hidden.to_vec(),
             seed: self.seed,
             val_split: self.val_split,
@@ -301,7 +307,7 @@ struct Cost {
     peak_rss_mb: Option<f64>,
 }
 
-fn measure_cost(model: &engine::nn::Mlp, bench: &Bench, normalize: Normalization) -> anyhow::Result<Cost> {
+fn measure_cost(model: &engine::nn::Network, bench: &Bench, normalize: Normalization) -> anyhow::Result<Cost> {
     let test = &bench.dataset.test;
     let inference_ms_batch_64 = engine::cost::inference_ms_per_batch(model, test, normalize, 64, &bench.device)?;
     let inference_ms_batch_1000 = engine::cost::inference_ms_per_batch(model, test, normalize, 1000, &bench.device)?;

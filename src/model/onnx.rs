@@ -1,18 +1,21 @@
-//! The MLP as an ONNX model (`model.onnx`), encoded by hand with [`super::protobuf`] so no
+//! A network as an ONNX model (`model.onnx`), encoded by hand with [`super::protobuf`] so no
 //! ONNX library is needed. The graph takes what any user can compute without reading our code,
 //! pixels scaled to [0, 1], and applies the training normalisation itself:
 //!
-//! `pixels [N, 784] float32` → (`Sub mean`, `Div std` for `meanstd`) → `Gemm`, `Relu`, … →
-//! `Gemm` → `Softmax` → `probabilities [N, 10] float32`.
+//! `pixels [N, 784] float32` → (`Sub mean`, `Div std` for `meanstd`) → the network →
+//! `Softmax` → `probabilities [N, 10] float32`, where the network is `Gemm`, `Relu`, … `Gemm`
+//! for an MLP, and `Reshape` to `[N, 1, 28, 28]`, `Conv`, `Relu`, `MaxPool`, `Conv`, `Relu`,
+//! `MaxPool`, `Flatten`, `Gemm`, `Relu`, `Gemm` for a CNN.
 //!
-//! The weights keep PyTorch's names (`0.weight`, `0.bias`, …) and `[out, in]` layout; `Gemm`
-//! multiplies by their transpose (`transB = 1`). IR version 8 and opset 17 are read by
-//! onnxruntime 1.13 and later.
+//! The weights keep PyTorch's names (`0.weight`, `0.bias`, …) and layouts (`[out, in]`, and
+//! `[out, in, kh, kw]` as `Conv` wants); `Gemm` multiplies by the transpose (`transB = 1`).
+//! IR version 8 and opset 17 are read by onnxruntime 1.13 and later.
 
 use super::protobuf::Message;
 use super::{ModelMetadata, WEIGHTS_FILE};
 use crate::data::Normalization;
-use crate::nn::Mlp;
+use crate::nn::{Cnn, Linear, Mlp, Network};
+use crate::tensor::Tensor;
 
 /// Name of the graph's input: `[N, 784]` float32 pixels in [0, 1] (`pixel / 255`), each row a
 /// 28x28 image in row-major order.
@@ -51,13 +54,16 @@ mod field {
     pub const NODE_ATTRIBUTE: u32 = 5;
     pub const ATTRIBUTE_NAME: u32 = 1;
     pub const ATTRIBUTE_I: u32 = 3;
+    pub const ATTRIBUTE_INTS: u32 = 8;
     pub const ATTRIBUTE_TYPE: u32 = 20;
     pub const ATTRIBUTE_TYPE_INT: i64 = 2;
+    pub const ATTRIBUTE_TYPE_INTS: i64 = 7;
     pub const TENSOR_DIMS: u32 = 1;
     pub const TENSOR_DATA_TYPE: u32 = 2;
     pub const TENSOR_NAME: u32 = 8;
     pub const TENSOR_RAW_DATA: u32 = 9;
     pub const DATA_TYPE_FLOAT: i64 = 1;
+    pub const DATA_TYPE_INT64: i64 = 7;
     pub const VALUE_INFO_NAME: u32 = 1;
     pub const VALUE_INFO_TYPE: u32 = 2;
     pub const VALUE_INFO_DOC_STRING: u32 = 3;
@@ -70,42 +76,27 @@ mod field {
 }
 
 /// The ONNX model of `model`, whose description (normalisation, classes, run) is `meta`.
-pub fn encode(model: &Mlp, meta: &ModelMetadata) -> crate::error::Result<Vec<u8>> {
+pub fn encode(model: &Network, meta: &ModelMetadata) -> crate::error::Result<Vec<u8>> {
     let sizes = model.sizes();
     let (inputs, outputs) = (sizes.first().copied().unwrap_or(0), sizes.last().copied().unwrap_or(0));
-    let mut nodes = Vec::new();
-    let mut initializers = Vec::new();
-    let mut current = INPUT_NAME.to_string();
+    let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), current: INPUT_NAME.to_string() };
     if meta.normalize == Normalization::Meanstd {
-        initializers.push(tensor("mean", &[], &[Normalization::MEAN]));
-        initializers.push(tensor("std", &[], &[Normalization::STD]));
-        nodes.push(node("Sub", "normalize_sub", &[INPUT_NAME, "mean"], "centered", &[]));
-        nodes.push(node("Div", "normalize_div", &["centered", "std"], "normalized", &[]));
-        current = "normalized".into();
+        g.initializers.push(tensor("mean", &[], &[Normalization::MEAN]));
+        g.initializers.push(tensor("std", &[], &[Normalization::STD]));
+        g.then("Sub", "normalize_sub", &["mean"], "centered", &[]);
+        g.then("Div", "normalize_div", &["std"], "normalized", &[]);
     }
-    let last = model.layers.len().saturating_sub(1);
-    for (i, layer) in model.layers.iter().enumerate() {
-        // PyTorch's Sequential index of the layer: Linear, ReLU, Linear, …
-        let index = 2 * i;
-        let (weight, bias) = (format!("{index}.weight"), format!("{index}.bias"));
-        initializers.push(tensor(&weight, layer.weight.shape(), &layer.weight.to_vec()?));
-        initializers.push(tensor(&bias, layer.bias.shape(), &layer.bias.to_vec()?));
-        let linear = if i == last { "logits".to_string() } else { format!("linear_{index}") };
-        let gemm_inputs = [current.as_str(), weight.as_str(), bias.as_str()];
-        nodes.push(node("Gemm", &format!("gemm_{index}"), &gemm_inputs, &linear, &[("transB", 1)]));
-        current = linear;
-        if i != last {
-            let activation = format!("relu_{}", index + 1);
-            nodes.push(node("Relu", &activation, &[current.as_str()], &activation, &[]));
-            current = activation;
-        }
+    match model {
+        Network::Mlp(mlp) => mlp_nodes(&mut g, mlp)?,
+        Network::Cnn(cnn) => cnn_nodes(&mut g, cnn)?,
     }
-    nodes.push(node("Softmax", "softmax", &[current.as_str()], OUTPUT_NAME, &[("axis", 1)]));
+    g.then("Softmax", "softmax", &[], OUTPUT_NAME, &[("axis", Attribute::Int(1))]);
+    let Graph { nodes, initializers, .. } = g;
 
     let input_doc =
         format!("{inputs} float32 pixels per row, pixel / 255 in [0, 1], one 28x28 image in row-major order per row");
     let output_doc = format!("{outputs} class probabilities per row: {}", meta.class_names.join(", "));
-    let mut graph = Message::new().string(field::GRAPH_NAME, "engine_mlp");
+    let mut graph = Message::new().string(field::GRAPH_NAME, &format!("engine_{}", model.architecture()));
     for n in &nodes {
         graph = graph.message(field::GRAPH_NODE, n);
     }
@@ -132,6 +123,79 @@ pub fn encode(model: &Mlp, meta: &ModelMetadata) -> crate::error::Result<Vec<u8>
     Ok(encoded.into_bytes())
 }
 
+/// Nodes and weights so far, and the name of the value the next node reads.
+struct Graph {
+    nodes: Vec<Message>,
+    initializers: Vec<Message>,
+    current: String,
+}
+
+impl Graph {
+    /// A node reading the current value (then `inputs`) and writing `output`, the new current.
+    fn then(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attributes: &[(&str, Attribute)]) {
+        let inputs: Vec<&str> = std::iter::once(self.current.as_str()).chain(inputs.iter().copied()).collect();
+        self.nodes.push(node(op_type, name, &inputs, output, attributes));
+        self.current = output.to_string();
+    }
+
+    /// The weights `{index}.weight` and `{index}.bias` (PyTorch's names), returned as such.
+    fn weights(&mut self, index: usize, weight: &Tensor, bias: &Tensor) -> crate::error::Result<[String; 2]> {
+        let names = [format!("{index}.weight"), format!("{index}.bias")];
+        self.initializers.push(tensor(&names[0], weight.shape(), &weight.to_vec()?));
+        self.initializers.push(tensor(&names[1], bias.shape(), &bias.to_vec()?));
+        Ok(names)
+    }
+
+    /// `Gemm` with the layer `index` (`[out, in]` weights), writing `output`.
+    fn linear(&mut self, index: usize, layer: &Linear, output: &str) -> crate::error::Result<()> {
+        let [weight, bias] = self.weights(index, &layer.weight, &layer.bias)?;
+        self.then("Gemm", &format!("gemm_{index}"), &[&weight, &bias], output, &[("transB", Attribute::Int(1))]);
+        Ok(())
+    }
+
+    /// `Relu` as the layer `index` of the `Sequential`.
+    fn relu(&mut self, index: usize) {
+        let name = format!("relu_{index}");
+        self.then("Relu", &name, &[], &name, &[]);
+    }
+}
+
+/// Linear layers with a relu between each two: `Sequential` indices 0, 2, 4, …
+fn mlp_nodes(g: &mut Graph, mlp: &Mlp) -> crate::error::Result<()> {
+    let last = mlp.layers.len().saturating_sub(1);
+    for (i, layer) in mlp.layers.iter().enumerate() {
+        let index = 2 * i;
+        let output = if i == last { "logits".to_string() } else { format!("linear_{index}") };
+        g.linear(index, layer, &output)?;
+        if i != last {
+            g.relu(index + 1);
+        }
+    }
+    Ok(())
+}
+
+/// The CNN of [`Cnn`], with its `Sequential` indices.
+fn cnn_nodes(g: &mut Graph, cnn: &Cnn) -> crate::error::Result<()> {
+    let side = Cnn::SIDE as i64;
+    g.initializers.push(int64_tensor("image_shape", &[-1, 1, side, side]));
+    g.then("Reshape", "to_image", &["image_shape"], "image", &[]);
+    for (index, conv) in [(0, &cnn.conv1), (3, &cnn.conv2)] {
+        let [weight, bias] = g.weights(index, &conv.weight, &conv.bias)?;
+        let (kernel, pad) = (conv.weight.shape()[2] as i64, conv.padding as i64);
+        let name = format!("conv_{index}");
+        let attributes = [("kernel_shape", Attribute::Ints(&[kernel, kernel])), ("pads", Attribute::Ints(&[pad; 4]))];
+        g.then("Conv", &name, &[&weight, &bias], &name, &attributes);
+        g.relu(index + 1);
+        let name = format!("pool_{}", index + 2);
+        let attributes = [("kernel_shape", Attribute::Ints(&[2, 2])), ("strides", Attribute::Ints(&[2, 2]))];
+        g.then("MaxPool", &name, &[], &name, &attributes);
+    }
+    g.then("Flatten", "flatten_6", &[], "flatten_6", &[("axis", Attribute::Int(1))]);
+    g.linear(7, &cnn.hidden, "linear_7")?;
+    g.relu(8);
+    g.linear(10, &cnn.output, "logits")
+}
+
 fn graph_doc(meta: &ModelMetadata) -> String {
     let normalisation = match meta.normalize {
         Normalization::Unit => "none beyond pixel / 255".to_string(),
@@ -140,8 +204,9 @@ fn graph_doc(meta: &ModelMetadata) -> String {
         }
     };
     format!(
-        "MLP {:?}. Input '{INPUT_NAME}' [N, 784] float32 = pixel / 255; normalisation: {normalisation}. \
+        "{} {:?}. Input '{INPUT_NAME}' [N, 784] float32 = pixel / 255; normalisation: {normalisation}. \
          Output '{OUTPUT_NAME}' [N, 10] float32 softmax probabilities.",
+        meta.architecture().to_string().to_uppercase(),
         meta.sizes
     )
 }
@@ -161,27 +226,46 @@ fn metadata_props(meta: &ModelMetadata) -> Vec<(String, String)> {
 
 /// A float32 initializer, its values little-endian in `raw_data`.
 fn tensor(name: &str, dims: &[usize], values: &[f32]) -> Message {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    initializer(name, dims, field::DATA_TYPE_FLOAT, &raw)
+}
+
+/// A one-dimensional int64 initializer (a shape).
+fn int64_tensor(name: &str, values: &[i64]) -> Message {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    initializer(name, &[values.len()], field::DATA_TYPE_INT64, &raw)
+}
+
+fn initializer(name: &str, dims: &[usize], data_type: i64, raw: &[u8]) -> Message {
     let mut t = Message::new();
     for &d in dims {
         t = t.int(field::TENSOR_DIMS, d as i64);
     }
-    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    t.int(field::TENSOR_DATA_TYPE, field::DATA_TYPE_FLOAT)
-        .string(field::TENSOR_NAME, name)
-        .bytes(field::TENSOR_RAW_DATA, &raw)
+    t.int(field::TENSOR_DATA_TYPE, data_type).string(field::TENSOR_NAME, name).bytes(field::TENSOR_RAW_DATA, raw)
 }
 
-fn node(op_type: &str, name: &str, inputs: &[&str], output: &str, int_attributes: &[(&str, i64)]) -> Message {
+/// A node attribute's value.
+#[derive(Clone, Copy)]
+enum Attribute<'a> {
+    Int(i64),
+    Ints(&'a [i64]),
+}
+
+fn node(op_type: &str, name: &str, inputs: &[&str], output: &str, attributes: &[(&str, Attribute)]) -> Message {
     let mut n = Message::new();
     for input in inputs {
         n = n.string(field::NODE_INPUT, input);
     }
     n = n.string(field::NODE_OUTPUT, output).string(field::NODE_NAME, name).string(field::NODE_OP_TYPE, op_type);
-    for &(attribute, value) in int_attributes {
-        let a = Message::new()
-            .string(field::ATTRIBUTE_NAME, attribute)
-            .int(field::ATTRIBUTE_I, value)
-            .int(field::ATTRIBUTE_TYPE, field::ATTRIBUTE_TYPE_INT);
+    for &(attribute, value) in attributes {
+        let mut a = Message::new().string(field::ATTRIBUTE_NAME, attribute);
+        a = match value {
+            Attribute::Int(i) => a.int(field::ATTRIBUTE_I, i).int(field::ATTRIBUTE_TYPE, field::ATTRIBUTE_TYPE_INT),
+            Attribute::Ints(values) => values
+                .iter()
+                .fold(a, |a, &v| a.int(field::ATTRIBUTE_INTS, v))
+                .int(field::ATTRIBUTE_TYPE, field::ATTRIBUTE_TYPE_INTS),
+        };
         n = n.message(field::NODE_ATTRIBUTE, &a);
     }
     n

@@ -2,9 +2,10 @@
 //! [0, 1] into class probabilities the way the directory's `model.onnx` does (`(x - mean) / std`
 //! for a `meanstd` model, the MLP, softmax), and what it is, for `/version` and the headers.
 //!
-//! On the CPU each layer's weights are packed for the matmul kernel once, at load: packing them
-//! for every batch took three quarters of a one-image forward pass. The answers keep the bits of
-//! `Mlp::forward` (the same kernels, depth blocks and summation order).
+//! On the CPU each layer of an MLP has its weights packed for the matmul kernel once, at load:
+//! packing them for every batch took three quarters of a one-image forward pass. The answers keep
+//! the bits of `Mlp::forward` (the same kernels, depth blocks and summation order). A CNN, and
+//! any network on a GPU, runs through its tensors.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,11 +13,8 @@ use std::sync::Arc;
 use crate::backend::cpu::{self, matmul};
 use crate::data::{CLASSES, IMAGE_PIXELS, Normalization};
 use crate::model::{self, ModelError};
-#[cfg(any(feature = "gpu", test))]
-use crate::nn::Mlp;
-use crate::tensor::Device;
-#[cfg(any(feature = "gpu", test))]
-use crate::tensor::Tensor;
+use crate::nn::Network;
+use crate::tensor::{Device, Tensor};
 
 /// Which model answers: where it came from and what it is.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -49,17 +47,16 @@ pub struct ModelSource {
 
 /// A model ready to predict.
 pub struct ServedModel {
-    network: Network,
+    predictor: Predictor,
     normalize: Normalization,
     info: Arc<ModelInfo>,
 }
 
-enum Network {
-    /// Layers with their weights packed for the CPU kernel.
-    Cpu(Vec<PackedLayer>),
-    /// The MLP's tensors on a GPU.
-    #[cfg(feature = "gpu")]
-    Tensors(Mlp, Device),
+enum Predictor {
+    /// An MLP's layers with their weights packed for the CPU kernel.
+    PackedMlp(Vec<PackedLayer>),
+    /// The network's tensors on their device.
+    Tensors(Network, Device),
 }
 
 /// `relu?(x · Wᵀ + b)`.
@@ -73,9 +70,9 @@ impl ServedModel {
     /// Loads and verifies the model directory `dir` (checksum, architecture, finite weights)
     /// onto `device`, described as `device_name`.
     pub fn load(dir: &Path, device: &Device, device_name: &str, source: ModelSource) -> Result<Self, ModelError> {
-        let (mlp, meta) = model::load_model_dir(dir, device)?;
-        let network = match device {
-            Device::Cpu => {
+        let (network, meta) = model::load_model_dir(dir, device)?;
+        let predictor = match (network, device) {
+            (Network::Mlp(mlp), Device::Cpu) => {
                 let invalid = |e: crate::Error| ModelError::Invalid { path: dir.to_path_buf(), problem: e.to_string() };
                 let last = mlp.layers.len().saturating_sub(1);
                 let mut layers = Vec::with_capacity(mlp.layers.len());
@@ -85,10 +82,9 @@ impl ServedModel {
                     let bias = layer.bias.to_vec().map_err(invalid)?;
                     layers.push(PackedLayer { weight: matmul::PackedMatrix::new(view), bias, relu: i != last });
                 }
-                Network::Cpu(layers)
+                Predictor::PackedMlp(layers)
             }
-            #[cfg(feature = "gpu")]
-            Device::Gpu(_) => Network::Tensors(mlp, device.clone()),
+            (network, _) => Predictor::Tensors(network, device.clone()),
         };
         let info = ModelInfo {
             model_uri: source.model_uri,
@@ -102,7 +98,7 @@ impl ServedModel {
             device: device_name.to_string(),
             loaded_at: model::utc_timestamp(std::time::SystemTime::now()),
         };
-        Ok(ServedModel { network, normalize: meta.normalize, info: Arc::new(info) })
+        Ok(ServedModel { predictor, normalize: meta.normalize, info: Arc::new(info) })
     }
 
     pub fn info(&self) -> &Arc<ModelInfo> {
@@ -120,8 +116,8 @@ impl ServedModel {
                 *p = (*p - Normalization::MEAN) / Normalization::STD;
             }
         }
-        match &self.network {
-            Network::Cpu(layers) => {
+        match &self.predictor {
+            Predictor::PackedMlp(layers) => {
                 let mut x = pixels;
                 for layer in layers {
                     let (inputs, outputs) = (layer.weight.rows(), layer.weight.cols());
@@ -139,10 +135,9 @@ impl ServedModel {
                 cpu::softmax_rows(&x, CLASSES, &mut probabilities);
                 Ok(probabilities)
             }
-            #[cfg(feature = "gpu")]
-            Network::Tensors(mlp, device) => crate::no_grad(|| {
+            Predictor::Tensors(network, device) => crate::no_grad(|| {
                 let x = Tensor::from_vec(pixels, &[rows, IMAGE_PIXELS], device)?;
-                mlp.forward(&x)?.softmax()?.to_vec()
+                network.forward(&x)?.softmax()?.to_vec()
             }),
         }
     }
@@ -151,15 +146,25 @@ impl ServedModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::{Cnn, Mlp};
     use crate::rng::Rng;
 
-    /// The packed CPU path gives the bits of `Mlp::forward` and softmax, at any batch size.
+    /// The packed CPU path gives the bits of `Mlp::forward` and softmax, at any batch size, and
+    /// a CNN answers through its tensors.
     #[test]
-    fn packed_layers_answer_like_the_mlp() {
-        let dir = std::env::temp_dir().join(format!("engine-served-model-{}", std::process::id()));
+    fn served_models_answer_like_their_networks() {
         let mlp = Mlp::new(IMAGE_PIXELS, &[64, 32], CLASSES, 0.0, &mut Rng::new(3), &Device::Cpu).unwrap();
+        let cnn = Cnn::new([4, 6, 16], CLASSES, 0.0, &mut Rng::new(5), &Device::Cpu).unwrap();
+        for (name, network) in [("mlp", Network::Mlp(mlp)), ("cnn", Network::Cnn(cnn))] {
+            answers_like(name, &network);
+        }
+    }
+
+    fn answers_like(name: &str, network: &Network) {
+        let dir = std::env::temp_dir().join(format!("engine-served-{name}-{}", std::process::id()));
         let example = vec![0u8; IMAGE_PIXELS];
-        model::save_model_dir(&dir, &mlp, Normalization::Meanstd, serde_json::json!({}), &example, None, None).unwrap();
+        model::save_model_dir(&dir, network, Normalization::Meanstd, serde_json::json!({}), &example, None, None)
+            .unwrap();
         let served = ServedModel::load(&dir, &Device::Cpu, "cpu", ModelSource::default()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let mut rng = Rng::new(4);
@@ -168,10 +173,10 @@ mod tests {
             let normalized: Vec<f32> = pixels.iter().map(|p| (p - Normalization::MEAN) / Normalization::STD).collect();
             let expected = crate::no_grad(|| {
                 let x = Tensor::from_vec(normalized, &[rows, IMAGE_PIXELS], &Device::Cpu)?;
-                mlp.forward(&x)?.softmax()?.to_vec()
+                network.forward(&x)?.softmax()?.to_vec()
             })
             .unwrap();
-            assert_eq!(served.predict(pixels, rows).unwrap(), expected, "{rows} rows");
+            assert_eq!(served.predict(pixels, rows).unwrap(), expected, "{name}: {rows} rows");
         }
     }
 }
