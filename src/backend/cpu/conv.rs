@@ -174,11 +174,19 @@ pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &m
     if out.is_empty() {
         return;
     }
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(height * width)).for_each(|(out, x)| {
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = x[pool_argmax(x, width, i / ow, i % ow)];
-        }
-    });
+    let planes_per_task = (super::CHUNK / (height * width)).max(1);
+    out.par_chunks_mut(planes_per_task * oh * ow).zip(x.par_chunks(planes_per_task * height * width)).for_each(
+        |(out, x)| {
+            for (out, plane) in out.chunks_exact_mut(oh * ow).zip(x.chunks_exact(height * width)) {
+                for (out, rows) in out.chunks_exact_mut(ow).zip(plane.chunks_exact(2 * width)) {
+                    let (top, bottom) = rows.split_at(width);
+                    for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+                        *o = later_wins(later_wins(later_wins(t[0], t[1]), b[0]), b[1]);
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// The backward of [`max_pool2d`]: each output's gradient goes to the input its window chose.
@@ -187,26 +195,50 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
     assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
     assert_eq!(dx.len(), x.len(), "max_pool2d: gradient does not match the input");
     assert_eq!(dy.len(), planes * oh * ow, "max_pool2d: gradient does not match the output");
+    // Only the odd last row and column would stay unwritten; zeroing all is one cheap pass.
     dx.fill(0.0);
     if dy.is_empty() {
         return;
     }
-    dx.par_chunks_mut(height * width).zip(x.par_chunks(height * width).zip(dy.par_chunks(oh * ow))).for_each(
-        |(dx, (x, dy))| {
-            for (i, &g) in dy.iter().enumerate() {
-                dx[pool_argmax(x, width, i / ow, i % ow)] = g;
+    let planes_per_task = (super::CHUNK / (height * width)).max(1);
+    let plane = height * width;
+    dx.par_chunks_mut(planes_per_task * plane)
+        .zip(x.par_chunks(planes_per_task * plane).zip(dy.par_chunks(planes_per_task * oh * ow)))
+        .for_each(|(dx, (x, dy))| {
+            let planes = dx.chunks_exact_mut(plane).zip(x.chunks_exact(plane)).zip(dy.chunks_exact(oh * ow));
+            for ((dx, x), dy) in planes {
+                let rows = dx.chunks_exact_mut(2 * width).zip(x.chunks_exact(2 * width)).zip(dy.chunks_exact(ow));
+                for ((dx, x), dy) in rows {
+                    let (dx_top, dx_bottom) = dx.split_at_mut(width);
+                    let (top, bottom) = x.split_at(width);
+                    let dx_pairs = dx_top.chunks_exact_mut(2).zip(dx_bottom.chunks_exact_mut(2));
+                    let x_pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                    for (((dt, db), (t, b)), &g) in dx_pairs.zip(x_pairs).zip(dy) {
+                        // Boolean arithmetic, not branches: which input wins is data, so branches
+                        // would be mispredicted half of the time; this way the loop vectorizes.
+                        let largest = later_wins(later_wins(later_wins(t[0], t[1]), b[0]), b[1]);
+                        let is_largest = |v: f32| (v == largest) | v.is_nan();
+                        let (e0, e1, e2) = (is_largest(t[0]), is_largest(t[1]), is_largest(b[0]));
+                        let chosen = [e0, e1 & !e0, e2 & !(e0 | e1), !(e0 | e1 | e2)];
+                        let to = |k: usize| f32::from_bits(g.to_bits() & mask(chosen[k]));
+                        (dt[0], dt[1], db[0], db[1]) = (to(0), to(1), to(2), to(3));
+                    }
+                }
             }
-        },
-    );
+        });
 }
 
-/// The index in a plane of the largest value of the 2x2 window at output `(oy, ox)`, scanning
-/// row by row: a later value wins only when larger, or NaN.
-fn pool_argmax(plane: &[f32], width: usize, oy: usize, ox: usize) -> usize {
-    let top = 2 * oy * width + 2 * ox;
-    [top + 1, top + width, top + width + 1]
-        .into_iter()
-        .fold(top, |best, i| if plane[i] > plane[best] || plane[i].is_nan() { i } else { best })
+/// All ones when `condition` holds, else zeros.
+#[inline(always)]
+fn mask(condition: bool) -> u32 {
+    0u32.wrapping_sub(condition as u32)
+}
+
+/// The running maximum of a window scanned row by row: a later value wins only when larger, or
+/// NaN (and a NaN is kept).
+#[inline(always)]
+fn later_wins(best: f32, value: f32) -> f32 {
+    if value > best || value.is_nan() { value } else { best }
 }
 
 /// The convolution written as its definition, one output at a time: the oracle in tests and
