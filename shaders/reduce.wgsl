@@ -71,3 +71,27 @@ fn reduce_sum(
         out[g] = total * p.scale;
     }
 }
+
+// Sums of consecutive planes (the per-image, per-channel sums of a bias gradient): workgroup g
+// adds x[g n, (g + 1) n) into out[g] (`n` the plane's length, `groups` the planes), each thread
+// every 256th element in order, then the workgroup's tree.
+@compute @workgroup_size(256)
+fn sum_planes(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = group_index(wid, nwg);
+    if g >= p.groups {
+        return;
+    }
+    let base = g * p.n;
+    var s = 0.0;
+    for (var i = lid; i < p.n; i = i + WG) {
+        s = s + x[base + i];
+    }
+    let total = workgroup_sum(s, lid);
+    if lid == 0u {
+        out[g] = total;
+    }
+}

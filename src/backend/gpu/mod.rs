@@ -4,10 +4,10 @@
 //!
 //! A [`GpuContext`] owns the device and queue, a cache of compute pipelines built once per
 //! kernel (`pipeline`), a size-bucketed buffer pool (`buffer`) and the pending work. Launchers in
-//! [`ops`] record dispatches into one open compute pass (wgpu puts the barriers between them);
-//! the pass ends only where a copy must be recorded, and the batch is submitted when the host
-//! needs a result (a download) or after [`MAX_BATCH`] dispatches: on an H200 a dispatch costs
-//! about 6 us inside a pass, 36 us as a pass of its own, and a submit about 100 us.
+//! [`ops`] and [`conv`] record dispatches into one open compute pass (wgpu puts the barriers
+//! between them); the pass ends only where a copy must be recorded, and the batch is submitted
+//! when the host needs a result (a download) or after [`MAX_BATCH`] dispatches: on an H200 a
+//! dispatch costs about 6 us inside a pass, 36 us as a pass of its own, and a submit about 100 us.
 //!
 //! Each dispatch's shape parameters go to their own slot of a uniform ring, bound at a dynamic
 //! offset; the slots of a batch are written in one `queue.write_buffer` just before its submit
@@ -20,6 +20,7 @@
 //! checked, and the tests run both ways.
 
 mod buffer;
+pub mod conv;
 pub mod ops;
 mod pipeline;
 
@@ -438,17 +439,29 @@ impl GpuContext {
         Err(GpuError::Device(message))
     }
 
-    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` in its uniform
-    /// slot and `buffers` bound in order from binding 1.
-    fn dispatch(
+    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` (an array of
+    /// words, or a `#[repr(C)]` struct laid out as the shader's `Params`) in its uniform slot and
+    /// `buffers` bound in order from binding 1.
+    fn dispatch<P: bytemuck::NoUninit>(
         &self,
         kernel: Kernel,
-        params: &[u32],
+        params: &P,
         buffers: &[&GpuBuffer],
         groups: u64,
         what: &'static str,
     ) -> Result<(), GpuError> {
-        debug_assert!(params.len() * 4 <= PARAMS_BYTES as usize, "{kernel:?}: too many parameters");
+        const { assert!(size_of::<P>() <= PARAMS_BYTES as usize, "more parameters than a uniform slot holds") };
+        self.dispatch_bytes(kernel, bytemuck::bytes_of(params), buffers, groups, what)
+    }
+
+    fn dispatch_bytes(
+        &self,
+        kernel: Kernel,
+        params: &[u8],
+        buffers: &[&GpuBuffer],
+        groups: u64,
+        what: &'static str,
+    ) -> Result<(), GpuError> {
         debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{kernel:?}: wrong number of buffers");
         debug_assert!(buffers.len() <= MAX_BINDINGS, "{kernel:?}: more bindings than a bind key holds");
         if groups == 0 {
@@ -470,9 +483,7 @@ impl GpuContext {
         let pending = &mut *guard;
         let offset = pending.dispatches as usize * self.uniform_stride as usize;
         pending.params.resize(offset + self.uniform_stride as usize, 0);
-        for (chunk, word) in pending.params[offset..].chunks_exact_mut(4).zip(params) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
+        pending.params[offset..offset + params.len()].copy_from_slice(params);
 
         let mut key = BindKey { kernel, buffers: [(0, 0); MAX_BINDINGS] };
         for (slot, buffer) in key.buffers.iter_mut().zip(buffers) {

@@ -10,7 +10,7 @@ use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::cpu::{AdamStep, SgdStep};
 
 /// Threads of a one-dimensional workgroup (see `shaders/common.wgsl`).
-const WG: u64 = 256;
+pub(super) const WG: u64 = 256;
 /// Elements one workgroup of `reduce_sum` adds up (256 threads x 16).
 const REDUCE_CHUNK: u64 = 4096;
 /// Output tile of the tiled matmul and of the naive one.
@@ -558,7 +558,7 @@ pub fn gather_batch(
 
 impl GpuContext {
     /// A buffer for a launcher's output; NaN-filled first while poisoning is on (a test hook).
-    fn alloc_output(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
+    pub(super) fn alloc_output(&self, len: usize, what: &'static str) -> Result<GpuBuffer, GpuError> {
         let out = self.alloc(len, what)?;
         if self.poison_outputs.load(std::sync::atomic::Ordering::Relaxed) {
             self.fill_bits(&out, NAN_BITS)?;
@@ -573,18 +573,18 @@ impl GpuContext {
 }
 
 /// The element count of a shape, or an error when it overflows.
-fn elements(op: &'static str, dims: &[usize]) -> Result<usize, GpuError> {
+pub(super) fn elements(op: &'static str, dims: &[usize]) -> Result<usize, GpuError> {
     dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| GpuError::Shape { op, detail: format!("the shape {dims:?} has too many elements") })
 }
 
-fn to_u32(op: &'static str, value: usize) -> Result<u32, GpuError> {
+pub(super) fn to_u32(op: &'static str, value: usize) -> Result<u32, GpuError> {
     u32::try_from(value)
         .map_err(|_| GpuError::Shape { op, detail: format!("{value} does not fit the kernel's 32-bit sizes") })
 }
 
-fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expected: usize) -> Result<(), GpuError> {
+pub(super) fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expected: usize) -> Result<(), GpuError> {
     if buffer.len() != expected {
         return Err(GpuError::Shape {
             op,
@@ -594,7 +594,7 @@ fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expected: usize) 
     Ok(())
 }
 
-fn same_context(ctx: &GpuContext, op: &'static str, buffers: &[&GpuBuffer]) -> Result<(), GpuError> {
+pub(super) fn same_context(ctx: &GpuContext, op: &'static str, buffers: &[&GpuBuffer]) -> Result<(), GpuError> {
     if buffers.iter().all(|b| std::ptr::eq(&**b.context(), ctx)) {
         Ok(())
     } else {

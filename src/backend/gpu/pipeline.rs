@@ -37,6 +37,17 @@ pub enum Kernel {
     AdamPair,
     Sgd,
     GatherBatch,
+    SumPlanes,
+    // The convolution GEMMs, each with a 64x64 output tile or (for at most 32 output rows, the
+    // channels of what the kernel computes) a 32x128 one.
+    Conv2d,
+    Conv2dNarrow,
+    Conv2dBackwardInput,
+    Conv2dBackwardInputNarrow,
+    Conv2dBackwardWeight,
+    Conv2dBackwardWeightNarrow,
+    MaxPool2d,
+    MaxPool2dBackward,
 }
 
 /// How a kernel uses a storage binding.
@@ -64,6 +75,71 @@ enum Shader {
     Adam,
     Sgd,
     Gather,
+    ConvGemm(ConvPass, ConvTile),
+    Pool,
+}
+
+/// Which convolution GEMM an instance of `shaders/conv_gemm.wgsl` computes: the kernel file that
+/// gathers its operands and stores its results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ConvPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+/// The output tile of a convolution GEMM instance: `rows` x `cols` per 16x16 workgroup (so
+/// `rows / 16` x `cols / 16` outputs per thread), reduced in `depth`-deep slices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ConvTile {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) depth: u32,
+}
+
+impl ConvTile {
+    /// Whether `conv_gemm.wgsl` can run this tile: whole loads per thread, the column a thread
+    /// loads the same in every load of a slice (256 threads a multiple of the columns), and
+    /// workgroup memory (the padded A slice, the B slice, four tables of two halves of decoded
+    /// reduction indices, `common.wgsl`'s 1 KiB) within WebGPU's minimum of 16 KiB.
+    const fn is_valid(self) -> bool {
+        let ConvTile { rows, cols, depth } = self;
+        let bytes = 4 * (depth * (rows + 1) + depth * cols + 8 * depth) + 1024;
+        rows.is_multiple_of(16)
+            && cols.is_multiple_of(16)
+            && 256u32.is_multiple_of(cols)
+            && 256u32.is_multiple_of(depth)
+            && (rows * depth).is_multiple_of(256)
+            && (cols * depth).is_multiple_of(256)
+            && bytes <= 16384
+    }
+}
+
+/// The tile of most convolution GEMMs.
+pub(crate) const CONV_TILE: ConvTile = ConvTile { rows: 64, cols: 64, depth: 16 };
+/// The tile for at most 32 output rows (a layer's channels): no half-empty tiles, and each
+/// thread's 2x8 outputs still reuse what it reads from workgroup memory.
+pub(crate) const CONV_TILE_NARROW: ConvTile = ConvTile { rows: 32, cols: 128, depth: 16 };
+
+const _: () = assert!(CONV_TILE.is_valid() && CONV_TILE_NARROW.is_valid());
+
+/// The core of the convolution GEMMs, completed by each pass's own file.
+const CONV_GEMM: &str = include_str!("../../../shaders/conv_gemm.wgsl");
+
+/// One convolution GEMM: the tile's sizes, the core with its entry point named, the pass's file.
+fn conv_gemm(pass: ConvPass, tile: ConvTile, entry: &str) -> String {
+    let body = match pass {
+        ConvPass::Forward => include_str!("../../../shaders/conv2d.wgsl"),
+        ConvPass::BackwardInput => include_str!("../../../shaders/conv2d_backward_input.wgsl"),
+        ConvPass::BackwardWeight => include_str!("../../../shaders/conv2d_backward_weight.wgsl"),
+    };
+    let ConvTile { rows, cols, depth } = tile;
+    format!(
+        "const BM: u32 = {rows}u;\nconst BN: u32 = {cols}u;\nconst BK: u32 = {depth}u;\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n{}\n{body}",
+        rows / 16,
+        cols / 16,
+        CONV_GEMM.replace("{NAME}", entry),
+    )
 }
 
 /// The register-blocked matmul, written once with `{BM}`-style holes.
@@ -87,7 +163,8 @@ fn matmul_blocked(name: &str, block: u32, depth: u32) -> String {
 }
 
 impl Shader {
-    fn source(self) -> Cow<'static, str> {
+    /// The WGSL text after `common.wgsl`; `entry` names a convolution GEMM's entry point.
+    fn source(self, entry: &str) -> Cow<'static, str> {
         let file = match self {
             Shader::Matmul => {
                 return Cow::Owned(format!(
@@ -109,6 +186,8 @@ impl Shader {
             Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
+            Shader::ConvGemm(pass, tile) => return Cow::Owned(conv_gemm(pass, tile, entry)),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
         };
         Cow::Borrowed(file)
     }
@@ -116,7 +195,7 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 30] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
@@ -138,6 +217,15 @@ impl Kernel {
         Kernel::AdamPair,
         Kernel::Sgd,
         Kernel::GatherBatch,
+        Kernel::SumPlanes,
+        Kernel::Conv2d,
+        Kernel::Conv2dNarrow,
+        Kernel::Conv2dBackwardInput,
+        Kernel::Conv2dBackwardInputNarrow,
+        Kernel::Conv2dBackwardWeight,
+        Kernel::Conv2dBackwardWeightNarrow,
+        Kernel::MaxPool2d,
+        Kernel::MaxPool2dBackward,
     ];
 
     fn shader(self) -> Shader {
@@ -148,13 +236,20 @@ impl Kernel {
             Kernel::Dropout => Shader::Dropout,
             Kernel::Axpy => Shader::Axpy,
             Kernel::Fill => Shader::Fill,
-            Kernel::SumRows | Kernel::ReduceSum => Shader::Reduce,
+            Kernel::SumRows | Kernel::ReduceSum | Kernel::SumPlanes => Shader::Reduce,
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
             Kernel::Adam | Kernel::AdamPair => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
             Kernel::GatherBatch => Shader::Gather,
+            Kernel::Conv2d => Shader::ConvGemm(ConvPass::Forward, CONV_TILE),
+            Kernel::Conv2dNarrow => Shader::ConvGemm(ConvPass::Forward, CONV_TILE_NARROW),
+            Kernel::Conv2dBackwardInput => Shader::ConvGemm(ConvPass::BackwardInput, CONV_TILE),
+            Kernel::Conv2dBackwardInputNarrow => Shader::ConvGemm(ConvPass::BackwardInput, CONV_TILE_NARROW),
+            Kernel::Conv2dBackwardWeight => Shader::ConvGemm(ConvPass::BackwardWeight, CONV_TILE),
+            Kernel::Conv2dBackwardWeightNarrow => Shader::ConvGemm(ConvPass::BackwardWeight, CONV_TILE_NARROW),
+            Kernel::MaxPool2d | Kernel::MaxPool2dBackward => Shader::Pool,
         }
     }
 
@@ -181,6 +276,15 @@ impl Kernel {
             Kernel::AdamPair => "adam_pair",
             Kernel::Sgd => "sgd",
             Kernel::GatherBatch => "gather_batch",
+            Kernel::SumPlanes => "sum_planes",
+            Kernel::Conv2d => "conv2d",
+            Kernel::Conv2dNarrow => "conv2d_narrow",
+            Kernel::Conv2dBackwardInput => "conv2d_backward_input",
+            Kernel::Conv2dBackwardInputNarrow => "conv2d_backward_input_narrow",
+            Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
+            Kernel::Conv2dBackwardWeightNarrow => "conv2d_backward_weight_narrow",
+            Kernel::MaxPool2d => "max_pool2d",
+            Kernel::MaxPool2dBackward => "max_pool2d_backward",
         }
     }
 
@@ -192,7 +296,7 @@ impl Kernel {
             Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
             Kernel::Fill => &[ReadWrite],
-            Kernel::SumRows | Kernel::ReduceSum => &[Read, ReadWrite],
+            Kernel::SumRows | Kernel::ReduceSum | Kernel::SumPlanes => &[Read, ReadWrite],
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => &[Read, ReadWrite],
             Kernel::SoftmaxBackward => &[Read, Read, ReadWrite],
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
@@ -202,6 +306,13 @@ impl Kernel {
             Kernel::AdamPair => &[ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, Read, ReadWrite, ReadWrite],
             Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
             Kernel::GatherBatch => &[Read, Read, Read, ReadWrite, ReadWrite],
+            Kernel::Conv2d | Kernel::Conv2dNarrow => &[Read, Read, Read, ReadWrite],
+            Kernel::Conv2dBackwardInput
+            | Kernel::Conv2dBackwardInputNarrow
+            | Kernel::Conv2dBackwardWeight
+            | Kernel::Conv2dBackwardWeightNarrow => &[Read, Read, ReadWrite],
+            Kernel::MaxPool2d => &[Read, ReadWrite],
+            Kernel::MaxPool2dBackward => &[Read, ReadWrite, Read],
         }
     }
 }
@@ -247,7 +358,7 @@ impl Pipelines {
         let module = lock(&self.modules)
             .entry(shader)
             .or_insert_with(|| {
-                let source = format!("{COMMON}\n{}", shader.source());
+                let source = format!("{COMMON}\n{}", shader.source(kernel.entry_point()));
                 let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.entry_point()),
                     source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
