@@ -1,6 +1,6 @@
 // 2x2 max pooling with stride 2 over planes of height x width, the odd last row and column
 // dropped, and its backward, as `cpu::conv::max_pool2d` computes them: the first largest value
-// of a window (scanned row by row) wins, and a NaN wins over anything before it.
+// of a window (scanned row by row) wins, a NaN counting as the largest.
 
 struct Params {
     planes: u32,
@@ -40,9 +40,9 @@ fn window_max(top: u32) -> Winner {
     return challenge(best, 3u, x[top + p.width + 1u]);
 }
 
-// A later value wins only when it is larger, or NaN.
+// A later value wins only when it is larger, or NaN, than a best that is not NaN.
 fn challenge(best: Winner, position: u32, v: f32) -> Winner {
-    if is_nan(v) || (!is_nan(best.value) && v > best.value) {
+    if !is_nan(best.value) && (is_nan(v) || v > best.value) {
         return Winner(position, v);
     }
     return best;

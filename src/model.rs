@@ -208,7 +208,10 @@ fn mlp_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Mlp, S
     for index in (0..).step_by(2).take_while(|i| tensors.tensor(&format!("{i}.weight")).is_ok()) {
         let layer = linear_layer(tensors, index, device)?;
         if let Some(previous) = layers.last().map(Linear::outputs).filter(|&p| p != layer.inputs()) {
-            return Err(format!("layer {index} takes {} inputs but the previous layer gives {previous}", layer.inputs()));
+            return Err(format!(
+                "layer {index} takes {} inputs but the previous layer gives {previous}",
+                layer.inputs()
+            ));
         }
         layers.push(layer);
     }

@@ -386,7 +386,7 @@ impl Tensor {
             }
             #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
-                Storage::Gpu(gpu::conv::conv2d(x.context(), x, w, b, s)?)
+                Storage::Gpu(gpu::conv::conv2d(x.context(), x, w, b, s, false)?)
             }
             #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("conv2d")),

@@ -166,7 +166,8 @@ pub fn channel_sums(x: &[f32], batch: usize, channels: usize, out: &mut [f32]) {
 }
 
 /// 2x2 max pooling with stride 2 of `planes` planes of `height x width` (odd edges dropped,
-/// as PyTorch's `MaxPool2d(2)` does). The first largest value of a window wins; NaN propagates.
+/// as PyTorch's `MaxPool2d(2)` does). The first largest value of a window (scanned row by row)
+/// wins, a NaN counting as the largest.
 pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &mut [f32]) {
     let (oh, ow) = (height / 2, width / 2);
     assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
