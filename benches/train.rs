@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dropout,
         lr_schedule: LrSchedule::Constant,
         normalize: Normalization::Unit,
+        model: engine::nn::Architecture::Mlp,
         hidden: hidden.clone(),
         seed: 0,
         val_split: 0.0,

@@ -168,6 +168,7 @@ fn config(patience: Option<usize>) -> TrainConfig {
         dropout: 0.0,
         lr_schedule: LrSchedule::Constant,
         normalize: Normalization::Unit,
+        model: engine::nn::Architecture::Mlp,
         hidden: vec![64],
         seed: 3,
         val_split: 0.5,

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use engine::Device;
 use engine::data::Normalization;
 use engine::model::{self, ModelError};
-use engine::nn::{Linear, Mlp};
+use engine::nn::{Linear, Mlp, Network};
 use engine::rng::Rng;
 
-fn saved(name: &str, hidden: &[usize]) -> (PathBuf, Mlp) {
+fn saved(name: &str, hidden: &[usize]) -> (PathBuf, Network) {
     let dir = std::env::temp_dir().join(format!("engine-model-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mlp = Mlp::new(784, hidden, 10, 0.0, &mut Rng::new(4), &Device::Cpu).unwrap();
+    let mlp = Network::Mlp(Mlp::new(784, hidden, 10, 0.0, &mut Rng::new(4), &Device::Cpu).unwrap());
     let hyper = serde_json::json!({"lr": 0.05});
     let example = [0u8; 784];
     model::save_model_dir(&dir, &mlp, Normalization::Meanstd, hyper, &example, Some("abc"), Some("m-1")).unwrap();
@@ -118,7 +118,7 @@ fn truncated_weights_fail_the_checksum() {
 fn weights_that_disagree_with_the_metadata_are_rejected() {
     let (dir, _) = saved("reshaped", &[8]);
     // Valid weights of another architecture, with a matching checksum: the shapes still differ.
-    let other = Mlp::new(784, &[9], 10, 0.0, &mut Rng::new(1), &Device::Cpu).unwrap();
+    let other = Network::Mlp(Mlp::new(784, &[9], 10, 0.0, &mut Rng::new(1), &Device::Cpu).unwrap());
     let sha = model::save_safetensors(&other, &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
     let meta_path = dir.join(model::METADATA_FILE);
     let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
@@ -135,7 +135,7 @@ fn non_finite_weights_with_a_matching_checksum_are_refused() {
     bias[3] = f32::NAN;
     let weight = nan.layers[1].weight.to_vec().unwrap();
     nan.layers[1] = Linear::from_weights(weight, bias, 8, 10, &Device::Cpu).unwrap();
-    let sha = model::save_safetensors(&nan, &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
+    let sha = model::save_safetensors(&Network::Mlp(nan), &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
     let meta_path = dir.join(model::METADATA_FILE);
     let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
     meta["weights_sha256"] = sha.into();

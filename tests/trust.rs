@@ -72,6 +72,7 @@ fn impossible_sizes_exit_2_before_anything_is_allocated() {
         dropout: 0.0,
         lr_schedule: engine::train::LrSchedule::Constant,
         normalize: engine::data::Normalization::Unit,
+        model: engine::nn::Architecture::Mlp,
         hidden: vec![512, 512],
         seed: 0,
         val_split: 0.1,
