@@ -242,8 +242,11 @@ impl Cnn {
     fn run(&self, x: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
         let batch = x.shape().first().copied().unwrap_or(0);
         let image = x.reshape(&[batch, 1, Cnn::SIDE, Cnn::SIDE])?;
-        let h = self.conv1.forward(&image)?.relu()?.max_pool2d()?;
-        let h = self.conv2.forward(&h)?.relu()?.max_pool2d()?;
+        // Pooling before the relu, on a quarter of the values: `relu(max(..)) = max(relu(..))`,
+        // and the gradients are the same too (a window whose largest value is not positive
+        // passes none either way).
+        let h = self.conv1.forward(&image)?.max_pool2d()?.relu()?;
+        let h = self.conv2.forward(&h)?.max_pool2d()?.relu()?;
         let h = self.hidden.forward_relu(&h.reshape(&[batch, self.hidden.inputs()])?)?;
         let h = match rng {
             Some(rng) => h.dropout(self.dropout, rng)?,

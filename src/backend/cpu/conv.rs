@@ -159,10 +159,22 @@ pub fn channel_sums(x: &[f32], batch: usize, channels: usize, out: &mut [f32]) {
     }
     assert_eq!(x.len() % (batch * channels), 0, "channel_sums: data does not match the shape");
     let plane = x.len() / (batch * channels);
-    let sums: Vec<f32> = x.par_chunks(plane).map(|p| p.iter().sum()).collect();
+    let sums: Vec<f32> = x.par_chunks(plane).map(sum_in_lanes).collect();
     for image in sums.chunks_exact(channels) {
         out.iter_mut().zip(image).for_each(|(o, &s)| *o += s);
     }
+}
+
+/// The sum of `x` in eight interleaved partial sums, added up at the end: a fixed order that
+/// vectorizes, where one running sum cannot.
+fn sum_in_lanes(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
+    }
+    lanes.iter().sum::<f32>() + rest
 }
 
 /// 2x2 max pooling with stride 2 of `planes` planes of `height x width` (odd edges dropped,
@@ -212,21 +224,29 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
                 for ((dx, x), dy) in rows {
                     let (dx_top, dx_bottom) = dx.split_at_mut(width);
                     let (top, bottom) = x.split_at(width);
-                    let dx_pairs = dx_top.chunks_exact_mut(2).zip(dx_bottom.chunks_exact_mut(2));
-                    let x_pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-                    for (((dt, db), (t, b)), &g) in dx_pairs.zip(x_pairs).zip(dy) {
-                        // Boolean arithmetic, not branches: which input wins is data, so branches
-                        // would be mispredicted half of the time; this way the loop vectorizes.
-                        let largest = later_wins(later_wins(later_wins(t[0], t[1]), b[0]), b[1]);
-                        let is_largest = |v: f32| (v == largest) | v.is_nan();
-                        let (e0, e1, e2) = (is_largest(t[0]), is_largest(t[1]), is_largest(b[0]));
-                        let chosen = [e0, e1 & !e0, e2 & !(e0 | e1), !(e0 | e1 | e2)];
-                        let to = |k: usize| f32::from_bits(g.to_bits() & mask(chosen[k]));
-                        (dt[0], dt[1], db[0], db[1]) = (to(0), to(1), to(2), to(3));
-                    }
+                    pool_backward_rows(top, bottom, dy, dx_top, dx_bottom);
                 }
             }
         });
+}
+
+/// One row of windows of [`max_pool2d_backward`]. A function of its own so that its slices are
+/// known not to overlap: the loop then vectorizes without run-time overlap checks, whose cost
+/// kept it scalar for rows as short as a CNN's.
+#[inline(never)]
+fn pool_backward_rows(top: &[f32], bottom: &[f32], dy: &[f32], dx_top: &mut [f32], dx_bottom: &mut [f32]) {
+    let dx_pairs = dx_top.chunks_exact_mut(2).zip(dx_bottom.chunks_exact_mut(2));
+    let x_pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    for (((dt, db), (t, b)), &g) in dx_pairs.zip(x_pairs).zip(dy) {
+        // Boolean arithmetic, not branches: which input wins is data, so branches would be
+        // mispredicted half of the time; this way the loop vectorizes.
+        let largest = later_wins(later_wins(later_wins(t[0], t[1]), b[0]), b[1]);
+        let is_largest = |v: f32| (v == largest) | v.is_nan();
+        let (e0, e1, e2) = (is_largest(t[0]), is_largest(t[1]), is_largest(b[0]));
+        let chosen = [e0, e1 & !e0, e2 & !(e0 | e1), !(e0 | e1 | e2)];
+        let to = |k: usize| f32::from_bits(g.to_bits() & mask(chosen[k]));
+        (dt[0], dt[1], db[0], db[1]) = (to(0), to(1), to(2), to(3));
+    }
 }
 
 /// All ones when `condition` holds, else zeros.
