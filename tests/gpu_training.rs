@@ -3,24 +3,14 @@
 //! without an adapter these tests skip with a printed reason, unless `ENGINE_REQUIRE_GPU=1`.
 #![cfg(feature = "gpu")]
 
-use engine::backend::gpu::GpuContext;
-use engine::nn::Mlp;
+#[path = "common/devices.rs"]
+mod devices;
+
+use devices::gpu;
+use engine::nn::{Cnn, Mlp, Network};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
-
-fn gpu() -> Option<Device> {
-    match GpuContext::new() {
-        Ok(ctx) => Some(Device::Gpu(ctx)),
-        Err(e) if std::env::var("ENGINE_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("ENGINE_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no GPU adapter ({e})");
-            None
-        }
-    }
-}
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -91,6 +81,9 @@ fn every_op_and_its_backward_matches_the_cpu() {
     same_on_both(&device, &[&[5, 7]], |v| v[0].sum_rows(), "sum_rows");
     same_on_both(&device, &[&[6, 10]], |v| v[0].softmax(), "softmax");
     same_on_both(&device, &[&[3, 3]], |v| v[0].mul(&v[0])?.add(&v[0]), "a tensor used twice");
+    same_on_both(&device, &[&[3, 5, 9, 7], &[6, 5, 3, 3], &[6]], |v| v[0].conv2d(&v[1], &v[2], 1), "conv2d");
+    same_on_both(&device, &[&[2, 3, 7, 6]], |v| v[0].max_pool2d(), "max_pool2d");
+    same_on_both(&device, &[&[2, 3, 4], &[5, 12]], |v| v[0].reshape(&[2, 12])?.matmul_t(&v[1], false, true), "reshape");
     let labels = |device: &Device| Tensor::from_vec(vec![3.0, 0.0, 9.0, 9.0, 1.0, 4.0], &[6], device).unwrap();
     let (gpu_labels, cpu_labels) = (labels(&device), labels(&Device::Cpu));
     same_on_both(
@@ -157,6 +150,28 @@ fn training_steps_on_the_gpu_equal_those_on_the_cpu() {
         for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
             assert_close(&format!("{optimizer}, dropout {dropout}: parameter {i} after two steps"), g, c);
         }
+    }
+}
+
+/// Two SGD steps of a small CNN with dropout; returns every parameter after them.
+fn cnn_steps(device: &Device) -> Vec<Vec<f32>> {
+    let cnn = Network::Cnn(Cnn::new([4, 6, 16], 10, 0.25, &mut Rng::new(5), device).unwrap());
+    let mut masks = Rng::new(8);
+    let x = Tensor::from_vec(random(12 * 784, 6), &[12, 784], device).unwrap();
+    let y = Tensor::from_vec((0..12).map(|i| (i * 7 % 10) as f32).collect(), &[12], device).unwrap();
+    let mut opt = Sgd::new(cnn.parameters(), 0.1, 0.9, 1e-3);
+    for _ in 0..2 {
+        let grads = cnn.forward_train(&x, &mut masks).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+        engine::no_grad(|| opt.step(&grads)).unwrap();
+    }
+    cnn.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+}
+
+#[test]
+fn cnn_training_steps_on_the_gpu_equal_those_on_the_cpu() {
+    let Some(device) = gpu() else { return };
+    for (i, (g, c)) in cnn_steps(&device).iter().zip(&cnn_steps(&Device::Cpu)).enumerate() {
+        assert_close(&format!("CNN parameter {i} after two steps"), g, c);
     }
 }
 
