@@ -1,11 +1,11 @@
 //! Saving and loading trained models. The weights are safetensors with PyTorch's tensor names and
 //! layouts, so `torch.nn.Sequential(Linear, ReLU, Linear, ReLU, Linear).load_state_dict(load_file(path))`
-//! reads them unchanged. A model directory is an MLflow model that both this engine and stock
-//! MLflow load: an `MLmodel` file with this engine's own flavor beside the `onnx` and
-//! `python_function` flavors ([`mlflow`]), the weights, the same network as `model.onnx`
-//! ([`onnx`]), and `engine_model.json` with everything needed to use them (architecture, class
-//! names, the input contract, hyperparameters, a SHA-256 of the weights). Files are written to a
-//! temporary name and renamed into place.
+//! reads an MLP's unchanged, and the `Sequential` of [`Cnn`] a CNN's. A model directory is an
+//! MLflow model that both this engine and stock MLflow load: an `MLmodel` file with this engine's
+//! own flavor beside the `onnx` and `python_function` flavors ([`mlflow`]), the weights, the same
+//! network as `model.onnx` ([`onnx`]), and `engine_model.json` with everything needed to use them
+//! (architecture, class names, the input contract, hyperparameters, a SHA-256 of the weights).
+//! Files are written to a temporary name and renamed into place.
 
 pub mod mlflow;
 pub mod onnx;
@@ -239,14 +239,17 @@ fn cnn_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Cnn, S
     let conv1 = conv_layer(tensors, 0, 1, device)?;
     let conv2 = conv_layer(tensors, 3, conv1.out_channels(), device)?;
     let (hidden, output) = (linear_layer(tensors, 7, device)?, linear_layer(tensors, 10, device)?);
-    let flat = conv2.out_channels() * (Cnn::SIDE / 4) * (Cnn::SIDE / 4);
-    if hidden.inputs() != flat || output.inputs() != hidden.outputs() {
+    let side = Cnn::SIDE / 4;
+    let flat = conv2.out_channels() * side * side;
+    if hidden.inputs() != flat {
         return Err(format!(
-            "layers 7 and 10 take {} and {} inputs but the layers before them give {flat} and {}",
+            "layer 7 takes {} inputs but layer 3 gives {flat} ({} channels of {side}x{side})",
             hidden.inputs(),
-            output.inputs(),
-            hidden.outputs()
+            conv2.out_channels()
         ));
+    }
+    if output.inputs() != hidden.outputs() {
+        return Err(format!("layer 10 takes {} inputs but layer 7 gives {}", output.inputs(), hidden.outputs()));
     }
     Ok(Cnn { conv1, conv2, hidden, output, dropout: 0.0 })
 }

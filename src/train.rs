@@ -47,7 +47,7 @@ pub struct TrainConfig {
     /// Which network; written by every release since the CNN, an MLP before.
     #[serde(default)]
     pub model: Architecture,
-    /// The MLP's hidden layer widths (the CNN's are fixed: [`Cnn::WIDTHS`]).
+    /// The MLP's hidden layer widths; empty for the CNN, whose widths are fixed ([`Cnn::WIDTHS`]).
     pub hidden: Vec<usize>,
     pub seed: u64,
     pub val_split: f64,
@@ -141,9 +141,11 @@ impl TrainConfig {
         parameters.checked_mul(4 * 4)?.checked_add(activations.checked_mul(4 * 3)?)
     }
 
-    /// The hyperparameters as `(name, value)` pairs, for logging.
+    /// The hyperparameters as `(name, value)` pairs, for logging. `hidden` only for an MLP: a
+    /// CNN's run would show layers it does not have.
     pub fn params(&self) -> Vec<(String, String)> {
         let hidden: Vec<String> = self.hidden.iter().map(usize::to_string).collect();
+        let hidden = (self.model == Architecture::Mlp).then(|| ("hidden", hidden.join(",")));
         [
             ("epochs", self.epochs.to_string()),
             ("batch_size", self.batch_size.to_string()),
@@ -155,12 +157,12 @@ impl TrainConfig {
             ("lr_schedule", self.lr_schedule.to_string()),
             ("normalize", self.normalize.to_string()),
             ("model", self.model.to_string()),
-            ("hidden", hidden.join(",")),
             ("seed", self.seed.to_string()),
             ("val_split", self.val_split.to_string()),
             ("train_limit", self.train_limit.map_or_else(|| "none".into(), |n| n.to_string())),
         ]
         .into_iter()
+        .chain(hidden)
         .chain(self.early_stop_patience.map(|k| ("early_stop_patience", k.to_string())))
         .map(|(k, v)| (k.to_string(), v))
         .collect()

@@ -1,13 +1,21 @@
 //! The `engine` binary: bad flags exit with code 2 and name the flag; a missing data
 //! directory explains how to provide the data; a short real training run on FashionMNIST beats
-//! an accuracy floor and writes its model and reports.
+//! an accuracy floor and writes its model and reports. A tiny CNN (`--model cnn`) trains into a
+//! CNN model directory, `engine eval` and `engine serve` read it and agree on its classes, and
+//! `engine runs compare` shows it as a CNN with its parameter count.
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/serve.rs"]
+mod serve;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-use cli::{stderr, unused_path as temp_dir};
+use cli::{stderr, stdout, unused_path as temp_dir};
+use serde_json::{Value, json};
 
 /// `engine ARGS` with a local store shared by this binary's tests (which run concurrently, so
 /// it is never emptied).
@@ -18,7 +26,8 @@ fn engine(args: &[&str]) -> Output {
 
 #[test]
 fn bad_hyperparameters_exit_2_naming_the_flag() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
+        (&["--model", "bogus"], "--model"),
         (&["--lr", "0"], "--lr"),
         (&["--lr", "-1"], "--lr"),
         (&["--batch-size", "0"], "--batch-size"),
@@ -141,4 +150,120 @@ fn ctrl_c_ends_the_run_as_killed_with_exit_code_130() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status.label(), "KILLED");
     assert!(runs[0].end_time_ms.is_some());
+}
+
+/// Parameters of the CNN `engine train --model cnn` builds: 32 and 64 channels, 128 hidden units.
+const CNN_PARAMETERS: usize = (9 + 1) * 32 + (32 * 9 + 1) * 64 + (64 * 7 * 7 + 1) * 128 + (128 + 1) * 10;
+
+/// The tiny CNN of the CNN tests, trained once (a few seconds) into a store of its own: its
+/// output directory, the store and the `--json` summary.
+struct TrainedCnn {
+    out: PathBuf,
+    store: PathBuf,
+    summary: Value,
+}
+
+fn trained_cnn() -> &'static TrainedCnn {
+    static TRAINED: OnceLock<TrainedCnn> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let (out, store) = (temp_dir("cnn"), temp_dir("cnn-store"));
+        let args = [
+            "train",
+            "--model",
+            "cnn",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "600",
+            "--batch-size",
+            "64",
+            "--no-system-metrics",
+            "--json",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        let summary = cli::json_line(&cli::engine(&args, &store, None));
+        TrainedCnn { out, store, summary }
+    })
+}
+
+#[test]
+fn a_tiny_cnn_trains_into_a_cnn_model_directory() {
+    let t = trained_cnn();
+    let accuracy = t.summary["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.3, "test accuracy {accuracy} after 9 steps: the CNN does not learn");
+    assert_eq!(t.summary["parameters"], CNN_PARAMETERS);
+    assert_eq!((t.summary["train_examples"].as_u64(), t.summary["val_examples"].as_u64()), (Some(540), Some(60)));
+    assert_eq!(t.summary["config"]["model"], "cnn");
+    assert_eq!(t.summary["config"]["hidden"], json!([]), "no MLP layers recorded for a CNN");
+    for file in ["model/model.safetensors", "model/model.onnx", "model/MLmodel", "metrics.json", "confusion_matrix.png"]
+    {
+        assert!(t.out.join(file).is_file(), "{file} was not written");
+    }
+    let (network, meta) = engine::model::load_model_dir(&t.out.join("model"), &engine::Device::Cpu).unwrap();
+    assert!(matches!(network, engine::nn::Network::Cnn(_)));
+    assert_eq!(network.sizes(), [784, 32, 64, 128, 10]);
+    assert_eq!(network.parameter_count(), CNN_PARAMETERS);
+    assert_eq!(meta.format, engine::model::FORMAT_CNN);
+    assert_eq!(meta.run_id.as_deref(), t.summary["run_id"].as_str());
+    assert_eq!(meta.hyperparameters["model"], "cnn");
+}
+
+#[test]
+fn engine_eval_and_engine_serve_read_a_cnn_and_agree_on_its_classes() {
+    let t = trained_cnn();
+    let (model, eval_dir) = (t.out.join("model"), temp_dir("cnn-eval"));
+    let args = ["eval", "--device", "cpu", "--json", "--model-uri", model.to_str().unwrap(), "--output-dir"];
+    let output = cli::engine(&[&args[..], &[eval_dir.to_str().unwrap()]].concat(), &t.store, None);
+    let summary = cli::json_line(&output);
+    // The network evaluates as it did after training (there in batches of 1000, here of 64).
+    assert_eq!(summary["test_accuracy"], t.summary["test_accuracy"]);
+    let loss_difference = summary["test_loss"].as_f64().unwrap() - t.summary["test_loss"].as_f64().unwrap();
+    assert!(loss_difference.abs() < 1e-5, "test loss moved by {loss_difference}");
+    assert_eq!(summary["run_id"], t.summary["run_id"]);
+    let accuracy_line = format!("test_accuracy {:.4}", summary["test_accuracy"].as_f64().unwrap());
+    assert!(stdout(&output).lines().any(|l| l.starts_with("test_loss ") && l.contains(&accuracy_line)));
+    let predictions = cli::eval_predictions(&eval_dir);
+    assert_eq!(predictions.len(), 10_000);
+
+    let server = serve::EngineServer::start(&["--model-uri", model.to_str().unwrap()], &t.store, None);
+    let client = serve::client();
+    let rows = serve::test_rows(64);
+    let probabilities =
+        serve::post_json(&client, &server.url("/invocations"), &json!({ "inputs": rows })).probabilities();
+    for (i, (row, class)) in probabilities.iter().zip(serve::argmax(&probabilities)).enumerate() {
+        let (expected_class, expected_probability) = predictions[i];
+        assert_eq!(class, expected_class, "image {i}: engine eval predicts {expected_class}");
+        assert!(
+            (row[class] - expected_probability).abs() < 1e-5,
+            "image {i}: {} against {expected_probability}",
+            row[class]
+        );
+    }
+    let version = serve::get(&client, &server.url("/version")).json();
+    assert_eq!(version["format"], engine::model::FORMAT_CNN);
+    assert_eq!(version["sizes"], json!([784, 32, 64, 128, 10]));
+    let _ = std::fs::remove_dir_all(&eval_dir);
+}
+
+#[test]
+fn runs_compare_shows_the_cnn_with_its_model_and_parameter_count() {
+    let t = trained_cnn();
+    let run_id = t.summary["run_id"].as_str().unwrap();
+    let compared: Value = serde_json::from_str(&stdout(&cli::engine(&["runs", "compare", "--json"], &t.store, None)))
+        .expect("runs compare --json prints JSON");
+    let run = compared["runs"].as_array().unwrap().iter().find(|r| r["run_id"] == run_id).expect("the CNN's run");
+    assert_eq!(run["params"]["model"], "cnn");
+    assert!(run["params"].get("hidden").is_none(), "a CNN logs no --hidden: {}", run["params"]);
+    assert_eq!(run["metrics"]["parameter_count"], CNN_PARAMETERS as f64);
+
+    // The table: the run's row under the MODEL, HIDDEN and PARAMS columns (names have no spaces).
+    let table = stdout(&cli::engine(&["runs", "compare"], &t.store, None));
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let row = lines.find(|l| l.split_whitespace().nth(1) == Some(&run_id[..8])).unwrap_or_else(|| panic!("{table}"));
+    let cells: BTreeMap<&str, &str> = header.into_iter().zip(row.split_whitespace()).collect();
+    assert_eq!((cells["MODEL"], cells["HIDDEN"], cells["PARAMS"]), ("cnn", "-", "421,642"), "{table}");
 }

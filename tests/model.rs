@@ -1,23 +1,52 @@
 //! Model directories: a round trip keeps every weight and the metadata and writes every file
-//! MLflow needs; a corrupted, truncated, reshaped or non-finite weights file is an error naming
-//! the file, never a panic; older metadata without the input contract still reads.
+//! MLflow needs, for an MLP and a CNN; a corrupted, truncated, reshaped or non-finite weights
+//! file, or a CNN layer of the wrong shape, is an error naming the file (and the layer), never a
+//! panic; older metadata without the input contract, or an MLP's hyperparameters from before the
+//! CNN, still read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use engine::Device;
 use engine::data::Normalization;
 use engine::model::{self, ModelError};
-use engine::nn::{Linear, Mlp, Network};
+use engine::nn::{Architecture, Cnn, Conv2d, Linear, Mlp, Network};
 use engine::rng::Rng;
+use engine::train::TrainConfig;
+use engine::{Device, Tensor};
 
 fn saved(name: &str, hidden: &[usize]) -> (PathBuf, Network) {
+    let mlp = Network::Mlp(Mlp::new(784, hidden, 10, 0.0, &mut Rng::new(4), &Device::Cpu).unwrap());
+    (save(name, &mlp, serde_json::json!({"lr": 0.05})), mlp)
+}
+
+/// `network` written as a model directory of its own.
+fn save(name: &str, network: &Network, hyperparameters: serde_json::Value) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("engine-model-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mlp = Network::Mlp(Mlp::new(784, hidden, 10, 0.0, &mut Rng::new(4), &Device::Cpu).unwrap());
-    let hyper = serde_json::json!({"lr": 0.05});
     let example = [0u8; 784];
-    model::save_model_dir(&dir, &mlp, Normalization::Meanstd, hyper, &example, Some("abc"), Some("m-1")).unwrap();
-    (dir, mlp)
+    model::save_model_dir(&dir, network, Normalization::Meanstd, hyperparameters, &example, Some("abc"), Some("m-1"))
+        .unwrap();
+    dir
+}
+
+/// A small CNN: 4 and 6 channels, 16 hidden units.
+fn small_cnn(seed: u64) -> Cnn {
+    Cnn::new([4, 6, 16], 10, 0.0, &mut Rng::new(seed), &Device::Cpu).unwrap()
+}
+
+/// Every parameter's name, shape and bits.
+fn parameters(network: &Network) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+    let bits = |t: &Tensor| t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect();
+    network.named_parameters().iter().map(|(name, t)| (name.clone(), t.shape().to_vec(), bits(t))).collect()
+}
+
+/// Replaces the weights file of `dir` with `network`'s, recording their checksum so that only
+/// their shapes can be wrong.
+fn replace_weights(dir: &Path, network: &Network) {
+    let sha = model::save_safetensors(network, &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
+    let meta_path = dir.join(model::METADATA_FILE);
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["weights_sha256"] = sha.into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
 }
 
 #[test]
@@ -56,6 +85,125 @@ fn a_model_directory_round_trips() {
     for package in ["mlflow", "numpy", "onnx", "onnxruntime"] {
         assert!(requirements.lines().any(|l| l.starts_with(package)), "{requirements}");
     }
+}
+
+#[test]
+fn an_mlp_directory_from_before_the_cnn_still_loads_as_an_mlp() {
+    // The hyperparameters `engine train` wrote before `--model` existed: no `model` key.
+    let hyper = serde_json::json!({
+        "epochs": 1, "batch_size": 128, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9,
+        "weight_decay": 0.0, "dropout": 0.0, "lr_schedule": "cosine", "normalize": "meanstd",
+        "hidden": [8], "seed": 0, "val_split": 0.1, "train_limit": 500
+    });
+    let mlp = Network::Mlp(Mlp::new(784, &[8], 10, 0.0, &mut Rng::new(4), &Device::Cpu).unwrap());
+    let dir = save("old-mlp", &mlp, hyper);
+    let (loaded, meta) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!((meta.format.as_str(), meta.architecture()), (model::FORMAT, Architecture::Mlp));
+    assert!(matches!(loaded, Network::Mlp(_)));
+    assert_eq!(parameters(&loaded), parameters(&mlp));
+    let names: Vec<String> = loaded.named_parameters().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+    let config: TrainConfig = serde_json::from_value(meta.hyperparameters).unwrap();
+    assert_eq!((config.model, config.hidden), (Architecture::Mlp, vec![8]));
+    let mlmodel = std::fs::read_to_string(dir.join(model::MLMODEL_FILE)).unwrap();
+    assert!(mlmodel.contains("    format: engine-mlp-v1\n"), "{mlmodel}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cnn_model_directory_round_trips_bit_for_bit() {
+    let cnn = Network::Cnn(small_cnn(6));
+    let dir = save("cnn-roundtrip", &cnn, serde_json::json!({"model": "cnn"}));
+    let (loaded, meta) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
+    assert!(matches!(loaded, Network::Cnn(_)));
+    assert_eq!((meta.format.as_str(), meta.architecture()), (model::FORMAT_CNN, Architecture::Cnn));
+    assert_eq!(meta.sizes, [784, 4, 6, 16, 10]);
+    assert_eq!(loaded.sizes(), meta.sizes);
+    assert_eq!(loaded.parameter_count(), 4 * 9 + 4 + 6 * 4 * 9 + 6 + 16 * 294 + 16 + 10 * 16 + 10);
+    let shapes: Vec<(String, Vec<usize>)> =
+        parameters(&loaded).into_iter().map(|(name, shape, _)| (name, shape)).collect();
+    let expected: [(&str, &[usize]); 8] = [
+        ("0.weight", &[4, 1, 3, 3]),
+        ("0.bias", &[4]),
+        ("3.weight", &[6, 4, 3, 3]),
+        ("3.bias", &[6]),
+        ("7.weight", &[16, 294]),
+        ("7.bias", &[16]),
+        ("10.weight", &[10, 16]),
+        ("10.bias", &[10]),
+    ];
+    let expected: Vec<(String, Vec<usize>)> = expected.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect();
+    assert_eq!(shapes, expected, "PyTorch's names and layouts, in state_dict order");
+    assert_eq!(parameters(&loaded), parameters(&cnn), "every parameter bit-identical");
+    let (Network::Cnn(original), Network::Cnn(read)) = (&cnn, &loaded) else { unreachable!() };
+    assert_eq!(read.conv1.padding, original.conv1.padding);
+    assert_eq!(read.conv2.padding, original.conv2.padding);
+
+    // The same network: the same logits, bit for bit.
+    let mut rng = Rng::new(9);
+    let pixels: Vec<f32> = (0..3 * 784).map(|_| rng.uniform(-1.0, 2.0)).collect();
+    let logits = |network: &Network| {
+        engine::no_grad(|| network.forward(&Tensor::from_vec(pixels.clone(), &[3, 784], &Device::Cpu)?)?.to_vec())
+            .unwrap()
+    };
+    assert_eq!(logits(&loaded), logits(&cnn));
+
+    let mlmodel = std::fs::read_to_string(dir.join(model::MLMODEL_FILE)).unwrap();
+    for line in ["    format: engine-cnn-v1\n", "    loader_module: mlflow.onnx\n", r#""shape": [-1, 784]"#] {
+        assert!(mlmodel.contains(line), "MLmodel lacks {line}:\n{mlmodel}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cnn` with one layer replaced by `conv1`, `conv2`, `hidden` or `output`.
+fn reshaped(layer: &str, cnn: Cnn) -> Cnn {
+    let conv = |shape: [usize; 4]| {
+        let weight = vec![0.01; shape.iter().product()];
+        Conv2d::from_weights(weight, vec![0.0; shape[0]], shape, 1, &Device::Cpu).unwrap()
+    };
+    let linear = |inputs: usize, outputs: usize| {
+        Linear::from_weights(vec![0.01; inputs * outputs], vec![0.0; outputs], inputs, outputs, &Device::Cpu).unwrap()
+    };
+    match layer {
+        "conv1 takes 2 channels" => Cnn { conv1: conv([4, 2, 3, 3]), ..cnn },
+        "conv1 is 5x5" => Cnn { conv1: Conv2d { padding: 2, ..conv([4, 1, 5, 5]) }, ..cnn },
+        "conv2 takes 5 channels" => Cnn { conv2: conv([6, 5, 3, 3]), ..cnn },
+        "hidden takes 300 inputs" => Cnn { hidden: linear(300, 16), ..cnn },
+        "output takes 15 inputs" => Cnn { output: linear(15, 10), ..cnn },
+        "9 classes" => Cnn { output: linear(16, 9), ..cnn },
+        other => panic!("no case {other}"),
+    }
+}
+
+#[test]
+fn cnn_layers_of_the_wrong_shape_are_errors_naming_the_layer() {
+    let cases = [
+        ("conv1 takes 2 channels", "layer 0: weight [4, 2, 3, 3] and bias [4] are not [out, 1, 3, 3] and [out]"),
+        ("conv1 is 5x5", "layer 0: weight [4, 1, 5, 5]"),
+        ("conv2 takes 5 channels", "layer 3: weight [6, 5, 3, 3] and bias [6] are not [out, 4, 3, 3] and [out]"),
+        ("hidden takes 300 inputs", "layer 7 takes 300 inputs but layer 3 gives 294 (6 channels of 7x7)"),
+        ("output takes 15 inputs", "layer 10 takes 15 inputs but layer 7 gives 16"),
+        ("9 classes", "network sizes [784, 4, 6, 16, 9] do not match the metadata [784, 4, 6, 16, 10]"),
+    ];
+    for (i, (case, expected)) in cases.into_iter().enumerate() {
+        let dir = save(&format!("cnn-reshaped-{i}"), &Network::Cnn(small_cnn(6)), serde_json::json!({}));
+        replace_weights(&dir, &Network::Cnn(reshaped(case, small_cnn(7))));
+        let error = load_error(&dir);
+        assert!(error.contains(model::WEIGHTS_FILE) && error.contains(expected), "{case}: {error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // An MLP's weights where the metadata says CNN, and a CNN's where it says MLP.
+    let dir = save("cnn-holds-mlp", &Network::Cnn(small_cnn(6)), serde_json::json!({}));
+    replace_weights(&dir, &Network::Mlp(Mlp::new(784, &[8], 10, 0.0, &mut Rng::new(1), &Device::Cpu).unwrap()));
+    let error = load_error(&dir);
+    assert!(error.contains("layer 0: weight [8, 784] and bias [8] are not [out, 1, 3, 3] and [out]"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (dir, _) = saved("mlp-holds-cnn", &[8]);
+    replace_weights(&dir, &Network::Cnn(small_cnn(6)));
+    let error = load_error(&dir);
+    assert!(error.contains("layer 0: weight [4, 1, 3, 3] and bias [4] are not [out, in] and [out]"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -118,12 +266,7 @@ fn truncated_weights_fail_the_checksum() {
 fn weights_that_disagree_with_the_metadata_are_rejected() {
     let (dir, _) = saved("reshaped", &[8]);
     // Valid weights of another architecture, with a matching checksum: the shapes still differ.
-    let other = Network::Mlp(Mlp::new(784, &[9], 10, 0.0, &mut Rng::new(1), &Device::Cpu).unwrap());
-    let sha = model::save_safetensors(&other, &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
-    let meta_path = dir.join(model::METADATA_FILE);
-    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["weights_sha256"] = sha.into();
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    replace_weights(&dir, &Network::Mlp(Mlp::new(784, &[9], 10, 0.0, &mut Rng::new(1), &Device::Cpu).unwrap()));
     assert!(load_error(&dir).contains("do not match"));
 }
 
@@ -135,11 +278,7 @@ fn non_finite_weights_with_a_matching_checksum_are_refused() {
     bias[3] = f32::NAN;
     let weight = nan.layers[1].weight.to_vec().unwrap();
     nan.layers[1] = Linear::from_weights(weight, bias, 8, 10, &Device::Cpu).unwrap();
-    let sha = model::save_safetensors(&Network::Mlp(nan), &dir.join(model::WEIGHTS_FILE), Default::default()).unwrap();
-    let meta_path = dir.join(model::METADATA_FILE);
-    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["weights_sha256"] = sha.into();
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    replace_weights(&dir, &Network::Mlp(nan));
     let error = load_error(&dir);
     assert!(error.contains("model.safetensors") && error.contains("2.bias[3] is NaN"), "{error}");
 }

@@ -5,6 +5,12 @@
 //! `mlflow.pyfunc.load_model` and serves with `mlflow models serve`, predicting what
 //! `engine eval` predicts, and `engine export` gives back its ONNX file.
 //!
+//! A tiny CNN, trained once for the CNN tests and tracked on the same server: its graph passes
+//! the full check with the documented `Conv`/`MaxPool` nodes, and onnxruntime and a NumPy
+//! rewrite of PyTorch's `nn.Sequential` forward pass, fed `model.safetensors` by name (PyTorch
+//! itself has no wheel here), give the engine's probabilities; registered, it loads with
+//! `mlflow.pyfunc` and predicts `engine eval`'s classes, and its LoggedModel says `engine-cnn`.
+//!
 //! Python is the MLflow venv's (tests/common/mlflow.rs), which `scripts/mlflow-venv.sh` gives
 //! onnx and onnxruntime: without it the tests are skipped, unless `ENGINE_REQUIRE_MLFLOW=1`.
 
@@ -14,6 +20,7 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -62,31 +69,38 @@ fn engine(args: &[&str], store: &Path, tracking_uri: Option<&str>) -> Output {
     output
 }
 
-/// The test set, and its pixels in a file for Python (one byte per pixel, 784 per image).
-fn test_images(dir: &Path) -> (Dataset, PathBuf) {
+/// The test set, and the pixels of its first `count` images in a file for Python (one byte per
+/// pixel, 784 per image).
+fn test_images(dir: &Path, count: usize) -> (Dataset, PathBuf) {
     let test = data::load(None).expect("FashionMNIST is installed").test;
     let path = dir.join("test-images.u8");
-    std::fs::write(&path, &test.pixels).unwrap();
+    std::fs::write(&path, &test.pixels[..count * IMAGE_PIXELS]).unwrap();
     (test, path)
 }
 
-/// `[N, 10]` probabilities of the model in `dir`, as `engine eval` computes them.
-fn engine_probabilities(dir: &Path, test: &Dataset) -> Vec<f32> {
-    let (mlp, meta) = model::load_model_dir(dir, &Device::Cpu).unwrap();
-    let indices: Vec<usize> = (0..test.len()).collect();
+/// `[count, 10]` probabilities of the model in `dir` on the first `count` test images, as
+/// `engine eval` computes them.
+fn engine_probabilities(dir: &Path, test: &Dataset, count: usize) -> Vec<f32> {
+    let (network, meta) = model::load_model_dir(dir, &Device::Cpu).unwrap();
+    let indices: Vec<usize> = (0..count).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     data::gather_batch(test, &indices, meta.normalize, &mut inputs, &mut labels);
     engine::no_grad(|| {
-        let x = Tensor::from_vec(inputs, &[test.len(), IMAGE_PIXELS], &Device::Cpu)?;
-        mlp.forward(&x)?.softmax()?.to_vec()
+        let x = Tensor::from_vec(inputs, &[count, IMAGE_PIXELS], &Device::Cpu)?;
+        network.forward(&x)?.softmax()?.to_vec()
     })
     .unwrap()
 }
 
-/// The predicted classes of an `engine eval` predictions.csv.
-fn eval_predictions(csv: &Path) -> Vec<usize> {
-    let csv = std::fs::read_to_string(csv).unwrap();
-    csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+/// The largest difference between two sets of probabilities of the same shape.
+fn max_difference(ours: &[f32], theirs: &[f32]) -> f32 {
+    assert_eq!(ours.len(), theirs.len());
+    ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+}
+
+/// The classes `engine eval` predicted into `eval_dir`.
+fn eval_classes(eval_dir: &Path) -> Vec<usize> {
+    cli::eval_predictions(eval_dir).into_iter().map(|(class, _)| class).collect()
 }
 
 fn argmax_rows(probabilities: &[f32]) -> Vec<usize> {
@@ -135,7 +149,7 @@ fn onnx_runtime_reproduces_the_engine_and_the_layout_matches_mlflow() {
     let Some(python) = python() else { return };
     let dir = mlflow::scratch_dir("engine-onnx");
     let store = dir.join("store");
-    let (test, images) = test_images(&dir);
+    let (test, images) = test_images(&dir, 10_000);
 
     let meanstd = dir.join("meanstd");
     cli::train_tiny(&meanstd, &store, None);
@@ -171,14 +185,13 @@ fn onnx_runtime_reproduces_the_engine_and_the_layout_matches_mlflow() {
         let out = model_dir.join("eval");
         let (model, out_str) = (model_dir.join("model"), out.to_str().unwrap());
         engine(&["eval", "--model-uri", model.to_str().unwrap(), "--output-dir", out_str], &store, None);
-        (engine_probabilities(&model, &test), eval_predictions(&out.join("predictions.csv")))
+        (engine_probabilities(&model, &test, test.len()), eval_classes(&out))
     };
     let (meanstd_engine, unit_engine) = (eval(&meanstd), eval(&unit));
     for (onnx, (probabilities, predictions)) in onnx_files.iter().zip([&meanstd_engine, &unit_engine, &meanstd_engine])
     {
         let theirs = read_f32(&onnx.with_extension("onnx.probabilities.f32"));
-        assert_eq!(probabilities.len(), theirs.len());
-        let max_diff = probabilities.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max_diff = max_difference(probabilities, &theirs);
         eprintln!("{}: max |onnxruntime - engine| = {max_diff:e} over {} images", onnx.display(), test.len());
         assert!(max_diff <= TOLERANCE, "{}: probabilities differ by {max_diff}", onnx.display());
         assert_eq!(&argmax_rows(&theirs), predictions, "{}: classes differ from engine eval's", onnx.display());
@@ -298,7 +311,7 @@ fn the_registered_champion_loads_with_pyfunc_and_serves_with_mlflow() {
     let Some(server) = mlflow::shared() else { return };
     let dir = mlflow::scratch_dir("engine-pyfunc");
     let store = dir.join("store");
-    let (_, images) = test_images(&dir);
+    let (_, images) = test_images(&dir, 10_000);
     let (name, uri) = ("fashion-onnx", Some(server.uri()));
 
     let trained = cli::train_tiny(&dir.join("train"), &store, uri);
@@ -309,7 +322,7 @@ fn the_registered_champion_loads_with_pyfunc_and_serves_with_mlflow() {
     let champion = format!("models:/{name}@champion");
     let eval_dir = dir.join("eval");
     engine(&["eval", "--model-uri", &champion, "--output-dir", eval_dir.to_str().unwrap()], &store, uri);
-    let expected = eval_predictions(&eval_dir.join("predictions.csv"));
+    let expected = eval_classes(&eval_dir);
     let exported = dir.join("champion.onnx");
     engine(&["export", "--model-uri", &champion, "--output", exported.to_str().unwrap()], &store, uri);
     assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(dir.join("train/model/model.onnx")).unwrap());
@@ -337,5 +350,181 @@ fn the_registered_champion_loads_with_pyfunc_and_serves_with_mlflow() {
         std::fs::read_to_string(dir.join("train/model").join(model::mlflow::SERVING_INPUT_EXAMPLE_FILE)).unwrap();
     assert_eq!(invoke(port, &example), expected[..1]);
     drop(serving);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Test images the CNN tests run through Python.
+const CNN_IMAGES: usize = 200;
+
+/// The tiny CNN every CNN test here uses, trained once through the CLI and tracked on the shared
+/// server.
+struct TrainedCnn {
+    store: PathBuf,
+    model: PathBuf,
+    summary: serde_json::Value,
+    test: Dataset,
+    /// The first [`CNN_IMAGES`] test images, for Python.
+    images: PathBuf,
+}
+
+fn trained_cnn(server: &mlflow::MlflowServer) -> &'static TrainedCnn {
+    static TRAINED: std::sync::OnceLock<TrainedCnn> = std::sync::OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let dir = mlflow::scratch_dir("engine-onnx-cnn");
+        let (store, out) = (dir.join("store"), dir.join("train"));
+        let args = [
+            "train",
+            "--model",
+            "cnn",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "600",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--no-system-metrics",
+            "--json",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ];
+        let summary = cli::json_line(&engine(&args, &store, Some(server.uri())));
+        let (test, images) = test_images(&dir, CNN_IMAGES);
+        TrainedCnn { store, model: out.join("model"), summary, test, images }
+    })
+}
+
+/// Checks and runs the CNN's `model.onnx` (`argv[1]` the model directory) on the images of
+/// `argv[2]`, and runs the forward pass of PyTorch's `nn.Sequential` in NumPy on the weights of
+/// `model.safetensors`; writes both probabilities to `argv[3]` and prints what the graph and the
+/// weights hold as JSON.
+const CNN_SCRIPT: &str = r#"
+import json, os, sys
+import numpy as np, onnx, onnxruntime as ort
+from onnx import numpy_helper
+from safetensors.numpy import load_file
+
+model_dir, images, out = sys.argv[1:4]
+x = np.fromfile(images, dtype=np.uint8).reshape(-1, 784).astype(np.float32) / 255
+path = os.path.join(model_dir, "model.onnx")
+graph = onnx.load(path)
+onnx.checker.check_model(graph, full_check=True)
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+(inp,), (outp,) = session.get_inputs(), session.get_outputs()
+p = session.run(None, {"pixels": x})[0]
+p.astype("<f4").tofile(os.path.join(out, "onnxruntime.f32"))
+one = session.run(None, {"pixels": x[:1]})[0]
+
+# nn.Sequential(Conv2d(1, c1, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(c1, c2, 3, padding=1),
+# ReLU(), MaxPool2d(2), Flatten(), Linear(c2 * 49, hidden), ReLU(), Dropout(), Linear(hidden, 10))
+# in eval mode, in float64, on x.reshape(-1, 1, 28, 28) normalised by the recorded contract.
+weights = load_file(os.path.join(model_dir, "model.safetensors"))
+w = {name: value.astype(np.float64) for name, value in weights.items()}
+contract = json.load(open(os.path.join(model_dir, "engine_model.json")))["input"]
+
+def conv(h, weight, bias):  # PyTorch's Conv2d: cross-correlation, stride 1, zero padding 1
+    padded = np.pad(h, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # [N, C, H, W, 3, 3]
+    return np.tensordot(windows, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2) + bias[:, None, None]
+
+def max_pool(h):  # MaxPool2d(2)
+    n, c, side, _ = h.shape
+    return h.reshape(n, c, side // 2, 2, side // 2, 2).max(axis=(3, 5))
+
+relu = lambda h: np.maximum(h, 0)
+pixels = np.fromfile(images, dtype=np.uint8).astype(np.float64).reshape(-1, 1, 28, 28)
+h = (pixels * contract["pixel_scale"] - contract["mean"]) / contract["std"]
+h = max_pool(relu(conv(h, w["0.weight"], w["0.bias"])))
+h = max_pool(relu(conv(h, w["3.weight"], w["3.bias"])))
+h = relu(h.reshape(len(h), -1) @ w["7.weight"].T + w["7.bias"])
+logits = h @ w["10.weight"].T + w["10.bias"]
+e = np.exp(logits - logits.max(axis=1, keepdims=True))
+(e / e.sum(axis=1, keepdims=True)).astype("<f4").tofile(os.path.join(out, "numpy.f32"))
+
+initializers = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+print(json.dumps({
+    "ops": [node.op_type for node in graph.graph.node],
+    "input": [inp.name, inp.shape, inp.type],
+    "output": [outp.name, outp.shape, outp.type],
+    "weights": {name: [list(value.shape), str(value.dtype)] for name, value in weights.items()},
+    "onnx_weights_are_the_safetensors": all(np.array_equal(initializers[n], v) for n, v in weights.items()),
+    "batch_of_one": float(np.abs(one - p[:1]).max()),
+    "metadata": session.get_modelmeta().custom_metadata_map,
+}))
+"#;
+
+#[test]
+fn the_cnn_onnx_graph_and_a_numpy_pytorch_forward_pass_give_the_engines_probabilities() {
+    let Some(python) = python() else { return };
+    let Some(server) = mlflow::shared() else { return };
+    let cnn = trained_cnn(server);
+    let out = mlflow::scratch_dir("engine-onnx-cnn-python");
+    let found: serde_json::Value =
+        serde_json::from_str(&run_python(&python, CNN_SCRIPT, &[&cnn.model, &cnn.images, &out], None)).unwrap();
+
+    let ops = [
+        "Sub", "Div", "Reshape", "Conv", "Relu", "MaxPool", "Conv", "Relu", "MaxPool", "Flatten", "Gemm", "Relu",
+        "Gemm", "Softmax",
+    ];
+    assert_eq!(found["ops"], serde_json::json!(ops), "the graph's nodes");
+    assert_eq!(found["input"], serde_json::json!(["pixels", ["N", 784], "tensor(float)"]));
+    assert_eq!(found["output"], serde_json::json!(["probabilities", ["N", 10], "tensor(float)"]));
+    assert_eq!(found["metadata"]["format"], model::FORMAT_CNN);
+    let weights: BTreeMap<String, serde_json::Value> =
+        serde_json::from_value(found["weights"].clone()).expect("a name -> [shape, dtype] map");
+    let expected = serde_json::json!({
+        "0.weight": [[32, 1, 3, 3], "float32"], "0.bias": [[32], "float32"],
+        "3.weight": [[64, 32, 3, 3], "float32"], "3.bias": [[64], "float32"],
+        "7.weight": [[128, 3136], "float32"], "7.bias": [[128], "float32"],
+        "10.weight": [[10, 128], "float32"], "10.bias": [[10], "float32"],
+    });
+    assert_eq!(serde_json::json!(weights), expected, "PyTorch's names, shapes and dtypes");
+    assert_eq!(found["onnx_weights_are_the_safetensors"], true);
+    assert!(found["batch_of_one"].as_f64().unwrap() <= f64::from(TOLERANCE), "{}", found["batch_of_one"]);
+
+    let engine = engine_probabilities(&cnn.model, &cnn.test, CNN_IMAGES);
+    for source in ["onnxruntime", "numpy"] {
+        let theirs = read_f32(&out.join(format!("{source}.f32")));
+        let max_diff = max_difference(&engine, &theirs);
+        eprintln!("max |{source} - engine| = {max_diff:e} over {CNN_IMAGES} images");
+        assert!(max_diff <= TOLERANCE, "{source}'s probabilities differ from the engine's by {max_diff}");
+        assert_eq!(argmax_rows(&theirs), argmax_rows(&engine), "{source}'s classes");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_registered_cnn_loads_with_pyfunc_and_predicts_engine_evals_classes() {
+    let Some(python) = python() else { return };
+    let Some(server) = mlflow::shared() else { return };
+    let cnn = trained_cnn(server);
+    let (name, uri) = ("fashion-cnn", Some(server.uri()));
+    let run_id = cnn.summary["run_id"].as_str().unwrap();
+    let args = ["register", "--run-id", run_id, "--name", name, "--json"];
+    let registered = cli::json_line(&engine(&args, &cnn.store, uri));
+    let model_uri = format!("models:/{name}/{}", registered["version"].as_str().unwrap());
+    let dir = mlflow::scratch_dir("engine-pyfunc-cnn");
+    let eval_dir = dir.join("eval");
+    engine(&["eval", "--model-uri", &model_uri, "--output-dir", eval_dir.to_str().unwrap()], &cnn.store, uri);
+    let expected = eval_classes(&eval_dir);
+
+    let classes = dir.join("pyfunc-classes.u8");
+    run_python(&python, PYFUNC_SCRIPT, &[&cnn.images, &classes, Path::new(&model_uri)], uri);
+    let pyfunc: Vec<usize> = std::fs::read(&classes).unwrap().into_iter().map(usize::from).collect();
+    assert_eq!(pyfunc, expected[..CNN_IMAGES], "mlflow.pyfunc's classes differ from engine eval's");
+
+    let client = engine::tracking::MlflowClient::new(
+        server.uri(),
+        engine::tracking::Auth::None,
+        engine::tracking::RetryPolicy::default(),
+    )
+    .unwrap();
+    let model_id = cnn.summary["model_id"].as_str().unwrap();
+    let logged = client.get_json(&format!("logged-models/{model_id}"), &[]).unwrap();
+    assert_eq!(logged["model"]["info"]["model_type"], "engine-cnn", "{logged}");
+    let run = client.get_run(run_id).unwrap();
+    assert_eq!(run.param("model"), Some("cnn"));
+    assert_eq!(run.param("hidden"), None, "a CNN has no --hidden layers");
     let _ = std::fs::remove_dir_all(&dir);
 }

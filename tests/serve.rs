@@ -41,15 +41,7 @@ fn trained() -> &'static Trained {
             None,
         );
         assert!(output.status.success(), "{}", cli::text(&output));
-        let csv = std::fs::read_to_string(eval.join("predictions.csv")).unwrap();
-        let predictions = csv
-            .lines()
-            .skip(1)
-            .map(|line| {
-                let fields: Vec<&str> = line.split(',').collect();
-                (fields[2].parse().unwrap(), fields[3].parse().unwrap())
-            })
-            .collect();
+        let predictions = cli::eval_predictions(&eval);
         Trained { model, store, run_id: summary["run_id"].as_str().unwrap().to_string(), predictions }
     })
 }

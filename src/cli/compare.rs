@@ -115,7 +115,7 @@ fn notes(index: usize, ranking: &Ranking, run: &RunSummary) -> Vec<String> {
 pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usize>) -> String {
     let metric = ranking.metric.as_str();
     let mut header: Vec<String> =
-        ["RANK", "RUN", "NAME", "LR", "BATCH", "HIDDEN", "OPTIMIZER", "EPOCHS"].map(String::from).to_vec();
+        ["RANK", "RUN", "NAME", "MODEL", "LR", "BATCH", "HIDDEN", "OPTIMIZER", "EPOCHS"].map(String::from).to_vec();
     let mut extra = vec![metric.to_string()];
     for key in [keys::TEST_ACCURACY, keys::TEST_LOSS] {
         if key != metric {
@@ -136,6 +136,7 @@ pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usi
                 (position + 1).to_string(),
                 short_id(&r.run_id).to_string(),
                 r.run_name.clone(),
+                param("model"),
                 param("learning_rate"),
                 param("batch_size"),
                 param("hidden"),

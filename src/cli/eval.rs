@@ -100,7 +100,7 @@ fn evaluate_into(
 ) -> anyhow::Result<(Located, Evaluation, report::ClassificationReport, DatasetInput)> {
     let download = staging.join("downloaded-model");
     let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, &download)?;
-    let (mlp, meta) = model::load_model_dir(&located.dir, device)?;
+    let (network, meta) = model::load_model_dir(&located.dir, device)?;
     if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
         && !located.run_ids.iter().any(|id| id == trained_by)
     {
@@ -111,7 +111,7 @@ fn evaluate_into(
     }
     let dataset = data::load(args.data_dir.as_deref())?;
     let indices: Vec<usize> = (0..dataset.test.len()).collect();
-    let eval = train::evaluate(&mlp, &dataset.test, &indices, meta.normalize, args.batch_size as usize, device)?;
+    let eval = train::evaluate(&network, &dataset.test, &indices, meta.normalize, args.batch_size as usize, device)?;
     let _ = std::fs::remove_dir_all(&download);
 
     let inputs = EvaluationInputs {

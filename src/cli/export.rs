@@ -62,15 +62,15 @@ fn export(
     download: &std::path::Path,
 ) -> anyhow::Result<Option<String>> {
     let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, download)?;
-    let (mlp, meta) = model::load_model_dir(&located.dir, &engine::Device::Cpu)?;
+    let (network, meta) = model::load_model_dir(&located.dir, &engine::Device::Cpu)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     match args.format {
-        ExportFormat::Onnx => model::save_onnx(&mlp, &meta, &args.output)?,
+        ExportFormat::Onnx => model::save_onnx(&network, &meta, &args.output)?,
         ExportFormat::Safetensors => {
             let header = [("format".to_string(), "pt".to_string())].into();
-            model::save_safetensors(&mlp, &args.output, header)?;
+            model::save_safetensors(&network, &args.output, header)?;
         }
     }
     Ok(located.run_id.or(meta.run_id))

@@ -34,7 +34,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train an MLP on FashionMNIST, then evaluate it on the test set.
+    /// Train an MLP (or, with --model cnn, a CNN) on FashionMNIST, then evaluate it on the test set.
     Train(Box<train::TrainArgs>),
     /// Train one run per point of a grid (--lr, --batch-size, --hidden), nested under a parent run.
     Sweep(Box<sweep::SweepArgs>),

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use engine::analysis::{self, Direction, RunSummary, keys};
+use engine::nn::Architecture;
 use engine::tracking::{self, LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::{TrainConfig, TrainError};
 
@@ -71,6 +72,12 @@ struct Point {
 /// The grid in order: learning rate, then batch size, then architecture. Every point is
 /// validated before anything runs.
 fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
+    // A CNN ignores --hidden: its runs would differ in name only.
+    if args.common.model == Architecture::Cnn && args.hidden.0.len() > 1 {
+        return Err(UsageError(
+            "--hidden sets the MLP's layers; --model cnn has fixed widths: sweep --lr or --batch-size".into(),
+        ));
+    }
     let mut points = Vec::new();
     for &lr in &args.lr {
         for &batch_size in &args.batch_size {
@@ -111,12 +118,14 @@ fn parent_params(args: &SweepArgs, points: &[Point], bench: &Bench) -> Vec<(Stri
     let mut params: Vec<(String, String)> = vec![
         ("sweep_learning_rate".into(), join(&args.lr, ",")),
         ("sweep_batch_size".into(), join(&args.batch_size, ",")),
-        ("sweep_hidden".into(), args.hidden.0.iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")),
         ("sweep_runs".into(), points.len().to_string()),
         ("device".into(), bench.device_name.clone()),
         ("engine_version".into(), env!("CARGO_PKG_VERSION").to_string()),
         ("data_source".into(), bench.dataset.source.to_string()),
     ];
+    if args.common.model == Architecture::Mlp {
+        params.push(("sweep_hidden".into(), args.hidden.0.iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")));
+    }
     params.extend(points[0].config.params().into_iter().filter(|(k, _)| !swept.contains(&k.as_str())));
     params
 }

@@ -131,8 +131,10 @@ pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
 }
 
 impl CommonTrainArgs {
-    /// The hyperparameters, with the three that a sweep varies given.
+    /// The hyperparameters, with the three that a sweep varies given. `hidden` is dropped for a
+    /// CNN, so that its metadata and summary do not record layers it does not have.
     pub fn config(&self, lr: f64, batch_size: usize, hidden: &[usize]) -> TrainConfig {
+        let hidden = if self.model == Architecture::Mlp { hidden.to_vec() } else { Vec::new() };
         TrainConfig {
             epochs: self.epochs,
             batch_size,
@@ -144,7 +146,7 @@ impl CommonTrainArgs {
             lr_schedule: self.lr_schedule,
             normalize: self.normalize,
             model: self.model,
-            hidden: hidden.to_vec(),
+            hidden,
             seed: self.seed,
             val_split: self.val_split,
             train_limit: self.train_limit,

@@ -1,6 +1,6 @@
 //! The model behind a server: a verified model directory held on its device, turning pixels in
 //! [0, 1] into class probabilities the way the directory's `model.onnx` does (`(x - mean) / std`
-//! for a `meanstd` model, the MLP, softmax), and what it is, for `/version` and the headers.
+//! for a `meanstd` model, the network, softmax), and what it is, for `/version` and the headers.
 //!
 //! On the CPU each layer of an MLP has its weights packed for the matmul kernel once, at load:
 //! packing them for every batch took three quarters of a one-image forward pass. The answers keep
@@ -28,7 +28,9 @@ pub struct ModelInfo {
     pub run_id: Option<String>,
     pub model_id: Option<String>,
     pub weights_sha256: String,
-    /// Layer widths, e.g. `[784, 512, 512, 10]`.
+    /// `engine-mlp-v1` or `engine-cnn-v1`: which network `sizes` describe.
+    pub format: String,
+    /// The network's sizes ([`Network::sizes`]), e.g. `[784, 512, 512, 10]` for an MLP.
     pub sizes: Vec<usize>,
     pub normalize: String,
     /// The device it runs on, as `engine devices` names it.
@@ -93,6 +95,7 @@ impl ServedModel {
             run_id: meta.run_id,
             model_id: meta.model_id,
             weights_sha256: meta.weights_sha256,
+            format: meta.format,
             sizes: meta.sizes,
             normalize: meta.normalize.to_string(),
             device: device_name.to_string(),

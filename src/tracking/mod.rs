@@ -36,7 +36,7 @@ pub use error::{ApiError, TrackingError};
 pub use inputs::{Dataset, DatasetInput};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
-pub use models::{LoggedModel, MODEL_TYPE};
+pub use models::LoggedModel;
 pub use registry::ModelVersion;
 pub use retry::{Retry, RetryPolicy, retry_class_for_post};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};

@@ -21,8 +21,12 @@ pub struct LoggedModel {
     pub status: String,
 }
 
-/// `model_type` of the LoggedModels this engine creates.
-pub const MODEL_TYPE: &str = "engine-mlp";
+/// `model_type` of a LoggedModel this engine creates: `engine-mlp` or `engine-cnn`, by the
+/// run's `model` param (runs from before the CNN have none; they trained MLPs).
+fn model_type(params: &[(String, String)]) -> String {
+    let model = params.iter().find(|(key, _)| key == "model").map_or("mlp", |(_, value)| value.as_str());
+    format!("engine-{model}")
+}
 
 impl LoggedModel {
     /// Whether its files are all on the server.
@@ -71,12 +75,12 @@ impl MlflowClient {
         name: &str,
         params: &[(String, String)],
     ) -> Result<LoggedModel, TrackingError> {
-        let params: Vec<Value> = params.iter().take(100).map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let params_json: Vec<Value> = params.iter().take(100).map(|(k, v)| json!({"key": k, "value": v})).collect();
         let tags: Vec<Value> =
             super::util::source_tags().into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
         let body = json!({
             "experiment_id": experiment_id, "name": name, "source_run_id": run_id,
-            "model_type": MODEL_TYPE, "params": params, "tags": tags,
+            "model_type": model_type(params), "params": params_json, "tags": tags,
         });
         LoggedModel::from_response("logged-models", &self.post_json("logged-models", &body)?)
     }

@@ -52,9 +52,10 @@ impl ModelVersion {
 impl MlflowClient {
     /// Creates the registered model unless it exists already (another pipeline may be first).
     pub fn ensure_registered_model(&self, name: &str) -> Result<(), TrackingError> {
-        match self
-            .post_json("registered-models/create", &json!({"name": name, "description": "engine MLP on FashionMNIST"}))
-        {
+        match self.post_json(
+            "registered-models/create",
+            &json!({"name": name, "description": "engine model on FashionMNIST"}),
+        ) {
             Ok(_) => Ok(()),
             Err(e) if e.is_already_exists() => Ok(()),
             Err(e) => Err(e),

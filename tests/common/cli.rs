@@ -60,6 +60,19 @@ pub fn json_line(output: &Output) -> serde_json::Value {
     serde_json::from_str(stdout(output).lines().last().unwrap_or_default()).expect("a JSON last line")
 }
 
+/// `(predicted class, its probability)` per test image, from the `predictions.csv` that
+/// `engine eval` wrote to `eval_dir`.
+pub fn eval_predictions(eval_dir: &Path) -> Vec<(usize, f64)> {
+    let csv = std::fs::read_to_string(eval_dir.join("predictions.csv")).expect("engine eval wrote predictions.csv");
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+        })
+        .collect()
+}
+
 /// A path of this process's own under the temp directory, with nothing there yet.
 pub fn unused_path(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("engine-test-{name}-{}", std::process::id()));
