@@ -3,6 +3,10 @@
 //! 2048² and 4096². `gpu_tiled` is `ops::matmul`, which takes the wide kernel by itself for large
 //! outputs. Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
 //! Row softmax: GPU vs CPU, in bytes read and written (GB/s).
+//! Convolution: the CNN's two layers at a batch of 128, forward and both backward products, for
+//! the implicit-GEMM kernels (`gpu`), the CPU's im2col and packed matmul (`cpu`) and the
+//! definition as a loop (`naive`, on 8 images), in FLOP (2 per multiply-add of the definition).
+//! For stable CPU figures, run single-threaded: `RAYON_NUM_THREADS=1 cargo bench --bench gpu conv`.
 //! Each GPU sample is timed with `iter_custom` between two device syncs, so it counts the
 //! kernels' execution, not only their recording. Run with `cargo bench --bench gpu`.
 //!
@@ -18,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engine::backend::cpu::{self, matmul::MatRef};
+use engine::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
+use engine::backend::gpu::conv as gpu_conv;
 use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
@@ -127,5 +132,68 @@ fn softmax(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, softmax);
+/// The CNN's convolutions: (name, shape at a batch of 128).
+fn conv_layers() -> [(&'static str, Conv2dShape); 2] {
+    let layer = |in_channels, side, out_channels| Conv2dShape {
+        batch: 128,
+        in_channels,
+        height: side,
+        width: side,
+        out_channels,
+        kernel_h: 3,
+        kernel_w: 3,
+        padding: 1,
+    };
+    [("conv1_1to32_28x28", layer(1, 28, 32)), ("conv2_32to64_14x14", layer(32, 14, 64))]
+}
+
+fn conv(c: &mut Criterion) {
+    let ctx = context();
+    let mut rng = Rng::new(2);
+    let mut group = c.benchmark_group("conv");
+    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
+    for (name, s) in conv_layers() {
+        let (x, w, b, dy) = (
+            random(s.input_len(), &mut rng),
+            random(s.weight_len(), &mut rng),
+            random(s.out_channels, &mut rng),
+            random(s.output_len(), &mut rng),
+        );
+        group.throughput(Throughput::Elements(s.flops()));
+        let (mut out, mut dx, mut dw) =
+            (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
+        group.bench_function(BenchmarkId::new("cpu_forward", name), |bench| {
+            bench.iter(|| cpu::conv::conv2d(black_box(&x), &w, &b, s, &mut out))
+        });
+        group.bench_function(BenchmarkId::new("cpu_backward_input", name), |bench| {
+            bench.iter(|| cpu::conv::conv2d_backward_input(black_box(&dy), &w, s, &mut dx))
+        });
+        group.bench_function(BenchmarkId::new("cpu_backward_weight", name), |bench| {
+            bench.iter(|| cpu::conv::conv2d_backward_weight(black_box(&x), &dy, s, &mut dw))
+        });
+        // About 2 s a product on lavapipe: only on a real GPU, or when asked for.
+        if let Some(ctx) = ctx.as_ref().filter(|ctx| full_run(ctx)) {
+            let upload = |v: &[f32]| GpuBuffer::from_f32(ctx, v).expect("upload");
+            let (x, w, b, dy) = (upload(&x), upload(&w), upload(&b), upload(&dy));
+            bench_gpu(&mut group, BenchmarkId::new("gpu_forward", name), ctx, || {
+                gpu_conv::conv2d(ctx, &x, &w, &b, s, false).expect("conv2d")
+            });
+            bench_gpu(&mut group, BenchmarkId::new("gpu_backward_input", name), ctx, || {
+                gpu_conv::conv2d_backward_input(ctx, &dy, &w, s).expect("conv2d_backward_input")
+            });
+            bench_gpu(&mut group, BenchmarkId::new("gpu_backward_weight", name), ctx, || {
+                gpu_conv::conv2d_backward_weight(ctx, &x, &dy, s).expect("conv2d_backward_weight")
+            });
+        }
+        let s = Conv2dShape { batch: 8, ..s };
+        group.throughput(Throughput::Elements(s.flops()));
+        let mut out = vec![0.0; s.output_len()];
+        group.bench_function(BenchmarkId::new("naive_forward_8_images", name), |bench| {
+            bench.iter(|| cpu::conv::conv2d_naive(black_box(&x[..s.input_len()]), &w, &b, s, &mut out))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, softmax, conv);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 #![cfg(feature = "gpu")]
 
 #[path = "common/devices.rs"]
+#[allow(dead_code)]
 mod devices;
 
 use devices::gpu;
