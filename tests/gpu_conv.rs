@@ -14,7 +14,7 @@ use engine::backend::cpu::conv::{self as cpu, Conv2dShape};
 use engine::backend::gpu::conv;
 use engine::backend::gpu::{GpuContext, GpuError};
 use engine::rng::Rng;
-use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload};
+use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
 
 const fn shape(
     batch: usize,
@@ -272,13 +272,7 @@ fn grids_wrap_into_a_second_dimension() {
     if contexts().is_none() {
         return;
     }
-    let open = |checked| {
-        let ctx = GpuContext::with_options(checked).expect("a second context");
-        ctx.set_poison_outputs(true);
-        ctx.set_grid_limit(3);
-        ctx
-    };
-    compare_builds("wrapped grids", &[open(false), open(true)], |ctx| {
+    compare_builds("wrapped grids", &wrapped_contexts(3), |ctx| {
         let mut rng = Rng::new(8);
         let mut outputs = Vec::new();
         for s in [MNIST, SHAPES[2], SHAPES[7]] {

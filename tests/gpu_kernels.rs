@@ -14,7 +14,7 @@ use engine::backend::cpu::{self, AdamStep, SgdStep, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError};
 use engine::rng::Rng;
-use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload};
+use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
 
 fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulShape) -> Vec<f32> {
     let mut c = vec![0.0; s.m * s.n];
@@ -270,13 +270,7 @@ fn grids_wrap_into_a_second_dimension() {
     if contexts().is_none() {
         return;
     }
-    let open = |checked| {
-        let ctx = GpuContext::with_options(checked).expect("a second context");
-        ctx.set_poison_outputs(true);
-        ctx.set_grid_limit(5);
-        ctx
-    };
-    compare_builds("wrapped grids", &[open(false), open(true)], |ctx| {
+    compare_builds("wrapped grids", &wrapped_contexts(5), |ctx| {
         let mut rng = Rng::new(7);
         let (rows, cols) = (37, 11);
         let x = random(rows * cols, &mut rng, -3.0, 3.0);

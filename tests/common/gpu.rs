@@ -55,6 +55,18 @@ pub fn on_both(name: &str, body: impl Fn(&Arc<GpuContext>) -> Vec<Vec<f32>>) -> 
 
 /// Runs `body` on `[unchecked, checked]` contexts of the caller's (with a test hook set, say),
 /// compares their outputs as [`on_both`] does, and returns the unchecked ones.
+/// A fresh `[unchecked, checked]` pair whose grids wrap into a second dimension past `limit`
+/// workgroups, so that every launcher dispatches a 2-D grid with spare workgroups at the end.
+pub fn wrapped_contexts(limit: u32) -> [Arc<GpuContext>; 2] {
+    let open = |checked| {
+        let ctx = GpuContext::with_options(checked).expect("a second context");
+        ctx.set_poison_outputs(true);
+        ctx.set_grid_limit(limit);
+        ctx
+    };
+    [open(false), open(true)]
+}
+
 pub fn compare_builds(
     name: &str,
     [unchecked, checked]: &[Arc<GpuContext>; 2],
