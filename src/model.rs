@@ -167,8 +167,10 @@ pub fn save_safetensors(model: &Network, path: &Path, metadata: HashMap<String, 
     Ok(sha256_hex(&bytes))
 }
 
-/// The network in a safetensors file with PyTorch's `nn.Sequential` names (see [`crate::nn`]).
-fn network_from_safetensors(bytes: &[u8], architecture: Architecture, device: &Device) -> Result<Network, String> {
+/// The network in safetensors bytes with the names and layouts of PyTorch's `nn.Sequential`
+/// (see [`crate::nn`]), as `safetensors.torch.save_file(model.state_dict())` writes them; the
+/// error says what does not fit.
+pub fn network_from_safetensors(bytes: &[u8], architecture: Architecture, device: &Device) -> Result<Network, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     match architecture {
         Architecture::Mlp => mlp_from_safetensors(&tensors, device).map(Network::Mlp),
