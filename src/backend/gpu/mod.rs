@@ -19,6 +19,7 @@
 //! GPUs), so each kernel guards its indices itself; [`GpuContext::with_options`] builds them
 //! checked, and the tests run both ways.
 
+mod args;
 mod buffer;
 pub mod conv;
 pub mod ops;
