@@ -2,6 +2,7 @@
 // folds the step's bias corrections and decay factors into the uniform. `adam` updates one
 // parameter; `adam_pair` two in one dispatch (threads past the first's n take the second).
 
+// Mirrored field by field by AdamParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     n: u32,
     weight_factor: f32,

@@ -1,5 +1,6 @@
 // acc += alpha * x in place: accumulating gradients or losses without a new buffer.
 
+// Mirrored field by field by AxpyParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     n: u32,
     alpha: f32,

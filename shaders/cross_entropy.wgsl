@@ -3,6 +3,7 @@
 // workgroup), and its gradient. A label that is not a class index in range makes that row's
 // result NaN rather than reading out of bounds.
 
+// Mirrored field by field by CrossEntropyParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     rows: u32,
     cols: u32,

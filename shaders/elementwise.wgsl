@@ -1,5 +1,6 @@
 // Elementwise kernels on two inputs, one thread per output element.
 
+// Mirrored field by field by ElementwiseParams in src/backend/gpu/ops.rs (op: BinaryOp): change both together.
 struct Params {
     // Output elements.
     n: u32,

@@ -1,5 +1,6 @@
 // Fills a buffer with one value (the value's bits, so NaN poisoning works too).
 
+// Mirrored field by field by FillParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     n: u32,
     bits: u32,

@@ -3,6 +3,7 @@
 // its normalisation), and in the same dispatch its label byte as f32. An index past the list
 // or the dataset gives a NaN row and label instead of an out-of-bounds read.
 
+// Mirrored field by field by GatherParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     // Rows of the batch and bytes per sample.
     batch: u32,

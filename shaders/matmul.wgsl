@@ -2,6 +2,7 @@
 // a[i * a_rs + q * a_cs], element (q, j) of op(B) at b[q * b_rs + j * b_cs], so the four
 // transpose combinations share one kernel.
 
+// Mirrored field by field by MatmulParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     m: u32,
     n: u32,

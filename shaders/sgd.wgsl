@@ -1,5 +1,6 @@
 // One SGD step with momentum and weight decay in place, the formulas of `cpu::sgd_step`.
 
+// Mirrored field by field by SgdParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     n: u32,
     // 1 when momentum is non-zero: the step follows the momentum buffer.

@@ -1,5 +1,6 @@
 // Elementwise kernels on one input, one thread per element.
 
+// Mirrored field by field by UnaryParams in src/backend/gpu/ops.rs (op: UnaryOp): change both together.
 struct Params {
     n: u32,
     // 0: x * value, 1: relu.

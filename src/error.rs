@@ -17,7 +17,6 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}: the tensors are on different devices")]
     DeviceMismatch(&'static str),
-    #[cfg(feature = "gpu")]
     #[error(transparent)]
     Gpu(#[from] crate::backend::gpu::GpuError),
 }

@@ -2,11 +2,9 @@
 //! device and updates the parameters in place.
 
 use crate::autograd::Gradients;
-use crate::backend::cpu::{self, AdamStep, SgdStep};
-#[cfg(feature = "gpu")]
-use crate::backend::gpu;
+use crate::backend::{AdamStep, SgdStep};
 use crate::error::{Error, Result};
-use crate::tensor::{Storage, Tensor};
+use crate::tensor::{AdamSlot, Tensor};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer {
@@ -43,14 +41,7 @@ impl Optimizer for Sgd {
             first_step: self.steps == 0,
         };
         for (p, buf) in self.params.iter().zip(&self.momentum_buffers) {
-            let g = gradient_of(grads, p)?;
-            match (&mut *p.storage_mut(), &*g.storage(), &mut *buf.storage_mut()) {
-                (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(buf)) => cpu::sgd_step(p, g, buf, h),
-                #[cfg(feature = "gpu")]
-                (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(buf)) => gpu::ops::sgd_step(p.context(), p, g, buf, h)?,
-                #[cfg(feature = "gpu")]
-                _ => return Err(Error::DeviceMismatch("sgd_step")),
-            }
+            p.sgd_step_(gradient_of(grads, p)?, buf, h)?;
         }
         self.steps += 1;
         Ok(())
@@ -118,24 +109,11 @@ impl Optimizer for Adam {
             bias_correction1: 1.0 - self.beta1.powi(self.steps),
             bias_correction2: 1.0 - self.beta2.powi(self.steps),
         };
-        #[cfg(feature = "gpu")]
-        if let Some(buffers) = self.gpu_buffers(grads)? {
-            let views: Vec<gpu::ops::AdamBuffers> =
-                buffers.iter().map(|[param, grad, m, v]| gpu::ops::AdamBuffers { param, grad, m, v }).collect();
-            if let Some(first) = buffers.first() {
-                gpu::ops::adam_steps(first[0].context(), &views, h)?;
-            }
-            return Ok(());
+        let mut slots = Vec::with_capacity(self.params.len());
+        for ((param, m), v) in self.params.iter().zip(&self.first_moments).zip(&self.second_moments) {
+            slots.push(AdamSlot { param, grad: gradient_of(grads, param)?, m, v });
         }
-        for ((p, m), v) in self.params.iter().zip(&self.first_moments).zip(&self.second_moments) {
-            let g = gradient_of(grads, p)?;
-            match (&mut *p.storage_mut(), &*g.storage(), &mut *m.storage_mut(), &mut *v.storage_mut()) {
-                (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => cpu::adam_step(p, g, m, v, h),
-                #[cfg(feature = "gpu")]
-                _ => return Err(Error::DeviceMismatch("adam_step")),
-            }
-        }
-        Ok(())
+        Tensor::adam_step_(&slots, h)
     }
 
     fn learning_rate(&self) -> f32 {
@@ -144,29 +122,6 @@ impl Optimizer for Adam {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
-    }
-}
-
-#[cfg(feature = "gpu")]
-impl Adam {
-    /// Each parameter's buffer, gradient and moments when all of them are on a GPU (`None` when
-    /// any is on the CPU), so that one launcher updates them all. Handles share the memory,
-    /// so the updates land in the tensors.
-    fn gpu_buffers(&self, grads: &Gradients) -> Result<Option<Vec<[gpu::GpuBuffer; 4]>>> {
-        let on_gpu = |t: &Tensor| match &*t.storage() {
-            Storage::Gpu(b) => Some(b.clone()),
-            Storage::Cpu(_) => None,
-        };
-        let mut buffers = Vec::with_capacity(self.params.len());
-        for ((p, m), v) in self.params.iter().zip(&self.first_moments).zip(&self.second_moments) {
-            let g = gradient_of(grads, p)?;
-            match (on_gpu(p), on_gpu(g), on_gpu(m), on_gpu(v)) {
-                (Some(p), Some(g), Some(m), Some(v)) => buffers.push([p, g, m, v]),
-                (None, None, None, None) => return Ok(None),
-                _ => return Err(Error::DeviceMismatch("adam_step")),
-            }
-        }
-        Ok(Some(buffers))
     }
 }
 

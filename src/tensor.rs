@@ -2,26 +2,27 @@
 //! computed from tensors that need gradients) the operation that produced it.
 //!
 //! Every op dispatches with one `match` over the storage of its inputs, the only place where
-//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops.
+//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops, and
+//! so are the optimizers' in-place updates and the training loop's batches (`BatchSource`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::autograd::{self, Op};
 use crate::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
-#[cfg(feature = "gpu")]
 use crate::backend::gpu::{
     self, GpuBuffer, GpuContext,
     ops::{Epilogue, MatmulShape},
 };
+use crate::backend::{AdamStep, SgdStep};
 use crate::error::{Error, Result};
 
 /// Where a tensor's data lives.
 #[derive(Clone)]
 pub enum Device {
     Cpu,
-    /// A GPU through wgpu; tensors on it share its context.
-    #[cfg(feature = "gpu")]
+    /// A GPU through wgpu; tensors on it share its context. (None exists in a build without
+    /// the `gpu` feature: its context type is uninhabited there.)
     Gpu(Arc<GpuContext>),
 }
 
@@ -29,9 +30,7 @@ impl PartialEq for Device {
     fn eq(&self, other: &Device) -> bool {
         match (self, other) {
             (Device::Cpu, Device::Cpu) => true,
-            #[cfg(feature = "gpu")]
             (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
-            #[cfg(feature = "gpu")]
             _ => false,
         }
     }
@@ -41,7 +40,6 @@ impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Device::Cpu => write!(f, "Cpu"),
-            #[cfg(feature = "gpu")]
             Device::Gpu(ctx) => write!(f, "Gpu({})", ctx.adapter().name),
         }
     }
@@ -50,7 +48,6 @@ impl std::fmt::Debug for Device {
 /// The data of a tensor on its device.
 pub enum Storage {
     Cpu(Vec<f32>),
-    #[cfg(feature = "gpu")]
     Gpu(GpuBuffer),
 }
 
@@ -58,7 +55,6 @@ impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
-            #[cfg(feature = "gpu")]
             Storage::Gpu(b) => Device::Gpu(b.context().clone()),
         }
     }
@@ -66,7 +62,6 @@ impl Storage {
     fn upload(data: Vec<f32>, device: &Device) -> Result<Storage> {
         Ok(match device {
             Device::Cpu => Storage::Cpu(data),
-            #[cfg(feature = "gpu")]
             Device::Gpu(ctx) => Storage::Gpu(GpuBuffer::from_f32(ctx, &data)?),
         })
     }
@@ -74,7 +69,6 @@ impl Storage {
     fn duplicate(&self) -> Result<Storage> {
         Ok(match self {
             Storage::Cpu(v) => Storage::Cpu(v.clone()),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(b) => Storage::Gpu(b.duplicate()?),
         })
     }
@@ -136,20 +130,10 @@ impl Tensor {
         Ok(Tensor::build(Storage::upload(data, device)?, shape.to_vec(), None, is_variable))
     }
 
-    /// A constant tensor over data already on a GPU.
-    #[cfg(feature = "gpu")]
-    pub fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize]) -> Result<Tensor> {
-        if buffer.len() != shape.iter().product::<usize>() {
-            return Err(Error::ElementCount { len: buffer.len(), shape: shape.to_vec() });
-        }
-        Ok(Tensor::build(Storage::Gpu(buffer), shape.to_vec(), None, false))
-    }
-
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         let len = shape.iter().product();
         let storage = match device {
             Device::Cpu => Storage::Cpu(vec![0.0; len]),
-            #[cfg(feature = "gpu")]
             Device::Gpu(ctx) => Storage::Gpu(gpu::ops::fill(ctx, len, 0.0)?),
         };
         Ok(Tensor::build(storage, shape.to_vec(), None, false))
@@ -216,7 +200,6 @@ impl Tensor {
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         Ok(match &*self.storage() {
             Storage::Cpu(v) => v.clone(),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(b) => b.to_f32_vec()?,
         })
     }
@@ -294,12 +277,10 @@ impl Tensor {
                 cpu::matmul::gemm(a, b, &mut c, false);
                 Storage::Cpu(c)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(a), Storage::Gpu(b)) => {
                 let shape = MatmulShape::new(m, k, n).transposed(trans_a, trans_b);
                 Storage::Gpu(gpu::ops::matmul(a.context(), a, b, shape, Epilogue::default())?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("matmul")),
         };
         let op = Op::Matmul { a: self.clone(), b: rhs.clone(), trans_a, trans_b };
@@ -326,13 +307,11 @@ impl Tensor {
                 cpu::matmul::gemm_epilogue(MatRef::new(x, m, k, false), MatRef::new(w, k, n, true), &mut out, epilogue);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
                 let shape = MatmulShape::new(m, k, n).transposed(false, true);
                 let epilogue = Epilogue { bias: Some(b), relu, relu_mask: None };
                 Storage::Gpu(gpu::ops::matmul(x.context(), x, w, shape, epilogue)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("linear")),
         };
         let op = Op::Linear { x: self.clone(), weight: weight.clone(), bias: bias.clone(), relu };
@@ -355,12 +334,10 @@ impl Tensor {
                 c.iter_mut().zip(mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
                 Storage::Cpu(c)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(a), Storage::Gpu(b), Storage::Gpu(mask)) => {
                 let epilogue = Epilogue { relu_mask: Some(mask), ..Epilogue::default() };
                 Storage::Gpu(gpu::ops::matmul(a.context(), a, b, MatmulShape::new(m, k, n), epilogue)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("matmul")),
         };
         Ok(Tensor::constant(storage, vec![m, n]))
@@ -384,11 +361,9 @@ impl Tensor {
                 cpu::conv::conv2d(x, w, b, s, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
                 Storage::Gpu(gpu::conv::conv2d(x.context(), x, w, b, s, false)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("conv2d")),
         };
         let op = Op::Conv2d { x: self.clone(), weight: weight.clone(), bias: bias.clone(), padding };
@@ -406,11 +381,9 @@ impl Tensor {
                 cpu::conv::conv2d_backward_input(dy, w, s, &mut dx);
                 Storage::Cpu(dx)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(dy), Storage::Gpu(w)) => {
                 Storage::Gpu(gpu::conv::conv2d_backward_input(dy.context(), dy, w, s)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("conv2d_backward")),
         };
         Ok(Tensor::constant(storage, x.shape().to_vec()))
@@ -427,11 +400,9 @@ impl Tensor {
                 cpu::conv::conv2d_backward_weight(x, dy, s, &mut dw);
                 Storage::Cpu(dw)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(dy)) => {
                 Storage::Gpu(gpu::conv::conv2d_backward_weight(x.context(), x, dy, s)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("conv2d_backward")),
         };
         Ok(Tensor::constant(storage, weight.shape().to_vec()))
@@ -450,7 +421,6 @@ impl Tensor {
                 cpu::conv::channel_sums(x, batch, channels, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::conv::channel_sums(x.context(), x, batch, channels)?),
         };
         Ok(Tensor::constant(storage, vec![channels]))
@@ -466,7 +436,6 @@ impl Tensor {
                 cpu::conv::max_pool2d(x, planes, height, width, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::conv::max_pool2d(x.context(), x, planes, height, width)?),
         };
         let shape = [&self.shape()[..2], &[height / 2, width / 2]].concat();
@@ -483,11 +452,9 @@ impl Tensor {
                 cpu::conv::max_pool2d_backward(x, dy, planes, height, width, &mut dx);
                 Storage::Cpu(dx)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(dy)) => {
                 Storage::Gpu(gpu::conv::max_pool2d_backward(x.context(), x, dy, planes, height, width)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("max_pool2d_backward")),
         };
         Ok(Tensor::constant(storage, self.shape().to_vec()))
@@ -525,9 +492,7 @@ impl Tensor {
                 cpu::add_bias(x, b, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(b)) => Storage::Gpu(gpu::ops::add_bias(x.context(), x, b, m, n)?),
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("add_bias")),
         };
         let op = Op::AddBias { x: self.clone(), bias: bias.clone() };
@@ -567,10 +532,48 @@ impl Tensor {
         }
         match (&mut *self.storage_mut(), &*x.storage()) {
             (Storage::Cpu(acc), Storage::Cpu(x)) => acc.iter_mut().zip(x).for_each(|(a, &x)| *a += alpha * x),
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(acc), Storage::Gpu(x)) => gpu::ops::axpy(acc.context(), acc, x, alpha)?,
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("add_scaled_in_place")),
+        }
+        Ok(())
+    }
+
+    /// One SGD step in place on the parameter `self` and its momentum buffer, from `grad`
+    /// (`torch.optim.SGD`'s formulas, see [`cpu::sgd_step`]).
+    pub(crate) fn sgd_step_(&self, grad: &Tensor, momentum: &Tensor, h: SgdStep) -> Result<()> {
+        grad.expect_len(self.len(), "sgd_step")?;
+        momentum.expect_len(self.len(), "sgd_step")?;
+        match (&mut *self.storage_mut(), &*grad.storage(), &mut *momentum.storage_mut()) {
+            (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(buf)) => cpu::sgd_step(p, g, buf, h),
+            (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(buf)) => gpu::ops::sgd_step(p.context(), p, g, buf, h)?,
+            _ => return Err(Error::DeviceMismatch("sgd_step")),
+        }
+        Ok(())
+    }
+
+    /// One Adam/AdamW step in place on every parameter of `slots` and its moments (see
+    /// [`cpu::adam_step`]). On a GPU one launcher updates them all, two parameters per dispatch.
+    pub(crate) fn adam_step_(slots: &[AdamSlot], h: AdamStep) -> Result<()> {
+        // On a GPU: each parameter's buffer, gradient and moments, in fours.
+        let mut on_gpu: Vec<GpuBuffer> = Vec::new();
+        for s in slots {
+            for t in [s.grad, s.m, s.v] {
+                t.expect_len(s.param.len(), "adam_step")?;
+            }
+            match (&mut *s.param.storage_mut(), &*s.grad.storage(), &mut *s.m.storage_mut(), &mut *s.v.storage_mut()) {
+                (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => cpu::adam_step(p, g, m, v, h),
+                (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
+                    on_gpu.extend([p, g, m, v].into_iter().cloned());
+                }
+                _ => return Err(Error::DeviceMismatch("adam_step")),
+            }
+        }
+        if let Some(first) = on_gpu.first() {
+            let buffers: Vec<_> = on_gpu
+                .chunks_exact(4)
+                .map(|b| gpu::ops::AdamBuffers { param: &b[0], grad: &b[1], m: &b[2], v: &b[3] })
+                .collect();
+            gpu::ops::adam_steps(first.context(), &buffers, h)?;
         }
         Ok(())
     }
@@ -579,7 +582,6 @@ impl Tensor {
     pub fn sum(&self) -> Result<Tensor> {
         let storage = match &*self.storage() {
             Storage::Cpu(x) => Storage::Cpu(vec![cpu::sum(x)]),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::sum(x.context(), x)?),
         };
         Ok(Tensor::from_op(storage, Vec::new(), Op::Sum(self.clone())))
@@ -599,7 +601,6 @@ impl Tensor {
                 cpu::sum_rows(x, m, n, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::sum_rows(x.context(), x, m, n)?),
         };
         Ok(Tensor::from_op(storage, vec![n], Op::SumRows(self.clone())))
@@ -614,7 +615,6 @@ impl Tensor {
                 cpu::softmax_rows(x, n, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::softmax_rows(x.context(), x, m, n)?),
         };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Softmax(self.clone())))
@@ -638,9 +638,7 @@ impl Tensor {
                 let losses = cpu::cross_entropy_rows(x, y, n);
                 Storage::Cpu(vec![(losses.iter().map(|&l| l as f64).sum::<f64>() / m.max(1) as f64) as f32])
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(y)) => Storage::Gpu(gpu::ops::cross_entropy_mean(x.context(), x, y, m, n)?),
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("cross_entropy")),
         };
         let op = Op::CrossEntropy { logits: self.clone(), labels: labels.clone() };
@@ -659,11 +657,9 @@ impl Tensor {
                 cpu::cross_entropy_backward(x, y, n, scale, &mut dx);
                 Storage::Cpu(dx)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(x), Storage::Gpu(y)) => {
                 Storage::Gpu(gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("cross_entropy")),
         };
         Ok(Tensor::constant(storage, self.shape().to_vec()))
@@ -678,11 +674,9 @@ impl Tensor {
                 cpu::softmax_rows_backward(y, g, n, &mut dx);
                 Storage::Cpu(dx)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(y), Storage::Gpu(g)) => {
                 Storage::Gpu(gpu::ops::softmax_rows_backward(y.context(), y, g, m, n)?)
             }
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch("softmax_backward")),
         };
         Ok(Tensor::constant(storage, self.shape().to_vec()))
@@ -700,7 +694,6 @@ impl Tensor {
         let len = shape.iter().product();
         let storage = match &*self.storage() {
             Storage::Cpu(_) => Storage::Cpu(vec![value; len]),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::fill(x.context(), len, value)?),
         };
         Ok(Tensor::constant(storage, shape.to_vec()))
@@ -734,7 +727,6 @@ impl Tensor {
                 cpu::dropout(x, key, p, scale, &mut out);
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::dropout(x.context(), x, key, p, scale)?),
         };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Dropout { x: self.clone(), p, key }))
@@ -745,7 +737,6 @@ impl Tensor {
         let (m, n) = self.dims2("argmax")?;
         Ok(match &*self.storage() {
             Storage::Cpu(x) => cpu::argmax_rows(&x[..m * n], n),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => {
                 gpu::ops::argmax_rows(x.context(), x, m, n)?.to_f32_vec()?.into_iter().map(|i| i as usize).collect()
             }
@@ -762,7 +753,6 @@ impl Tensor {
                 }
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => Storage::Gpu(match f {
                 Unary::Relu => gpu::ops::relu(x.context(), x)?,
                 Unary::Scale(factor) => gpu::ops::scale(x.context(), x, factor)?,
@@ -782,13 +772,11 @@ impl Tensor {
                 }
                 Storage::Cpu(out)
             }
-            #[cfg(feature = "gpu")]
             (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(match f {
                 Binary::Add => gpu::ops::add(a.context(), a, b)?,
                 Binary::Mul => gpu::ops::mul(a.context(), a, b)?,
                 Binary::ReluMask => gpu::ops::relu_mask(a.context(), a, b)?,
             }),
-            #[cfg(feature = "gpu")]
             _ => return Err(Error::DeviceMismatch(f.name())),
         })
     }
@@ -815,6 +803,104 @@ impl Binary {
             Binary::Mul => "mul",
             Binary::ReluMask => "relu_backward",
         }
+    }
+}
+
+/// A parameter that [`Tensor::adam_step_`] updates in place, with its gradient and moments.
+pub(crate) struct AdamSlot<'a> {
+    pub param: &'a Tensor,
+    pub grad: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+}
+
+/// A dataset of `u8` samples (`features` bytes each, with one label byte) held where training
+/// batches are made from it, in the order of an epoch: the host's bytes for the CPU; on a GPU
+/// the bytes uploaded once and each epoch's order once, so that a kernel gathers and normalises
+/// every batch there and nothing crosses the bus per step but the loss.
+pub(crate) struct BatchSource<'a> {
+    storage: BatchStorage<'a>,
+    /// Samples in the dataset, and bytes per sample.
+    samples: usize,
+    features: usize,
+    /// `(scale, shift)`: an input is `byte * scale + shift`.
+    affine: (f32, f32),
+}
+
+enum BatchStorage<'a> {
+    Cpu {
+        samples: &'a [u8],
+        labels: &'a [u8],
+        order: Vec<usize>,
+    },
+    Gpu {
+        samples: GpuBuffer,
+        labels: GpuBuffer,
+        /// The epoch's order as `u32` indices.
+        order: Option<GpuBuffer>,
+    },
+}
+
+impl<'a> BatchSource<'a> {
+    /// `samples` holds `labels.len()` samples of `features` bytes each.
+    pub(crate) fn new(
+        samples: &'a [u8],
+        labels: &'a [u8],
+        features: usize,
+        affine: (f32, f32),
+        device: &Device,
+    ) -> Result<BatchSource<'a>> {
+        if Some(samples.len()) != labels.len().checked_mul(features) {
+            return Err(Error::ElementCount { len: samples.len(), shape: vec![labels.len(), features] });
+        }
+        let storage = match device {
+            Device::Cpu => BatchStorage::Cpu { samples, labels, order: Vec::new() },
+            Device::Gpu(ctx) => BatchStorage::Gpu {
+                samples: GpuBuffer::from_u8_packed(ctx, samples)?,
+                labels: GpuBuffer::from_u8_packed(ctx, labels)?,
+                order: None,
+            },
+        };
+        Ok(BatchSource { storage, samples: labels.len(), features, affine })
+    }
+
+    /// Takes an epoch's order of the samples: batches are runs of its entries.
+    pub(crate) fn set_order(&mut self, order: &[usize]) -> Result<()> {
+        match &mut self.storage {
+            BatchStorage::Cpu { order: current, .. } => *current = order.to_vec(),
+            BatchStorage::Gpu { samples, order: current, .. } => {
+                let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+                *current = Some(GpuBuffer::from_u32(samples.context(), &order)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The samples at entries `first..first + len` of the order as inputs `[len, features]`,
+    /// and their labels as `f32` `[len]`, on the device.
+    pub(crate) fn batch(&self, first: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let (scale, shift) = self.affine;
+        let (samples_len, features) = (self.samples, self.features);
+        let (x, y) = match &self.storage {
+            BatchStorage::Cpu { samples, labels, order } => {
+                let entries = first.checked_add(len).and_then(|end| order.get(first..end)).ok_or_else(|| {
+                    Error::InvalidArgument(format!("entries {first}..{first}+{len} are past the epoch's order"))
+                })?;
+                let mut x = Vec::with_capacity(len * features);
+                for &i in entries {
+                    x.extend(samples[i * features..(i + 1) * features].iter().map(|&b| b as f32 * scale + shift));
+                }
+                let y = entries.iter().map(|&i| labels[i] as f32).collect();
+                (Storage::Cpu(x), Storage::Cpu(y))
+            }
+            BatchStorage::Gpu { samples, labels, order } => {
+                let order = order.as_ref().ok_or_else(|| Error::InvalidArgument("no epoch order".into()))?;
+                let spec = gpu::ops::GatherSpec { samples: samples_len, features, first, batch: len, scale, shift };
+                let (x, y) = gpu::ops::gather_batch(samples.context(), samples, labels, order, spec)?;
+                (Storage::Gpu(x), Storage::Gpu(y))
+            }
+        };
+        Ok((Tensor::constant(x, vec![len, features]), Tensor::constant(y, vec![len])))
     }
 }
 

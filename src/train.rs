@@ -8,7 +8,7 @@ use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
 use crate::nn::{Architecture, Cnn, Mlp, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
-use crate::tensor::{Device, Tensor};
+use crate::tensor::{BatchSource, Device, Tensor};
 
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -245,7 +245,7 @@ pub fn fit(
     let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
     let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    let mut batcher = Batcher::new(train, config.normalize, device)?;
+    let mut batches = BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, config.normalize.affine(), device)?;
     // Reading the loss waits for the device: a GPU keeps running ahead between reads.
     let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
     let mut history = Vec::new();
@@ -256,13 +256,13 @@ pub fn fit(
         observe(Event::EpochStart { epoch, steps: steps_per_epoch })?;
         let epoch_start = Instant::now();
         shuffle_rng.shuffle(&mut train_idx);
-        batcher.start_epoch(&train_idx)?;
+        batches.set_order(&train_idx)?;
         let mut loss_sum = 0.0f64;
         let mut window = LossWindow::default();
         for (step, batch) in train_idx.chunks(config.batch_size).enumerate() {
             let global_step = (epoch - 1) * steps_per_epoch + step;
             optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
-            let (x, y) = batcher.batch(batch, step * config.batch_size)?;
+            let (x, y) = batches.batch(step * config.batch_size, batch.len())?;
             let loss = model.forward_train(&x, &mut dropout_rng)?.cross_entropy(&y)?;
             let grads = loss.backward()?;
             crate::no_grad(|| optimizer.step(&grads))?;
@@ -357,88 +357,6 @@ impl LossWindow {
     fn take(&mut self) -> crate::Result<(f64, usize)> {
         let sum = self.sum.take().map_or(Ok(0.0), |s| s.to_scalar())?;
         Ok((sum as f64, std::mem::take(&mut self.examples)))
-    }
-}
-
-/// Turns index lists into input and label tensors on the training device. On a GPU the dataset
-/// is uploaded once as `u8` and each epoch's order once; a kernel gathers and normalises every
-/// batch there, so nothing crosses the bus per step but the loss.
-enum Batcher<'a> {
-    Host {
-        data: &'a Dataset,
-        norm: Normalization,
-        device: Device,
-    },
-    #[cfg(feature = "gpu")]
-    Resident(ResidentData),
-}
-
-#[cfg(feature = "gpu")]
-struct ResidentData {
-    ctx: std::sync::Arc<crate::backend::gpu::GpuContext>,
-    pixels: crate::backend::gpu::GpuBuffer,
-    labels: crate::backend::gpu::GpuBuffer,
-    samples: usize,
-    norm: Normalization,
-    order: Option<crate::backend::gpu::GpuBuffer>,
-}
-
-impl<'a> Batcher<'a> {
-    fn new(data: &'a Dataset, norm: Normalization, device: &Device) -> crate::Result<Batcher<'a>> {
-        #[cfg(feature = "gpu")]
-        use crate::backend::gpu::GpuBuffer;
-        Ok(match device {
-            #[cfg(feature = "gpu")]
-            Device::Gpu(ctx) => Batcher::Resident(ResidentData {
-                ctx: ctx.clone(),
-                pixels: GpuBuffer::from_u8_packed(ctx, &data.pixels)?,
-                labels: GpuBuffer::from_u8_packed(ctx, &data.labels)?,
-                samples: data.len(),
-                norm,
-                order: None,
-            }),
-            _ => Batcher::Host { data, norm, device: device.clone() },
-        })
-    }
-
-    /// Takes this epoch's order of the examples.
-    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
-    fn start_epoch(&mut self, order: &[usize]) -> crate::Result<()> {
-        match self {
-            Batcher::Host { .. } => Ok(()),
-            #[cfg(feature = "gpu")]
-            Batcher::Resident(r) => {
-                let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
-                r.order = Some(crate::backend::gpu::GpuBuffer::from_u32(&r.ctx, &order)?);
-                Ok(())
-            }
-        }
-    }
-
-    /// The inputs `[batch, 784]` and labels `[batch]` of `batch`, entries `first..` of the order.
-    #[cfg_attr(not(feature = "gpu"), allow(unused_variables))]
-    fn batch(&mut self, batch: &[usize], first: usize) -> crate::Result<(Tensor, Tensor)> {
-        match self {
-            Batcher::Host { data, norm, device } => {
-                let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-                data::gather_batch(data, batch, *norm, &mut inputs, &mut labels);
-                let x = Tensor::from_vec(inputs, &[batch.len(), IMAGE_PIXELS], device)?;
-                Ok((x, Tensor::from_vec(labels, &[batch.len()], device)?))
-            }
-            #[cfg(feature = "gpu")]
-            Batcher::Resident(r) => {
-                use crate::backend::gpu::ops::{GatherSpec, gather_batch};
-                let order = r.order.as_ref().ok_or_else(|| crate::Error::InvalidArgument("no epoch order".into()))?;
-                let (scale, shift) = r.norm.affine();
-                let spec =
-                    GatherSpec { samples: r.samples, features: IMAGE_PIXELS, first, batch: batch.len(), scale, shift };
-                let (x, y) = gather_batch(&r.ctx, &r.pixels, &r.labels, order, spec)?;
-                Ok((
-                    Tensor::from_gpu_buffer(x, &[batch.len(), IMAGE_PIXELS])?,
-                    Tensor::from_gpu_buffer(y, &[batch.len()])?,
-                ))
-            }
-        }
     }
 }
 

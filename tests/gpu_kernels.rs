@@ -10,9 +10,10 @@
 #[path = "common/gpu.rs"]
 mod gpu;
 
-use engine::backend::cpu::{self, AdamStep, SgdStep, matmul::MatRef};
+use engine::backend::cpu::{self, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError};
+use engine::backend::{AdamStep, SgdStep};
 use engine::rng::Rng;
 use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
 

@@ -9,6 +9,8 @@ pub mod matmul;
 
 use rayon::prelude::*;
 
+use super::{AdamStep, SgdStep};
+
 /// Elements per parallel task for elementwise work: large enough to amortise scheduling.
 const CHUNK: usize = 1 << 14;
 
@@ -185,20 +187,6 @@ fn rows_per_task(cols: usize) -> usize {
     (CHUNK / cols.max(1)).max(1)
 }
 
-/// Hyperparameters of one Adam/AdamW step, with the bias corrections of step `t` folded in.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    /// AdamW: decay the weights directly instead of adding `weight_decay * p` to the gradient.
-    pub decoupled: bool,
-    pub bias_correction1: f32,
-    pub bias_correction2: f32,
-}
-
 /// One Adam/AdamW update in place, with `torch.optim.Adam`'s formulas and operation order.
 pub fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: AdamStep) {
     let step_size = h.lr / h.bias_correction1;
@@ -219,16 +207,6 @@ pub fn adam_step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: Adam
                 }
             })
         });
-}
-
-/// Hyperparameters of one SGD step.
-#[derive(Clone, Copy, Debug)]
-pub struct SgdStep {
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    /// The first step initialises the momentum buffer with the gradient, as PyTorch does.
-    pub first_step: bool,
 }
 
 /// One SGD update in place, with `torch.optim.SGD`'s momentum and weight decay (no dampening).

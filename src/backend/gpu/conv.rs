@@ -10,7 +10,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::ops::{self, WG, check_len, elements, same_context, to_u32};
+use super::ops::{self, ReduceParams, WG, check_len, elements, same_context, to_u32};
 use super::pipeline::{CONV_TILE, CONV_TILE_NARROW, ConvTile};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::cpu::conv::Conv2dShape;
@@ -55,18 +55,6 @@ struct PoolParams {
     out_width: u32,
     n: u32,
     _pad: [u32; 2],
-}
-
-/// The uniform of `shaders/reduce.wgsl`, as `sum_planes` reads it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct ReduceParams {
-    rows: u32,
-    cols: u32,
-    n: u32,
-    groups: u32,
-    scale: f32,
-    _pad: [u32; 3],
 }
 
 /// The element counts of a convolution's tensors, checked for overflow.
@@ -220,7 +208,9 @@ pub fn channel_sums(ctx: &GpuContext, x: &GpuBuffer, batch: usize, channels: usi
         n: to_u32(OP, x.len() / planes)?,
         groups: to_u32(OP, planes)?,
         scale: 1.0,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let sums = ctx.alloc_output(planes, OP)?;
     ctx.dispatch(Kernel::SumPlanes, &params, &[x, &sums], planes as u64, OP)?;

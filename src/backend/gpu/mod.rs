@@ -19,6 +19,7 @@
 //! GPUs), so each kernel guards its indices itself; [`GpuContext::with_options`] builds them
 //! checked, and the tests run both ways.
 
+mod args;
 mod buffer;
 pub mod conv;
 pub mod ops;
@@ -439,10 +440,10 @@ impl GpuContext {
         Err(GpuError::Device(message))
     }
 
-    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` (an array of
-    /// words, or a `#[repr(C)]` struct laid out as the shader's `Params`) in its uniform slot and
+    /// Records one dispatch of `kernel` over `groups` workgroups, with `params` (the kernel's
+    /// `#[repr(C)]` parameter struct, laid out as the shader's `Params`) in its uniform slot and
     /// `buffers` bound in order from binding 1.
-    fn dispatch<P: bytemuck::NoUninit>(
+    fn dispatch<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
         params: &P,

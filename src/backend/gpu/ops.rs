@@ -6,8 +6,11 @@
 //! The launchers mirror the CPU kernels of [`crate::backend::cpu`], their oracle: same
 //! arguments where it makes sense, same formulas, same operation order.
 
+use bytemuck::{Pod, Zeroable};
+
+pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
-use crate::backend::cpu::{AdamStep, SgdStep};
+use crate::backend::{AdamStep, SgdStep};
 
 /// Threads of a one-dimensional workgroup (see `shaders/common.wgsl`).
 pub(super) const WG: u64 = 256;
@@ -24,54 +27,198 @@ const NAIVE_BLOCK: u64 = 16;
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
 const NAN_BITS: u32 = 0x7fc0_0000;
 
-/// The sizes of `C [m, n] = op(A) · op(B)` with `op(A)` `[m, k]` and `op(B)` `[k, n]`.
-/// A transposed operand is stored row-major as its transpose: `A` as `[k, m]` when `trans_a`,
-/// `B` as `[n, k]` when `trans_b`.
+// The uniforms of the kernels: each struct mirrors the `Params` struct of its shader field by
+// field (same names, order and types, padding included), and the two must change together.
+
+/// `Params` in `shaders/matmul.wgsl` (also read by `matmul_blocked.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    /// [`MatmulParams::BIAS`] and the other flag bits.
+    flags: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_rs: u32,
+    b_cs: u32,
+    tiles_n: u32,
+    tiles_total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+impl MatmulParams {
+    /// Bits of `flags`, as `shaders/matmul.wgsl` tests them.
+    const BIAS: u32 = 1 << 0;
+    const RELU: u32 = 1 << 1;
+    const TRANS_A: u32 = 1 << 2;
+    const TRANS_B: u32 = 1 << 3;
+    const RELU_MASK: u32 = 1 << 4;
+}
+
+/// `Params` in `shaders/elementwise.wgsl` (`binary` and `add_bias`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct ElementwiseParams {
+    n: u32,
+    /// A [`BinaryOp`] (`binary` only).
+    op: u32,
+    /// Columns of `x`, the length of the bias (`add_bias` only).
+    cols: u32,
+    _pad: u32,
+}
+
+/// The op codes of `binary` in `shaders/elementwise.wgsl`.
+#[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulShape {
-    pub m: usize,
-    pub k: usize,
-    pub n: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
+enum BinaryOp {
+    Add = 0,
+    Mul = 1,
+    /// `y` where `x > 0`, else 0.
+    ReluMask = 2,
 }
 
-impl MatmulShape {
-    /// `[m, k] · [k, n]` with neither operand transposed.
-    pub fn new(m: usize, k: usize, n: usize) -> Self {
-        Self { m, k, n, trans_a: false, trans_b: false }
-    }
-
-    /// The same product with the given transpose flags.
-    pub fn transposed(self, trans_a: bool, trans_b: bool) -> Self {
-        Self { trans_a, trans_b, ..self }
-    }
+/// `Params` in `shaders/unary.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct UnaryParams {
+    n: u32,
+    /// A [`UnaryOp`].
+    op: u32,
+    value: f32,
+    _pad: u32,
 }
 
-/// What a matmul applies to each output before it stores it: `+ bias[col]`, then `relu`, then
-/// the mask.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Epilogue<'a> {
-    /// A `[n]` bias added to every row.
-    pub bias: Option<&'a GpuBuffer>,
-    pub relu: bool,
-    /// A `[m, n]` relu output: the result is zeroed where it is not positive, which is the
-    /// backward of that relu applied to the product (a gradient).
-    pub relu_mask: Option<&'a GpuBuffer>,
+/// The op codes of `shaders/unary.wgsl`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnaryOp {
+    /// `x * value`.
+    Scale = 0,
+    Relu = 1,
 }
 
-/// Which rows of a `u8` dataset to gather and how to turn their bytes into `f32`.
-#[derive(Clone, Copy, Debug)]
-pub struct GatherSpec {
-    /// Samples in the dataset and bytes per sample (784 for an image).
-    pub samples: usize,
-    pub features: usize,
-    /// The batch is entries `first..first + batch` of the index list.
-    pub first: usize,
-    pub batch: usize,
-    /// Each byte becomes `byte * scale + shift`.
-    pub scale: f32,
-    pub shift: f32,
+/// `Params` in `shaders/dropout.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct DropoutParams {
+    n: u32,
+    key_lo: u32,
+    key_hi: u32,
+    p: f32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// `Params` in `shaders/axpy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct AxpyParams {
+    n: u32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// `Params` in `shaders/fill.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct FillParams {
+    n: u32,
+    bits: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// `Params` in `shaders/reduce.wgsl` (`sum_rows`, `reduce_sum`, and `sum_planes` in [`super::conv`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(super) struct ReduceParams {
+    pub(super) rows: u32,
+    pub(super) cols: u32,
+    pub(super) n: u32,
+    pub(super) groups: u32,
+    pub(super) scale: f32,
+    pub(super) _pad0: u32,
+    pub(super) _pad1: u32,
+    pub(super) _pad2: u32,
+}
+
+/// `Params` in `shaders/softmax.wgsl` and `shaders/softmax_backward.wgsl` (the same fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct RowParams {
+    rows: u32,
+    cols: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// `Params` in `shaders/cross_entropy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct CrossEntropyParams {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    nan_bits: u32,
+}
+
+/// `Params` in `shaders/adam.wgsl` (`adam` and `adam_pair`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct AdamParams {
+    n: u32,
+    weight_factor: f32,
+    gradient_decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    eps: f32,
+    /// `adam_pair`: elements of the second parameter.
+    n2: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// `Params` in `shaders/sgd.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct SgdParams {
+    n: u32,
+    /// 1 when momentum is non-zero.
+    use_momentum: u32,
+    /// The momentum, or 0 on the first step.
+    keep: f32,
+    lr: f32,
+    weight_decay: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// `Params` in `shaders/gather.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct GatherParams {
+    batch: u32,
+    features: u32,
+    samples: u32,
+    words: u32,
+    label_words: u32,
+    indices: u32,
+    first: u32,
+    scale: f32,
+    shift: f32,
+    nan_bits: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 /// `C = op(A) · op(B)` with the optional bias/relu epilogue. Large outputs go to the wide kernel
@@ -144,14 +291,28 @@ fn matmul_with(
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
-    let flags = epilogue.bias.is_some() as u32
-        | (epilogue.relu as u32) << 1
-        | (trans_a as u32) << 2
-        | (trans_b as u32) << 3
-        | (epilogue.relu_mask.is_some() as u32) << 4;
+    let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+    let flags = flag(epilogue.bias.is_some(), MatmulParams::BIAS)
+        | flag(epilogue.relu, MatmulParams::RELU)
+        | flag(trans_a, MatmulParams::TRANS_A)
+        | flag(trans_b, MatmulParams::TRANS_B)
+        | flag(epilogue.relu_mask.is_some(), MatmulParams::RELU_MASK);
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
-    let params = [m32, n32, k32, flags, a_rs, a_cs, b_rs, b_cs, tiles_n as u32, to_u32(OP, tiles as usize)?];
+    let params = MatmulParams {
+        m: m32,
+        n: n32,
+        k: k32,
+        flags,
+        a_rs,
+        a_cs,
+        b_rs,
+        b_cs,
+        tiles_n: tiles_n as u32,
+        tiles_total: to_u32(OP, tiles as usize)?,
+        _pad0: 0,
+        _pad1: 0,
+    };
     // Without a bias or mask their binding is A again (bound, never read).
     let bias = epilogue.bias.unwrap_or(a);
     let mask = epilogue.relu_mask.unwrap_or(a);
@@ -161,43 +322,50 @@ fn matmul_with(
 
 /// `a + b`, elementwise.
 pub fn add(ctx: &GpuContext, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
-    binary(ctx, "add", 0, a, b)
+    binary(ctx, "add", BinaryOp::Add, a, b)
 }
 
 /// `a * b`, elementwise.
 pub fn mul(ctx: &GpuContext, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
-    binary(ctx, "mul", 1, a, b)
+    binary(ctx, "mul", BinaryOp::Mul, a, b)
 }
 
 /// `grad` where `x > 0`, else 0: the backward of relu.
 pub fn relu_mask(ctx: &GpuContext, x: &GpuBuffer, grad: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
-    binary(ctx, "relu_mask", 2, x, grad)
+    binary(ctx, "relu_mask", BinaryOp::ReluMask, x, grad)
 }
 
-fn binary(ctx: &GpuContext, op: &'static str, code: u32, a: &GpuBuffer, b: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
+fn binary(
+    ctx: &GpuContext,
+    op: &'static str,
+    code: BinaryOp,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+) -> Result<GpuBuffer, GpuError> {
     same_context(ctx, op, &[a, b])?;
     check_len(op, "the second operand", b, a.len())?;
     let n = a.len();
     let out = ctx.alloc_output(n, op)?;
-    ctx.dispatch(Kernel::Binary, &[to_u32(op, n)?, code, 0, 0], &[a, b, &out], (n as u64).div_ceil(WG), op)?;
+    let params = ElementwiseParams { n: to_u32(op, n)?, op: code as u32, cols: 0, _pad: 0 };
+    ctx.dispatch(Kernel::Binary, &params, &[a, b, &out], (n as u64).div_ceil(WG), op)?;
     Ok(out)
 }
 
 /// `x * factor`, elementwise.
 pub fn scale(ctx: &GpuContext, x: &GpuBuffer, factor: f32) -> Result<GpuBuffer, GpuError> {
-    unary(ctx, "scale", 0, x, factor)
+    unary(ctx, "scale", UnaryOp::Scale, x, factor)
 }
 
 /// `max(x, 0)`, elementwise.
 pub fn relu(ctx: &GpuContext, x: &GpuBuffer) -> Result<GpuBuffer, GpuError> {
-    unary(ctx, "relu", 1, x, 0.0)
+    unary(ctx, "relu", UnaryOp::Relu, x, 0.0)
 }
 
-fn unary(ctx: &GpuContext, op: &'static str, code: u32, x: &GpuBuffer, value: f32) -> Result<GpuBuffer, GpuError> {
+fn unary(ctx: &GpuContext, op: &'static str, code: UnaryOp, x: &GpuBuffer, value: f32) -> Result<GpuBuffer, GpuError> {
     same_context(ctx, op, &[x])?;
     let n = x.len();
     let out = ctx.alloc_output(n, op)?;
-    let params = [to_u32(op, n)?, code, value.to_bits(), 0];
+    let params = UnaryParams { n: to_u32(op, n)?, op: code as u32, value, _pad: 0 };
     ctx.dispatch(Kernel::Unary, &params, &[x, &out], (n as u64).div_ceil(WG), op)?;
     Ok(out)
 }
@@ -210,7 +378,16 @@ pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) ->
     same_context(ctx, OP, &[x])?;
     let n = x.len();
     let out = ctx.alloc_output(n, OP)?;
-    let params = [to_u32(OP, n)?, key as u32, (key >> 32) as u32, p.to_bits(), scale.to_bits()];
+    let params = DropoutParams {
+        n: to_u32(OP, n)?,
+        key_lo: key as u32,
+        key_hi: (key >> 32) as u32,
+        p,
+        scale,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
     ctx.dispatch(Kernel::Dropout, &params, &[x, &out], (n as u64).div_ceil(WG), OP)?;
     Ok(out)
 }
@@ -221,7 +398,8 @@ pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Res
     same_context(ctx, OP, &[acc, x])?;
     check_len(OP, "x", x, acc.len())?;
     let n = acc.len();
-    ctx.dispatch(Kernel::Axpy, &[to_u32(OP, n)?, alpha.to_bits()], &[acc, x], (n as u64).div_ceil(WG), OP)
+    let params = AxpyParams { n: to_u32(OP, n)?, alpha, _pad0: 0, _pad1: 0 };
+    ctx.dispatch(Kernel::Axpy, &params, &[acc, x], (n as u64).div_ceil(WG), OP)
 }
 
 /// A new buffer of `len` copies of `value` (also how a scalar is broadcast).
@@ -245,7 +423,7 @@ pub fn add_bias(
     check_len(OP, "x", x, n)?;
     check_len(OP, "bias", bias, cols)?;
     let out = ctx.alloc_output(n, OP)?;
-    let params = [to_u32(OP, n)?, 0, to_u32(OP, cols)?, 0];
+    let params = ElementwiseParams { n: to_u32(OP, n)?, op: 0, cols: to_u32(OP, cols)?, _pad: 0 };
     ctx.dispatch(Kernel::AddBias, &params, &[x, bias, &out], (n as u64).div_ceil(WG), OP)?;
     Ok(out)
 }
@@ -257,7 +435,16 @@ pub fn sum_rows(ctx: &GpuContext, x: &GpuBuffer, rows: usize, cols: usize) -> Re
     check_len(OP, "x", x, elements(OP, &[rows, cols])?)?;
     let out = ctx.alloc_output(cols, OP)?;
     let groups = (cols as u64).div_ceil(64);
-    let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, 0, groups as u32, 1f32.to_bits()];
+    let params = ReduceParams {
+        rows: to_u32(OP, rows)?,
+        cols: to_u32(OP, cols)?,
+        n: 0,
+        groups: groups as u32,
+        scale: 1.0,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
     ctx.dispatch(Kernel::SumRows, &params, &[x, &out], groups, OP)?;
     Ok(out)
 }
@@ -283,7 +470,16 @@ fn sum_scaled(ctx: &GpuContext, x: &GpuBuffer, scale: f32, op: &'static str) -> 
         let last = groups == 1;
         let out = ctx.alloc_output(groups as usize, op)?;
         let factor = if last { scale } else { 1.0 };
-        let params = [0, 0, n as u32, groups as u32, factor.to_bits()];
+        let params = ReduceParams {
+            rows: 0,
+            cols: 0,
+            n: n as u32,
+            groups: groups as u32,
+            scale: factor,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
         ctx.dispatch(Kernel::ReduceSum, &params, &[&input, &out], groups, op)?;
         if last {
             return Ok(out);
@@ -321,7 +517,8 @@ fn row_kernel(
     check_len(op, "x", x, n)?;
     let out = ctx.alloc_output(out_len, op)?;
     if n > 0 {
-        ctx.dispatch(kernel, &[to_u32(op, rows)?, to_u32(op, cols)?], &[x, &out], rows as u64, op)?;
+        let params = RowParams { rows: to_u32(op, rows)?, cols: to_u32(op, cols)?, _pad0: 0, _pad1: 0 };
+        ctx.dispatch(kernel, &params, &[x, &out], rows as u64, op)?;
     }
     Ok(out)
 }
@@ -342,13 +539,8 @@ pub fn softmax_rows_backward(
     check_len(OP, "dy", dy, n)?;
     let out = ctx.alloc_output(n, OP)?;
     if n > 0 {
-        ctx.dispatch(
-            Kernel::SoftmaxBackward,
-            &[to_u32(OP, rows)?, to_u32(OP, cols)?],
-            &[y, dy, &out],
-            rows as u64,
-            OP,
-        )?;
+        let params = RowParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, _pad0: 0, _pad1: 0 };
+        ctx.dispatch(Kernel::SoftmaxBackward, &params, &[y, dy, &out], rows as u64, OP)?;
     }
     Ok(out)
 }
@@ -415,19 +607,9 @@ fn cross_entropy_kernel(
         _ => (n, rows),
     };
     let out = ctx.alloc_output(out_len, OP)?;
-    let params = [to_u32(OP, rows)?, to_u32(OP, cols)?, scale.to_bits(), NAN_BITS];
+    let params = CrossEntropyParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, scale, nan_bits: NAN_BITS };
     ctx.dispatch(kernel, &params, &[logits, labels, &out], groups as u64, OP)?;
     Ok(out)
-}
-
-/// The buffers of one parameter that Adam updates in place, with its gradient.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamBuffers<'a> {
-    pub param: &'a GpuBuffer,
-    pub grad: &'a GpuBuffer,
-    /// The first and second moments.
-    pub m: &'a GpuBuffer,
-    pub v: &'a GpuBuffer,
 }
 
 /// One Adam/AdamW update of every parameter and its moments in place, with the formulas and
@@ -448,18 +630,20 @@ pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Resu
     let gradient_decay = if h.decoupled { 0.0 } else { h.weight_decay };
     for pair in params.chunks(2) {
         let (n, n2) = (pair[0].param.len(), pair.get(1).map_or(0, |b| b.param.len()));
-        let params = [
-            to_u32(OP, n)?,
-            weight_factor.to_bits(),
-            gradient_decay.to_bits(),
-            (1.0 - h.beta1).to_bits(),
-            h.beta2.to_bits(),
-            (1.0 - h.beta2).to_bits(),
-            step_size.to_bits(),
-            bias_correction2_sqrt.to_bits(),
-            h.eps.to_bits(),
-            to_u32(OP, n2)?,
-        ];
+        let params = AdamParams {
+            n: to_u32(OP, n)?,
+            weight_factor,
+            gradient_decay,
+            one_minus_beta1: 1.0 - h.beta1,
+            beta2: h.beta2,
+            one_minus_beta2: 1.0 - h.beta2,
+            step_size,
+            bias_correction2_sqrt,
+            eps: h.eps,
+            n2: to_u32(OP, n2)?,
+            _pad0: 0,
+            _pad1: 0,
+        };
         let groups = (n as u64 + n2 as u64).div_ceil(WG);
         match pair {
             [a, b] => {
@@ -488,7 +672,16 @@ pub fn sgd_step(
     check_len(OP, "grad", grad, n)?;
     check_len(OP, "momentum", momentum, n)?;
     let keep = if h.first_step { 0.0 } else { h.momentum };
-    let params = [to_u32(OP, n)?, (h.momentum != 0.0) as u32, keep.to_bits(), h.lr.to_bits(), h.weight_decay.to_bits()];
+    let params = SgdParams {
+        n: to_u32(OP, n)?,
+        use_momentum: (h.momentum != 0.0) as u32,
+        keep,
+        lr: h.lr,
+        weight_decay: h.weight_decay,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
     ctx.dispatch(Kernel::Sgd, &params, &[param, grad, momentum], (n as u64).div_ceil(WG), OP)
 }
 
@@ -539,18 +732,20 @@ pub fn gather_batch(
     let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
     let out = ctx.alloc_output(n, OP)?;
     let out_labels = ctx.alloc_output(spec.batch, OP)?;
-    let params = [
-        to_u32(OP, spec.batch)?,
-        to_u32(OP, spec.features)?,
-        to_u32(OP, spec.samples)?,
-        to_u32(OP, data.len())?,
-        to_u32(OP, labels.len())?,
-        to_u32(OP, indices.len())?,
-        to_u32(OP, spec.first)?,
-        spec.scale.to_bits(),
-        spec.shift.to_bits(),
-        NAN_BITS,
-    ];
+    let params = GatherParams {
+        batch: to_u32(OP, spec.batch)?,
+        features: to_u32(OP, spec.features)?,
+        samples: to_u32(OP, spec.samples)?,
+        words: to_u32(OP, data.len())?,
+        label_words: to_u32(OP, labels.len())?,
+        indices: to_u32(OP, indices.len())?,
+        first: to_u32(OP, spec.first)?,
+        scale: spec.scale,
+        shift: spec.shift,
+        nan_bits: NAN_BITS,
+        _pad0: 0,
+        _pad1: 0,
+    };
     let buffers = [data, labels, indices, &out, &out_labels];
     ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
     Ok((out, out_labels))
@@ -568,7 +763,8 @@ impl GpuContext {
 
     fn fill_bits(&self, out: &GpuBuffer, bits: u32) -> Result<(), GpuError> {
         let n = out.len();
-        self.dispatch(Kernel::Fill, &[to_u32("fill", n)?, bits], &[out], (n as u64).div_ceil(WG), "fill")
+        let params = FillParams { n: to_u32("fill", n)?, bits, _pad0: 0, _pad1: 0 };
+        self.dispatch(Kernel::Fill, &params, &[out], (n as u64).div_ceil(WG), "fill")
     }
 }
 
