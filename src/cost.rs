@@ -6,13 +6,14 @@
 
 use std::time::Instant;
 
-use crate::data::{self, Dataset, IMAGE_PIXELS, Normalization};
+use crate::data::{Dataset, Normalization};
 use crate::nn::Network;
-use crate::tensor::{Device, Tensor};
+use crate::tensor::Device;
 
 /// Mean milliseconds of one forward pass (no gradients) over `data` in batches of
-/// `batch_size`, timed over the whole set (the last batch may be smaller). Gathering and
-/// normalising the pixels is included, as it is part of serving a batch.
+/// `batch_size`, timed over the whole set (the last batch may be smaller), on the loop
+/// [`crate::train::infer_batches`] that evaluation runs. Gathering and normalising the pixels
+/// is included, as it is part of serving a batch.
 pub fn inference_ms_per_batch(
     model: &Network,
     data: &Dataset,
@@ -20,19 +21,12 @@ pub fn inference_ms_per_batch(
     batch_size: usize,
     device: &Device,
 ) -> Result<f64, crate::Error> {
-    let batch_size = batch_size.max(1);
     let indices: Vec<usize> = (0..data.len()).collect();
-    let (mut inputs, mut labels) = (Vec::new(), Vec::new());
     let started = Instant::now();
     let mut batches = 0usize;
-    crate::no_grad(|| -> Result<(), crate::Error> {
-        for batch in indices.chunks(batch_size) {
-            data::gather_batch(data, batch, norm, &mut inputs, &mut labels);
-            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], device)?;
-            let logits = model.forward(&x)?;
-            std::hint::black_box(logits.argmax()?);
-            batches += 1;
-        }
+    crate::train::infer_batches(model, data, &indices, norm, batch_size, device, |_, _, logits| {
+        std::hint::black_box(logits.argmax()?);
+        batches += 1;
         Ok(())
     })?;
     Ok(started.elapsed().as_secs_f64() * 1000.0 / batches.max(1) as f64)
@@ -85,6 +79,7 @@ pub fn reset_peak_rss() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_PIXELS;
 
     #[test]
     fn parses_vm_hwm() {

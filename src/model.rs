@@ -163,7 +163,7 @@ pub fn save_safetensors(model: &Network, path: &Path, metadata: HashMap<String, 
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
-    write_atomically(path, &bytes)?;
+    write_atomic(path, &bytes)?;
     Ok(sha256_hex(&bytes))
 }
 
@@ -287,11 +287,11 @@ pub fn save_model_dir(
     save_onnx(model, &metadata, &dir.join(ONNX_FILE))?;
     let json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| ModelError::Invalid { path: dir.join(METADATA_FILE), problem: e.to_string() })?;
-    write_atomically(&dir.join(METADATA_FILE), &json)?;
+    write_atomic(&dir.join(METADATA_FILE), &json)?;
     let examples = mlflow::input_examples(example)
         .map_err(|problem| ModelError::Invalid { path: dir.join(mlflow::INPUT_EXAMPLE_FILE), problem })?;
     for (name, contents) in examples.into_iter().chain(mlflow::environment_files()) {
-        write_atomically(&dir.join(name), contents.as_bytes())?;
+        write_atomic(&dir.join(name), contents.as_bytes())?;
     }
     // What MLflow records as `model_size_bytes`: the files beside `MLmodel`.
     let mut size = 0;
@@ -299,7 +299,7 @@ pub fn save_model_dir(
         let path = dir.join(name);
         size += std::fs::metadata(&path).map_err(|source| ModelError::Io { path, source })?.len();
     }
-    write_atomically(&dir.join(MLMODEL_FILE), mlflow::mlmodel_yaml(&metadata, size).as_bytes())?;
+    write_atomic(&dir.join(MLMODEL_FILE), mlflow::mlmodel_yaml(&metadata, size).as_bytes())?;
     Ok(metadata)
 }
 
@@ -307,7 +307,7 @@ pub fn save_model_dir(
 pub fn save_onnx(model: &Network, metadata: &ModelMetadata, path: &Path) -> Result<(), ModelError> {
     let bytes = onnx::encode(model, metadata)
         .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), problem: e.to_string() })?;
-    write_atomically(path, &bytes)
+    write_atomic(path, &bytes)
 }
 
 /// Reads a model directory, verifying the weights against their recorded SHA-256 and the
@@ -399,7 +399,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it: readers see the whole
-/// file or none.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+/// file or none ([`crate::files::write_atomic`], with the error naming the file).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     crate::files::write_atomic(path, bytes).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
 }

@@ -67,7 +67,7 @@ pub struct Adam {
     pub eps: f32,
     pub weight_decay: f32,
     pub decoupled: bool,
-    steps: i32,
+    steps: u64,
 }
 
 impl Adam {
@@ -99,6 +99,8 @@ impl Optimizer for Adam {
             (self.first_moments, self.second_moments) = (zeros_like(&self.params)?, zeros_like(&self.params)?);
         }
         self.steps += 1;
+        // `powi` takes an i32; past i32::MAX steps both powers are 0 in f32 anyway.
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
         let h = AdamStep {
             lr: self.lr,
             beta1: self.beta1,
@@ -106,8 +108,8 @@ impl Optimizer for Adam {
             eps: self.eps,
             weight_decay: self.weight_decay,
             decoupled: self.decoupled,
-            bias_correction1: 1.0 - self.beta1.powi(self.steps),
-            bias_correction2: 1.0 - self.beta2.powi(self.steps),
+            bias_correction1: 1.0 - self.beta1.powi(t),
+            bias_correction2: 1.0 - self.beta2.powi(t),
         };
         let mut slots = Vec::with_capacity(self.params.len());
         for ((param, m), v) in self.params.iter().zip(&self.first_moments).zip(&self.second_moments) {

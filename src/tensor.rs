@@ -801,7 +801,7 @@ impl Binary {
         match self {
             Binary::Add => "add",
             Binary::Mul => "mul",
-            Binary::ReluMask => "relu_backward",
+            Binary::ReluMask => "relu_mask",
         }
     }
 }

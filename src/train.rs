@@ -401,31 +401,46 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation, crate::Error> {
+    let mut eval =
+        Evaluation { loss: 0.0, accuracy: 0.0, labels: Vec::new(), predictions: Vec::new(), prob_of_pred: Vec::new() };
+    infer_batches(model, data, indices, norm, batch_size, device, |batch, labels, logits| {
+        let y = Tensor::from_vec(labels.to_vec(), &[batch.len()], device)?;
+        eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
+        let probs = logits.softmax()?.to_vec()?;
+        for (row, predicted) in logits.argmax()?.into_iter().enumerate() {
+            eval.predictions.push(predicted as u8);
+            eval.prob_of_pred.push(probs[row * CLASSES + predicted]);
+        }
+        eval.labels.extend(batch.iter().map(|&i| data.labels[i]));
+        Ok(())
+    })?;
+    let n = indices.len().max(1) as f64;
+    eval.loss /= n;
+    eval.accuracy = eval.labels.iter().zip(&eval.predictions).filter(|(a, b)| a == b).count() as f64 / n;
+    Ok(eval)
+}
+
+/// The one inference loop: runs `model` (without dropout or gradients) over `data[indices]` in
+/// batches of `batch_size` (at least 1), gathering and normalising each batch's pixels on the
+/// host, and hands `each` the batch's indices, its labels and its logits `[batch, classes]`.
+/// `each` runs without gradients too. [`evaluate`] and [`crate::cost::inference_ms_per_batch`]
+/// are both this loop.
+pub fn infer_batches(
+    model: &Network,
+    data: &Dataset,
+    indices: &[usize],
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+    mut each: impl FnMut(&[usize], &[f32], Tensor) -> Result<(), crate::Error>,
+) -> Result<(), crate::Error> {
     crate::no_grad(|| {
         let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-        let mut eval = Evaluation {
-            loss: 0.0,
-            accuracy: 0.0,
-            labels: Vec::new(),
-            predictions: Vec::new(),
-            prob_of_pred: Vec::new(),
-        };
         for batch in indices.chunks(batch_size.max(1)) {
             data::gather_batch(data, batch, norm, &mut inputs, &mut labels);
-            let x = Tensor::from_vec(inputs.clone(), &[batch.len(), IMAGE_PIXELS], device)?;
-            let y = Tensor::from_vec(labels.clone(), &[batch.len()], device)?;
-            let logits = model.forward(&x)?;
-            eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
-            let probs = logits.softmax()?.to_vec()?;
-            for (row, predicted) in logits.argmax()?.into_iter().enumerate() {
-                eval.predictions.push(predicted as u8);
-                eval.prob_of_pred.push(probs[row * CLASSES + predicted]);
-            }
-            eval.labels.extend(batch.iter().map(|&i| data.labels[i]));
+            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], device)?;
+            each(batch, &labels, model.forward(&x)?)?;
         }
-        let n = indices.len().max(1) as f64;
-        eval.loss /= n;
-        eval.accuracy = eval.labels.iter().zip(&eval.predictions).filter(|(a, b)| a == b).count() as f64 / n;
-        Ok(eval)
+        Ok(())
     })
 }

@@ -2,8 +2,12 @@
 //! so that the one command meant for a real GPU is known to work before it meets one: it builds
 //! the bench binaries (release profile, so the library of this test's build is reused), trains
 //! three short epochs, times small kernels and prints its table, here beside a PyTorch result
-//! given as a file. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1`.
+//! given as a file. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1` (or `true`).
 #![cfg(feature = "gpu")]
+
+#[path = "common/devices.rs"]
+#[allow(dead_code)] // only `gpu_required`
+mod devices;
 
 use engine::backend::gpu::GpuContext;
 
@@ -23,7 +27,7 @@ fn number(cell: &str) -> f64 {
 #[test]
 fn the_gpu_bench_script_prints_its_table_at_small_sizes() {
     if let Err(e) = GpuContext::new() {
-        assert!(std::env::var("ENGINE_REQUIRE_GPU").as_deref() != Ok("1"), "no GPU adapter: {e}");
+        assert!(!devices::gpu_required(), "no GPU adapter: {e}");
         eprintln!("SKIPPED: no GPU adapter ({e})");
         return;
     }

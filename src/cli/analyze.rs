@@ -79,7 +79,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(ANALYSIS);
-    engine::model::write_atomically(&path, markdown.as_bytes())?;
+    engine::model::write_atomic(&path, markdown.as_bytes())?;
     log_artifact(&gathered.home, &config, &path)?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);

@@ -126,7 +126,7 @@ fn evaluate_into(
     for (i, ((t, p), prob)) in eval.labels.iter().zip(&eval.predictions).zip(&eval.prob_of_pred).enumerate() {
         let _ = writeln!(csv, "{i},{t},{p},{prob}");
     }
-    model::write_atomically(&staging.join("predictions.csv"), csv.as_bytes())?;
+    model::write_atomic(&staging.join("predictions.csv"), csv.as_bytes())?;
     let metrics = serde_json::json!({
         "run_id": located.run_id,
         "model_id": meta.model_id,
@@ -136,7 +136,7 @@ fn evaluate_into(
         "weighted_f1": report.weighted_f1(),
         "examples": eval.labels.len(),
     });
-    model::write_atomically(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    model::write_atomic(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok((located, eval, report, evaluation_input(&dataset)))
 }
 
@@ -170,7 +170,7 @@ fn publish(staging: &Path, output_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         if entry.file_type()?.is_file() {
             let target = output_dir.join(entry.file_name());
             let bytes = std::fs::read(entry.path())?;
-            model::write_atomically(&target, &bytes)?;
+            model::write_atomic(&target, &bytes)?;
             files.push(target);
         }
     }

@@ -202,7 +202,7 @@ impl Plan {
     }
 
     fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
-        engine::model::write_atomically(path, serde_json::to_string_pretty(self)?.as_bytes())?;
+        engine::model::write_atomic(path, serde_json::to_string_pretty(self)?.as_bytes())?;
         Ok(())
     }
 

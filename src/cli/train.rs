@@ -375,7 +375,7 @@ fn train_and_record(
     let results = RunResults { trained: &trained, test: &test, report: &report, cost: &cost, model_id: &model_id };
     let summary = results.summary(run_id, output_dir, bench, config);
     let metrics_path = output_dir.join("metrics.json");
-    model::write_atomically(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    model::write_atomic(&metrics_path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     written.push(metrics_path);
     tracker.log_metrics(&results.metrics(&bench.datasets.test))?;
     tracker.log_params(&[

@@ -7,7 +7,8 @@
 //! #[path = "common/gpu.rs"]
 //! mod gpu;
 //! ```
-//! Without an adapter the tests say so and skip; with `ENGINE_REQUIRE_GPU=1` they fail instead.
+//! Without an adapter the tests say so and skip; with `ENGINE_REQUIRE_GPU=1` (or `true`) they
+//! fail instead.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io::Write;
@@ -15,6 +16,9 @@ use std::sync::{Arc, OnceLock};
 
 use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
+
+#[path = "devices.rs"]
+mod devices;
 
 /// The shared contexts: `[unchecked, checked]`, or the reason there are none.
 pub fn contexts() -> Option<&'static [Arc<GpuContext>; 2]> {
@@ -30,8 +34,8 @@ pub fn contexts() -> Option<&'static [Arc<GpuContext>; 2]> {
     match contexts {
         Ok(contexts) => Some(contexts),
         Err(reason) => {
-            if std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("ENGINE_REQUIRE_GPU=1 but no GPU context could be opened: {reason}");
+            if devices::gpu_required() {
+                panic!("ENGINE_REQUIRE_GPU is set but no GPU context could be opened: {reason}");
             }
             // Straight to stderr, past the test harness's capture, so that a skip is never silent.
             static SAID: std::sync::Once = std::sync::Once::new();

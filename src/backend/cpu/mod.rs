@@ -172,6 +172,10 @@ pub fn argmax_rows(x: &[f32], cols: usize) -> Vec<usize> {
 fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
+        /// Runs `f` compiled with AVX2 enabled.
+        ///
+        /// # Safety
+        /// The CPU must support AVX2.
         #[target_feature(enable = "avx2")]
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()

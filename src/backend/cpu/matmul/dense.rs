@@ -63,6 +63,9 @@ impl Isa {
 }
 
 /// Plain loops over fixed-size arrays; the compiler vectorises the inner NR loop.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of MR rows of NR floats, `ldc` apart.
 unsafe fn kernel_portable(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {
     let mut acc = [[0.0f32; NR]; MR];
     for (a_col, b_row) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
@@ -81,6 +84,11 @@ unsafe fn kernel_portable(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usi
     }
 }
 
+/// The micro-kernel in AVX2 fused multiply-adds: twelve accumulators of 8 floats.
+///
+/// # Safety
+/// AVX2 and FMA must be present, `a` must hold `kc * MR` floats and `b` `kc * NR`, and `c` must
+/// be valid for reads and writes of MR rows of NR floats, `ldc` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2_fma(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {

@@ -87,6 +87,10 @@ fn transpose(src: &[f32], src_stride: usize, lanes: usize, depth: usize, dst: &m
 }
 
 /// The 8x8-block part of `transpose` for the first `depth` (a multiple of 8) depths.
+///
+/// # Safety
+/// AVX2 must be present; `lanes <= 8`, `src` must hold `(lanes - 1) * src_stride + depth` floats
+/// and `dst` `(depth - 1) * dst_stride + lanes` (the bounds `transpose` asserts).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn transpose_avx2(

@@ -1,0 +1,242 @@
+//! The confusion matrix as a heat map, of counts or of each row divided by its class's count.
+
+use std::path::Path;
+
+use image::Rgb;
+
+use super::{AXIS_TITLE_SIZE, MARGIN, Rect, TICK_SIZE, TITLE_SIZE, nice_ticks, save_png};
+use crate::report::ReportError;
+use crate::report::canvas::{Align, Canvas, Fonts, INK, Style, WHITE, luminance};
+use crate::report::metrics::{ConfusionMatrix, check_class_names};
+
+const CELL_TEXT_SIZE: f32 = 14.0;
+const CELL: u32 = 60;
+
+/// Where the parts of a confusion-matrix picture are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeatmapLayout {
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// The title line.
+    pub title: Rect,
+    /// The cells; row `r`, column `c` is [`Self::cell_rect`].
+    pub grid: Rect,
+    /// Side of one cell.
+    pub cell: u32,
+    /// Class names left of the grid (true labels).
+    pub y_tick_labels: Rect,
+    /// Class names under the grid (predicted labels), written vertically.
+    pub x_tick_labels: Rect,
+    /// "True label", written vertically.
+    pub y_axis_title: Rect,
+    /// "Predicted label".
+    pub x_axis_title: Rect,
+    /// The colour scale.
+    pub colorbar: Rect,
+    /// The colour scale's tick labels.
+    pub colorbar_labels: Rect,
+}
+
+impl HeatmapLayout {
+    /// The cell of true class `row` and predicted class `col`.
+    pub fn cell_rect(&self, row: usize, col: usize) -> Rect {
+        Rect {
+            x: self.grid.x + col as u32 * self.cell,
+            y: self.grid.y + row as u32 * self.cell,
+            w: self.cell,
+            h: self.cell,
+        }
+    }
+}
+
+/// Computes the confusion-matrix picture's layout for these class names.
+pub fn confusion_matrix_layout(class_names: &[&str]) -> Result<HeatmapLayout, ReportError> {
+    Ok(heatmap_layout(&Fonts::load()?, class_names))
+}
+
+fn heatmap_layout(fonts: &Fonts, class_names: &[&str]) -> HeatmapLayout {
+    let tick = Style::new(TICK_SIZE);
+    let label_w = class_names.iter().map(|s| fonts.measure(s, tick).0).max().unwrap_or(0);
+    let line_h = fonts.measure("Ag", tick).1;
+    let axis_h = fonts.measure("Ag", Style::new(AXIS_TITLE_SIZE).bold()).1;
+    let title_h = fonts.measure("Ag", Style::new(TITLE_SIZE).bold()).1;
+    let side = class_names.len() as u32 * CELL;
+
+    let y_axis_title = Rect { x: MARGIN, y: MARGIN + title_h + 16, w: axis_h, h: side };
+    let y_tick_labels = Rect { x: y_axis_title.right() + 10, w: label_w, ..y_axis_title };
+    let grid = Rect { x: y_tick_labels.right() + 10, y: y_axis_title.y, w: side, h: side };
+    let x_tick_labels = Rect { y: grid.bottom() + 10, h: label_w, ..grid };
+    let x_axis_title = Rect { y: x_tick_labels.bottom() + 10, h: axis_h, ..grid };
+    let colorbar = Rect { x: grid.right() + 24, y: grid.y, w: 20, h: side };
+    let colorbar_labels = Rect {
+        x: colorbar.right() + 8,
+        y: grid.y.saturating_sub(line_h / 2),
+        w: fonts.measure("100000", tick).0,
+        h: side + line_h,
+    };
+    let width = colorbar_labels.right() + MARGIN;
+    HeatmapLayout {
+        width,
+        height: x_axis_title.bottom() + MARGIN,
+        title: Rect { x: 0, y: MARGIN, w: width, h: title_h },
+        grid,
+        cell: CELL,
+        y_tick_labels,
+        x_tick_labels,
+        y_axis_title,
+        x_axis_title,
+        colorbar,
+        colorbar_labels,
+    }
+}
+
+/// matplotlib's "Blues" colour map, the one scikit-learn's confusion-matrix plots use.
+fn blues(t: f64) -> Rgb<u8> {
+    const STOPS: [[f64; 3]; 9] = [
+        [247.0, 251.0, 255.0],
+        [222.0, 235.0, 247.0],
+        [198.0, 219.0, 239.0],
+        [158.0, 202.0, 225.0],
+        [107.0, 174.0, 214.0],
+        [66.0, 146.0, 198.0],
+        [33.0, 113.0, 181.0],
+        [8.0, 81.0, 156.0],
+        [8.0, 48.0, 107.0],
+    ];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let pos = t * (STOPS.len() - 1) as f64;
+    let i = (pos.floor() as usize).min(STOPS.len() - 2);
+    let f = pos - i as f64;
+    let mix = |k: usize| (STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f).round() as u8;
+    Rgb([mix(0), mix(1), mix(2)])
+}
+
+/// Readable text colour over `background`: white on dark cells, near-black on light ones.
+fn text_on(background: Rgb<u8>) -> Rgb<u8> {
+    if luminance(background) < 128.0 { WHITE } else { INK }
+}
+
+/// Writes the confusion matrix as a heat map of counts with class names on both axes, the
+/// count in every cell, a colour scale and the accuracy in the title.
+pub fn confusion_matrix_png(
+    cm: &ConfusionMatrix,
+    class_names: &[&str],
+    accuracy: f64,
+    path: &Path,
+) -> Result<(), ReportError> {
+    check_class_names(class_names, cm.n_classes())?;
+    let values: Vec<Vec<f64>> = cm.counts().iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
+    let vmax = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1.0);
+    let ticks = nice_ticks(0.0, vmax, 5, true);
+    let heatmap = Heatmap {
+        title: format!("Confusion matrix — accuracy {:.2}%", accuracy * 100.0),
+        values: &values,
+        cell_text: &|r, c| cm.counts()[r][c].to_string(),
+        vmax,
+        // Only ticks on the bar: the rounded-up last one may lie above the largest count.
+        ticks: ticks.values.iter().filter(|&&v| v <= vmax).map(|&v| (v, ticks.format(v))).collect(),
+    };
+    draw_heatmap(&heatmap, class_names, path)
+}
+
+/// Writes the confusion matrix with every row divided by its class's sample count, so each
+/// diagonal cell is that class's recall; the colour scale runs from 0 to 1.
+pub fn confusion_matrix_normalized_png(
+    cm: &ConfusionMatrix,
+    class_names: &[&str],
+    accuracy: f64,
+    path: &Path,
+) -> Result<(), ReportError> {
+    check_class_names(class_names, cm.n_classes())?;
+    let values = cm.normalized_rows();
+    let heatmap = Heatmap {
+        title: format!("Confusion matrix, normalised by true class — accuracy {:.2}%", accuracy * 100.0),
+        values: &values,
+        cell_text: &|r, c| format!("{:.2}", values[r][c]),
+        vmax: 1.0,
+        ticks: (0..=5)
+            .map(|i| {
+                let v = f64::from(i) / 5.0;
+                (v, format!("{v:.1}"))
+            })
+            .collect(),
+    };
+    draw_heatmap(&heatmap, class_names, path)
+}
+
+struct Heatmap<'a> {
+    title: String,
+    values: &'a [Vec<f64>],
+    cell_text: &'a dyn Fn(usize, usize) -> String,
+    vmax: f64,
+    ticks: Vec<(f64, String)>,
+}
+
+fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), ReportError> {
+    let fonts = Fonts::load()?;
+    let l = heatmap_layout(&fonts, class_names);
+    let mut cv = Canvas::new(l.width, l.height, fonts);
+    let tick = Style::new(TICK_SIZE);
+
+    let title_style = fit_size(&cv, &map.title, Style::new(TITLE_SIZE).bold(), l.width - 2 * MARGIN);
+    let center_x = f64::from(l.width) / 2.0;
+    cv.text(center_x, f64::from(l.title.y), &map.title, title_style, Align::Center, Align::Start);
+
+    for (r, row) in map.values.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let cell = l.cell_rect(r, c);
+            let bg = blues(v / map.vmax);
+            cv.fill_rect(cell.x.into(), cell.y.into(), CELL.into(), CELL.into(), bg);
+            let text = (map.cell_text)(r, c);
+            let style = fit_size(&cv, &text, Style::new(CELL_TEXT_SIZE).color(text_on(bg)), CELL - 6);
+            let (cx, cy) = center(cell);
+            cv.text(cx, cy, &text, style, Align::Center, Align::Center);
+        }
+    }
+    let g = l.grid;
+    cv.stroke_rect(g.x.into(), g.y.into(), g.w.into(), g.h.into(), INK);
+
+    for (i, name) in class_names.iter().enumerate() {
+        let (cx, cy) = center(l.cell_rect(i, i));
+        // Tick marks, then the names: rows on the left, columns below reading upwards.
+        cv.fill_rect(i64::from(g.x) - 5, cy as i64, 5, 1, INK);
+        cv.fill_rect(cx as i64, g.bottom().into(), 1, 5, INK);
+        let right = f64::from(l.y_tick_labels.right());
+        cv.text(right, cy, name, tick, Align::End, Align::Center);
+        let top = f64::from(l.x_tick_labels.y);
+        cv.text_vertical(cx, top, name, tick, Align::Center, Align::Start);
+    }
+    let axis = Style::new(AXIS_TITLE_SIZE).bold();
+    let (yx, yy) = center(l.y_axis_title);
+    cv.text_vertical(yx, yy, "True label", axis, Align::Center, Align::Center);
+    let (xx, xy) = center(l.x_axis_title);
+    cv.text(xx, xy, "Predicted label", axis, Align::Center, Align::Center);
+
+    let bar = l.colorbar;
+    for y in 0..bar.h {
+        let t = 1.0 - f64::from(y) / f64::from(bar.h.saturating_sub(1).max(1));
+        cv.fill_rect(bar.x.into(), (bar.y + y).into(), bar.w.into(), 1, blues(t));
+    }
+    cv.stroke_rect(bar.x.into(), bar.y.into(), bar.w.into(), bar.h.into(), INK);
+    for (v, label) in &map.ticks {
+        let y = f64::from(bar.bottom()) - 1.0 - v / map.vmax * f64::from(bar.h - 1);
+        cv.fill_rect(bar.right().into(), y.round() as i64, 5, 1, INK);
+        cv.text(f64::from(l.colorbar_labels.x), y, label, tick, Align::Start, Align::Center);
+    }
+    save_png(&cv, path)
+}
+
+fn center(r: Rect) -> (f64, f64) {
+    (f64::from(r.x) + f64::from(r.w) / 2.0, f64::from(r.y) + f64::from(r.h) / 2.0)
+}
+
+/// Shrinks the style's size (down to 60%) until `text` fits in `max_width` pixels.
+fn fit_size(cv: &Canvas, text: &str, mut style: Style, max_width: u32) -> Style {
+    let floor = style.size * 0.6;
+    while cv.fonts.measure(text, style).0 > max_width && style.size > floor {
+        style.size -= 0.5;
+    }
+    style
+}
