@@ -300,7 +300,7 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
         // Linear in x: the gradient goes through the same mask, drawn again from its key.
         Op::Dropout { x, p, key } => vec![push(x, grad.dropout_with_key(*p, *key)?)],
         Op::Sum(x) => vec![push(x, grad.broadcast_scalar(x.shape())?)],
-        Op::SumRows(x) => vec![push(x, Tensor::zeros(x.shape(), &x.device())?.add_bias(grad)?)],
+        Op::SumRows(x) => vec![push(x, grad.broadcast_rows(x.shape()[0])?)],
         Op::Softmax(x) => vec![push(x, node.softmax_backward(grad)?)],
         Op::CrossEntropy { logits, labels } => vec![push(logits, logits.cross_entropy_backward(labels, Some(grad))?)],
     })

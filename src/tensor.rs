@@ -191,8 +191,9 @@ impl Tensor {
         self.0.storage.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Write access for in-place updates (optimizer steps); the shape never changes.
-    pub fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
+    /// Write access for in-place updates (optimizer steps); the shape never changes. Crate-private:
+    /// a graph may still reference the tensor.
+    pub(crate) fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
         self.0.storage.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -697,6 +698,21 @@ impl Tensor {
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::fill(x.context(), len, value)?),
         };
         Ok(Tensor::constant(storage, shape.to_vec()))
+    }
+
+    /// `rows` copies of the vector `self` (`[n]`) as a `[rows, n]` matrix: the backward of
+    /// `sum_rows`. On a GPU it is a fill and an `add_bias` onto it, as no kernel copies a row.
+    pub(crate) fn broadcast_rows(&self, rows: usize) -> Result<Tensor> {
+        let n = self.len();
+        let storage = match &*self.storage() {
+            Storage::Cpu(x) => Storage::Cpu(x.repeat(rows)),
+            #[cfg(feature = "gpu")]
+            Storage::Gpu(x) => {
+                let zeros = gpu::ops::fill(x.context(), rows * n, 0.0)?;
+                Storage::Gpu(gpu::ops::add_bias(x.context(), &zeros, x, rows, n)?)
+            }
+        };
+        Ok(Tensor::constant(storage, vec![rows, n]))
     }
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by

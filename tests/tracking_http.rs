@@ -2,11 +2,9 @@
 //! 404 pages) and against addresses where nothing listens. The MLflow behaviour itself is
 //! tested against a real server in `tracking_mlflow.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use engine::tracking::{
@@ -14,96 +12,15 @@ use engine::tracking::{
     TrackingConfig, TrackingError, util,
 };
 
-/// What the stub answers: status, extra headers, body.
-type Reply = (u16, Vec<(&'static str, String)>, String);
+#[path = "common/hostile.rs"]
+mod hostile;
 
-/// A one-thread HTTP/1.1 endpoint on 127.0.0.1 answering each request with `reply(n, head)`
-/// (n = 0-based request count). It stops when dropped, and by itself after 120 s.
-struct Stub {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+use hostile::{FakeServer, Reply, Request};
 
-impl Stub {
-    fn start(reply: impl Fn(usize, &str) -> Reply + Send + 'static) -> Stub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, hd, st) = (hits.clone(), heads.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !st.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let (stream, _) = match listener.accept() {
-                    Ok(s) => s,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut reader = BufReader::new(stream);
-                let mut head = String::new();
-                let mut content_length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        content_length = v.trim().parse().unwrap_or(0);
-                    }
-                    let end = line == "\r\n";
-                    head.push_str(&line);
-                    if end {
-                        break;
-                    }
-                }
-                let mut body = vec![0u8; content_length];
-                let _ = reader.read_exact(&mut body);
-                let n = h.fetch_add(1, Ordering::SeqCst);
-                hd.lock().unwrap().push(head.clone());
-                let (status, headers, text) = reply(n, &head);
-                let mut resp =
-                    format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", text.len());
-                for (k, v) in headers {
-                    resp.push_str(&format!("{k}: {v}\r\n"));
-                }
-                resp.push_str("\r\n");
-                resp.push_str(&text);
-                let mut stream = reader.into_inner();
-                let _ = stream.write_all(resp.as_bytes());
-                let _ = stream.flush();
-            }
-        });
-        Stub { port, hits, heads, stop, thread: Some(thread) }
-    }
-
-    fn uri(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn json_reply(status: u16, body: &str) -> Reply {
-    (status, vec![("Content-Type", "application/json".to_string())], body.to_string())
+/// A fake server answering each request with `reply(n, request)` (n = 0-based request count).
+fn stub_server(reply: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+    let count = AtomicUsize::new(0);
+    FakeServer::start(move |req| reply(count.fetch_add(1, Ordering::SeqCst), req))
 }
 
 fn fast_retries(max_retries: u32) -> RetryPolicy {
@@ -124,11 +41,11 @@ const EXPERIMENT: &str = r#"{"experiment":{"experiment_id":"7","name":"x","lifec
 
 #[test]
 fn unauthorized_is_reported_once_without_secrets() {
-    let stub = Stub::start(|_, _| {
-        (
+    let stub = stub_server(|_, _| {
+        Reply::raw(
             401,
             vec![("WWW-Authenticate", r#"Basic realm="mlflow""#.to_string())],
-            "You are not authenticated. Please see documentation for details.".to_string(),
+            "You are not authenticated. Please see documentation for details.",
         )
     });
     let c = client(&stub.uri(), Auth::Basic { username: "alice".into(), password: "hunter2".into() }, fast_retries(4));
@@ -141,19 +58,19 @@ fn unauthorized_is_reported_once_without_secrets() {
     assert!(!msg.contains("hunter2") && !format!("{err:?}").contains("hunter2"));
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(stub.hits(), 1, "401 must not be retried");
-    let head = stub.heads.lock().unwrap()[0].clone();
-    assert!(head.contains("Basic YWxpY2U6aHVudGVyMg=="), "credentials not sent: {head}");
-    assert!(head.contains("experiment_name=fashion-mnist"), "{head}");
+    let first = &stub.requests()[0];
+    assert!(first.head.contains("Basic YWxpY2U6aHVudGVyMg=="), "credentials not sent: {}", first.head);
+    assert!(first.query.contains("experiment_name=fashion-mnist"), "{}", first.query);
 
     // A bearer token goes out as such.
     let c = client(&stub.uri(), Auth::Bearer("tok-9".into()), fast_retries(0));
     assert!(c.get_run("r").is_err());
-    assert!(stub.heads.lock().unwrap()[1].contains("Bearer tok-9"));
+    assert!(stub.requests()[1].head.contains("Bearer tok-9"));
 }
 
 #[test]
 fn service_unavailable_is_retried_until_it_answers() {
-    let stub = Stub::start(|n, _| if n < 3 { json_reply(503, "") } else { json_reply(200, EXPERIMENT) });
+    let stub = stub_server(|n, _| if n < 3 { Reply::json(503, "") } else { Reply::json(200, EXPERIMENT) });
     let c = client(&stub.uri(), Auth::None, fast_retries(5));
     assert_eq!(c.get_or_create_experiment("x").unwrap(), "7");
     assert_eq!(stub.hits(), 4);
@@ -161,8 +78,8 @@ fn service_unavailable_is_retried_until_it_answers() {
 
 #[test]
 fn persistent_5xx_gives_up_after_bounded_retries() {
-    let stub = Stub::start(|_, _| {
-        json_reply(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"database is locked"}"#)
+    let stub = stub_server(|_, _| {
+        Reply::json(503, r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"database is locked"}"#)
     });
     let c = client(&stub.uri(), Auth::None, fast_retries(3));
     let t = Instant::now();
@@ -181,11 +98,11 @@ fn persistent_5xx_gives_up_after_bounded_retries() {
 
 #[test]
 fn creates_are_not_retried_on_5xx_but_writes_are() {
-    let stub = Stub::start(|_, head| {
-        if head.starts_with("POST /api/2.0/mlflow/runs/create") {
-            json_reply(500, r#"{"error_code":"INTERNAL_ERROR","message":"boom"}"#)
+    let stub = stub_server(|_, req| {
+        if req.method == "POST" && req.path == "/api/2.0/mlflow/runs/create" {
+            Reply::json(500, r#"{"error_code":"INTERNAL_ERROR","message":"boom"}"#)
         } else {
-            json_reply(502, "")
+            Reply::json(502, "")
         }
     });
     let c = client(&stub.uri(), Auth::None, fast_retries(2));
@@ -201,8 +118,8 @@ fn creates_are_not_retried_on_5xx_but_writes_are() {
 
 #[test]
 fn too_many_requests_honours_retry_after() {
-    let stub = Stub::start(|n, _| {
-        if n == 0 { (429, vec![("Retry-After", "1".to_string())], String::new()) } else { json_reply(200, EXPERIMENT) }
+    let stub = stub_server(|n, _| {
+        if n == 0 { Reply::raw(429, vec![("Retry-After", "1".to_string())], "") } else { Reply::json(200, EXPERIMENT) }
     });
     let mut retry = fast_retries(2);
     retry.backoff_max = Duration::from_secs(5);
@@ -215,12 +132,8 @@ fn too_many_requests_honours_retry_after() {
 
 #[test]
 fn non_mlflow_pages_give_clear_errors() {
-    let stub = Stub::start(|_, _| {
-        (
-            404,
-            vec![("Content-Type", "text/html".to_string())],
-            "<!doctype html><title>404 Not Found</title>".to_string(),
-        )
+    let stub = stub_server(|_, _| {
+        Reply::raw(404, vec![("Content-Type", "text/html".to_string())], "<!doctype html><title>404 Not Found</title>")
     });
     let c = client(&format!("{}/not-mlflow", stub.uri()), Auth::None, fast_retries(2));
     let err = c.get_run("abc").unwrap_err();
@@ -228,7 +141,7 @@ fn non_mlflow_pages_give_clear_errors() {
     assert!(err.to_string().contains("Not Found"), "{err}");
     assert_eq!(stub.hits(), 1);
 
-    let ok_but_html = Stub::start(|_, _| (200, vec![], "<html>hello</html>".to_string()));
+    let ok_but_html = stub_server(|_, _| Reply::raw(200, vec![], "<html>hello</html>"));
     let c = client(&ok_but_html.uri(), Auth::None, fast_retries(0));
     let err = c.get_run("abc").unwrap_err();
     assert!(matches!(err, TrackingError::Protocol { .. }), "{err:?}");
@@ -319,7 +232,7 @@ fn mirrored_tracker_keeps_training_when_server_is_down() {
 
 #[test]
 fn mirrored_tracker_keeps_training_when_credentials_are_refused() {
-    let stub = Stub::start(|_, _| (401, vec![], "Unauthorized".to_string()));
+    let stub = stub_server(|_, _| Reply::raw(401, vec![], "Unauthorized"));
     let root: PathBuf =
         std::env::temp_dir().join(format!("engine-tracking-401-{}-{}", std::process::id(), util::new_run_id()));
     let cfg = TrackingConfig {

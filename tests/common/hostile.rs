@@ -67,8 +67,8 @@ fn percent_decode(s: &str) -> String {
 /// What the server answers.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    /// A status and a body (sent with its Content-Length).
-    Body { status: u16, content_type: &'static str, body: Vec<u8> },
+    /// A status, header lines and a body (sent with its Content-Length).
+    Body { status: u16, headers: Vec<(&'static str, String)>, body: Vec<u8> },
     /// 200 with a chunked body that never ends (until the client hangs up).
     Endless,
     /// 200 announcing `Content-Length: n`, written lazily (until the client hangs up).
@@ -77,10 +77,14 @@ pub enum Reply {
 
 impl Reply {
     pub fn json(status: u16, body: impl Into<String>) -> Reply {
-        Reply::Body { status, content_type: "application/json", body: body.into().into_bytes() }
+        Reply::raw(status, vec![("Content-Type", "application/json".into())], body)
     }
     pub fn bytes(body: Vec<u8>) -> Reply {
-        Reply::Body { status: 200, content_type: "application/octet-stream", body }
+        Reply::Body { status: 200, headers: vec![("Content-Type", "application/octet-stream".into())], body }
+    }
+    /// A status and a text body with exactly these headers (no Content-Type unless given).
+    pub fn raw(status: u16, headers: Vec<(&'static str, String)>, body: impl Into<String>) -> Reply {
+        Reply::Body { status, headers, body: body.into().into_bytes() }
     }
     /// MLflow's answer for a missing resource.
     pub fn not_found() -> Reply {
@@ -133,6 +137,11 @@ impl FakeServer {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// How many requests came.
+    pub fn hits(&self) -> usize {
+        self.requests.lock().map(|r| r.len()).unwrap_or_default()
     }
 
     /// How many requests went to `path`.
@@ -198,11 +207,9 @@ fn serve(stream: TcpStream, route: &Route, reqs: &Mutex<Vec<Request>>, sent: &At
             r.push(req);
         }
         let ok = match reply {
-            Reply::Body { status, content_type, body } => {
-                let head = format!(
-                    "HTTP/1.1 {status} Fake\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
+            Reply::Body { status, headers, body } => {
+                let headers: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+                let head = format!("HTTP/1.1 {status} Fake\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
                 // One write: a head and body in two small packets would wait on delayed ACKs.
                 let ok = out.write_all(&[head.as_bytes(), &body].concat()).is_ok();
                 if ok {
