@@ -706,7 +706,6 @@ impl Tensor {
         let n = self.len();
         let storage = match &*self.storage() {
             Storage::Cpu(x) => Storage::Cpu(x.repeat(rows)),
-            #[cfg(feature = "gpu")]
             Storage::Gpu(x) => {
                 let zeros = gpu::ops::fill(x.context(), rows * n, 0.0)?;
                 Storage::Gpu(gpu::ops::add_bias(x.context(), &zeros, x, rows, n)?)
