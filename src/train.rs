@@ -234,40 +234,136 @@ pub fn fit(
     device: &Device,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
-    let mut rng = Rng::new(config.seed);
-    let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
-    let (mut train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
-    if train_idx.is_empty() {
-        return Err(TrainError::EmptyTrainingSet);
-    }
-    let model = build_network(config, &mut rng.fork(), device)?;
-    let mut optimizer = make_optimizer(config, &model);
-    let (mut shuffle_rng, mut dropout_rng) = (rng.fork(), rng.fork());
-    let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let mut batches = BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, config.normalize.affine(), device)?;
-    // Reading the loss waits for the device: a GPU keeps running ahead between reads.
-    let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
+    let mut session = Session::start(config, train, device)?;
     let mut history = Vec::new();
     let mut stopper = config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
     let started = Instant::now();
 
     for epoch in 1..=config.epochs {
-        observe(Event::EpochStart { epoch, steps: steps_per_epoch })?;
+        let metrics = session.epoch(epoch, observe)?;
+        let decision = match (stopper.as_mut(), metrics.val_loss) {
+            (Some(stopper), Some(loss)) => stopper.observe(epoch, loss, || snapshot(&session.model)),
+            _ => StopDecision::Wait,
+        };
+        observe(Event::EpochEnd(&metrics))?;
+        history.push(metrics);
+        if decision == StopDecision::Stop {
+            break;
+        }
+    }
+    let stopped_epoch = stopper.as_ref().map(|_| history.len());
+    let best_epoch = stopper.as_ref().and_then(|s| s.best_epoch());
+    if let Some(weights) = stopper.and_then(|s| s.into_best_state()) {
+        restore(&session.model, weights?);
+    }
+    Ok(Trained {
+        model: session.model,
+        history,
+        train_seconds: started.elapsed().as_secs_f64(),
+        train_examples: session.train_idx.len(),
+        val_examples: session.val_idx.len(),
+        best_epoch,
+        stopped_epoch,
+    })
+}
+
+/// What [`fit`] carries from epoch to epoch: the split, the model and its optimizer, the random
+/// streams of shuffling and dropout, and the batches' source.
+struct Session<'a> {
+    config: &'a TrainConfig,
+    train: &'a Dataset,
+    device: &'a Device,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    model: Network,
+    optimizer: Box<dyn Optimizer>,
+    shuffle_rng: Rng,
+    dropout_rng: Rng,
+    batches: BatchSource<'a>,
+    steps_per_epoch: usize,
+    /// Steps between two reads of the loss.
+    read_every: usize,
+}
+
+impl<'a> Session<'a> {
+    /// Splits the examples, then builds the network and its optimizer, all from `config.seed`.
+    fn start(config: &'a TrainConfig, train: &'a Dataset, device: &'a Device) -> Result<Session<'a>, TrainError> {
+        let mut rng = Rng::new(config.seed);
+        let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
+        let (train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
+        if train_idx.is_empty() {
+            return Err(TrainError::EmptyTrainingSet);
+        }
+        let model = build_network(config, &mut rng.fork(), device)?;
+        let optimizer = make_optimizer(config, &model);
+        let (shuffle_rng, dropout_rng) = (rng.fork(), rng.fork());
+        let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
+        let batches = BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, config.normalize.affine(), device)?;
+        // Reading the loss waits for the device: a GPU keeps running ahead between reads.
+        let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
+        Ok(Session {
+            config,
+            train,
+            device,
+            train_idx,
+            val_idx,
+            model,
+            optimizer,
+            shuffle_rng,
+            dropout_rng,
+            batches,
+            steps_per_epoch,
+            read_every,
+        })
+    }
+
+    /// One epoch: its steps, then the validation set; its metrics.
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+    ) -> Result<EpochMetrics, TrainError> {
+        observe(Event::EpochStart { epoch, steps: self.steps_per_epoch })?;
         let epoch_start = Instant::now();
-        shuffle_rng.shuffle(&mut train_idx);
-        batches.set_order(&train_idx)?;
+        let loss_sum = self.train_steps(epoch, epoch_start, observe)?;
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let val = (!self.val_idx.is_empty())
+            .then(|| evaluate(&self.model, self.train, &self.val_idx, self.config.normalize, 1000, self.device))
+            .transpose()?;
+        Ok(EpochMetrics {
+            epoch,
+            train_loss: loss_sum / self.train_idx.len() as f64,
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_accuracy: val.as_ref().map(|v| v.accuracy),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            samples_per_second: self.train_idx.len() as f64 / train_seconds,
+            learning_rate: self.optimizer.learning_rate() as f64,
+        })
+    }
+
+    /// The optimizer steps of epoch `epoch` over a new shuffle of the training examples, with a
+    /// progress event at every read of the loss; the epoch's summed loss (weighted by batch size).
+    fn train_steps(
+        &mut self,
+        epoch: usize,
+        epoch_start: Instant,
+        observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+    ) -> Result<f64, TrainError> {
+        let config = self.config;
+        let total_steps = self.steps_per_epoch * config.epochs;
+        self.shuffle_rng.shuffle(&mut self.train_idx);
+        self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;
         let mut window = LossWindow::default();
-        for (step, batch) in train_idx.chunks(config.batch_size).enumerate() {
-            let global_step = (epoch - 1) * steps_per_epoch + step;
-            optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
-            let (x, y) = batches.batch(step * config.batch_size, batch.len())?;
-            let loss = model.forward_train(&x, &mut dropout_rng)?.cross_entropy(&y)?;
+        for (step, batch) in self.train_idx.chunks(config.batch_size).enumerate() {
+            let global_step = (epoch - 1) * self.steps_per_epoch + step;
+            self.optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
+            let (x, y) = self.batches.batch(step * config.batch_size, batch.len())?;
+            let loss = self.model.forward_train(&x, &mut self.dropout_rng)?.cross_entropy(&y)?;
             let grads = loss.backward()?;
-            crate::no_grad(|| optimizer.step(&grads))?;
+            crate::no_grad(|| self.optimizer.step(&grads))?;
             window.add(&loss, batch.len())?;
-            if (step + 1) % read_every == 0 || step + 1 == steps_per_epoch {
+            if (step + 1) % self.read_every == 0 || step + 1 == self.steps_per_epoch {
                 let (sum, examples) = window.take()?;
                 if !sum.is_finite() {
                     return Err(TrainError::NonFiniteLoss { epoch, step: step + 1, loss: sum as f32 });
@@ -281,43 +377,8 @@ pub fn fit(
                 })?;
             }
         }
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let val = (!val_idx.is_empty())
-            .then(|| evaluate(&model, train, &val_idx, config.normalize, 1000, device))
-            .transpose()?;
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / train_idx.len() as f64,
-            val_loss: val.as_ref().map(|v| v.loss),
-            val_accuracy: val.as_ref().map(|v| v.accuracy),
-            seconds: epoch_start.elapsed().as_secs_f64(),
-            samples_per_second: train_idx.len() as f64 / train_seconds,
-            learning_rate: optimizer.learning_rate() as f64,
-        };
-        let decision = match (stopper.as_mut(), metrics.val_loss) {
-            (Some(stopper), Some(loss)) => stopper.observe(epoch, loss, || snapshot(&model)),
-            _ => StopDecision::Wait,
-        };
-        observe(Event::EpochEnd(&metrics))?;
-        history.push(metrics);
-        if decision == StopDecision::Stop {
-            break;
-        }
+        Ok(loss_sum)
     }
-    let stopped_epoch = stopper.as_ref().map(|_| history.len());
-    let best_epoch = stopper.as_ref().and_then(|s| s.best_epoch());
-    if let Some(weights) = stopper.and_then(|s| s.into_best_state()) {
-        restore(&model, weights?);
-    }
-    Ok(Trained {
-        model,
-        history,
-        train_seconds: started.elapsed().as_secs_f64(),
-        train_examples: train_idx.len(),
-        val_examples: val_idx.len(),
-        best_epoch,
-        stopped_epoch,
-    })
 }
 
 /// Copies of the model's parameters (for early stopping's best weights).

@@ -71,6 +71,16 @@ pub fn format_run_list(runs: &[RunRecord]) -> String {
 /// (last/min/max per key, steps, points), artifacts.
 pub fn format_run_show(r: &RunRecord) -> String {
     let mut o = String::new();
+    write_run_identity(&mut o, r);
+    write_run_whereabouts(&mut o, r);
+    write_run_params_and_tags(&mut o, r);
+    write_run_metrics(&mut o, r);
+    write_run_artifacts(&mut o, r);
+    o
+}
+
+/// `runs show`: the id, name, experiment, status, user, start and end.
+fn write_run_identity(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "run         {}", r.run_id);
     let _ = writeln!(o, "name        {}", r.run_name);
     let _ = writeln!(o, "experiment  {}", r.experiment);
@@ -93,6 +103,10 @@ pub fn format_run_show(r: &RunRecord) -> String {
             );
         }
     }
+}
+
+/// `runs show`: the run's directory, its sync state, its server runs and skipped metric lines.
+fn write_run_whereabouts(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "local       {}", r.dir.display());
     let _ = writeln!(o, "sync        {}", r.sync_state());
     for rem in &r.remotes {
@@ -117,7 +131,10 @@ pub fn format_run_show(r: &RunRecord) -> String {
             r.skipped_metric_lines
         );
     }
+}
 
+/// `runs show`: the params, then the tags (the user's before `mlflow.` ones).
+fn write_run_params_and_tags(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "\nparams ({})", r.params.len());
     let pw = r.params.keys().map(|k| k.chars().count()).max().unwrap_or(0);
     for (k, v) in &r.params {
@@ -130,7 +147,10 @@ pub fn format_run_show(r: &RunRecord) -> String {
     for (k, v) in user.iter().chain(system.iter()) {
         let _ = writeln!(o, "  {k:<tw$}  {}", truncate_chars(v, 200));
     }
+}
 
+/// `runs show`: one row per metric key, with its last, lowest and highest value, steps and points.
+fn write_run_metrics(o: &mut String, r: &RunRecord) {
     let keys = r.metric_keys();
     let _ = writeln!(o, "\nmetrics ({} keys, {} points)", keys.len(), r.metrics.len());
     if !keys.is_empty() {
@@ -163,11 +183,13 @@ pub fn format_run_show(r: &RunRecord) -> String {
             );
         }
     }
+}
 
+/// `runs show`: the artifact files with their sizes.
+fn write_run_artifacts(o: &mut String, r: &RunRecord) {
     let total: u64 = r.artifacts.iter().map(|a| a.size).sum();
     let _ = writeln!(o, "\nartifacts ({} files, {} bytes)", r.artifacts.len(), total);
     for a in &r.artifacts {
         let _ = writeln!(o, "  {:>10}  {}", a.size, a.path);
     }
-    o
 }
