@@ -11,6 +11,7 @@ pub mod error;
 pub mod files;
 pub mod model;
 pub mod nn;
+mod op;
 pub mod optim;
 pub mod report;
 pub mod rng;
@@ -20,6 +21,7 @@ pub mod tensor;
 pub mod tracking;
 pub mod train;
 
-pub use autograd::{Gradients, no_grad};
+pub use autograd::Gradients;
 pub use error::{Error, Result};
+pub use op::no_grad;
 pub use tensor::{Device, Tensor};

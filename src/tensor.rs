@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::autograd::{self, Op};
 use crate::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
 use crate::backend::gpu::{
     self, GpuBuffer, GpuContext,
@@ -16,6 +15,7 @@ use crate::backend::gpu::{
 };
 use crate::backend::{AdamStep, SgdStep};
 use crate::error::{Error, Result};
+use crate::op::{self, Op};
 
 /// Where a tensor's data lives.
 #[derive(Clone)]
@@ -141,7 +141,7 @@ impl Tensor {
 
     /// A result of `op`; the op is kept only if gradients are being recorded.
     fn from_op(storage: Storage, shape: Vec<usize>, op: Op) -> Tensor {
-        let op = (autograd::is_recording() && op.inputs().iter().any(|t| t.tracks())).then_some(op);
+        let op = (op::is_recording() && op.inputs().iter().any(|t| t.tracks())).then_some(op);
         Tensor::build(storage, shape, op, false)
     }
 
@@ -213,22 +213,13 @@ impl Tensor {
         }
     }
 
-    /// The same values on `device` (the same tensor when it is there already), cut off from
-    /// the graph when copied.
-    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
-        if self.device() == *device {
-            return Ok(self.clone());
-        }
-        Ok(Tensor::constant(Storage::upload(self.to_vec()?, device)?, self.0.shape.clone()))
-    }
-
     /// The same data seen with another shape of as many elements: nothing is copied, and the
     /// gradient flows back reshaped.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.len() {
             return Err(Error::ElementCount { len: self.len(), shape: shape.to_vec() });
         }
-        let op = (autograd::is_recording() && self.tracks()).then(|| Op::Reshape(self.clone()));
+        let op = (op::is_recording() && self.tracks()).then(|| Op::Reshape(self.clone()));
         Ok(Tensor::over(self.0.storage.clone(), shape.to_vec(), op, false))
     }
 
@@ -249,11 +240,6 @@ impl Tensor {
     /// `self · rhs` for `[m, k] · [k, n]`.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         self.matmul_t(rhs, false, false)
-    }
-
-    /// `self · rhsᵀ` for `[m, k] · [n, k]ᵀ`: a linear layer with PyTorch's `[out, in]` weights.
-    pub fn matmul_nt(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.matmul_t(rhs, false, true)
     }
 
     /// `selfᵀ · rhs` for `[k, m]ᵀ · [k, n]`: a weight gradient, without materialising a transpose.

@@ -44,11 +44,6 @@ impl BufferPool {
         self.free.entry(raw.bucket).or_default().push(raw);
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.free.clear();
-        self.free_bytes = 0;
-    }
-
     pub(crate) fn free_bytes(&self) -> u64 {
         self.free_bytes
     }

@@ -381,13 +381,6 @@ impl GpuContext {
         lock(&self.pending).stats
     }
 
-    /// Drops the buffers cached in the pool (those in use stay) and the bind groups that
-    /// hold them.
-    pub fn trim_pool(&self) {
-        lock(&self.pending).bind_groups.clear();
-        lock(&self.pool).clear();
-    }
-
     /// Bytes held by free buffers in the pool.
     pub fn pooled_bytes(&self) -> u64 {
         lock(&self.pool).free_bytes()
