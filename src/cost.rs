@@ -24,7 +24,7 @@ pub fn inference_ms_per_batch(
     let indices: Vec<usize> = (0..data.len()).collect();
     let started = Instant::now();
     let mut batches = 0usize;
-    crate::train::infer_batches(model, data, &indices, norm, batch_size, device, |_, _, logits| {
+    crate::train::infer_batches(model, device, data, &indices, norm, batch_size, |_, _, logits| {
         std::hint::black_box(logits.argmax()?);
         batches += 1;
         Ok(())

@@ -152,6 +152,7 @@ impl TrainConfig {
             ("learning_rate", self.lr.to_string()),
             ("optimizer", self.optimizer.to_string()),
             ("momentum", self.momentum.to_string()),
+            ("train_limit", self.train_limit.map_or_else(|| "none".into(), |n| n.to_string())),
             ("weight_decay", self.weight_decay.to_string()),
             ("dropout", self.dropout.to_string()),
             ("lr_schedule", self.lr_schedule.to_string()),
@@ -159,7 +160,6 @@ impl TrainConfig {
             ("model", self.model.to_string()),
             ("seed", self.seed.to_string()),
             ("val_split", self.val_split.to_string()),
-            ("train_limit", self.train_limit.map_or_else(|| "none".into(), |n| n.to_string())),
         ]
         .into_iter()
         .chain(hidden)
@@ -464,7 +464,7 @@ pub fn evaluate(
 ) -> Result<Evaluation, crate::Error> {
     let mut eval =
         Evaluation { loss: 0.0, accuracy: 0.0, labels: Vec::new(), predictions: Vec::new(), prob_of_pred: Vec::new() };
-    infer_batches(model, data, indices, norm, batch_size, device, |batch, labels, logits| {
+    infer_batches(model, device, data, indices, norm, batch_size, |batch, labels, logits| {
         let y = Tensor::from_vec(labels.to_vec(), &[batch.len()], device)?;
         eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
         let probs = logits.softmax()?.to_vec()?;
@@ -488,11 +488,11 @@ pub fn evaluate(
 /// are both this loop.
 pub fn infer_batches(
     model: &Network,
+    device: &Device,
     data: &Dataset,
     indices: &[usize],
     norm: Normalization,
     batch_size: usize,
-    device: &Device,
     mut each: impl FnMut(&[usize], &[f32], Tensor) -> Result<(), crate::Error>,
 ) -> Result<(), crate::Error> {
     crate::no_grad(|| {
