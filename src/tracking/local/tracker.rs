@@ -73,8 +73,7 @@ impl LocalTracker {
         let mut run = self.store.create_run(meta)?;
         run.set_tags(tags)?;
         run.log_params(params)?;
-        self.run = Some(run);
-        Ok(self.run.as_mut().expect("just set"))
+        Ok(self.run.insert(run))
     }
 
     fn active(&mut self) -> Result<&mut LocalRun, TrackingError> {
