@@ -92,6 +92,12 @@ fn push(input: &Tensor, grad: Tensor) -> Pushed<'_> {
     Pushed { input, grad, relu_masked: false }
 }
 
+/// `input`'s gradient from `compute`, computed only when gradients flow through `input`: an
+/// input that does not track (data, a dropout mask) costs no kernel.
+fn push_if_tracks<'a>(input: &'a Tensor, compute: impl FnOnce() -> Result<Tensor>) -> Result<Option<Pushed<'a>>> {
+    input.tracks().then(|| compute().map(|grad| push(input, grad))).transpose()
+}
+
 /// `grad`, or the seed of backward (ones shaped like the root `node`) where it is `None`.
 fn or_seed(grad: Option<Tensor>, node: &Tensor) -> Result<Tensor> {
     match grad {
@@ -138,19 +144,18 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
         (grad, _) => &or_seed(grad, node)?,
     };
     Ok(match op {
-        Op::Matmul { a, b, trans_a, trans_b } => {
-            // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
-            let mut grads = Vec::new();
-            if a.tracks() {
-                let da = if *trans_a { b.matmul_t(grad, *trans_b, true)? } else { grad.matmul_t(b, false, !*trans_b)? };
-                grads.push(push(a, da));
-            }
-            if b.tracks() {
-                let db = if *trans_b { grad.matmul_t(a, true, *trans_a)? } else { a.matmul_t(grad, !*trans_a, false)? };
-                grads.push(push(b, db));
-            }
-            grads
-        }
+        // C = op(A)·op(B). dA = dC·op(B)ᵀ (transposed back if A was), dB likewise.
+        Op::Matmul { a, b, trans_a, trans_b } => [
+            push_if_tracks(a, || {
+                if *trans_a { b.matmul_t(grad, *trans_b, true) } else { grad.matmul_t(b, false, !*trans_b) }
+            })?,
+            push_if_tracks(b, || {
+                if *trans_b { grad.matmul_t(a, true, *trans_a) } else { a.matmul_t(grad, !*trans_a, false) }
+            })?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         Op::Linear { x, weight, bias, relu } => {
             // y = act(x·Wᵀ + b): dz = dy masked by the relu, dx = dz·W, dW = dzᵀ·x, db = Σ dz.
             let dz = if *relu && !relu_masked { node.relu_mask(grad)? } else { grad.clone() };
@@ -165,50 +170,29 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
                     _ => push(x, dz.matmul(weight)?),
                 });
             }
-            if weight.tracks() {
-                grads.push(push(weight, dz.matmul_tn(x)?));
-            }
-            if bias.tracks() {
-                grads.push(push(bias, dz.sum_rows()?));
-            }
+            grads.extend(push_if_tracks(weight, || dz.matmul_tn(x))?);
+            grads.extend(push_if_tracks(bias, || dz.sum_rows())?);
             grads
         }
-        Op::Conv2d { x, weight, bias, padding } => {
-            let mut grads = Vec::new();
-            if x.tracks() {
-                grads.push(push(x, grad.conv2d_backward_input(x, weight, *padding)?));
-            }
-            if weight.tracks() {
-                grads.push(push(weight, grad.conv2d_backward_weight(x, weight, *padding)?));
-            }
-            if bias.tracks() {
-                grads.push(push(bias, grad.channel_sums()?));
-            }
-            grads
-        }
+        Op::Conv2d { x, weight, bias, padding } => [
+            push_if_tracks(x, || grad.conv2d_backward_input(x, weight, *padding))?,
+            push_if_tracks(weight, || grad.conv2d_backward_weight(x, weight, *padding))?,
+            push_if_tracks(bias, || grad.channel_sums())?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         Op::MaxPool2d(x) => vec![push(x, x.max_pool2d_backward(grad)?)],
         Op::Reshape(x) => vec![push(x, grad.reshape(x.shape())?)],
         Op::AddBias { x, bias } => {
-            let mut grads = Vec::new();
-            if bias.tracks() {
-                grads.push(push(bias, grad.sum_rows()?));
-            }
-            grads.push(push(x, grad.clone()));
-            grads
+            push_if_tracks(bias, || grad.sum_rows())?.into_iter().chain([push(x, grad.clone())]).collect()
         }
         Op::Relu(x) => vec![push(x, x.relu_mask(grad)?)],
         Op::Scale(x, factor) => vec![push(x, grad.scale(*factor)?)],
         Op::Add(a, b) => vec![push(a, grad.clone()), push(b, grad.clone())],
+        // A constant factor needs no gradient: one product, not two.
         Op::Mul(a, b) => {
-            // A constant factor needs no gradient: one product, not two.
-            let mut grads = Vec::new();
-            if a.tracks() {
-                grads.push(push(a, grad.mul(b)?));
-            }
-            if b.tracks() {
-                grads.push(push(b, grad.mul(a)?));
-            }
-            grads
+            [push_if_tracks(a, || grad.mul(b))?, push_if_tracks(b, || grad.mul(a))?].into_iter().flatten().collect()
         }
         // Linear in x: the gradient goes through the same mask, drawn again from its key.
         Op::Dropout { x, p, key } => vec![push(x, grad.dropout_with_key(*p, *key)?)],
