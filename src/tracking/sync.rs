@@ -368,14 +368,7 @@ fn sync_run(
     s: &mut SyncedRun,
 ) -> Result<(), TrackingError> {
     let uri = client.tracking_uri().to_string();
-    let exp_id = match experiments.get(&rec.experiment) {
-        Some(id) => id.clone(),
-        None => {
-            let id = client.get_or_create_experiment(&rec.experiment)?;
-            experiments.insert(rec.experiment.clone(), id.clone());
-            id
-        }
-    };
+    let exp_id = experiment_id(client, &rec.experiment, experiments)?;
     let mut meta = local::read_meta(dir)?;
     let run = match find_server_run(client, &uri, &exp_id, rec, &meta)? {
         Some(run) => run,
@@ -407,15 +400,7 @@ fn sync_run(
     }
     let (params, tags) = missing_params_and_tags(rec, &tags, &run)?;
     let mut metrics = missing_metrics(client, rec, &run, s.created)?;
-    let local_model_id = rec.tags.get(MODEL_ID_TAG);
-    for metric in &mut metrics {
-        if metric.about.as_ref().is_some_and(|a| Some(&a.model_id) == local_model_id) {
-            match &model_on_server {
-                Some(id) => metric.about.iter_mut().for_each(|a| a.model_id = id.clone()),
-                None => metric.about = None, // no such model on this server
-            }
-        }
-    }
+    remap_model_metrics(&mut metrics, rec.tags.get(MODEL_ID_TAG), model_on_server.as_ref());
     client.log_batch(&server_id, &metrics, &params, &tags)?;
     s.params_sent = params.len();
     s.tags_sent += tags.len();
@@ -443,6 +428,34 @@ fn sync_run(
         None => s.outcome = SyncOutcome::PushedUnfinished,
     }
     Ok(())
+}
+
+/// The server's id of the experiment `name`, created if it has none; remembered in `known` so a
+/// sync of many runs asks once per experiment.
+fn experiment_id(
+    client: &MlflowClient,
+    name: &str,
+    known: &mut HashMap<String, String>,
+) -> Result<String, TrackingError> {
+    if let Some(id) = known.get(name) {
+        return Ok(id.clone());
+    }
+    let id = client.get_or_create_experiment(name)?;
+    known.insert(name.to_string(), id.clone());
+    Ok(id)
+}
+
+/// Points the metrics that describe the local model `local_id` at its id on the server, or at no
+/// model when the server has none.
+fn remap_model_metrics(metrics: &mut [Metric], local_id: Option<&String>, server_id: Option<&String>) {
+    for metric in metrics {
+        if metric.about.as_ref().is_some_and(|a| Some(&a.model_id) == local_id) {
+            match server_id {
+                Some(id) => metric.about.iter_mut().for_each(|a| a.model_id = id.clone()),
+                None => metric.about = None,
+            }
+        }
+    }
 }
 
 /// The server run of a local run: the one remembered in `meta.json`, the local id itself (a run
