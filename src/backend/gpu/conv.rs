@@ -10,7 +10,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::ops::{self, ReduceParams, WG, check_len, elements, same_context, to_u32};
+use super::ops::{self, ReduceParams, WG, check_inputs, check_len, elements, same_context, to_u32};
 use super::pipeline::{CONV_TILE, CONV_TILE_NARROW, ConvTile};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::cpu::conv::Conv2dShape;
@@ -109,11 +109,12 @@ pub fn conv2d(
     relu: bool,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "conv2d";
-    same_context(ctx, OP, &[x, weight, bias])?;
     let lengths = Lengths::of(OP, s)?;
-    check_len(OP, "x", x, lengths.input)?;
-    check_len(OP, "weight", weight, lengths.weight)?;
-    check_len(OP, "bias", bias, s.out_channels)?;
+    check_inputs(
+        ctx,
+        OP,
+        &[("x", x, lengths.input), ("weight", weight, lengths.weight), ("bias", bias, s.out_channels)],
+    )?;
     if lengths.is_empty() {
         return ops::fill(ctx, lengths.output, 0.0);
     }
@@ -135,10 +136,8 @@ pub fn conv2d_backward_input(
     s: Conv2dShape,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "conv2d_backward_input";
-    same_context(ctx, OP, &[dy, weight])?;
     let lengths = Lengths::of(OP, s)?;
-    check_len(OP, "dy", dy, lengths.output)?;
-    check_len(OP, "weight", weight, lengths.weight)?;
+    check_inputs(ctx, OP, &[("dy", dy, lengths.output), ("weight", weight, lengths.weight)])?;
     if lengths.is_empty() {
         return ops::fill(ctx, lengths.input, 0.0);
     }
@@ -162,10 +161,8 @@ pub fn conv2d_backward_weight(
     s: Conv2dShape,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "conv2d_backward_weight";
-    same_context(ctx, OP, &[x, dy])?;
     let lengths = Lengths::of(OP, s)?;
-    check_len(OP, "x", x, lengths.input)?;
-    check_len(OP, "dy", dy, lengths.output)?;
+    check_inputs(ctx, OP, &[("x", x, lengths.input), ("dy", dy, lengths.output)])?;
     if lengths.is_empty() {
         return ops::fill(ctx, lengths.weight, 0.0);
     }

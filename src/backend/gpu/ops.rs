@@ -273,16 +273,12 @@ fn matmul_with(
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "matmul";
     let MatmulShape { m, k, n, trans_a, trans_b } = shape;
-    same_context(ctx, OP, &[a, b])?;
-    check_len(OP, "A", a, elements(OP, &[m, k])?)?;
-    check_len(OP, "B", b, elements(OP, &[k, n])?)?;
+    check_inputs(ctx, OP, &[("A", a, elements(OP, &[m, k])?), ("B", b, elements(OP, &[k, n])?)])?;
     if let Some(bias) = epilogue.bias {
-        same_context(ctx, OP, &[bias])?;
-        check_len(OP, "bias", bias, n)?;
+        check_inputs(ctx, OP, &[("bias", bias, n)])?;
     }
     if let Some(mask) = epilogue.relu_mask {
-        same_context(ctx, OP, &[mask])?;
-        check_len(OP, "relu mask", mask, elements(OP, &[m, n])?)?;
+        check_inputs(ctx, OP, &[("relu mask", mask, elements(OP, &[m, n])?)])?;
     }
     let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
     if m == 0 || n == 0 {
@@ -342,9 +338,8 @@ fn binary(
     a: &GpuBuffer,
     b: &GpuBuffer,
 ) -> Result<GpuBuffer, GpuError> {
-    same_context(ctx, op, &[a, b])?;
-    check_len(op, "the second operand", b, a.len())?;
     let n = a.len();
+    check_inputs(ctx, op, &[("the first operand", a, n), ("the second operand", b, n)])?;
     let out = ctx.alloc_output(n, op)?;
     let params = ElementwiseParams { n: to_u32(op, n)?, op: code as u32, cols: 0, _pad: 0 };
     ctx.dispatch(Kernel::Binary, &params, &[a, b, &out], (n as u64).div_ceil(WG), op)?;
@@ -395,8 +390,7 @@ pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) ->
 /// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
 pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
     const OP: &str = "axpy";
-    same_context(ctx, OP, &[acc, x])?;
-    check_len(OP, "x", x, acc.len())?;
+    check_inputs(ctx, OP, &[("acc", acc, acc.len()), ("x", x, acc.len())])?;
     let n = acc.len();
     let params = AxpyParams { n: to_u32(OP, n)?, alpha, _pad0: 0, _pad1: 0 };
     ctx.dispatch(Kernel::Axpy, &params, &[acc, x], (n as u64).div_ceil(WG), OP)
@@ -418,10 +412,8 @@ pub fn add_bias(
     cols: usize,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "add_bias";
-    same_context(ctx, OP, &[x, bias])?;
     let n = elements(OP, &[rows, cols])?;
-    check_len(OP, "x", x, n)?;
-    check_len(OP, "bias", bias, cols)?;
+    check_inputs(ctx, OP, &[("x", x, n), ("bias", bias, cols)])?;
     let out = ctx.alloc_output(n, OP)?;
     let params = ElementwiseParams { n: to_u32(OP, n)?, op: 0, cols: to_u32(OP, cols)?, _pad: 0 };
     ctx.dispatch(Kernel::AddBias, &params, &[x, bias, &out], (n as u64).div_ceil(WG), OP)?;
@@ -431,8 +423,7 @@ pub fn add_bias(
 /// Column sums of `x [rows, cols]`: `[cols]`, the gradient of a broadcast bias.
 pub fn sum_rows(ctx: &GpuContext, x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "sum_rows";
-    same_context(ctx, OP, &[x])?;
-    check_len(OP, "x", x, elements(OP, &[rows, cols])?)?;
+    check_inputs(ctx, OP, &[("x", x, elements(OP, &[rows, cols])?)])?;
     let out = ctx.alloc_output(cols, OP)?;
     let groups = (cols as u64).div_ceil(64);
     let params = ReduceParams {
@@ -512,9 +503,8 @@ fn row_kernel(
     cols: usize,
     out_len: usize,
 ) -> Result<GpuBuffer, GpuError> {
-    same_context(ctx, op, &[x])?;
     let n = elements(op, &[rows, cols])?;
-    check_len(op, "x", x, n)?;
+    check_inputs(ctx, op, &[("x", x, n)])?;
     let out = ctx.alloc_output(out_len, op)?;
     if n > 0 {
         let params = RowParams { rows: to_u32(op, rows)?, cols: to_u32(op, cols)?, _pad0: 0, _pad1: 0 };
@@ -533,10 +523,8 @@ pub fn softmax_rows_backward(
     cols: usize,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "softmax_rows_backward";
-    same_context(ctx, OP, &[y, dy])?;
     let n = elements(OP, &[rows, cols])?;
-    check_len(OP, "y", y, n)?;
-    check_len(OP, "dy", dy, n)?;
+    check_inputs(ctx, OP, &[("y", y, n), ("dy", dy, n)])?;
     let out = ctx.alloc_output(n, OP)?;
     if n > 0 {
         let params = RowParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, _pad0: 0, _pad1: 0 };
@@ -594,13 +582,11 @@ fn cross_entropy_kernel(
     scale: f32,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "cross_entropy";
-    same_context(ctx, OP, &[logits, labels])?;
     if cols == 0 && rows > 0 {
         return Err(GpuError::Shape { op: OP, detail: "rows without classes".into() });
     }
     let n = elements(OP, &[rows, cols])?;
-    check_len(OP, "logits", logits, n)?;
-    check_len(OP, "labels", labels, rows)?;
+    check_inputs(ctx, OP, &[("logits", logits, n), ("labels", labels, rows)])?;
     let (out_len, groups) = match kernel {
         Kernel::CrossEntropyRows => (rows, rows),
         Kernel::CrossEntropyMean => (1, 1),
@@ -667,10 +653,8 @@ pub fn sgd_step(
     h: SgdStep,
 ) -> Result<(), GpuError> {
     const OP: &str = "sgd_step";
-    same_context(ctx, OP, &[param, grad, momentum])?;
     let n = param.len();
-    check_len(OP, "grad", grad, n)?;
-    check_len(OP, "momentum", momentum, n)?;
+    check_inputs(ctx, OP, &[("param", param, n), ("grad", grad, n), ("momentum", momentum, n)])?;
     let keep = if h.first_step { 0.0 } else { h.momentum };
     let params = SgdParams {
         n: to_u32(OP, n)?,
@@ -788,6 +772,19 @@ pub(super) fn check_len(op: &'static str, name: &str, buffer: &GpuBuffer, expect
         });
     }
     Ok(())
+}
+
+/// Checks that every input lives on `ctx` (all of them first) and holds the number of elements
+/// given beside it.
+pub(super) fn check_inputs(
+    ctx: &GpuContext,
+    op: &'static str,
+    inputs: &[(&str, &GpuBuffer, usize)],
+) -> Result<(), GpuError> {
+    if !inputs.iter().all(|(_, buffer, _)| std::ptr::eq(&**buffer.context(), ctx)) {
+        return Err(GpuError::ContextMismatch { op });
+    }
+    inputs.iter().try_for_each(|&(name, buffer, expected)| check_len(op, name, buffer, expected))
 }
 
 pub(super) fn same_context(ctx: &GpuContext, op: &'static str, buffers: &[&GpuBuffer]) -> Result<(), GpuError> {
