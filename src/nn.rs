@@ -17,9 +17,7 @@ pub struct Linear {
 /// bound for the `outputs` biases.
 fn default_init(fan_in: usize, weights: usize, outputs: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
     let bound = 1.0 / (fan_in as f32).sqrt();
-    let weight = (0..weights).map(|_| rng.uniform(-bound, bound)).collect();
-    let bias = (0..outputs).map(|_| rng.uniform(-bound, bound)).collect();
-    (weight, bias)
+    (rng.uniform_vec(weights, -bound, bound), rng.uniform_vec(outputs, -bound, bound))
 }
 
 impl Linear {

@@ -43,6 +43,11 @@ impl Rng {
         low + (high - low) * self.next_f32()
     }
 
+    /// `len` draws of [`Rng::uniform`].
+    pub fn uniform_vec(&mut self, len: usize, low: f32, high: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(low, high)).collect()
+    }
+
     /// Uniform integer in `0..n` (n > 0), without modulo bias.
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize

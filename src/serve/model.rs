@@ -172,7 +172,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut rng = Rng::new(4);
         for rows in [1, 3, 64] {
-            let pixels: Vec<f32> = (0..rows * IMAGE_PIXELS).map(|_| rng.uniform(0.0, 1.0)).collect();
+            let pixels = rng.uniform_vec(rows * IMAGE_PIXELS, 0.0, 1.0);
             let normalized: Vec<f32> = pixels.iter().map(|p| (p - Normalization::MEAN) / Normalization::STD).collect();
             let expected = crate::no_grad(|| {
                 let x = Tensor::from_vec(normalized, &[rows, IMAGE_PIXELS], &Device::Cpu)?;

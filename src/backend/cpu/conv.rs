@@ -368,10 +368,6 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
-        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
-    }
-
     const SHAPES: [Conv2dShape; 4] = [
         Conv2dShape {
             batch: 3,
@@ -419,8 +415,7 @@ mod tests {
     fn unrolled_products_match_the_definition() {
         let mut rng = Rng::new(5);
         for s in SHAPES {
-            let (x, w, b) =
-                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.out_channels, &mut rng));
+            let [x, w, b] = [s.input_len(), s.weight_len(), s.out_channels].map(|len| rng.uniform_vec(len, -1.0, 1.0));
             let (mut fast, mut naive) = (vec![f32::NAN; s.output_len()], vec![f32::NAN; s.output_len()]);
             conv2d(&x, &w, &b, s, &mut fast);
             conv2d_naive(&x, &w, &b, s, &mut naive);
@@ -436,8 +431,7 @@ mod tests {
     fn backward_kernels_are_adjoints_of_the_forward_one() {
         let mut rng = Rng::new(9);
         for s in SHAPES {
-            let (x, w, dy) =
-                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.output_len(), &mut rng));
+            let [x, w, dy] = [s.input_len(), s.weight_len(), s.output_len()].map(|len| rng.uniform_vec(len, -1.0, 1.0));
             let mut y = vec![0.0; s.output_len()];
             conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y);
             let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);

@@ -146,19 +146,14 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
-    }
-
     /// The portable kernel is what machines without AVX2 run: it must agree with the AVX2 one
     /// bit for bit (both use fused multiply-adds in the same order), accumulating or not.
     #[test]
     fn portable_and_avx2_kernels_agree() {
         let kc = 37;
-        let (a, b) = (random(kc * MR, 1), random(kc * NR, 2));
+        let (a, b) = (Rng::new(1).uniform_vec(kc * MR, -1.0, 1.0), Rng::new(2).uniform_vec(kc * NR, -1.0, 1.0));
         for overwrite in [true, false] {
-            let start = random(MR * NR, 3);
+            let start = Rng::new(3).uniform_vec(MR * NR, -1.0, 1.0);
             let (mut portable, mut simd) = (start.clone(), start.clone());
             // SAFETY: both buffers hold MR rows of NR floats.
             unsafe { Isa::Portable.run(kc, &a, &b, portable.as_mut_ptr(), NR, overwrite) };

@@ -454,8 +454,8 @@ mod tests {
         for (m, k, n) in [(5, 784, 512), (700, 300, 130), (130, 97, 64)] {
             let a: Vec<f32> =
                 (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < 0.5 { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
-            let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let b = rng.uniform_vec(k * n, -1.0, 1.0);
+            let bias = rng.uniform_vec(n, -1.0, 1.0);
             let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
             let epilogue = Epilogue { bias: Some(&bias), relu: true };
             let run = |sparse: bool| {
@@ -476,8 +476,8 @@ mod tests {
         {
             let a: Vec<f32> =
                 (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
-            let weight: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let weight = rng.uniform_vec(k * n, -1.0, 1.0);
+            let bias = rng.uniform_vec(n, -1.0, 1.0);
             let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&weight, k, n, true));
             let epilogue = Epilogue { bias: Some(&bias), relu: true };
             let mut expected = vec![f32::NAN; m * n];

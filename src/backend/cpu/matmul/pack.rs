@@ -150,16 +150,11 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
-    }
-
     #[test]
     fn transposing_copy_matches_the_definition() {
         for (lanes, depth) in [(8, 19), (6, 8), (3, 5), (1, 17), (0, 4)] {
             let stride = depth + 3;
-            let src = random(8 * stride, 4);
+            let src = Rng::new(4).uniform_vec(8 * stride, -1.0, 1.0);
             let mut dst = vec![f32::NAN; depth * 16];
             transpose(&src, stride, lanes, depth, &mut dst, 16);
             for p in 0..depth {
