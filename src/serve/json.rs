@@ -114,27 +114,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Visits each element of an array: `f(reader, index)` must consume the element.
-    pub fn array<E: From<JsonError>>(&mut self, mut f: impl FnMut(&mut Self, usize) -> Result<(), E>) -> Result<(), E> {
-        self.expect(b'[', "'['")?;
-        self.enter()?;
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        for index in 0.. {
-            f(self, index)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(self.error("expected ',' or ']'").into()),
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+    pub fn array<E: From<JsonError>>(&mut self, f: impl FnMut(&mut Self, usize) -> Result<(), E>) -> Result<(), E> {
+        self.delimited([b'[', b']'], ["'['", "',' or ']'"], f)
     }
 
     /// Visits each member of an object: `f(reader, key)` must consume the value.
@@ -142,27 +123,40 @@ impl<'a> Reader<'a> {
         &mut self,
         mut f: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.expect(b'{', "'{'")?;
+        self.delimited([b'{', b'}'], ["'{'", "',' or '}'"], |reader, _| {
+            if reader.peek() != Some(b'"') {
+                return Err(reader.error("expected a key in double quotes").into());
+            }
+            let key = reader.string()?;
+            reader.expect(b':', "':'")?;
+            f(reader, key)
+        })
+    }
+
+    /// Reads the `open` bracket, then comma-separated items up to the `close` one:
+    /// `item(reader, index)` must consume each item. `expected` names the brackets for errors.
+    fn delimited<E: From<JsonError>>(
+        &mut self,
+        [open, close]: [u8; 2],
+        [expected_open, expected_next]: [&str; 2],
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.expect(open, expected_open)?;
         self.enter()?;
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.pos += 1;
             self.depth -= 1;
             return Ok(());
         }
-        loop {
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a key in double quotes").into());
-            }
-            let key = self.string()?;
-            self.expect(b':', "':'")?;
-            f(self, key)?;
+        for index in 0.. {
+            item(self, index)?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
-                Some(b'}') => {
+                Some(byte) if byte == close => {
                     self.pos += 1;
                     break;
                 }
-                _ => return Err(self.error("expected ',' or '}'").into()),
+                _ => return Err(self.error(format!("expected {expected_next}")).into()),
             }
         }
         self.depth -= 1;
