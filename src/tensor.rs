@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
 use crate::backend::gpu::{
-    self, GpuBuffer, GpuContext,
+    self, GpuBuffer, GpuContext, GpuError,
     ops::{Epilogue, MatmulShape},
 };
 use crate::backend::{AdamStep, SgdStep};
@@ -232,7 +232,7 @@ impl Tensor {
 
     fn same_shape(&self, other: &Tensor, op: &'static str) -> Result<()> {
         if self.shape() != other.shape() {
-            return Err(Error::ShapeMismatch { op, lhs: self.shape().to_vec(), rhs: other.shape().to_vec() });
+            return Err(shape_mismatch(op, self, other));
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Tensor {
         let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
         let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
         if k != k2 {
-            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+            return Err(shape_mismatch("matmul", self, rhs));
         }
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
@@ -281,11 +281,7 @@ impl Tensor {
         let (m, k) = self.dims2("linear")?;
         let (n, k2) = weight.dims2("linear")?;
         if k != k2 || bias.shape() != [n] {
-            return Err(Error::ShapeMismatch {
-                op: "linear",
-                lhs: self.shape().to_vec(),
-                rhs: weight.shape().to_vec(),
-            });
+            return Err(shape_mismatch("linear", self, weight));
         }
         let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
@@ -312,7 +308,7 @@ impl Tensor {
         let (m, k) = self.dims2("matmul")?;
         let (k2, n) = rhs.dims2("matmul")?;
         if k != k2 || relu_output.shape() != [m, n] {
-            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.shape().to_vec(), rhs: rhs.shape().to_vec() });
+            return Err(shape_mismatch("matmul", self, rhs));
         }
         let storage = match (&*self.storage(), &*rhs.storage(), &*relu_output.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(mask)) => {
@@ -336,11 +332,7 @@ impl Tensor {
     pub fn conv2d(&self, weight: &Tensor, bias: &Tensor, padding: usize) -> Result<Tensor> {
         let s = conv_shape(self, weight, padding)?;
         if bias.shape() != [s.out_channels] {
-            return Err(Error::ShapeMismatch {
-                op: "conv2d",
-                lhs: weight.shape().to_vec(),
-                rhs: bias.shape().to_vec(),
-            });
+            return Err(shape_mismatch("conv2d", weight, bias));
         }
         let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
@@ -362,18 +354,13 @@ impl Tensor {
     pub(crate) fn conv2d_backward_input(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
         let s = conv_shape(x, weight, padding)?;
         self.expect_len(s.output_len(), "conv2d_backward")?;
-        let storage = match (&*self.storage(), &*weight.storage()) {
-            (Storage::Cpu(dy), Storage::Cpu(w)) => {
-                let mut dx = vec![0.0; s.input_len()];
-                cpu::conv::conv2d_backward_input(dy, w, s, &mut dx);
-                Storage::Cpu(dx)
-            }
-            (Storage::Gpu(dy), Storage::Gpu(w)) => {
-                Storage::Gpu(gpu::conv::conv2d_backward_input(dy.context(), dy, w, s)?)
-            }
-            _ => return Err(Error::DeviceMismatch("conv2d_backward")),
-        };
-        Ok(Tensor::constant(storage, x.shape().to_vec()))
+        gradient_of_two(
+            "conv2d_backward",
+            [self, weight],
+            x.shape(),
+            |dy, w, dx| cpu::conv::conv2d_backward_input(dy, w, s, dx),
+            |dy, w| gpu::conv::conv2d_backward_input(dy.context(), dy, w, s),
+        )
     }
 
     /// The gradient of [`Tensor::conv2d`] with respect to its weight, from `self`, the output's
@@ -381,18 +368,13 @@ impl Tensor {
     pub(crate) fn conv2d_backward_weight(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
         let s = conv_shape(x, weight, padding)?;
         self.expect_len(s.output_len(), "conv2d_backward")?;
-        let storage = match (&*x.storage(), &*self.storage()) {
-            (Storage::Cpu(x), Storage::Cpu(dy)) => {
-                let mut dw = vec![0.0; s.weight_len()];
-                cpu::conv::conv2d_backward_weight(x, dy, s, &mut dw);
-                Storage::Cpu(dw)
-            }
-            (Storage::Gpu(x), Storage::Gpu(dy)) => {
-                Storage::Gpu(gpu::conv::conv2d_backward_weight(x.context(), x, dy, s)?)
-            }
-            _ => return Err(Error::DeviceMismatch("conv2d_backward")),
-        };
-        Ok(Tensor::constant(storage, weight.shape().to_vec()))
+        gradient_of_two(
+            "conv2d_backward",
+            [x, self],
+            weight.shape(),
+            |x, dy, dw| cpu::conv::conv2d_backward_weight(x, dy, s, dw),
+            |x, dy| gpu::conv::conv2d_backward_weight(x.context(), x, dy, s),
+        )
     }
 
     /// Sums over every axis but the second of a `[batch, channels, ...]` tensor: `[channels]`,
@@ -433,18 +415,13 @@ impl Tensor {
     pub(crate) fn max_pool2d_backward(&self, grad: &Tensor) -> Result<Tensor> {
         let (planes, height, width) = self.planes("max_pool2d")?;
         grad.expect_len(planes * (height / 2) * (width / 2), "max_pool2d_backward")?;
-        let storage = match (&*self.storage(), &*grad.storage()) {
-            (Storage::Cpu(x), Storage::Cpu(dy)) => {
-                let mut dx = vec![0.0; x.len()];
-                cpu::conv::max_pool2d_backward(x, dy, planes, height, width, &mut dx);
-                Storage::Cpu(dx)
-            }
-            (Storage::Gpu(x), Storage::Gpu(dy)) => {
-                Storage::Gpu(gpu::conv::max_pool2d_backward(x.context(), x, dy, planes, height, width)?)
-            }
-            _ => return Err(Error::DeviceMismatch("max_pool2d_backward")),
-        };
-        Ok(Tensor::constant(storage, self.shape().to_vec()))
+        gradient_of_two(
+            "max_pool2d_backward",
+            [self, grad],
+            self.shape(),
+            |x, dy, dx| cpu::conv::max_pool2d_backward(x, dy, planes, height, width, dx),
+            |x, dy| gpu::conv::max_pool2d_backward(x.context(), x, dy, planes, height, width),
+        )
     }
 
     /// A `[batch, channels, height, width]` tensor as `(batch * channels, height, width)`.
@@ -467,11 +444,7 @@ impl Tensor {
     pub fn add_bias(&self, bias: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("add_bias")?;
         if bias.shape() != [n] {
-            return Err(Error::ShapeMismatch {
-                op: "add_bias",
-                lhs: self.shape().to_vec(),
-                rhs: bias.shape().to_vec(),
-            });
+            return Err(shape_mismatch("add_bias", self, bias));
         }
         let storage = match (&*self.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(b)) => {
@@ -613,11 +586,7 @@ impl Tensor {
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("cross_entropy")?;
         if labels.shape() != [m] {
-            return Err(Error::ShapeMismatch {
-                op: "cross_entropy",
-                lhs: self.shape().to_vec(),
-                rhs: labels.shape().to_vec(),
-            });
+            return Err(shape_mismatch("cross_entropy", self, labels));
         }
         let storage = match (&*self.storage(), &*labels.storage()) {
             (Storage::Cpu(x), Storage::Cpu(y)) => {
@@ -638,35 +607,25 @@ impl Tensor {
     pub(crate) fn cross_entropy_backward(&self, labels: &Tensor, grad: Option<&Tensor>) -> Result<Tensor> {
         let (m, n) = self.dims2("cross_entropy")?;
         let scale = grad.map_or(Ok(1.0), Tensor::to_scalar)? / m.max(1) as f32;
-        let storage = match (&*self.storage(), &*labels.storage()) {
-            (Storage::Cpu(x), Storage::Cpu(y)) => {
-                let mut dx = vec![0.0; x.len()];
-                cpu::cross_entropy_backward(x, y, n, scale, &mut dx);
-                Storage::Cpu(dx)
-            }
-            (Storage::Gpu(x), Storage::Gpu(y)) => {
-                Storage::Gpu(gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale)?)
-            }
-            _ => return Err(Error::DeviceMismatch("cross_entropy")),
-        };
-        Ok(Tensor::constant(storage, self.shape().to_vec()))
+        gradient_of_two(
+            "cross_entropy",
+            [self, labels],
+            self.shape(),
+            |x, y, dx| cpu::cross_entropy_backward(x, y, n, scale, dx),
+            |x, y| gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale),
+        )
     }
 
     /// Softmax backward from the softmax output `self` and the incoming gradient.
     pub(crate) fn softmax_backward(&self, grad: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("softmax")?;
-        let storage = match (&*self.storage(), &*grad.storage()) {
-            (Storage::Cpu(y), Storage::Cpu(g)) => {
-                let mut dx = vec![0.0; m * n];
-                cpu::softmax_rows_backward(y, g, n, &mut dx);
-                Storage::Cpu(dx)
-            }
-            (Storage::Gpu(y), Storage::Gpu(g)) => {
-                Storage::Gpu(gpu::ops::softmax_rows_backward(y.context(), y, g, m, n)?)
-            }
-            _ => return Err(Error::DeviceMismatch("softmax_backward")),
-        };
-        Ok(Tensor::constant(storage, self.shape().to_vec()))
+        gradient_of_two(
+            "softmax_backward",
+            [self, grad],
+            self.shape(),
+            |y, g, dx| cpu::softmax_rows_backward(y, g, n, dx),
+            |y, g| gpu::ops::softmax_rows_backward(y.context(), y, g, m, n),
+        )
     }
 
     /// `grad` where `self > 0`, else zero: the backward of relu.
@@ -907,8 +866,33 @@ impl<'a> BatchSource<'a> {
 
 /// The sizes of `x.conv2d(weight, _, padding)`, checked: NCHW input, `[out, in, kh, kw]`
 /// weights with as many input channels, and a kernel that fits the padded image.
+/// Runs a backward kernel of two inputs on their device and returns its result, shaped
+/// `shape`, recording nothing: `cpu` fills a zeroed output, `gpu` allocates its own.
+fn gradient_of_two(
+    op: &'static str,
+    [a, b]: [&Tensor; 2],
+    shape: &[usize],
+    cpu: impl FnOnce(&[f32], &[f32], &mut [f32]),
+    gpu: impl FnOnce(&GpuBuffer, &GpuBuffer) -> std::result::Result<GpuBuffer, GpuError>,
+) -> Result<Tensor> {
+    let storage = match (&*a.storage(), &*b.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => {
+            let mut out = vec![0.0; shape.iter().product()];
+            cpu(a, b, &mut out);
+            Storage::Cpu(out)
+        }
+        (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu(a, b)?),
+        _ => return Err(Error::DeviceMismatch(op)),
+    };
+    Ok(Tensor::constant(storage, shape.to_vec()))
+}
+
+fn shape_mismatch(op: &'static str, lhs: &Tensor, rhs: &Tensor) -> Error {
+    Error::ShapeMismatch { op, lhs: lhs.shape().to_vec(), rhs: rhs.shape().to_vec() }
+}
+
 fn conv_shape(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Conv2dShape> {
-    let mismatch = || Error::ShapeMismatch { op: "conv2d", lhs: x.shape().to_vec(), rhs: weight.shape().to_vec() };
+    let mismatch = || shape_mismatch("conv2d", x, weight);
     let (&[batch, in_channels, height, width], &[out_channels, weight_in, kernel_h, kernel_w]) =
         (x.shape(), weight.shape())
     else {
