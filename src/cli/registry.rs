@@ -130,12 +130,10 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     if passed {
         require_ready_model(&tracking, &found)?;
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"run_id": args.run_id, "metric": key, "value": value, "threshold": args.threshold, "decision": decision})
-        );
-    }
+    print_json(
+        args.json,
+        serde_json::json!({"run_id": args.run_id, "metric": key, "value": value, "threshold": args.threshold, "decision": decision}),
+    );
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -203,12 +201,10 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         "registered {} version {} from run {run_id} ({source}), now in {}",
         args.name, staged.version, staged.stage
     );
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": args.name, "version": staged.version, "stage": staged.stage, "run_id": run_id, "source": source})
-        );
-    }
+    print_json(
+        args.json,
+        serde_json::json!({"name": args.name, "version": staged.version, "stage": staged.stage, "run_id": run_id, "source": source}),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,11 +225,16 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         "promoted {} version {} to {} with alias {CHAMPION}; archived: {archived}",
         args.name, promoted.version, promoted.stage
     );
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"name": args.name, "version": promoted.version, "stage": promoted.stage, "archived": before})
-        );
-    }
+    print_json(
+        args.json,
+        serde_json::json!({"name": args.name, "version": promoted.version, "stage": promoted.stage, "archived": before}),
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// With `--json`, the outcome as one JSON line after the text.
+fn print_json(wanted: bool, outcome: serde_json::Value) {
+    if wanted {
+        println!("{outcome}");
+    }
 }
