@@ -128,6 +128,9 @@ enum Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// An answer read into memory, up to the size an API answer may have.
+    const ANSWER: Sink<'static> = Sink::Memory { max: MAX_RESPONSE_BYTES };
+
     fn max(&self) -> u64 {
         match self {
             Sink::Memory { max } | Sink::File { max, .. } => *max,
@@ -411,21 +414,9 @@ impl MlflowClient {
         Ok(RawResponse { status, body, retry_after })
     }
 
-    /// Sends a request with the retry policy. Returns the final response (any status) or an error
-    /// when the server could not be reached.
+    /// Sends a request with the retry policy, the body of a successful answer going to `sink`.
+    /// Returns the final response (any status) or an error when the server could not be reached.
     fn send(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        body: ReqBody,
-        class: Retry,
-    ) -> Result<(RawResponse, u32), TrackingError> {
-        self.send_to(method, path, query, body, class, Sink::Memory { max: MAX_RESPONSE_BYTES })
-    }
-
-    /// [`send`](Self::send) with the body of a successful answer going to `sink`.
-    fn send_to(
         &self,
         method: &str,
         path: &str,
@@ -548,7 +539,7 @@ impl MlflowClient {
             ),
             None => ReqBody::None,
         };
-        let (r, attempts) = self.send(method, path, query, req_body, class)?;
+        let (r, attempts) = self.send(method, path, query, req_body, class, Sink::ANSWER)?;
         if !(200..300).contains(&r.status) {
             return Err(self.api_error(method, path, &r, attempts));
         }
@@ -589,13 +580,13 @@ impl MlflowClient {
     /// `GET /health` once (no retries): Ok when the server answers 200.
     pub fn health(&self) -> Result<(), TrackingError> {
         let once = self.clone().with_retry(RetryPolicy { max_retries: 0, ..self.retry.clone() });
-        let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent)?;
+        let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent, Sink::ANSWER)?;
         if r.status == 200 { Ok(()) } else { Err(self.api_error("GET", "/health", &r, attempts)) }
     }
 
     /// The server's MLflow version (`GET /version`), e.g. `3.17.2`.
     pub fn server_version(&self) -> Result<String, TrackingError> {
-        let (r, attempts) = self.send("GET", "/version", &[], ReqBody::None, Retry::Idempotent)?;
+        let (r, attempts) = self.send("GET", "/version", &[], ReqBody::None, Retry::Idempotent, Sink::ANSWER)?;
         if !(200..300).contains(&r.status) {
             return Err(self.api_error("GET", "/version", &r, attempts));
         }
@@ -844,7 +835,8 @@ impl MlflowClient {
         // Fail early and clearly on a missing local file (not as a network error).
         File::open(local_path).map_err(|e| TrackingError::io(local_path, e))?;
         let ct = content_type_for(local_path);
-        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::File(local_path, ct), Retry::Idempotent)?;
+        let (r, attempts) =
+            self.send("PUT", &path, &[], ReqBody::File(local_path, ct), Retry::Idempotent, Sink::ANSWER)?;
         if !(200..300).contains(&r.status) {
             return Err(self.api_error("PUT", &path, &r, attempts));
         }
@@ -858,7 +850,7 @@ impl MlflowClient {
         }
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
         let ct = content_type_for(Path::new(rel_path));
-        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::Bytes(bytes, ct), Retry::Idempotent)?;
+        let (r, attempts) = self.send("PUT", &path, &[], ReqBody::Bytes(bytes, ct), Retry::Idempotent, Sink::ANSWER)?;
         if !(200..300).contains(&r.status) {
             return Err(self.api_error("PUT", &path, &r, attempts));
         }
@@ -869,7 +861,7 @@ impl MlflowClient {
     /// over [`MAX_RESPONSE_BYTES`] is refused.
     pub fn download_artifact(&self, artifact_uri: &str, rel_path: &str) -> Result<Vec<u8>, TrackingError> {
         let path = Self::artifact_url_path(artifact_uri, rel_path)?;
-        let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent)?;
+        let (r, attempts) = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent, Sink::ANSWER)?;
         if !(200..300).contains(&r.status) {
             return Err(self.api_error("GET", &path, &r, attempts));
         }
@@ -892,13 +884,12 @@ impl MlflowClient {
         std::fs::create_dir_all(parent).map_err(|e| TrackingError::io(parent, e))?;
         let tmp = crate::files::temp_path(&dest);
         let sink = Sink::File { path: &tmp, max: max_bytes };
-        let result =
-            self.send_to("GET", &path, &[], ReqBody::None, Retry::Idempotent, sink).and_then(|(r, attempts)| {
-                if !(200..300).contains(&r.status) {
-                    return Err(self.api_error("GET", &path, &r, attempts));
-                }
-                std::fs::rename(&tmp, &dest).map_err(|e| TrackingError::io(&dest, e))
-            });
+        let result = self.send("GET", &path, &[], ReqBody::None, Retry::Idempotent, sink).and_then(|(r, attempts)| {
+            if !(200..300).contains(&r.status) {
+                return Err(self.api_error("GET", &path, &r, attempts));
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| TrackingError::io(&dest, e))
+        });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
