@@ -114,10 +114,8 @@ impl LocalRun {
         if params.is_empty() {
             return Ok(());
         }
+        require_keys(params, "param")?;
         for (k, v) in params {
-            if k.is_empty() {
-                return Err(TrackingError::InvalidArgument("empty param key".into()));
-            }
             if let Some(old) = self.params.get(k)
                 && old != v
             {
@@ -137,12 +135,8 @@ impl LocalRun {
         if tags.is_empty() {
             return Ok(());
         }
-        for (k, v) in tags {
-            if k.is_empty() {
-                return Err(TrackingError::InvalidArgument("empty tag key".into()));
-            }
-            self.tags.insert(k.clone(), v.clone());
-        }
+        require_keys(tags, "tag")?;
+        self.tags.extend(tags.iter().cloned());
         write_json_atomic(&self.dir.join(TAGS), &self.tags)
     }
 
@@ -214,4 +208,12 @@ impl LocalRun {
         self.lock = None;
         Ok(())
     }
+}
+
+/// Refuses a batch with an empty key before any of it is recorded.
+fn require_keys(entries: &[(String, String)], kind: &str) -> Result<(), TrackingError> {
+    if entries.iter().any(|(key, _)| key.is_empty()) {
+        return Err(TrackingError::InvalidArgument(format!("empty {kind} key")));
+    }
+    Ok(())
 }
