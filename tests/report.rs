@@ -198,7 +198,7 @@ fn confusion_matrix_png_draws_cells_labels_and_counts() {
     let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap();
     let dir = out_dir("cm");
     let path = dir.join("confusion_matrix.png");
-    confusion_matrix_png(&cm, &CLASS_NAMES, report_of(&f).accuracy(), &path).unwrap();
+    confusion_matrix_png(&cm, &path).unwrap();
     let img = decode(&path);
     let l = confusion_matrix_layout(&CLASS_NAMES).unwrap();
     assert_eq!(img.dimensions(), (l.width, l.height));
@@ -258,7 +258,7 @@ fn normalized_confusion_matrix_png_is_written() {
     let f = load("tiny_imbalanced");
     let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap();
     let path = out_dir("cm-norm").join("confusion_matrix_normalized.png");
-    confusion_matrix_normalized_png(&cm, &CLASS_NAMES, 0.8, &path).unwrap();
+    confusion_matrix_normalized_png(&cm, &path).unwrap();
     let img = decode(&path);
     let l = confusion_matrix_layout(&CLASS_NAMES).unwrap();
     assert_eq!(img.dimensions(), (l.width, l.height));
@@ -270,14 +270,10 @@ fn normalized_confusion_matrix_png_is_written() {
 }
 
 #[test]
-fn heatmap_rejects_wrong_class_name_count() {
-    let cm = ConfusionMatrix::new(&[0, 1], &[1, 1], 10).unwrap();
-    let path = out_dir("cm-bad").join("x.png");
-    assert!(matches!(
-        confusion_matrix_png(&cm, &CLASS_NAMES[..9], 0.5, &path),
-        Err(ReportError::LengthMismatch { .. })
-    ));
-    assert!(!path.exists());
+fn confusion_matrix_rejects_wrong_class_name_count_and_knows_its_accuracy() {
+    let cm = ConfusionMatrix::new(&[0, 1, 2, 2], &[1, 1, 2, 0], 10).unwrap();
+    assert!(matches!(cm.clone().with_class_names(&CLASS_NAMES[..9]), Err(ReportError::LengthMismatch { .. })));
+    assert_eq!(cm.accuracy(), 0.5);
 }
 
 /// `n` synthetic 28x28 images; image `i` is filled with grey level `10 + 7 * (i % 35)` so
@@ -464,7 +460,7 @@ fn io_errors_name_the_path() {
     std::fs::write(&blocker, b"not a directory").unwrap();
     let target = blocker.join("report.png");
     let cm = ConfusionMatrix::new(&[0, 1], &[0, 1], 10).unwrap();
-    let err = confusion_matrix_png(&cm, &CLASS_NAMES, 1.0, &target).unwrap_err();
+    let err = confusion_matrix_png(&cm, &target).unwrap_err();
     assert!(matches!(err, ReportError::Io { ref path, .. } if path == &target));
     assert!(err.to_string().contains("a_file"), "{err}");
 }

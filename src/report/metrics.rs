@@ -76,6 +76,12 @@ impl ConfusionMatrix {
         self.counts.iter().flatten().sum()
     }
 
+    /// The fraction of samples on the diagonal (a matrix counts at least one).
+    pub fn accuracy(&self) -> f64 {
+        let correct: u64 = self.counts.iter().enumerate().map(|(i, row)| row[i]).sum();
+        correct as f64 / self.total() as f64
+    }
+
     /// Each row divided by its sum (the recall view); rows of classes without samples are zero.
     pub fn normalized_rows(&self) -> Vec<Vec<f64>> {
         self.counts
@@ -98,7 +104,7 @@ impl ConfusionMatrix {
     }
 }
 
-pub(crate) fn check_class_names(class_names: &[&str], n_classes: usize) -> Result<(), ReportError> {
+fn check_class_names(class_names: &[&str], n_classes: usize) -> Result<(), ReportError> {
     if class_names.len() != n_classes {
         return Err(ReportError::LengthMismatch {
             what: "class_names",

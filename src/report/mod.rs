@@ -115,8 +115,8 @@ pub fn write_evaluation_reports(dir: &Path, eval: &EvaluationInputs) -> Result<V
     ];
     write_json(&written[0], &report.to_json())?;
     write_json(&written[1], &cm.to_json())?;
-    confusion_matrix_png(&cm, &CLASS_NAMES, report.accuracy(), &written[2])?;
-    confusion_matrix_normalized_png(&cm, &CLASS_NAMES, report.accuracy(), &written[3])?;
+    confusion_matrix_png(&cm, &written[2])?;
+    confusion_matrix_normalized_png(&cm, &written[3])?;
     misclassified_png(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, &CLASS_NAMES, &written[4])?;
     Ok(written)
 }

@@ -7,7 +7,7 @@ use image::Rgb;
 use super::{AXIS_TITLE_SIZE, MARGIN, Rect, TICK_SIZE, TITLE_SIZE, nice_ticks, save_png};
 use crate::report::ReportError;
 use crate::report::canvas::{Align, Canvas, Fonts, INK, Style, WHITE, luminance};
-use crate::report::metrics::{ConfusionMatrix, check_class_names};
+use crate::report::metrics::ConfusionMatrix;
 
 const CELL_TEXT_SIZE: f32 = 14.0;
 const CELL: u32 = 60;
@@ -118,41 +118,29 @@ fn text_on(background: Rgb<u8>) -> Rgb<u8> {
     if luminance(background) < 128.0 { WHITE } else { INK }
 }
 
-/// Writes the confusion matrix as a heat map of counts with class names on both axes, the
+/// Writes the confusion matrix as a heat map of counts with its class names on both axes, the
 /// count in every cell, a colour scale and the accuracy in the title.
-pub fn confusion_matrix_png(
-    cm: &ConfusionMatrix,
-    class_names: &[&str],
-    accuracy: f64,
-    path: &Path,
-) -> Result<(), ReportError> {
-    check_class_names(class_names, cm.n_classes())?;
+pub fn confusion_matrix_png(cm: &ConfusionMatrix, path: &Path) -> Result<(), ReportError> {
     let values: Vec<Vec<f64>> = cm.counts().iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
     let vmax = values.iter().flatten().fold(0.0f64, |a, &b| a.max(b)).max(1.0);
     let ticks = nice_ticks(0.0, vmax, 5, true);
     let heatmap = Heatmap {
-        title: format!("Confusion matrix — accuracy {:.2}%", accuracy * 100.0),
+        title: format!("Confusion matrix — accuracy {:.2}%", cm.accuracy() * 100.0),
         values: &values,
         cell_text: &|r, c| cm.counts()[r][c].to_string(),
         vmax,
         // Only ticks on the bar: the rounded-up last one may lie above the largest count.
         ticks: ticks.values.iter().filter(|&&v| v <= vmax).map(|&v| (v, ticks.format(v))).collect(),
     };
-    draw_heatmap(&heatmap, class_names, path)
+    draw_heatmap(&heatmap, cm, path)
 }
 
 /// Writes the confusion matrix with every row divided by its class's sample count, so each
 /// diagonal cell is that class's recall; the colour scale runs from 0 to 1.
-pub fn confusion_matrix_normalized_png(
-    cm: &ConfusionMatrix,
-    class_names: &[&str],
-    accuracy: f64,
-    path: &Path,
-) -> Result<(), ReportError> {
-    check_class_names(class_names, cm.n_classes())?;
+pub fn confusion_matrix_normalized_png(cm: &ConfusionMatrix, path: &Path) -> Result<(), ReportError> {
     let values = cm.normalized_rows();
     let heatmap = Heatmap {
-        title: format!("Confusion matrix, normalised by true class — accuracy {:.2}%", accuracy * 100.0),
+        title: format!("Confusion matrix, normalised by true class — accuracy {:.2}%", cm.accuracy() * 100.0),
         values: &values,
         cell_text: &|r, c| format!("{:.2}", values[r][c]),
         vmax: 1.0,
@@ -163,7 +151,7 @@ pub fn confusion_matrix_normalized_png(
             })
             .collect(),
     };
-    draw_heatmap(&heatmap, class_names, path)
+    draw_heatmap(&heatmap, cm, path)
 }
 
 struct Heatmap<'a> {
@@ -174,7 +162,9 @@ struct Heatmap<'a> {
     ticks: Vec<(f64, String)>,
 }
 
-fn draw_heatmap(map: &Heatmap, class_names: &[&str], path: &Path) -> Result<(), ReportError> {
+fn draw_heatmap(map: &Heatmap, cm: &ConfusionMatrix, path: &Path) -> Result<(), ReportError> {
+    let class_names: Vec<&str> = cm.class_names().iter().map(String::as_str).collect();
+    let class_names = class_names.as_slice();
     let fonts = Fonts::load()?;
     let l = heatmap_layout(&fonts, class_names);
     let mut cv = Canvas::new(l.width, l.height, fonts);
