@@ -26,8 +26,9 @@ fn engine(args: &[&str]) -> Output {
 
 #[test]
 fn bad_hyperparameters_exit_2_naming_the_flag() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--model", "bogus"], "--model"),
+        (&["--model", "cnn", "--hidden", "256"], "--hidden"),
         (&["--lr", "0"], "--lr"),
         (&["--lr", "-1"], "--lr"),
         (&["--batch-size", "0"], "--batch-size"),

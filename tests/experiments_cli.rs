@@ -182,6 +182,7 @@ fn bad_flags_are_usage_errors() {
         &["sweep", "--lr", "0.1,-1", "--data-dir", "/nonexistent"],
         &["sweep", "--hidden", "64|0", "--data-dir", "/nonexistent"],
         &["sweep", "--model", "cnn", "--hidden", "64|128", "--data-dir", "/nonexistent"],
+        &["sweep", "--model", "cnn", "--hidden", "256", "--data-dir", "/nonexistent"],
         &["train", "--early-stop-patience", "2", "--val-split", "0", "--data-dir", "/nonexistent"],
     ] {
         let output = engine(args, &store, &dir);

@@ -17,7 +17,7 @@ use engine::train::{TrainConfig, TrainError};
 use super::UsageError;
 use super::compare::{PARENT_RUN_ID_TAG, comparison_json, render_comparison};
 use super::device::DeviceChoice;
-use super::train::{Bench, CommonTrainArgs, Hidden, RunSpec, parse_hidden, tracked_run};
+use super::train::{Bench, CommonTrainArgs, DEFAULT_HIDDEN, Hidden, RunSpec, parse_hidden, tracked_run};
 
 /// Tag marking a sweep's parent run.
 pub const SWEEP_TAG: &str = "engine.sweep";
@@ -30,9 +30,10 @@ pub struct SweepArgs {
     /// Batch sizes to try, comma-separated, e.g. 64,128.
     #[arg(long, value_delimiter = ',', default_value = "128")]
     pub batch_size: Vec<usize>,
-    /// Architectures to try: hidden layer sizes separated by '|', e.g. '256|512,512'.
-    #[arg(long, default_value = "512,512", value_parser = parse_hidden_grid)]
-    pub hidden: HiddenGrid,
+    /// MLP architectures to try: hidden layer sizes separated by '|', e.g. '256|512,512'
+    /// [default: 512,512].
+    #[arg(long, value_parser = parse_hidden_grid)]
+    pub hidden: Option<HiddenGrid>,
     /// Accuracy within which the cheaper run is recommended in the final table.
     #[arg(long, default_value_t = analysis::DEFAULT_TOLERANCE)]
     pub tolerance: f64,
@@ -59,6 +60,13 @@ pub struct SweepArgs {
 #[derive(Clone, Debug)]
 pub struct HiddenGrid(pub Vec<Vec<usize>>);
 
+impl SweepArgs {
+    /// The MLP architectures of the grid.
+    fn hiddens(&self) -> Vec<Vec<usize>> {
+        self.hidden.as_ref().map_or_else(|| vec![DEFAULT_HIDDEN.to_vec()], |HiddenGrid(grid)| grid.clone())
+    }
+}
+
 fn parse_hidden_grid(s: &str) -> Result<HiddenGrid, String> {
     s.split('|').map(|part| parse_hidden(part).map(|Hidden(sizes)| sizes)).collect::<Result<_, _>>().map(HiddenGrid)
 }
@@ -72,27 +80,23 @@ struct Point {
 /// The grid in order: learning rate, then batch size, then architecture. Every point is
 /// validated before anything runs.
 fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
-    // A CNN ignores --hidden: its runs would differ in name only.
-    if args.common.model == Architecture::Cnn && args.hidden.0.len() > 1 {
-        return Err(UsageError(
-            "--hidden sets the MLP's layers; --model cnn has fixed widths: sweep --lr or --batch-size".into(),
-        ));
-    }
+    args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
+    let hiddens = args.hiddens();
     let mut points = Vec::new();
     for &lr in &args.lr {
         for &batch_size in &args.batch_size {
-            for hidden in &args.hidden.0 {
+            for hidden in &hiddens {
                 let config = args.common.config(lr, batch_size, hidden);
                 config.validate().map_err(UsageError)?;
                 // Named by what varies, so chart legends tell the runs apart.
                 let mut parts = Vec::new();
-                if args.lr.len() > 1 || (args.batch_size.len() == 1 && args.hidden.0.len() == 1) {
+                if args.lr.len() > 1 || (args.batch_size.len() == 1 && hiddens.len() == 1) {
                     parts.push(format!("lr={lr}"));
                 }
                 if args.batch_size.len() > 1 {
                     parts.push(format!("bs={batch_size}"));
                 }
-                if args.hidden.0.len() > 1 {
+                if hiddens.len() > 1 {
                     parts.push(format!("hidden={}", join(hidden, ",")));
                 }
                 points.push(Point { config, label: parts.join(" ") });
@@ -124,7 +128,7 @@ fn parent_params(args: &SweepArgs, points: &[Point], bench: &Bench) -> Vec<(Stri
         ("data_source".into(), bench.dataset.source.to_string()),
     ];
     if args.common.model == Architecture::Mlp {
-        params.push(("sweep_hidden".into(), args.hidden.0.iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")));
+        params.push(("sweep_hidden".into(), args.hiddens().iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")));
     }
     params.extend(points[0].config.params().into_iter().filter(|(k, _)| !swept.contains(&k.as_str())));
     params

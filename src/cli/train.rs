@@ -28,9 +28,10 @@ pub struct TrainArgs {
     /// Learning rate (the peak when --lr-schedule is cosine).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
     pub lr: f64,
-    /// Hidden layer sizes of the MLP, comma-separated.
-    #[arg(long, default_value = "512,512", value_parser = parse_hidden)]
-    pub hidden: Hidden,
+    /// Hidden layer sizes of the MLP, comma-separated [default: 512,512]. The CNN's widths are
+    /// fixed.
+    #[arg(long, value_parser = parse_hidden)]
+    pub hidden: Option<Hidden>,
     #[command(flatten)]
     pub common: CommonTrainArgs,
 }
@@ -130,7 +131,20 @@ pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
     Ok(Hidden(sizes))
 }
 
+/// The MLP's hidden layers when --hidden is not given.
+pub const DEFAULT_HIDDEN: [usize; 2] = [512, 512];
+
 impl CommonTrainArgs {
+    /// Refuses --hidden with --model cnn, whose widths are fixed: the flag would be ignored.
+    pub fn refuse_hidden_for_cnn(&self, hidden_given: bool) -> Result<(), UsageError> {
+        if self.model == Architecture::Cnn && hidden_given {
+            return Err(UsageError(
+                "--hidden sets the MLP's layers; --model cnn has fixed widths: drop --hidden".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The hyperparameters, with the three that a sweep varies given. `hidden` is dropped for a
     /// CNN, so that its metadata and summary do not record layers it does not have.
     pub fn config(&self, lr: f64, batch_size: usize, hidden: &[usize]) -> TrainConfig {
@@ -197,7 +211,9 @@ pub struct RunOutcome {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let config = args.common.config(args.lr, args.batch_size, &args.hidden.0);
+    args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
+    let hidden = args.hidden.map_or(DEFAULT_HIDDEN.to_vec(), |Hidden(sizes)| sizes);
+    let config = args.common.config(args.lr, args.batch_size, &hidden);
     config.validate().map_err(UsageError)?;
     let tracking = args.common.tracking.config(args.common.run_name.clone());
     tracking.validate().map_err(UsageError)?;
