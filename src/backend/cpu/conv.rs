@@ -4,8 +4,9 @@
 //! A convolution is one matrix product per image: the image unrolled into columns (`im2col`:
 //! one row per input channel and kernel offset, one column per output pixel) multiplied by the
 //! weights `[out_channels, in_channels * kh * kw]` gives `[out_channels, pixels]`, which is the
-//! image's NCHW output already. The backward products go through the same packed matmul, and
-//! `col2im` (the adjoint of `im2col`) folds the input gradient back into the image.
+//! image's NCHW output already. The backward products go through the same packed matmul; the
+//! input gradient is unrolled one row per output pixel (see [`conv2d_backward_input`]) and
+//! folded back into the image by the adjoint of `im2col`.
 //!
 //! Images are independent tasks; the weight gradient sums over images in groups of fixed size,
 //! then the groups in order, so the bits never depend on the thread count.
@@ -103,6 +104,12 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut
 }
 
 /// The gradient with respect to the input: `dx = convᵀ(dy, weight)`.
+///
+/// Per image, the unrolled gradient is computed transposed, one row per output pixel:
+/// `dyᵀ · W`, where `dyᵀ` `[pixels, out_channels]` is mostly zeros behind a max pooling and a
+/// relu, and the product's sparse path skips them (as rows of A; `Wᵀ · dy` would have them in
+/// B). With W's columns in (kernel offset, channel) order, each pixel's row then adds into a
+/// channels-last image one contiguous run of channels per kernel offset.
 pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
     check_lengths(s, dx.len(), weight.len(), dy.len());
     if s.is_empty() {
@@ -110,14 +117,30 @@ pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mu
         return;
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
-    // Wᵀ `[k, out_channels]`, read in place.
-    let weight_t = MatRef::new(weight, k, s.out_channels, true);
+    let weight = offsets_major(weight, s);
+    let weight = MatRef::new(&weight, s.out_channels, k, false);
     dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
-        with_columns(k * p, |columns| {
-            matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false), columns, false);
-            col2im(columns, s, dx);
+        with_columns(p * s.out_channels + p * k + dx.len(), |buffer| {
+            let (dy_t, rest) = buffer.split_at_mut(p * s.out_channels);
+            let (columns_t, dx_t) = rest.split_at_mut(p * k);
+            matmul::transpose(dy, s.out_channels, p, dy_t);
+            matmul::gemm(MatRef::new(dy_t, p, s.out_channels, false), weight, columns_t, false);
+            col2im_channels_last(columns_t, s, dx_t);
+            matmul::transpose(dx_t, s.height * s.width, s.in_channels, dx);
         })
     });
+}
+
+/// `[out_channels, in_channels, kh, kw]` weights as `[out_channels, kh, kw, in_channels]`.
+fn offsets_major(weight: &[f32], s: Conv2dShape) -> Vec<f32> {
+    let offsets = s.kernel_h * s.kernel_w;
+    let mut out = vec![0.0; weight.len()];
+    for (out, w) in out.chunks_exact_mut(s.patch_len()).zip(weight.chunks_exact(s.patch_len())) {
+        for (c, w) in w.chunks_exact(offsets).enumerate() {
+            out.iter_mut().skip(c).step_by(s.in_channels).zip(w).for_each(|(o, &w)| *o = w);
+        }
+    }
+    out
 }
 
 /// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`.
@@ -314,22 +337,30 @@ fn im2col(x: &[f32], s: Conv2dShape, columns: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: `dx` (one image) becomes the sum of every column entry at the
-/// input position it was read from.
-fn col2im(columns: &[f32], s: Conv2dShape, dx: &mut [f32]) {
-    let (oh, ow) = (s.out_height(), s.out_width());
-    dx.fill(0.0);
-    for (row_index, row) in columns.chunks_exact(oh * ow).enumerate() {
-        let (c, ky, kx) = unroll_row(s, row_index);
-        let plane = &mut dx[c * s.height * s.width..][..s.height * s.width];
-        let (lo, hi) = valid_columns(s, kx);
-        for (oy, values) in row.chunks_exact(ow).enumerate() {
-            if let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height && lo < hi) {
-                let target = &mut plane[iy * s.width + lo + kx - s.padding..][..hi - lo];
-                target.iter_mut().zip(&values[lo..hi]).for_each(|(t, &v)| *t += v);
+/// The adjoint of an `im2col` with one row per output pixel, each in (kernel offset, channel)
+/// order: `dx_t` (one image, channels last) becomes the sum of every entry at the input
+/// position it was read from, pixel after pixel.
+fn col2im_channels_last(columns_t: &[f32], s: Conv2dShape, dx_t: &mut [f32]) {
+    let (channels, ow) = (s.in_channels, s.out_width());
+    dx_t.fill(0.0);
+    for (oy, rows) in columns_t.chunks_exact(ow * s.patch_len()).enumerate() {
+        for (ox, row) in rows.chunks_exact(s.patch_len()).enumerate() {
+            for (ky, row) in row.chunks_exact(s.kernel_w * channels).enumerate() {
+                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else { continue };
+                for (kx, values) in row.chunks_exact(channels).enumerate() {
+                    if let Some(ix) = (ox + kx).checked_sub(s.padding).filter(|&ix| ix < s.width) {
+                        add_assign(&mut dx_t[(iy * s.width + ix) * channels..][..channels], values);
+                    }
+                }
             }
         }
     }
+}
+
+/// `target += values`; a function of its own so that the loop vectorizes without overlap checks.
+#[inline(never)]
+fn add_assign(target: &mut [f32], values: &[f32]) {
+    target.iter_mut().zip(values).for_each(|(t, &v)| *t += v);
 }
 
 /// The input channel and kernel offset of row `index` of an unrolled image.
@@ -372,7 +403,7 @@ mod tests {
         (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
-    const SHAPES: [Conv2dShape; 4] = [
+    const SHAPES: [Conv2dShape; 5] = [
         Conv2dShape {
             batch: 3,
             in_channels: 2,
@@ -413,6 +444,17 @@ mod tests {
             kernel_w: 1,
             padding: 0,
         },
+        // Unrolled rows as wide as a sparse product's group and more: 8 * 3 * 3 = 72.
+        Conv2dShape {
+            batch: 3,
+            in_channels: 8,
+            height: 6,
+            width: 5,
+            out_channels: 9,
+            kernel_h: 3,
+            kernel_w: 3,
+            padding: 1,
+        },
     ];
 
     #[test]
@@ -431,13 +473,17 @@ mod tests {
     }
 
     /// `<dy, conv(x)> = <convᵀ(dy), x>` and `= <dw, w>` (without bias): the backward kernels
-    /// are the adjoints of the forward one.
+    /// are the adjoints of the forward one, for a dense `dy` and for one that is mostly zeros,
+    /// as behind a max pooling (the products' sparse path).
     #[test]
     fn backward_kernels_are_adjoints_of_the_forward_one() {
         let mut rng = Rng::new(9);
-        for s in SHAPES {
-            let (x, w, dy) =
-                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.output_len(), &mut rng));
+        for (s, zeros) in SHAPES.into_iter().flat_map(|s| [(s, 0.0), (s, 0.8)]) {
+            let (x, w) = (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng));
+            let dy: Vec<f32> = random(s.output_len(), &mut rng)
+                .into_iter()
+                .map(|v| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { v })
+                .collect();
             let mut y = vec![0.0; s.output_len()];
             conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y);
             let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);
@@ -445,8 +491,8 @@ mod tests {
             conv2d_backward_weight(&x, &dy, s, &mut dw);
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
             let reference = dot(&dy, &y);
-            assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} input");
-            assert!((dot(&dw, &w) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} weight");
+            assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} {zeros} input");
+            assert!((dot(&dw, &w) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} {zeros} weight");
         }
     }
 
