@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::matmul::{self, MatRef};
+use super::narrow;
 
 /// Images whose weight gradients one task sums before the groups are added up in order.
 const IMAGES_PER_TASK: usize = 8;
@@ -95,6 +96,9 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut
     out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
         with_columns(k * p, |columns| {
             im2col(x, s, columns);
+            if k == narrow::K {
+                return narrow::forward(weight.data, bias, columns, out);
+            }
             for (row, &b) in out.chunks_exact_mut(p).zip(bias) {
                 row.fill(b);
             }
@@ -160,6 +164,10 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
             with_columns(k * p, |columns| {
                 for (x, dy) in x.chunks_exact(image).zip(dy.chunks_exact(out_image)) {
                     im2col(x, s, columns);
+                    if k == narrow::K {
+                        narrow::accumulate_weight_gradient(dy, columns, &mut partial);
+                        continue;
+                    }
                     let dy = MatRef::new(dy, s.out_channels, p, false);
                     matmul::gemm(dy, MatRef::new(columns, p, k, true), &mut partial, true);
                 }
