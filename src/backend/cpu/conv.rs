@@ -239,9 +239,8 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
     assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
     assert_eq!(dx.len(), x.len(), "max_pool2d: gradient does not match the input");
     assert_eq!(dy.len(), planes * oh * ow, "max_pool2d: gradient does not match the output");
-    // Only the odd last row and column would stay unwritten; zeroing all is one cheap pass.
-    dx.fill(0.0);
     if dy.is_empty() {
+        dx.fill(0.0);
         return;
     }
     let planes_per_task = (super::CHUNK / (height * width)).max(1);
@@ -257,8 +256,19 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
                     let (top, bottom) = x.split_at(width);
                     pool_backward_rows(top, bottom, dy, dx_top, dx_bottom);
                 }
+                zero_outside_windows(dx, height, width);
             }
         });
+}
+
+/// Zeros the odd last row and column of a plane: the inputs no 2x2 window covers, the only
+/// ones `pool_backward_rows` does not write.
+fn zero_outside_windows(plane: &mut [f32], height: usize, width: usize) {
+    let covered = height / 2 * 2 * width;
+    plane[covered..].fill(0.0);
+    if width % 2 == 1 {
+        plane[..covered].chunks_exact_mut(width).for_each(|row| row[width - 1] = 0.0);
+    }
 }
 
 /// One row of windows of [`max_pool2d_backward`]. A function of its own so that its slices are
