@@ -1,12 +1,14 @@
 //! Two-dimensional convolution (stride 1, zero padding, a bias per output channel) and 2x2 max
 //! pooling over NCHW data.
 //!
-//! A convolution is one matrix product per image: the image unrolled into columns (`im2col`:
-//! one row per input channel and kernel offset, one column per output pixel) multiplied by the
-//! weights `[out_channels, in_channels * kh * kw]` gives `[out_channels, pixels]`, which is the
-//! image's NCHW output already. The backward products go through the same packed matmul; the
-//! input gradient is unrolled one row per output pixel (see [`conv2d_backward_input`]) and
-//! folded back into the image by the adjoint of `im2col`.
+//! A convolution is one matrix product per image, on the image unrolled one row per output
+//! pixel (`im2row`: for each kernel offset, the input channels it sees, read from the image
+//! transposed to channels last): `rows · Wᵀ` is the output transposed, with the bias in the
+//! product's epilogue and the weights packed once for all images. Rows of output pixels are
+//! also what the backward products want: A's rows are where the packed matmul's sparse path
+//! skips zeros (a relu's in x, a max pooling's in dy), and B's rows pack by plain copies. A
+//! single-channel 3x3 convolution, too thin for the packed matmul, has kernels of its own
+//! (`narrow`) on the image unrolled one row per kernel offset (`im2col`).
 //!
 //! Images are independent tasks; the weight gradient sums over images in groups of fixed size,
 //! then the groups in order, so the bits never depend on the thread count.
@@ -15,7 +17,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::matmul::{self, MatRef};
+use super::matmul::{self, Epilogue, MatRef, PackedMatrix};
 use super::narrow;
 
 /// Images whose weight gradients one task sums before the groups are added up in order.
@@ -91,18 +93,33 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut
         out.fill(0.0);
         return;
     }
+    if s.patch_len() == narrow::K {
+        return conv2d_narrow(x, weight, bias, s, out);
+    }
     let (k, p) = (s.patch_len(), s.out_pixels());
-    let weight = MatRef::new(weight, s.out_channels, k, false);
+    // Wᵀ `[k, out_channels]` with its rows in (kernel offset, channel) order, packed once.
+    let weight = offsets_major(weight, s);
+    let weight = PackedMatrix::new(MatRef::new(&weight, k, s.out_channels, true));
+    let epilogue = Epilogue { bias: Some(bias), relu: false };
     out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
-        with_columns(k * p, |columns| {
+        with_columns(x.len() + p * k + out.len(), |buffer| {
+            let (x_t, rest) = buffer.split_at_mut(x.len());
+            let (rows, out_t) = rest.split_at_mut(p * k);
+            matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+            im2row(x_t, s, rows);
+            matmul::gemm_packed(MatRef::new(rows, p, k, false), &weight, out_t, epilogue);
+            matmul::transpose(out_t, p, s.out_channels, out);
+        })
+    });
+}
+
+/// [`conv2d`] of one input channel and a 3x3 kernel, through [`narrow::forward`].
+fn conv2d_narrow(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
+    let p = s.out_pixels();
+    out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
+        with_columns(narrow::K * p, |columns| {
             im2col(x, s, columns);
-            if k == narrow::K {
-                return narrow::forward(weight.data, bias, columns, out);
-            }
-            for (row, &b) in out.chunks_exact_mut(p).zip(bias) {
-                row.fill(b);
-            }
-            matmul::gemm(weight, MatRef::new(columns, k, p, false), out, true);
+            narrow::forward(weight, bias, columns, out);
         })
     });
 }
@@ -147,7 +164,18 @@ fn offsets_major(weight: &[f32], s: Conv2dShape) -> Vec<f32> {
     out
 }
 
-/// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`.
+/// The inverse of [`offsets_major`], into `weight`.
+fn channels_major(offsets_major: &[f32], s: Conv2dShape, weight: &mut [f32]) {
+    let offsets = s.kernel_h * s.kernel_w;
+    for (w, o) in weight.chunks_exact_mut(s.patch_len()).zip(offsets_major.chunks_exact(s.patch_len())) {
+        for (c, w) in w.chunks_exact_mut(offsets).enumerate() {
+            w.iter_mut().zip(o.iter().skip(c).step_by(s.in_channels)).for_each(|(w, &o)| *w = o);
+        }
+    }
+}
+
+/// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`, the unrolled
+/// image taken one row per output pixel (`im2row`), so that packing it copies rows.
 pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f32]) {
     check_lengths(s, x.len(), dw.len(), dy.len());
     dw.fill(0.0);
@@ -156,20 +184,24 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
     let (image, out_image) = (s.image_len(), s.out_channels * p);
+    let narrow = k == narrow::K;
     let partials: Vec<Vec<f32>> = x
         .par_chunks(IMAGES_PER_TASK * image)
         .zip(dy.par_chunks(IMAGES_PER_TASK * out_image))
         .map(|(x, dy)| {
             let mut partial = vec![0.0; dw.len()];
-            with_columns(k * p, |columns| {
+            with_columns(image + k * p, |buffer| {
+                let (x_t, columns) = buffer.split_at_mut(image);
                 for (x, dy) in x.chunks_exact(image).zip(dy.chunks_exact(out_image)) {
-                    im2col(x, s, columns);
-                    if k == narrow::K {
+                    if narrow {
+                        im2col(x, s, columns);
                         narrow::accumulate_weight_gradient(dy, columns, &mut partial);
                         continue;
                     }
+                    matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+                    im2row(x_t, s, columns);
                     let dy = MatRef::new(dy, s.out_channels, p, false);
-                    matmul::gemm(dy, MatRef::new(columns, p, k, true), &mut partial, true);
+                    matmul::gemm(dy, MatRef::new(columns, p, k, false), &mut partial, true);
                 }
             });
             partial
@@ -177,6 +209,11 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
         .collect();
     for partial in &partials {
         dw.iter_mut().zip(partial).for_each(|(d, &v)| *d += v);
+    }
+    if !narrow {
+        // The sums have their columns in (kernel offset, channel) order, as `im2row` unrolls.
+        let sums = dw.to_vec();
+        channels_major(&sums, s, dw);
     }
 }
 
@@ -355,9 +392,35 @@ fn im2col(x: &[f32], s: Conv2dShape, columns: &mut [f32]) {
     }
 }
 
-/// The adjoint of an `im2col` with one row per output pixel, each in (kernel offset, channel)
-/// order: `dx_t` (one image, channels last) becomes the sum of every entry at the input
-/// position it was read from, pixel after pixel.
+/// Unrolls one image one row per output pixel, from `x_t`, the image channels last: row
+/// `(oy, ox)` holds, for each kernel offset `(ky, kx)` in turn, the `in_channels` inputs it
+/// sees (zeros in the padding). Each kernel row is one copy where it lies inside the image.
+fn im2row(x_t: &[f32], s: Conv2dShape, rows: &mut [f32]) {
+    let (channels, ow) = (s.in_channels, s.out_width());
+    let span = s.kernel_w * channels;
+    for (oy, rows) in rows.chunks_exact_mut(ow * s.patch_len()).enumerate() {
+        for (ox, row) in rows.chunks_exact_mut(s.patch_len()).enumerate() {
+            for (ky, row) in row.chunks_exact_mut(span).enumerate() {
+                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                // The kernel columns `lo..hi` whose input column `ox + kx - padding` is inside.
+                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
+                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                row[..lo * channels].fill(0.0);
+                if lo < hi {
+                    let first = (iy * s.width + ox + lo - s.padding) * channels;
+                    row[lo * channels..hi * channels].copy_from_slice(&x_t[first..][..(hi - lo) * channels]);
+                }
+                row[hi * channels..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2row`]: `dx_t` (one image, channels last) becomes the sum of every entry
+/// at the input position it was read from, pixel after pixel.
 fn col2im_channels_last(columns_t: &[f32], s: Conv2dShape, dx_t: &mut [f32]) {
     let (channels, ow) = (s.in_channels, s.out_width());
     dx_t.fill(0.0);
@@ -421,7 +484,7 @@ mod tests {
         (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
-    const SHAPES: [Conv2dShape; 5] = [
+    const SHAPES: [Conv2dShape; 7] = [
         Conv2dShape {
             batch: 3,
             in_channels: 2,
@@ -462,6 +525,28 @@ mod tests {
             kernel_w: 1,
             padding: 0,
         },
+        // One channel, 3x3: the narrow kernels, over 55 pixels (not a multiple of 8).
+        Conv2dShape {
+            batch: 2,
+            in_channels: 1,
+            height: 5,
+            width: 11,
+            out_channels: 3,
+            kernel_h: 3,
+            kernel_w: 3,
+            padding: 1,
+        },
+        // Padding wider than the kernel: outputs that see only zeros.
+        Conv2dShape {
+            batch: 2,
+            in_channels: 3,
+            height: 4,
+            width: 3,
+            out_channels: 2,
+            kernel_h: 1,
+            kernel_w: 2,
+            padding: 3,
+        },
         // Unrolled rows as wide as a sparse product's group and more: 8 * 3 * 3 = 72.
         Conv2dShape {
             batch: 3,
@@ -475,17 +560,19 @@ mod tests {
         },
     ];
 
+    /// Dense inputs and inputs mostly zeros, as after a relu (the products' sparse path).
     #[test]
     fn unrolled_products_match_the_definition() {
         let mut rng = Rng::new(5);
-        for s in SHAPES {
-            let (x, w, b) =
-                (random(s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.out_channels, &mut rng));
+        for (s, zeros) in SHAPES.into_iter().flat_map(|s| [(s, 0.0), (s, 0.8)]) {
+            let x = random(s.input_len(), &mut rng);
+            let x: Vec<f32> = x.into_iter().map(|v| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { v }).collect();
+            let (w, b) = (random(s.weight_len(), &mut rng), random(s.out_channels, &mut rng));
             let (mut fast, mut naive) = (vec![f32::NAN; s.output_len()], vec![f32::NAN; s.output_len()]);
             conv2d(&x, &w, &b, s, &mut fast);
             conv2d_naive(&x, &w, &b, s, &mut naive);
             for (f, n) in fast.iter().zip(&naive) {
-                assert!((f - n).abs() < 1e-5, "{s:?}: {f} vs {n}");
+                assert!((f - n).abs() < 1e-5, "{s:?} {zeros}: {f} vs {n}");
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn accumulate_weight_gradient(dy: &[f32], columns: &[f32], dw: &mut [f32]) {
     let pixels = columns.len() / K;
     assert_eq!(columns.len(), K * pixels, "narrow::accumulate_weight_gradient: columns are not {K} rows");
     assert!(
-        dw.len() % K == 0 && dy.len() == dw.len() / K * pixels,
+        dw.len().is_multiple_of(K) && dy.len() == dw.len() / K * pixels,
         "narrow::accumulate_weight_gradient: shapes differ"
     );
     if pixels == 0 {
