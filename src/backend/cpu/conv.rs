@@ -428,10 +428,12 @@ fn col2im_channels_last(columns_t: &[f32], s: Conv2dShape, dx_t: &mut [f32]) {
         for (ox, row) in rows.chunks_exact(s.patch_len()).enumerate() {
             for (ky, row) in row.chunks_exact(s.kernel_w * channels).enumerate() {
                 let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else { continue };
-                for (kx, values) in row.chunks_exact(channels).enumerate() {
-                    if let Some(ix) = (ox + kx).checked_sub(s.padding).filter(|&ix| ix < s.width) {
-                        add_assign(&mut dx_t[(iy * s.width + ix) * channels..][..channels], values);
-                    }
+                // As in `im2row`, the kernel columns inside the image are one run.
+                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
+                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                if lo < hi {
+                    let first = (iy * s.width + ox + lo - s.padding) * channels;
+                    add_assign(&mut dx_t[first..][..(hi - lo) * channels], &row[lo * channels..hi * channels]);
                 }
             }
         }
