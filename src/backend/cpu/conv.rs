@@ -7,8 +7,9 @@
 //! product's epilogue and the weights packed once for all images. Rows of output pixels are
 //! also what the backward products want: A's rows are where the packed matmul's sparse path
 //! skips zeros (a relu's in x, a max pooling's in dy), and B's rows pack by plain copies. A
-//! single-channel 3x3 convolution, too thin for the packed matmul, has kernels of its own
-//! (`narrow`) on the image unrolled one row per kernel offset (`im2col`).
+//! single-channel 3x3 convolution, whose rows would be 9 wide, keeps the image unrolled one
+//! row per kernel offset (`im2col`): its forward and weight gradient have kernels of their own
+//! (`narrow`), its input gradient is `Wᵀ · dy` folded back by `col2im`.
 //!
 //! Images are independent tasks; the weight gradient sums over images in groups of fixed size,
 //! then the groups in order, so the bits never depend on the thread count.
@@ -137,6 +138,9 @@ pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mu
         dx.fill(0.0);
         return;
     }
+    if s.patch_len() == narrow::K {
+        return conv2d_backward_input_narrow(dy, weight, s, dx);
+    }
     let (k, p) = (s.patch_len(), s.out_pixels());
     let weight = offsets_major(weight, s);
     let weight = MatRef::new(&weight, s.out_channels, k, false);
@@ -148,6 +152,20 @@ pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mu
             matmul::gemm(MatRef::new(dy_t, p, s.out_channels, false), weight, columns_t, false);
             col2im_channels_last(columns_t, s, dx_t);
             matmul::transpose(dx_t, s.height * s.width, s.in_channels, dx);
+        })
+    });
+}
+
+/// [`conv2d_backward_input`] of one input channel and a 3x3 kernel: one row per pixel would
+/// be only 9 wide, so the unrolled gradient keeps one row per kernel offset, `Wᵀ · dy`.
+fn conv2d_backward_input_narrow(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+    let p = s.out_pixels();
+    // Wᵀ `[K, out_channels]`, read in place.
+    let weight_t = MatRef::new(weight, narrow::K, s.out_channels, true);
+    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
+        with_columns(narrow::K * p, |columns| {
+            matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false), columns, false);
+            col2im(columns, s, dx);
         })
     });
 }
@@ -387,6 +405,24 @@ fn im2col(x: &[f32], s: Conv2dShape, columns: &mut [f32]) {
                     out[hi..].fill(0.0);
                 }
                 _ => out.fill(0.0),
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx` (one image) becomes the sum of every column entry at the
+/// input position it was read from.
+fn col2im(columns: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+    let (oh, ow) = (s.out_height(), s.out_width());
+    dx.fill(0.0);
+    for (row_index, row) in columns.chunks_exact(oh * ow).enumerate() {
+        let (c, ky, kx) = unroll_row(s, row_index);
+        let plane = &mut dx[c * s.height * s.width..][..s.height * s.width];
+        let (lo, hi) = valid_columns(s, kx);
+        for (oy, values) in row.chunks_exact(ow).enumerate() {
+            if let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height && lo < hi) {
+                let target = &mut plane[iy * s.width + lo + kx - s.padding..][..hi - lo];
+                target.iter_mut().zip(&values[lo..hi]).for_each(|(t, &v)| *t += v);
             }
         }
     }
