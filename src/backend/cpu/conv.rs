@@ -495,11 +495,12 @@ fn valid_columns(s: Conv2dShape, kx: usize) -> (usize, usize) {
 }
 
 thread_local! {
-    /// An unrolled image kept between calls: allocating it costs a page fault per 4 KiB.
+    /// One image's scratch (the unrolled image, and transposed copies of an input and an
+    /// output) kept between calls: allocating it costs a page fault per 4 KiB.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a buffer of `len` floats for one unrolled image (contents unspecified): this
+/// Runs `f` with a buffer of `len` floats for one image's scratch (contents unspecified): this
 /// thread's cached one, or a fresh one in a nested call.
 fn with_columns(len: usize, f: impl FnOnce(&mut [f32])) {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {
