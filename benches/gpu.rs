@@ -4,7 +4,7 @@
 //! outputs. Throughput is in FLOP (2·m·k·n per product), so criterion's `elem/s` reads as FLOP/s.
 //! Row softmax: GPU vs CPU, in bytes read and written (GB/s).
 //! Convolution: the CNN's two layers at a batch of 128, forward and both backward products, for
-//! the implicit-GEMM kernels (`gpu`), the CPU's im2col and packed matmul (`cpu`) and the
+//! the implicit-GEMM kernels (`gpu`), the CPU's unrolled images and packed matmul (`cpu`) and the
 //! definition as a loop (`naive`, on 8 images), in FLOP (2 per multiply-add of the definition).
 //! For stable CPU figures, run single-threaded: `RAYON_NUM_THREADS=1 cargo bench --bench gpu conv`.
 //! Each GPU sample is timed with `iter_custom` between two device syncs, so it counts the

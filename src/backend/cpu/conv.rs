@@ -1,11 +1,15 @@
 //! Two-dimensional convolution (stride 1, zero padding, a bias per output channel) and 2x2 max
 //! pooling over NCHW data.
 //!
-//! A convolution is one matrix product per image: the image unrolled into columns (`im2col`:
-//! one row per input channel and kernel offset, one column per output pixel) multiplied by the
-//! weights `[out_channels, in_channels * kh * kw]` gives `[out_channels, pixels]`, which is the
-//! image's NCHW output already. The backward products go through the same packed matmul, and
-//! `col2im` (the adjoint of `im2col`) folds the input gradient back into the image.
+//! A convolution is one matrix product per image, on the image unrolled one row per output
+//! pixel (`im2row`: for each kernel offset, the input channels it sees, read from the image
+//! transposed to channels last): `rows · Wᵀ` is the output transposed, with the bias in the
+//! product's epilogue and the weights packed once for all images. Rows of output pixels are
+//! also what the backward products want: A's rows are where the packed matmul's sparse path
+//! skips zeros (a relu's in x, a max pooling's in dy), and B's rows pack by plain copies. A
+//! single-channel 3x3 convolution, whose rows would be 9 wide, keeps the image unrolled one
+//! row per kernel offset (`im2col`): its forward and weight gradient have kernels of their own
+//! (`narrow`), its input gradient is `Wᵀ · dy` folded back by `col2im`.
 //!
 //! Images are independent tasks; the weight gradient sums over images in groups of fixed size,
 //! then the groups in order, so the bits never depend on the thread count.
@@ -14,7 +18,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::matmul::{self, MatRef};
+use super::matmul::{self, Epilogue, MatRef, PackedMatrix};
+use super::narrow;
 
 /// Images whose weight gradients one task sums before the groups are added up in order.
 const IMAGES_PER_TASK: usize = 8;
@@ -89,38 +94,106 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut
         out.fill(0.0);
         return;
     }
+    if s.patch_len() == narrow::K {
+        return conv2d_narrow(x, weight, bias, s, out);
+    }
     let (k, p) = (s.patch_len(), s.out_pixels());
-    let weight = MatRef::new(weight, s.out_channels, k, false);
+    // Wᵀ `[k, out_channels]` with its rows in (kernel offset, channel) order, packed once.
+    let weight = offsets_major(weight, s);
+    let weight = PackedMatrix::new(MatRef::new(&weight, k, s.out_channels, true));
+    let epilogue = Epilogue { bias: Some(bias), relu: false };
     out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
-        with_columns(k * p, |columns| {
+        with_columns(x.len() + p * k + out.len(), |buffer| {
+            let (x_t, rest) = buffer.split_at_mut(x.len());
+            let (rows, out_t) = rest.split_at_mut(p * k);
+            matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+            im2row(x_t, s, rows);
+            matmul::gemm_packed(MatRef::new(rows, p, k, false), &weight, out_t, epilogue);
+            matmul::transpose(out_t, p, s.out_channels, out);
+        })
+    });
+}
+
+/// [`conv2d`] of one input channel and a 3x3 kernel, through [`narrow::forward`].
+fn conv2d_narrow(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
+    let p = s.out_pixels();
+    out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
+        with_columns(narrow::K * p, |columns| {
             im2col(x, s, columns);
-            for (row, &b) in out.chunks_exact_mut(p).zip(bias) {
-                row.fill(b);
-            }
-            matmul::gemm(weight, MatRef::new(columns, k, p, false), out, true);
+            narrow::forward(weight, bias, columns, out);
         })
     });
 }
 
 /// The gradient with respect to the input: `dx = convᵀ(dy, weight)`.
+///
+/// Per image, the unrolled gradient is computed transposed, one row per output pixel:
+/// `dyᵀ · W`, where `dyᵀ` `[pixels, out_channels]` is mostly zeros behind a max pooling and a
+/// relu, and the product's sparse path skips them (as rows of A; `Wᵀ · dy` would have them in
+/// B). With W's columns in (kernel offset, channel) order, each pixel's row then adds into a
+/// channels-last image one contiguous run of channels per kernel offset.
 pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
     check_lengths(s, dx.len(), weight.len(), dy.len());
     if s.is_empty() {
         dx.fill(0.0);
         return;
     }
+    if s.patch_len() == narrow::K {
+        return conv2d_backward_input_narrow(dy, weight, s, dx);
+    }
     let (k, p) = (s.patch_len(), s.out_pixels());
-    // Wᵀ `[k, out_channels]`, read in place.
-    let weight_t = MatRef::new(weight, k, s.out_channels, true);
+    let weight = offsets_major(weight, s);
+    let weight = MatRef::new(&weight, s.out_channels, k, false);
     dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
-        with_columns(k * p, |columns| {
+        with_columns(p * s.out_channels + p * k + dx.len(), |buffer| {
+            let (dy_t, rest) = buffer.split_at_mut(p * s.out_channels);
+            let (columns_t, dx_t) = rest.split_at_mut(p * k);
+            matmul::transpose(dy, s.out_channels, p, dy_t);
+            matmul::gemm(MatRef::new(dy_t, p, s.out_channels, false), weight, columns_t, false);
+            col2im_channels_last(columns_t, s, dx_t);
+            matmul::transpose(dx_t, s.height * s.width, s.in_channels, dx);
+        })
+    });
+}
+
+/// [`conv2d_backward_input`] of one input channel and a 3x3 kernel: one row per pixel would
+/// be only 9 wide, so the unrolled gradient keeps one row per kernel offset, `Wᵀ · dy`.
+fn conv2d_backward_input_narrow(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+    let p = s.out_pixels();
+    // Wᵀ `[K, out_channels]`, read in place.
+    let weight_t = MatRef::new(weight, narrow::K, s.out_channels, true);
+    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
+        with_columns(narrow::K * p, |columns| {
             matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false), columns, false);
             col2im(columns, s, dx);
         })
     });
 }
 
-/// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`.
+/// `[out_channels, in_channels, kh, kw]` weights as `[out_channels, kh, kw, in_channels]`.
+fn offsets_major(weight: &[f32], s: Conv2dShape) -> Vec<f32> {
+    let offsets = s.kernel_h * s.kernel_w;
+    let mut out = vec![0.0; weight.len()];
+    for (out, w) in out.chunks_exact_mut(s.patch_len()).zip(weight.chunks_exact(s.patch_len())) {
+        for (c, w) in w.chunks_exact(offsets).enumerate() {
+            out.iter_mut().skip(c).step_by(s.in_channels).zip(w).for_each(|(o, &w)| *o = w);
+        }
+    }
+    out
+}
+
+/// The inverse of [`offsets_major`], into `weight`.
+fn channels_major(offsets_major: &[f32], s: Conv2dShape, weight: &mut [f32]) {
+    let offsets = s.kernel_h * s.kernel_w;
+    for (w, o) in weight.chunks_exact_mut(s.patch_len()).zip(offsets_major.chunks_exact(s.patch_len())) {
+        for (c, w) in w.chunks_exact_mut(offsets).enumerate() {
+            w.iter_mut().zip(o.iter().skip(c).step_by(s.in_channels)).for_each(|(w, &o)| *w = o);
+        }
+    }
+}
+
+/// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`, the unrolled
+/// image taken one row per output pixel (`im2row`), so that packing it copies rows.
 pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f32]) {
     check_lengths(s, x.len(), dw.len(), dy.len());
     dw.fill(0.0);
@@ -129,16 +202,24 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
     let (image, out_image) = (s.image_len(), s.out_channels * p);
+    let narrow = k == narrow::K;
     let partials: Vec<Vec<f32>> = x
         .par_chunks(IMAGES_PER_TASK * image)
         .zip(dy.par_chunks(IMAGES_PER_TASK * out_image))
         .map(|(x, dy)| {
             let mut partial = vec![0.0; dw.len()];
-            with_columns(k * p, |columns| {
+            with_columns(image + k * p, |buffer| {
+                let (x_t, columns) = buffer.split_at_mut(image);
                 for (x, dy) in x.chunks_exact(image).zip(dy.chunks_exact(out_image)) {
-                    im2col(x, s, columns);
+                    if narrow {
+                        im2col(x, s, columns);
+                        narrow::accumulate_weight_gradient(dy, columns, &mut partial);
+                        continue;
+                    }
+                    matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+                    im2row(x_t, s, columns);
                     let dy = MatRef::new(dy, s.out_channels, p, false);
-                    matmul::gemm(dy, MatRef::new(columns, p, k, true), &mut partial, true);
+                    matmul::gemm(dy, MatRef::new(columns, p, k, false), &mut partial, true);
                 }
             });
             partial
@@ -146,6 +227,11 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
         .collect();
     for partial in &partials {
         dw.iter_mut().zip(partial).for_each(|(d, &v)| *d += v);
+    }
+    if !narrow {
+        // The sums have their columns in (kernel offset, channel) order, as `im2row` unrolls.
+        let sums = dw.to_vec();
+        channels_major(&sums, s, dw);
     }
 }
 
@@ -208,9 +294,8 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
     assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
     assert_eq!(dx.len(), x.len(), "max_pool2d: gradient does not match the input");
     assert_eq!(dy.len(), planes * oh * ow, "max_pool2d: gradient does not match the output");
-    // Only the odd last row and column would stay unwritten; zeroing all is one cheap pass.
-    dx.fill(0.0);
     if dy.is_empty() {
+        dx.fill(0.0);
         return;
     }
     let planes_per_task = (super::CHUNK / (height * width)).max(1);
@@ -226,8 +311,19 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
                     let (top, bottom) = x.split_at(width);
                     pool_backward_rows(top, bottom, dy, dx_top, dx_bottom);
                 }
+                zero_outside_windows(dx, height, width);
             }
         });
+}
+
+/// Zeros the odd last row and column of a plane: the inputs no 2x2 window covers, the only
+/// ones `pool_backward_rows` does not write.
+fn zero_outside_windows(plane: &mut [f32], height: usize, width: usize) {
+    let covered = height / 2 * 2 * width;
+    plane[covered..].fill(0.0);
+    if width % 2 == 1 {
+        plane[..covered].chunks_exact_mut(width).for_each(|row| row[width - 1] = 0.0);
+    }
 }
 
 /// One row of windows of [`max_pool2d_backward`]. A function of its own so that its slices are
@@ -332,6 +428,60 @@ fn col2im(columns: &[f32], s: Conv2dShape, dx: &mut [f32]) {
     }
 }
 
+/// Unrolls one image one row per output pixel, from `x_t`, the image channels last: row
+/// `(oy, ox)` holds, for each kernel offset `(ky, kx)` in turn, the `in_channels` inputs it
+/// sees (zeros in the padding). Each kernel row is one copy where it lies inside the image.
+fn im2row(x_t: &[f32], s: Conv2dShape, rows: &mut [f32]) {
+    let (channels, ow) = (s.in_channels, s.out_width());
+    let span = s.kernel_w * channels;
+    for (oy, rows) in rows.chunks_exact_mut(ow * s.patch_len()).enumerate() {
+        for (ox, row) in rows.chunks_exact_mut(s.patch_len()).enumerate() {
+            for (ky, row) in row.chunks_exact_mut(span).enumerate() {
+                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                // The kernel columns `lo..hi` whose input column `ox + kx - padding` is inside.
+                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
+                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                row[..lo * channels].fill(0.0);
+                if lo < hi {
+                    let first = (iy * s.width + ox + lo - s.padding) * channels;
+                    row[lo * channels..hi * channels].copy_from_slice(&x_t[first..][..(hi - lo) * channels]);
+                }
+                row[hi * channels..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2row`]: `dx_t` (one image, channels last) becomes the sum of every entry
+/// at the input position it was read from, pixel after pixel.
+fn col2im_channels_last(columns_t: &[f32], s: Conv2dShape, dx_t: &mut [f32]) {
+    let (channels, ow) = (s.in_channels, s.out_width());
+    dx_t.fill(0.0);
+    for (oy, rows) in columns_t.chunks_exact(ow * s.patch_len()).enumerate() {
+        for (ox, row) in rows.chunks_exact(s.patch_len()).enumerate() {
+            for (ky, row) in row.chunks_exact(s.kernel_w * channels).enumerate() {
+                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else { continue };
+                // As in `im2row`, the kernel columns inside the image are one run.
+                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
+                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                if lo < hi {
+                    let first = (iy * s.width + ox + lo - s.padding) * channels;
+                    add_assign(&mut dx_t[first..][..(hi - lo) * channels], &row[lo * channels..hi * channels]);
+                }
+            }
+        }
+    }
+}
+
+/// `target += values`; a function of its own so that the loop vectorizes without overlap checks.
+#[inline(never)]
+fn add_assign(target: &mut [f32], values: &[f32]) {
+    target.iter_mut().zip(values).for_each(|(t, &v)| *t += v);
+}
+
 /// The input channel and kernel offset of row `index` of an unrolled image.
 fn unroll_row(s: Conv2dShape, index: usize) -> (usize, usize, usize) {
     (index / (s.kernel_h * s.kernel_w), index / s.kernel_w % s.kernel_h, index % s.kernel_w)
@@ -345,11 +495,12 @@ fn valid_columns(s: Conv2dShape, kx: usize) -> (usize, usize) {
 }
 
 thread_local! {
-    /// An unrolled image kept between calls: allocating it costs a page fault per 4 KiB.
+    /// One image's scratch (the unrolled image, and transposed copies of an input and an
+    /// output) kept between calls: allocating it costs a page fault per 4 KiB.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a buffer of `len` floats for one unrolled image (contents unspecified): this
+/// Runs `f` with a buffer of `len` floats for one image's scratch (contents unspecified): this
 /// thread's cached one, or a fresh one in a nested call.
 fn with_columns(len: usize, f: impl FnOnce(&mut [f32])) {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {
@@ -368,7 +519,13 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    const SHAPES: [Conv2dShape; 4] = [
+    /// `len` values, each zero with probability `zeros` (as after a relu or a max pooling), else
+    /// uniform in [-1, 1).
+    fn sparse_random(len: usize, zeros: f32, rng: &mut Rng) -> Vec<f32> {
+        (0..len).map(|_| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect()
+    }
+
+    const SHAPES: [Conv2dShape; 7] = [
         Conv2dShape {
             batch: 3,
             in_channels: 2,
@@ -409,29 +566,66 @@ mod tests {
             kernel_w: 1,
             padding: 0,
         },
+        // One channel, 3x3: the narrow kernels, over 55 pixels (not a multiple of 8).
+        Conv2dShape {
+            batch: 2,
+            in_channels: 1,
+            height: 5,
+            width: 11,
+            out_channels: 3,
+            kernel_h: 3,
+            kernel_w: 3,
+            padding: 1,
+        },
+        // Padding wider than the kernel: outputs that see only zeros.
+        Conv2dShape {
+            batch: 2,
+            in_channels: 3,
+            height: 4,
+            width: 3,
+            out_channels: 2,
+            kernel_h: 1,
+            kernel_w: 2,
+            padding: 3,
+        },
+        // Unrolled rows as wide as a sparse product's group and more: 8 * 3 * 3 = 72.
+        Conv2dShape {
+            batch: 3,
+            in_channels: 8,
+            height: 6,
+            width: 5,
+            out_channels: 9,
+            kernel_h: 3,
+            kernel_w: 3,
+            padding: 1,
+        },
     ];
 
+    /// Dense inputs and inputs mostly zeros, as after a relu (the products' sparse path).
     #[test]
     fn unrolled_products_match_the_definition() {
         let mut rng = Rng::new(5);
-        for s in SHAPES {
-            let [x, w, b] = [s.input_len(), s.weight_len(), s.out_channels].map(|len| rng.uniform_vec(len, -1.0, 1.0));
+        for (s, zeros) in SHAPES.into_iter().flat_map(|s| [(s, 0.0), (s, 0.8)]) {
+            let x = sparse_random(s.input_len(), zeros, &mut rng);
+            let [w, b] = [s.weight_len(), s.out_channels].map(|len| rng.uniform_vec(len, -1.0, 1.0));
             let (mut fast, mut naive) = (vec![f32::NAN; s.output_len()], vec![f32::NAN; s.output_len()]);
             conv2d(&x, &w, &b, s, &mut fast);
             conv2d_naive(&x, &w, &b, s, &mut naive);
             for (f, n) in fast.iter().zip(&naive) {
-                assert!((f - n).abs() < 1e-5, "{s:?}: {f} vs {n}");
+                assert!((f - n).abs() < 1e-5, "{s:?} {zeros}: {f} vs {n}");
             }
         }
     }
 
     /// `<dy, conv(x)> = <convᵀ(dy), x>` and `= <dw, w>` (without bias): the backward kernels
-    /// are the adjoints of the forward one.
+    /// are the adjoints of the forward one, for a dense `dy` and for one that is mostly zeros,
+    /// as behind a max pooling (the products' sparse path).
     #[test]
     fn backward_kernels_are_adjoints_of_the_forward_one() {
         let mut rng = Rng::new(9);
-        for s in SHAPES {
-            let [x, w, dy] = [s.input_len(), s.weight_len(), s.output_len()].map(|len| rng.uniform_vec(len, -1.0, 1.0));
+        for (s, zeros) in SHAPES.into_iter().flat_map(|s| [(s, 0.0), (s, 0.8)]) {
+            let [x, w] = [s.input_len(), s.weight_len()].map(|len| rng.uniform_vec(len, -1.0, 1.0));
+            let dy = sparse_random(s.output_len(), zeros, &mut rng);
             let mut y = vec![0.0; s.output_len()];
             conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y);
             let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);
@@ -439,8 +633,8 @@ mod tests {
             conv2d_backward_weight(&x, &dy, s, &mut dw);
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
             let reference = dot(&dy, &y);
-            assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} input");
-            assert!((dot(&dw, &w) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} weight");
+            assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} {zeros} input");
+            assert!((dot(&dw, &w) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} {zeros} weight");
         }
     }
 

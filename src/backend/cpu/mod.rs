@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod matmul;
+mod narrow;
 
 use rayon::prelude::*;
 

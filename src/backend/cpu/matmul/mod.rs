@@ -431,6 +431,11 @@ impl Step<'_> {
     }
 }
 
+/// `dst = srcᵀ`, with `src` row-major `rows x cols` and `dst` row-major `cols x rows`.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    pack::transpose_matrix(src, rows, cols, dst);
+}
+
 /// The textbook triple loop: the oracle in tests and the "naive" line in benchmarks.
 pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);

@@ -66,6 +66,18 @@ fn copy_prefix(dst: &mut [f32], src: &[f32], len: usize) {
     }
 }
 
+/// `dst = srcᵀ`: `src` row-major `rows x cols`, `dst` row-major `cols x rows`, eight rows of
+/// `src` at a time. A last block of fewer than eight rows goes first: its full-width stores
+/// overhang into the next row of `dst`, which the other blocks then write over.
+pub(super) fn transpose_matrix(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() == rows * cols && dst.len() == rows * cols, "transpose: data does not match the shape");
+    let last = rows - rows % 8;
+    let blocks = (last..rows).step_by(8).chain((0..last).step_by(8));
+    for r0 in blocks {
+        transpose(&src[r0 * cols..], cols, (rows - r0).min(8), cols, &mut dst[r0..], rows);
+    }
+}
+
 /// `dst[p * dst_stride + i] = src[i * src_stride + p]` for `i < lanes <= 8`, `p < depth`: the
 /// transposing copy that packing a row-major A or a transposed B needs, 8x8 blocks at a time.
 /// Lanes `lanes..8` of a row may be set to zero (they are padding or rewritten later).
@@ -149,6 +161,18 @@ unsafe fn transpose_avx2(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn transposed_matrices_match_the_definition() {
+        for (rows, cols) in [(196, 64), (196, 32), (5, 3), (8, 17), (13, 1), (1, 9), (0, 4)] {
+            let src = Rng::new(5).uniform_vec(rows * cols, -1.0, 1.0);
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose_matrix(&src, rows, cols, &mut dst);
+            for (r, c) in (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))) {
+                assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols} at ({r}, {c})");
+            }
+        }
+    }
 
     #[test]
     fn transposing_copy_matches_the_definition() {
