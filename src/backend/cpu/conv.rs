@@ -396,9 +396,9 @@ fn im2col(x: &[f32], s: Conv2dShape, columns: &mut [f32]) {
     for (row_index, row) in columns.chunks_exact_mut(oh * ow).enumerate() {
         let (c, ky, kx) = unroll_row(s, row_index);
         let plane = &x[c * s.height * s.width..][..s.height * s.width];
-        let (lo, hi) = valid_columns(s, kx);
+        let (lo, hi) = columns_inside(s, kx, s.out_width());
         for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
-            match (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) {
+            match input_row(s, oy, ky) {
                 Some(iy) if lo < hi => {
                     out[..lo].fill(0.0);
                     out[lo..hi].copy_from_slice(&plane[iy * s.width + lo + kx - s.padding..][..hi - lo]);
@@ -418,11 +418,10 @@ fn col2im(columns: &[f32], s: Conv2dShape, dx: &mut [f32]) {
     for (row_index, row) in columns.chunks_exact(oh * ow).enumerate() {
         let (c, ky, kx) = unroll_row(s, row_index);
         let plane = &mut dx[c * s.height * s.width..][..s.height * s.width];
-        let (lo, hi) = valid_columns(s, kx);
+        let (lo, hi) = columns_inside(s, kx, s.out_width());
         for (oy, values) in row.chunks_exact(ow).enumerate() {
-            if let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height && lo < hi) {
-                let target = &mut plane[iy * s.width + lo + kx - s.padding..][..hi - lo];
-                target.iter_mut().zip(&values[lo..hi]).for_each(|(t, &v)| *t += v);
+            if let Some(iy) = input_row(s, oy, ky).filter(|_| lo < hi) {
+                add_assign(&mut plane[iy * s.width + lo + kx - s.padding..][..hi - lo], &values[lo..hi]);
             }
         }
     }
@@ -437,13 +436,11 @@ fn im2row(x_t: &[f32], s: Conv2dShape, rows: &mut [f32]) {
     for (oy, rows) in rows.chunks_exact_mut(ow * s.patch_len()).enumerate() {
         for (ox, row) in rows.chunks_exact_mut(s.patch_len()).enumerate() {
             for (ky, row) in row.chunks_exact_mut(span).enumerate() {
-                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else {
+                let Some(iy) = input_row(s, oy, ky) else {
                     row.fill(0.0);
                     continue;
                 };
-                // The kernel columns `lo..hi` whose input column `ox + kx - padding` is inside.
-                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
-                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                let (lo, hi) = columns_inside(s, ox, s.kernel_w);
                 row[..lo * channels].fill(0.0);
                 if lo < hi {
                     let first = (iy * s.width + ox + lo - s.padding) * channels;
@@ -463,10 +460,8 @@ fn col2im_channels_last(columns_t: &[f32], s: Conv2dShape, dx_t: &mut [f32]) {
     for (oy, rows) in columns_t.chunks_exact(ow * s.patch_len()).enumerate() {
         for (ox, row) in rows.chunks_exact(s.patch_len()).enumerate() {
             for (ky, row) in row.chunks_exact(s.kernel_w * channels).enumerate() {
-                let Some(iy) = (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height) else { continue };
-                // As in `im2row`, the kernel columns inside the image are one run.
-                let lo = s.padding.saturating_sub(ox).min(s.kernel_w);
-                let hi = (s.width + s.padding).saturating_sub(ox).clamp(lo, s.kernel_w);
+                let Some(iy) = input_row(s, oy, ky) else { continue };
+                let (lo, hi) = columns_inside(s, ox, s.kernel_w);
                 if lo < hi {
                     let first = (iy * s.width + ox + lo - s.padding) * channels;
                     add_assign(&mut dx_t[first..][..(hi - lo) * channels], &row[lo * channels..hi * channels]);
@@ -487,10 +482,17 @@ fn unroll_row(s: Conv2dShape, index: usize) -> (usize, usize, usize) {
     (index / (s.kernel_h * s.kernel_w), index / s.kernel_w % s.kernel_h, index % s.kernel_w)
 }
 
-/// The output columns `lo..hi` whose input column `ox + kx - padding` lies inside the image.
-fn valid_columns(s: Conv2dShape, kx: usize) -> (usize, usize) {
-    let lo = s.padding.saturating_sub(kx).min(s.out_width());
-    let hi = (s.width + s.padding).saturating_sub(kx).min(s.out_width());
+/// The input row `oy + ky - padding` that output row `oy` reads at kernel row `ky`, if it lies
+/// inside the image.
+fn input_row(s: Conv2dShape, oy: usize, ky: usize) -> Option<usize> {
+    (oy + ky).checked_sub(s.padding).filter(|&iy| iy < s.height)
+}
+
+/// The run `lo..hi` of `j < len` whose input column `offset + j - padding` lies inside the
+/// image: output columns for a kernel column `offset`, or kernel columns for an output column.
+fn columns_inside(s: Conv2dShape, offset: usize, len: usize) -> (usize, usize) {
+    let lo = s.padding.saturating_sub(offset).min(len);
+    let hi = (s.width + s.padding).saturating_sub(offset).min(len);
     (lo, hi.max(lo))
 }
 
