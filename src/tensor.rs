@@ -846,11 +846,8 @@ impl<'a> BatchSource<'a> {
                 let entries = first.checked_add(len).and_then(|end| order.get(first..end)).ok_or_else(|| {
                     Error::InvalidArgument(format!("entries {first}..{first}+{len} are past the epoch's order"))
                 })?;
-                let mut x = Vec::with_capacity(len * features);
-                for &i in entries {
-                    x.extend(samples[i * features..(i + 1) * features].iter().map(|&b| b as f32 * scale + shift));
-                }
-                let y = entries.iter().map(|&i| labels[i] as f32).collect();
+                let (mut x, mut y) = (Vec::with_capacity(len * features), Vec::with_capacity(len));
+                cpu::gather_batch(samples, labels, features, entries, self.affine, &mut x, &mut y);
                 (Storage::Cpu(x), Storage::Cpu(y))
             }
             BatchStorage::Gpu { samples, labels, order } => {

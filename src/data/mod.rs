@@ -95,13 +95,9 @@ pub fn gather_batch(
     inputs: &mut Vec<f32>,
     labels: &mut Vec<f32>,
 ) {
-    let (scale, shift) = norm.affine();
     inputs.clear();
     labels.clear();
-    for &i in indices {
-        inputs.extend(data.image(i).iter().map(|&p| p as f32 * scale + shift));
-        labels.push(data.labels[i] as f32);
-    }
+    crate::backend::cpu::gather_batch(&data.pixels, &data.labels, IMAGE_PIXELS, indices, norm.affine(), inputs, labels);
 }
 
 /// Splits `0..n` into shuffled training indices and validation indices (`fraction` of them),

@@ -42,6 +42,24 @@ pub fn update(x: &mut [f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     });
 }
 
+/// The samples at `order` (each `features` bytes of `samples`) as inputs `byte * scale + shift`
+/// appended to `inputs`, and their labels as `f32` appended to `labels`: a training batch, as
+/// `gpu::ops::gather_batch` makes it on a device.
+pub fn gather_batch(
+    samples: &[u8],
+    sample_labels: &[u8],
+    features: usize,
+    order: &[usize],
+    (scale, shift): (f32, f32),
+    inputs: &mut Vec<f32>,
+    labels: &mut Vec<f32>,
+) {
+    for &i in order {
+        inputs.extend(samples[i * features..(i + 1) * features].iter().map(|&b| b as f32 * scale + shift));
+        labels.push(sample_labels[i] as f32);
+    }
+}
+
 /// Inverted dropout with the mask `key`: `out[i] = x[i] * scale` where [`dropout_keeps`], else
 /// 0. Its own backward (with the same key) since it is linear.
 pub fn dropout(x: &[f32], key: u64, p: f32, scale: f32, out: &mut [f32]) {
