@@ -158,12 +158,10 @@ impl ClassificationReport {
         let mut recall = Vec::with_capacity(n);
         let mut f1 = Vec::with_capacity(n);
         let mut support = Vec::with_capacity(n);
-        let mut correct = 0u64;
         for k in 0..n {
             let tp = counts[k][k];
             let true_k: u64 = counts[k].iter().sum();
             let pred_k: u64 = counts.iter().map(|row| row[k]).sum();
-            correct += tp;
             precision.push(ratio(tp, pred_k));
             recall.push(ratio(tp, true_k));
             // sklearn's F-beta form 2tp / (2tp + fp + fn) = 2tp / (predicted + true): it is 0
@@ -188,7 +186,7 @@ impl ClassificationReport {
             recall,
             f1,
             support,
-            accuracy: correct as f64 / total as f64,
+            accuracy: cm.accuracy(),
             macro_avg,
             weighted_avg,
         })
