@@ -95,10 +95,10 @@ fn matmul(c: &mut Criterion) {
             };
             bench_gpu(&mut group, BenchmarkId::new(kind, &name), &ctx, || run().expect("matmul"));
         }
-        let (a, b) = (MatRef::new(&a_host, m, k, trans_a), MatRef::new(&b_host, k, n, trans_b));
+        let (a, b) = (MatRef::new(&a_host, m, k, trans_a).unwrap(), MatRef::new(&b_host, k, n, trans_b).unwrap());
         let mut out = vec![0.0; m * n];
         group.bench_function(BenchmarkId::new("cpu", &name), |bench| {
-            bench.iter(|| cpu::matmul::gemm(black_box(a), black_box(b), &mut out, false))
+            bench.iter(|| cpu::matmul::gemm(black_box(a), black_box(b), &mut out, false).unwrap())
         });
     }
     group.finish();
@@ -163,13 +163,13 @@ fn conv(c: &mut Criterion) {
         let (mut out, mut dx, mut dw) =
             (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
         group.bench_function(BenchmarkId::new("cpu_forward", name), |bench| {
-            bench.iter(|| cpu::conv::conv2d(black_box(&x), &w, &b, s, &mut out))
+            bench.iter(|| cpu::conv::conv2d(black_box(&x), &w, &b, s, &mut out).unwrap())
         });
         group.bench_function(BenchmarkId::new("cpu_backward_input", name), |bench| {
-            bench.iter(|| cpu::conv::conv2d_backward_input(black_box(&dy), &w, s, &mut dx))
+            bench.iter(|| cpu::conv::conv2d_backward_input(black_box(&dy), &w, s, &mut dx).unwrap())
         });
         group.bench_function(BenchmarkId::new("cpu_backward_weight", name), |bench| {
-            bench.iter(|| cpu::conv::conv2d_backward_weight(black_box(&x), &dy, s, &mut dw))
+            bench.iter(|| cpu::conv::conv2d_backward_weight(black_box(&x), &dy, s, &mut dw).unwrap())
         });
         // About 2 s a product on lavapipe: only on a real GPU, or when asked for.
         if let Some(ctx) = ctx.as_ref().filter(|ctx| full_run(ctx)) {
@@ -189,7 +189,7 @@ fn conv(c: &mut Criterion) {
         group.throughput(Throughput::Elements(s.flops()));
         let mut out = vec![0.0; s.output_len()];
         group.bench_function(BenchmarkId::new("naive_forward_8_images", name), |bench| {
-            bench.iter(|| cpu::conv::conv2d_naive(black_box(&x[..s.input_len()]), &w, &b, s, &mut out))
+            bench.iter(|| cpu::conv::conv2d_naive(black_box(&x[..s.input_len()]), &w, &b, s, &mut out).unwrap())
         });
     }
     group.finish();

@@ -26,24 +26,25 @@ fn matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     for (name, m, k, n, ta, tb) in shapes::with_squares(&[256, 512, 1024]) {
         let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
-        bench_shape(&mut group, &name, MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
+        bench_shape(&mut group, &name, MatRef::new(&a, m, k, ta).unwrap(), MatRef::new(&b, k, n, tb).unwrap());
     }
     for (name, m, k, n, zeros) in SPARSE_SHAPES {
         let a: Vec<f32> =
             random(m * k, &mut rng).iter().map(|&v| if (v + 1.0) / 2.0 < zeros { 0.0 } else { v }).collect();
         let b = random(k * n, &mut rng);
-        bench_shape(&mut group, name, MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
+        bench_shape(&mut group, name, MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&b, k, n, true).unwrap());
     }
     group.finish();
 }
 
 /// Ours and `matrixmultiply` on one product, and the naive loop where it finishes in time.
 fn bench_shape(group: &mut BenchmarkGroup<WallTime>, name: &str, a: MatRef, b: MatRef) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    let ((a_rows, a_cols), (b_rows, b_cols)) = (a.strides(), b.strides());
     let mut out = vec![0.0f32; m * n];
     group.throughput(Throughput::Elements((2 * m * k * n) as u64));
     group.bench_function(BenchmarkId::new("ours", name), |bench| {
-        bench.iter(|| gemm(black_box(a), black_box(b), &mut out, false))
+        bench.iter(|| gemm(black_box(a), black_box(b), &mut out, false).unwrap())
     });
     group.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
         // SAFETY: the pointers and strides describe `a`, `b` and `out` exactly.
@@ -53,12 +54,12 @@ fn bench_shape(group: &mut BenchmarkGroup<WallTime>, name: &str, a: MatRef, b: M
                 k,
                 n,
                 1.0,
-                a.data.as_ptr(),
-                a.row_stride as isize,
-                a.col_stride as isize,
-                b.data.as_ptr(),
-                b.row_stride as isize,
-                b.col_stride as isize,
+                a.data().as_ptr(),
+                a_rows as isize,
+                a_cols as isize,
+                b.data().as_ptr(),
+                b_rows as isize,
+                b_cols as isize,
                 0.0,
                 out.as_mut_ptr(),
                 n as isize,
@@ -68,7 +69,7 @@ fn bench_shape(group: &mut BenchmarkGroup<WallTime>, name: &str, a: MatRef, b: M
     });
     if m * k * n <= 256 * 256 * 256 {
         group.bench_function(BenchmarkId::new("naive", name), |bench| {
-            bench.iter(|| gemm_naive(black_box(a), black_box(b), &mut out))
+            bench.iter(|| gemm_naive(black_box(a), black_box(b), &mut out).unwrap())
         });
     }
 }

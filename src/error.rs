@@ -9,6 +9,8 @@ pub enum Error {
     Rank { op: &'static str, expected: usize, shape: Vec<usize> },
     #[error("{len} values cannot fill a tensor of shape {shape:?}")]
     ElementCount { len: usize, shape: Vec<usize> },
+    #[error("{op}: shape {shape:?} has more elements than a buffer can address")]
+    TooLarge { op: &'static str, shape: Vec<usize> },
     #[error("backward() starts from a scalar, got shape {0:?}")]
     NotScalar(Vec<usize>),
     #[error("label {label} is outside the {classes} classes")]
@@ -22,3 +24,10 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The number of elements of `shape`, or [`Error::TooLarge`] when the product overflows: every
+/// length computed from outside numbers goes through here, so no wrapped size ever reaches a
+/// kernel (a wrapped product can equal a small buffer's length).
+pub fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| Error::TooLarge { op, shape: shape.to_vec() })
+}

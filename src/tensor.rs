@@ -14,7 +14,7 @@ use crate::backend::gpu::{
     ops::{Epilogue, MatmulShape},
 };
 use crate::backend::{AdamStep, SgdStep};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
 
 /// Where a tensor's data lives.
@@ -124,14 +124,14 @@ impl Tensor {
     }
 
     fn leaf(data: Vec<f32>, shape: &[usize], device: &Device, is_variable: bool) -> Result<Tensor> {
-        if data.len() != shape.iter().product::<usize>() {
+        if data.len() != element_count("from_vec", shape)? {
             return Err(Error::ElementCount { len: data.len(), shape: shape.to_vec() });
         }
         Ok(Tensor::build(Storage::upload(data, device)?, shape.to_vec(), None, is_variable))
     }
 
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
-        let len = shape.iter().product();
+        let len = element_count("zeros", shape)?;
         let storage = match device {
             Device::Cpu => Storage::Cpu(vec![0.0; len]),
             Device::Gpu(ctx) => Storage::Gpu(gpu::ops::fill(ctx, len, 0.0)?),
@@ -157,6 +157,7 @@ impl Tensor {
         &self.0.shape
     }
 
+    /// The number of elements (never overflows: every shape is checked when a tensor is made).
     pub fn len(&self) -> usize {
         self.0.shape.iter().product()
     }
@@ -216,7 +217,7 @@ impl Tensor {
     /// The same data seen with another shape of as many elements: nothing is copied, and the
     /// gradient flows back reshaped.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if shape.iter().product::<usize>() != self.len() {
+        if element_count("reshape", shape)? != self.len() {
             return Err(Error::ElementCount { len: self.len(), shape: shape.to_vec() });
         }
         let op = (op::is_recording() && self.tracks()).then(|| Op::Reshape(self.clone()));
@@ -258,10 +259,10 @@ impl Tensor {
         }
         let storage = match (&*self.storage(), &*rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
-                let mut c = vec![0.0; m * n];
-                let a = MatRef::new(a, m, k, trans_a);
-                let b = MatRef::new(b, k, n, trans_b);
-                cpu::matmul::gemm(a, b, &mut c, false);
+                let mut c = vec![0.0; element_count("matmul", &[m, n])?];
+                let a = MatRef::new(a, m, k, trans_a)?;
+                let b = MatRef::new(b, k, n, trans_b)?;
+                cpu::matmul::gemm(a, b, &mut c, false)?;
                 Storage::Cpu(c)
             }
             (Storage::Gpu(a), Storage::Gpu(b)) => {
@@ -285,9 +286,14 @@ impl Tensor {
         }
         let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
-                let mut out = vec![0.0; m * n];
+                let mut out = vec![0.0; element_count("linear", &[m, n])?];
                 let epilogue = cpu::matmul::Epilogue { bias: Some(b), relu };
-                cpu::matmul::gemm_epilogue(MatRef::new(x, m, k, false), MatRef::new(w, k, n, true), &mut out, epilogue);
+                cpu::matmul::gemm_epilogue(
+                    MatRef::new(x, m, k, false)?,
+                    MatRef::new(w, k, n, true)?,
+                    &mut out,
+                    epilogue,
+                )?;
                 Storage::Cpu(out)
             }
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
@@ -312,8 +318,8 @@ impl Tensor {
         }
         let storage = match (&*self.storage(), &*rhs.storage(), &*relu_output.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(mask)) => {
-                let mut c = vec![0.0; m * n];
-                cpu::matmul::gemm(MatRef::new(a, m, k, false), MatRef::new(b, k, n, false), &mut c, false);
+                let mut c = vec![0.0; relu_output.len()];
+                cpu::matmul::gemm(MatRef::new(a, m, k, false)?, MatRef::new(b, k, n, false)?, &mut c, false)?;
                 c.iter_mut().zip(mask).for_each(|(v, &keep)| *v = if keep > 0.0 { *v } else { 0.0 });
                 Storage::Cpu(c)
             }
@@ -337,7 +343,7 @@ impl Tensor {
         let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; s.output_len()];
-                cpu::conv::conv2d(x, w, b, s, &mut out);
+                cpu::conv::conv2d(x, w, b, s, &mut out)?;
                 Storage::Cpu(out)
             }
             (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
@@ -387,7 +393,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(x) => {
                 let mut out = vec![0.0; channels];
-                cpu::conv::channel_sums(x, batch, channels, &mut out);
+                cpu::conv::channel_sums(x, batch, channels, &mut out)?;
                 Storage::Cpu(out)
             }
             Storage::Gpu(x) => Storage::Gpu(gpu::conv::channel_sums(x.context(), x, batch, channels)?),
@@ -402,7 +408,7 @@ impl Tensor {
         let storage = match &*self.storage() {
             Storage::Cpu(x) => {
                 let mut out = vec![0.0; planes * (height / 2) * (width / 2)];
-                cpu::conv::max_pool2d(x, planes, height, width, &mut out);
+                cpu::conv::max_pool2d(x, planes, height, width, &mut out)?;
                 Storage::Cpu(out)
             }
             Storage::Gpu(x) => Storage::Gpu(gpu::conv::max_pool2d(x.context(), x, planes, height, width)?),
@@ -611,7 +617,7 @@ impl Tensor {
             "cross_entropy",
             [self, labels],
             self.shape(),
-            |x, y, dx| cpu::cross_entropy_backward(x, y, n, scale, dx),
+            |x, y, dx| Ok(cpu::cross_entropy_backward(x, y, n, scale, dx)),
             |x, y| gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale),
         )
     }
@@ -623,7 +629,7 @@ impl Tensor {
             "softmax_backward",
             [self, grad],
             self.shape(),
-            |y, g, dx| cpu::softmax_rows_backward(y, g, n, dx),
+            |y, g, dx| Ok(cpu::softmax_rows_backward(y, g, n, dx)),
             |y, g| gpu::ops::softmax_rows_backward(y.context(), y, g, m, n),
         )
     }
@@ -637,7 +643,7 @@ impl Tensor {
     /// A tensor of `shape` filled with the value of the scalar `self`.
     pub(crate) fn broadcast_scalar(&self, shape: &[usize]) -> Result<Tensor> {
         let value = self.to_scalar()?;
-        let len = shape.iter().product();
+        let len = element_count("broadcast", shape)?;
         let storage = match &*self.storage() {
             Storage::Cpu(_) => Storage::Cpu(vec![value; len]),
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::fill(x.context(), len, value)?),
@@ -649,6 +655,7 @@ impl Tensor {
     /// `sum_rows`. On a GPU it is a fill and an `add_bias` onto it, as no kernel copies a row.
     pub(crate) fn broadcast_rows(&self, rows: usize) -> Result<Tensor> {
         let n = self.len();
+        element_count("broadcast_rows", &[rows, n])?;
         let storage = match &*self.storage() {
             Storage::Cpu(x) => Storage::Cpu(x.repeat(rows)),
             Storage::Gpu(x) => {
@@ -869,13 +876,13 @@ fn gradient_of_two(
     op: &'static str,
     [a, b]: [&Tensor; 2],
     shape: &[usize],
-    cpu: impl FnOnce(&[f32], &[f32], &mut [f32]),
+    cpu: impl FnOnce(&[f32], &[f32], &mut [f32]) -> Result<()>,
     gpu: impl FnOnce(&GpuBuffer, &GpuBuffer) -> std::result::Result<GpuBuffer, GpuError>,
 ) -> Result<Tensor> {
     let storage = match (&*a.storage(), &*b.storage()) {
         (Storage::Cpu(a), Storage::Cpu(b)) => {
-            let mut out = vec![0.0; shape.iter().product()];
-            cpu(a, b, &mut out);
+            let mut out = vec![0.0; element_count(op, shape)?];
+            cpu(a, b, &mut out)?;
             Storage::Cpu(out)
         }
         (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu(a, b)?),
@@ -896,7 +903,9 @@ fn conv_shape(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Conv2dShape
         return Err(mismatch());
     };
     let s = Conv2dShape { batch, in_channels, height, width, out_channels, kernel_h, kernel_w, padding };
-    if weight_in != in_channels || s.input_len() == 0 || s.weight_len() == 0 || s.out_height() * s.out_width() == 0 {
+    s.validate()?;
+    // An empty batch is fine (an empty output, as in PyTorch); an empty image or kernel is not.
+    if weight_in != in_channels || s.weight_len() == 0 || height * width == 0 || s.out_height() * s.out_width() == 0 {
         return Err(mismatch());
     }
     Ok(s)

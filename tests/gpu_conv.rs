@@ -72,25 +72,25 @@ fn assert_same(name: &str, got: &[f32], want: &[f32]) {
 
 fn cpu_conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape) -> Vec<f32> {
     let mut out = vec![0.0; s.output_len()];
-    cpu::conv2d(x, weight, bias, s, &mut out);
+    cpu::conv2d(x, weight, bias, s, &mut out).unwrap();
     out
 }
 
 fn cpu_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape) -> Vec<f32> {
     let mut dx = vec![0.0; s.input_len()];
-    cpu::conv2d_backward_input(dy, weight, s, &mut dx);
+    cpu::conv2d_backward_input(dy, weight, s, &mut dx).unwrap();
     dx
 }
 
 fn cpu_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape) -> Vec<f32> {
     let mut dw = vec![0.0; s.weight_len()];
-    cpu::conv2d_backward_weight(x, dy, s, &mut dw);
+    cpu::conv2d_backward_weight(x, dy, s, &mut dw).unwrap();
     dw
 }
 
 fn cpu_channel_sums(x: &[f32], batch: usize, channels: usize) -> Vec<f32> {
     let mut out = vec![0.0; channels];
-    cpu::channel_sums(x, batch, channels, &mut out);
+    cpu::channel_sums(x, batch, channels, &mut out).unwrap();
     out
 }
 
@@ -210,9 +210,9 @@ fn check_pool(
     let x = pool_input(planes * height * width, rng, nan_rate);
     let dy = random(planes * (height / 2) * (width / 2), rng, 0.5, 1.5);
     let mut want = vec![0.0; dy.len()];
-    cpu::max_pool2d(&x, planes, height, width, &mut want);
+    cpu::max_pool2d(&x, planes, height, width, &mut want).unwrap();
     let mut want_dx = vec![0.0; x.len()];
-    cpu::max_pool2d_backward(&x, &dy, planes, height, width, &mut want_dx);
+    cpu::max_pool2d_backward(&x, &dy, planes, height, width, &mut want_dx).unwrap();
     let gx = upload(ctx, &x);
     let name = format!("{planes}x{height}x{width} NaN rate {nan_rate}");
     let got = download(&conv::max_pool2d(ctx, &gx, planes, height, width).unwrap());

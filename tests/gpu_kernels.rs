@@ -19,7 +19,13 @@ use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upl
 
 fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulShape) -> Vec<f32> {
     let mut c = vec![0.0; s.m * s.n];
-    cpu::matmul::gemm(MatRef::new(a, s.m, s.k, s.trans_a), MatRef::new(b, s.k, s.n, s.trans_b), &mut c, false);
+    cpu::matmul::gemm(
+        MatRef::new(a, s.m, s.k, s.trans_a).unwrap(),
+        MatRef::new(b, s.k, s.n, s.trans_b).unwrap(),
+        &mut c,
+        false,
+    )
+    .unwrap();
     c
 }
 

@@ -25,12 +25,12 @@ fn assert_close(got: &[f32], expected: &[f32], k: usize, what: &str) {
 fn check(m: usize, k: usize, n: usize, ta: bool, tb: bool, accumulate: bool, rng: &mut Rng) {
     let a = random(m * k, rng);
     let b = random(k * n, rng);
-    let (a, b) = (MatRef::new(&a, m, k, ta), MatRef::new(&b, k, n, tb));
+    let (a, b) = (MatRef::new(&a, m, k, ta).unwrap(), MatRef::new(&b, k, n, tb).unwrap());
     let mut expected = vec![0.0; m * n];
-    gemm_naive(a, b, &mut expected);
+    gemm_naive(a, b, &mut expected).unwrap();
     let start = random(m * n, rng);
     let mut got = if accumulate { start.clone() } else { vec![f32::NAN; m * n] };
-    gemm(a, b, &mut got, accumulate);
+    gemm(a, b, &mut got, accumulate).unwrap();
     if accumulate {
         expected.iter_mut().zip(&start).for_each(|(e, s)| *e += s);
     }
@@ -66,12 +66,12 @@ fn epilogue_adds_the_bias_then_applies_relu() {
     // Few rows (columns split across tasks) and many (one task per row block), edges everywhere.
     for (m, k, n) in [(1, 1, 1), (5, 17, 33), (128, 784, 512), (1000, 300, 250), (7, 0, 20)] {
         let (a, b, bias) = (random(m * k, &mut rng), random(n * k, &mut rng), random(n, &mut rng));
-        let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
+        let (a, b) = (MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&b, k, n, true).unwrap());
         let mut product = vec![0.0; m * n];
-        gemm_naive(a, b, &mut product);
+        gemm_naive(a, b, &mut product).unwrap();
         for relu in [false, true] {
             let mut got = vec![f32::NAN; m * n];
-            gemm_epilogue(a, b, &mut got, Epilogue { bias: Some(&bias), relu });
+            gemm_epilogue(a, b, &mut got, Epilogue { bias: Some(&bias), relu }).unwrap();
             let expected: Vec<f32> = product
                 .iter()
                 .enumerate()
@@ -90,23 +90,23 @@ fn mostly_zero_inputs_match_naive() {
     for (m, k, n) in [(1, 1, 64), (7, 95, 65), (145, 97, 130), (300, 784, 512), (700, 300, 130), (13, 193, 79)] {
         for zeros in [0.5, 0.9, 1.0] {
             let (a, b, bias) = (sparse(m * k, zeros, &mut rng), random(n * k, &mut rng), random(n, &mut rng));
-            let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
+            let (a, b) = (MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&b, k, n, true).unwrap());
             let mut expected = vec![0.0; m * n];
-            gemm_naive(a, b, &mut expected);
+            gemm_naive(a, b, &mut expected).unwrap();
             let what = format!("{m}x{k}x{n} zeros={zeros}");
 
             let mut got = vec![f32::NAN; m * n];
-            gemm(a, b, &mut got, false);
+            gemm(a, b, &mut got, false).unwrap();
             assert_close(&got, &expected, k, &what);
 
             let start = random(m * n, &mut rng);
             let mut got = start.clone();
-            gemm(a, b, &mut got, true);
+            gemm(a, b, &mut got, true).unwrap();
             let with_start: Vec<f32> = expected.iter().zip(&start).map(|(e, s)| e + s).collect();
             assert_close(&got, &with_start, k, &format!("{what} accumulate"));
 
             let mut got = vec![f32::NAN; m * n];
-            gemm_epilogue(a, b, &mut got, Epilogue { bias: Some(&bias), relu: true });
+            gemm_epilogue(a, b, &mut got, Epilogue { bias: Some(&bias), relu: true }).unwrap();
             let activated: Vec<f32> = expected.iter().enumerate().map(|(i, e)| (e + bias[i % n]).max(0.0)).collect();
             assert_close(&got, &activated, k, &format!("{what} epilogue"));
         }
@@ -121,7 +121,7 @@ fn a_nan_among_zeros_still_propagates() {
     a[5 * k + 7] = 1.0;
     let b = vec![1.0; k * n];
     let mut c = vec![0.0; m * n];
-    gemm(MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, false), &mut c, false);
+    gemm(MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&b, k, n, false).unwrap(), &mut c, false).unwrap();
     assert!(c[3 * n..4 * n].iter().all(|v| v.is_nan()));
     assert!(c[5 * n..6 * n].iter().all(|&v| v == 1.0));
     assert!(c[..3 * n].iter().all(|&v| v == 0.0));
@@ -130,7 +130,7 @@ fn a_nan_among_zeros_still_propagates() {
 #[test]
 fn empty_inner_dimension_gives_zeros() {
     let mut c = vec![f32::NAN; 6];
-    gemm(MatRef::new(&[], 2, 0, false), MatRef::new(&[], 0, 3, false), &mut c, false);
+    gemm(MatRef::new(&[], 2, 0, false).unwrap(), MatRef::new(&[], 0, 3, false).unwrap(), &mut c, false).unwrap();
     assert_eq!(c, vec![0.0; 6]);
 }
 
@@ -144,7 +144,9 @@ fn same_bits_with_one_and_two_threads() {
     let run = |a: &[f32], threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut c = vec![0.0; m * n];
-        pool.install(|| gemm(MatRef::new(a, m, k, false), MatRef::new(&b, k, n, true), &mut c, false));
+        pool.install(|| {
+            gemm(MatRef::new(a, m, k, false).unwrap(), MatRef::new(&b, k, n, true).unwrap(), &mut c, false).unwrap()
+        });
         c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     };
     assert_eq!(run(&a, 1), run(&a, 2));

@@ -80,9 +80,10 @@ impl ServedModel {
                 let mut layers = Vec::with_capacity(mlp.layers.len());
                 for (i, layer) in mlp.layers.iter().enumerate() {
                     let weight = layer.weight.to_vec().map_err(invalid)?;
-                    let view = matmul::MatRef::new(&weight, layer.inputs(), layer.outputs(), true);
+                    let view = matmul::MatRef::new(&weight, layer.inputs(), layer.outputs(), true).map_err(invalid)?;
                     let bias = layer.bias.to_vec().map_err(invalid)?;
-                    layers.push(PackedLayer { weight: matmul::PackedMatrix::new(view), bias, relu: i != last });
+                    let weight = matmul::PackedMatrix::new(view).map_err(invalid)?;
+                    layers.push(PackedLayer { weight, bias, relu: i != last });
                 }
                 Predictor::PackedMlp(layers)
             }
@@ -110,7 +111,7 @@ impl ServedModel {
 
     /// Class probabilities, `[rows, 10]` row-major, for `pixels` `[rows, 784]` in [0, 1].
     pub fn predict(&self, mut pixels: Vec<f32>, rows: usize) -> crate::Result<Vec<f32>> {
-        if pixels.len() != rows * IMAGE_PIXELS {
+        if rows.checked_mul(IMAGE_PIXELS) != Some(pixels.len()) {
             return Err(crate::Error::ElementCount { len: pixels.len(), shape: vec![rows, IMAGE_PIXELS] });
         }
         if self.normalize == Normalization::Meanstd {
@@ -127,11 +128,11 @@ impl ServedModel {
                     let mut out = vec![0.0; rows * outputs];
                     let epilogue = matmul::Epilogue { bias: Some(&layer.bias), relu: layer.relu };
                     matmul::gemm_packed(
-                        matmul::MatRef::new(&x, rows, inputs, false),
+                        matmul::MatRef::new(&x, rows, inputs, false)?,
                         &layer.weight,
                         &mut out,
                         epilogue,
-                    );
+                    )?;
                     x = out;
                 }
                 let mut probabilities = vec![0.0; rows * CLASSES];

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::matmul::{self, Epilogue, MatRef, PackedMatrix};
 use super::narrow;
+use crate::error::{Error, Result, element_count};
 
 /// Images whose weight gradients one task sums before the groups are added up in order.
 const IMAGES_PER_TASK: usize = 8;
@@ -84,34 +85,57 @@ impl Conv2dShape {
     fn is_empty(&self) -> bool {
         self.output_len() == 0 || self.patch_len() == 0
     }
+
+    /// Checks that every size the kernels derive from this shape fits a `usize`: the padded
+    /// sides, the tensors, one task's images and one image's unrolled columns. The other
+    /// methods compute without overflow checks once this holds.
+    pub fn validate(&self) -> Result<()> {
+        let s = self;
+        let dims = [s.batch, s.in_channels, s.height, s.width, s.out_channels, s.kernel_h, s.kernel_w, s.padding];
+        let too_large = || Error::TooLarge { op: "conv2d", shape: dims.to_vec() };
+        let padded = |side: usize| s.padding.checked_mul(2)?.checked_add(side)?.checked_add(1);
+        if padded(s.height).is_none() || padded(s.width).is_none() {
+            return Err(too_large());
+        }
+        let (oh, ow) = (s.out_height(), s.out_width());
+        let count = |dims: &[usize]| element_count("conv2d", dims).map_err(|_| too_large());
+        count(&[s.batch, s.in_channels, s.height, s.width])?;
+        count(&[s.batch, s.out_channels, oh, ow])?;
+        count(&[s.out_channels, s.in_channels, s.kernel_h, s.kernel_w])?;
+        let task_in = count(&[IMAGES_PER_TASK, s.in_channels, s.height, s.width])?;
+        let task_out = count(&[IMAGES_PER_TASK, s.out_channels, oh, ow])?;
+        let columns = count(&[oh, ow, s.in_channels, s.kernel_h, s.kernel_w])?;
+        task_in.checked_add(task_out).and_then(|n| n.checked_add(columns)).map(|_| ()).ok_or_else(too_large)
+    }
 }
 
 /// `out = conv(x, weight) + bias`, with `bias` `[out_channels]`.
-pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
-    check_lengths(s, x.len(), weight.len(), out.len());
-    assert_eq!(bias.len(), s.out_channels, "conv2d: bias does not match the output channels");
+pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) -> Result<()> {
+    check_lengths(s, x.len(), weight.len(), out.len())?;
+    check_bias(s, bias)?;
     if s.is_empty() {
         out.fill(0.0);
-        return;
+        return Ok(());
     }
     if s.patch_len() == narrow::K {
-        return conv2d_narrow(x, weight, bias, s, out);
+        conv2d_narrow(x, weight, bias, s, out);
+        return Ok(());
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
     // Wᵀ `[k, out_channels]` with its rows in (kernel offset, channel) order, packed once.
     let weight = offsets_major(weight, s);
-    let weight = PackedMatrix::new(MatRef::new(&weight, k, s.out_channels, true));
+    let weight = PackedMatrix::new(MatRef::new(&weight, k, s.out_channels, true)?)?;
     let epilogue = Epilogue { bias: Some(bias), relu: false };
-    out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).for_each(|(out, x)| {
+    out.par_chunks_mut(s.out_channels * p).zip(x.par_chunks(s.image_len())).try_for_each(|(out, x)| {
         with_columns(x.len() + p * k + out.len(), |buffer| {
             let (x_t, rest) = buffer.split_at_mut(x.len());
             let (rows, out_t) = rest.split_at_mut(p * k);
-            matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+            matmul::transpose(x, s.in_channels, s.height * s.width, x_t)?;
             im2row(x_t, s, rows);
-            matmul::gemm_packed(MatRef::new(rows, p, k, false), &weight, out_t, epilogue);
-            matmul::transpose(out_t, p, s.out_channels, out);
+            matmul::gemm_packed(MatRef::new(rows, p, k, false)?, &weight, out_t, epilogue)?;
+            matmul::transpose(out_t, p, s.out_channels, out)
         })
-    });
+    })
 }
 
 /// [`conv2d`] of one input channel and a 3x3 kernel, through [`narrow::forward`].
@@ -132,42 +156,43 @@ fn conv2d_narrow(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &
 /// relu, and the product's sparse path skips them (as rows of A; `Wᵀ · dy` would have them in
 /// B). With W's columns in (kernel offset, channel) order, each pixel's row then adds into a
 /// channels-last image one contiguous run of channels per kernel offset.
-pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
-    check_lengths(s, dx.len(), weight.len(), dy.len());
+pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) -> Result<()> {
+    check_lengths(s, dx.len(), weight.len(), dy.len())?;
     if s.is_empty() {
         dx.fill(0.0);
-        return;
+        return Ok(());
     }
     if s.patch_len() == narrow::K {
         return conv2d_backward_input_narrow(dy, weight, s, dx);
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
     let weight = offsets_major(weight, s);
-    let weight = MatRef::new(&weight, s.out_channels, k, false);
-    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
+    let weight = MatRef::new(&weight, s.out_channels, k, false)?;
+    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).try_for_each(|(dx, dy)| {
         with_columns(p * s.out_channels + p * k + dx.len(), |buffer| {
             let (dy_t, rest) = buffer.split_at_mut(p * s.out_channels);
             let (columns_t, dx_t) = rest.split_at_mut(p * k);
-            matmul::transpose(dy, s.out_channels, p, dy_t);
-            matmul::gemm(MatRef::new(dy_t, p, s.out_channels, false), weight, columns_t, false);
+            matmul::transpose(dy, s.out_channels, p, dy_t)?;
+            matmul::gemm(MatRef::new(dy_t, p, s.out_channels, false)?, weight, columns_t, false)?;
             col2im_channels_last(columns_t, s, dx_t);
-            matmul::transpose(dx_t, s.height * s.width, s.in_channels, dx);
+            matmul::transpose(dx_t, s.height * s.width, s.in_channels, dx)
         })
-    });
+    })
 }
 
 /// [`conv2d_backward_input`] of one input channel and a 3x3 kernel: one row per pixel would
 /// be only 9 wide, so the unrolled gradient keeps one row per kernel offset, `Wᵀ · dy`.
-fn conv2d_backward_input_narrow(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) {
+fn conv2d_backward_input_narrow(dy: &[f32], weight: &[f32], s: Conv2dShape, dx: &mut [f32]) -> Result<()> {
     let p = s.out_pixels();
     // Wᵀ `[K, out_channels]`, read in place.
-    let weight_t = MatRef::new(weight, narrow::K, s.out_channels, true);
-    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).for_each(|(dx, dy)| {
+    let weight_t = MatRef::new(weight, narrow::K, s.out_channels, true)?;
+    dx.par_chunks_mut(s.image_len()).zip(dy.par_chunks(s.out_channels * p)).try_for_each(|(dx, dy)| {
         with_columns(narrow::K * p, |columns| {
-            matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false), columns, false);
+            matmul::gemm(weight_t, MatRef::new(dy, s.out_channels, p, false)?, columns, false)?;
             col2im(columns, s, dx);
+            Ok(())
         })
-    });
+    })
 }
 
 /// `[out_channels, in_channels, kh, kw]` weights as `[out_channels, kh, kw, in_channels]`.
@@ -194,11 +219,11 @@ fn channels_major(offsets_major: &[f32], s: Conv2dShape, weight: &mut [f32]) {
 
 /// The gradient with respect to the weights: `dw = Σ_images dy · im2col(x)ᵀ`, the unrolled
 /// image taken one row per output pixel (`im2row`), so that packing it copies rows.
-pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f32]) {
-    check_lengths(s, x.len(), dw.len(), dy.len());
+pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f32]) -> Result<()> {
+    check_lengths(s, x.len(), dw.len(), dy.len())?;
     dw.fill(0.0);
     if s.is_empty() {
-        return;
+        return Ok(());
     }
     let (k, p) = (s.patch_len(), s.out_pixels());
     let (image, out_image) = (s.image_len(), s.out_channels * p);
@@ -208,7 +233,7 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
         .zip(dy.par_chunks(IMAGES_PER_TASK * out_image))
         .map(|(x, dy)| {
             let mut partial = vec![0.0; dw.len()];
-            with_columns(image + k * p, |buffer| {
+            with_columns(image + k * p, |buffer| -> Result<()> {
                 let (x_t, columns) = buffer.split_at_mut(image);
                 for (x, dy) in x.chunks_exact(image).zip(dy.chunks_exact(out_image)) {
                     if narrow {
@@ -216,15 +241,16 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
                         narrow::accumulate_weight_gradient(dy, columns, &mut partial);
                         continue;
                     }
-                    matmul::transpose(x, s.in_channels, s.height * s.width, x_t);
+                    matmul::transpose(x, s.in_channels, s.height * s.width, x_t)?;
                     im2row(x_t, s, columns);
-                    let dy = MatRef::new(dy, s.out_channels, p, false);
-                    matmul::gemm(dy, MatRef::new(columns, p, k, false), &mut partial, true);
+                    let dy = MatRef::new(dy, s.out_channels, p, false)?;
+                    matmul::gemm(dy, MatRef::new(columns, p, k, false)?, &mut partial, true)?;
                 }
-            });
-            partial
+                Ok(())
+            })?;
+            Ok(partial)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     for partial in &partials {
         dw.iter_mut().zip(partial).for_each(|(d, &v)| *d += v);
     }
@@ -233,22 +259,26 @@ pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], s: Conv2dShape, dw: &mut [f
         let sums = dw.to_vec();
         channels_major(&sums, s, dw);
     }
+    Ok(())
 }
 
 /// Per-channel sums of `[batch, channels, ...]` data (the gradient of a convolution's bias):
 /// each image's plane summed in order, then the images in order.
-pub fn channel_sums(x: &[f32], batch: usize, channels: usize, out: &mut [f32]) {
-    assert_eq!(out.len(), channels, "channel_sums: output does not match the channels");
-    out.fill(0.0);
-    if x.is_empty() || batch * channels == 0 {
-        return;
+pub fn channel_sums(x: &[f32], batch: usize, channels: usize, out: &mut [f32]) -> Result<()> {
+    let planes = element_count("channel_sums", &[batch, channels])?;
+    if out.len() != channels || (planes == 0 && !x.is_empty()) || (planes > 0 && !x.len().is_multiple_of(planes)) {
+        return Err(Error::ElementCount { len: x.len(), shape: vec![batch, channels] });
     }
-    assert_eq!(x.len() % (batch * channels), 0, "channel_sums: data does not match the shape");
-    let plane = x.len() / (batch * channels);
+    out.fill(0.0);
+    if x.is_empty() {
+        return Ok(());
+    }
+    let plane = x.len() / planes;
     let sums: Vec<f32> = x.par_chunks(plane).map(sum_in_lanes).collect();
     for image in sums.chunks_exact(channels) {
         out.iter_mut().zip(image).for_each(|(o, &s)| *o += s);
     }
+    Ok(())
 }
 
 /// The sum of `x` in eight interleaved partial sums, added up at the end: a fixed order that
@@ -266,12 +296,11 @@ fn sum_in_lanes(x: &[f32]) -> f32 {
 /// 2x2 max pooling with stride 2 of `planes` planes of `height x width` (odd edges dropped,
 /// as PyTorch's `MaxPool2d(2)` does). The first largest value of a window (scanned row by row)
 /// wins, a NaN counting as the largest.
-pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &mut [f32]) {
+pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &mut [f32]) -> Result<()> {
     let (oh, ow) = (height / 2, width / 2);
-    assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
-    assert_eq!(out.len(), planes * oh * ow, "max_pool2d: output does not match the shape");
+    check_pool_lengths(planes, height, width, [x.len(), out.len()])?;
     if out.is_empty() {
-        return;
+        return Ok(());
     }
     let planes_per_task = (super::CHUNK / (height * width)).max(1);
     out.par_chunks_mut(planes_per_task * oh * ow).zip(x.par_chunks(planes_per_task * height * width)).for_each(
@@ -286,17 +315,38 @@ pub fn max_pool2d(x: &[f32], planes: usize, height: usize, width: usize, out: &m
             }
         },
     );
+    Ok(())
+}
+
+/// Checks the input and output lengths of a 2x2 pooling of `planes` planes of `height x width`.
+fn check_pool_lengths(planes: usize, height: usize, width: usize, [input, output]: [usize; 2]) -> Result<()> {
+    let expected = element_count("max_pool2d", &[planes, height, width])?;
+    if input != expected {
+        return Err(Error::ElementCount { len: input, shape: vec![planes, height, width] });
+    }
+    if output != planes * (height / 2) * (width / 2) {
+        return Err(Error::ElementCount { len: output, shape: vec![planes, height / 2, width / 2] });
+    }
+    Ok(())
 }
 
 /// The backward of [`max_pool2d`]: each output's gradient goes to the input its window chose.
-pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, width: usize, dx: &mut [f32]) {
+pub fn max_pool2d_backward(
+    x: &[f32],
+    dy: &[f32],
+    planes: usize,
+    height: usize,
+    width: usize,
+    dx: &mut [f32],
+) -> Result<()> {
     let (oh, ow) = (height / 2, width / 2);
-    assert_eq!(x.len(), planes * height * width, "max_pool2d: input does not match the shape");
-    assert_eq!(dx.len(), x.len(), "max_pool2d: gradient does not match the input");
-    assert_eq!(dy.len(), planes * oh * ow, "max_pool2d: gradient does not match the output");
+    check_pool_lengths(planes, height, width, [x.len(), dy.len()])?;
+    if dx.len() != x.len() {
+        return Err(Error::ElementCount { len: dx.len(), shape: vec![planes, height, width] });
+    }
     if dy.is_empty() {
         dx.fill(0.0);
-        return;
+        return Ok(());
     }
     let planes_per_task = (super::CHUNK / (height * width)).max(1);
     let plane = height * width;
@@ -314,6 +364,7 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], planes: usize, height: usize, 
                 zero_outside_windows(dx, height, width);
             }
         });
+    Ok(())
 }
 
 /// Zeros the odd last row and column of a plane: the inputs no 2x2 window covers, the only
@@ -360,8 +411,9 @@ fn later_wins(best: f32, value: f32) -> f32 {
 
 /// The convolution written as its definition, one output at a time: the oracle in tests and
 /// the "naive" line in benchmarks.
-pub fn conv2d_naive(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) {
-    check_lengths(s, x.len(), weight.len(), out.len());
+pub fn conv2d_naive(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out: &mut [f32]) -> Result<()> {
+    check_lengths(s, x.len(), weight.len(), out.len())?;
+    check_bias(s, bias)?;
     let (oh, ow) = (s.out_height(), s.out_width());
     for (index, o) in out.iter_mut().enumerate() {
         let (n, oc, oy, ox) =
@@ -380,12 +432,29 @@ pub fn conv2d_naive(x: &[f32], weight: &[f32], bias: &[f32], s: Conv2dShape, out
         }
         *o = sum;
     }
+    Ok(())
 }
 
-fn check_lengths(s: Conv2dShape, input: usize, weight: usize, output: usize) {
-    assert_eq!(input, s.input_len(), "conv2d: input does not match {s:?}");
-    assert_eq!(weight, s.weight_len(), "conv2d: weights do not match {s:?}");
-    assert_eq!(output, s.output_len(), "conv2d: output does not match {s:?}");
+fn check_bias(s: Conv2dShape, bias: &[f32]) -> Result<()> {
+    match bias.len() == s.out_channels {
+        true => Ok(()),
+        false => Err(Error::ElementCount { len: bias.len(), shape: vec![s.out_channels] }),
+    }
+}
+
+/// Checks `s` and that the buffers hold its input, weights and output.
+fn check_lengths(s: Conv2dShape, input: usize, weight: usize, output: usize) -> Result<()> {
+    s.validate()?;
+    let (oh, ow) = (s.out_height(), s.out_width());
+    let expected = [
+        (input, s.input_len(), vec![s.batch, s.in_channels, s.height, s.width]),
+        (weight, s.weight_len(), vec![s.out_channels, s.in_channels, s.kernel_h, s.kernel_w]),
+        (output, s.output_len(), vec![s.batch, s.out_channels, oh, ow]),
+    ];
+    match expected.into_iter().find(|(len, expected, _)| len != expected) {
+        Some((len, _, shape)) => Err(Error::ElementCount { len, shape }),
+        None => Ok(()),
+    }
 }
 
 /// Unrolls one `[in_channels, height, width]` image into `[in_channels * kh * kw, out pixels]`:
@@ -504,7 +573,7 @@ thread_local! {
 
 /// Runs `f` with a buffer of `len` floats for one image's scratch (contents unspecified): this
 /// thread's cached one, or a fresh one in a nested call.
-fn with_columns(len: usize, f: impl FnOnce(&mut [f32])) {
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buffer) => {
             if buffer.len() < len {
@@ -611,8 +680,8 @@ mod tests {
             let x = sparse_random(s.input_len(), zeros, &mut rng);
             let [w, b] = [s.weight_len(), s.out_channels].map(|len| rng.uniform_vec(len, -1.0, 1.0));
             let (mut fast, mut naive) = (vec![f32::NAN; s.output_len()], vec![f32::NAN; s.output_len()]);
-            conv2d(&x, &w, &b, s, &mut fast);
-            conv2d_naive(&x, &w, &b, s, &mut naive);
+            conv2d(&x, &w, &b, s, &mut fast).unwrap();
+            conv2d_naive(&x, &w, &b, s, &mut naive).unwrap();
             for (f, n) in fast.iter().zip(&naive) {
                 assert!((f - n).abs() < 1e-5, "{s:?} {zeros}: {f} vs {n}");
             }
@@ -629,10 +698,10 @@ mod tests {
             let [x, w] = [s.input_len(), s.weight_len()].map(|len| rng.uniform_vec(len, -1.0, 1.0));
             let dy = sparse_random(s.output_len(), zeros, &mut rng);
             let mut y = vec![0.0; s.output_len()];
-            conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y);
+            conv2d_naive(&x, &w, &vec![0.0; s.out_channels], s, &mut y).unwrap();
             let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![f32::NAN; w.len()]);
-            conv2d_backward_input(&dy, &w, s, &mut dx);
-            conv2d_backward_weight(&x, &dy, s, &mut dw);
+            conv2d_backward_input(&dy, &w, s, &mut dx).unwrap();
+            conv2d_backward_weight(&x, &dy, s, &mut dw).unwrap();
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
             let reference = dot(&dy, &y);
             assert!((dot(&dx, &x) - reference).abs() < 1e-4 * (1.0 + reference.abs()), "{s:?} {zeros} input");
@@ -648,15 +717,15 @@ mod tests {
             5., 5., 5., 5.,
         ];
         let mut out = [f32::NAN; 4];
-        max_pool2d(&x, 2, 3, 5, &mut out);
+        max_pool2d(&x, 2, 3, 5, &mut out).unwrap();
         assert_eq!(out, [3., 4., 0., 0.]);
         let mut dx = [f32::NAN; 30];
-        max_pool2d_backward(&x, &[1., 2., 3., 4.], 2, 3, 5, &mut dx);
+        max_pool2d_backward(&x, &[1., 2., 3., 4.], 2, 3, 5, &mut dx).unwrap();
         let mut expected = [0.0; 30];
         (expected[1], expected[8], expected[15], expected[17]) = (1., 2., 3., 4.);
         assert_eq!(dx, expected);
         let mut nan = [0.0; 1];
-        max_pool2d(&[1., f32::NAN, 2., 0.], 1, 2, 2, &mut nan);
+        max_pool2d(&[1., f32::NAN, 2., 0.], 1, 2, 2, &mut nan).unwrap();
         assert!(nan[0].is_nan());
     }
 
@@ -664,7 +733,7 @@ mod tests {
     fn channel_sums_add_every_image_and_pixel() {
         let x: Vec<f32> = (0..2 * 3 * 4).map(|v| v as f32).collect();
         let mut out = [0.0; 3];
-        channel_sums(&x, 2, 3, &mut out);
+        channel_sums(&x, 2, 3, &mut out).unwrap();
         assert_eq!(out, [60., 92., 124.]);
     }
 }

@@ -18,7 +18,10 @@ const LANES: usize = 8;
 pub fn forward(w: &[f32], bias: &[f32], columns: &[f32], out: &mut [f32]) {
     let pixels = columns.len() / K;
     assert_eq!(columns.len(), K * pixels, "narrow::forward: columns are not {K} rows");
-    assert!(w.len() == K * bias.len() && out.len() == bias.len() * pixels, "narrow::forward: shapes differ");
+    assert!(
+        w.len() / K == bias.len() && w.len().is_multiple_of(K) && bias.len().checked_mul(pixels) == Some(out.len()),
+        "narrow::forward: shapes differ"
+    );
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present; the lengths are checked above.
@@ -44,7 +47,7 @@ pub fn accumulate_weight_gradient(dy: &[f32], columns: &[f32], dw: &mut [f32]) {
     let pixels = columns.len() / K;
     assert_eq!(columns.len(), K * pixels, "narrow::accumulate_weight_gradient: columns are not {K} rows");
     assert!(
-        dw.len().is_multiple_of(K) && dy.len() == dw.len() / K * pixels,
+        dw.len().is_multiple_of(K) && (dw.len() / K).checked_mul(pixels) == Some(dy.len()),
         "narrow::accumulate_weight_gradient: shapes differ"
     );
     if pixels == 0 {

@@ -11,6 +11,8 @@ use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
+use crate::error::{Error, Result, element_count};
+
 mod dense;
 mod pack;
 mod sparse;
@@ -34,22 +36,46 @@ const ROWS_OUTER_MIN: usize = 4 * MC;
 const PARALLEL_MIN_WORK: usize = 1 << 20;
 
 /// A read-only matrix view: element (i, j) is at `data[i * row_stride + j * col_stride]`.
-#[derive(Clone, Copy)]
+///
+/// Invariant, checked once in [`MatRef::new`] and relied on by the kernels' unsafe code:
+/// `rows * cols == data.len()` without overflow, and the strides are `(cols, 1)` or `(1, rows)`,
+/// so every element `(i < rows, j < cols)` lies inside `data`. The fields stay private to this
+/// module so that nothing else can break it.
+#[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
     /// A row-major `rows x cols` matrix, or its transpose when `transposed` (then `data` holds
-    /// a row-major `cols x rows` matrix).
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, transposed: bool) -> Self {
-        assert_eq!(data.len(), rows * cols, "MatRef: data does not match the shape");
+    /// a row-major `cols x rows` matrix). Fails when `data` does not hold `rows * cols` values.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, transposed: bool) -> Result<Self> {
+        if element_count("matmul", &[rows, cols])? != data.len() {
+            return Err(Error::ElementCount { len: data.len(), shape: vec![rows, cols] });
+        }
         let (row_stride, col_stride) = if transposed { (1, rows) } else { (cols, 1) };
-        Self { data, rows, cols, row_stride, col_stride }
+        Ok(Self { data, rows, cols, row_stride, col_stride })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// `(row_stride, col_stride)`: element (i, j) is at `data[i * row_stride + j * col_stride]`.
+    pub fn strides(&self) -> (usize, usize) {
+        (self.row_stride, self.col_stride)
     }
 
     fn at(&self, i: usize, j: usize) -> f32 {
@@ -82,35 +108,54 @@ impl Epilogue<'_> {
 }
 
 /// `c = a · b` (or `c += a · b` when `accumulate`), with `c` row-major `a.rows x b.cols`.
-pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
-    gemm_with(a, b, c, accumulate, Epilogue::default());
+pub fn gemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) -> Result<()> {
+    gemm_with(a, b, c, accumulate, Epilogue::default())
 }
 
 /// `c = epilogue(a · b)`: a linear layer's `x · Wᵀ + bias`, optionally through relu.
-pub fn gemm_epilogue(a: MatRef, b: MatRef, c: &mut [f32], epilogue: Epilogue) {
-    if let Some(bias) = epilogue.bias {
-        assert_eq!(bias.len(), b.cols, "gemm: bias does not match the output columns");
-    }
-    gemm_with(a, b, c, false, epilogue);
+pub fn gemm_epilogue(a: MatRef, b: MatRef, c: &mut [f32], epilogue: Epilogue) -> Result<()> {
+    gemm_with(a, b, c, false, epilogue)
 }
 
 /// The product on the dense path, or on the sparse one when A is mostly zeros.
-fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) {
-    gemm_on_path(a, b, c, accumulate, epilogue, sparse::worthwhile(a, b.cols));
+fn gemm_with(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue) -> Result<()> {
+    check_product(a, b.rows, b.cols, c, epilogue)?;
+    gemm_on_path(a, b, c, accumulate, epilogue, sparse::worthwhile(a, b.cols))
+}
+
+/// Checks that `a · B` (B `k x n`) fits `c` and the epilogue's bias: the lengths every tile of
+/// C is later written through raw pointers on (`CTile`).
+fn check_product(a: MatRef, k: usize, n: usize, c: &[f32], epilogue: Epilogue) -> Result<()> {
+    let mismatch = |lhs: Vec<usize>, rhs: Vec<usize>| Err(Error::ShapeMismatch { op: "matmul", lhs, rhs });
+    if k != a.cols {
+        return mismatch(vec![a.rows, a.cols], vec![k, n]);
+    }
+    if element_count("matmul", &[a.rows, n])? != c.len() {
+        return Err(Error::ElementCount { len: c.len(), shape: vec![a.rows, n] });
+    }
+    match epilogue.bias {
+        Some(bias) if bias.len() != n => mismatch(vec![a.rows, n], vec![bias.len()]),
+        _ => Ok(()),
+    }
+}
+
+/// The length of B packed in `width`-wide slivers over depth `k`: its columns rounded up to
+/// whole slivers, and that times the depth.
+fn packed_len(k: usize, n: usize, width: usize) -> Result<(usize, usize)> {
+    let n_padded = n.checked_next_multiple_of(width).ok_or(Error::TooLarge { op: "matmul", shape: vec![k, n] })?;
+    Ok((n_padded, element_count("matmul", &[k, n_padded])?))
 }
 
 /// The loops: B is packed (by depth block, or all at once for many rows), then each task owns a
 /// block of C (MC rows, `nc` columns) and walks the packed depth blocks, packing or compressing
-/// its rows of A for each.
-fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue, sparse: bool) {
+/// its rows of A for each. The shapes are checked by the caller (`check_product`).
+fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue: Epilogue, sparse: bool) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
-    let Some(tiles) = Tiles::plan(a, n, c, Update { accumulate, epilogue }, sparse) else { return };
+    let Some(tiles) = Tiles::plan(a, n, c, Update { accumulate, epilogue }, sparse) else { return Ok(()) };
     let kc_max = depth_block(k);
     // B is packed in slivers as wide as the path's micro-kernel.
     let width = tiles.width();
-    let n_padded = n.div_ceil(width) * width;
+    let (n_padded, all_of_b) = packed_len(k, n, width)?;
     let pack_and_run = |data: &mut [f32], depths: Range<usize>| {
         for (p0, kc) in depth_blocks(depths.clone(), kc_max) {
             let panel = &mut data[(p0 - depths.start) * n_padded..][..kc * n_padded];
@@ -123,7 +168,7 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
     if m >= ROWS_OUTER_MIN {
         // Many row blocks: all of B is packed once, and each task keeps its block of C in L2
         // through every depth block, instead of C streaming through memory once per block.
-        with_buffer(&PACKED_B, k * n_padded, |data| pack_and_run(data, 0..k));
+        with_buffer(&PACKED_B, all_of_b, |data| pack_and_run(data, 0..k));
     } else {
         // Few rows: C is small, and each depth block of B is used right after it is packed,
         // while it is still in L2.
@@ -133,6 +178,7 @@ fn gemm_on_path(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, epilogue:
             }
         });
     }
+    Ok(())
 }
 
 /// Equal depth blocks of at most KC: 784 = 7 x 112 rather than 6 x 128 + 16, which would waste
@@ -184,7 +230,7 @@ impl<'a> Tiles<'a> {
             tiles,
             update,
             sparse,
-            parallel: m * k * n >= PARALLEL_MIN_WORK && threads > 1,
+            parallel: m.saturating_mul(k).saturating_mul(n) >= PARALLEL_MIN_WORK && threads > 1,
         })
     }
 
@@ -224,20 +270,20 @@ pub struct PackedMatrix {
 
 impl PackedMatrix {
     /// Packs `b`, a `k x n` matrix (a transposed view for PyTorch's `[out, in]` weights).
-    pub fn new(b: MatRef) -> Self {
+    pub fn new(b: MatRef) -> Result<Self> {
         let (k, n) = (b.rows, b.cols);
         let kc_max = depth_block(k);
-        let pack = |width: usize| {
-            let n_padded = n.div_ceil(width) * width;
-            let mut data = CacheLines::zeroed(k * n_padded);
+        let pack = |width: usize| -> Result<CacheLines> {
+            let (n_padded, len) = packed_len(k, n, width)?;
+            let mut data = CacheLines::zeroed(len);
             let all = data.as_mut();
             for (p0, kc) in depth_blocks(0..k, kc_max) {
                 let panel = &mut all[p0 * n_padded..][..kc * n_padded];
                 for_each_chunk(panel, width * kc, false, |s, sliver| pack::pack_b(b, s * width, p0, width, sliver));
             }
-            data
+            Ok(data)
         };
-        PackedMatrix { k, n, dense: pack(NR), sparse: pack(sparse::GROUP) }
+        Ok(PackedMatrix { k, n, dense: pack(NR)?, sparse: pack(sparse::GROUP)? })
     }
 
     pub fn rows(&self) -> usize {
@@ -251,20 +297,17 @@ impl PackedMatrix {
 
 /// `c = epilogue(a · b)` with `b` packed beforehand: the same bits as [`gemm_epilogue`] with the
 /// matrix `b` was packed from, without packing it again.
-pub fn gemm_packed(a: MatRef, b: &PackedMatrix, c: &mut [f32], epilogue: Epilogue) {
-    let (m, k, n) = (a.rows, a.cols, b.n);
-    assert_eq!(b.k, k, "gemm: inner dimensions differ");
-    assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
-    if let Some(bias) = epilogue.bias {
-        assert_eq!(bias.len(), n, "gemm: bias does not match the output columns");
-    }
+pub fn gemm_packed(a: MatRef, b: &PackedMatrix, c: &mut [f32], epilogue: Epilogue) -> Result<()> {
+    let (k, n) = (b.k, b.n);
+    check_product(a, k, n, c, epilogue)?;
     let update = Update { accumulate: false, epilogue };
-    let Some(tiles) = Tiles::plan(a, n, c, update, sparse::worthwhile(a, n)) else { return };
+    let Some(tiles) = Tiles::plan(a, n, c, update, sparse::worthwhile(a, n)) else { return Ok(()) };
     let width = tiles.width();
-    let n_padded = n.div_ceil(width) * width;
+    let (n_padded, len) = packed_len(k, n, width)?;
     let packed = if tiles.sparse { &b.sparse } else { &b.dense };
-    let data = &bytemuck::cast_slice::<Line, f32>(&packed.0)[..k * n_padded];
+    let data = &bytemuck::cast_slice::<Line, f32>(&packed.0)[..len];
     tiles.run(&PackedB { data, n_padded, depths: 0..k, kc_max: depth_block(k) });
+    Ok(())
 }
 
 /// Depth blocks `depths` of B, packed: for each, slivers of `width` columns, `kc * width` floats
@@ -432,18 +475,25 @@ impl Step<'_> {
 }
 
 /// `dst = srcᵀ`, with `src` row-major `rows x cols` and `dst` row-major `cols x rows`.
-pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) -> Result<()> {
+    let len = element_count("transpose", &[rows, cols])?;
+    if src.len() != len || dst.len() != len {
+        return Err(Error::ElementCount { len: src.len().max(dst.len()), shape: vec![rows, cols] });
+    }
     pack::transpose_matrix(src, rows, cols, dst);
+    Ok(())
 }
 
 /// The textbook triple loop: the oracle in tests and the "naive" line in benchmarks.
-pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) {
+pub fn gemm_naive(a: MatRef, b: MatRef, c: &mut [f32]) -> Result<()> {
+    check_product(a, b.rows, b.cols, c, Epilogue::default())?;
     let (m, k, n) = (a.rows, a.cols, b.cols);
     for i in 0..m {
         for j in 0..n {
             c[i * n + j] = (0..k).map(|p| a.at(i, p) * b.at(p, j)).sum();
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -461,11 +511,11 @@ mod tests {
                 (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < 0.5 { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
             let b = rng.uniform_vec(k * n, -1.0, 1.0);
             let bias = rng.uniform_vec(n, -1.0, 1.0);
-            let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&b, k, n, true));
+            let (a, b) = (MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&b, k, n, true).unwrap());
             let epilogue = Epilogue { bias: Some(&bias), relu: true };
             let run = |sparse: bool| {
                 let mut c = vec![f32::NAN; m * n];
-                gemm_on_path(a, b, &mut c, false, epilogue, sparse);
+                gemm_on_path(a, b, &mut c, false, epilogue, sparse).unwrap();
                 c.iter().map(|&v| (v + 0.0).to_bits()).collect::<Vec<_>>()
             };
             assert_eq!(run(false), run(true), "{m}x{k}x{n}");
@@ -483,12 +533,12 @@ mod tests {
                 (0..m * k).map(|_| if rng.uniform(0.0, 1.0) < zeros { 0.0 } else { rng.uniform(-1.0, 1.0) }).collect();
             let weight = rng.uniform_vec(k * n, -1.0, 1.0);
             let bias = rng.uniform_vec(n, -1.0, 1.0);
-            let (a, b) = (MatRef::new(&a, m, k, false), MatRef::new(&weight, k, n, true));
+            let (a, b) = (MatRef::new(&a, m, k, false).unwrap(), MatRef::new(&weight, k, n, true).unwrap());
             let epilogue = Epilogue { bias: Some(&bias), relu: true };
             let mut expected = vec![f32::NAN; m * n];
-            gemm_epilogue(a, b, &mut expected, epilogue);
+            gemm_epilogue(a, b, &mut expected, epilogue).unwrap();
             let mut packed = vec![f32::NAN; m * n];
-            gemm_packed(a, &PackedMatrix::new(b), &mut packed, epilogue);
+            gemm_packed(a, &PackedMatrix::new(b).unwrap(), &mut packed, epilogue).unwrap();
             let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&packed), bits(&expected), "{m}x{k}x{n}");
         }

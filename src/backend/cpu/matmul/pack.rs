@@ -70,7 +70,11 @@ fn copy_prefix(dst: &mut [f32], src: &[f32], len: usize) {
 /// `src` at a time. A last block of fewer than eight rows goes first: its full-width stores
 /// overhang into the next row of `dst`, which the other blocks then write over.
 pub(super) fn transpose_matrix(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() == rows * cols && dst.len() == rows * cols, "transpose: data does not match the shape");
+    let len = rows.checked_mul(cols);
+    assert!(len == Some(src.len()) && len == Some(dst.len()), "transpose: data does not match the shape");
+    if len == Some(0) {
+        return;
+    }
     let last = rows - rows % 8;
     let blocks = (last..rows).step_by(8).chain((0..last).step_by(8));
     for r0 in blocks {
@@ -82,12 +86,18 @@ pub(super) fn transpose_matrix(src: &[f32], rows: usize, cols: usize, dst: &mut 
 /// transposing copy that packing a row-major A or a transposed B needs, 8x8 blocks at a time.
 /// Lanes `lanes..8` of a row may be set to zero (they are padding or rewritten later).
 fn transpose(src: &[f32], src_stride: usize, lanes: usize, depth: usize, dst: &mut [f32], dst_stride: usize) {
-    assert!(lanes <= 8 && (lanes == 0 || (lanes - 1) * src_stride + depth <= src.len()));
-    assert!(depth == 0 || (depth - 1) * dst_stride + lanes <= dst.len());
+    // `start + (count - 1) * stride + len`, the end of the last of `count` runs, if it fits.
+    let end = |count: usize, stride: usize, len: usize| {
+        count.checked_sub(1).map_or(Some(0), |last| last.checked_mul(stride)?.checked_add(len))
+    };
+    assert!(lanes <= 8, "transpose: at most 8 lanes");
+    assert!(end(lanes, src_stride, depth).is_some_and(|end| end <= src.len()), "transpose: source too short");
+    assert!(end(depth, dst_stride, lanes).is_some_and(|end| end <= dst.len()), "transpose: destination too short");
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present; the asserts above bound every read and write.
+        // SAFETY: AVX2 is present; the asserts above bound every read and write, their
+        // arithmetic checked for overflow.
         unsafe { transpose_avx2(src, src_stride, lanes, depth - depth % 8, dst, dst_stride) };
         done = depth - depth % 8;
     }

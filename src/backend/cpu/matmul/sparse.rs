@@ -21,7 +21,7 @@ const SAMPLE_ROWS: usize = 32;
 /// Whether to take this path: A row-major (rows are compressed where they are contiguous), B at
 /// least one group wide, and enough zeros in up to 32 rows spread over A.
 pub(super) fn worthwhile(a: MatRef, n: usize) -> bool {
-    if a.col_stride != 1 || n < GROUP {
+    if a.col_stride != 1 || n < GROUP || a.rows == 0 {
         return false;
     }
     let (mut zeros, mut total) = (0, 0);
@@ -334,10 +334,11 @@ mod tests {
     #[test]
     fn taken_only_for_row_major_mostly_zero_inputs_and_wide_outputs() {
         let a = sparse(50 * 30, 4);
-        assert!(worthwhile(MatRef::new(&a, 50, 30, false), 64));
-        assert!(!worthwhile(MatRef::new(&a, 50, 30, false), 63));
-        assert!(!worthwhile(MatRef::new(&a, 50, 30, true), 64));
+        assert!(worthwhile(MatRef::new(&a, 50, 30, false).unwrap(), 64));
+        assert!(!worthwhile(MatRef::new(&a, 50, 30, false).unwrap(), 63));
+        assert!(!worthwhile(MatRef::new(&a, 50, 30, true).unwrap(), 64));
+        assert!(!worthwhile(MatRef::new(&[], 0, 30, false).unwrap(), 64));
         let dense = vec![1.0; 50 * 30];
-        assert!(!worthwhile(MatRef::new(&dense, 50, 30, false), 512));
+        assert!(!worthwhile(MatRef::new(&dense, 50, 30, false).unwrap(), 512));
     }
 }
