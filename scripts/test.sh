@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need where it is missing (Mesa's lavapipe Vulkan
-# driver, the FashionMNIST package, PostgreSQL, an MLflow server in .venv-mlflow), then runs every
-# test, and the MLflow tests a second time on PostgreSQL.
+# driver, the FashionMNIST package, PostgreSQL, valgrind, an MLflow server in .venv-mlflow), then
+# runs every test, the MLflow tests a second time on PostgreSQL, and the CPU kernel tests under
+# valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ packages=()
 [ -d /usr/share/datasets/fashion-mnist ] || packages+=(dataset-fashion-mnist)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || packages+=(mesa-vulkan-drivers libvulkan1)
+command -v valgrind >/dev/null || packages+=(valgrind)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
@@ -23,8 +25,18 @@ fi
 export NODEVICE_SELECT=1
 cargo test --release "$@"
 
-# The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster.
+# The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster, while the
+# CPU kernel tests run under valgrind beside them (mostly waiting on servers, they leave a core).
 if [ $# -eq 0 ]; then
+    cargo test --release --no-run --quiet
+    memcheck_log="$(mktemp)"
+    scripts/valgrind-kernels.sh >"$memcheck_log" 2>&1 &
+    memcheck=$!
+    trap 'kill $memcheck 2>/dev/null || true; rm -f "$memcheck_log"' EXIT
     scripts/with-postgres.sh cargo test --release --test tracking_mlflow --test eval_mlflow \
         --test registry_mlflow --test sweep_mlflow --test sweep_plan_mlflow --test writers_mlflow
+    status=0
+    wait $memcheck || status=$?
+    cat "$memcheck_log"
+    [ $status -eq 0 ] || { echo "error: the CPU kernel tests failed under valgrind (above)" >&2; exit $status; }
 fi

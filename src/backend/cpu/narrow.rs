@@ -135,6 +135,7 @@ unsafe fn weight_gradient_avx2_fma(dy: &[f32], columns: &[f32], dw: &mut [f32]) 
             // SAFETY (block): `j + 8 <= full <= pixels`, so each load stays inside its row.
             let g = unsafe { _mm256_loadu_ps(dy.as_ptr().add(j)) };
             for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `t * pixels + j + 8 <= (t + 1) * pixels <= columns.len()` as `j < full`.
                 *acc = _mm256_fmadd_ps(g, unsafe { _mm256_loadu_ps(columns.as_ptr().add(t * pixels + j)) }, *acc);
             }
         }

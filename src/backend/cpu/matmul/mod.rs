@@ -424,7 +424,8 @@ impl Isa {
 
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
-// SAFETY: only used to hand disjoint tiles of one output buffer to rayon tasks.
+// SAFETY: only used to hand disjoint tiles of one output buffer to rayon tasks; that buffer
+// holds `rows x n` values (`check_product`), and the tiles cover it without overlap.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 

@@ -150,8 +150,8 @@ impl Isa {
     unsafe fn run_rows(self, rows: &CompressedRows, b: &[f32], c: *mut f32, ldc: usize, overwrite: bool) {
         assert!(b.len() >= rows.kc * GROUP);
         match self {
-            // SAFETY: forwarded from the caller.
             Isa::Portable => {
+                // SAFETY: forwarded from the caller, row by row.
                 (0..rows.lens.len()).for_each(|r| unsafe { self.run_row(rows.row(r), b, c.add(r * ldc), overwrite) })
             }
             // SAFETY: AVX2 and FMA are present (checked in `detect`); `b` checked above and the
