@@ -41,7 +41,6 @@ set +e
 gate=$("$engine" gate --run-id "$run_id" --metric "$metric" --threshold "$threshold" --json)
 status=$?
 set -e
-echo "$gate" | head -n 1
 value=$(echo "$gate" | field value)
 if [ "$status" -eq 0 ]; then
     decision=passed

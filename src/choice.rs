@@ -8,8 +8,9 @@ pub trait Choice: Copy + 'static {
 
     fn name(self) -> &'static str;
 
+    /// The option named `name`, in any case (`Adam` is `adam`).
     fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|c| c.name() == name)
+        Self::ALL.iter().copied().find(|c| c.name().eq_ignore_ascii_case(name))
     }
 }
 

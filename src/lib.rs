@@ -9,6 +9,7 @@ pub mod cost;
 pub mod data;
 pub mod error;
 pub mod files;
+pub mod gate;
 pub mod model;
 pub mod nn;
 mod op;

@@ -22,7 +22,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = keys::TEST_ACCURACY)]
     pub metric: String,
     /// max or min [default: min for losses, errors, times and sizes, else max].
-    #[arg(long, value_parser = super::choice::<Direction>())]
+    #[arg(long, value_parser = super::choice::<Direction>(), ignore_case = true)]
     pub direction: Option<Direction>,
     /// Show only the N best runs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]

@@ -9,6 +9,8 @@ use engine::Device;
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceChoice {
     Cpu,
+    /// Any GPU wgpu reaches (Vulkan, Metal, DX12); `cuda` is accepted for it.
+    #[value(alias = "cuda")]
     Gpu,
     Auto,
 }

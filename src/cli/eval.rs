@@ -33,7 +33,7 @@ pub struct EvalArgs {
     /// Log the evaluation metrics (eval_*) and files (under evaluation/) to the model's run.
     #[arg(long)]
     pub log_mlflow: bool,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Where the reports go [default: runs/<run id>/evaluation].
     #[arg(long)]

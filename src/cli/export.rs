@@ -23,7 +23,7 @@ pub struct ExportArgs {
     pub model_uri: Option<String>,
     /// onnx: input `pixels` [N, 784] float32 in [0, 1], output `probabilities` [N, 10];
     /// safetensors: the PyTorch state_dict of `nn.Sequential(Linear, ReLU, …, Linear)`.
-    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ExportFormat::Onnx)]
     pub format: ExportFormat,
     /// The file to write.
     #[arg(long)]

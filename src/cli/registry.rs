@@ -1,53 +1,68 @@
 //! The CI/CD steps after training: `engine gate` (a metric against a threshold), `engine
 //! register` (the run's model becomes a registry version, in Staging) and `engine promote`
 //! (a version goes to Production, the previous one is archived, the `champion` alias follows).
+//! The rules themselves are the library's (`engine::gate`).
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use engine::analysis::Direction;
+use engine::gate::{self, Decision, Gate};
 use engine::tracking::{self, LocalStore, MlflowClient, RunRecord, TrackingConfig};
 
 use super::TrackingArgs;
 
-/// Tag keys written on a run by `engine gate`.
-const GATE_TAGS: [&str; 4] =
-    ["engine.gate.decision", "engine.gate.metric", "engine.gate.value", "engine.gate.threshold"];
 /// The alias that marks the production model.
 pub const CHAMPION: &str = "champion";
 
 #[derive(Args)]
 pub struct GateArgs {
+    /// The run to check (local or MLflow run id, or a unique prefix of at least 4 characters).
     #[arg(long)]
     pub run_id: String,
     /// The metric to check; its evaluation value (`eval_<metric>`) wins over the training one.
     #[arg(long, default_value = "test_accuracy")]
     pub metric: String,
+    /// The value the metric must reach; accuracies and F1 scores are fractions (0.88, not 88).
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: f64,
-    /// Whether larger (max) or smaller (min) values are better.
-    #[arg(long, value_enum, default_value_t = Direction::Max)]
-    pub direction: Direction,
+    /// Whether larger (max) or smaller (min) values are better [default: min for losses, errors
+    /// and times, max otherwise].
+    #[arg(long, value_parser = super::choice::<Direction>(), ignore_case = true)]
+    pub direction: Option<Direction>,
+    /// Print the decision as one JSON object on stdout (the text goes to stderr).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub tracking: TrackingArgs,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Direction {
-    Max,
-    Min,
+/// When a registry step accepts a run, by its recorded gate decision.
+#[derive(Args)]
+pub struct GateRequirement {
+    /// Also refuse runs that were never gated (a failed gate is always refused).
+    #[arg(long, env = "ENGINE_REQUIRE_GATE")]
+    pub require_gate: bool,
+    /// Register or promote despite a failed or missing gate; recorded on the run as the tag
+    /// `engine.gate.forced`.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args)]
 pub struct RegisterArgs {
+    /// The run whose model to register (it must be on the server: `engine sync` pushes local runs).
     #[arg(long)]
     pub run_id: String,
     /// Registered model name.
     #[arg(long, default_value = "fashion-mlp")]
     pub name: String,
+    #[command(flatten)]
+    pub requirement: GateRequirement,
+    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -56,10 +71,15 @@ pub struct RegisterArgs {
 
 #[derive(Args)]
 pub struct PromoteArgs {
+    /// Registered model name.
     #[arg(long, default_value = "fashion-mlp")]
     pub name: String,
+    /// The version to move to Production (as `engine register` printed it).
     #[arg(long)]
     pub version: String,
+    #[command(flatten)]
+    pub requirement: GateRequirement,
+    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -73,10 +93,18 @@ enum FoundRun {
 }
 
 impl FoundRun {
-    fn metric(&self, key: &str) -> Option<f64> {
+    /// The latest value of every metric.
+    fn metrics(&self) -> BTreeMap<String, f64> {
         match self {
-            FoundRun::Local(record) => record.latest_metrics().get(key).map(|m| m.value),
-            FoundRun::Server(_, run) => run.data.metrics.iter().find(|m| m.key == key).map(|m| m.value),
+            FoundRun::Local(record) => record.latest_metrics().into_iter().map(|(k, m)| (k, m.value)).collect(),
+            FoundRun::Server(_, run) => run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect(),
+        }
+    }
+
+    fn tags(&self) -> BTreeMap<String, String> {
+        match self {
+            FoundRun::Local(record) => record.tags.clone(),
+            FoundRun::Server(_, run) => run.data.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
         }
     }
 
@@ -105,36 +133,56 @@ fn find_run(tracking: &TrackingConfig, run_id: &str) -> anyhow::Result<FoundRun>
     Ok(FoundRun::Server(client, Box::new(run)))
 }
 
+/// Exit 0 (passed), 1 (failed) or, through the caller, 2 (no decision). The decision is
+/// printed once it is recorded on the run; one that could not be recorded says so and counts
+/// as no decision.
 pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
+    let rule = Gate::new(&args.metric, args.threshold, args.direction)?;
     let tracking = args.tracking.config(None);
     let found = find_run(&tracking, &args.run_id)?;
-    let eval_key = format!("eval_{}", args.metric);
-    let (key, value) = [eval_key.as_str(), args.metric.as_str()]
-        .into_iter()
-        .find_map(|k| found.metric(k).map(|v| (k.to_string(), v)))
-        .with_context(|| format!("run {} has no metric {} (nor {eval_key})", args.run_id, args.metric))?;
-    let passed = match args.direction {
-        Direction::Max => value >= args.threshold,
-        Direction::Min => value <= args.threshold,
-    };
-    let (decision, relation) = match (passed, args.direction) {
-        (true, Direction::Max) => ("passed", ">="),
-        (true, Direction::Min) => ("passed", "<="),
-        (false, Direction::Max) => ("failed", "<"),
-        (false, Direction::Min) => ("failed", ">"),
-    };
-    println!("gate {decision}: {key} = {value:.4} {relation} threshold {:.4} (run {})", args.threshold, args.run_id);
-    let values = [decision.to_string(), key.clone(), value.to_string(), args.threshold.to_string()];
-    let tags: Vec<(String, String)> = GATE_TAGS.iter().map(|k| k.to_string()).zip(values).collect();
-    tag_run(&tracking, &found, &args.run_id, &tags)?;
-    if passed {
-        require_ready_model(&tracking, &found)?;
+    let decision = rule.decide(&args.run_id, &found.metrics())?;
+    let line = describe(&rule, &decision, &args.run_id);
+    let recorded = tag_run(&tracking, &found, &args.run_id, &rule.tags(&decision))
+        .and_then(|()| if decision.passed { require_ready_model(&tracking, &found) } else { Ok(()) });
+    if let Err(e) = recorded {
+        return Err(e.context(format!("{line}, but not recorded on the run")));
     }
-    print_json(
+    let verdict = if decision.passed { "passed" } else { "failed" };
+    report(
         args.json,
-        serde_json::json!({"run_id": args.run_id, "metric": key, "value": value, "threshold": args.threshold, "decision": decision}),
+        &line,
+        serde_json::json!({"run_id": args.run_id, "metric": decision.key, "value": decision.value,
+            "threshold": rule.threshold, "direction": rule.direction.as_str(), "decision": verdict}),
     );
-    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if decision.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `gate passed: test_accuracy = 0.8912 >= threshold 0.8000 (run …)`.
+fn describe(rule: &Gate, decision: &Decision, run_id: &str) -> String {
+    let verdict = if decision.passed { "passed" } else { "failed" };
+    let relation = rule.relation(decision.passed);
+    format!(
+        "gate {verdict}: {} = {:.4} {relation} threshold {:.4} (run {run_id})",
+        decision.key, decision.value, rule.threshold
+    )
+}
+
+/// Refuses a run whose gate failed (or never ran, when required) unless forced, and records a
+/// forced override on the run.
+fn check_gate(
+    tracking: &TrackingConfig,
+    found: &FoundRun,
+    run_id: &str,
+    requirement: &GateRequirement,
+) -> anyhow::Result<()> {
+    let tags = found.tags();
+    gate::check_registrable(run_id, &tags, requirement.require_gate, requirement.force)?;
+    let overridden = requirement.force && tags.get(gate::DECISION_TAG).map(String::as_str) != Some("passed");
+    if overridden {
+        eprintln!("warning: run {run_id} did not pass a quality gate; going on as --force says ({})", gate::FORCED_TAG);
+        tag_run(tracking, found, run_id, &[(gate::FORCED_TAG.to_string(), "true".to_string())])?;
+    }
+    Ok(())
 }
 
 fn tag_run(tracking: &TrackingConfig, found: &FoundRun, run_id: &str, tags: &[(String, String)]) -> anyhow::Result<()> {
@@ -178,8 +226,9 @@ fn registry(tracking: &TrackingConfig) -> anyhow::Result<MlflowClient> {
 
 pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let tracking = args.tracking.config(None);
-    let client = registry(&tracking)?;
     let found = find_run(&tracking, &args.run_id)?;
+    check_gate(&tracking, &found, &args.run_id, &args.requirement)?;
+    let client = registry(&tracking)?;
     let run_id = found
         .server_run_id()
         .with_context(|| format!("run {} is only in the local store: push it with `engine sync` first", args.run_id))?;
@@ -197,12 +246,13 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let created = client.create_model_version(&args.name, &source, model_id.as_deref(), &run_id)?;
     client.wait_until_ready(&args.name, &created.version, Duration::from_secs(300))?;
     let staged = client.transition_stage(&args.name, &created.version, "Staging", false)?;
-    println!(
+    let line = format!(
         "registered {} version {} from run {run_id} ({source}), now in {}",
         args.name, staged.version, staged.stage
     );
-    print_json(
+    report(
         args.json,
+        &line,
         serde_json::json!({"name": args.name, "version": staged.version, "stage": staged.stage, "run_id": run_id, "source": source}),
     );
     Ok(ExitCode::SUCCESS)
@@ -217,24 +267,36 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         .filter(|v| v.stage == "Production" && v.version != args.version)
         .map(|v| v.version)
         .collect();
-    client.require_ready_version(&client.get_model_version(&args.name, &args.version)?)?;
+    let version = client.get_model_version(&args.name, &args.version)?;
+    client.require_ready_version(&version)?;
+    let run_id = version.run_id.with_context(|| {
+        format!("{} version {} names no run, so its gate cannot be checked", args.name, args.version)
+    })?;
+    let run =
+        client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, the source of the version"))?;
+    check_gate(&tracking, &FoundRun::Server(client.clone(), Box::new(run)), &run_id, &args.requirement)?;
     let promoted = client.transition_stage(&args.name, &args.version, "Production", true)?;
     client.set_alias(&args.name, CHAMPION, &args.version)?;
     let archived = if before.is_empty() { "none".to_string() } else { before.join(", ") };
-    println!(
+    let line = format!(
         "promoted {} version {} to {} with alias {CHAMPION}; archived: {archived}",
         args.name, promoted.version, promoted.stage
     );
-    print_json(
+    report(
         args.json,
+        &line,
         serde_json::json!({"name": args.name, "version": promoted.version, "stage": promoted.stage, "archived": before}),
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// With `--json`, the outcome as one JSON line after the text.
-fn print_json(wanted: bool, outcome: serde_json::Value) {
-    if wanted {
+/// The outcome: `line` on stdout, or with `--json` the object alone on stdout and `line` on
+/// stderr, so that stdout is one JSON document.
+fn report(json: bool, line: &str, outcome: serde_json::Value) {
+    if json {
+        eprintln!("{line}");
         println!("{outcome}");
+    } else {
+        println!("{line}");
     }
 }

@@ -31,8 +31,12 @@ pub enum RunsCommand {
 
 #[derive(Args)]
 pub struct SyncArgs {
-    #[command(flatten)]
-    tracking: TrackingArgs,
+    /// MLflow server, e.g. http://127.0.0.1:5000 [env: MLFLOW_TRACKING_URI].
+    #[arg(long)]
+    tracking_uri: Option<String>,
+    /// Only the runs of this experiment [default: every experiment in the local store].
+    #[arg(long)]
+    experiment: Option<String>,
     /// End runs whose process died (unfinished) as KILLED, locally and on the server.
     #[arg(long)]
     close_unfinished: bool,
@@ -61,13 +65,14 @@ fn show(root: &std::path::Path, run: &str) -> anyhow::Result<String> {
 }
 
 pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let config = args.tracking.config(None);
+    let tracking = TrackingArgs { tracking_uri: args.tracking_uri, experiment: args.experiment };
+    let config = tracking.config(None);
     if config.tracking_uri.is_none() {
         anyhow::bail!("engine sync needs a server: --tracking-uri http://HOST:PORT or MLFLOW_TRACKING_URI");
     }
     let options = SyncOptions {
         mark_unfinished: args.close_unfinished.then_some(tracking::RunStatus::Killed),
-        experiment: args.tracking.experiment.clone(),
+        experiment: tracking.experiment.clone(),
         ..SyncOptions::default()
     };
     let report = tracking::sync_with(&config.local_root, &config, &options)?;

@@ -36,7 +36,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5001)]
     pub port: u16,
     /// Where the model runs.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// Follow the alias of a models:/NAME@ALIAS URI: poll the registry and, when the alias
     /// moves, load that version and swap it in without dropping a request.

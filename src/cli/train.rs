@@ -40,16 +40,16 @@ pub struct TrainArgs {
 #[derive(Args)]
 pub struct CommonTrainArgs {
     /// Where to train: cpu, gpu, or auto (a GPU if one is available, else the CPU).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// The network: mlp (layers set by --hidden) or cnn (two 3x3 convolutions of 32 and 64
     /// channels with 2x2 max pooling, then 128 hidden units: 421,642 parameters).
-    #[arg(long, value_parser = choice::<Architecture>(), default_value_t = Architecture::Mlp)]
+    #[arg(long, value_parser = choice::<Architecture>(), ignore_case = true, default_value_t = Architecture::Mlp)]
     pub model: Architecture,
     /// Passes over the training set.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    #[arg(long, value_parser = choice::<OptimizerKind>(), default_value_t = OptimizerKind::Sgd)]
+    #[arg(long, value_parser = choice::<OptimizerKind>(), ignore_case = true, default_value_t = OptimizerKind::Sgd)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
@@ -60,10 +60,10 @@ pub struct CommonTrainArgs {
     /// Dropout probability after each hidden layer while training.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub dropout: f64,
-    #[arg(long, value_parser = choice::<LrSchedule>(), default_value_t = LrSchedule::Cosine)]
+    #[arg(long, value_parser = choice::<LrSchedule>(), ignore_case = true, default_value_t = LrSchedule::Cosine)]
     pub lr_schedule: LrSchedule,
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
-    #[arg(long, value_parser = choice::<Normalization>(), default_value_t = Normalization::Meanstd)]
+    #[arg(long, value_parser = choice::<Normalization>(), ignore_case = true, default_value_t = Normalization::Meanstd)]
     pub normalize: Normalization,
     /// Seed for initialisation, the validation split, shuffling and dropout.
     #[arg(long, default_value_t = 0)]
@@ -98,7 +98,8 @@ pub struct CommonTrainArgs {
     /// MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false].
     #[arg(long, overrides_with = "no_system_metrics")]
     pub system_metrics: bool,
-    #[arg(long, overrides_with = "system_metrics", hide = true)]
+    /// Do not sample system metrics (as MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false).
+    #[arg(long, overrides_with = "system_metrics")]
     pub no_system_metrics: bool,
 }
 
