@@ -77,8 +77,7 @@ impl MlflowServer {
             // stops the workers the server forks.
             .process_group(0);
         die_with_parent(&mut command);
-        let mut child =
-            command.spawn().map_err(|source| ServerError::Spawn { bin: options.mlflow.clone(), source })?;
+        let mut child = command.spawn().map_err(|source| ServerError::Spawn { bin: options.mlflow.clone(), source })?;
         started_groups().lock().map(|mut g| g.push(child.id())).ok();
         let log = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
@@ -235,7 +234,11 @@ fn url_host(host: &str) -> String {
 /// Refuses a port something else listens on before starting a server that would only die.
 fn check_port(host: &str, port: u16) -> Result<(), ServerError> {
     let host = if host.is_empty() { "127.0.0.1" } else { host };
-    let addr = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     match TcpListener::bind(addr.as_str()) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ServerError::PortInUse { addr }),

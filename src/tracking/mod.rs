@@ -47,9 +47,7 @@ pub use models::LoggedModel;
 pub use registry::ModelVersion;
 pub use retry::{Retry, RetryPolicy, retry_class_for_post};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};
-pub use sync::{
-    SyncOptions, SyncOutcome, SyncReport, SyncedRun, push_live, sync, sync_run_now, sync_to, sync_with,
-};
+pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, push_live, sync, sync_run_now, sync_to, sync_with};
 pub use watch::StoreWatcher;
 pub use wire::{
     Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,

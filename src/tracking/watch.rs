@@ -129,7 +129,9 @@ impl StoreWatcher {
         let report = sync_to(self.store.root(), &self.client, &SyncOptions { run_ids, ..SyncOptions::default() })?;
         let mut prints: HashMap<String, (PathBuf, Fingerprint)> = runs
             .into_iter()
-            .map(|(dir, print)| (dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), (dir, print)))
+            .map(|(dir, print)| {
+                (dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), (dir, print))
+            })
             .collect();
         for run in &report.runs {
             // One that got locked in between is pushed live at the next look.
