@@ -144,6 +144,7 @@ fn watch(
         if let Some(server) = server.as_deref_mut()
             && let Some(status) = server.exit_status()
         {
+            server.stop();
             let log = server.log_tail();
             return Err(ServerError::Exited { status, when: "while engine ui was running", log }.into());
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::mlflow_bin::ServerError;
@@ -41,6 +42,8 @@ pub struct MlflowServer {
     child: Child,
     url: String,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// The threads reading its output: done once it and its group are gone.
+    readers: Vec<JoinHandle<()>>,
     stopped: bool,
 }
 
@@ -80,14 +83,11 @@ impl MlflowServer {
         let mut child = command.spawn().map_err(|source| ServerError::Spawn { bin: options.mlflow.clone(), source })?;
         started_groups().lock().map(|mut g| g.push(child.id())).ok();
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(out) = child.stdout.take() {
-            keep_lines(out, log.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            keep_lines(err, log.clone());
-        }
+        let mut readers = Vec::new();
+        readers.extend(child.stdout.take().map(|out| keep_lines(out, log.clone())));
+        readers.extend(child.stderr.take().map(|err| keep_lines(err, log.clone())));
         let url = format!("http://{}:{}", url_host(&options.host), options.port);
-        Ok(MlflowServer { child, url, log, stopped: false })
+        Ok(MlflowServer { child, url, log, readers, stopped: false })
     }
 
     fn wait_until_healthy(&mut self, timeout: Duration, interrupted: &AtomicBool) -> Result<(), ServerError> {
@@ -97,6 +97,7 @@ impl MlflowServer {
                 return Ok(());
             }
             if let Some(status) = self.exit_status() {
+                self.stop();
                 return Err(ServerError::Exited { status, when: "before answering", log: self.log_tail() });
             }
             if interrupted.load(Ordering::SeqCst) {
@@ -131,7 +132,7 @@ impl MlflowServer {
         }
     }
 
-    /// The last lines the server printed.
+    /// The last lines the server printed (all of them once it is stopped).
     pub fn log_tail(&self) -> String {
         self.log.lock().map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
     }
@@ -156,6 +157,11 @@ impl MlflowServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         started_groups().lock().map(|mut g| g.retain(|p| *p != pgid)).ok();
+        // The group is gone, so its pipes are closed: the readers finish with its last words.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -210,7 +216,7 @@ fn die_with_parent(command: &mut Command) {
 
 /// Keeps the last [`LOG_LINES`] lines of a pipe (read on a thread, so the server never blocks
 /// on a full pipe).
-fn keep_lines(pipe: impl Read + Send + 'static, log: Arc<Mutex<VecDeque<String>>>) {
+fn keep_lines(pipe: impl Read + Send + 'static, log: Arc<Mutex<VecDeque<String>>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             if let Ok(mut lines) = log.lock() {
@@ -220,7 +226,7 @@ fn keep_lines(pipe: impl Read + Send + 'static, log: Arc<Mutex<VecDeque<String>>
                 lines.push_back(line);
             }
         }
-    });
+    })
 }
 
 fn url_host(host: &str) -> String {
