@@ -248,6 +248,15 @@ fn assert_recorded_run_follows(c: &MlflowClient, store: &Path) {
         assert_eq!(run.info.status, "RUNNING", "a run still recorded stays RUNNING on the server");
         assert_eq!(steps(c, &run, "val_loss"), (1..=epoch).collect::<Vec<_>>());
     }
+    // A child that ends while its parent is still recorded is nested under the parent's server
+    // run, which only the server knows (the parent's files are its recorder's).
+    let parent_on_server = server_runs(c)[&run_id].info.run_id.clone();
+    let mut child = LocalTracker::new(TrackingConfig::local(store, "fashion-mnist")).expect("tracker");
+    let child_id = child.start_run(&[], &[("mlflow.parentRunId".into(), run_id.clone())]).expect("start");
+    child.end_run(RunStatus::Finished).expect("end");
+    let child = wait_for_run(c, &child_id, "FINISHED", |r| r.info.status == "FINISHED");
+    let parent_tag = child.data.tags.iter().find(|t| t.key == "mlflow.parentRunId").map(|t| t.value.clone());
+    assert_eq!(parent_tag, Some(parent_on_server));
     tracker.end_run(RunStatus::Finished).expect("end");
     wait_for_run(c, &run_id, "FINISHED", |r| r.info.status == "FINISHED");
 }
@@ -284,6 +293,12 @@ fn ui_syncs_every_run_follows_new_ones_and_stops_its_server() {
     let live = wait_for_run(&c, live_id, "FINISHED", |r| r.info.status == "FINISHED");
     assert_eq!(steps(&c, &live, "val_loss"), vec![1, 2]);
     ui.wait_for_line(SYNC_WAIT, |l| l.contains(&live_id[..8]) && l.contains("synced"));
+    // A sweep meanwhile: its children end while the parent is still recorded, and must be
+    // nested under the parent's server run all the same.
+    engine_ok(&[&sweep[..], &["--run-name", "live-sweep", "--output-dir", &out("live-sweep")]].concat(), &store);
+    for rec in LocalStore::open(&store).expect("store").list_runs(None).expect("runs") {
+        wait_for_run(&c, &rec.run_id, "FINISHED", |r| r.info.status == "FINISHED");
+    }
     assert_store_on_server(&c, &store);
 
     // Syncing by hand in between sends nothing new.
