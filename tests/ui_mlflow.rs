@@ -261,6 +261,26 @@ fn assert_recorded_run_follows(c: &MlflowClient, store: &Path) {
     wait_for_run(c, &run_id, "FINISHED", |r| r.info.status == "FINISHED");
 }
 
+/// `engine ui` with MLFLOW_TRACKING_URI starts no server: it syncs into that one (here, with
+/// everything there already, sending nothing) and stops on SIGTERM.
+fn assert_syncs_into_a_running_server(project: &Path, store: &Path, url: &str) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
+    let mut child = cli::clean_env(command.arg("ui"), store, Some(url))
+        .current_dir(project)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("engine ui starts");
+    // kept open until it exits: a closed pipe would fail its next line
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let printed: Vec<String> =
+        lines.by_ref().map_while(Result::ok).take_while(|l| !l.starts_with("MLflow UI: ")).collect();
+    assert!(printed.is_empty(), "nothing to push: {printed:?}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().expect("exit").success());
+    drop(lines);
+}
+
 #[test]
 fn ui_syncs_every_run_follows_new_ones_and_stops_its_server() {
     let Some(bin) = mlflow::mlflow_or_skip() else { return };
@@ -308,6 +328,9 @@ fn ui_syncs_every_run_follows_new_ones_and_stops_its_server() {
     assert_eq!(counts(&c), before);
     let local_runs = LocalStore::open(&store).expect("store").list_runs(None).expect("runs").len();
     assert_eq!(before.0, local_runs, "one server run per local run");
+
+    assert_syncs_into_a_running_server(&project, &store, &ui.url);
+    assert_eq!(counts(&c), before);
 
     assert!(ui.stop("INT").success(), "engine ui exits 0 after Ctrl-C");
     // Again over the same store and port: nothing to push, nothing duplicated.

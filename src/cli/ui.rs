@@ -82,7 +82,7 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
     if server.is_none() {
         client.health().with_context(|| {
             format!(
-                "no MLflow server answers at {uri}: start it, or leave out --tracking-uri to have engine ui start one"
+                "no MLflow server answers at {uri}: start it, or leave out --tracking-uri and MLFLOW_TRACKING_URI to have engine ui start one"
             )
         })?;
     }
