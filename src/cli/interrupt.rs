@@ -1,5 +1,6 @@
 //! Ctrl-C, SIGTERM and SIGHUP: the first asks the running command to stop cleanly (the run
-//! ends KILLED), a second exits at once.
+//! ends KILLED, `engine ui` stops its server), a second exits at once, killing any MLflow server
+//! the process started first.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -9,6 +10,14 @@ use std::sync::atomic::AtomicBool;
 /// The training loop polls the flag, stops, and ends the run KILLED.
 /// A second Ctrl-C exits at once with status 130. Later calls return the same flag.
 pub fn install_interrupt_flag() -> Arc<AtomicBool> {
+    install_with_message(
+        "interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)",
+    )
+}
+
+/// [`install_interrupt_flag`], printing `message` on the first interrupt (the first install's
+/// message is the one kept).
+pub fn install_with_message(message: &'static str) -> Arc<AtomicBool> {
     use std::sync::OnceLock;
     use std::sync::atomic::Ordering;
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
@@ -18,11 +27,10 @@ pub fn install_interrupt_flag() -> Arc<AtomicBool> {
         let res = ctrlc::set_handler(move || {
             if f.swap(true, Ordering::SeqCst) {
                 eprintln!("interrupted again: exiting now");
+                engine::tracking::kill_started_servers();
                 std::process::exit(130);
             }
-            eprintln!(
-                "interrupt: finishing the current step, then ending the run as KILLED (Ctrl-C again to exit now)"
-            );
+            eprintln!("{message}");
         });
         if let Err(e) = res {
             eprintln!("warning: cannot install the Ctrl-C handler: {e}");

@@ -15,6 +15,7 @@ mod runs;
 mod serve;
 mod sweep;
 mod train;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,8 @@ enum Command {
     Runs(runs::RunsCommand),
     /// Push local runs that have not reached the MLflow server yet (idempotent).
     Sync(runs::SyncArgs),
+    /// Start MLflow's UI over this project's runs (mlflow.db, mlartifacts/) and sync runs into it as they are recorded.
+    Ui(Box<ui::UiArgs>),
 }
 
 /// Where runs are tracked: an MLflow server, or the local store only.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Register(args) => registry::register(args),
         Command::Promote(args) => registry::promote(args),
         Command::Sync(args) => runs::sync(args),
+        Command::Ui(args) => ui::run(*args),
     }
 }
 

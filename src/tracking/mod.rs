@@ -8,12 +8,16 @@
 //! * [`LocalStore`] reads the local store back ([`RunRecord`]).
 //! * [`MlflowClient`] is the low-level REST client (tracking API, artifact proxy) that the
 //!   model-registry, eval and sync code builds on.
+//! * [`MlflowServer`] runs MLflow's own server over a store in the project directory, and
+//!   [`StoreWatcher`] pushes the local store's runs to a server as they change (`engine ui`).
 
 mod client;
 mod error;
 mod inputs;
 mod local;
 mod mirror;
+mod mlflow_bin;
+mod mlflow_server;
 mod models;
 pub mod paths;
 mod registry;
@@ -22,6 +26,7 @@ mod summaries;
 mod sync;
 mod uplink;
 pub mod util;
+mod watch;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -36,11 +41,14 @@ pub use error::{ApiError, TrackingError};
 pub use inputs::{Dataset, DatasetInput};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
+pub use mlflow_bin::{MLFLOW_REQUIREMENT, PROJECT_VENV, ServerError, find_mlflow};
+pub use mlflow_server::{MlflowServer, ServerOptions, group_alive, kill_started_servers};
 pub use models::LoggedModel;
 pub use registry::ModelVersion;
 pub use retry::{Retry, RetryPolicy, retry_class_for_post};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};
-pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, sync, sync_run_now, sync_to, sync_with};
+pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, push_live, sync, sync_run_now, sync_to, sync_with};
+pub use watch::StoreWatcher;
 pub use wire::{
     Batch, Experiment, FileInfo, KeyValue, MAX_BATCH_BYTES, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH,
     MAX_PARAM_VALUE_CHARS, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE_CHARS, MAX_TAGS_PER_BATCH, Run, RunData, RunInfo,

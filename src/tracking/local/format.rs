@@ -21,6 +21,7 @@ pub(super) const METRICS: &str = "metrics.jsonl";
 pub(super) const INPUTS: &str = "inputs.json";
 pub(super) const ARTIFACTS: &str = "artifacts";
 const LOCK: &str = ".lock";
+const PUSH_LOCK: &str = ".push-lock";
 
 /// Where a local run was (or is being) sent on an MLflow server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +148,7 @@ pub(super) fn parse_metrics(bytes: &[u8]) -> (Vec<Metric>, usize) {
 }
 
 /// Whether a process holds the run's lock (i.e. is recording it now).
-pub(super) fn is_locked(dir: &Path) -> bool {
+pub(crate) fn is_locked(dir: &Path) -> bool {
     let Ok(f) = File::open(dir.join(LOCK)) else {
         return false;
     };
@@ -156,17 +157,27 @@ pub(super) fn is_locked(dir: &Path) -> bool {
 
 /// Takes a run's lock; `None` when another process holds it.
 pub(crate) fn try_lock_run(dir: &Path) -> Result<Option<File>, TrackingError> {
-    let path = dir.join(LOCK);
+    try_lock(&dir.join(LOCK))
+}
+
+/// Takes a run's push lock, which every push of the run to a server holds (a sync, and a push of
+/// a run still being recorded, which cannot take the recorder's lock); `None` when another
+/// process holds it.
+pub(crate) fn try_lock_push(dir: &Path) -> Result<Option<File>, TrackingError> {
+    try_lock(&dir.join(PUSH_LOCK))
+}
+
+fn try_lock(path: &Path) -> Result<Option<File>, TrackingError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| TrackingError::io(&path, e))?;
+        .open(path)
+        .map_err(|e| TrackingError::io(path, e))?;
     match f.try_lock() {
         Ok(()) => Ok(Some(f)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(TrackingError::io(&path, e)),
+        Err(fs::TryLockError::Error(e)) => Err(TrackingError::io(path, e)),
     }
 }
 

@@ -24,7 +24,7 @@ mod tracker;
 mod writer;
 
 pub use format::{RemoteRef, RunMeta};
-pub(crate) use format::{read_meta, set_tags, try_lock_run, write_meta};
+pub(crate) use format::{is_locked, read_meta, set_tags, try_lock_push, try_lock_run, write_meta};
 pub use queries::{ArtifactEntry, RecordStatus, RunRecord};
 pub use tracker::LocalTracker;
 pub use writer::LocalRun;

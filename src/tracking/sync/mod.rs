@@ -15,8 +15,11 @@
 //! Running it again sends nothing. A run still being recorded by a live process is skipped; an
 //! unfinished run (its process died) is pushed but left RUNNING and unsynced.
 
+mod live;
+mod report;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
+use std::fs::File;
 use std::path::Path;
 
 use super::client::MlflowClient;
@@ -27,6 +30,9 @@ use super::util::{now_ms, truncate_chars};
 use super::wire::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, Run, RunData};
 use super::{LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, MODEL_ID_TAG, Metric, PARENT_RUN_ID_TAG, RunStatus, TrackingConfig};
 use crate::model::{ENGINE_FILES, MODEL_FILES};
+
+pub use live::push_live;
+pub use report::{SyncOutcome, SyncReport, SyncedRun};
 
 /// Which runs to push.
 #[derive(Clone, Debug, Default)]
@@ -40,144 +46,6 @@ pub struct SyncOptions {
     /// End unfinished runs (their process died) with this status, locally and on the server,
     /// with the time of their last metric point as end time. `None` leaves them RUNNING.
     pub mark_unfinished: Option<RunStatus>,
-}
-
-/// What happened to one run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncOutcome {
-    /// Everything is on the server now.
-    Synced,
-    /// Marked synced before; not looked at.
-    AlreadySynced,
-    /// Pushed, but the local run is unfinished (its process died), so it stays RUNNING there.
-    PushedUnfinished,
-    /// Being recorded by a live process: left alone.
-    SkippedRunning,
-    /// Could not be synced; the reason.
-    Failed(String),
-}
-
-/// One run's part of a [`SyncReport`].
-#[derive(Clone, Debug)]
-pub struct SyncedRun {
-    pub local_run_id: String,
-    pub run_name: String,
-    pub experiment: String,
-    pub server_run_id: Option<String>,
-    /// A new server run was created for it.
-    pub created: bool,
-    pub params_sent: usize,
-    pub tags_sent: usize,
-    pub metrics_sent: usize,
-    pub artifacts_sent: usize,
-    /// The server's status/end time was set.
-    pub status_updated: bool,
-    /// The run's LoggedModel was created or completed.
-    pub model_synced: bool,
-    pub inputs_sent: usize,
-    pub outcome: SyncOutcome,
-}
-
-impl SyncedRun {
-    fn new(rec: &RunRecord) -> Self {
-        Self::from_names(&rec.run_id, &rec.run_name, &rec.experiment)
-    }
-
-    /// A run that sync left at `outcome` without sending anything.
-    fn ended(run_id: &str, run_name: &str, experiment: &str, outcome: SyncOutcome) -> Self {
-        SyncedRun { outcome, ..Self::from_names(run_id, run_name, experiment) }
-    }
-
-    fn from_names(run_id: &str, run_name: &str, experiment: &str) -> Self {
-        SyncedRun {
-            local_run_id: run_id.to_string(),
-            run_name: run_name.to_string(),
-            experiment: experiment.to_string(),
-            server_run_id: None,
-            created: false,
-            params_sent: 0,
-            tags_sent: 0,
-            metrics_sent: 0,
-            artifacts_sent: 0,
-            status_updated: false,
-            model_synced: false,
-            inputs_sent: 0,
-            outcome: SyncOutcome::Synced,
-        }
-    }
-
-    /// True when anything was written to the server for this run.
-    pub fn sent_anything(&self) -> bool {
-        self.created
-            || self.params_sent + self.tags_sent + self.metrics_sent + self.artifacts_sent + self.inputs_sent > 0
-            || self.status_updated
-            || self.model_synced
-    }
-}
-
-/// The result of [`sync`].
-#[derive(Clone, Debug)]
-pub struct SyncReport {
-    pub tracking_uri: String,
-    pub runs: Vec<SyncedRun>,
-}
-
-impl SyncReport {
-    /// True when anything was written to the server.
-    pub fn sent_anything(&self) -> bool {
-        self.runs.iter().any(SyncedRun::sent_anything)
-    }
-    pub fn created(&self) -> usize {
-        self.runs.iter().filter(|r| r.created).count()
-    }
-    pub fn failed(&self) -> usize {
-        self.runs.iter().filter(|r| matches!(r.outcome, SyncOutcome::Failed(_))).count()
-    }
-    pub fn metrics_sent(&self) -> usize {
-        self.runs.iter().map(|r| r.metrics_sent).sum()
-    }
-}
-
-impl fmt::Display for SyncReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |o: &dyn Fn(&SyncOutcome) -> bool| self.runs.iter().filter(|r| o(&r.outcome)).count();
-        let updated = self.runs.iter().filter(|r| r.sent_anything() && !r.created).count();
-        writeln!(
-            f,
-            "sync to {}: {} run(s): {} created, {} completed, {} already synced, {} skipped (running), {} unfinished, {} failed",
-            self.tracking_uri,
-            self.runs.len(),
-            self.created(),
-            updated,
-            count(&|o| *o == SyncOutcome::AlreadySynced),
-            count(&|o| *o == SyncOutcome::SkippedRunning),
-            count(&|o| *o == SyncOutcome::PushedUnfinished),
-            self.failed(),
-        )?;
-        for r in &self.runs {
-            if r.outcome == SyncOutcome::AlreadySynced {
-                continue;
-            }
-            let server = r.server_run_id.as_deref().unwrap_or("-");
-            let what = match &r.outcome {
-                SyncOutcome::Failed(e) => format!("FAILED: {e}"),
-                SyncOutcome::SkippedRunning => "skipped: still running".to_string(),
-                o => format!(
-                    "{}{} params, {} tags, {} metric points, {} artifacts{}{}{}",
-                    if r.created { "created; " } else { "" },
-                    r.params_sent,
-                    r.tags_sent,
-                    r.metrics_sent,
-                    r.artifacts_sent,
-                    if r.model_synced { ", model completed" } else { "" },
-                    if r.status_updated { ", status set" } else { "" },
-                    if *o == SyncOutcome::PushedUnfinished { " (unfinished: left RUNNING)" } else { "" }
-                ),
-            };
-            writeln!(f, "  {} {:<24} -> {}: {}", r.local_run_id, r.run_name, server, what)?;
-        }
-        Ok(())
-    }
 }
 
 /// Pushes every unsynced run of the local store at `root` (all experiments) to the server of
@@ -196,7 +64,7 @@ pub fn sync_run_now(root: &Path, config: &TrackingConfig, run_id: &str) -> Resul
         .ok_or_else(|| TrackingError::RunNotFound(format!("{run_id} (not in the local store {})", root.display())))?;
     let problem = match &run.outcome {
         SyncOutcome::Synced | SyncOutcome::AlreadySynced => return Ok(run),
-        SyncOutcome::SkippedRunning => "it is being recorded by another process".to_string(),
+        SyncOutcome::SkippedRunning | SyncOutcome::PushedLive => "it is being recorded by another process".to_string(),
         SyncOutcome::PushedUnfinished => {
             "it is unfinished (its process died); end it with `engine sync --close-unfinished`".to_string()
         }
@@ -250,15 +118,10 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
             report.runs.push(s);
             continue;
         }
-        // Hold the run's lock while syncing: a live recorder keeps it, and so does a concurrent sync.
-        let _lock = match local::try_lock_run(&dir) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => {
-                report.runs.push(ended(SyncOutcome::SkippedRunning));
-                continue;
-            }
-            Err(e) => {
-                report.runs.push(ended(SyncOutcome::Failed(e.to_string())));
+        let _locks = match lock_for_sync(&dir) {
+            Ok(locks) => locks,
+            Err(outcome) => {
+                report.runs.push(ended(outcome));
                 continue;
             }
         };
@@ -278,7 +141,7 @@ pub fn sync_to(root: &Path, client: &MlflowClient, options: &SyncOptions) -> Res
         {
             close_unfinished(&dir, &mut rec, status)?;
         }
-        point_parent_at_server(&store, &uri, &mut rec);
+        point_parent_at_server(&store, client, &mut rec);
         let mut s = SyncedRun::new(&rec);
         match sync_run(client, &dir, &rec, &mut experiments, &mut s) {
             Ok(()) => {}
@@ -306,15 +169,33 @@ fn close_unfinished(dir: &Path, rec: &mut RunRecord, status: RunStatus) -> Resul
     Ok(())
 }
 
+/// Both locks of a run, held while syncing it: the recorder's (a live process recording the run
+/// holds it, and so does a concurrent sync) and the push lock (held by a [`push_live`]).
+fn lock_for_sync(dir: &Path) -> Result<(File, File), SyncOutcome> {
+    let take = |lock: Result<Option<File>, TrackingError>| match lock {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(SyncOutcome::SkippedRunning),
+        Err(e) => Err(SyncOutcome::Failed(e.to_string())),
+    };
+    Ok((take(local::try_lock_run(dir))?, take(local::try_lock_push(dir))?))
+}
+
 /// A run nested while the server was unreachable names its parent by the local id; on the
-/// server it must name the parent's server run (synced just before it).
-fn point_parent_at_server(store: &LocalStore, uri: &str, rec: &mut RunRecord) {
+/// server it must name the parent's server run: the one the parent's `meta.json` remembers
+/// (synced just before it), else the one tagged with the parent's local id (a parent still being
+/// recorded was pushed live, which remembers nothing locally).
+fn point_parent_at_server(store: &LocalStore, client: &MlflowClient, rec: &mut RunRecord) {
     let Some(parent) = rec.tags.get(PARENT_RUN_ID_TAG) else { return };
-    let server_id = store
-        .find_run_dir(parent)
-        .and_then(|dir| local::read_meta(&dir))
-        .ok()
-        .and_then(|meta| meta.remote_for(uri).map(|r| r.run_id.clone()));
+    let Ok(meta) = store.find_run_dir(parent).and_then(|dir| local::read_meta(&dir)) else { return };
+    let server_id = match meta.remote_for(client.tracking_uri()) {
+        Some(remote) => Some(remote.run_id.clone()),
+        None => client
+            .get_experiment_by_name(&meta.experiment)
+            .ok()
+            .flatten()
+            .and_then(|exp| tagged_server_run(client, &exp.experiment_id, &meta.run_id).ok().flatten())
+            .map(|run| run.info.run_id),
+    };
     if let Some(server_id) = server_id {
         rec.tags.insert(PARENT_RUN_ID_TAG.to_string(), server_id);
     }
@@ -492,7 +373,12 @@ fn find_server_run(
             Err(e) => return Err(e),
         }
     }
-    let filter = format!("tags.`{LOCAL_RUN_ID_TAG}` = '{}'", rec.run_id);
+    tagged_server_run(client, experiment_id, &rec.run_id)
+}
+
+/// The server run tagged `engine.local_run_id = <local_id>` in an experiment, if any.
+fn tagged_server_run(client: &MlflowClient, experiment_id: &str, local_id: &str) -> Result<Option<Run>, TrackingError> {
+    let filter = format!("tags.`{LOCAL_RUN_ID_TAG}` = '{local_id}'");
     match client.search_runs(&[experiment_id], &filter, &[], 1)?.into_iter().next() {
         // search returns full runs, but re-read to get the same shape as runs/get
         Some(run) => client.get_run(&run.info.run_id).map(Some),
