@@ -617,7 +617,10 @@ impl Tensor {
             "cross_entropy",
             [self, labels],
             self.shape(),
-            |x, y, dx| Ok(cpu::cross_entropy_backward(x, y, n, scale, dx)),
+            |x, y, dx| {
+                cpu::cross_entropy_backward(x, y, n, scale, dx);
+                Ok(())
+            },
             |x, y| gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale),
         )
     }
@@ -629,7 +632,10 @@ impl Tensor {
             "softmax_backward",
             [self, grad],
             self.shape(),
-            |y, g, dx| Ok(cpu::softmax_rows_backward(y, g, n, dx)),
+            |y, g, dx| {
+                cpu::softmax_rows_backward(y, g, n, dx);
+                Ok(())
+            },
             |y, g| gpu::ops::softmax_rows_backward(y.context(), y, g, m, n),
         )
     }

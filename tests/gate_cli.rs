@@ -95,7 +95,7 @@ fn choices_take_aliases_and_any_case() {
 #[test]
 fn every_option_has_help_text() {
     let store = cli::unused_path("gate-cli-help");
-    let commands: [&[&str]; 14] = [
+    let commands: [&[&str]; 15] = [
         &["train"],
         &["sweep"],
         &["eval"],
@@ -105,6 +105,7 @@ fn every_option_has_help_text() {
         &["promote"],
         &["serve"],
         &["sync"],
+        &["ui"],
         &["devices"],
         &["runs", "list"],
         &["runs", "show"],
