@@ -1,7 +1,8 @@
 //! The CI/CD pipeline against a real MLflow server: a model that passes the gate ends in
-//! Production with the alias champion and the previous one Archived; a model that fails
-//! changes nothing in the registry; concurrent registrations get distinct versions; missing
-//! metrics, unknown runs and an unreachable registry are clear errors.
+//! Production with the alias champion and the previous one Archived; a model below the
+//! threshold, or worse than the champion, changes nothing in the registry, each with its own
+//! exit code; concurrent registrations get distinct versions; missing metrics, unknown runs and
+//! an unreachable registry are clear errors.
 
 #[path = "common/mlflow.rs"]
 mod mlflow;
@@ -9,7 +10,7 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cli::text;
@@ -19,7 +20,8 @@ fn engine(args: &[&str], store: &Path, uri: &str) -> Output {
     cli::engine(args, store, Some(uri))
 }
 
-fn pipeline(threshold: &str, name: &str, store: &Path, output: &Path, uri: &str) -> Output {
+/// The pipeline on a small MLP trained on `images` training images.
+fn pipeline(threshold: &str, images: &str, name: &str, store: &Path, output: &Path, uri: &str) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pipeline.sh");
     let mut command = Command::new("bash");
     command.arg(script).args(["--threshold", threshold, "--name", name, "--output", output.to_str().unwrap(), "--"]);
@@ -29,7 +31,7 @@ fn pipeline(threshold: &str, name: &str, store: &Path, output: &Path, uri: &str)
         "--epochs",
         "1",
         "--train-limit",
-        "2000",
+        images,
         "--hidden",
         "32",
         "--experiment",
@@ -42,11 +44,19 @@ fn client(uri: &str) -> MlflowClient {
     MlflowClient::new(uri, Auth::None, RetryPolicy::default()).unwrap()
 }
 
-fn summary_field(output: &Output, key: &str) -> String {
+/// The pipeline's one-line summary, its last line.
+fn summary(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line =
-        stdout.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_else(|| panic!("no {key} in {stdout}"));
-    line.trim_start()[key.len()..].trim().to_string()
+    let line = stdout.lines().last().unwrap_or_default();
+    assert!(line.starts_with("pipeline: "), "no summary line in {stdout}");
+    line.to_string()
+}
+
+/// The word after `before` in the summary: a run id, a path.
+fn summary_word(output: &Output, before: &str) -> String {
+    let line = summary(output);
+    let rest = line.split_once(before).unwrap_or_else(|| panic!("no `{before}` in {line}")).1;
+    rest.split([' ', ';', ')']).next().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -55,28 +65,52 @@ fn passing_models_are_promoted_and_a_failing_one_changes_nothing() {
     let dir = mlflow::scratch_dir("engine-pipeline");
     let (store, name) = (dir.join("store"), "fashion-mlp-pass");
 
-    let first = pipeline("0.1", name, &store, &dir.join("p1"), server.uri());
+    let output = dir.join("pipeline");
+    let first = pipeline("0.1", "2000", name, &store, &output, server.uri());
     assert!(first.status.success(), "{}", text(&first));
-    assert_eq!(summary_field(&first, "decision"), "passed");
-    assert!(dir.join("p1/eval/confusion_matrix.png").is_file());
-    let second = pipeline("0.1", name, &store, &dir.join("p2"), server.uri());
+    assert!(summary(&first).contains("promoted") && summary(&first).ends_with("(exit 0)"), "{}", text(&first));
+    let reports = PathBuf::from(summary_word(&first, "reports in "));
+    assert!(reports.join("confusion_matrix.png").is_file(), "{}", reports.display());
+    // The same training again, into a directory of its own: as good as the champion, promoted.
+    let second = pipeline("0.1", "2000", name, &store, &output, server.uri());
     assert!(second.status.success(), "{}", text(&second));
+    assert_ne!(summary_word(&second, "reports in "), summary_word(&first, "reports in "));
 
     let registry = client(server.uri());
     let stage_of = |v: &str| registry.get_model_version(name, v).unwrap();
     assert_eq!(stage_of("2").stage, "Production");
     assert_eq!(stage_of("2").aliases, vec!["champion".to_string()]);
     assert_eq!(stage_of("1").stage, "Archived");
-    assert_eq!(stage_of("2").run_id.as_deref(), Some(summary_field(&second, "run id").as_str()));
+    assert_eq!(stage_of("2").run_id.as_deref(), Some(summary_word(&second, "from run ").as_str()));
 
     // A model below the threshold: exit 1, the registry as it was, the run tagged.
-    let failing = pipeline("0.999", name, &store, &dir.join("p3"), server.uri());
+    let failing = pipeline("0.999", "2000", name, &store, &output, server.uri());
     assert_eq!(failing.status.code(), Some(1), "{}", text(&failing));
-    assert_eq!(summary_field(&failing, "decision"), "failed");
+    assert!(summary(&failing).contains("gate failed"), "{}", text(&failing));
     assert_eq!(registry.model_versions(name).unwrap().len(), 2);
     assert_eq!(stage_of("2").stage, "Production");
-    let run = registry.get_run(&summary_field(&failing, "run id")).unwrap();
+    let run = registry.get_run(&summary_word(&failing, "gate failed: run ")).unwrap();
     assert_eq!(run.tag("engine.gate.decision"), Some("failed"));
+
+    // Above the threshold but worse than the champion (trained on far fewer images): exit 3,
+    // the champion stays, and nothing is registered, even by hand.
+    let worse = pipeline("0.1", "300", name, &store, &output, server.uri());
+    assert_eq!(worse.status.code(), Some(3), "{}", text(&worse));
+    assert!(summary(&worse).contains("worse than the champion"), "{}", text(&worse));
+    assert_eq!(registry.model_versions(name).unwrap().len(), 2);
+    assert_eq!(stage_of("2").aliases, vec!["champion".to_string()]);
+    let worse_run = summary_word(&worse, "not promoted: run ");
+    assert!(registry.get_run(&worse_run).unwrap().tag("engine.gate.baseline_value").is_some());
+    let by_hand = engine(&["register", "--run-id", &worse_run, "--name", name], &store, server.uri());
+    assert_eq!(by_hand.status.code(), Some(1), "{}", text(&by_hand));
+    assert!(text(&by_hand).contains("failed its quality gate"), "{}", text(&by_hand));
+
+    // A server that does not answer: exit 2, could not run, nothing trained.
+    let down = format!("http://127.0.0.1:{}", mlflow::free_port());
+    let broken = pipeline("0.1", "2000", name, &store, &dir.join("down"), &down);
+    assert_eq!(broken.status.code(), Some(2), "{}", text(&broken));
+    assert!(summary(&broken).contains("could not run"), "{}", text(&broken));
+    assert!(!dir.join("down").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use engine::analysis::Direction;
-use engine::gate::{self, Decision, Gate};
+use engine::gate::{self, Baseline, Gate, GateError};
 use engine::tracking::{self, LocalStore, MlflowClient, RunRecord, TrackingConfig};
 
 use super::TrackingArgs;
@@ -28,7 +28,14 @@ pub struct GateArgs {
     pub metric: String,
     /// The value the metric must reach; accuracies and F1 scores are fractions (0.88, not 88).
     #[arg(long, allow_negative_numbers = true)]
-    pub threshold: f64,
+    pub threshold: Option<f64>,
+    /// Also compare with this model's run, e.g. the one in production: models:/NAME@champion,
+    /// models:/NAME/VERSION or a run id (no champion yet: only the threshold counts).
+    #[arg(long, value_name = "MODEL_URI")]
+    pub baseline: Option<String>,
+    /// How much worse than the baseline the run may be and still pass (in the metric's units).
+    #[arg(long, default_value_t = 0.0)]
+    pub tolerance: f64,
     /// Whether larger (max) or smaller (min) values are better [default: min for losses, errors
     /// and times, max otherwise].
     #[arg(long, value_parser = super::choice::<Direction>(), ignore_case = true)]
@@ -137,34 +144,75 @@ fn find_run(tracking: &TrackingConfig, run_id: &str) -> anyhow::Result<FoundRun>
 /// printed once it is recorded on the run; one that could not be recorded says so and counts
 /// as no decision.
 pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
-    let rule = Gate::new(&args.metric, args.threshold, args.direction)?;
+    if args.threshold.is_none() && args.baseline.is_none() {
+        return Err(GateError::NothingToCheck.into());
+    }
+    let rule = Gate::new(&args.metric, args.threshold, args.tolerance, args.direction)?;
     let tracking = args.tracking.config(None);
     let found = find_run(&tracking, &args.run_id)?;
-    let decision = rule.decide(&args.run_id, &found.metrics())?;
-    let line = describe(&rule, &decision, &args.run_id);
+    let baseline = match &args.baseline {
+        Some(uri) => find_baseline(&tracking, uri)?,
+        None => None,
+    };
+    let decision = rule.decide(&args.run_id, &found.metrics(), baseline.as_ref())?;
+    let line = rule.describe(&decision, &args.run_id);
     let recorded = tag_run(&tracking, &found, &args.run_id, &rule.tags(&decision))
-        .and_then(|()| if decision.passed { require_ready_model(&tracking, &found) } else { Ok(()) });
+        .and_then(|()| if decision.passed() { require_ready_model(&tracking, &found) } else { Ok(()) });
     if let Err(e) = recorded {
         return Err(e.context(format!("{line}, but not recorded on the run")));
     }
-    let verdict = if decision.passed { "passed" } else { "failed" };
+    let baseline = decision.baseline.as_ref().map(
+        |b| serde_json::json!({"model": b.label, "value": b.value, "tolerance": rule.tolerance, "passed": b.passed}),
+    );
     report(
         args.json,
         &line,
         serde_json::json!({"run_id": args.run_id, "metric": decision.key, "value": decision.value,
-            "threshold": rule.threshold, "direction": rule.direction.as_str(), "decision": verdict}),
+            "threshold": rule.threshold, "direction": rule.direction.as_str(), "baseline": baseline,
+            "decision": decision.verdict(), "failed_check": decision.failure().map(|f| f.as_str())}),
     );
-    Ok(if decision.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if decision.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `gate passed: test_accuracy = 0.8912 >= threshold 0.8000 (run …)`.
-fn describe(rule: &Gate, decision: &Decision, run_id: &str) -> String {
-    let verdict = if decision.passed { "passed" } else { "failed" };
-    let relation = rule.relation(decision.passed);
-    format!(
-        "gate {verdict}: {} = {:.4} {relation} threshold {:.4} (run {run_id})",
-        decision.key, decision.value, rule.threshold
-    )
+/// The run behind `uri` (`models:/NAME@ALIAS`, `models:/NAME/VERSION` or a run id) and its
+/// metrics; `None` when the alias points nowhere yet (the first model to reach production).
+fn find_baseline(tracking: &TrackingConfig, uri: &str) -> anyhow::Result<Option<Baseline>> {
+    let Some(rest) = uri.strip_prefix("models:/") else {
+        let found = find_run(tracking, uri).with_context(|| format!("--baseline {uri}, read as a run id"))?;
+        let run_id = found.server_run_id().unwrap_or_else(|| uri.to_string());
+        return Ok(Some(Baseline { label: format!("run {uri}"), run_id, metrics: found.metrics() }));
+    };
+    let client = registry(tracking)?;
+    let version = if let Some((name, alias)) = rest.split_once('@') {
+        // A search of versions leaves their aliases out; each version's own record has them.
+        let versions = client.model_versions(name).with_context(|| format!("cannot list the versions of {name}"))?;
+        let mut aliased = None;
+        for listed in versions {
+            let version = client.get_model_version(name, &listed.version)?;
+            if version.aliases.iter().any(|a| a == alias) {
+                aliased = Some(version);
+                break;
+            }
+        }
+        match aliased {
+            Some(version) => version,
+            None => {
+                eprintln!("note: --baseline {uri} names no version yet (the first model): only the threshold counts");
+                return Ok(None);
+            }
+        }
+    } else if let Some((name, version)) = rest.rsplit_once('/') {
+        client
+            .get_model_version(name, version)
+            .with_context(|| format!("--baseline {uri}: no version {version} of {name}"))?
+    } else {
+        bail!("--baseline {uri}: expected models:/NAME@ALIAS, models:/NAME/VERSION or a run id");
+    };
+    let run_id =
+        version.run_id.with_context(|| format!("--baseline {uri}: version {} names no run", version.version))?;
+    let run = client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, behind --baseline {uri}"))?;
+    let metrics = run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect();
+    Ok(Some(Baseline { label: format!("{uri} (version {})", version.version), run_id, metrics }))
 }
 
 /// Refuses a run whose gate failed (or never ran, when required) unless forced, and records a
