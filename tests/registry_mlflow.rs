@@ -104,6 +104,16 @@ fn passing_models_are_promoted_and_a_failing_one_changes_nothing() {
     let by_hand = engine(&["register", "--run-id", &worse_run, "--name", name], &store, server.uri());
     assert_eq!(by_hand.status.code(), Some(1), "{}", text(&by_hand));
     assert!(text(&by_hand).contains("failed its quality gate"), "{}", text(&by_hand));
+    // Registered anyway with --force (recorded on the run), it still cannot reach Production
+    // without --force again.
+    let forced =
+        engine(&["register", "--run-id", &worse_run, "--name", name, "--force", "--json"], &store, server.uri());
+    let version = cli::json_line(&forced)["version"].as_str().unwrap().to_string();
+    assert_eq!(registry.get_run(&worse_run).unwrap().tag("engine.gate.forced"), Some("true"));
+    let promoted = engine(&["promote", "--name", name, "--version", &version], &store, server.uri());
+    assert_eq!(promoted.status.code(), Some(1), "{}", text(&promoted));
+    assert!(text(&promoted).contains("failed its quality gate"), "{}", text(&promoted));
+    assert_eq!(stage_of("2").aliases, vec!["champion".to_string()]);
 
     // A server that does not answer: exit 2, could not run, nothing trained.
     let down = format!("http://127.0.0.1:{}", mlflow::free_port());
