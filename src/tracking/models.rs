@@ -150,11 +150,23 @@ impl MlflowClient {
     pub fn resolve_logged_model(&self, model_id: &str) -> Result<LoggedModel, TrackingError> {
         match self.get_logged_model(model_id) {
             // 404 for a well-formed id that is not there, 400 for text that is no id at all.
-            Err(e) if e.is_not_found() || e.http_status() == Some(400) => Err(TrackingError::InvalidArgument(format!(
-                "no logged model `{model_id}` on {}; a registered model needs a version, stage or alias: \
-                     models:/{model_id}/1, models:/{model_id}/Production, models:/{model_id}@champion",
-                self.tracking_uri()
-            ))),
+            Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
+                let looks_like_id = model_id
+                    .strip_prefix("m-")
+                    .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+                let hint = if looks_like_id {
+                    "it was deleted, or logged to another server".to_string()
+                } else {
+                    format!(
+                        "a registered model needs a version, stage or alias: models:/{model_id}/1, \
+                         models:/{model_id}/Production, models:/{model_id}@champion"
+                    )
+                };
+                Err(TrackingError::InvalidArgument(format!(
+                    "no logged model `{model_id}` on {}; {hint}",
+                    self.tracking_uri()
+                )))
+            }
             found => found?.require_ready(),
         }
     }
