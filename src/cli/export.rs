@@ -17,8 +17,8 @@ pub struct ExportArgs {
     /// The run whose model to export (local store, else the configured MLflow server).
     #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
     pub run_id: Option<String>,
-    /// Instead of a run: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/model, or a
-    /// local model directory.
+    /// Instead of a run: models:/NAME/VERSION, models:/NAME/STAGE, models:/NAME/latest,
+    /// models:/NAME@ALIAS, models:/<model id>, runs:/RUN_ID/model, a run id or a model directory.
     #[arg(long)]
     pub model_uri: Option<String>,
     /// onnx: input `pixels` [N, 784] float32 in [0, 1], output `probabilities` [N, 10];
@@ -47,20 +47,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&download);
     let exported = export(&args, &tracking, &download);
     let _ = std::fs::remove_dir_all(&download);
-    let run_id = exported?;
+    let (run_id, version) = exported?;
 
     let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    let version = version.map(|v| format!(" {} version {}", v.name, v.version)).unwrap_or_default();
     let from = run_id.map(|id| format!(" of run {id}")).unwrap_or_default();
-    eprintln!("wrote the model{from} to {} ({bytes} bytes)", args.output.display());
+    eprintln!("wrote the model{version}{from} to {} ({bytes} bytes)", args.output.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Finds, verifies and writes the model; returns its run id when known.
+/// Finds, verifies and writes the model; returns its run id when known, and the registered
+/// version a `models:/` URI resolved to.
 fn export(
     args: &ExportArgs,
     tracking: &engine::tracking::TrackingConfig,
     download: &std::path::Path,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<(Option<String>, Option<engine::tracking::ModelVersion>)> {
     let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, download)?;
     let (network, meta) = model::load_model_dir(&located.dir, &engine::Device::Cpu)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -73,5 +75,5 @@ fn export(
             model::save_safetensors(&network, &args.output, header)?;
         }
     }
-    Ok(located.run_id.or(meta.run_id))
+    Ok((located.run_id.or(meta.run_id), located.version))
 }

@@ -1,11 +1,13 @@
-//! Finding a trained model for `engine eval` and `engine export`: by run id (the local store,
-//! else the MLflow server), by `models:/` or `runs:/` URI, or as a directory.
+//! Finding a trained model for `engine eval`, `engine export` and `engine serve`: the input is
+//! read once into a [`ModelUri`] (a registered version, stage, alias or latest, a LoggedModel id,
+//! a run, or a directory), then resolved: a run in the local store, else on the MLflow server; a
+//! registry or LoggedModel URI on the server. Every failure names the form the input was read as.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use engine::model::{self, ENGINE_FILES};
-use engine::tracking::{self, LocalStore, MlflowClient, TrackingConfig};
+use engine::tracking::{self, LocalStore, MlflowClient, ModelUri, ModelVersion, TrackingConfig, VersionSelector};
 
 /// Where a model was found.
 pub struct Located {
@@ -15,67 +17,196 @@ pub struct Located {
     pub run_ids: Vec<String>,
     /// The run is in the local store (else only on the server).
     pub local_run: bool,
+    /// The registered version a `models:/NAME…` URI resolved to.
+    pub version: Option<ModelVersion>,
 }
 
-/// The model of `run_id`, or at `model_uri` (`models:/NAME/VERSION`, `models:/NAME@ALIAS`,
-/// `runs:/RUN_ID/model` or a directory). A model on a server is downloaded into `download`.
+/// The model of `run_id`, or at `model_uri` (any form [`ModelUri`] reads). A model on a server
+/// is downloaded into `download`.
 pub fn locate_model(
     run_id: Option<&str>,
     model_uri: Option<&str>,
     tracking: &TrackingConfig,
     download: &Path,
 ) -> anyhow::Result<Located> {
-    if let Some(uri) = model_uri {
-        if let Some(rest) = uri.strip_prefix("runs:/") {
-            let run_id = rest.trim_end_matches('/').trim_end_matches("/model");
-            return locate_run_model(run_id, tracking, download);
+    let (input, uri) = read(run_id, model_uri)?;
+    locate(&input, &uri, tracking, download)
+}
+
+/// Reads `--model-uri` (any form) or else `--run-id` (a run id only).
+pub fn read(run_id: Option<&str>, model_uri: Option<&str>) -> anyhow::Result<(String, ModelUri)> {
+    Ok(match model_uri {
+        Some(text) => (text.to_string(), ModelUri::parse(text)?),
+        None => {
+            let text = run_id.unwrap_or_default();
+            (text.to_string(), ModelUri::run_id(text)?)
         }
-        if uri.starts_with("models:/") {
-            let client = server(tracking, uri)?;
-            let artifact_uri = client.registry_artifact_uri(uri)?;
-            download_model(&client, &artifact_uri, download)?;
-            let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id);
-            return Ok(Located { dir: download.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false });
+    })
+}
+
+/// Resolves `uri` (read from `input`) and fetches its model into `download` when it is on a
+/// server.
+pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+    match uri {
+        ModelUri::Directory(dir) => locate_directory(input, uri, dir),
+        ModelUri::Run { run_id } => locate_run_model(input, uri, run_id, tracking, download),
+        ModelUri::Registered { .. } => {
+            let (client, version) = resolve_version(input, uri, tracking)?;
+            let found = client.version_artifact_uri(&version).and_then(|artifact_uri| {
+                download_model(&client, &artifact_uri, download)?;
+                Ok(())
+            });
+            found.map_err(|e| uri.error(input, format!("version {} of `{}`: {e}", version.version, version.name)))?;
+            let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id).or(version.run_id.clone());
+            eprintln!(
+                "model: {input} is {} version {}{}",
+                version.name,
+                version.version,
+                run_id.as_deref().map(|r| format!(" of run {r}")).unwrap_or_default()
+            );
+            Ok(Located {
+                dir: download.to_path_buf(),
+                run_id,
+                run_ids: Vec::new(),
+                local_run: false,
+                version: Some(version),
+            })
         }
-        let dir = PathBuf::from(uri);
-        if !dir.is_dir() {
-            bail!("--model-uri {uri}: not a directory, models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/model");
+        ModelUri::LoggedModel { model_id } => {
+            let client = server_for(input, uri, tracking)?;
+            let found = client.resolve_logged_model(model_id).and_then(|logged| {
+                download_model(&client, &logged.artifact_uri, download)?;
+                Ok(logged)
+            });
+            let logged = found.map_err(|e| uri.error(input, e.to_string()))?;
+            let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id).or(logged.source_run_id);
+            eprintln!(
+                "model: {input} is logged model {model_id}{}",
+                run_id.as_deref().map(|r| format!(" of run {r}")).unwrap_or_default()
+            );
+            Ok(Located { dir: download.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false, version: None })
         }
-        let run_id = model::read_metadata(&dir).ok().and_then(|m| m.run_id);
-        return Ok(Located { dir, run_id, run_ids: Vec::new(), local_run: false });
     }
-    locate_run_model(run_id.unwrap_or_default(), tracking, download)
+}
+
+/// The registered version a `models:/NAME…` URI names now, with a client of its server.
+pub fn resolve_version(
+    input: &str,
+    uri: &ModelUri,
+    tracking: &TrackingConfig,
+) -> anyhow::Result<(MlflowClient, ModelVersion)> {
+    let ModelUri::Registered { name, selector } = uri else {
+        return Err(uri.error(input, "not a registered model").into());
+    };
+    let client = server_for(input, uri, tracking)?;
+    let version = client.resolve_version(name, selector).map_err(|e| uri.error(input, e.to_string()))?;
+    Ok((client, version))
+}
+
+/// `models:/NAME/VERSION`, a pinned version of a registered model.
+pub fn pinned(name: &str, version: &str) -> ModelUri {
+    ModelUri::Registered { name: name.to_string(), selector: VersionSelector::Number(version.to_string()) }
+}
+
+/// A model directory given on the command line: it must hold the engine's files. A run
+/// directory (its model one level down) or a file gets a hint at what was meant.
+fn locate_directory(input: &str, uri: &ModelUri, dir: &Path) -> anyhow::Result<Located> {
+    let has_model = |d: &Path| ENGINE_FILES.iter().all(|f| d.join(f).is_file());
+    if !dir.exists() {
+        return Err(uri.error(input, "no such directory").into());
+    }
+    if dir.is_file() {
+        let hint = match dir.parent().filter(|p| has_model(p)) {
+            Some(parent) => format!("; its model directory is `{}`", parent.display()),
+            None => String::new(),
+        };
+        return Err(uri.error(input, format!("it is a file, not a directory{hint}")).into());
+    }
+    if !has_model(dir) {
+        let nested = dir.join(tracking::MODEL_ARTIFACT_DIR);
+        let problem = if has_model(&nested) {
+            format!("a run directory: its model is in `{}`", nested.display())
+        } else {
+            let missing: Vec<&str> = ENGINE_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+            format!("it holds no model (missing {})", missing.join(", "))
+        };
+        return Err(uri.error(input, problem).into());
+    }
+    let run_id = model::read_metadata(dir).ok().and_then(|m| m.run_id);
+    Ok(Located { dir: dir.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false, version: None })
 }
 
 /// A run's model: from the local store when the run is there, else from the server.
-fn locate_run_model(run_id: &str, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+fn locate_run_model(
+    input: &str,
+    uri: &ModelUri,
+    run_id: &str,
+    tracking: &TrackingConfig,
+    download: &Path,
+) -> anyhow::Result<Located> {
     let store = LocalStore::open(&tracking.local_root)?;
     if let Ok(record) = store.load_run(run_id) {
         let dir = record.dir.join("artifacts").join(tracking::MODEL_ARTIFACT_DIR);
         if !ENGINE_FILES.iter().all(|f| dir.join(f).is_file()) {
-            bail!("run {} has no model (nothing under {})", record.run_id, dir.display());
+            let problem = format!("run {} has no model (nothing under {})", record.run_id, dir.display());
+            return Err(uri.error(input, problem).into());
         }
         let run_ids = std::iter::once(record.run_id.clone()).chain(record.server_run_id().map(String::from)).collect();
-        return Ok(Located { dir, run_id: Some(record.run_id), run_ids, local_run: true });
+        return Ok(Located { dir, run_id: Some(record.run_id), run_ids, local_run: true, version: None });
     }
-    let Some(uri) = &tracking.tracking_uri else {
-        bail!(
-            "unknown run id {run_id}: it is not in the local store {}; if it was logged to a server, pass --tracking-uri or set MLFLOW_TRACKING_URI",
-            tracking.local_root.display()
+    let Some(server) = &tracking.tracking_uri else {
+        let problem = format!(
+            "unknown run id {run_id}: it is not in the local store {}; if it was logged to a server, pass \
+             --tracking-uri or set MLFLOW_TRACKING_URI{}",
+            tracking.local_root.display(),
+            name_hint(run_id)
         );
+        return Err(uri.error(input, problem).into());
     };
-    let client = MlflowClient::from_env(uri)?;
-    let run = client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {uri}"))?;
+    let client = MlflowClient::from_env(server)?;
+    let run = match client.get_run(run_id) {
+        Ok(run) => run,
+        Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
+            let problem = format!(
+                "unknown run id {run_id}: neither in the local store {} nor on {server}{}",
+                tracking.local_root.display(),
+                name_hint(run_id)
+            );
+            return Err(uri.error(input, problem).into());
+        }
+        Err(e) => return Err(uri.error(input, format!("cannot read the run from {server}: {e}")).into()),
+    };
     // A LoggedModel whose upload did not finish has no files: the run's own copy under model/
     // is used instead, and its SHA-256 is checked when it loads.
-    let artifact_uri = match client.find_run_model(run_id)? {
-        Some(model) if model.is_ready() => model.artifact_uri,
-        _ => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
-    };
-    download_model(&client, &artifact_uri, download).with_context(|| format!("run {run_id} has no model on {uri}"))?;
+    let found = client.find_run_model(run_id).and_then(|model| {
+        let artifact_uri = match model {
+            Some(model) if model.is_ready() => model.artifact_uri,
+            _ => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
+        };
+        download_model(&client, &artifact_uri, download)
+    });
+    found.map_err(|e| uri.error(input, format!("run {run_id} has no model on {server}: {e}")))?;
     let run_ids =
         std::iter::once(run.info.run_id.clone()).chain(run.tag(tracking::LOCAL_RUN_ID_TAG).map(String::from)).collect();
-    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), run_ids, local_run: false })
+    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), run_ids, local_run: false, version: None })
+}
+
+/// For a "run id" that is no hex id: the forms a registered model or a path takes.
+fn name_hint(run_id: &str) -> String {
+    if run_id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return String::new();
+    }
+    format!("; a registered model is models:/{run_id}/VERSION or models:/{run_id}@ALIAS, a directory ./{run_id}")
+}
+
+/// A client of the server a registry or LoggedModel URI needs.
+fn server_for(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> anyhow::Result<MlflowClient> {
+    match &tracking.tracking_uri {
+        Some(server) => Ok(MlflowClient::from_env(server).map_err(|e| uri.error(input, e.to_string()))?),
+        None => {
+            Err(uri.error(input, "it lives on an MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI").into())
+        }
+    }
 }
 
 /// A client of the configured MLflow server; `what` says what needs one when none is set.
@@ -88,29 +219,9 @@ pub fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowCli
 
 /// Downloads the files the engine reads (fixed names, so no server-chosen path is ever written),
 /// each refused past the size such a file can have.
-fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> anyhow::Result<()> {
+fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> Result<(), tracking::TrackingError> {
     for file in ENGINE_FILES {
         client.download_artifact_to(artifact_uri, file, dir, model::max_file_bytes(file))?;
     }
     Ok(())
-}
-
-/// The name and version of a registry URI: `models:/NAME/VERSION` as given, `models:/NAME@ALIAS`
-/// resolved to the version the alias points to now.
-pub fn registry_version(uri: &str, tracking: &TrackingConfig) -> anyhow::Result<(String, String)> {
-    let invalid = || anyhow::anyhow!("{uri} is not models:/NAME/VERSION or models:/NAME@ALIAS");
-    let rest = uri.strip_prefix("models:/").ok_or_else(invalid)?;
-    if let Some((name, alias)) = rest.split_once('@') {
-        let client = server(tracking, uri)?;
-        let answer = client
-            .get_json("registered-models/alias", &[("name", name), ("alias", alias)])
-            .with_context(|| format!("cannot resolve {uri}"))?;
-        let version = answer["model_version"]["version"]
-            .as_str()
-            .filter(|v| !v.is_empty())
-            .with_context(|| format!("the registry named no version for {uri}"))?;
-        return Ok((name.to_string(), version.to_string()));
-    }
-    let (name, version) = rest.rsplit_once('/').filter(|(n, v)| !n.is_empty() && !v.is_empty()).ok_or_else(invalid)?;
-    Ok((name.to_string(), version.to_string()))
 }

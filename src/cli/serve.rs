@@ -5,7 +5,7 @@
 
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -14,19 +14,19 @@ use anyhow::{Context, bail};
 use clap::Args;
 use engine::Device;
 use engine::serve::{BatchConfig, BatchHandle, Batcher, HttpConfig, ModelSource, ServedModel, batcher, http};
-use engine::tracking::TrackingConfig;
+use engine::tracking::{ModelUri, TrackingConfig, VersionSelector};
 
 use super::TrackingArgs;
 use super::device::{DeviceChoice, open_device};
-use super::locate::{locate_model, registry_version};
+use super::locate::{locate, pinned, resolve_version};
 
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model, a run id, or a
-    /// model directory.
+    /// The model: models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/STAGE,
+    /// models:/NAME/latest, models:/<model id>, runs:/RUN_ID/model, a run id, or a model directory.
     #[arg(long)]
     pub model_uri: String,
     /// Address to listen on.
@@ -80,16 +80,19 @@ fn seconds(text: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if args.watch && !(args.model_uri.starts_with("models:/") && args.model_uri.contains('@')) {
+    let uri = ModelUri::parse(&args.model_uri)?;
+    let follows_alias = matches!(&uri, ModelUri::Registered { selector: VersionSelector::Alias(_), .. });
+    if args.watch && !follows_alias {
         return Err(super::UsageError(format!(
-            "--watch follows an alias: --model-uri must be models:/NAME@ALIAS, not {}",
-            args.model_uri
+            "--watch follows an alias: --model-uri must be models:/NAME@ALIAS, not {} (read as {})",
+            args.model_uri,
+            uri.describe()
         ))
         .into());
     }
     let tracking = args.tracking.config(None);
     let (device, device_name) = open_device(args.device)?;
-    let model = load(&args.model_uri, &tracking, &device, &device_name)?;
+    let model = load(&args.model_uri, &uri, &tracking, &device, &device_name)?;
     eprintln!("serve: loaded {}", batcher::describe(model.info()));
     let version = model.info().version.clone();
     let threads = args.threads.map_or_else(default_threads, |t| t as usize);
@@ -103,7 +106,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let watcher = match (args.watch, version) {
         (true, Some(version)) => {
             let interval = Duration::from_secs_f64(args.watch_interval.max(0.05));
-            let loader = Loader { uri: args.model_uri.clone(), tracking, device, device_name: device_name.clone() };
+            let loader =
+                Loader { input: args.model_uri.clone(), uri, tracking, device, device_name: device_name.clone() };
             Some(watch::start(loader, version, interval, batcher.handle())?)
         }
         _ => None,
@@ -192,7 +196,9 @@ async fn shutdown_signal() -> &'static str {
 
 /// Loads the model a URI names, now: for an alias, the version it points to at this moment.
 pub struct Loader {
-    uri: String,
+    /// The URI as given.
+    input: String,
+    uri: ModelUri,
     tracking: TrackingConfig,
     device: Device,
     device_name: String,
@@ -201,45 +207,49 @@ pub struct Loader {
 impl Loader {
     /// Registered version `version` of the alias's model.
     fn load_version(&self, version: &str) -> anyhow::Result<ServedModel> {
-        let (name, _) = self.uri.trim_start_matches("models:/").split_once('@').unwrap_or_default();
-        let pinned = format!("models:/{name}/{version}");
+        let ModelUri::Registered { name, .. } = &self.uri else { bail!("{} names no registered model", self.input) };
+        let source =
+            ModelSource { model_uri: self.input.clone(), name: Some(name.clone()), version: Some(version.to_string()) };
+        load_from(&self.input, &pinned(name, version), source, &self.tracking, &self.device, &self.device_name)
+    }
+}
+
+/// The model `uri` (read from `input`) names, verified and on `device`: a registry URI is
+/// resolved to its version once, so the version served is the version named.
+fn load(
+    input: &str,
+    uri: &ModelUri,
+    tracking: &TrackingConfig,
+    device: &Device,
+    device_name: &str,
+) -> anyhow::Result<ServedModel> {
+    if let ModelUri::Registered { .. } = uri {
+        let (_, version) = resolve_version(input, uri, tracking)?;
         let source = ModelSource {
-            model_uri: self.uri.clone(),
-            name: Some(name.to_string()),
-            version: Some(version.to_string()),
+            model_uri: input.to_string(),
+            name: Some(version.name.clone()),
+            version: Some(version.version.clone()),
         };
-        load_from(&pinned, source, &self.tracking, &self.device, &self.device_name)
+        return load_from(input, &pinned(&version.name, &version.version), source, tracking, device, device_name);
     }
+    let source = ModelSource { model_uri: input.to_string(), ..ModelSource::default() };
+    load_from(input, uri, source, tracking, device, device_name)
 }
 
-/// The model `uri` names, verified and on `device`.
-fn load(uri: &str, tracking: &TrackingConfig, device: &Device, device_name: &str) -> anyhow::Result<ServedModel> {
-    if uri.starts_with("models:/") {
-        let (name, version) = registry_version(uri, tracking)?;
-        let pinned = format!("models:/{name}/{version}");
-        let source = ModelSource { model_uri: uri.to_string(), name: Some(name), version: Some(version) };
-        return load_from(&pinned, source, tracking, device, device_name);
-    }
-    let source = ModelSource { model_uri: uri.to_string(), ..ModelSource::default() };
-    load_from(uri, source, tracking, device, device_name)
-}
-
-/// Finds (downloading into a scratch directory when it is on a server) and loads `uri`: a
-/// pinned registry version, `runs:/`, a directory, else a run id.
+/// Finds (downloading into a scratch directory when it is on a server) and loads `uri`.
 fn load_from(
-    uri: &str,
+    input: &str,
+    uri: &ModelUri,
     source: ModelSource,
     tracking: &TrackingConfig,
     device: &Device,
     device_name: &str,
 ) -> anyhow::Result<ServedModel> {
     let scratch = scratch_dir();
-    let is_uri = uri.starts_with("models:/") || uri.starts_with("runs:/") || Path::new(uri).is_dir();
-    let (run_id, model_uri) = if is_uri { (None, Some(uri)) } else { (Some(uri), None) };
-    let loaded = locate_model(run_id, model_uri, tracking, &scratch)
+    let loaded = locate(input, uri, tracking, &scratch)
         .and_then(|located| Ok(ServedModel::load(&located.dir, device, device_name, source)?));
     let _ = std::fs::remove_dir_all(&scratch);
-    loaded.with_context(|| format!("cannot load the model {uri}"))
+    loaded.context("cannot load the model")
 }
 
 /// A directory name of this process's own for one download (not created here).

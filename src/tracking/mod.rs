@@ -18,6 +18,7 @@ mod local;
 mod mirror;
 mod mlflow_bin;
 mod mlflow_server;
+pub mod model_uri;
 mod models;
 pub mod paths;
 mod registry;
@@ -43,6 +44,7 @@ pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus,
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use mlflow_bin::{MLFLOW_REQUIREMENT, PROJECT_VENV, ServerError, find_mlflow};
 pub use mlflow_server::{MlflowServer, ServerOptions, group_alive, kill_started_servers};
+pub use model_uri::{ModelUri, ModelUriError, Stage, VersionSelector};
 pub use models::LoggedModel;
 pub use registry::ModelVersion;
 pub use retry::{Retry, RetryPolicy, retry_class_for_post};

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::util::percent_encode;
-use super::{MlflowClient, TrackingError, paths};
+use super::{MlflowClient, ModelVersion, TrackingError, paths};
 
 /// A LoggedModel as the server describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,25 +133,41 @@ impl MlflowClient {
         }
     }
 
-    /// The artifact URI of a registered model version (`models:/NAME/VERSION` or
-    /// `models:/NAME@ALIAS`), refusing a version whose LoggedModel is not ready.
-    pub fn registry_artifact_uri(&self, uri: &str) -> Result<String, TrackingError> {
-        let invalid =
-            || TrackingError::InvalidArgument(format!("{uri} is not models:/NAME/VERSION or models:/NAME@ALIAS"));
-        let rest = uri.strip_prefix("models:/").ok_or_else(invalid)?;
-        let (name, version) = if let Some((name, alias)) = rest.split_once('@') {
-            let v = self.get_json("registered-models/alias", &[("name", name), ("alias", alias)])?;
-            let version = v["model_version"]["version"].as_str().ok_or_else(invalid)?.to_string();
-            (name.to_string(), version)
-        } else {
-            let (name, version) = rest.rsplit_once('/').ok_or_else(invalid)?;
-            (name.to_string(), version.to_string())
-        };
-        self.require_ready_version(&self.get_model_version(&name, &version)?)?;
-        let v = self.get_json("model-versions/get-download-uri", &[("name", &name), ("version", &version)])?;
+    /// The artifact URI of a registered model version, refusing a version whose LoggedModel is
+    /// not ready.
+    pub fn version_artifact_uri(&self, version: &ModelVersion) -> Result<String, TrackingError> {
+        self.require_ready_version(version)?;
+        let query = [("name", version.name.as_str()), ("version", version.version.as_str())];
+        let v = self.get_json("model-versions/get-download-uri", &query)?;
         v["artifact_uri"].as_str().map(String::from).ok_or_else(|| TrackingError::Protocol {
             endpoint: "model-versions/get-download-uri".into(),
             detail: "no artifact_uri in the response".into(),
         })
+    }
+
+    /// The LoggedModel of a `models:/<model id>` URI, ready to download; an id the server does
+    /// not know is an [`TrackingError::InvalidArgument`] saying what the other forms are.
+    pub fn resolve_logged_model(&self, model_id: &str) -> Result<LoggedModel, TrackingError> {
+        match self.get_logged_model(model_id) {
+            // 404 for a well-formed id that is not there, 400 for text that is no id at all.
+            Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
+                let looks_like_id = model_id
+                    .strip_prefix("m-")
+                    .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+                let hint = if looks_like_id {
+                    "it was deleted, or logged to another server".to_string()
+                } else {
+                    format!(
+                        "a registered model needs a version, stage or alias: models:/{model_id}/1, \
+                         models:/{model_id}/Production, models:/{model_id}@champion"
+                    )
+                };
+                Err(TrackingError::InvalidArgument(format!(
+                    "no logged model `{model_id}` on {}; {hint}",
+                    self.tracking_uri()
+                )))
+            }
+            found => found?.require_ready(),
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::model_uri::{Stage, VersionSelector};
 use super::{MlflowClient, TrackingError};
 
 /// One version of a registered model.
@@ -148,5 +149,106 @@ impl MlflowClient {
             .as_array()
             .map(|a| a.iter().map(|mv| ModelVersion::from_json("model-versions/search", mv)).collect())
             .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// The version of `name` that `selector` names now: a number as given, the highest version
+    /// in a stage, the highest of all, or the one an alias points to. A name, version, stage or
+    /// alias the registry lacks is an [`TrackingError::InvalidArgument`] that says what it has.
+    pub fn resolve_version(&self, name: &str, selector: &VersionSelector) -> Result<ModelVersion, TrackingError> {
+        match selector {
+            VersionSelector::Number(number) => match self.get_model_version(name, number) {
+                Err(e) if e.is_not_found() => Err(self.missing(name, &format!("`{name}` has no version {number}"))),
+                found => found,
+            },
+            VersionSelector::Stage(stage) => {
+                let body = json!({"name": name, "stages": [stage.as_str()]});
+                let found = match self.post_json("registered-models/get-latest-versions", &body) {
+                    Err(e) if e.is_not_found() => return Err(self.missing(name, "")),
+                    found => found?,
+                };
+                let mut versions: Vec<ModelVersion> = found["model_versions"]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| ModelVersion::from_json("registered-models/get-latest-versions", v)))
+                    .into_iter()
+                    .flatten()
+                    .collect::<Result<_, _>>()?;
+                versions.retain(|v| v.stage.eq_ignore_ascii_case(stage.as_str()));
+                versions.sort_by_key(|v| v.version.parse::<u64>().unwrap_or(0));
+                match versions.pop() {
+                    Some(version) => Ok(version),
+                    None => {
+                        let hint = match stage {
+                            Stage::Production => {
+                                format!(" (`engine promote --name {name} --version N` moves one there)")
+                            }
+                            _ => String::new(),
+                        };
+                        Err(self.missing(name, &format!("no version of `{name}` is in {stage}{hint}")))
+                    }
+                }
+            }
+            VersionSelector::Latest => match self.model_versions(name)?.into_iter().next() {
+                Some(version) => Ok(version),
+                None => Err(self.missing(name, &format!("`{name}` has no versions"))),
+            },
+            VersionSelector::Alias(alias) => {
+                match self.get_json("registered-models/alias", &[("name", name), ("alias", alias)]) {
+                    Ok(v) => ModelVersion::from_json("registered-models/alias", &v["model_version"]),
+                    // MLflow answers an unknown alias with 400, an unknown model with 404.
+                    Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
+                        Err(self.missing(name, &format!("`{name}` has no alias `{alias}`")))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Explains a lookup in `name` that found nothing: when the registered model itself is
+    /// missing, says so and names those that exist; else `problem` and what `name` holds.
+    fn missing(&self, name: &str, problem: &str) -> TrackingError {
+        let server = self.tracking_uri();
+        match self.get_json("registered-models/get", &[("name", name)]) {
+            Err(e) if e.is_not_found() => {
+                let known = self.registered_model_names().unwrap_or_default();
+                let there = if known.is_empty() {
+                    format!("none is registered there; `engine register --run-id RUN --name {name}` registers one")
+                } else {
+                    format!("registered there: {}", known.join(", "))
+                };
+                TrackingError::InvalidArgument(format!("no registered model `{name}` on {server}; {there}"))
+            }
+            Err(e) => e,
+            Ok(model) => {
+                let versions = self.model_versions(name).unwrap_or_default();
+                let listed = if versions.is_empty() {
+                    "it has no versions".to_string()
+                } else {
+                    let each: Vec<String> =
+                        versions.iter().rev().map(|v| format!("{} ({})", v.version, v.stage)).collect();
+                    format!("its versions: {}", each.join(", "))
+                };
+                let aliases: Vec<String> = model["registered_model"]["aliases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| Some(format!("{} -> {}", a["alias"].as_str()?, a["version"].as_str()?)))
+                    .collect();
+                let aliases =
+                    if aliases.is_empty() { String::new() } else { format!("; its aliases: {}", aliases.join(", ")) };
+                TrackingError::InvalidArgument(format!("{problem}; {listed}{aliases}"))
+            }
+        }
+    }
+
+    /// The names of the registered models on the server (the first page, at most 50).
+    pub fn registered_model_names(&self) -> Result<Vec<String>, TrackingError> {
+        let found = self.get_json("registered-models/search", &[("max_results", "50")])?;
+        Ok(found["registered_models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["name"].as_str().map(String::from))
+            .collect())
     }
 }

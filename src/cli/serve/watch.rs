@@ -10,7 +10,7 @@ use std::time::Duration;
 use engine::serve::BatchHandle;
 
 use super::Loader;
-use crate::cli::locate::registry_version;
+use crate::cli::locate::resolve_version;
 
 /// The polling thread; dropped or stopped, it ends at its next wake-up.
 pub struct Watcher {
@@ -29,7 +29,7 @@ pub fn start(loader: Loader, version: String, interval: Duration, batcher: Batch
     let (stop, stopped) = mpsc::channel();
     std::thread::Builder::new().name("engine-watch".into()).spawn(move || {
         let mut watch = Watch { loader, serving: version, failed: None, last_error: None };
-        eprintln!("serve: watching {} every {} s", watch.loader.uri, interval.as_secs_f64());
+        eprintln!("serve: watching {} every {} s", watch.loader.input, interval.as_secs_f64());
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
             if !watch.poll(&batcher) {
                 break;
@@ -52,17 +52,17 @@ struct Watch {
 impl Watch {
     /// One poll; false once the batcher is gone.
     fn poll(&mut self, batcher: &BatchHandle) -> bool {
-        let version = match registry_version(&self.loader.uri, &self.loader.tracking) {
-            Ok((_, version)) => {
+        let version = match resolve_version(&self.loader.input, &self.loader.uri, &self.loader.tracking) {
+            Ok((_, found)) => {
                 self.last_error = None;
-                version
+                found.version
             }
             Err(e) => {
                 let message = format!("{e:#}");
                 if self.last_error.as_ref() != Some(&message) {
                     eprintln!(
                         "serve: cannot read {}: {message}; still serving version {}",
-                        self.loader.uri, self.serving
+                        self.loader.input, self.serving
                     );
                     self.last_error = Some(message);
                 }
@@ -74,7 +74,7 @@ impl Watch {
         }
         match self.loader.load_version(&version) {
             Ok(model) => {
-                eprintln!("serve: {} moved to version {version}; swapping it in", self.loader.uri);
+                eprintln!("serve: {} moved to version {version}; swapping it in", self.loader.input);
                 if batcher.swap(model).is_err() {
                     return false;
                 }
