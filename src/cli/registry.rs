@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use engine::analysis::Direction;
 use engine::gate::{self, Baseline, Gate, GateError};
-use engine::tracking::{self, LocalStore, MlflowClient, RunRecord, TrackingConfig};
+use engine::tracking::{
+    self, LocalStore, MlflowClient, ModelUri, ModelVersion, RunRecord, TrackingConfig, VersionSelector,
+};
 
 use super::TrackingArgs;
 
@@ -174,45 +176,48 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     Ok(if decision.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The run behind `uri` (`models:/NAME@ALIAS`, `models:/NAME/VERSION` or a run id) and its
-/// metrics; `None` when the alias points nowhere yet (the first model to reach production).
+/// The run behind `uri` (any model URI naming a registered version, or a run id) and its
+/// metrics; `None` when an alias points nowhere yet (the first model to reach production).
 fn find_baseline(tracking: &TrackingConfig, uri: &str) -> anyhow::Result<Option<Baseline>> {
-    let Some(rest) = uri.strip_prefix("models:/") else {
-        let found = find_run(tracking, uri).with_context(|| format!("--baseline {uri}, read as a run id"))?;
-        let run_id = found.server_run_id().unwrap_or_else(|| uri.to_string());
-        return Ok(Some(Baseline { label: format!("run {uri}"), run_id, metrics: found.metrics() }));
+    let (name, selector) = match ModelUri::parse(uri)? {
+        ModelUri::Registered { name, selector } => (name, selector),
+        ModelUri::Run { run_id } => {
+            let found = find_run(tracking, &run_id).with_context(|| format!("--baseline {uri}, read as a run id"))?;
+            let run_id = found.server_run_id().unwrap_or(run_id);
+            return Ok(Some(Baseline { label: format!("run {uri}"), run_id, metrics: found.metrics() }));
+        }
+        _ => {
+            bail!("--baseline {uri}: give a registered model (models:/NAME@champion, models:/NAME/VERSION) or a run id")
+        }
     };
     let client = registry(tracking)?;
-    let version = if let Some((name, alias)) = rest.split_once('@') {
-        // A search of versions leaves their aliases out; each version's own record has them.
-        let versions = client.model_versions(name).with_context(|| format!("cannot list the versions of {name}"))?;
-        let mut aliased = None;
-        for listed in versions {
-            let version = client.get_model_version(name, &listed.version)?;
-            if version.aliases.iter().any(|a| a == alias) {
-                aliased = Some(version);
-                break;
-            }
-        }
-        match aliased {
+    let version = match &selector {
+        VersionSelector::Alias(alias) => match aliased_version(&client, &name, alias)? {
             Some(version) => version,
             None => {
                 eprintln!("note: --baseline {uri} names no version yet (the first model): only the threshold counts");
                 return Ok(None);
             }
-        }
-    } else if let Some((name, version)) = rest.rsplit_once('/') {
-        client
-            .get_model_version(name, version)
-            .with_context(|| format!("--baseline {uri}: no version {version} of {name}"))?
-    } else {
-        bail!("--baseline {uri}: expected models:/NAME@ALIAS, models:/NAME/VERSION or a run id");
+        },
+        selector => client.resolve_version(&name, selector)?,
     };
     let run_id =
         version.run_id.with_context(|| format!("--baseline {uri}: version {} names no run", version.version))?;
     let run = client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, behind --baseline {uri}"))?;
     let metrics = run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect();
     Ok(Some(Baseline { label: format!("{uri} (version {})", version.version), run_id, metrics }))
+}
+
+/// The version of `name` that `alias` points to, if the model and the alias exist.
+fn aliased_version(client: &MlflowClient, name: &str, alias: &str) -> anyhow::Result<Option<ModelVersion>> {
+    // A search of versions leaves their aliases out; each version's own record has them.
+    for listed in client.model_versions(name).with_context(|| format!("cannot list the versions of {name}"))? {
+        let version = client.get_model_version(name, &listed.version)?;
+        if version.aliases.iter().any(|a| a == alias) {
+            return Ok(Some(version));
+        }
+    }
+    Ok(None)
 }
 
 /// Refuses a run whose gate failed (or never ran, when required) unless forced, and records a
