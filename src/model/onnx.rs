@@ -1,4 +1,4 @@
-//! A network as an ONNX model (`model.onnx`), encoded by hand with [`super::protobuf`] so no
+//! A network as an ONNX model (`model.onnx`), encoded by hand with `super::protobuf` so no
 //! ONNX library is needed. The graph takes what any user can compute without reading our code,
 //! pixels scaled to [0, 1], and applies the training normalisation itself:
 //!

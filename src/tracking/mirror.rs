@@ -27,7 +27,7 @@ struct RemoteRun {
 /// Records a run in the local store and on an MLflow server at the same time.
 ///
 /// The local store is written first, in the caller's thread, so it always holds the whole run.
-/// Everything for the server leaves through an [`Uplink`]: a bounded queue drained by a
+/// Everything for the server leaves through an `Uplink`: a bounded queue drained by a
 /// background thread, so the training loop never waits for the server (only starting the run and
 /// reserving its model do, as their answers name the run and the model). Metric points go out in
 /// batches, at most once per flush interval. Server failures never fail the training: the server

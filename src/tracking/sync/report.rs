@@ -81,7 +81,7 @@ impl SyncedRun {
     }
 }
 
-/// The result of [`sync`].
+/// The result of [`sync`](super::sync).
 #[derive(Clone, Debug)]
 pub struct SyncReport {
     pub tracking_uri: String,
