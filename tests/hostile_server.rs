@@ -451,3 +451,30 @@ fn unauthorized_answers_echoing_credentials_are_not_printed() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A decision is printed only once it is recorded.
+
+/// A server that has the run and its metrics but refuses to tag it: the gate's decision is
+/// never printed as made, and the exit code is 2 (no decision), not that of a pass.
+#[test]
+fn a_gate_decision_the_server_refuses_to_record_is_not_printed_as_made() {
+    let server = FakeServer::start(|req: &Request| match req.path.strip_prefix(API).unwrap_or(&req.path) {
+        "/runs/get" => {
+            let mut run: serde_json::Value =
+                serde_json::from_str(&run_json(RUN_ID, "1", "mlflow-artifacts:/1/r/artifacts")).unwrap();
+            run["run"]["data"]["metrics"] =
+                serde_json::json!([{"key": "test_accuracy", "value": 0.9, "timestamp": 1, "step": 0}]);
+            Reply::json(200, run.to_string())
+        }
+        "/runs/log-batch" => Reply::json(403, r#"{"error_code": "PERMISSION_DENIED", "message": "read-only"}"#),
+        _ => Reply::not_found(),
+    });
+    let scratch = cli::empty_dir("gate-unrecorded");
+    let uri = server.uri();
+    let args = ["gate", "--run-id", RUN_ID, "--threshold", "0.5", "--json"];
+    let finished = run_bounded(&mut engine_in(&scratch, &args, &scratch.join("store"), Some(&uri)), DEADLINE);
+    assert_eq!(finished.output.status.code(), Some(2), "{}", text(&finished));
+    assert!(finished.output.stdout.is_empty(), "a decision on stdout: {}", text(&finished));
+    assert_failed_saying(&finished, &["gate passed", "not recorded", "read-only"]);
+}
