@@ -16,6 +16,7 @@ mod op;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod search;
 pub mod serve;
 pub mod sysmetrics;
 pub mod tensor;

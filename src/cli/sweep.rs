@@ -1,7 +1,9 @@
-//! `engine sweep`: one training run per point of a hyperparameter grid, nested under a parent
-//! run the way MLflow's client nests runs (`mlflow.parentRunId` on each child), so the MLflow UI
-//! shows the sweep as one expandable row; the dataset is loaded once for all runs, and a
-//! comparison table (best and recommended run) is printed at the end.
+//! `engine sweep`: one training run per point of a hyperparameter grid, or per trial drawn from a
+//! search space ([`engine::search`]), nested under a parent run the way MLflow's client nests
+//! runs (`mlflow.parentRunId` on each child), so the MLflow UI shows the sweep as one expandable
+//! row; the dataset is loaded once for all runs, and a comparison table (best and recommended
+//! run) is printed at the end. Both strategies end in the same list of points, so workers, plans
+//! and the summary do not know which chose them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use engine::analysis::{self, Direction, RunSummary, keys};
 use engine::nn::Architecture;
+use engine::search::{self, Param, SearchSpace, SpaceError};
 use engine::tracking::{self, LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::{TrainConfig, TrainError};
 
@@ -54,6 +57,38 @@ pub struct SweepArgs {
     /// Runs trained at once on this machine, each with its share of the threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
+    /// How the points are chosen: grid (every combination of --lr, --batch-size and --hidden) or
+    /// random (--trials draws from --space and --space-file).
+    #[arg(long, value_enum, default_value_t = Strategy::Grid)]
+    pub search: Strategy,
+    /// Random search: how many trials to draw.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub trials: Option<u32>,
+    /// Random search: a parameter and its distribution, repeatable: 'lr=loguniform(1e-3,0.3)',
+    /// 'dropout=uniform(0,0.4)', 'epochs=int(1,5)', 'batch-size=choice(64,128)',
+    /// 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'. Parameters: lr,
+    /// weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size, epochs (int,
+    /// choice), hidden, optimizer, model (choice).
+    #[arg(long, value_name = "NAME=DIST(ARGS)")]
+    pub space: Vec<String>,
+    /// Random search: more of the space as a JSON object, e.g.
+    /// {"lr": {"loguniform": [0.001, 0.3]}, "hidden": {"choice": [[256], [512, 512]]}} or
+    /// {"lr": "loguniform(1e-3,0.3)"}; a parameter also given by --space is refused.
+    #[arg(long, value_name = "FILE")]
+    pub space_file: Option<PathBuf>,
+    /// Random search: the seed of the draws [default: --seed]. The same seed and space give the
+    /// same trials on any machine.
+    #[arg(long, value_name = "SEED")]
+    pub search_seed: Option<u64>,
+}
+
+/// How a sweep chooses its points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Every combination of the listed values.
+    Grid,
+    /// Trials drawn at random from a search space.
+    Random,
 }
 
 /// Architectures, each a list of hidden sizes.
@@ -80,7 +115,17 @@ struct Point {
 /// The grid in order: learning rate, then batch size, then architecture. Every point is
 /// validated before anything runs.
 fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
-    args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
+    let random_only = [
+        (args.trials.is_some(), "--trials"),
+        (!args.space.is_empty(), "--space"),
+        (args.space_file.is_some(), "--space-file"),
+        (args.search_seed.is_some(), "--search-seed"),
+    ];
+    if let Some((_, flag)) = random_only.iter().find(|(given, _)| *given) {
+        return Err(UsageError(format!(
+            "{flag} is for --search random; the grid (the default) takes its values from --lr, --batch-size and --hidden"
+        )));
+    }
     let hiddens = args.hiddens();
     let mut points = Vec::new();
     for &lr in &args.lr {
@@ -106,32 +151,167 @@ fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
     if points.is_empty() {
         return Err(UsageError("the grid is empty: give --lr, --batch-size and --hidden values".into()));
     }
+    Ok(points)
+}
+
+/// A random search: the space, and how its trials were drawn.
+struct RandomSearch {
+    space: SearchSpace,
+    trials: usize,
+    seed: u64,
+}
+
+/// The points a sweep trains, and the random search that drew them, if one did. Every point is
+/// validated before anything runs.
+fn points(args: &SweepArgs) -> Result<(Vec<Point>, Option<RandomSearch>), UsageError> {
     if !(args.tolerance >= 0.0 && args.tolerance.is_finite()) {
         return Err(UsageError(format!("--tolerance must be a number >= 0, got {}", args.tolerance)));
     }
-    Ok(points)
+    args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
+    match args.search {
+        Strategy::Grid => Ok((grid(args)?, None)),
+        Strategy::Random => {
+            let search = random_search(args)?;
+            let mut base = args.common.config(args.lr[0], args.batch_size[0], &args.hiddens()[0]);
+            base.validate().map_err(UsageError)?;
+            // The MLP's layers, for trials that choose the MLP when --model is cnn.
+            base.hidden = args.hiddens()[0].clone();
+            check_space(args, &search.space, &base)?;
+            let trials = search.space.sample(search.trials, search.seed);
+            let points = trials
+                .iter()
+                .zip(search::trial_labels(&trials))
+                .map(|(trial, label)| {
+                    let config = trial.apply(&base);
+                    config.validate().map_err(|e| UsageError(format!("--space, trial {label}: {e}")))?;
+                    Ok(Point { config, label })
+                })
+                .collect::<Result<_, UsageError>>()?;
+            Ok((points, Some(search)))
+        }
+    }
+}
+
+/// The space of `--space` and `--space-file`, the number of trials and the seed; the grid's
+/// flags may give one value each, that of every trial.
+fn random_search(args: &SweepArgs) -> Result<RandomSearch, UsageError> {
+    let lists = [
+        ("--lr", args.lr.len(), "lr=loguniform(1e-3,0.3)"),
+        ("--batch-size", args.batch_size.len(), "batch-size=choice(64,128)"),
+        ("--hidden", args.hidden.as_ref().map_or(1, |HiddenGrid(h)| h.len()), "hidden=choice(256|512,512)"),
+    ];
+    if let Some((flag, n, example)) = lists.iter().find(|(_, n, _)| *n != 1) {
+        return Err(UsageError(format!(
+            "{flag} lists {n} values, a grid; with --search random give one (that of every trial) or draw it: --space '{example}'"
+        )));
+    }
+    let Some(trials) = args.trials else {
+        return Err(UsageError("--search random needs --trials N, the number of trials to draw".into()));
+    };
+    let space = read_space(args)?;
+    if space.is_empty() {
+        return Err(UsageError(
+            "--search random needs a space to draw from: --space 'lr=loguniform(1e-3,0.3)' or --space-file FILE".into(),
+        ));
+    }
+    Ok(RandomSearch { space, trials: trials as usize, seed: args.search_seed.unwrap_or(args.common.seed) })
+}
+
+/// `--space` expressions, then `--space-file`; each error names the flag (and file) it came from.
+fn read_space(args: &SweepArgs) -> Result<SearchSpace, UsageError> {
+    let mut space = SearchSpace::default();
+    for expression in &args.space {
+        space.add_expression(expression).map_err(|e| UsageError(format!("--space '{expression}': {e}")))?;
+    }
+    if let Some(path) = &args.space_file {
+        let file = || format!("--space-file {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("{}: cannot read it: {e}", file())))?;
+        space.add_json(&text).map_err(|e| UsageError(format!("{}: {e}", file())))?;
+    }
+    Ok(space)
+}
+
+/// Refuses a space that would train what `engine train` refuses, naming where the parameter
+/// came from.
+fn check_space(args: &SweepArgs, space: &SearchSpace, base: &TrainConfig) -> Result<(), UsageError> {
+    space.check(base).map_err(|e| {
+        let from_flag =
+            |param: Param| args.space.iter().find(|x| x.split('=').next().and_then(Param::from_name) == Some(param));
+        let origin = match &e {
+            SpaceError::OutOfDomain { param, .. } => match (from_flag(*param), &args.space_file) {
+                (Some(expression), _) => format!("--space '{expression}'"),
+                (None, Some(path)) => format!("--space-file {}", path.display()),
+                (None, None) => "--space".into(),
+            },
+            _ => match &args.space_file {
+                Some(path) if args.space.is_empty() => format!("--space-file {}", path.display()),
+                _ => "--space".into(),
+            },
+        };
+        match e {
+            // The origin already shows the parameter and its distribution.
+            SpaceError::OutOfDomain { why, .. } if !origin.ends_with("--space") => {
+                UsageError(format!("{origin}: {why}"))
+            }
+            e => UsageError(format!("{origin}: {e}")),
+        }
+    })
 }
 
 fn join<T: ToString>(items: &[T], sep: &str) -> String {
     items.iter().map(T::to_string).collect::<Vec<_>>().join(sep)
 }
 
-/// The parent run's params: the grid, and the settings every run shares.
-fn parent_params(args: &SweepArgs, points: &[Point], bench: &Bench) -> Vec<(String, String)> {
-    let swept = ["learning_rate", "batch_size", "hidden"];
-    let mut params: Vec<(String, String)> = vec![
-        ("sweep_learning_rate".into(), join(&args.lr, ",")),
-        ("sweep_batch_size".into(), join(&args.batch_size, ",")),
+/// The parent run's params: the grid or the search, and the settings every run shares.
+fn parent_params(
+    args: &SweepArgs,
+    points: &[Point],
+    search: Option<&RandomSearch>,
+    bench: &Bench,
+) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut swept = vec!["learning_rate", "batch_size", "hidden"];
+    match search {
+        None => {
+            params.push(("sweep_learning_rate".into(), join(&args.lr, ",")));
+            params.push(("sweep_batch_size".into(), join(&args.batch_size, ",")));
+        }
+        Some(search) => {
+            swept = search.space.dims().iter().map(|(p, _)| p.config_key()).collect();
+            if search.space.dims().iter().any(|(p, _)| *p == Param::Model) {
+                swept.push("hidden");
+            }
+            params.push(("search_strategy".into(), "random".into()));
+            params.push(("search_space".into(), search.space.to_string()));
+            params.push(("search_trials".into(), search.trials.to_string()));
+            params.push(("search_seed".into(), search.seed.to_string()));
+        }
+    }
+    params.extend([
         ("sweep_runs".into(), points.len().to_string()),
         ("device".into(), bench.device_name.clone()),
         ("engine_version".into(), env!("CARGO_PKG_VERSION").to_string()),
         ("data_source".into(), bench.dataset.source.to_string()),
-    ];
-    if args.common.model == Architecture::Mlp {
+    ]);
+    if search.is_none() && args.common.model == Architecture::Mlp {
         params.push(("sweep_hidden".into(), args.hiddens().iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")));
     }
     params.extend(points[0].config.params().into_iter().filter(|(k, _)| !swept.contains(&k.as_str())));
     params
+}
+
+/// The artifact of a random search's parent run holding its space, in `--space-file` form.
+pub const SEARCH_SPACE_ARTIFACT: &str = "search_space.json";
+
+/// Logs the space as [`SEARCH_SPACE_ARTIFACT`] of the parent run.
+fn log_search_space(parent: &mut dyn tracking::Tracker, search: &RandomSearch, run_id: &str) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("engine-search-{run_id}"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(SEARCH_SPACE_ARTIFACT);
+    std::fs::write(&path, serde_json::to_string_pretty(&search.space.to_json())?)?;
+    let logged = parent.log_artifact(&path, "");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(logged?)
 }
 
 /// How one point of the grid went.
@@ -226,7 +406,7 @@ impl Plan {
 /// Validates the grid, creates the parent run (its params and tags reach the server before this
 /// returns) and returns the plan; the parent stays RUNNING until [`summarize`].
 fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
-    let points = grid(args)?;
+    let (points, search) = points(args)?;
     let mut tracking = args.common.tracking.config(None);
     let parent_name = args.common.run_name.clone().unwrap_or_else(tracking::util::generate_run_name);
     tracking.run_name = Some(parent_name.clone());
@@ -235,9 +415,16 @@ fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
     let mut parent = tracking::open(&tracking)?;
     let mut parent_tags = vec![(SWEEP_TAG.to_string(), "true".to_string())];
     parent_tags.extend(args.common.notes.to_tags());
-    let parent_run_id = parent.start_run(&parent_params(args, &points, &bench), &parent_tags)?;
+    let parent_run_id = parent.start_run(&parent_params(args, &points, search.as_ref(), &bench), &parent_tags)?;
+    if let Some(search) = &search {
+        log_search_space(parent.as_mut(), search, &parent_run_id)?;
+    }
+    let chosen = match &search {
+        None => "a grid".to_string(),
+        Some(s) => format!("random trials of {} (seed {})", s.space, s.seed),
+    };
     eprintln!(
-        "sweep {parent_name}: parent run {parent_run_id}, {} runs; tracking: {}",
+        "sweep {parent_name}: parent run {parent_run_id}, {} runs, {chosen}; tracking: {}",
         points.len(),
         parent.describe()
     );
