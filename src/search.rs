@@ -367,7 +367,8 @@ impl SearchSpace {
 
     /// Refuses a space that would train a config `base` could not: each range's ends and each
     /// choice are applied to `base` and validated as `engine train` validates its flags, and
-    /// hidden layers for a CNN (without a model choice) are refused.
+    /// hidden layers for a CNN (without a model choice) are refused. `base.hidden` holds the
+    /// MLP's layers as for [`Trial::apply`].
     pub fn check(&self, base: &TrainConfig) -> Result<(), SpaceError> {
         if self.dims.is_empty() {
             return Err(SpaceError::Empty);
