@@ -251,6 +251,7 @@ impl Tracker for MirroredTracker {
             }
             return Err(e);
         }
+        uplink.state.set_where_local(self.local_dir());
         self.uplink = Some(uplink);
         if let Some(remote) = self.remote.clone() {
             self.record_remote(&remote)?;
@@ -311,6 +312,16 @@ impl Tracker for MirroredTracker {
 
     fn begin_model(&mut self, params: &[(String, String)]) -> Result<Option<String>, TrackingError> {
         self.adopt_late_remote()?;
+        if self.remote.is_none() && self.is_server_pending() {
+            // The model's metrics name a LoggedModel, which needs the server's run: without
+            // it they cannot go there, and `engine sync` sends the run with its model later.
+            let err = TrackingError::Unreachable {
+                uri: util::redact_uri(self.client.tracking_uri()),
+                detail: "it has not created the run by the time its model is recorded".into(),
+                attempts: 1,
+            };
+            self.request_failed("MLflow create logged model", err);
+        }
         let (Some(run_id), Some(experiment_id)) = (self.server_run_id(), self.experiment_id()) else {
             return Ok(None);
         };
@@ -354,11 +365,19 @@ impl Tracker for MirroredTracker {
         run.finish(status, end)?;
         self.local.mark_ended();
         self.adopt_late_remote()?;
-        // A server that has not answered once during the whole run is not waited for long.
-        let wait = if self.is_server_pending() { self.drain_timeout.min(START_WAIT) } else { self.drain_timeout };
+        // A server that has not answered once during the whole run is waited for briefly.
+        let never_answered = self.remote.is_none();
+        let mut wait = if never_answered { self.drain_timeout.min(START_WAIT) } else { self.drain_timeout };
         let Some(uplink) = &self.uplink else { return Ok(()) };
         uplink.send(Job::End { status, end_ms: end });
-        if !uplink.drain(wait) {
+        let mut drained = uplink.drain(wait);
+        // The server answered meanwhile: it gets the rest of the drain timeout.
+        let answered = uplink.state.remote.lock().is_ok_and(|r| r.is_some());
+        if !drained && wait < self.drain_timeout && answered && !uplink.state.disabled.load(Ordering::SeqCst) {
+            drained = uplink.drain(self.drain_timeout - wait);
+            wait = self.drain_timeout;
+        }
+        if !drained {
             uplink.state.dirty.store(true, Ordering::SeqCst);
             eprintln!(
                 "warning: the MLflow server did not take the run within {:.0} s; it stays unsynced in the local store {}; {SYNC_HINT}",
@@ -383,7 +402,7 @@ impl Tracker for MirroredTracker {
     fn describe(&self) -> String {
         let uri = util::redact_uri(self.client.tracking_uri());
         match &self.remote {
-            None if self.local.local_run().is_some() && self.is_server_pending() => format!(
+            None if self.local.is_active() && self.is_server_pending() => format!(
                 "local store {} (MLflow {uri} not answering yet: the run goes there once it does, else {SYNC_HINT})",
                 self.local_dir()
             ),

@@ -92,10 +92,23 @@ pub(crate) struct UplinkState {
     pub last_error: Mutex<Option<String>>,
     /// The server's run, once created.
     pub remote: Mutex<Option<RemoteRun>>,
+    /// Where the run is kept locally, for the warnings.
+    where_local: Mutex<String>,
     warned: AtomicBool,
 }
 
 impl UplinkState {
+    /// Where the run is kept locally: the store until the local run exists, then its directory.
+    pub fn where_local(&self) -> String {
+        self.where_local.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    pub fn set_where_local(&self, place: String) {
+        if let Ok(mut w) = self.where_local.lock() {
+            *w = place;
+        }
+    }
+
     /// Records a failed send; warns once. `where_local` says where the run is kept.
     pub fn failed(&self, what: &str, err: &TrackingError, where_local: &str) {
         self.dirty.store(true, Ordering::SeqCst);
@@ -122,7 +135,6 @@ impl UplinkState {
 pub(crate) struct Uplink {
     queue: SyncSender<Job>,
     pub state: Arc<UplinkState>,
-    where_local: String,
 }
 
 impl Uplink {
@@ -138,13 +150,13 @@ impl Uplink {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let (started, first_news) = mpsc::channel();
         let state = Arc::new(UplinkState::default());
+        state.set_where_local(where_local.clone());
         let sender = Sender {
             client,
             run_id: String::new(),
             artifact_uri: String::new(),
             state: state.clone(),
             flush_interval,
-            where_local: where_local.clone(),
             batch: Vec::new(),
         };
         let spawned = std::thread::Builder::new().name("mlflow-uplink".into()).spawn(move || {
@@ -157,7 +169,7 @@ impl Uplink {
             state.failed("MLflow uplink", &TrackingError::Config(e.to_string()), &where_local);
             state.disabled.store(true, Ordering::SeqCst);
         }
-        (Uplink { queue, state, where_local }, first_news)
+        (Uplink { queue, state }, first_news)
     }
 
     /// Queues a job without waiting: a full queue gives up on the server for this run.
@@ -180,7 +192,7 @@ impl Uplink {
                     detail: "it does not keep up with the run".into(),
                     attempts: 1,
                 };
-                self.state.failed("MLflow uplink", &err, &self.where_local);
+                self.state.failed("MLflow uplink", &err, &self.state.where_local());
             }
         }
     }
@@ -214,7 +226,6 @@ struct Sender {
     artifact_uri: String,
     state: Arc<UplinkState>,
     flush_interval: Duration,
-    where_local: String,
     batch: Vec<Metric>,
 }
 
@@ -246,7 +257,7 @@ impl Sender {
                 let _ = started.send(Started::Created(remote));
             }
             Err(e) => {
-                self.state.failed("MLflow start run", &e, &self.where_local);
+                self.state.failed("MLflow start run", &e, &self.state.where_local());
                 self.state.disabled.store(true, Ordering::SeqCst);
                 let _ = started.send(Started::Refused);
             }
@@ -332,7 +343,7 @@ impl Sender {
         if self.state.disabled.load(Ordering::SeqCst) {
             self.state.dirty.store(true, Ordering::SeqCst);
         } else if let Err(e) = send(&self.client, &self.run_id) {
-            self.state.failed(what, &e, &self.where_local);
+            self.state.failed(what, &e, &self.state.where_local());
         }
     }
 }
