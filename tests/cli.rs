@@ -225,7 +225,8 @@ fn engine_eval_and_engine_serve_read_a_cnn_and_agree_on_its_classes() {
     assert!(loss_difference.abs() < 1e-5, "test loss moved by {loss_difference}");
     assert_eq!(summary["run_id"], t.summary["run_id"]);
     let accuracy_line = format!("test_accuracy {:.4}", summary["test_accuracy"].as_f64().unwrap());
-    assert!(stdout(&output).lines().any(|l| l.starts_with("test_loss ") && l.contains(&accuracy_line)));
+    // With --json the report goes to stderr: stdout holds the JSON document alone.
+    assert!(stderr(&output).lines().any(|l| l.starts_with("test_loss ") && l.contains(&accuracy_line)));
     let predictions = cli::eval_predictions(&eval_dir);
     assert_eq!(predictions.len(), 10_000);
 

@@ -16,6 +16,7 @@ use engine::train::{self, Evaluation};
 use super::datasets::evaluation_input;
 use super::device::{DeviceChoice, open_device};
 use super::locate::{Located, locate_model, server};
+use super::render::say;
 use super::{NOTE_TAG, NoteArgs, TrackingArgs};
 
 #[derive(Args)]
@@ -41,7 +42,7 @@ pub struct EvalArgs {
     /// Directory holding the FashionMNIST files.
     #[arg(long, env = "ENGINE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Print one JSON object with the results as the last line of stdout.
+    /// Print the results as one JSON object, alone on stdout (the report goes to stderr).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -68,8 +69,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&staging);
     let (located, eval, report, input, files, output_dir) = outcome?;
 
-    println!("{}", report.render_text());
-    println!("test_loss {:.4}  test_accuracy {:.4}  ({device_name})", eval.loss, eval.accuracy);
+    say(args.json, &report.render_text());
+    say(args.json, &format!("test_loss {:.4}  test_accuracy {:.4}  ({device_name})", eval.loss, eval.accuracy));
     if args.log_mlflow {
         let run_id = located.run_id.as_deref().context("--log-mlflow needs a model that belongs to a run")?;
         let additions = RunAdditions { eval: &eval, report: &report, files: &files, input, notes: &args.notes };

@@ -24,13 +24,19 @@ pub fn install_with_message(message: &'static str) -> Arc<AtomicBool> {
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
+        // Written without `eprintln!`, which panics when stderr is closed: the handler would
+        // die with its thread and a second interrupt could no longer stop the process.
+        let say = |text: &str| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{text}");
+        };
         let res = ctrlc::set_handler(move || {
             if f.swap(true, Ordering::SeqCst) {
-                eprintln!("interrupted again: exiting now");
+                say("interrupted again: exiting now");
                 engine::tracking::kill_started_servers();
                 std::process::exit(130);
             }
-            eprintln!("{message}");
+            say(message);
         });
         if let Err(e) = res {
             eprintln!("warning: cannot install the Ctrl-C handler: {e}");

@@ -1,10 +1,20 @@
-//! Text views of the local store for `engine runs list` / `engine runs show`.
+//! Views of the local store for `engine runs list` / `engine runs show`: tables for people,
+//! JSON (`--json`) for programs, built from the same records.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use engine::tracking::util::{format_duration_ms, format_utc, format_value, now_ms, truncate_chars};
+use engine::tracking::util::{format_duration_ms, format_utc, format_value, now_ms, redact_uri, truncate_chars};
 use engine::tracking::{LocalStore, RunRecord, TrackingError};
+use serde_json::{Value, json};
+
+/// Prints text meant for people: on stdout, or on stderr when stdout carries a `--json`
+/// document, which must stay alone there. A reader that went away (`engine train | head -3`)
+/// does not stop the command: what it would have read is dropped.
+pub fn say(json: bool, text: &str) {
+    use std::io::Write;
+    let _ = if json { writeln!(std::io::stderr(), "{text}") } else { writeln!(std::io::stdout(), "{text}") };
+}
 
 /// The runs of the store at `root` (of one experiment, when given), as a table, newest first.
 pub fn runs_list(root: &Path, experiment: Option<&str>) -> Result<String, TrackingError> {
@@ -191,5 +201,82 @@ fn write_run_artifacts(o: &mut String, r: &RunRecord) {
     let _ = writeln!(o, "\nartifacts ({} files, {} bytes)", r.artifacts.len(), total);
     for a in &r.artifacts {
         let _ = writeln!(o, "  {:>10}  {}", a.size, a.path);
+    }
+}
+
+/// `runs list --json`: the runs of the store at `root` (of one experiment, when given), newest
+/// first, as one JSON array (empty when there are none).
+pub fn runs_list_json(root: &Path, experiment: Option<&str>) -> Result<Value, TrackingError> {
+    let runs = LocalStore::open(root)?.list_runs(experiment)?;
+    Ok(Value::Array(runs.iter().map(run_list_entry).collect()))
+}
+
+/// One run of `runs list --json`: who it is, how it ended, whether it reached a server, and the
+/// latest value of each metric.
+fn run_list_entry(r: &RunRecord) -> Value {
+    let metrics: serde_json::Map<String, Value> =
+        r.latest_metrics().into_iter().map(|(key, m)| (key, number(m.value))).collect();
+    json!({
+        "run_id": r.run_id,
+        "experiment": r.experiment,
+        "run_name": r.run_name,
+        "status": r.status.label(),
+        "sync": r.sync_state(),
+        "start_time": format_utc(r.start_time_ms),
+        "start_time_ms": r.start_time_ms,
+        "end_time_ms": r.end_time_ms,
+        "metrics": metrics,
+    })
+}
+
+/// `runs show --json`: everything `runs show` prints, as one object; `overfitting` is null
+/// unless validation loss rose while training loss fell.
+pub fn run_show_json(r: &RunRecord, overfitting: Option<&engine::analysis::Overfitting>) -> Value {
+    let mut histories: serde_json::Map<String, Value> = serde_json::Map::new();
+    for key in r.metric_keys() {
+        let points: Vec<Value> = r
+            .metric_history(&key)
+            .iter()
+            .map(|m| json!({"step": m.step, "value": number(m.value), "timestamp_ms": m.timestamp_ms}))
+            .collect();
+        histories.insert(key, Value::Array(points));
+    }
+    let remotes: Vec<Value> = r
+        .remotes
+        .iter()
+        .map(|rem| {
+            json!({
+                "tracking_uri": redact_uri(&rem.tracking_uri),
+                "run_id": rem.run_id,
+                "experiment_id": rem.experiment_id,
+                "synced": rem.synced,
+            })
+        })
+        .collect();
+    let mut entry = run_list_entry(r);
+    entry["user"] = json!(r.user);
+    entry["local_dir"] = json!(r.dir);
+    entry["servers"] = Value::Array(remotes);
+    entry["params"] = json!(r.params);
+    entry["tags"] = json!(r.tags);
+    entry["metric_history"] = Value::Object(histories);
+    entry["artifacts"] = r.artifacts.iter().map(|a| json!({"path": a.path, "size": a.size})).collect();
+    entry["overfitting"] = match overfitting {
+        Some(o) => json!({"flag": o.flag(), "best_epoch": o.best_epoch, "description": o.describe()}),
+        None => Value::Null,
+    };
+    entry
+}
+
+/// A metric value as JSON: MLflow's `"NaN"`, `"Infinity"`, `"-Infinity"` where it is not finite.
+fn number(value: f64) -> Value {
+    if value.is_finite() {
+        json!(value)
+    } else if value.is_nan() {
+        json!("NaN")
+    } else if value > 0.0 {
+        json!("Infinity")
+    } else {
+        json!("-Infinity")
     }
 }

@@ -17,11 +17,19 @@ pub enum RunsCommand {
         /// Only this experiment.
         #[arg(long)]
         experiment: Option<String>,
+        /// Print one JSON array instead of the table: per run its id, experiment, name, status,
+        /// sync state, start time and the latest value of each metric.
+        #[arg(long)]
+        json: bool,
     },
     /// Show one run: params, tags, metric histories, artifacts, and an overfitting flag.
     Show {
         /// A run id (local or MLflow), or a unique prefix of at least 4 characters.
         run: String,
+        /// Print one JSON object instead of the text: params, tags, every metric point,
+        /// artifacts, and `overfitting` (null when not flagged).
+        #[arg(long)]
+        json: bool,
     },
     /// Rank runs by a metric with their cost; mark the best and recommend the cheapest comparable one.
     Compare(Box<CompareArgs>),
@@ -45,8 +53,12 @@ pub struct SyncArgs {
 pub fn run(command: RunsCommand) -> anyhow::Result<ExitCode> {
     let root = TrackingArgs { tracking_uri: None, experiment: None }.config(None).local_root;
     let text = match command {
-        RunsCommand::List { experiment } => super::render::runs_list(&root, experiment.as_deref())?,
-        RunsCommand::Show { run } => show(&root, &run)?,
+        RunsCommand::List { experiment, json: false } => super::render::runs_list(&root, experiment.as_deref())?,
+        RunsCommand::List { experiment, json: true } => {
+            format!("{}\n", super::render::runs_list_json(&root, experiment.as_deref())?)
+        }
+        RunsCommand::Show { run, json: false } => show(&root, &run)?,
+        RunsCommand::Show { run, json: true } => show_json(&root, &run)?,
         RunsCommand::Compare(args) => return super::compare::run(*args),
         RunsCommand::Analyze(args) => return super::analyze::run(*args),
     };
@@ -62,6 +74,13 @@ fn show(root: &std::path::Path, run: &str) -> anyhow::Result<String> {
         text.push_str(&format!("\noverfitting  {} ({})\n", o.describe(), o.flag()));
     }
     Ok(text)
+}
+
+/// `runs show --json`: one JSON object.
+fn show_json(root: &std::path::Path, run: &str) -> anyhow::Result<String> {
+    let record = LocalStore::open(root)?.load_run(run)?;
+    let overfitting = tracking::summary_from_record(&record).overfitting();
+    Ok(format!("{}\n", super::render::run_show_json(&record, overfitting.as_ref())))
 }
 
 pub fn sync(args: SyncArgs) -> anyhow::Result<ExitCode> {

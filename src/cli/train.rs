@@ -18,6 +18,7 @@ use engine::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 use super::datasets::Datasets;
 use super::device::{DeviceChoice, open_device};
 use super::progress::Progress;
+use super::render::say;
 use super::{NoteArgs, TrackingArgs, UsageError, choice};
 
 #[derive(Args)]
@@ -32,6 +33,10 @@ pub struct TrainArgs {
     /// fixed.
     #[arg(long, value_parser = parse_hidden)]
     pub hidden: Option<Hidden>,
+    /// Train into an --output-dir that holds another run's model and reports, replacing them
+    /// (without it such a directory is refused: one output directory, one run).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub common: CommonTrainArgs,
 }
@@ -83,7 +88,8 @@ pub struct CommonTrainArgs {
     /// Use only the first N training images (smoke tests, CI).
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Print one JSON object with the results as the last line of stdout.
+    /// Print the results as one JSON object, alone on stdout (progress, epochs and the report
+    /// go to stderr).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -198,7 +204,7 @@ pub struct RunSpec {
     pub tags: Vec<(String, String)>,
     /// [default: runs/<run id>]
     pub output_dir: Option<PathBuf>,
-    /// Print the JSON summary as the last line of stdout.
+    /// Print the JSON summary alone on stdout, and everything else on stderr.
     pub json: bool,
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
@@ -218,6 +224,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.validate().map_err(UsageError)?;
     let tracking = args.common.tracking.config(args.common.run_name.clone());
     tracking.validate().map_err(UsageError)?;
+    // Checked again once the run holds the directory; here so that no run starts.
+    if let Some(dir) = &args.common.output_dir
+        && !args.overwrite
+    {
+        claim_output_dir(dir, false)?;
+    }
     let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let spec = RunSpec {
         config,
@@ -227,12 +239,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         json: args.common.json,
         system_metrics: args.common.system_metrics(),
     };
-    tracked_run(&bench, &spec)?.result.map(|_| ExitCode::SUCCESS)
+    tracked_run_into(&bench, &spec, args.overwrite)?.result.map(|_| ExitCode::SUCCESS)
 }
 
 /// Starts a run, trains and reports, and ends the run FINISHED, FAILED or KILLED. An error
-/// means the run could not be started; a run that started and failed is an `Ok` outcome.
+/// means the run could not be started; a run that started and failed is an `Ok` outcome. An
+/// output directory holding another run's model or reports fails the run.
 pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> {
+    tracked_run_into(bench, spec, false)
+}
+
+/// [`tracked_run`]; with `overwrite`, another run's model and reports in the output directory
+/// are replaced instead.
+fn tracked_run_into(bench: &Bench, spec: &RunSpec, overwrite: bool) -> anyhow::Result<RunOutcome> {
     let mut tracker = tracking::open(&spec.tracking)?;
     let mut params = spec.config.params();
     params.extend([
@@ -247,10 +266,10 @@ pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<RunOutcome> 
     engine::cost::reset_peak_rss();
     let sampler = spec.system_metrics.map(engine::sysmetrics::Sampler::start);
     let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);
-    let result = tracker
-        .log_inputs(&inputs)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| train_and_report(bench, spec, tracker.as_mut(), &run_id, &interrupted, sampler.as_ref()));
+    let result = tracker.log_inputs(&inputs).map_err(anyhow::Error::from).and_then(|()| {
+        let tracker = tracker.as_mut();
+        train_and_report(bench, spec, tracker, &run_id, &interrupted, sampler.as_ref(), overwrite)
+    });
     if let Some(sampler) = sampler
         && let Err(e) = tracker.log_metrics(&sampler.finish())
     {
@@ -298,25 +317,119 @@ fn check_interrupt(interrupted: &AtomicBool) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Holds an output directory for one run: a second run given the same `--output-dir` while the
-/// first is writing it stops at once instead of mixing their files.
-fn lock_output_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(".engine.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "output directory {} is being written by another run; give each concurrent run its own --output-dir",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+/// The lock file inside an output directory while a run writes it.
+const LOCK_FILE: &str = ".engine.lock";
+
+/// An output directory held by one run: a second run given the same `--output-dir` while the
+/// first is writing it stops at once instead of mixing their files. Released when dropped: the
+/// lock file is removed, and so are the directories the run created if it left them empty (a run
+/// stopped before writing anything leaves no trace).
+struct OutputDirLock {
+    path: PathBuf,
+    _file: std::fs::File,
+    /// The directories this run created, innermost first.
+    created: Vec<PathBuf>,
+}
+
+impl Drop for OutputDirLock {
+    fn drop(&mut self) {
+        // Removed while still locked: a run that opened the file meanwhile finds it replaced or
+        // gone once it gets the lock, and opens it again (see `lock_output_dir`).
+        let _ = std::fs::remove_file(&self.path);
+        for dir in &self.created {
+            if std::fs::remove_dir(dir).is_err() {
+                break; // not empty: it holds the run's files
+            }
+        }
     }
+}
+
+/// Creates and locks `dir` for one run.
+fn lock_output_dir(dir: &Path) -> anyhow::Result<OutputDirLock> {
+    let created: Vec<PathBuf> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(Path::to_path_buf).collect();
+    let path = dir.join(LOCK_FILE);
+    // A run that ends removes its lock file (and the directory, if it left it empty); one that
+    // opened the file just before gets a lock on a file no longer there, and tries again.
+    for _ in 0..8 {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) if is_same_file(&file, &path) => return Ok(OutputDirLock { path, _file: file, created }),
+            Ok(()) => continue,
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "output directory {} is being written by another run; give each concurrent run its own --output-dir",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+    }
+    anyhow::bail!("cannot lock {}: other runs keep replacing it", path.display())
+}
+
+/// Whether the open `file` is still the one at `path`.
+#[cfg(unix)]
+fn is_same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_file(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// The run whose model or reports `dir` holds, if any: named by `model/engine_model.json`,
+/// `model/MLmodel` or `metrics.json`.
+fn previous_run(dir: &Path) -> Option<String> {
+    let from_json = |file: &str| -> Option<Option<String>> {
+        let bytes = std::fs::read(dir.join(file)).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Some(value.get("run_id").and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let from_mlmodel = || -> Option<Option<String>> {
+        let text = std::fs::read_to_string(dir.join("model").join("MLmodel")).ok()?;
+        let line = text.lines().find_map(|l| l.strip_prefix("run_id:"));
+        Some(line.map(|id| id.trim().trim_matches(|c| c == '\'' || c == '"').to_string()))
+    };
+    let found = [from_json("model/engine_model.json"), from_mlmodel(), from_json("metrics.json")];
+    let mut present = found.into_iter().flatten().peekable();
+    present.peek()?;
+    let named = present.flatten().find(|id| !id.is_empty());
+    Some(named.map_or_else(|| "a run whose id cannot be read".to_string(), |id| format!("run {id}")))
+}
+
+/// Refuses an output directory that holds another run's model or reports, unless `overwrite`,
+/// which removes them first (so that no file of the old run stays beside the new run's).
+fn claim_output_dir(dir: &Path, overwrite: bool) -> anyhow::Result<()> {
+    let Some(owner) = previous_run(dir) else { return Ok(()) };
+    if !overwrite {
+        return Err(UsageError(format!(
+            "output directory {} holds the model and reports of {owner}; give this run its own --output-dir, or pass --overwrite to replace them",
+            dir.display()
+        ))
+        .into());
+    }
+    eprintln!("--overwrite: replacing the model and reports of {owner} in {}", dir.display());
+    let model = dir.join("model");
+    if model.exists() {
+        std::fs::remove_dir_all(&model).with_context(|| format!("cannot remove {}", model.display()))?;
+    }
+    let metrics = dir.join("metrics.json");
+    if metrics.exists() {
+        std::fs::remove_file(&metrics).with_context(|| format!("cannot remove {}", metrics.display()))?;
+    }
+    Ok(())
 }
 
 /// What the trained model costs to run, measured after training.
@@ -334,7 +447,8 @@ fn measure_cost(model: &engine::nn::Network, bench: &Bench, normalize: Normaliza
 }
 
 /// Everything between the start and the end of a tracked run, holding its output directory;
-/// returns the run's summary. Only a finished run leaves a model there.
+/// returns the run's summary. Only a finished run leaves a model there; `overwrite` replaces
+/// another run's model and reports found there instead of refusing the directory.
 fn train_and_report(
     bench: &Bench,
     spec: &RunSpec,
@@ -342,9 +456,11 @@ fn train_and_report(
     run_id: &str,
     interrupted: &AtomicBool,
     sampler: Option<&engine::sysmetrics::Sampler>,
+    overwrite: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let output_dir = output_dir(spec, run_id)?;
     let _output_lock = lock_output_dir(&output_dir)?;
+    claim_output_dir(&output_dir, overwrite)?;
     let result = train_and_record(bench, spec, tracker, &output_dir, run_id, interrupted, sampler);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(output_dir.join("model"));
@@ -362,12 +478,12 @@ fn train_and_record(
     sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<serde_json::Value> {
     let (config, device, dataset) = (&spec.config, &bench.device, &bench.dataset);
-    let trained = fit_logged(bench, config, tracker, interrupted, sampler)?;
+    let trained = fit_logged(bench, spec, tracker, interrupted, sampler)?;
     let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
     let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
-    println!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy);
+    say(spec.json, &format!("test_loss {:.4}  test_accuracy {:.4}", test.loss, test.accuracy));
     let report = report::ClassificationReport::new(&test.labels, &test.predictions, &report::CLASS_NAMES)?;
-    println!("\n{}", report.render_text());
+    say(spec.json, &format!("\n{}", report.render_text()));
 
     check_interrupt(interrupted)?;
     let model_dir = output_dir.join("model");
@@ -416,12 +532,13 @@ fn train_and_record(
 /// they come, and the interrupt checked between steps.
 fn fit_logged(
     bench: &Bench,
-    config: &TrainConfig,
+    spec: &RunSpec,
     tracker: &mut dyn Tracker,
     interrupted: &AtomicBool,
     sampler: Option<&engine::sysmetrics::Sampler>,
 ) -> anyhow::Result<train::Trained> {
-    let mut progress = Progress::new();
+    let config = &spec.config;
+    let mut progress = Progress::new(spec.json);
     let mut observe = |event: Event| -> Result<(), TrainError> {
         check_interrupt(interrupted)?;
         let system = sampler.map(engine::sysmetrics::Sampler::take).unwrap_or_default();
@@ -435,7 +552,7 @@ fn fit_logged(
             }
             Event::EpochEnd(m) => {
                 progress.finish();
-                println!(
+                let line = format!(
                     "epoch {:>3}/{}  train_loss {:.4}  val_loss {}  val_accuracy {}  {:.1}s",
                     m.epoch,
                     config.epochs,
@@ -444,6 +561,7 @@ fn fit_logged(
                     optional(m.val_accuracy),
                     m.seconds
                 );
+                say(spec.json, &line);
                 tracker.log_metrics(&epoch_metrics(m)).map_err(|e| TrainError::Observer(e.to_string()))?;
             }
         }

@@ -324,6 +324,12 @@ impl MlflowClient {
         self
     }
 
+    /// The same client trying each request once: for a first contact that must not wait
+    /// through the backoff schedule of a server that is down.
+    pub fn without_retries(&self) -> Self {
+        self.clone().with_retry(RetryPolicy { max_retries: 0, ..self.retry.clone() })
+    }
+
     /// The server's base URI (normalized, no trailing `/`, never with credentials).
     pub fn tracking_uri(&self) -> &str {
         &self.base
@@ -579,7 +585,7 @@ impl MlflowClient {
 
     /// `GET /health` once (no retries): Ok when the server answers 200.
     pub fn health(&self) -> Result<(), TrackingError> {
-        let once = self.clone().with_retry(RetryPolicy { max_retries: 0, ..self.retry.clone() });
+        let once = self.without_retries();
         let (r, attempts) = once.send("GET", "/health", &[], ReqBody::None, Retry::Idempotent, Sink::ANSWER)?;
         if r.status == 200 { Ok(()) } else { Err(self.api_error("GET", "/health", &r, attempts)) }
     }

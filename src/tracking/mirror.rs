@@ -8,7 +8,7 @@ use super::client::MlflowClient;
 use super::error::TrackingError;
 use super::local::{LocalTracker, RemoteRef};
 use super::models::LoggedModel;
-use super::uplink::{Job, SYNC_HINT, Uplink};
+use super::uplink::{Job, NewRun, RemoteRun, SYNC_HINT, Started, Uplink};
 use super::util::{self, now_ms};
 use super::{DatasetInput, LOCAL_RUN_ID_TAG, MODEL_ARTIFACT_DIR, Metric, RunStatus, Tracker, TrackingConfig};
 
@@ -17,19 +17,20 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Default longest time the end of a run waits for the server to take what is queued
 /// (`ENGINE_TRACKING_DRAIN_SECONDS`).
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
-
-struct RemoteRun {
-    experiment_id: String,
-    run_id: String,
-    artifact_uri: String,
-}
+/// Longest time the start of a run waits for the server to name it. A server that refuses the
+/// connection is known at once; one that never answers costs this much, then the run starts
+/// under a local id and reaches the server if it answers later.
+pub const START_WAIT: Duration = Duration::from_secs(3);
 
 /// Records a run in the local store and on an MLflow server at the same time.
 ///
 /// The local store is written first, in the caller's thread, so it always holds the whole run.
 /// Everything for the server leaves through an `Uplink`: a bounded queue drained by a
-/// background thread, so the training loop never waits for the server (only starting the run and
-/// reserving its model do, as their answers name the run and the model). Metric points go out in
+/// background thread, so the training loop never waits for the server. Starting the run waits
+/// at most [`START_WAIT`] for the server to create it, so that a live server's id names the run;
+/// past that (or at once when the server refuses the connection) the run starts under a local
+/// id, and the uplink creates it on the server when it answers. Reserving the model waits for
+/// one request of a live server, as its answer names the model. Metric points go out in
 /// batches, at most once per flush interval. Server failures never fail the training: the server
 /// is left alone for the rest of the run, which stays marked unsynced for [`super::sync`]. The
 /// end of the run waits for the queue to drain, at most the drain timeout. Only local-store
@@ -100,9 +101,11 @@ impl MirroredTracker {
     pub fn local(&self) -> &LocalTracker {
         &self.local
     }
-    /// True while the run is being sent to the server.
+    /// True while the run is being sent to the server (it exists there and the server was not
+    /// given up on).
     pub fn is_server_live(&self) -> bool {
-        self.uplink.as_ref().is_some_and(|u| !u.state.disabled.load(Ordering::SeqCst))
+        let created = |u: &Uplink| self.remote.is_some() || u.state.remote.lock().is_ok_and(|r| r.is_some());
+        self.uplink.as_ref().is_some_and(|u| created(u) && !u.state.disabled.load(Ordering::SeqCst))
     }
     /// True when everything so far reached the server.
     pub fn is_in_sync(&self) -> bool {
@@ -152,6 +155,62 @@ impl MirroredTracker {
     }
 }
 
+impl MirroredTracker {
+    /// Waits at most [`START_WAIT`] for the uplink's first news of the server run: the run, or
+    /// `None` (the server did not answer in time or refused it) after saying so.
+    fn first_news(&mut self, news: &std::sync::mpsc::Receiver<Started>) -> Option<RemoteRun> {
+        let uri = util::redact_uri(self.client.tracking_uri());
+        let waiting = match news.recv_timeout(START_WAIT) {
+            Ok(Started::Created(remote)) => return Some(remote),
+            Ok(Started::Refused) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Ok(Started::NotYet(why)) => why,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                format!("no answer within {:.0} s", START_WAIT.as_secs_f64())
+            }
+        };
+        eprintln!(
+            "warning: MLflow {uri} is not answering ({waiting}); training starts now, recorded in the local store; \
+             the run goes to the server if it answers while the run lasts, else {SYNC_HINT}"
+        );
+        self.start_error = Some(waiting);
+        None
+    }
+
+    /// Notes the server's run in the local run, so that `sync` continues it.
+    fn record_remote(&mut self, r: &RemoteRun) -> Result<(), TrackingError> {
+        let remote_ref = RemoteRef {
+            tracking_uri: self.client.tracking_uri().to_string(),
+            experiment_id: r.experiment_id.clone(),
+            run_id: r.run_id.clone(),
+            artifact_uri: r.artifact_uri.clone(),
+            synced: false,
+            synced_at: None,
+        };
+        match self.local.local_run_mut() {
+            Some(run) => run.add_remote(remote_ref),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes up the server run the uplink created after the start stopped waiting for it.
+    fn adopt_late_remote(&mut self) -> Result<(), TrackingError> {
+        if self.remote.is_some() {
+            return Ok(());
+        }
+        let late = self.uplink.as_ref().and_then(|u| u.state.remote.lock().ok().and_then(|r| r.clone()));
+        if let Some(remote) = late {
+            self.record_remote(&remote)?;
+            self.remote = Some(remote);
+        }
+        Ok(())
+    }
+
+    /// True while the server has not answered yet and may still take the run.
+    fn is_server_pending(&self) -> bool {
+        self.remote.is_none() && self.uplink.as_ref().is_some_and(|u| !u.state.disabled.load(Ordering::SeqCst))
+    }
+}
+
 impl Tracker for MirroredTracker {
     fn start_run(&mut self, params: &[(String, String)], tags: &[(String, String)]) -> Result<String, TrackingError> {
         if self.local.local_run().is_some() {
@@ -170,55 +229,36 @@ impl Tracker for MirroredTracker {
         let provisional = util::new_run_id();
         let mut create_tags = all_tags.clone();
         create_tags.push((LOCAL_RUN_ID_TAG.to_string(), provisional.clone()));
-        let created = self
-            .client
-            .get_or_create_experiment(&config.experiment)
-            .and_then(|exp| self.client.create_run(&exp, &name, start, &user, &create_tags).map(|info| (exp, info)));
-        let run_id = match created {
-            Ok((exp, info)) => {
-                let id = info.run_id.clone();
-                self.remote =
-                    Some(RemoteRun { experiment_id: exp, run_id: info.run_id, artifact_uri: info.artifact_uri });
-                id
-            }
-            Err(e) => {
-                self.request_failed("MLflow start run", e);
-                provisional
-            }
+        let new_run = NewRun {
+            experiment: config.experiment.clone(),
+            name: name.clone(),
+            start_ms: start,
+            user,
+            tags: create_tags,
         };
+        let (uplink, first_news) = Uplink::start(self.client.clone(), new_run, self.flush_interval, self.local_dir());
+        self.remote = self.first_news(&first_news);
+        let run_id = self.remote.as_ref().map_or(provisional, |r| r.run_id.clone());
         let uri = self.client.tracking_uri().to_string();
-        let started = self.local.start_with(run_id.clone(), name, start, params, &all_tags, Some(uri.clone()));
+        let started = self.local.start_with(run_id.clone(), name, start, params, &all_tags, Some(uri));
         if let Err(e) = started {
             // Don't leave a RUNNING run on the server for a run we cannot record.
-            if let Some(r) = &self.remote {
-                let _ = self.client.update_run(&r.run_id, RunStatus::Failed, now_ms());
+            match &self.remote {
+                Some(r) => {
+                    let _ = self.client.update_run(&r.run_id, RunStatus::Failed, now_ms());
+                }
+                None => uplink.send(Job::End { status: RunStatus::Failed, end_ms: now_ms() }),
             }
             return Err(e);
         }
-        if let Some(r) = &self.remote {
-            let remote_ref = RemoteRef {
-                tracking_uri: uri,
-                experiment_id: r.experiment_id.clone(),
-                run_id: r.run_id.clone(),
-                artifact_uri: r.artifact_uri.clone(),
-                synced: false,
-                synced_at: None,
-            };
-            let uplink = Uplink::start(
-                self.client.clone(),
-                r.run_id.clone(),
-                r.artifact_uri.clone(),
-                self.flush_interval,
-                self.local_dir(),
-            );
-            if let Some(run) = self.local.local_run_mut() {
-                run.add_remote(remote_ref)?;
-            }
-            // The run is known locally under the server's id: say so in the tag.
-            uplink.send(Job::Params(params.to_vec()));
-            uplink.send(Job::Tags(vec![(LOCAL_RUN_ID_TAG.to_string(), run_id.clone())]));
-            self.uplink = Some(uplink);
+        uplink.state.set_where_local(self.local_dir());
+        self.uplink = Some(uplink);
+        if let Some(remote) = self.remote.clone() {
+            self.record_remote(&remote)?;
         }
+        // The run is known locally under this id: say so in the tag.
+        self.send(Job::Params(params.to_vec()));
+        self.send(Job::Tags(vec![(LOCAL_RUN_ID_TAG.to_string(), run_id.clone())]));
         Ok(run_id)
     }
 
@@ -271,6 +311,17 @@ impl Tracker for MirroredTracker {
     }
 
     fn begin_model(&mut self, params: &[(String, String)]) -> Result<Option<String>, TrackingError> {
+        self.adopt_late_remote()?;
+        if self.remote.is_none() && self.is_server_pending() {
+            // The model's metrics name a LoggedModel, which needs the server's run: without
+            // it they cannot go there, and `engine sync` sends the run with its model later.
+            let err = TrackingError::Unreachable {
+                uri: util::redact_uri(self.client.tracking_uri()),
+                detail: "it has not created the run by the time its model is recorded".into(),
+                attempts: 1,
+            };
+            self.request_failed("MLflow create logged model", err);
+        }
         let (Some(run_id), Some(experiment_id)) = (self.server_run_id(), self.experiment_id()) else {
             return Ok(None);
         };
@@ -313,17 +364,29 @@ impl Tracker for MirroredTracker {
         let run = self.local.local_run_mut().ok_or(TrackingError::NoActiveRun)?;
         run.finish(status, end)?;
         self.local.mark_ended();
+        self.adopt_late_remote()?;
+        // A server that has not answered once during the whole run is waited for briefly.
+        let never_answered = self.remote.is_none();
+        let mut wait = if never_answered { self.drain_timeout.min(START_WAIT) } else { self.drain_timeout };
         let Some(uplink) = &self.uplink else { return Ok(()) };
         uplink.send(Job::End { status, end_ms: end });
-        if !uplink.drain(self.drain_timeout) {
+        let mut drained = uplink.drain(wait);
+        // The server answered meanwhile: it gets the rest of the drain timeout.
+        let answered = uplink.state.remote.lock().is_ok_and(|r| r.is_some());
+        if !drained && wait < self.drain_timeout && answered && !uplink.state.disabled.load(Ordering::SeqCst) {
+            drained = uplink.drain(self.drain_timeout - wait);
+            wait = self.drain_timeout;
+        }
+        if !drained {
             uplink.state.dirty.store(true, Ordering::SeqCst);
             eprintln!(
                 "warning: the MLflow server did not take the run within {:.0} s; it stays unsynced in the local store {}; {SYNC_HINT}",
-                self.drain_timeout.as_secs_f64(),
+                wait.as_secs_f64(),
                 self.local_dir()
             );
         }
-        if self.is_in_sync() {
+        self.adopt_late_remote()?;
+        if self.remote.is_some() && self.is_in_sync() {
             let uri = self.client.tracking_uri().to_string();
             if let Some(run) = self.local.local_run_mut() {
                 run.set_synced(&uri, true)?;
@@ -339,7 +402,11 @@ impl Tracker for MirroredTracker {
     fn describe(&self) -> String {
         let uri = util::redact_uri(self.client.tracking_uri());
         match &self.remote {
-            Some(r) if self.is_server_live() || self.uplink.is_none() => format!(
+            None if self.local.is_active() && self.is_server_pending() => format!(
+                "local store {} (MLflow {uri} not answering yet: the run goes there once it does, else {SYNC_HINT})",
+                self.local_dir()
+            ),
+            Some(r) if self.is_server_live() => format!(
                 "MLflow {uri}/#/experiments/{}/runs/{} (mirrored in local store {})",
                 r.experiment_id,
                 r.run_id,
