@@ -24,8 +24,8 @@ pub struct EvalArgs {
     /// The run whose model to evaluate (local store, else the configured MLflow server).
     #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
     pub run_id: Option<String>,
-    /// Instead of a run: models:/NAME/VERSION, models:/NAME@ALIAS, runs:/RUN_ID/model, or a
-    /// local model directory.
+    /// Instead of a run: models:/NAME/VERSION, models:/NAME/STAGE, models:/NAME/latest,
+    /// models:/NAME@ALIAS, models:/<model id>, runs:/RUN_ID/model, or a local model directory.
     #[arg(long)]
     pub model_uri: Option<String>,
     /// Examples per forward pass.
