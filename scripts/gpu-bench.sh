@@ -11,7 +11,7 @@
 #                                        NVIDIA driver needs (libvulkan.so.1, libGLdispatch.so.0,
 #                                        libGLX.so.0, libEGL.so.1: from this system, else from
 #                                        Debian's packages) in DIR/lib; FashionMNIST in DIR/data;
-#                                        the PyTorch anchor
+#                                        the PyTorch anchor; this script
 #   scripts/gpu-bench.sh [--small] [DIR] on the GPU machine, from DIR, within 8 minutes; without
 #                                        DIR and without the variables below, the binaries are
 #                                        built here first
@@ -113,6 +113,7 @@ if [ -n "$collect" ]; then
         fi
         if [ -n "$path" ]; then cp -L "$path" "$collect/lib/$lib"; else echo "gpu-bench: no $lib here or from apt-get download $package" >&2; fi
     done
+    cp "$0" "$collect/gpu-bench.sh" # the bundle runs itself: DIR/gpu-bench.sh DIR
     anchor=${ENGINE_TORCH_ANCHOR:-$repo/../shared/anchors/gpu/torch_gpu_anchor.py}
     if [ -f "$anchor" ]; then cp "$anchor" "$collect/torch_gpu_anchor.py" && chmod u+w "$collect/torch_gpu_anchor.py"; else echo "gpu-bench: no PyTorch anchor at $anchor" >&2; fi
     data=$(first_dataset_dir)

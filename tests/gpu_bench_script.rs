@@ -1,11 +1,12 @@
 //! `scripts/gpu-bench.sh` as it is meant to meet a bare GPU machine, here on this machine's
 //! adapter (lavapipe without a GPU): `--collect` gathers the bundle (the engine and the bench
 //! binaries of the release profile, so this test's build is reused; the Vulkan loader and glvnd
-//! libraries; FashionMNIST) within 60 MB, and `--small DIR` runs from it with the bundle's loader
-//! (a broken `libvulkan.so.1` earlier on the caller's library path and an unset `HOME` change
-//! nothing): `engine train --device gpu`, three short epochs and small kernels, and its table,
-//! here beside a PyTorch result given as a file. Without `--small` it refuses the software
-//! adapter. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1` (or `true`).
+//! libraries; FashionMNIST; the script) within 60 MB, and the bundle's script, `--small DIR`, runs
+//! from it with the bundle's loader (a broken `libvulkan.so.1` earlier on the caller's library
+//! path and an unset `HOME` change nothing): `engine train --device gpu`, three short epochs and
+//! small kernels, and its table, here beside a PyTorch result given as a file. Without `--small`
+//! it refuses the software adapter. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1` (or
+//! `true`).
 #![cfg(feature = "gpu")]
 
 #[path = "common/devices.rs"]
@@ -26,15 +27,17 @@ fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
     line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect()
 }
 
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-bench.sh");
+
 fn number(cell: &str) -> f64 {
     cell.parse().unwrap_or_else(|_| panic!("{cell:?} is not a number"))
 }
 
-/// `scripts/gpu-bench.sh ARGS` with `env` and without `unset`, and none of the caller's choices
+/// `SCRIPT ARGS` (`scripts/gpu-bench.sh` or its copy in a bundle) with `env` and without `unset`, and none of the caller's choices
 /// of binaries, data, driver file or software adapter.
-fn gpu_bench(args: &[&Path], env: &[(&str, &Path)], unset: &[&str]) -> Output {
+fn gpu_bench(script: &Path, args: &[&Path], env: &[(&str, &Path)], unset: &[&str]) -> Output {
     let mut command = Command::new("bash");
-    command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-bench.sh")).args(args);
+    command.arg(script).args(args);
     for name in ["ENGINE", "ENGINE_TRAIN_BENCH", "ENGINE_GPU_REPORT", "ENGINE_DATA_DIR", "ENGINE_TORCH_JSON"] {
         command.env_remove(name);
     }
@@ -70,7 +73,7 @@ fn a_bundle_collected_here_runs_with_its_own_loader_and_prints_the_table_at_smal
         "softmax": {"512x1000": {"s": 1e-4, "GBps": 0.5}}}"#;
     std::fs::write(&torch, recorded).unwrap();
 
-    let collected = gpu_bench(&[Path::new("--collect"), &bundle], &[], &[]);
+    let collected = gpu_bench(Path::new(SCRIPT), &[Path::new("--collect"), &bundle], &[], &[]);
     assert!(collected.status.success(), "{}", text(&collected));
     let said = text(&collected);
     let megabytes: u64 = said
@@ -79,13 +82,21 @@ fn a_bundle_collected_here_runs_with_its_own_loader_and_prints_the_table_at_smal
         .map(|(mb, _)| mb.parse().unwrap())
         .unwrap_or_else(|| panic!("no size: {said}"));
     assert!(megabytes <= 60, "{said}");
-    for file in ["bin/engine.gz", "bin/train.gz", "bin/gpu_report.gz", "lib/libvulkan.so.1", "lib/libGLdispatch.so.0"] {
+    for file in [
+        "gpu-bench.sh",
+        "bin/engine.gz",
+        "bin/train.gz",
+        "bin/gpu_report.gz",
+        "lib/libvulkan.so.1",
+        "lib/libGLdispatch.so.0",
+    ] {
         assert!(bundle.join(file).is_file(), "no {file} in the bundle: {said}");
     }
     assert!(bundle.join("data/train-images-idx3-ubyte.gz").is_file(), "no FashionMNIST in the bundle: {said}");
 
     let environment = [("ENGINE_TORCH_JSON", torch.as_path()), ("LD_LIBRARY_PATH", &decoy)];
-    let ran = gpu_bench(&[Path::new("--small"), &bundle], &environment, &["HOME", "XDG_CACHE_HOME"]);
+    let own_script = bundle.join("gpu-bench.sh");
+    let ran = gpu_bench(&own_script, &[Path::new("--small"), &bundle], &environment, &["HOME", "XDG_CACHE_HOME"]);
     let table = String::from_utf8_lossy(&ran.stdout).into_owned();
     assert!(ran.status.success(), "{}", text(&ran));
     let loader = bundle.canonicalize().unwrap().join("lib/libvulkan.so.1");
@@ -118,7 +129,8 @@ fn a_bundle_collected_here_runs_with_its_own_loader_and_prints_the_table_at_smal
     // Without --small a software adapter is refused, even where the caller allows one.
     let found = gpu::adapters();
     if gpu::choose_adapter(&found).is_ok_and(|i| found[i].is_cpu()) {
-        let refused = gpu_bench(&[bundle.as_path()], &[("ENGINE_ALLOW_SOFTWARE_GPU", Path::new("1"))], &[]);
+        let refused =
+            gpu_bench(&own_script, &[bundle.as_path()], &[("ENGINE_ALLOW_SOFTWARE_GPU", Path::new("1"))], &[]);
         let said = text(&refused);
         assert_eq!(refused.status.code(), Some(1), "{said}");
         assert!(said.contains("is a software one") && said.contains(&adapter), "{said}");
