@@ -29,6 +29,8 @@
 # ENGINE_DATA_DIR (FashionMNIST's .gz files), ENGINE_TORCH_ANCHOR (torch_gpu_anchor.py),
 # ENGINE_TORCH_JSON (a result of that anchor to compare with instead of running it),
 # ENGINE_GPU_ADAPTER (which adapter, see `engine devices`), PYTHON (default python3).
+# Each part has its own time limit (the adapters 30 s, engine train 60 s, the training bench
+# 170 s, the kernels 90 s, PyTorch 120 s), so a run from a bundle ends within 8 minutes.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -186,7 +188,7 @@ fi
 
 # --- the adapter ----------------------------------------------------------------------------
 # The loader wgpu opened (it is loaded at run time, so ldd does not show it) and the adapters.
-loader=$(LD_DEBUG=libs timeout 60 "$ENGINE" devices 2>&1 >"$work/devices.txt" |
+loader=$(LD_DEBUG=libs timeout 30 "$ENGINE" devices 2>&1 >"$work/devices.txt" |
     sed -n 's/.*calling init: \(.*libvulkan\.so\.1\)$/\1/p' | head -n 1) || true
 echo "gpu-bench: Vulkan loader ${loader:-not loaded}${VK_DRIVER_FILES:+, driver file $VK_DRIVER_FILES}"
 sed 's/^/gpu-bench: /' "$work/devices.txt"
@@ -257,7 +259,7 @@ elif [ -z "$data_dir" ]; then
     torch_note="PyTorch: not run, no FashionMNIST .gz files (set ENGINE_DATA_DIR)"
 else
     echo "gpu-bench: PyTorch anchor" >&2
-    if OUT=$work timeout 130 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
+    if OUT=$work timeout 120 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
         torch_json=$work/torch_gpu_anchor.json
         torch_note="PyTorch: $ENGINE_TORCH_ANCHOR, in this run"
     else
