@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# The engine on a GPU beside PyTorch CUDA eager, in one run and one table: the training epoch
-# (cold and warm), square matmuls (GFLOP/s, fp32; PyTorch with TF32 off), row softmax (GB/s),
-# and the dispatches, compute passes, submits and new bind groups of a training step.
+# The engine on a GPU beside PyTorch CUDA eager, in one run and one table: `engine train --device
+# gpu` end to end (a short run), the training epoch (cold and warm), square matmuls (GFLOP/s,
+# fp32; PyTorch with TF32 off), row softmax (GB/s), and the dispatches, compute passes, submits
+# and new bind groups of a training step.
 #
-# It builds nothing where it runs: the bench binaries are built and gathered beforehand.
+#   scripts/gpu-bench.sh --collect DIR   on a build machine: a bundle for a bare GPU machine, at
+#                                        most 60 MB: the `engine` binary and the `train` and
+#                                        `gpu_report` benches (release, stripped, gzipped) in
+#                                        DIR/bin; the Vulkan loader and the glvnd libraries the
+#                                        NVIDIA driver needs (libvulkan.so.1, libGLdispatch.so.0,
+#                                        libGLX.so.0, libEGL.so.1: from this system, else from
+#                                        Debian's packages) in DIR/lib; FashionMNIST in DIR/data;
+#                                        the PyTorch anchor; this script
+#   scripts/gpu-bench.sh [--small] [DIR] on the GPU machine, from DIR, within 8 minutes; without
+#                                        DIR and without the variables below, the binaries are
+#                                        built here first
 #
-#   scripts/gpu-bench.sh --collect DIR   on a build machine: `cargo bench --no-run` of the
-#                                        `train` and `gpu_report` benches, stripped into DIR/bin,
-#                                        with libvulkan.so.1 (DIR/lib), the PyTorch anchor and
-#                                        FashionMNIST (DIR/data) where this machine has them
-#   scripts/gpu-bench.sh [--small] [DIR] on the GPU machine, from DIR; without DIR and without
-#                                        the variables below, the binaries are built here first
+# With DIR the bundle's libraries come first on LD_LIBRARY_PATH, before any the system has. An
+# NVIDIA Vulkan driver file (nvidia_icd*.json) is looked for where drivers and containers put it
+# and given to the loader (VK_DRIVER_FILES, and VK_ICD_FILENAMES for older loaders). The run
+# prints the loader it used and the adapters, and refuses a software adapter such as lavapipe.
 #
-# --small (or ENGINE_GPU_BENCH_SMALL=1): sizes a CPU adapter such as lavapipe runs in seconds
-# (1024 images, one hidden layer of 64, matmul 256³ and 512³, softmax 512x1000); PyTorch's
-# figures are of other sizes, so it is not run.
+# --small (or ENGINE_GPU_BENCH_SMALL=1): allows a software adapter (ENGINE_ALLOW_SOFTWARE_GPU=1)
+# at sizes lavapipe runs in seconds (1024 images, one hidden layer of 64, matmul 256³ and 512³,
+# softmax 512x1000); PyTorch's figures are of other sizes, so it is not run.
 #
-# Variables: ENGINE_TRAIN_BENCH and ENGINE_GPU_REPORT (the binaries), ENGINE_DATA_DIR
-# (FashionMNIST's .gz files), ENGINE_TORCH_ANCHOR (torch_gpu_anchor.py), ENGINE_TORCH_JSON (a
-# result of that anchor to compare with instead of running it), PYTHON (default python3).
-# Each part has its own time limit, so the whole run ends within 10 minutes.
+# Variables: ENGINE (the engine binary), ENGINE_TRAIN_BENCH and ENGINE_GPU_REPORT (the benches),
+# ENGINE_DATA_DIR (FashionMNIST's .gz files), ENGINE_TORCH_ANCHOR (torch_gpu_anchor.py),
+# ENGINE_TORCH_JSON (a result of that anchor to compare with instead of running it),
+# ENGINE_GPU_ADAPTER (which adapter, see `engine devices`), PYTHON (default python3).
+# Each part has its own time limit (the adapters 30 s, engine train 60 s, the training bench
+# 170 s, the kernels 90 s, PyTorch 120 s), so a run from a bundle ends within 8 minutes.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,14 +49,27 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-# The `train` and `gpu_report` bench binaries, built now (nothing is rebuilt when they are
-# current) with the release profile, whose library `cargo build/test --release` share; prints
-# "train PATH" and "gpu_report PATH".
-build_benches() {
-    (cd "$repo" && cargo bench --no-run --profile release --message-format=json --bench train --bench gpu_report) |
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The release binaries, built now (nothing is rebuilt when they are current; the benches with the
+# release profile, whose library `cargo build/test --release` share); prints "NAME PATH" for
+# engine, train and gpu_report.
+build_binaries() {
+    # Not with the variables cargo gives a process it runs (this script run by a test): cargo
+    # compares them with those some build scripts watch (ring's), and would rebuild everything.
+    local unset=() name
+    for name in $(compgen -e); do
+        case "$name" in
+            OUT_DIR | CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | CARGO_BIN_*) unset+=(-u "$name") ;;
+        esac
+    done
+    (cd "$repo" && env "${unset[@]}" cargo build --release --bin engine --message-format=json &&
+        env "${unset[@]}" cargo bench --no-run --profile release --message-format=json --bench train --bench gpu_report) |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' |
         while read -r exe; do
             case "$(basename "$exe")" in
+                engine) echo "engine $exe" ;;
                 train-*) echo "train $exe" ;;
                 gpu_report-*) echo "gpu_report $exe" ;;
             esac
@@ -53,7 +77,8 @@ build_benches() {
 }
 
 first_dataset_dir() {
-    for dir in "${ENGINE_DATA_DIR:-}" "${XDG_CACHE_HOME:-$HOME/.cache}/engine/fashion-mnist" /usr/share/datasets/fashion-mnist; do
+    local cache=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+    for dir in "${ENGINE_DATA_DIR:-}" "${cache:+$cache/engine/fashion-mnist}" /usr/share/datasets/fashion-mnist; do
         if [ -n "$dir" ] && [ -f "$dir/train-images-idx3-ubyte.gz" ]; then
             echo "$dir"
             return
@@ -61,68 +86,149 @@ first_dataset_dir() {
     done
 }
 
+# The Debian package of a library the bundle takes along.
+debian_package() {
+    case "$1" in
+        libvulkan.so.1) echo libvulkan1 ;;
+        libGLdispatch.so.0) echo libglvnd0 ;;
+        libGLX.so.0) echo libglx0 ;;
+        libEGL.so.1) echo libegl1 ;;
+    esac
+}
+
 if [ -n "$collect" ]; then
     mkdir -p "$collect/bin" "$collect/lib" "$collect/data"
     while read -r name exe; do
-        strip -o "$collect/bin/$name" "$exe" 2>/dev/null || cp "$exe" "$collect/bin/$name"
-    done < <(build_benches)
-    [ -x "$collect/bin/train" ] && [ -x "$collect/bin/gpu_report" ] || { echo "gpu-bench: the benches did not build" >&2; exit 1; }
-    loader=$(ldconfig -p 2>/dev/null | sed -n 's/.*libvulkan\.so\.1 .*=> //p' | head -n 1)
-    if [ -n "$loader" ]; then cp -L "$loader" "$collect/lib/libvulkan.so.1"; else echo "gpu-bench: no libvulkan.so.1 here to take along" >&2; fi
+        strip -o "$work/$name" "$exe" 2>/dev/null || cp "$exe" "$work/$name"
+        gzip -c "$work/$name" >"$collect/bin/$name.gz"
+    done < <(build_binaries)
+    for name in engine train gpu_report; do
+        [ -s "$collect/bin/$name.gz" ] || { echo "gpu-bench: $name did not build" >&2; exit 1; }
+    done
+    for lib in libvulkan.so.1 libGLdispatch.so.0 libGLX.so.0 libEGL.so.1; do
+        path=$(ldconfig -p 2>/dev/null | awk -v lib="$lib" '$1 == lib && /x86-64/ { print $NF; exit }')
+        package=$(debian_package "$lib")
+        if [ -z "$path" ] && command -v apt-get >/dev/null &&
+            (cd "$work" && apt-get download "$package" >/dev/null 2>&1); then
+            dpkg -x "$work/${package}"_*.deb "$work/root"
+            path=$(find "$work/root" -name "$lib" | head -n 1)
+        fi
+        if [ -n "$path" ]; then cp -L "$path" "$collect/lib/$lib"; else echo "gpu-bench: no $lib here or from apt-get download $package" >&2; fi
+    done
+    cp "$0" "$collect/gpu-bench.sh" # the bundle runs itself: DIR/gpu-bench.sh DIR
     anchor=${ENGINE_TORCH_ANCHOR:-$repo/../shared/anchors/gpu/torch_gpu_anchor.py}
-    if [ -f "$anchor" ]; then cp "$anchor" "$collect/torch_gpu_anchor.py"; else echo "gpu-bench: no PyTorch anchor at $anchor" >&2; fi
+    if [ -f "$anchor" ]; then cp "$anchor" "$collect/torch_gpu_anchor.py" && chmod u+w "$collect/torch_gpu_anchor.py"; else echo "gpu-bench: no PyTorch anchor at $anchor" >&2; fi
     data=$(first_dataset_dir)
     if [ -n "$data" ]; then cp "$data"/*-ubyte.gz "$collect/data/"; else echo "gpu-bench: no FashionMNIST here to take along" >&2; fi
-    echo "gpu-bench: $(du -sh "$collect" | cut -f1) in $collect; run there: scripts/gpu-bench.sh $collect"
+    megabytes=$(du -sm "$collect" | cut -f1)
+    echo "gpu-bench: $megabytes MB in $collect; run there: scripts/gpu-bench.sh $collect"
+    if [ "$megabytes" -gt 60 ]; then
+        echo "gpu-bench: the bundle is past 60 MB" >&2
+        exit 1
+    fi
     exit 0
 fi
 
 if [ -n "$bundle" ]; then
-    : "${ENGINE_TRAIN_BENCH:=$bundle/bin/train}" "${ENGINE_GPU_REPORT:=$bundle/bin/gpu_report}"
+    bundle=$(cd "$bundle" && pwd)
+    mkdir -p "$work/bin"
+    for packed in "$bundle"/bin/*.gz; do
+        [ -f "$packed" ] || continue
+        gzip -dc "$packed" >"$work/bin/$(basename "$packed" .gz)"
+        chmod +x "$work/bin/$(basename "$packed" .gz)"
+    done
+    : "${ENGINE:=$work/bin/engine}" "${ENGINE_TRAIN_BENCH:=$work/bin/train}" "${ENGINE_GPU_REPORT:=$work/bin/gpu_report}"
     : "${ENGINE_TORCH_ANCHOR:=$bundle/torch_gpu_anchor.py}"
     [ -f "$bundle/data/train-images-idx3-ubyte.gz" ] && : "${ENGINE_DATA_DIR:=$bundle/data}"
-    # The bundle's Vulkan loader only where the system has none.
-    if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' && [ -f "$bundle/lib/libvulkan.so.1" ]; then
-        export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    fi
+    # The bundle's loader and glvnd libraries before any other, the system's included.
+    export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-if [ -z "${ENGINE_TRAIN_BENCH:-}" ] || [ -z "${ENGINE_GPU_REPORT:-}" ]; then
-    echo "gpu-bench: building the bench binaries (cargo bench --no-run)" >&2
+if [ -z "${ENGINE:-}" ] || [ -z "${ENGINE_TRAIN_BENCH:-}" ] || [ -z "${ENGINE_GPU_REPORT:-}" ]; then
+    echo "gpu-bench: building the engine and the bench binaries" >&2
     while read -r name exe; do
         case "$name" in
+            engine) : "${ENGINE:=$exe}" ;;
             train) : "${ENGINE_TRAIN_BENCH:=$exe}" ;;
             gpu_report) : "${ENGINE_GPU_REPORT:=$exe}" ;;
         esac
-    done < <(build_benches)
+    done < <(build_binaries)
 fi
-for bin in "${ENGINE_TRAIN_BENCH:-}" "${ENGINE_GPU_REPORT:-}"; do
-    [ -x "$bin" ] || { echo "gpu-bench: no bench binary at '$bin'" >&2; exit 1; }
+for bin in "${ENGINE:-}" "${ENGINE_TRAIN_BENCH:-}" "${ENGINE_GPU_REPORT:-}"; do
+    [ -x "$bin" ] || { echo "gpu-bench: no binary at '$bin'" >&2; exit 1; }
 done
-# NVIDIA's container toolkit puts the Vulkan ICD where the loader does not look.
-nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ] && ! grep -qsl nvidia /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; then
-    export VK_DRIVER_FILES=$nvidia_icd
+
+# The NVIDIA Vulkan driver file, where the loader may not look (NVIDIA's container toolkit puts
+# it under /usr/local/nvidia), and the directory of the driver library it names.
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
+    nvidia_icd=""
+    for dir in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d /usr/local/etc/vulkan/icd.d \
+        /usr/local/nvidia/share/vulkan/icd.d /usr/local/nvidia/etc/vulkan/icd.d /opt/nvidia/share/vulkan/icd.d; do
+        for file in "$dir"/nvidia_icd*.json; do
+            [ -f "$file" ] && { nvidia_icd=$file; break 2; }
+        done
+    done
+    [ -n "$nvidia_icd" ] || nvidia_icd=$(find /usr /etc /opt -maxdepth 7 -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
+    if [ -n "$nvidia_icd" ]; then
+        export VK_DRIVER_FILES=$nvidia_icd VK_ICD_FILENAMES=$nvidia_icd
+        driver=$(sed -n 's/.*"library_path" *: *"\([^"]*\)".*/\1/p' "$nvidia_icd" | head -n 1)
+        if [ -n "$driver" ] && [ "${driver#*/}" = "$driver" ] && ! ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$driver "; then
+            for dir in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib64/nvidia /usr/lib/x86_64-linux-gnu/nvidia; do
+                [ -f "$dir/$driver" ] && { export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$dir"; break; }
+            done
+        fi
+    fi
 fi
 data_dir=$(first_dataset_dir)
 [ -n "$data_dir" ] && export ENGINE_DATA_DIR=$data_dir
+if [ "$small" = 1 ]; then
+    export ENGINE_ALLOW_SOFTWARE_GPU=1
+else
+    unset ENGINE_ALLOW_SOFTWARE_GPU
+fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# --- the adapter ----------------------------------------------------------------------------
+# The loader wgpu opened (it is loaded at run time, so ldd does not show it) and the adapters.
+loader=$(LD_DEBUG=libs timeout 30 "$ENGINE" devices 2>&1 >"$work/devices.txt" |
+    sed -n 's/.*calling init: \(.*libvulkan\.so\.1\)$/\1/p' | head -n 1) || true
+echo "gpu-bench: Vulkan loader ${loader:-not loaded}${VK_DRIVER_FILES:+, driver file $VK_DRIVER_FILES}"
+sed 's/^/gpu-bench: /' "$work/devices.txt"
 
 # --- the engine -----------------------------------------------------------------------------
+# `engine train --device gpu`, short, first: it refuses a software adapter (unless --small) and
+# names the adapters when ENGINE_GPU_ADAPTER names none, and then nothing else is run.
 if [ "$small" = 1 ]; then
+    engine_args=(--epochs 1 --train-limit 1024 --hidden 64)
     train_args=(3 gpu limit=1024 hidden=64)
 else
+    engine_args=(--epochs 1)
     train_args=(3 gpu)
 fi
+echo "gpu-bench: engine train --device gpu ${engine_args[*]}" >&2
+engine_ok=1
+(cd "$work" && env -u MLFLOW_TRACKING_URI ENGINE_LOCAL_STORE="$work/store" timeout 60 "$ENGINE" train --device gpu \
+    "${engine_args[@]}" --no-system-metrics --json --output-dir "$work/engine-train") >"$work/engine.json" 2>"$work/engine.err" || engine_ok=0
+if [ "$engine_ok" = 1 ]; then
+    summary=$(tail -n 1 "$work/engine.json")
+    field() { echo "$summary" | sed -n "s/.*\"$1\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" | tr -d '"'; }
+    echo "gpu-bench: engine train --device gpu: test accuracy $(field test_accuracy) on $(field device)"
+else
+    echo "gpu-bench: engine train --device gpu failed: $(grep -v XDG_RUNTIME_DIR "$work/engine.err" | tail -n 3)"
+    if grep -q ENGINE_ALLOW_SOFTWARE_GPU "$work/engine.err"; then
+        echo "gpu-bench: not measuring a software adapter (--small allows one, at small sizes)"
+        exit 1
+    elif grep -q 'names no GPU adapter\|no GPU adapter found' "$work/engine.err"; then
+        exit 1
+    fi
+fi
+
 echo "gpu-bench: engine training (${train_args[*]})" >&2
 engine_train_ok=1
-timeout 220 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
+timeout 170 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
 echo "gpu-bench: engine kernels" >&2
 engine_kernels_ok=1
 report_args=()
 [ "$small" = 1 ] && report_args=(--small)
-timeout 120 "$ENGINE_GPU_REPORT" "${report_args[@]}" >"$work/kernels.txt" 2>"$work/kernels.err" || engine_kernels_ok=0
+timeout 90 "$ENGINE_GPU_REPORT" "${report_args[@]}" >"$work/kernels.txt" 2>"$work/kernels.err" || engine_kernels_ok=0
 
 # `key value` lines: epoch_1 (cold), warm (mean of the later epochs), the last epoch's counts
 # per step, kernels.
@@ -153,7 +259,7 @@ elif [ -z "$data_dir" ]; then
     torch_note="PyTorch: not run, no FashionMNIST .gz files (set ENGINE_DATA_DIR)"
 else
     echo "gpu-bench: PyTorch anchor" >&2
-    if OUT=$work timeout 200 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
+    if OUT=$work timeout 120 "$python" "$ENGINE_TORCH_ANCHOR" "$data_dir" >"$work/torch.txt" 2>&1; then
         torch_json=$work/torch_gpu_anchor.json
         torch_note="PyTorch: $ENGINE_TORCH_ANCHOR, in this run"
     else
@@ -213,6 +319,7 @@ row "bind groups made per step" new_bind_groups/step 2
 echo
 echo "ratio: engine / PyTorch (times: lower is better; rates: higher is better)"
 status=0
+[ "$engine_ok" = 1 ] || status=1
 if [ "$engine_train_ok" = 0 ]; then
     echo "engine training failed: $(grep -v XDG_RUNTIME_DIR "$work/train.err" | tail -n 3)"
     status=1

@@ -23,6 +23,9 @@ fi
 # Mesa's device-select layer only prints XDG_RUNTIME_DIR errors in tests that open a GPU
 # context in-process (the `engine` binary sets this itself).
 export NODEVICE_SELECT=1
+# `engine --device gpu` refuses a software adapter unless told it is meant; the tests run on
+# lavapipe.
+export ENGINE_ALLOW_SOFTWARE_GPU=1
 cargo test --release "$@"
 
 # The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster, while the

@@ -1,15 +1,22 @@
-//! `scripts/gpu-bench.sh --small` end to end on this machine's adapter (lavapipe without a GPU),
-//! so that the one command meant for a real GPU is known to work before it meets one: it builds
-//! the bench binaries (release profile, so the library of this test's build is reused), trains
-//! three short epochs, times small kernels and prints its table, here beside a PyTorch result
-//! given as a file. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1` (or `true`).
+//! `scripts/gpu-bench.sh` as it is meant to meet a bare GPU machine, here on this machine's
+//! adapter (lavapipe without a GPU): `--collect` gathers the bundle (the engine and the bench
+//! binaries of the release profile, so this test's build is reused; the Vulkan loader and glvnd
+//! libraries; FashionMNIST; the script) within 60 MB, and the bundle's script, `--small DIR`, runs
+//! from it with the bundle's loader (a broken `libvulkan.so.1` earlier on the caller's library
+//! path and an unset `HOME` change nothing): `engine train --device gpu`, three short epochs and
+//! small kernels, and its table, here beside a PyTorch result given as a file. Without `--small`
+//! it refuses the software adapter. Skips without an adapter, unless `ENGINE_REQUIRE_GPU=1` (or
+//! `true`).
 #![cfg(feature = "gpu")]
 
 #[path = "common/devices.rs"]
 #[allow(dead_code)] // only `gpu_required`
 mod devices;
 
-use engine::backend::gpu::GpuContext;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use engine::backend::gpu::{self, GpuContext};
 
 /// The cells of the table row whose label starts with `label`.
 fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
@@ -20,19 +27,45 @@ fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
     line.split('|').map(str::trim).filter(|c| !c.is_empty()).collect()
 }
 
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-bench.sh");
+
 fn number(cell: &str) -> f64 {
     cell.parse().unwrap_or_else(|_| panic!("{cell:?} is not a number"))
 }
 
+/// `SCRIPT ARGS` (`scripts/gpu-bench.sh` or its copy in a bundle) with `env` and without `unset`, and none of the caller's choices
+/// of binaries, data, driver file or software adapter.
+fn gpu_bench(script: &Path, args: &[&Path], env: &[(&str, &Path)], unset: &[&str]) -> Output {
+    let mut command = Command::new("bash");
+    command.arg(script).args(args);
+    for name in ["ENGINE", "ENGINE_TRAIN_BENCH", "ENGINE_GPU_REPORT", "ENGINE_DATA_DIR", "ENGINE_TORCH_JSON"] {
+        command.env_remove(name);
+    }
+    for name in ["ENGINE_ALLOW_SOFTWARE_GPU", "ENGINE_GPU_ADAPTER", "VK_DRIVER_FILES", "VK_ICD_FILENAMES"] {
+        command.env_remove(name);
+    }
+    for name in unset {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
 #[test]
-fn the_gpu_bench_script_prints_its_table_at_small_sizes() {
+fn a_bundle_collected_here_runs_with_its_own_loader_and_prints_the_table_at_small_sizes() {
     if let Err(e) = GpuContext::new() {
         assert!(!devices::gpu_required(), "no GPU adapter: {e}");
         eprintln!("SKIPPED: no GPU adapter ({e})");
         return;
     }
     let dir = std::env::temp_dir().join(format!("engine-gpu-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (bundle, decoy) = (dir.join("bundle"), dir.join("decoy"));
+    std::fs::create_dir_all(&decoy).unwrap();
+    std::fs::write(decoy.join("libvulkan.so.1"), "not a library").unwrap();
     let torch = dir.join("torch_gpu_anchor.json");
     let recorded = r#"{"device": "Recorded GPU", "torch": "2.11",
         "train_preloaded_bs128": {"epoch_s": [2.0, 1.0, 0.5], "test_acc": [0.8, 0.8, 0.8]},
@@ -40,17 +73,38 @@ fn the_gpu_bench_script_prints_its_table_at_small_sizes() {
         "softmax": {"512x1000": {"s": 1e-4, "GBps": 0.5}}}"#;
     std::fs::write(&torch, recorded).unwrap();
 
-    let output = std::process::Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-bench.sh"))
-        .arg("--small")
-        .env("ENGINE_TORCH_JSON", &torch)
-        .env_remove("ENGINE_TRAIN_BENCH")
-        .env_remove("ENGINE_GPU_REPORT")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{table}\n{}", String::from_utf8_lossy(&output.stderr));
+    let collected = gpu_bench(Path::new(SCRIPT), &[Path::new("--collect"), &bundle], &[], &[]);
+    assert!(collected.status.success(), "{}", text(&collected));
+    let said = text(&collected);
+    let megabytes: u64 = said
+        .split_once("gpu-bench: ")
+        .and_then(|(_, rest)| rest.split_once(" MB in "))
+        .map(|(mb, _)| mb.parse().unwrap())
+        .unwrap_or_else(|| panic!("no size: {said}"));
+    assert!(megabytes <= 60, "{said}");
+    for file in [
+        "gpu-bench.sh",
+        "bin/engine.gz",
+        "bin/train.gz",
+        "bin/gpu_report.gz",
+        "lib/libvulkan.so.1",
+        "lib/libGLdispatch.so.0",
+    ] {
+        assert!(bundle.join(file).is_file(), "no {file} in the bundle: {said}");
+    }
+    assert!(bundle.join("data/train-images-idx3-ubyte.gz").is_file(), "no FashionMNIST in the bundle: {said}");
+
+    let environment = [("ENGINE_TORCH_JSON", torch.as_path()), ("LD_LIBRARY_PATH", &decoy)];
+    let own_script = bundle.join("gpu-bench.sh");
+    let ran = gpu_bench(&own_script, &[Path::new("--small"), &bundle], &environment, &["HOME", "XDG_CACHE_HOME"]);
+    let table = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert!(ran.status.success(), "{}", text(&ran));
+    let loader = bundle.canonicalize().unwrap().join("lib/libvulkan.so.1");
+    assert!(table.contains(&format!("gpu-bench: Vulkan loader {}", loader.display())), "{table}");
+    let adapter = GpuContext::new().unwrap().adapter().name.clone();
+    assert!(table.contains(&format!("gpu-bench: gpu 0\t{adapter}")), "lists the adapters: {table}");
+    let trained = table.lines().find(|l| l.starts_with("gpu-bench: engine train --device gpu: test accuracy "));
+    assert!(trained.is_some_and(|l| l.contains(&format!("on gpu: {adapter}"))), "{table}");
 
     assert!(table.contains("small sizes") && table.contains("(Recorded GPU, torch 2.11)"), "{table}");
     let cold = row(&table, "epoch 1, cold");
@@ -71,4 +125,16 @@ fn the_gpu_bench_script_prints_its_table_at_small_sizes() {
     assert!(passes > 0.0 && passes <= 1.0, "a step's dispatches share compute passes: {passes}");
     let made = number(row(&table, "bind groups made per step")[1]);
     assert!(made < 1.0, "bind groups come from the cache after the first epoch: {made} a step");
+
+    // Without --small a software adapter is refused, even where the caller allows one.
+    let found = gpu::adapters();
+    if gpu::choose_adapter(&found).is_ok_and(|i| found[i].is_cpu()) {
+        let refused =
+            gpu_bench(&own_script, &[bundle.as_path()], &[("ENGINE_ALLOW_SOFTWARE_GPU", Path::new("1"))], &[]);
+        let said = text(&refused);
+        assert_eq!(refused.status.code(), Some(1), "{said}");
+        assert!(said.contains("is a software one") && said.contains(&adapter), "{said}");
+        assert!(!said.contains("| measure"), "nothing measured: {said}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

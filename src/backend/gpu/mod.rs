@@ -54,6 +54,9 @@ pub enum GpuError {
     )]
     /// wgpu found no adapter on any backend.
     NoAdapter,
+    #[error("{variable}={wanted} names no GPU adapter; there are: {available}")]
+    /// [`ADAPTER_VARIABLE`] (or `WGPU_ADAPTER_NAME`) matches no adapter's index or name.
+    NoSuchAdapter { variable: &'static str, wanted: String, available: String },
     #[error("the GPU adapter {adapter} refused a device: {reason}")]
     /// The adapter exists but would not open a device with its own limits.
     RequestDevice { adapter: String, reason: String },
@@ -135,11 +138,56 @@ fn new_instance() -> wgpu::Instance {
     wgpu::Instance::new(descriptor.with_env())
 }
 
-/// Every adapter wgpu can see on this machine, on every backend it was built with.
+/// Every adapter wgpu can see on this machine, on every backend it was built with, in the order
+/// whose indices [`ADAPTER_VARIABLE`] takes.
 pub fn adapters() -> Vec<AdapterSummary> {
-    let instance = new_instance();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-    adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
+    enumerate(&new_instance()).iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
+}
+
+fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// The variable that picks the adapter [`GpuContext::new`] opens: an index of [`adapters`] or a
+/// case-insensitive part of its name. wgpu's own `WGPU_ADAPTER_NAME` (a part of the name) is
+/// read when it is unset.
+pub const ADAPTER_VARIABLE: &str = "ENGINE_GPU_ADAPTER";
+
+/// The index in `adapters` of the one [`GpuContext::new`] opens: the one [`ADAPTER_VARIABLE`]
+/// or `WGPU_ADAPTER_NAME` names, else the first discrete GPU, else the first integrated one,
+/// and so on to software adapters last. Fails when there is none, or none of that name.
+pub fn choose_adapter(adapters: &[AdapterSummary]) -> Result<usize, GpuError> {
+    let wanted = [ADAPTER_VARIABLE, "WGPU_ADAPTER_NAME"]
+        .into_iter()
+        .find_map(|variable| Some((variable, std::env::var(variable).ok().filter(|v| !v.trim().is_empty())?)));
+    pick_adapter(adapters, wanted.as_ref().map(|(variable, wanted)| (*variable, wanted.trim())))
+}
+
+/// [`choose_adapter`] given the variable and its value, if any.
+fn pick_adapter(adapters: &[AdapterSummary], wanted: Option<(&'static str, &str)>) -> Result<usize, GpuError> {
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter);
+    }
+    let Some((variable, wanted)) = wanted else {
+        let rank = |a: &AdapterSummary| match a.device_type.as_str() {
+            "DiscreteGpu" => 0,
+            "IntegratedGpu" => 1,
+            "VirtualGpu" => 2,
+            "Cpu" => 4,
+            _ => 3,
+        };
+        return Ok((0..adapters.len()).min_by_key(|&i| rank(&adapters[i])).unwrap_or(0));
+    };
+    let by_index = (variable == ADAPTER_VARIABLE).then(|| wanted.parse::<usize>().ok()).flatten();
+    let found = match by_index {
+        Some(i) => (i < adapters.len()).then_some(i),
+        None => adapters.iter().position(|a| a.name.to_lowercase().contains(&wanted.to_lowercase())),
+    };
+    found.ok_or_else(|| GpuError::NoSuchAdapter {
+        variable,
+        wanted: wanted.to_string(),
+        available: adapters.iter().enumerate().map(|(i, a)| format!("{i}: {a}")).collect::<Vec<_>>().join("; "),
+    })
 }
 
 /// Size limits of the device that the launchers check before they allocate or dispatch.
@@ -234,8 +282,10 @@ impl std::fmt::Debug for GpuContext {
 }
 
 impl GpuContext {
-    /// Opens the high-performance adapter with its full limits, shaders built without runtime
-    /// bounds checks. Fails with [`GpuError::NoAdapter`] when wgpu finds no adapter.
+    /// Opens the adapter [`choose_adapter`] picks (a hardware GPU before a software one, unless
+    /// [`ADAPTER_VARIABLE`] names another) with its full limits, shaders built without runtime
+    /// bounds checks. Fails with [`GpuError::NoAdapter`] when wgpu finds no adapter, and with
+    /// [`GpuError::NoSuchAdapter`] when the variable names none of them.
     pub fn new() -> Result<Arc<GpuContext>, GpuError> {
         Self::with_options(false)
     }
@@ -243,7 +293,9 @@ impl GpuContext {
     /// As [`GpuContext::new`]; `checked` builds every shader with naga's runtime bounds checks
     /// (slower, for tests that compare the two builds).
     pub fn with_options(checked: bool) -> Result<Arc<GpuContext>, GpuError> {
-        Self::open(new_instance(), checked)
+        let mut adapters = enumerate(&new_instance());
+        let summaries: Vec<_> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
+        Self::open(adapters.swap_remove(choose_adapter(&summaries)?), checked)
     }
 
     /// A context on wgpu's noop backend: buffers are created, written, copied and mapped, but
@@ -254,15 +306,13 @@ impl GpuContext {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
         descriptor.backends = wgpu::Backends::NOOP;
         descriptor.backend_options.noop = wgpu::NoopBackendOptions { enable: true, ..Default::default() };
-        Self::open(wgpu::Instance::new(descriptor), false)
+        let instance = wgpu::Instance::new(descriptor);
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .map_err(|_| GpuError::NoAdapter)?;
+        Self::open(adapter, false)
     }
 
-    fn open(instance: wgpu::Instance, checked: bool) -> Result<Arc<GpuContext>, GpuError> {
-        let options = wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            ..Default::default()
-        };
-        let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|_| GpuError::NoAdapter)?;
+    fn open(adapter: wgpu::Adapter, checked: bool) -> Result<Arc<GpuContext>, GpuError> {
         let info = AdapterSummary::from_info(&adapter.get_info());
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("engine"),
@@ -561,4 +611,35 @@ impl GpuContext {
 /// state consistent, so a panic elsewhere need not stop the GPU.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(name: &str, device_type: &str) -> AdapterSummary {
+        let (backend, driver, driver_info) = ("Vulkan".into(), String::new(), String::new());
+        AdapterSummary { name: name.into(), backend, device_type: device_type.into(), driver, driver_info }
+    }
+
+    #[test]
+    fn a_hardware_gpu_is_chosen_before_a_software_one_unless_named() {
+        let found = [adapter("llvmpipe (LLVM 15)", "Cpu"), adapter("NVIDIA H200", "DiscreteGpu")];
+        assert_eq!(pick_adapter(&found, None).unwrap(), 1);
+        assert_eq!(pick_adapter(&found[..1], None).unwrap(), 0);
+        assert_eq!(pick_adapter(&found, Some((ADAPTER_VARIABLE, "0"))).unwrap(), 0);
+        assert_eq!(pick_adapter(&found, Some((ADAPTER_VARIABLE, "LLVMpipe"))).unwrap(), 0);
+        assert_eq!(pick_adapter(&found, Some(("WGPU_ADAPTER_NAME", "h200"))).unwrap(), 1);
+        assert!(matches!(pick_adapter(&[], None), Err(GpuError::NoAdapter)));
+    }
+
+    #[test]
+    fn a_name_or_index_that_matches_nothing_lists_the_adapters() {
+        let found = [adapter("llvmpipe (LLVM 15)", "Cpu")];
+        for wanted in ["1", "radeon"] {
+            let message = pick_adapter(&found, Some((ADAPTER_VARIABLE, wanted))).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("ENGINE_GPU_ADAPTER={wanted} names no GPU adapter")), "{message}");
+            assert!(message.contains("0: llvmpipe (LLVM 15) (Vulkan, Cpu)"), "{message}");
+        }
+    }
 }
