@@ -22,7 +22,6 @@ pub mod model_uri;
 mod models;
 pub mod paths;
 mod registry;
-mod retry;
 mod summaries;
 mod sync;
 mod uplink;
@@ -36,7 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{
     Auth, MAX_ARTIFACT_DEPTH, MAX_ARTIFACT_DIRS, MAX_ARTIFACT_ENTRIES, MAX_HISTORY_PAGES, MAX_RESPONSE_BYTES,
-    MlflowClient, artifact_proxy_path, check_artifact_rel_path, normalize_tracking_uri,
+    MlflowClient, Retry, RetryPolicy, artifact_proxy_path, check_artifact_rel_path, normalize_tracking_uri,
+    retry_class_for_post,
 };
 pub use error::{ApiError, TrackingError};
 pub use inputs::{Dataset, DatasetInput};
@@ -47,7 +47,6 @@ pub use mlflow_server::{MlflowServer, ServerOptions, group_alive, kill_started_s
 pub use model_uri::{ModelUri, ModelUriError, Stage, VersionSelector};
 pub use models::LoggedModel;
 pub use registry::ModelVersion;
-pub use retry::{Retry, RetryPolicy, retry_class_for_post};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, push_live, sync, sync_run_now, sync_to, sync_with};
 pub use watch::StoreWatcher;

@@ -182,3 +182,44 @@ pub fn chunk_batches(metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue])
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(i: usize) -> Metric {
+        Metric { key: format!("k{}", i % 3), value: i as f64, step: i as i64, timestamp_ms: 1, about: None }
+    }
+
+    fn kv(n: usize) -> Vec<KeyValue> {
+        (0..n).map(|i| KeyValue { key: format!("p{i}"), value: "v".into() }).collect()
+    }
+    #[test]
+    fn batches_respect_server_limits() {
+        let metrics: Vec<Metric> = (0..2501).map(m).collect();
+        let b = chunk_batches(&metrics, &kv(250), &kv(101));
+        let sizes: Vec<(usize, usize, usize)> =
+            b.iter().map(|b| (b.params.len(), b.tags.len(), b.metrics.len())).collect();
+        assert_eq!(
+            sizes,
+            vec![(100, 0, 0), (100, 0, 0), (50, 0, 0), (0, 100, 0), (0, 1, 0), (0, 0, 1000), (0, 0, 1000), (0, 0, 501)]
+        );
+        for x in &b {
+            assert!(x.params.len() + x.tags.len() + x.metrics.len() <= MAX_ENTITIES_PER_BATCH);
+        }
+        let all: Vec<Metric> = b.iter().flat_map(|x| x.metrics.clone()).collect();
+        assert_eq!(all, metrics);
+        assert!(chunk_batches(&[], &[], &[]).is_empty());
+
+        // 100 params of 6000 three-byte chars would make an 1.8 MB request: split by size.
+        let big: Vec<KeyValue> =
+            (0..100).map(|i| KeyValue { key: format!("p{i}"), value: "é€".repeat(3000) }).collect();
+        let b = chunk_batches(&[], &big, &[]);
+        assert!(b.len() >= 2, "{}", b.len());
+        for x in &b {
+            let body = serde_json::to_vec(&x.params).unwrap();
+            assert!(body.len() <= MAX_BATCH_BYTES, "{}", body.len());
+        }
+        assert_eq!(b.iter().map(|x| x.params.len()).sum::<usize>(), 100);
+    }
+}

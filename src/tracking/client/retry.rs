@@ -141,3 +141,56 @@ pub fn retry_class_for_post(path: &str) -> Retry {
     let p = p.strip_prefix("api/2.0/mlflow/").unwrap_or(p);
     if IDEMPOTENT_POSTS.contains(&p) { Retry::Idempotent } else { Retry::CreateOnly }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_schedule_follows_urllib3() {
+        let p = RetryPolicy {
+            max_retries: 7,
+            backoff_factor: 2.0,
+            backoff_max: Duration::from_secs(120),
+            ..RetryPolicy::default()
+        };
+        let s: Vec<u64> = p.schedule().iter().map(|d| d.as_secs()).collect();
+        assert_eq!(s, vec![0, 4, 8, 16, 32, 64, 120]);
+        let d = RetryPolicy::default();
+        let s: Vec<f64> = d.schedule().iter().map(|d| d.as_secs_f64()).collect();
+        assert_eq!(s, vec![0.0, 1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(RetryPolicy::no_retries().schedule(), Vec::<Duration>::new());
+    }
+
+    #[test]
+    fn retry_policy_from_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let p = RetryPolicy::from_lookup(vars(&[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+        ]));
+        assert_eq!(p.max_retries, 2);
+        assert_eq!(p.backoff_factor, 0.1);
+        assert_eq!(p.timeout, Duration::from_secs(5));
+        let p = RetryPolicy::from_lookup(vars(&[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "99"),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", "nonsense"),
+        ]));
+        assert_eq!(p.max_retries, 10);
+        assert_eq!(p.timeout, RetryPolicy::default().timeout);
+        let p = RetryPolicy::from_lookup(vars(&[("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")]));
+        assert_eq!(p.backoff_max, Duration::from_secs(120));
+        assert_eq!(p.backoff(3), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn retry_classes() {
+        assert_eq!(retry_class_for_post("runs/log-batch"), Retry::Idempotent);
+        assert_eq!(retry_class_for_post("/api/2.0/mlflow/runs/update"), Retry::Idempotent);
+        assert_eq!(retry_class_for_post("runs/create"), Retry::CreateOnly);
+        assert_eq!(retry_class_for_post("experiments/create"), Retry::CreateOnly);
+    }
+}
