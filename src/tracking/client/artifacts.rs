@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::super::error::TrackingError;
-use super::super::paths;
-use super::super::util::percent_encode;
-use super::super::wire::FileInfo;
 use super::MlflowClient;
 use super::retry::Retry;
 use super::transport::{ReqBody, Sink};
 use super::uri::{artifact_proxy_path, check_artifact_rel_path};
+use crate::tracking::error::TrackingError;
+use crate::tracking::paths;
+use crate::tracking::util::percent_encode;
+use crate::tracking::wire::FileInfo;
 
 /// Deepest artifact directory [`MlflowClient::list_artifacts_recursive`] descends into.
 pub const MAX_ARTIFACT_DEPTH: usize = 32;

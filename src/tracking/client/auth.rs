@@ -74,8 +74,8 @@ impl Auth {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{MlflowClient, RetryPolicy};
     use super::*;
+    use crate::tracking::{MlflowClient, RetryPolicy};
 
     #[test]
     fn auth_debug_redacts_and_headers_encode() {

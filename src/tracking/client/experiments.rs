@@ -2,9 +2,9 @@
 
 use serde_json::json;
 
-use super::super::error::TrackingError;
-use super::super::wire::Experiment;
 use super::MlflowClient;
+use crate::tracking::error::TrackingError;
+use crate::tracking::wire::Experiment;
 
 impl MlflowClient {
     /// The experiment named `name`, or `None` when there is none.

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::super::Metric;
-use super::super::error::TrackingError;
-use super::super::util::truncate_chars;
-use super::super::wire::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, chunk_batches};
 use super::MlflowClient;
+use crate::tracking::Metric;
+use crate::tracking::error::TrackingError;
+use crate::tracking::util::truncate_chars;
+use crate::tracking::wire::{KeyValue, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS, chunk_batches};
 
 /// Most pages [`MlflowClient::get_metric_history`] reads for one metric (25,000 points each).
 pub const MAX_HISTORY_PAGES: usize = 1000;

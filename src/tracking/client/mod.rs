@@ -63,7 +63,6 @@ impl MlflowClient {
         Ok(MlflowClient { base, auth, retry, agent })
     }
 
-
     /// The same client with another retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.agent = Self::make_agent(&retry);
@@ -81,5 +80,4 @@ impl MlflowClient {
     pub fn tracking_uri(&self) -> &str {
         &self.base
     }
-
 }

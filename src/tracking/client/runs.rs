@@ -2,11 +2,11 @@
 
 use serde_json::{Value, json};
 
-use super::super::RunStatus;
-use super::super::error::TrackingError;
-use super::super::util::truncate_chars;
-use super::super::wire::{MAX_TAG_VALUE_CHARS, Run, RunInfo};
 use super::MlflowClient;
+use crate::tracking::RunStatus;
+use crate::tracking::error::TrackingError;
+use crate::tracking::util::truncate_chars;
+use crate::tracking::wire::{MAX_TAG_VALUE_CHARS, Run, RunInfo};
 
 impl MlflowClient {
     /// `runs/create`. `tags` should include the system tags (see [`super::util::system_tags`]).
@@ -58,7 +58,6 @@ impl MlflowClient {
         let v = self.post_json(path, &body)?;
         Self::decode(path, v["run_info"].clone())
     }
-
 
     /// `runs/search` over all pages (at most `max_results` runs in total).
     pub fn search_runs(

@@ -1,9 +1,9 @@
 //! The server itself: is it up, and which MLflow version it runs.
 
-use super::super::error::TrackingError;
 use super::MlflowClient;
 use super::retry::Retry;
 use super::transport::{ReqBody, Sink};
+use crate::tracking::error::TrackingError;
 
 impl MlflowClient {
     /// `GET /health` once (no retries): Ok when the server answers 200.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::super::error::{ApiError, TrackingError};
-use super::super::util::{redact_uri, truncate_chars};
 use super::MlflowClient;
 use super::retry::{Retry, RetryPolicy, retry_class_for_post};
+use crate::tracking::error::{ApiError, TrackingError};
+use crate::tracking::util::{random_u64, redact_uri, truncate_chars};
 
 /// Largest response body kept in memory: JSON answers and artifacts read whole. A server that
 /// sends more is refused rather than allowed to exhaust memory.
@@ -241,7 +241,7 @@ impl MlflowClient {
                 wait = wait.max((*ra).min(self.retry.backoff_max));
             }
             if !self.retry.jitter.is_zero() && !wait.is_zero() {
-                let frac = (super::super::util::random_u64() % 1000) as f64 / 1000.0;
+                let frac = (random_u64() % 1000) as f64 / 1000.0;
                 wait += self.retry.jitter.mul_f64(frac);
             }
             // A fast failure (refused connection) shouldn't make the first retry a busy loop.

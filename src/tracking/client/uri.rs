@@ -1,10 +1,10 @@
 //! Tracking and artifact URIs: checked before use, never holding or showing credentials, and
 //! the URL of each request built from the server's base.
 
-use super::super::error::TrackingError;
-use super::super::paths;
-use super::super::util::{percent_encode, redact_uri};
 use super::MlflowClient;
+use crate::tracking::error::TrackingError;
+use crate::tracking::paths;
+use crate::tracking::util::{percent_encode, redact_uri};
 
 /// Checks a tracking URI for use over REST and normalizes it (no trailing `/`). The result
 /// never holds credentials, and no error shows them.
