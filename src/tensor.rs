@@ -2,20 +2,22 @@
 //! computed from tensors that need gradients) the operation that produced it.
 //!
 //! Every op dispatches with one `match` over the storage of its inputs, the only place where
-//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops, and
-//! so are the optimizers' in-place updates and the training loop's batches (`BatchSource`).
+//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops.
+//! Convolution and pooling dispatch in `conv`; the optimizers' in-place updates dispatch beside
+//! them (`crate::optim`), and the training loop's batches in `crate::train`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
+use crate::backend::cpu::{self, matmul::MatRef};
 use crate::backend::gpu::{
     self, GpuBuffer, GpuContext, GpuError,
     ops::{Epilogue, MatmulShape},
 };
-use crate::backend::{AdamStep, SgdStep};
 use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
+
+mod conv;
 
 /// Where a tensor's data lives.
 #[derive(Clone)]
@@ -145,7 +147,7 @@ impl Tensor {
         Tensor::build(storage, shape, op, false)
     }
 
-    fn constant(storage: Storage, shape: Vec<usize>) -> Tensor {
+    pub(crate) fn constant(storage: Storage, shape: Vec<usize>) -> Tensor {
         Tensor::build(storage, shape, None, false)
     }
 
@@ -332,113 +334,15 @@ impl Tensor {
         Ok(Tensor::constant(storage, vec![m, n]))
     }
 
-    /// A stride-1 convolution of `self` `[batch, in_channels, height, width]` with PyTorch's
-    /// `weight` `[out_channels, in_channels, kh, kw]` and `bias` `[out_channels]`, zero-padded by
-    /// `padding` on every side: `[batch, out_channels, height + 2p - kh + 1, width + 2p - kw + 1]`.
-    pub fn conv2d(&self, weight: &Tensor, bias: &Tensor, padding: usize) -> Result<Tensor> {
-        let s = conv_shape(self, weight, padding)?;
-        if bias.shape() != [s.out_channels] {
-            return Err(shape_mismatch("conv2d", weight, bias));
+    /// A shape mismatch of `self` and `other` unless `other` has exactly `shape`.
+    fn expect_shape_of(&self, other: &Tensor, shape: &[usize], op: &'static str) -> Result<()> {
+        if other.shape() != shape {
+            return Err(shape_mismatch(op, self, other));
         }
-        let storage = match (&*self.storage(), &*weight.storage(), &*bias.storage()) {
-            (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => {
-                let mut out = vec![0.0; s.output_len()];
-                cpu::conv::conv2d(x, w, b, s, &mut out)?;
-                Storage::Cpu(out)
-            }
-            (Storage::Gpu(x), Storage::Gpu(w), Storage::Gpu(b)) => {
-                Storage::Gpu(gpu::conv::conv2d(x.context(), x, w, b, s, false)?)
-            }
-            _ => return Err(Error::DeviceMismatch("conv2d")),
-        };
-        let op = Op::Conv2d { x: self.clone(), weight: weight.clone(), bias: bias.clone(), padding };
-        Ok(Tensor::from_op(storage, vec![s.batch, s.out_channels, s.out_height(), s.out_width()], op))
+        Ok(())
     }
 
-    /// The gradient of [`Tensor::conv2d`] with respect to its input `x`, from `self`, the
-    /// output's gradient. Records nothing (backward rules use it).
-    pub(crate) fn conv2d_backward_input(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
-        let s = conv_shape(x, weight, padding)?;
-        self.expect_len(s.output_len(), "conv2d_backward")?;
-        gradient_of_two(
-            "conv2d_backward",
-            [self, weight],
-            x.shape(),
-            |dy, w, dx| cpu::conv::conv2d_backward_input(dy, w, s, dx),
-            |dy, w| gpu::conv::conv2d_backward_input(dy.context(), dy, w, s),
-        )
-    }
-
-    /// The gradient of [`Tensor::conv2d`] with respect to its weight, from `self`, the output's
-    /// gradient. Records nothing.
-    pub(crate) fn conv2d_backward_weight(&self, x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
-        let s = conv_shape(x, weight, padding)?;
-        self.expect_len(s.output_len(), "conv2d_backward")?;
-        gradient_of_two(
-            "conv2d_backward",
-            [x, self],
-            weight.shape(),
-            |x, dy, dw| cpu::conv::conv2d_backward_weight(x, dy, s, dw),
-            |x, dy| gpu::conv::conv2d_backward_weight(x.context(), x, dy, s),
-        )
-    }
-
-    /// Sums over every axis but the second of a `[batch, channels, ...]` tensor: `[channels]`,
-    /// the gradient of a convolution's bias. Records nothing.
-    pub(crate) fn channel_sums(&self) -> Result<Tensor> {
-        let (batch, channels) = match self.shape() {
-            &[batch, channels, ..] => (batch, channels),
-            shape => return Err(Error::Rank { op: "channel_sums", expected: 4, shape: shape.to_vec() }),
-        };
-        let storage = match &*self.storage() {
-            Storage::Cpu(x) => {
-                let mut out = vec![0.0; channels];
-                cpu::conv::channel_sums(x, batch, channels, &mut out)?;
-                Storage::Cpu(out)
-            }
-            Storage::Gpu(x) => Storage::Gpu(gpu::conv::channel_sums(x.context(), x, batch, channels)?),
-        };
-        Ok(Tensor::constant(storage, vec![channels]))
-    }
-
-    /// 2x2 max pooling with stride 2 of a `[batch, channels, height, width]` tensor, as
-    /// PyTorch's `MaxPool2d(2)`: `[batch, channels, height / 2, width / 2]`.
-    pub fn max_pool2d(&self) -> Result<Tensor> {
-        let (planes, height, width) = self.planes("max_pool2d")?;
-        let storage = match &*self.storage() {
-            Storage::Cpu(x) => {
-                let mut out = vec![0.0; planes * (height / 2) * (width / 2)];
-                cpu::conv::max_pool2d(x, planes, height, width, &mut out)?;
-                Storage::Cpu(out)
-            }
-            Storage::Gpu(x) => Storage::Gpu(gpu::conv::max_pool2d(x.context(), x, planes, height, width)?),
-        };
-        let shape = [&self.shape()[..2], &[height / 2, width / 2]].concat();
-        Ok(Tensor::from_op(storage, shape, Op::MaxPool2d(self.clone())))
-    }
-
-    /// The gradient of `self.max_pool2d()` from `grad`, the output's gradient. Records nothing.
-    pub(crate) fn max_pool2d_backward(&self, grad: &Tensor) -> Result<Tensor> {
-        let (planes, height, width) = self.planes("max_pool2d")?;
-        grad.expect_len(planes * (height / 2) * (width / 2), "max_pool2d_backward")?;
-        gradient_of_two(
-            "max_pool2d_backward",
-            [self, grad],
-            self.shape(),
-            |x, dy, dx| cpu::conv::max_pool2d_backward(x, dy, planes, height, width, dx),
-            |x, dy| gpu::conv::max_pool2d_backward(x.context(), x, dy, planes, height, width),
-        )
-    }
-
-    /// A `[batch, channels, height, width]` tensor as `(batch * channels, height, width)`.
-    fn planes(&self, op: &'static str) -> Result<(usize, usize, usize)> {
-        match self.shape() {
-            &[batch, channels, height, width] => Ok((batch * channels, height, width)),
-            shape => Err(Error::Rank { op, expected: 4, shape: shape.to_vec() }),
-        }
-    }
-
-    fn expect_len(&self, len: usize, op: &'static str) -> Result<()> {
+    pub(crate) fn expect_len(&self, len: usize, op: &'static str) -> Result<()> {
         if self.len() != len {
             return Err(Error::ShapeMismatch { op, lhs: self.shape().to_vec(), rhs: vec![len] });
         }
@@ -449,9 +353,7 @@ impl Tensor {
     /// bias and relu go through [`Tensor::linear`], which applies them inside the matmul.)
     pub fn add_bias(&self, bias: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("add_bias")?;
-        if bias.shape() != [n] {
-            return Err(shape_mismatch("add_bias", self, bias));
-        }
+        self.expect_shape_of(bias, &[n], "add_bias")?;
         let storage = match (&*self.storage(), &*bias.storage()) {
             (Storage::Cpu(x), Storage::Cpu(b)) => {
                 let mut out = vec![0.0; m * n];
@@ -504,46 +406,6 @@ impl Tensor {
         Ok(())
     }
 
-    /// One SGD step in place on the parameter `self` and its momentum buffer, from `grad`
-    /// (`torch.optim.SGD`'s formulas, see [`cpu::sgd_step`]).
-    pub(crate) fn sgd_step_(&self, grad: &Tensor, momentum: &Tensor, h: SgdStep) -> Result<()> {
-        grad.expect_len(self.len(), "sgd_step")?;
-        momentum.expect_len(self.len(), "sgd_step")?;
-        match (&mut *self.storage_mut(), &*grad.storage(), &mut *momentum.storage_mut()) {
-            (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(buf)) => cpu::sgd_step(p, g, buf, h),
-            (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(buf)) => gpu::ops::sgd_step(p.context(), p, g, buf, h)?,
-            _ => return Err(Error::DeviceMismatch("sgd_step")),
-        }
-        Ok(())
-    }
-
-    /// One Adam/AdamW step in place on every parameter of `slots` and its moments (see
-    /// [`cpu::adam_step`]). On a GPU one launcher updates them all, two parameters per dispatch.
-    pub(crate) fn adam_step_(slots: &[AdamSlot], h: AdamStep) -> Result<()> {
-        // On a GPU: each parameter's buffer, gradient and moments, in fours.
-        let mut on_gpu: Vec<GpuBuffer> = Vec::new();
-        for s in slots {
-            for t in [s.grad, s.m, s.v] {
-                t.expect_len(s.param.len(), "adam_step")?;
-            }
-            match (&mut *s.param.storage_mut(), &*s.grad.storage(), &mut *s.m.storage_mut(), &mut *s.v.storage_mut()) {
-                (Storage::Cpu(p), Storage::Cpu(g), Storage::Cpu(m), Storage::Cpu(v)) => cpu::adam_step(p, g, m, v, h),
-                (Storage::Gpu(p), Storage::Gpu(g), Storage::Gpu(m), Storage::Gpu(v)) => {
-                    on_gpu.extend([p, g, m, v].into_iter().cloned());
-                }
-                _ => return Err(Error::DeviceMismatch("adam_step")),
-            }
-        }
-        if let Some(first) = on_gpu.first() {
-            let buffers: Vec<_> = on_gpu
-                .chunks_exact(4)
-                .map(|b| gpu::ops::AdamBuffers { param: &b[0], grad: &b[1], m: &b[2], v: &b[3] })
-                .collect();
-            gpu::ops::adam_steps(first.context(), &buffers, h)?;
-        }
-        Ok(())
-    }
-
     /// Sum of all elements, as a scalar.
     pub fn sum(&self) -> Result<Tensor> {
         let storage = match &*self.storage() {
@@ -591,9 +453,7 @@ impl Tensor {
     /// classes makes the loss NaN (a kernel cannot stop with an error).
     pub fn cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
         let (m, n) = self.dims2("cross_entropy")?;
-        if labels.shape() != [m] {
-            return Err(shape_mismatch("cross_entropy", self, labels));
-        }
+        self.expect_shape_of(labels, &[m], "cross_entropy")?;
         let storage = match (&*self.storage(), &*labels.storage()) {
             (Storage::Cpu(x), Storage::Cpu(y)) => {
                 check_labels(y, n)?;
@@ -779,103 +639,6 @@ impl Binary {
     }
 }
 
-/// A parameter that [`Tensor::adam_step_`] updates in place, with its gradient and moments.
-pub(crate) struct AdamSlot<'a> {
-    pub param: &'a Tensor,
-    pub grad: &'a Tensor,
-    pub m: &'a Tensor,
-    pub v: &'a Tensor,
-}
-
-/// A dataset of `u8` samples (`features` bytes each, with one label byte) held where training
-/// batches are made from it, in the order of an epoch: the host's bytes for the CPU; on a GPU
-/// the bytes uploaded once and each epoch's order once, so that a kernel gathers and normalises
-/// every batch there and nothing crosses the bus per step but the loss.
-pub(crate) struct BatchSource<'a> {
-    storage: BatchStorage<'a>,
-    /// Samples in the dataset, and bytes per sample.
-    samples: usize,
-    features: usize,
-    /// `(scale, shift)`: an input is `byte * scale + shift`.
-    affine: (f32, f32),
-}
-
-enum BatchStorage<'a> {
-    Cpu {
-        samples: &'a [u8],
-        labels: &'a [u8],
-        order: Vec<usize>,
-    },
-    Gpu {
-        samples: GpuBuffer,
-        labels: GpuBuffer,
-        /// The epoch's order as `u32` indices.
-        order: Option<GpuBuffer>,
-    },
-}
-
-impl<'a> BatchSource<'a> {
-    /// `samples` holds `labels.len()` samples of `features` bytes each.
-    pub(crate) fn new(
-        samples: &'a [u8],
-        labels: &'a [u8],
-        features: usize,
-        affine: (f32, f32),
-        device: &Device,
-    ) -> Result<BatchSource<'a>> {
-        if Some(samples.len()) != labels.len().checked_mul(features) {
-            return Err(Error::ElementCount { len: samples.len(), shape: vec![labels.len(), features] });
-        }
-        let storage = match device {
-            Device::Cpu => BatchStorage::Cpu { samples, labels, order: Vec::new() },
-            Device::Gpu(ctx) => BatchStorage::Gpu {
-                samples: GpuBuffer::from_u8_packed(ctx, samples)?,
-                labels: GpuBuffer::from_u8_packed(ctx, labels)?,
-                order: None,
-            },
-        };
-        Ok(BatchSource { storage, samples: labels.len(), features, affine })
-    }
-
-    /// Takes an epoch's order of the samples: batches are runs of its entries.
-    pub(crate) fn set_order(&mut self, order: &[usize]) -> Result<()> {
-        match &mut self.storage {
-            BatchStorage::Cpu { order: current, .. } => *current = order.to_vec(),
-            BatchStorage::Gpu { samples, order: current, .. } => {
-                let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
-                *current = Some(GpuBuffer::from_u32(samples.context(), &order)?);
-            }
-        }
-        Ok(())
-    }
-
-    /// The samples at entries `first..first + len` of the order as inputs `[len, features]`,
-    /// and their labels as `f32` `[len]`, on the device.
-    pub(crate) fn batch(&self, first: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        let (scale, shift) = self.affine;
-        let (samples_len, features) = (self.samples, self.features);
-        let (x, y) = match &self.storage {
-            BatchStorage::Cpu { samples, labels, order } => {
-                let entries = first.checked_add(len).and_then(|end| order.get(first..end)).ok_or_else(|| {
-                    Error::InvalidArgument(format!("entries {first}..{first}+{len} are past the epoch's order"))
-                })?;
-                let (mut x, mut y) = (Vec::with_capacity(len * features), Vec::with_capacity(len));
-                cpu::gather_batch(samples, labels, features, entries, self.affine, &mut x, &mut y);
-                (Storage::Cpu(x), Storage::Cpu(y))
-            }
-            BatchStorage::Gpu { samples, labels, order } => {
-                let order = order.as_ref().ok_or_else(|| Error::InvalidArgument("no epoch order".into()))?;
-                let spec = gpu::ops::GatherSpec { samples: samples_len, features, first, batch: len, scale, shift };
-                let (x, y) = gpu::ops::gather_batch(samples.context(), samples, labels, order, spec)?;
-                (Storage::Gpu(x), Storage::Gpu(y))
-            }
-        };
-        Ok((Tensor::constant(x, vec![len, features]), Tensor::constant(y, vec![len])))
-    }
-}
-
-/// The sizes of `x.conv2d(weight, _, padding)`, checked: NCHW input, `[out, in, kh, kw]`
-/// weights with as many input channels, and a kernel that fits the padded image.
 /// Runs a backward kernel of two inputs on their device and returns its result, shaped
 /// `shape`, recording nothing: `cpu` fills a zeroed output, `gpu` allocates its own.
 fn gradient_of_two(
@@ -899,22 +662,6 @@ fn gradient_of_two(
 
 fn shape_mismatch(op: &'static str, lhs: &Tensor, rhs: &Tensor) -> Error {
     Error::ShapeMismatch { op, lhs: lhs.shape().to_vec(), rhs: rhs.shape().to_vec() }
-}
-
-fn conv_shape(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Conv2dShape> {
-    let mismatch = || shape_mismatch("conv2d", x, weight);
-    let (&[batch, in_channels, height, width], &[out_channels, weight_in, kernel_h, kernel_w]) =
-        (x.shape(), weight.shape())
-    else {
-        return Err(mismatch());
-    };
-    let s = Conv2dShape { batch, in_channels, height, width, out_channels, kernel_h, kernel_w, padding };
-    s.validate()?;
-    // An empty batch is fine (an empty output, as in PyTorch); an empty image or kernel is not.
-    if weight_in != in_channels || s.weight_len() == 0 || height * width == 0 || s.out_height() * s.out_width() == 0 {
-        return Err(mismatch());
-    }
-    Ok(s)
 }
 
 fn check_labels(labels: &[f32], classes: usize) -> Result<()> {

@@ -8,7 +8,11 @@ use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
 use crate::nn::{Architecture, Cnn, Mlp, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
-use crate::tensor::{BatchSource, Device, Tensor};
+use crate::tensor::{Device, Tensor};
+
+mod batches;
+
+use batches::BatchSource;
 
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

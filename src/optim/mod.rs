@@ -4,7 +4,11 @@
 use crate::autograd::Gradients;
 use crate::backend::{AdamStep, SgdStep};
 use crate::error::{Error, Result};
-use crate::tensor::{AdamSlot, Tensor};
+use crate::tensor::Tensor;
+
+mod step;
+
+use step::AdamSlot;
 
 /// Updates parameters from their gradients.
 pub trait Optimizer {

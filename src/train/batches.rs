@@ -1,0 +1,94 @@
+//! Training batches made where the data is: the dataset's bytes kept on the host for the CPU,
+//! or uploaded once to a GPU, and each batch gathered and normalised there.
+
+use crate::backend::cpu;
+use crate::backend::gpu::{self, GpuBuffer};
+use crate::error::{Error, Result};
+use crate::tensor::{Device, Storage, Tensor};
+
+/// A dataset of `u8` samples (`features` bytes each, with one label byte) held where training
+/// batches are made from it, in the order of an epoch: the host's bytes for the CPU; on a GPU
+/// the bytes uploaded once and each epoch's order once, so that a kernel gathers and normalises
+/// every batch there and nothing crosses the bus per step but the loss.
+pub(crate) struct BatchSource<'a> {
+    storage: BatchStorage<'a>,
+    /// Samples in the dataset, and bytes per sample.
+    samples: usize,
+    features: usize,
+    /// `(scale, shift)`: an input is `byte * scale + shift`.
+    affine: (f32, f32),
+}
+
+enum BatchStorage<'a> {
+    Cpu {
+        samples: &'a [u8],
+        labels: &'a [u8],
+        order: Vec<usize>,
+    },
+    Gpu {
+        samples: GpuBuffer,
+        labels: GpuBuffer,
+        /// The epoch's order as `u32` indices.
+        order: Option<GpuBuffer>,
+    },
+}
+
+impl<'a> BatchSource<'a> {
+    /// `samples` holds `labels.len()` samples of `features` bytes each.
+    pub(crate) fn new(
+        samples: &'a [u8],
+        labels: &'a [u8],
+        features: usize,
+        affine: (f32, f32),
+        device: &Device,
+    ) -> Result<BatchSource<'a>> {
+        if Some(samples.len()) != labels.len().checked_mul(features) {
+            return Err(Error::ElementCount { len: samples.len(), shape: vec![labels.len(), features] });
+        }
+        let storage = match device {
+            Device::Cpu => BatchStorage::Cpu { samples, labels, order: Vec::new() },
+            Device::Gpu(ctx) => BatchStorage::Gpu {
+                samples: GpuBuffer::from_u8_packed(ctx, samples)?,
+                labels: GpuBuffer::from_u8_packed(ctx, labels)?,
+                order: None,
+            },
+        };
+        Ok(BatchSource { storage, samples: labels.len(), features, affine })
+    }
+
+    /// Takes an epoch's order of the samples: batches are runs of its entries.
+    pub(crate) fn set_order(&mut self, order: &[usize]) -> Result<()> {
+        match &mut self.storage {
+            BatchStorage::Cpu { order: current, .. } => *current = order.to_vec(),
+            BatchStorage::Gpu { samples, order: current, .. } => {
+                let order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+                *current = Some(GpuBuffer::from_u32(samples.context(), &order)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The samples at entries `first..first + len` of the order as inputs `[len, features]`,
+    /// and their labels as `f32` `[len]`, on the device.
+    pub(crate) fn batch(&self, first: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let (scale, shift) = self.affine;
+        let (samples_len, features) = (self.samples, self.features);
+        let (x, y) = match &self.storage {
+            BatchStorage::Cpu { samples, labels, order } => {
+                let entries = first.checked_add(len).and_then(|end| order.get(first..end)).ok_or_else(|| {
+                    Error::InvalidArgument(format!("entries {first}..{first}+{len} are past the epoch's order"))
+                })?;
+                let (mut x, mut y) = (Vec::with_capacity(len * features), Vec::with_capacity(len));
+                cpu::gather_batch(samples, labels, features, entries, self.affine, &mut x, &mut y);
+                (Storage::Cpu(x), Storage::Cpu(y))
+            }
+            BatchStorage::Gpu { samples, labels, order } => {
+                let order = order.as_ref().ok_or_else(|| Error::InvalidArgument("no epoch order".into()))?;
+                let spec = gpu::ops::GatherSpec { samples: samples_len, features, first, batch: len, scale, shift };
+                let (x, y) = gpu::ops::gather_batch(samples.context(), samples, labels, order, spec)?;
+                (Storage::Gpu(x), Storage::Gpu(y))
+            }
+        };
+        Ok((Tensor::constant(x, vec![len, features]), Tensor::constant(y, vec![len])))
+    }
+}
