@@ -1,10 +1,10 @@
 //! `Tensor`: an `f32` row-major array with a shape, its storage on a device, and (when it was
 //! computed from tensors that need gradients) the operation that produced it.
 //!
-//! Every op dispatches with one `match` over the storage of its inputs, the only place where
-//! devices differ; the autograd (`crate::autograd`) is written once in terms of these ops.
-//! Convolution and pooling dispatch in `conv`; the optimizers' in-place updates dispatch beside
-//! them (`crate::optim`), and the training loop's batches in `crate::train`.
+//! Every op dispatches with one `match` over the storage of its inputs (convolution and pooling
+//! in `conv`); the autograd (`crate::autograd`) is written once in terms of these ops. The two
+//! in-place jobs that are not ops match on storage the same way beside their only users: the
+//! optimizers' steps (`crate::optim`) and the training loop's batches (`crate::train`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
