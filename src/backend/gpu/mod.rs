@@ -23,6 +23,7 @@ mod args;
 mod buffer;
 pub mod conv;
 pub mod ops;
+mod params;
 mod pipeline;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -228,6 +228,11 @@ impl Kernel {
         Kernel::MaxPool2dBackward,
     ];
 
+    /// The WGSL module this kernel's pipeline compiles: `common.wgsl`, then its shader.
+    pub(crate) fn wgsl(self) -> String {
+        format!("{COMMON}\n{}", self.shader().source(self.entry_point()))
+    }
+
     fn shader(self) -> Shader {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
@@ -354,11 +359,10 @@ impl Pipelines {
     }
 
     fn build(&self, device: &wgpu::Device, kernel: Kernel) -> CompiledKernel {
-        let shader = kernel.shader();
         let module = lock(&self.modules)
-            .entry(shader)
+            .entry(kernel.shader())
             .or_insert_with(|| {
-                let source = format!("{COMMON}\n{}", shader.source(kernel.entry_point()));
+                let source = kernel.wgsl();
                 let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.entry_point()),
                     source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
