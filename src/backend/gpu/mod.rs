@@ -34,7 +34,7 @@ use buffer::{BufferPool, RawBuffer};
 pub use pipeline::Kernel;
 use pipeline::Pipelines;
 
-use super::IdMap;
+use crate::ids::IdMap;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
 pub const MAX_BATCH: u32 = 256;

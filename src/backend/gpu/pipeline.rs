@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use super::{GpuError, lock};
-use crate::backend::IdMap;
+use crate::ids::IdMap;
 
 /// Helpers every kernel file starts with.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
