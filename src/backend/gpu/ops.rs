@@ -8,8 +8,8 @@
 
 pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
 use super::params::{
-    AdamParams, AxpyParams, BinaryOp, CrossEntropyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams,
-    MatmulParams, ReduceParams, RowParams, SgdParams, UnaryOp, UnaryParams,
+    AdamParams, AxpyParams, CrossEntropyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams,
+    MatmulParams, ReduceParams, RowParams, SgdParams, UnaryParams,
 };
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::{AdamStep, SgdStep};
@@ -28,6 +28,25 @@ const NAIVE_BLOCK: u64 = 16;
 
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
 const NAN_BITS: u32 = 0x7fc0_0000;
+
+/// The op codes of `binary` in `shaders/elementwise.wgsl`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BinaryOp {
+    Add = 0,
+    Mul = 1,
+    /// `y` where `x > 0`, else 0.
+    ReluMask = 2,
+}
+
+/// The op codes of `shaders/unary.wgsl`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum UnaryOp {
+    /// `x * value`.
+    Scale = 0,
+    Relu = 1,
+}
 
 /// `C = op(A) · op(B)` with the optional bias/relu epilogue. Large outputs go to the wide kernel
 /// (128x128 block tile, 8x8 outputs per thread), the rest to the tiled one (64x64, 4x4).

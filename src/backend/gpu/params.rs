@@ -1,8 +1,8 @@
 //! The uniforms of the kernels: one `#[repr(C)]` struct per shader `Params`, field by field
-//! (same names, order and types, padding included), and the op codes and flag bits the shaders
-//! test. The launchers in [`super::ops`] and [`super::conv`] fill them; the test at the bottom
-//! parses every kernel's WGSL, as the pipeline compiles it, with naga and checks each struct's
-//! names, offsets and size against the shader's, so the twins cannot drift apart unnoticed.
+//! (same names, order and types, padding included), and the flag bits the shaders test. The
+//! launchers in [`super::ops`] and [`super::conv`] fill them; the test at the bottom parses every
+//! kernel's WGSL, as the pipeline compiles it, with naga and checks each struct's names, offsets
+//! and size against the shader's, so the twins cannot drift apart unnoticed.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -65,7 +65,7 @@ uniform! {
     /// `Params` in `shaders/elementwise.wgsl` (`binary` and `add_bias`).
     struct ElementwiseParams {
         n: u32,
-        /// A [`BinaryOp`] (`binary` only).
+        /// A [`BinaryOp`](super::ops::BinaryOp) (`binary` only).
         op: u32,
         /// Columns of `x`, the length of the bias (`add_bias` only).
         cols: u32,
@@ -73,34 +73,15 @@ uniform! {
     }
 }
 
-/// The op codes of `binary` in `shaders/elementwise.wgsl`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum BinaryOp {
-    Add = 0,
-    Mul = 1,
-    /// `y` where `x > 0`, else 0.
-    ReluMask = 2,
-}
-
 uniform! {
     /// `Params` in `shaders/unary.wgsl`.
     struct UnaryParams {
         n: u32,
-        /// A [`UnaryOp`].
+        /// A [`UnaryOp`](super::ops::UnaryOp).
         op: u32,
         value: f32,
         _pad: u32,
     }
-}
-
-/// The op codes of `shaders/unary.wgsl`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum UnaryOp {
-    /// `x * value`.
-    Scale = 0,
-    Relu = 1,
 }
 
 uniform! {
@@ -266,6 +247,7 @@ mod tests {
 
     use super::*;
     use crate::backend::gpu::Kernel;
+    use crate::backend::gpu::pipeline::Shader;
 
     /// A Rust uniform's layout, field by field.
     pub(super) struct Layout {
@@ -282,31 +264,24 @@ mod tests {
         pub(super) ty: &'static str,
     }
 
-    /// The uniform each kernel's launcher fills: the WGSL struct its shader binds and the Rust
-    /// twin. A match, so a new kernel does not compile until it is listed here.
-    fn uniform_of(kernel: Kernel) -> (&'static str, Layout) {
-        let layout = match kernel {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => MatmulParams::LAYOUT,
-            Kernel::Binary | Kernel::AddBias => ElementwiseParams::LAYOUT,
-            Kernel::Unary => UnaryParams::LAYOUT,
-            Kernel::Dropout => DropoutParams::LAYOUT,
-            Kernel::Axpy => AxpyParams::LAYOUT,
-            Kernel::Fill => FillParams::LAYOUT,
-            Kernel::SumRows | Kernel::ReduceSum | Kernel::SumPlanes => ReduceParams::LAYOUT,
-            Kernel::SoftmaxRows | Kernel::ArgmaxRows | Kernel::SoftmaxBackward => RowParams::LAYOUT,
-            Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
-                CrossEntropyParams::LAYOUT
-            }
-            Kernel::Adam | Kernel::AdamPair => AdamParams::LAYOUT,
-            Kernel::Sgd => SgdParams::LAYOUT,
-            Kernel::GatherBatch => GatherParams::LAYOUT,
-            Kernel::Conv2d
-            | Kernel::Conv2dNarrow
-            | Kernel::Conv2dBackwardInput
-            | Kernel::Conv2dBackwardInputNarrow
-            | Kernel::Conv2dBackwardWeight
-            | Kernel::Conv2dBackwardWeightNarrow => ConvGemmParams::LAYOUT,
-            Kernel::MaxPool2d | Kernel::MaxPool2dBackward => PoolParams::LAYOUT,
+    /// The uniform of each shader file: the WGSL struct it binds and the Rust twin its launchers
+    /// fill. A match, so a new shader does not compile until it is listed here.
+    fn uniform_of(shader: Shader) -> (&'static str, Layout) {
+        let layout = match shader {
+            Shader::Matmul => MatmulParams::LAYOUT,
+            Shader::Elementwise => ElementwiseParams::LAYOUT,
+            Shader::Unary => UnaryParams::LAYOUT,
+            Shader::Dropout => DropoutParams::LAYOUT,
+            Shader::Axpy => AxpyParams::LAYOUT,
+            Shader::Fill => FillParams::LAYOUT,
+            Shader::Reduce => ReduceParams::LAYOUT,
+            Shader::Softmax | Shader::SoftmaxBackward => RowParams::LAYOUT,
+            Shader::CrossEntropy => CrossEntropyParams::LAYOUT,
+            Shader::Adam => AdamParams::LAYOUT,
+            Shader::Sgd => SgdParams::LAYOUT,
+            Shader::Gather => GatherParams::LAYOUT,
+            Shader::ConvGemm(..) => ConvGemmParams::LAYOUT,
+            Shader::Pool => PoolParams::LAYOUT,
         };
         ("Params", layout)
     }
@@ -358,7 +333,7 @@ mod tests {
         for kernel in Kernel::ALL {
             let module = naga::front::wgsl::parse_str(&kernel.wgsl())
                 .unwrap_or_else(|error| panic!("{kernel:?}: {}", error.emit_to_string(&kernel.wgsl())));
-            let (wgsl_name, layout) = uniform_of(kernel);
+            let (wgsl_name, layout) = uniform_of(kernel.shader());
             let uniforms: Vec<_> = module
                 .global_variables
                 .iter()

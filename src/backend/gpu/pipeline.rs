@@ -61,7 +61,7 @@ use Access::{Read, ReadWrite};
 
 /// The WGSL files in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Shader {
+pub(super) enum Shader {
     Matmul,
     Elementwise,
     Unary,
@@ -82,7 +82,7 @@ enum Shader {
 /// Which convolution GEMM an instance of `shaders/conv_gemm.wgsl` computes: the kernel file that
 /// gathers its operands and stores its results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum ConvPass {
+pub(super) enum ConvPass {
     Forward,
     BackwardInput,
     BackwardWeight,
@@ -233,7 +233,7 @@ impl Kernel {
         format!("{COMMON}\n{}", self.shader().source(self.entry_point()))
     }
 
-    fn shader(self) -> Shader {
+    pub(super) fn shader(self) -> Shader {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
