@@ -178,7 +178,7 @@ fn points(args: &SweepArgs) -> Result<(Vec<Point>, Option<RandomSearch>), UsageE
             base.validate_within(available).map_err(UsageError)?;
             // The MLP's layers, for trials that choose the MLP when --model is cnn.
             base.hidden = args.hiddens()[0].clone();
-            check_space(args, &search.space, &base, available)?;
+            search.space.check(&base, available).map_err(|e| space_error(args, e))?;
             let trials = search.space.sample(search.trials, search.seed);
             let points = trials
                 .iter()
@@ -235,36 +235,26 @@ fn read_space(args: &SweepArgs) -> Result<SearchSpace, UsageError> {
     Ok(space)
 }
 
-/// Refuses a space that would train what `engine train` refuses, naming where the parameter
-/// came from.
-fn check_space(
-    args: &SweepArgs,
-    space: &SearchSpace,
-    base: &TrainConfig,
-    available: Option<u64>,
-) -> Result<(), UsageError> {
-    space.check(base, available).map_err(|e| {
-        let from_flag =
-            |param: Param| args.space.iter().find(|x| x.split('=').next().and_then(Param::from_name) == Some(param));
-        let origin = match &e {
-            SpaceError::OutOfDomain { param, .. } => match (from_flag(*param), &args.space_file) {
-                (Some(expression), _) => format!("--space '{expression}'"),
-                (None, Some(path)) => format!("--space-file {}", path.display()),
-                (None, None) => "--space".into(),
-            },
-            _ => match &args.space_file {
-                Some(path) if args.space.is_empty() => format!("--space-file {}", path.display()),
-                _ => "--space".into(),
-            },
-        };
-        match e {
-            // The origin already shows the parameter and its distribution.
-            SpaceError::OutOfDomain { why, .. } if !origin.ends_with("--space") => {
-                UsageError(format!("{origin}: {why}"))
-            }
-            e => UsageError(format!("{origin}: {e}")),
-        }
-    })
+/// Why a space would train what `engine train` refuses, naming where the parameter came from.
+fn space_error(args: &SweepArgs, e: SpaceError) -> UsageError {
+    let from_flag =
+        |param: Param| args.space.iter().find(|x| x.split('=').next().and_then(Param::from_name) == Some(param));
+    let origin = match &e {
+        SpaceError::OutOfDomain { param, .. } => match (from_flag(*param), &args.space_file) {
+            (Some(expression), _) => format!("--space '{expression}'"),
+            (None, Some(path)) => format!("--space-file {}", path.display()),
+            (None, None) => "--space".into(),
+        },
+        _ => match &args.space_file {
+            Some(path) if args.space.is_empty() => format!("--space-file {}", path.display()),
+            _ => "--space".into(),
+        },
+    };
+    match e {
+        // The origin already shows the parameter and its distribution.
+        SpaceError::OutOfDomain { why, .. } if !origin.ends_with("--space") => UsageError(format!("{origin}: {why}")),
+        e => UsageError(format!("{origin}: {e}")),
+    }
 }
 
 fn join<T: ToString>(items: &[T], sep: &str) -> String {
