@@ -5,8 +5,8 @@
 //! intermediate results are dropped as soon as they have been pushed to their inputs; only those
 //! of variables (parameters) are returned.
 
-use crate::backend::{IdMap, IdSet};
 use crate::error::{Error, Result};
+use crate::ids::{IdMap, IdSet};
 use crate::op::{Op, no_grad};
 use crate::tensor::{Tensor, TensorId};
 

@@ -49,26 +49,6 @@ pub fn parse_vm_hwm_mb(status: &str) -> Option<f64> {
     }
 }
 
-/// The memory the system can still give this process (`MemAvailable` of `/proc/meminfo`), in
-/// bytes, where the platform has it.
-pub fn available_memory_bytes() -> Option<u64> {
-    meminfo_bytes(&["MemAvailable:"]).map(|[available]| available)
-}
-
-/// Fields of `/proc/meminfo` (`"MemTotal:"`, ...), in bytes.
-pub(crate) fn meminfo_bytes<const N: usize>(names: &[&str; N]) -> Option<[u64; N]> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = meminfo.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].split_whitespace().next()?.parse::<u64>().ok()?.checked_mul(1024)
-    };
-    let mut out = [0; N];
-    for (value, name) in out.iter_mut().zip(names) {
-        *value = field(name)?;
-    }
-    Some(out)
-}
-
 /// Resets the peak RSS to the current RSS (Linux: `5` into `/proc/self/clear_refs`), so that
 /// each run of a sweep reports its own peak rather than the sweep's. Best effort: false where
 /// it is not possible, and the next peak then includes earlier runs.

@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod files;
 pub mod gate;
+mod ids;
 pub mod model;
 pub mod nn;
 mod op;
@@ -22,6 +23,7 @@ pub mod sysmetrics;
 pub mod tensor;
 pub mod tracking;
 pub mod train;
+mod utc;
 
 pub use autograd::Gradients;
 pub use error::{Error, Result};

@@ -372,25 +372,7 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
 /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC.
 pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_micros()
-    )
+    format!("{}.{:06}", crate::utc::date_time(since_epoch.as_secs() as i64), since_epoch.subsec_micros())
 }
 
 /// Lowercase hex SHA-256.

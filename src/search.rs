@@ -368,8 +368,9 @@ impl SearchSpace {
     /// Refuses a space that would train a config `base` could not: each range's ends and each
     /// choice are applied to `base` and validated as `engine train` validates its flags, and
     /// hidden layers for a CNN (without a model choice) are refused. `base.hidden` holds the
-    /// MLP's layers as for [`Trial::apply`].
-    pub fn check(&self, base: &TrainConfig) -> Result<(), SpaceError> {
+    /// MLP's layers as for [`Trial::apply`]; `available` is the memory in bytes the trials may
+    /// need (see [`TrainConfig::validate_within`]).
+    pub fn check(&self, base: &TrainConfig, available: Option<u64>) -> Result<(), SpaceError> {
         if self.dims.is_empty() {
             return Err(SpaceError::Empty);
         }
@@ -380,7 +381,7 @@ impl SearchSpace {
         for (param, dist) in &self.dims {
             for value in dist.extremes() {
                 let trial = Trial { values: vec![(*param, value)] };
-                trial.apply(base).validate().map_err(|why| SpaceError::OutOfDomain {
+                trial.apply(base).validate_within(available).map_err(|why| SpaceError::OutOfDomain {
                     param: *param,
                     dist: dist.to_string(),
                     why,

@@ -4,6 +4,9 @@
 //! ...), as MLflow's own sampler logs them. GPU figures (`system/gpu_*`) are not sampled: wgpu
 //! exposes no utilisation, memory or power counters for an adapter.
 //!
+//! The same `/proc/meminfo` answers how much memory the system can still give
+//! ([`available_memory_bytes`]), which the command line weighs a training config against.
+//!
 //! Only Linux has these sources; elsewhere the sampler logs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,7 +160,27 @@ fn parse_cpu_times(line: &str) -> Option<CpuTimes> {
 
 /// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in bytes.
 fn memory_bytes() -> Option<(u64, u64)> {
-    crate::cost::meminfo_bytes(&["MemTotal:", "MemAvailable:"]).map(|[total, available]| (total, available))
+    meminfo_bytes(&["MemTotal:", "MemAvailable:"]).map(|[total, available]| (total, available))
+}
+
+/// The memory the system can still give this process (`MemAvailable` of `/proc/meminfo`), in
+/// bytes, where the platform has it.
+pub fn available_memory_bytes() -> Option<u64> {
+    meminfo_bytes(&["MemAvailable:"]).map(|[available]| available)
+}
+
+/// Fields of `/proc/meminfo` (`"MemTotal:"`, ...), in bytes.
+fn meminfo_bytes<const N: usize>(names: &[&str; N]) -> Option<[u64; N]> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse::<u64>().ok()?.checked_mul(1024)
+    };
+    let mut out = [0; N];
+    for (value, name) in out.iter_mut().zip(names) {
+        *value = field(name)?;
+    }
+    Some(out)
 }
 
 /// Bytes received and sent over all interfaces since boot (`/proc/net/dev`).

@@ -63,7 +63,9 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks every hyperparameter; the message names the flag and the accepted range.
+    /// Checks every hyperparameter, and that the model's training memory can be addressed at
+    /// all; the message names the flag and the accepted range. Pure: [`validate_within`]
+    /// (Self::validate_within) also weighs the memory against what the system has.
     pub fn validate(&self) -> Result<(), String> {
         let checks = [
             (self.epochs == 0, "--epochs must be at least 1".to_string()),
@@ -90,7 +92,14 @@ impl TrainConfig {
         if let Some((_, message)) = checks.into_iter().find(|(bad, _)| *bad) {
             return Err(message);
         }
-        self.check_memory(crate::cost::available_memory_bytes())
+        self.check_memory(None)
+    }
+
+    /// [`validate`](Self::validate), then [`check_memory`](Self::check_memory) against
+    /// `available` bytes ([`crate::sysmetrics::available_memory_bytes`] where training runs).
+    pub fn validate_within(&self, available: Option<u64>) -> Result<(), String> {
+        self.validate()?;
+        self.check_memory(available)
     }
 
     /// Refuses a model or batch whose training memory exceeds `available` bytes (or overflows),

@@ -161,8 +161,8 @@ fn refuses_bad_expressions_and_files_saying_why() {
 
 #[test]
 fn a_space_is_checked_against_what_training_accepts() {
-    assert!(space(&["dropout=uniform(0,0.5)", "lr=loguniform(1e-4,1)"]).check(&base()).is_ok());
-    let refused = |e: &str| match space(&[e]).check(&base()) {
+    assert!(space(&["dropout=uniform(0,0.5)", "lr=loguniform(1e-4,1)"]).check(&base(), None).is_ok());
+    let refused = |e: &str| match space(&[e]).check(&base(), None) {
         Err(SpaceError::OutOfDomain { why, .. }) => why,
         other => panic!("{e}: {other:?}"),
     };
@@ -170,11 +170,18 @@ fn a_space_is_checked_against_what_training_accepts() {
     assert!(refused("lr=uniform(0,1)").contains("--lr"));
     assert!(refused("weight-decay=uniform(-1,1)").contains("--weight-decay"));
     assert!(refused("batch-size=int(0,64)").contains("--batch-size"));
+    // Each range's largest end is weighed against the memory the caller says there is.
+    let wide = space(&["hidden=choice(64|4096,4096)"]);
+    assert!(wide.check(&base(), None).is_ok());
+    match wide.check(&base(), Some(1 << 20)) {
+        Err(SpaceError::OutOfDomain { why, .. }) => assert!(why.contains("GiB"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     // As for `Trial::apply`, the base keeps the MLP's layers for trials that choose the MLP.
     let cnn = TrainConfig { model: Architecture::Cnn, ..base() };
-    assert_eq!(space(&["hidden=choice(64|128)"]).check(&cnn), Err(SpaceError::HiddenForCnn));
-    assert!(space(&["hidden=choice(64|128)", "model=choice(mlp,cnn)"]).check(&cnn).is_ok());
-    assert_eq!(SearchSpace::default().check(&base()), Err(SpaceError::Empty));
+    assert_eq!(space(&["hidden=choice(64|128)"]).check(&cnn, None), Err(SpaceError::HiddenForCnn));
+    assert!(space(&["hidden=choice(64|128)", "model=choice(mlp,cnn)"]).check(&cnn, None).is_ok());
+    assert_eq!(SearchSpace::default().check(&base(), None), Err(SpaceError::Empty));
 }
 
 #[test]

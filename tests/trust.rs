@@ -82,8 +82,12 @@ fn impossible_sizes_exit_2_before_anything_is_allocated() {
     let need = config.training_memory_bytes().unwrap();
     assert!(config.check_memory(Some(need)).is_ok());
     assert!(config.check_memory(Some(need - 1)).unwrap_err().contains("GiB"));
+    // Validation alone reads nothing of the system; the memory is weighed where it is given.
+    assert!(config.validate().is_ok());
+    assert!(config.validate_within(Some(need - 1)).unwrap_err().contains("GiB"));
     config.hidden = vec![usize::MAX];
     assert!(config.check_memory(None).is_err(), "overflow is refused even where memory is unknown");
+    assert!(config.validate().is_err(), "and by validation, which needs no memory figure");
 }
 
 #[test]

@@ -113,8 +113,8 @@ struct Point {
 }
 
 /// The grid in order: learning rate, then batch size, then architecture. Every point is
-/// validated before anything runs.
-fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
+/// validated, its training memory against `available` bytes, before anything runs.
+fn grid(args: &SweepArgs, available: Option<u64>) -> Result<Vec<Point>, UsageError> {
     let random_only = [
         (args.trials.is_some(), "--trials"),
         (!args.space.is_empty(), "--space"),
@@ -132,7 +132,7 @@ fn grid(args: &SweepArgs) -> Result<Vec<Point>, UsageError> {
         for &batch_size in &args.batch_size {
             for hidden in &hiddens {
                 let config = args.common.config(lr, batch_size, hidden);
-                config.validate().map_err(UsageError)?;
+                config.validate_within(available).map_err(UsageError)?;
                 // Named by what varies, so chart legends tell the runs apart.
                 let mut parts = Vec::new();
                 if args.lr.len() > 1 || (args.batch_size.len() == 1 && hiddens.len() == 1) {
@@ -168,22 +168,26 @@ fn points(args: &SweepArgs) -> Result<(Vec<Point>, Option<RandomSearch>), UsageE
         return Err(UsageError(format!("--tolerance must be a number >= 0, got {}", args.tolerance)));
     }
     args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
+    // Each point must train within the memory the system has now.
+    let available = engine::sysmetrics::available_memory_bytes();
     match args.search {
-        Strategy::Grid => Ok((grid(args)?, None)),
+        Strategy::Grid => Ok((grid(args, available)?, None)),
         Strategy::Random => {
             let search = random_search(args)?;
             let mut base = args.common.config(args.lr[0], args.batch_size[0], &args.hiddens()[0]);
-            base.validate().map_err(UsageError)?;
+            base.validate_within(available).map_err(UsageError)?;
             // The MLP's layers, for trials that choose the MLP when --model is cnn.
             base.hidden = args.hiddens()[0].clone();
-            check_space(args, &search.space, &base)?;
+            search.space.check(&base, available).map_err(|e| space_error(args, e))?;
             let trials = search.space.sample(search.trials, search.seed);
             let points = trials
                 .iter()
                 .zip(search::trial_labels(&trials))
                 .map(|(trial, label)| {
                     let config = trial.apply(&base);
-                    config.validate().map_err(|e| UsageError(format!("--space, trial {label}: {e}")))?;
+                    config
+                        .validate_within(available)
+                        .map_err(|e| UsageError(format!("--space, trial {label}: {e}")))?;
                     Ok(Point { config, label })
                 })
                 .collect::<Result<_, UsageError>>()?;
@@ -231,31 +235,26 @@ fn read_space(args: &SweepArgs) -> Result<SearchSpace, UsageError> {
     Ok(space)
 }
 
-/// Refuses a space that would train what `engine train` refuses, naming where the parameter
-/// came from.
-fn check_space(args: &SweepArgs, space: &SearchSpace, base: &TrainConfig) -> Result<(), UsageError> {
-    space.check(base).map_err(|e| {
-        let from_flag =
-            |param: Param| args.space.iter().find(|x| x.split('=').next().and_then(Param::from_name) == Some(param));
-        let origin = match &e {
-            SpaceError::OutOfDomain { param, .. } => match (from_flag(*param), &args.space_file) {
-                (Some(expression), _) => format!("--space '{expression}'"),
-                (None, Some(path)) => format!("--space-file {}", path.display()),
-                (None, None) => "--space".into(),
-            },
-            _ => match &args.space_file {
-                Some(path) if args.space.is_empty() => format!("--space-file {}", path.display()),
-                _ => "--space".into(),
-            },
-        };
-        match e {
-            // The origin already shows the parameter and its distribution.
-            SpaceError::OutOfDomain { why, .. } if !origin.ends_with("--space") => {
-                UsageError(format!("{origin}: {why}"))
-            }
-            e => UsageError(format!("{origin}: {e}")),
-        }
-    })
+/// Why a space would train what `engine train` refuses, naming where the parameter came from.
+fn space_error(args: &SweepArgs, e: SpaceError) -> UsageError {
+    let from_flag =
+        |param: Param| args.space.iter().find(|x| x.split('=').next().and_then(Param::from_name) == Some(param));
+    let origin = match &e {
+        SpaceError::OutOfDomain { param, .. } => match (from_flag(*param), &args.space_file) {
+            (Some(expression), _) => format!("--space '{expression}'"),
+            (None, Some(path)) => format!("--space-file {}", path.display()),
+            (None, None) => "--space".into(),
+        },
+        _ => match &args.space_file {
+            Some(path) if args.space.is_empty() => format!("--space-file {}", path.display()),
+            _ => "--space".into(),
+        },
+    };
+    match e {
+        // The origin already shows the parameter and its distribution.
+        SpaceError::OutOfDomain { why, .. } if !origin.ends_with("--space") => UsageError(format!("{origin}: {why}")),
+        e => UsageError(format!("{origin}: {e}")),
+    }
 }
 
 fn join<T: ToString>(items: &[T], sep: &str) -> String {

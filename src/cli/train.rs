@@ -221,7 +221,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     args.common.refuse_hidden_for_cnn(args.hidden.is_some())?;
     let hidden = args.hidden.map_or(DEFAULT_HIDDEN.to_vec(), |Hidden(sizes)| sizes);
     let config = args.common.config(args.lr, args.batch_size, &hidden);
-    config.validate().map_err(UsageError)?;
+    config.validate_within(engine::sysmetrics::available_memory_bytes()).map_err(UsageError)?;
     let tracking = args.common.tracking.config(args.common.run_name.clone());
     tracking.validate().map_err(UsageError)?;
     // Checked again once the run holds the directory; here so that no run starts.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{GpuContext, GpuError, lock};
-use crate::backend::IdMap;
+use crate::ids::IdMap;
 
 /// Smallest bucket: tiny buffers (scalars, uniforms of shape) all share it.
 const MIN_BUCKET: u64 = 256;

@@ -8,9 +8,8 @@
 //! tiles load instead of stored. Their output rows are channels; at most 32 of them take a
 //! 32x128 tile instead of the 64x64 one, so that a small layer fills its tiles.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::ops::{self, ReduceParams, WG, check_inputs, check_len, elements, same_context, to_u32};
+use super::ops::{self, WG, check_inputs, check_len, elements, same_context, to_u32};
+use super::params::{ConvGemmParams, PoolParams, ReduceParams};
 use super::pipeline::{CONV_TILE, CONV_TILE_NARROW, ConvTile};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::cpu::conv::Conv2dShape;
@@ -21,41 +20,6 @@ const SPLIT_TARGET_GROUPS: usize = 512;
 /// The shortest split of the weight gradient's reduction: each split costs a partial tile
 /// written and read again.
 const MIN_SPLIT_DEPTH: usize = 256;
-
-/// The uniform of the convolution GEMMs: `Params` in `shaders/conv_gemm.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct ConvGemmParams {
-    in_channels: u32,
-    height: u32,
-    width: u32,
-    out_channels: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    padding: u32,
-    out_height: u32,
-    out_width: u32,
-    n: u32,
-    k: u32,
-    tiles_n: u32,
-    tiles_per_split: u32,
-    tiles_total: u32,
-    k_split: u32,
-    relu: u32,
-}
-
-/// The uniform of `shaders/pool.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct PoolParams {
-    planes: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    n: u32,
-    _pad: [u32; 2],
-}
 
 /// The element counts of a convolution's tensors, checked for overflow.
 struct Lengths {
@@ -272,7 +236,8 @@ fn pool_params(
         out_height: to_u32(op, out_height)?,
         out_width: to_u32(op, out_width)?,
         n: to_u32(op, elements(op, &[planes, out_height, out_width])?)?,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     })
 }
 

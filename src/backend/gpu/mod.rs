@@ -23,6 +23,7 @@ mod args;
 mod buffer;
 pub mod conv;
 pub mod ops;
+mod params;
 mod pipeline;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -33,7 +34,7 @@ use buffer::{BufferPool, RawBuffer};
 pub use pipeline::Kernel;
 use pipeline::Pipelines;
 
-use super::IdMap;
+use crate::ids::IdMap;
 
 /// Dispatches recorded before the pending encoder is submitted without waiting for a download.
 pub const MAX_BATCH: u32 = 256;

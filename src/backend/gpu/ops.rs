@@ -6,9 +6,11 @@
 //! The launchers mirror the CPU kernels of [`crate::backend::cpu`], their oracle: same
 //! arguments where it makes sense, same formulas, same operation order.
 
-use bytemuck::{Pod, Zeroable};
-
 pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
+use super::params::{
+    AdamParams, AxpyParams, CrossEntropyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams,
+    MatmulParams, ReduceParams, RowParams, SgdParams, UnaryParams,
+};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::{AdamStep, SgdStep};
 
@@ -27,198 +29,23 @@ const NAIVE_BLOCK: u64 = 16;
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
 const NAN_BITS: u32 = 0x7fc0_0000;
 
-// The uniforms of the kernels: each struct mirrors the `Params` struct of its shader field by
-// field (same names, order and types, padding included), and the two must change together.
-
-/// `Params` in `shaders/matmul.wgsl` (also read by `matmul_blocked.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    /// [`MatmulParams::BIAS`] and the other flag bits.
-    flags: u32,
-    a_rs: u32,
-    a_cs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    tiles_n: u32,
-    tiles_total: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-impl MatmulParams {
-    /// Bits of `flags`, as `shaders/matmul.wgsl` tests them.
-    const BIAS: u32 = 1 << 0;
-    const RELU: u32 = 1 << 1;
-    const TRANS_A: u32 = 1 << 2;
-    const TRANS_B: u32 = 1 << 3;
-    const RELU_MASK: u32 = 1 << 4;
-}
-
-/// `Params` in `shaders/elementwise.wgsl` (`binary` and `add_bias`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct ElementwiseParams {
-    n: u32,
-    /// A [`BinaryOp`] (`binary` only).
-    op: u32,
-    /// Columns of `x`, the length of the bias (`add_bias` only).
-    cols: u32,
-    _pad: u32,
-}
-
 /// The op codes of `binary` in `shaders/elementwise.wgsl`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BinaryOp {
+pub(super) enum BinaryOp {
     Add = 0,
     Mul = 1,
     /// `y` where `x > 0`, else 0.
     ReluMask = 2,
 }
 
-/// `Params` in `shaders/unary.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct UnaryParams {
-    n: u32,
-    /// A [`UnaryOp`].
-    op: u32,
-    value: f32,
-    _pad: u32,
-}
-
 /// The op codes of `shaders/unary.wgsl`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UnaryOp {
+pub(super) enum UnaryOp {
     /// `x * value`.
     Scale = 0,
     Relu = 1,
-}
-
-/// `Params` in `shaders/dropout.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct DropoutParams {
-    n: u32,
-    key_lo: u32,
-    key_hi: u32,
-    p: f32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-/// `Params` in `shaders/axpy.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct AxpyParams {
-    n: u32,
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-/// `Params` in `shaders/fill.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct FillParams {
-    n: u32,
-    bits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-/// `Params` in `shaders/reduce.wgsl` (`sum_rows`, `reduce_sum`, and `sum_planes` in [`super::conv`]).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub(super) struct ReduceParams {
-    pub(super) rows: u32,
-    pub(super) cols: u32,
-    pub(super) n: u32,
-    pub(super) groups: u32,
-    pub(super) scale: f32,
-    pub(super) _pad0: u32,
-    pub(super) _pad1: u32,
-    pub(super) _pad2: u32,
-}
-
-/// `Params` in `shaders/softmax.wgsl` and `shaders/softmax_backward.wgsl` (the same fields).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct RowParams {
-    rows: u32,
-    cols: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-/// `Params` in `shaders/cross_entropy.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct CrossEntropyParams {
-    rows: u32,
-    cols: u32,
-    scale: f32,
-    nan_bits: u32,
-}
-
-/// `Params` in `shaders/adam.wgsl` (`adam` and `adam_pair`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct AdamParams {
-    n: u32,
-    weight_factor: f32,
-    gradient_decay: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    step_size: f32,
-    bias_correction2_sqrt: f32,
-    eps: f32,
-    /// `adam_pair`: elements of the second parameter.
-    n2: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-/// `Params` in `shaders/sgd.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct SgdParams {
-    n: u32,
-    /// 1 when momentum is non-zero.
-    use_momentum: u32,
-    /// The momentum, or 0 on the first step.
-    keep: f32,
-    lr: f32,
-    weight_decay: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-/// `Params` in `shaders/gather.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct GatherParams {
-    batch: u32,
-    features: u32,
-    samples: u32,
-    words: u32,
-    label_words: u32,
-    indices: u32,
-    first: u32,
-    scale: f32,
-    shift: f32,
-    nan_bits: u32,
-    _pad0: u32,
-    _pad1: u32,
 }
 
 /// `C = op(A) · op(B)` with the optional bias/relu epilogue. Large outputs go to the wide kernel

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use super::{GpuError, lock};
-use crate::backend::IdMap;
+use crate::ids::IdMap;
 
 /// Helpers every kernel file starts with.
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -61,7 +61,7 @@ use Access::{Read, ReadWrite};
 
 /// The WGSL files in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Shader {
+pub(super) enum Shader {
     Matmul,
     Elementwise,
     Unary,
@@ -82,7 +82,7 @@ enum Shader {
 /// Which convolution GEMM an instance of `shaders/conv_gemm.wgsl` computes: the kernel file that
 /// gathers its operands and stores its results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum ConvPass {
+pub(super) enum ConvPass {
     Forward,
     BackwardInput,
     BackwardWeight,
@@ -228,7 +228,12 @@ impl Kernel {
         Kernel::MaxPool2dBackward,
     ];
 
-    fn shader(self) -> Shader {
+    /// The WGSL module this kernel's pipeline compiles: `common.wgsl`, then its shader.
+    pub(crate) fn wgsl(self) -> String {
+        format!("{COMMON}\n{}", self.shader().source(self.entry_point()))
+    }
+
+    pub(super) fn shader(self) -> Shader {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
@@ -354,11 +359,10 @@ impl Pipelines {
     }
 
     fn build(&self, device: &wgpu::Device, kernel: Kernel) -> CompiledKernel {
-        let shader = kernel.shader();
         let module = lock(&self.modules)
-            .entry(shader)
+            .entry(kernel.shader())
             .or_insert_with(|| {
-                let source = format!("{COMMON}\n{}", shader.source(kernel.entry_point()));
+                let source = kernel.wgsl();
                 let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.entry_point()),
                     source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
