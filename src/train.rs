@@ -64,7 +64,7 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// Checks every hyperparameter, and that the model's training memory can be addressed at
-    /// all; the message names the flag and the accepted range. Pure: [`validate_within`]
+    /// all; the message names the flag and the accepted range. Pure: [`Self::validate_within`]
     /// (Self::validate_within) also weighs the memory against what the system has.
     pub fn validate(&self) -> Result<(), String> {
         let checks = [

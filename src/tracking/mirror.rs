@@ -27,7 +27,7 @@ pub const START_WAIT: Duration = Duration::from_secs(3);
 /// The local store is written first, in the caller's thread, so it always holds the whole run.
 /// Everything for the server leaves through an `Uplink`: a bounded queue drained by a
 /// background thread, so the training loop never waits for the server. Starting the run waits
-/// at most [`START_WAIT`] for the server to create it, so that a live server's id names the run;
+/// at most `START_WAIT` for the server to create it, so that a live server's id names the run;
 /// past that (or at once when the server refuses the connection) the run starts under a local
 /// id, and the uplink creates it on the server when it answers. Reserving the model waits for
 /// one request of a live server, as its answer names the model. Metric points go out in

@@ -9,7 +9,7 @@ use crate::tracking::util::truncate_chars;
 use crate::tracking::wire::{MAX_TAG_VALUE_CHARS, Run, RunInfo};
 
 impl MlflowClient {
-    /// `runs/create`. `tags` should include the system tags (see [`super::util::system_tags`]).
+    /// `runs/create`. `tags` should include the system tags (see [`crate::tracking::util::system_tags`]).
     pub fn create_run(
         &self,
         experiment_id: &str,
