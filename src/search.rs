@@ -329,17 +329,17 @@ impl SearchSpace {
         })?;
         for (name, spec) in object {
             let param = Param::from_name(name).ok_or_else(|| SpaceError::UnknownParam(name.clone()))?;
-            match spec {
-                serde_json::Value::String(s) => self.add_expression(&format!("{name}={s}"))?,
-                serde_json::Value::Object(o) if o.len() == 1 => {
-                    let (dist, args) = o.iter().next().expect("one entry");
+            let single_entry = spec.as_object().filter(|o| o.len() == 1).and_then(|o| o.iter().next());
+            match (spec, single_entry) {
+                (serde_json::Value::String(s), _) => self.add_expression(&format!("{name}={s}"))?,
+                (_, Some((dist, args))) => {
                     let args = args.as_array().ok_or_else(|| {
                         SpaceError::Json(format!("{param}: the arguments of {dist} must be a list, got {args}"))
                     })?;
                     let args: Vec<String> = args.iter().map(json_arg).collect();
                     self.insert(param, parse_distribution(param, dist, &args)?)?;
                 }
-                other => {
+                (other, None) => {
                     return Err(SpaceError::Json(format!(
                         r#"{param}: expected "loguniform(1e-3,0.3)" or {{"loguniform": [0.001, 0.3]}}, got {other}"#
                     )));

@@ -11,9 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use engine::analysis::Direction;
 use engine::gate::{self, Baseline, Gate, GateError};
-use engine::tracking::{
-    self, LocalStore, MlflowClient, ModelUri, ModelVersion, RunRecord, TrackingConfig, VersionSelector,
-};
+use engine::tracking::{self, LocalStore, MlflowClient, ModelUri, RunRecord, TrackingConfig, VersionSelector};
 
 use super::TrackingArgs;
 
@@ -158,7 +156,7 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     };
     let decision = rule.decide(&args.run_id, &found.metrics(), baseline.as_ref())?;
     let line = rule.describe(&decision, &args.run_id);
-    let recorded = tag_run(&tracking, &found, &args.run_id, &rule.tags(&decision))
+    let recorded = tag_run(&tracking, &found, &rule.tags(&decision))
         .and_then(|()| if decision.passed() { require_ready_model(&tracking, &found) } else { Ok(()) });
     if let Err(e) = recorded {
         return Err(e.context(format!("{line}, but not recorded on the run")));
@@ -192,7 +190,7 @@ fn find_baseline(tracking: &TrackingConfig, uri: &str) -> anyhow::Result<Option<
     };
     let client = registry(tracking)?;
     let version = match &selector {
-        VersionSelector::Alias(alias) => match aliased_version(&client, &name, alias)? {
+        VersionSelector::Alias(alias) => match client.aliased_version(&name, alias)? {
             Some(version) => version,
             None => {
                 eprintln!("note: --baseline {uri} names no version yet (the first model): only the threshold counts");
@@ -208,18 +206,6 @@ fn find_baseline(tracking: &TrackingConfig, uri: &str) -> anyhow::Result<Option<
     Ok(Some(Baseline { label: format!("{uri} (version {})", version.version), run_id, metrics }))
 }
 
-/// The version of `name` that `alias` points to, if the model and the alias exist.
-fn aliased_version(client: &MlflowClient, name: &str, alias: &str) -> anyhow::Result<Option<ModelVersion>> {
-    // A search of versions leaves their aliases out; each version's own record has them.
-    for listed in client.model_versions(name).with_context(|| format!("cannot list the versions of {name}"))? {
-        let version = client.get_model_version(name, &listed.version)?;
-        if version.aliases.iter().any(|a| a == alias) {
-            return Ok(Some(version));
-        }
-    }
-    Ok(None)
-}
-
 /// Refuses a run whose gate failed (or never ran, when required) unless forced, and records a
 /// forced override on the run.
 fn check_gate(
@@ -233,12 +219,12 @@ fn check_gate(
     let overridden = requirement.force && tags.get(gate::DECISION_TAG).map(String::as_str) != Some("passed");
     if overridden {
         eprintln!("warning: run {run_id} did not pass a quality gate; going on as --force says ({})", gate::FORCED_TAG);
-        tag_run(tracking, found, run_id, &[(gate::FORCED_TAG.to_string(), "true".to_string())])?;
+        tag_run(tracking, found, &[(gate::FORCED_TAG.to_string(), "true".to_string())])?;
     }
     Ok(())
 }
 
-fn tag_run(tracking: &TrackingConfig, found: &FoundRun, run_id: &str, tags: &[(String, String)]) -> anyhow::Result<()> {
+fn tag_run(tracking: &TrackingConfig, found: &FoundRun, tags: &[(String, String)]) -> anyhow::Result<()> {
     match found {
         FoundRun::Local(record) => {
             let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(&record.run_id)?;
@@ -249,7 +235,7 @@ fn tag_run(tracking: &TrackingConfig, found: &FoundRun, run_id: &str, tags: &[(S
                     .context("cannot send the gate's tags")?;
             }
         }
-        FoundRun::Server(client, _) => client.log_batch(run_id, &[], &[], tags)?,
+        FoundRun::Server(client, run) => client.log_batch(&run.info.run_id, &[], &[], tags)?,
     }
     Ok(())
 }

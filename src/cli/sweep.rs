@@ -304,7 +304,7 @@ pub const SEARCH_SPACE_ARTIFACT: &str = "search_space.json";
 
 /// Logs the space as [`SEARCH_SPACE_ARTIFACT`] of the parent run.
 fn log_search_space(parent: &mut dyn tracking::Tracker, search: &RandomSearch, run_id: &str) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("engine-search-{run_id}"));
+    let dir = std::env::temp_dir().join(format!("engine-search-{}", tracking::paths::sanitize_component(run_id)));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(SEARCH_SPACE_ARTIFACT);
     std::fs::write(&path, serde_json::to_string_pretty(&search.space.to_json())?)?;
@@ -474,7 +474,8 @@ fn run_in_process(plan: &Plan) -> anyhow::Result<()> {
 /// `workers` points at a time, each an `engine sweep --plan --index` process with its share of
 /// the threads; the plan goes to a temporary file for them.
 fn run_workers(plan: &Plan, workers: usize) -> anyhow::Result<()> {
-    let path = std::env::temp_dir().join(format!("engine-sweep-{}.json", plan.parent_run_id));
+    let name = format!("engine-sweep-{}.json", tracking::paths::sanitize_component(&plan.parent_run_id));
+    let path = std::env::temp_dir().join(name);
     plan.write(&path)?;
     let threads = (rayon::current_num_threads() / workers).max(1);
     let exe = std::env::current_exe().context("cannot find the engine executable")?;

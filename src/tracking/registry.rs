@@ -191,16 +191,21 @@ impl MlflowClient {
                 Some(version) => Ok(version),
                 None => Err(self.missing(name, &format!("`{name}` has no versions"))),
             },
-            VersionSelector::Alias(alias) => {
-                match self.get_json("registered-models/alias", &[("name", name), ("alias", alias)]) {
-                    Ok(v) => ModelVersion::from_json("registered-models/alias", &v["model_version"]),
-                    // MLflow answers an unknown alias with 400, an unknown model with 404.
-                    Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
-                        Err(self.missing(name, &format!("`{name}` has no alias `{alias}`")))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            VersionSelector::Alias(alias) => match self.aliased_version(name, alias)? {
+                Some(version) => Ok(version),
+                None => Err(self.missing(name, &format!("`{name}` has no alias `{alias}`"))),
+            },
+        }
+    }
+
+    /// The version `alias` of `name` points to now, or `None` when the model or the alias does
+    /// not exist (yet: the first model to reach production has no champion before it).
+    pub fn aliased_version(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>, TrackingError> {
+        match self.get_json("registered-models/alias", &[("name", name), ("alias", alias)]) {
+            Ok(v) => ModelVersion::from_json("registered-models/alias", &v["model_version"]).map(Some),
+            // MLflow answers an unknown alias with 400, an unknown model with 404.
+            Err(e) if e.is_not_found() || e.http_status() == Some(400) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
