@@ -7,6 +7,7 @@
 pub mod conv;
 pub mod matmul;
 mod narrow;
+mod pool;
 
 use rayon::prelude::*;
 
