@@ -185,3 +185,27 @@ fn a_server_that_never_answers_does_not_delay_training() {
     assert!(took < Duration::from_secs(20), "took {took:?}: {}", stderr(&output));
     drop(silent);
 }
+
+/// A host that drops connection attempts (a firewall, a machine that is off): here a listener
+/// whose backlog is full, so the kernel drops further SYNs. The first contact gives up on the
+/// connection within half a second instead of waiting out the start's 3 s.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_server_that_drops_connections_does_not_delay_training() {
+    use std::os::fd::AsRawFd;
+    let cwd = empty_dir("behaviour-dropping-server");
+    let full = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    // SAFETY: `listen` on the listener's own open socket only changes its backlog.
+    assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+    let addr = full.local_addr().expect("its address");
+    let _queued: Vec<_> =
+        (0..3).filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()).collect();
+    let dropped = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(dropped.is_err(), "the backlog still takes connections");
+    let (took, output) = train_against(&cwd, &format!("http://{addr}"));
+    assert_recorded_unsynced(&cwd, &output);
+    let said = stderr(&output);
+    assert!(said.contains("not answering") && said.contains("Connect"), "{said}");
+    assert!(!said.contains("no answer within"), "the start waited for the server: {said}");
+    assert!(took < Duration::from_secs(20), "took {took:?}: {said}");
+}

@@ -234,7 +234,7 @@ impl Sender {
     /// client's retries if the server did not answer. A run the server does not take stays
     /// local: every job after it is skipped and the run is marked unsynced.
     fn create(&mut self, new_run: NewRun, started: &mpsc::Sender<Started>) {
-        let first = self.client.without_retries().get_or_create_experiment(&new_run.experiment);
+        let first = self.client.first_contact().get_or_create_experiment(&new_run.experiment);
         let experiment = match first {
             Err(e) if e.is_server_unavailable() => {
                 let _ = started.send(Started::NotYet(e.to_string()));

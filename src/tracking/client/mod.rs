@@ -20,6 +20,7 @@ mod transport;
 mod uri;
 
 use std::fmt;
+use std::time::Duration;
 
 use super::error::TrackingError;
 use super::util::redact_uri;
@@ -50,6 +51,9 @@ impl fmt::Debug for MlflowClient {
     }
 }
 
+/// How long [`MlflowClient::first_contact`] waits for a connection to be made.
+pub const FIRST_CONTACT_CONNECT: Duration = Duration::from_millis(500);
+
 impl MlflowClient {
     /// A client for `tracking_uri` with credentials and retry settings from the environment.
     pub fn from_env(tracking_uri: &str) -> Result<Self, TrackingError> {
@@ -59,15 +63,25 @@ impl MlflowClient {
     /// A client with explicit credentials and retry policy.
     pub fn new(tracking_uri: &str, auth: Auth, retry: RetryPolicy) -> Result<Self, TrackingError> {
         let base = normalize_tracking_uri(tracking_uri)?;
-        let agent = Self::make_agent(&retry);
+        let agent = Self::make_agent(&retry, retry.timeout);
         Ok(MlflowClient { base, auth, retry, agent })
     }
 
     /// The same client with another retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.agent = Self::make_agent(&retry);
+        self.agent = Self::make_agent(&retry, retry.timeout);
         self.retry = retry;
         self
+    }
+
+    /// The same client trying each request once and giving up on a connection that is not
+    /// made within `FIRST_CONTACT_CONNECT`: a first contact that must not keep training waiting
+    /// for a host that drops the connection attempt (a firewall, a machine that is off). A
+    /// server that is there connects in milliseconds; later requests keep the full timeout.
+    pub fn first_contact(&self) -> Self {
+        let mut once = self.without_retries();
+        once.agent = Self::make_agent(&once.retry, once.retry.timeout.min(FIRST_CONTACT_CONNECT));
+        once
     }
 
     /// The same client trying each request once: for a first contact that must not wait

@@ -104,14 +104,14 @@ fn human_bytes(n: u64) -> String {
 }
 
 impl MlflowClient {
-    pub(super) fn make_agent(retry: &RetryPolicy) -> ureq::Agent {
+    pub(super) fn make_agent(retry: &RetryPolicy, connect: Duration) -> ureq::Agent {
         // Like MLflow's client (requests' connect/read timeouts): the timeout bounds connecting
         // and each wait for the server, not a whole transfer, so large artifacts still go through.
         let t = Some(retry.timeout);
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_resolve(t)
-            .timeout_connect(t)
+            .timeout_connect(Some(connect))
             .timeout_per_read(t)
             .timeout_per_write(t)
             .user_agent(concat!("engine/", env!("CARGO_PKG_VERSION"), " (mlflow-rest)"))
