@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use engine::analysis::{self, AnalysisInputs, ClassScore, ConfusionCounts, RunSummary};
-use engine::tracking::{self, LocalStore, MlflowClient, RunRecord, TrackingConfig};
+use engine::tracking::{
+    self, LocalStore, MlflowClient, Push, Pushed, Run, RunAdditions, RunHandle, RunRecord, TrackingConfig,
+};
 use serde_json::Value;
 
 use super::{TrackingArgs, UsageError};
@@ -48,19 +50,12 @@ struct Gathered {
     confusion: Option<ConfusionCounts>,
     /// The run's output directory as recorded in its metrics.json, when it still exists here.
     recorded_output_dir: Option<PathBuf>,
-    /// Where the run lives: the local store, or only on the server.
-    home: Home,
-}
-
-enum Home {
-    Local(RunRecord),
-    Server { client: MlflowClient, artifact_uri: String },
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     check_args(&args)?;
     let config = args.tracking.config(None);
-    let gathered = gather(&args.run, &config)?;
+    let (gathered, home) = gather(&args.run, &config)?;
     let inputs = AnalysisInputs {
         run: &gathered.run,
         experiment: &gathered.experiment,
@@ -80,7 +75,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(ANALYSIS);
     engine::model::write_atomic(&path, markdown.as_bytes())?;
-    log_artifact(&gathered.home, &config, &path)?;
+    log_artifact(&home, &config, &path)?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
@@ -104,21 +99,17 @@ fn check_args(args: &AnalyzeArgs) -> Result<(), UsageError> {
 }
 
 /// Reads the run from the local store, else from the server.
-fn gather(run_id: &str, config: &TrackingConfig) -> anyhow::Result<Gathered> {
-    let store = LocalStore::open(&config.local_root)?;
-    match store.load_run(run_id) {
-        Ok(record) => gather_local(&store, record),
-        Err(local_error) => match &config.tracking_uri {
-            Some(uri) => gather_server(run_id, MlflowClient::from_env(uri)?),
-            None => Err(anyhow::anyhow!(
-                "{local_error}; if the run was logged to a server, pass --tracking-uri or set MLFLOW_TRACKING_URI"
-            )),
-        },
-    }
+fn gather(run_id: &str, config: &TrackingConfig) -> anyhow::Result<(Gathered, RunHandle)> {
+    let home = RunHandle::find(config, run_id)?;
+    let gathered = match &home {
+        RunHandle::Local { store, record } => gather_local(store, record)?,
+        RunHandle::Server { client, run } => gather_server(client, run)?,
+    };
+    Ok((gathered, home))
 }
 
-fn gather_local(store: &LocalStore, record: RunRecord) -> anyhow::Result<Gathered> {
-    let run = tracking::summary_from_record(&record);
+fn gather_local(store: &LocalStore, record: &RunRecord) -> anyhow::Result<Gathered> {
+    let run = tracking::summary_from_record(record);
     let experiment = tracking::Source::Local(store.clone()).experiment_runs(&record.experiment)?;
     let artifacts = record.dir.join("artifacts");
     let read = |name: &str| -> Option<Value> {
@@ -137,19 +128,15 @@ fn gather_local(store: &LocalStore, record: RunRecord) -> anyhow::Result<Gathere
         scores: parse_reports(read(REPORT), REPORT, analysis::class_scores_from_json),
         confusion: parse_reports(read(CONFUSION), CONFUSION, analysis::confusion_from_json),
         recorded_output_dir,
-        home: Home::Local(record),
     })
 }
 
-fn gather_server(run_id: &str, client: MlflowClient) -> anyhow::Result<Gathered> {
-    let run =
-        client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {}", client.tracking_uri()))?;
-    let summary = tracking::summary_from_server(&client, &run)?;
+fn gather_server(client: &MlflowClient, run: &Run) -> anyhow::Result<Gathered> {
+    let summary = tracking::summary_from_server(client, run)?;
     let experiment = client.get_experiment(&run.info.experiment_id)?;
     let experiment_runs = tracking::Source::Server(client.clone()).experiment_runs(&experiment.name)?;
-    let artifact_uri = run.info.artifact_uri.clone();
     let read = |name: &str| -> Option<Value> {
-        let bytes = client.download_artifact(&artifact_uri, name).ok()?;
+        let bytes = client.download_artifact(&run.info.artifact_uri, name).ok()?;
         serde_json::from_slice(&bytes).ok()
     };
     Ok(Gathered {
@@ -158,7 +145,6 @@ fn gather_server(run_id: &str, client: MlflowClient) -> anyhow::Result<Gathered>
         scores: parse_reports(read(REPORT), REPORT, analysis::class_scores_from_json),
         confusion: parse_reports(read(CONFUSION), CONFUSION, analysis::confusion_from_json),
         recorded_output_dir: None,
-        home: Home::Server { client, artifact_uri },
     })
 }
 
@@ -175,21 +161,10 @@ fn parse_reports<T>(value: Option<Value>, name: &str, parse: impl Fn(&Value) -> 
 }
 
 /// Adds analysis.md to the run's artifacts (and sends a local run's addition to its server).
-fn log_artifact(home: &Home, config: &TrackingConfig, path: &Path) -> anyhow::Result<()> {
-    match home {
-        Home::Local(record) => {
-            let store = LocalStore::open(&config.local_root)?;
-            let mut run = store.reopen_run(&record.run_id)?;
-            run.log_artifact(path, "")?;
-            drop(run);
-            if config.tracking_uri.is_some() && !record.remotes.is_empty() {
-                let options = tracking::SyncOptions { run_ids: vec![record.run_id.clone()], ..Default::default() };
-                if let Err(e) = tracking::sync_with(&config.local_root, config, &options) {
-                    eprintln!("warning: analysis.md stays in the local store until `engine sync`: {e}");
-                }
-            }
-        }
-        Home::Server { client, artifact_uri } => client.upload_artifact_file(artifact_uri, ANALYSIS, path)?,
+fn log_artifact(home: &RunHandle, config: &TrackingConfig, path: &Path) -> anyhow::Result<()> {
+    let additions = RunAdditions { artifacts: vec![(path.to_path_buf(), String::new())], ..Default::default() };
+    if let Pushed::Failed(_, e) = home.add(config, &additions, Push::IfMirrored)? {
+        eprintln!("warning: analysis.md stays in the local store until `engine sync`: {e}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //!   sends it to the MLflow server. If the server is unreachable or goes away, training goes on
 //!   and the run stays in the local store marked unsynced; [`sync`] pushes it later, idempotently.
 //! * [`LocalStore`] reads the local store back ([`RunRecord`]).
+//! * [`RunHandle`] is one recorded run found locally or on the server, to add to and sync.
 //! * [`MlflowClient`] is the low-level REST client (tracking API, artifact proxy) that the
 //!   model-registry, eval and sync code builds on.
 //! * [`MlflowServer`] runs MLflow's own server over a store in the project directory, and
@@ -22,6 +23,7 @@ pub mod model_uri;
 mod models;
 pub mod paths;
 mod registry;
+mod run_handle;
 mod summaries;
 mod sync;
 mod uplink;
@@ -47,6 +49,7 @@ pub use mlflow_server::{MlflowServer, ServerOptions, group_alive, kill_started_s
 pub use model_uri::{ModelUri, ModelUriError, Stage, VersionSelector};
 pub use models::LoggedModel;
 pub use registry::ModelVersion;
+pub use run_handle::{FindRunError, Push, Pushed, RunAdditions, RunHandle};
 pub use summaries::{Source, series, summary_from_record, summary_from_server};
 pub use sync::{SyncOptions, SyncOutcome, SyncReport, SyncedRun, push_live, sync, sync_run_now, sync_to, sync_with};
 pub use watch::StoreWatcher;
