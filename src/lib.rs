@@ -1,5 +1,45 @@
 //! `engine`: a deep-learning engine written from scratch (tensors, reverse-mode autograd, CPU
 //! and GPU kernels) and the training, tracking and evaluation workflow built on it.
+//!
+//! What it offers, bottom up (each layer uses only those above it in this list):
+//!
+//! * **The engine**: [`Tensor`] (a shape and storage on a [`Device`]: the rayon CPU backend or
+//!   a wgpu GPU), its ops with one backward rule each ([`autograd`], [`Gradients`], [`no_grad`]).
+//! * **Training**: [`nn`] (the MLP and CNN, cross-entropy), [`optim`] (SGD, Adam, AdamW),
+//!   [`data`] (FashionMNIST and other sources, normalisation), [`train`] (the loop: [`train::fit`]
+//!   emits [`train::Event`]s, [`train::evaluate`]), [`report`] (metrics and pictures).
+//! * **Tracking**: [`tracking`] (MLflow over REST, a local store that is the default and syncs
+//!   later, [`tracking::RunHandle`] for adding to a recorded run).
+//! * **Models**: [`model`] (MLflow model directories with safetensors weights, ONNX).
+//! * **The workflow**: [`experiment`] (a tracked run, evaluation, finding models, the quality
+//!   gate), [`search`] (sweeps and searches), [`analysis`] (reading runs back).
+//! * **Serving**: [`serve`] (MLflow's scoring protocol over HTTP, with dynamic batching).
+//!
+//! A tracked run, its evaluation and its gate, recorded in a local store (the full program is
+//! `examples/tracked_run.rs`):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::atomic::AtomicBool;
+//! use engine::experiment::{self, Bench, EvalSpec, RunSpec};
+//! use engine::tracking::TrackingConfig;
+//! # let config: engine::train::TrainConfig = unimplemented!();
+//!
+//! let tracking = TrackingConfig::local("./mlruns-local", "fashion-mnist");
+//! let bench = Bench::new(engine::Device::Cpu, "cpu".into(), engine::data::load(None)?);
+//! let spec = RunSpec { config, tracking: tracking.clone(), tags: vec![], output_dir: None,
+//!                      overwrite: false, system_metrics: None };
+//! let run = experiment::tracked_run(&bench, &spec, &AtomicBool::new(false), &mut |_event| {})?;
+//! run.result?;
+//! let eval = EvalSpec { run_id: Some(&run.run_id), model_uri: None, batch_size: 1000,
+//!                       output_dir: None, data_dir: None, tracking: &tracking };
+//! let evaluated = experiment::evaluate(&eval, &bench.device)?;
+//! let rule = engine::gate::Gate::new("test_accuracy", Some(0.85), 0.0, None)?;
+//! let gated = experiment::gate_run(&tracking, &run.run_id, &rule, None)?;
+//! println!("{:.4}: {}", evaluated.eval.accuracy, gated.line);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod analysis;
 pub mod autograd;
@@ -8,6 +48,7 @@ pub mod choice;
 pub mod cost;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod files;
 pub mod gate;
 mod ids;

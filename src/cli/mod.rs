@@ -2,7 +2,6 @@
 
 mod analyze;
 mod compare;
-mod datasets;
 mod device;
 mod eval;
 mod export;
@@ -85,8 +84,7 @@ pub struct NoteArgs {
     pub tags: Vec<(String, String)>,
 }
 
-/// The tag MLflow keeps a run's description in.
-pub const NOTE_TAG: &str = "mlflow.note.content";
+pub use engine::experiment::NOTE_TAG;
 
 impl NoteArgs {
     /// The tags to set: the user's, and the description as the note.
@@ -147,7 +145,9 @@ pub struct UsageError(pub String);
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
     if error.is::<UsageError>() {
         ExitCode::from(2)
-    } else if matches!(error.downcast_ref(), Some(engine::train::TrainError::Interrupted)) {
+    } else if matches!(error.downcast_ref(), Some(engine::train::TrainError::Interrupted))
+        || error.downcast_ref::<engine::experiment::ExperimentError>().is_some_and(|e| e.is_interrupted())
+    {
         ExitCode::from(130)
     } else {
         ExitCode::FAILURE

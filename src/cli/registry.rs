@@ -3,15 +3,15 @@
 //! (a version goes to Production, the previous one is archived, the `champion` alias follows).
 //! The rules themselves are the library's (`engine::gate`).
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use engine::analysis::Direction;
-use engine::gate::{self, Baseline, Gate, GateError};
-use engine::tracking::{self, LocalStore, MlflowClient, ModelUri, RunRecord, TrackingConfig, VersionSelector};
+use engine::experiment::{self, gate::registry};
+use engine::gate::{Gate, GateError};
+use engine::tracking::{self, RunHandle, TrackingConfig};
 
 use super::TrackingArgs;
 
@@ -93,53 +93,6 @@ pub struct PromoteArgs {
     pub tracking: TrackingArgs,
 }
 
-/// Where a run was found: the local store (possibly mirrored to a server) or only a server.
-enum FoundRun {
-    Local(Box<RunRecord>),
-    Server(MlflowClient, Box<tracking::Run>),
-}
-
-impl FoundRun {
-    /// The latest value of every metric.
-    fn metrics(&self) -> BTreeMap<String, f64> {
-        match self {
-            FoundRun::Local(record) => record.latest_metrics().into_iter().map(|(k, m)| (k, m.value)).collect(),
-            FoundRun::Server(_, run) => run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect(),
-        }
-    }
-
-    fn tags(&self) -> BTreeMap<String, String> {
-        match self {
-            FoundRun::Local(record) => record.tags.clone(),
-            FoundRun::Server(_, run) => run.data.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
-        }
-    }
-
-    /// The run's id on the server at `uri`, if it has one there.
-    fn server_run_id(&self) -> Option<String> {
-        match self {
-            FoundRun::Local(record) => record.server_run_id().map(String::from),
-            FoundRun::Server(_, run) => Some(run.info.run_id.clone()),
-        }
-    }
-}
-
-/// Looks in the local store first, then on the configured server.
-fn find_run(tracking: &TrackingConfig, run_id: &str) -> anyhow::Result<FoundRun> {
-    if let Ok(record) = LocalStore::open(&tracking.local_root)?.load_run(run_id) {
-        return Ok(FoundRun::Local(Box::new(record)));
-    }
-    let Some(uri) = &tracking.tracking_uri else {
-        bail!(
-            "unknown run id {run_id}: not in the local store {}; pass --tracking-uri for a server",
-            tracking.local_root.display()
-        );
-    };
-    let client = MlflowClient::from_env(uri)?;
-    let run = client.get_run(run_id).with_context(|| format!("cannot read run {run_id} from {uri}"))?;
-    Ok(FoundRun::Server(client, Box::new(run)))
-}
-
 /// Exit 0 (passed), 1 (failed) or, through the caller, 2 (no decision). The decision is
 /// printed once it is recorded on the run; one that could not be recorded says so and counts
 /// as no decision.
@@ -149,24 +102,17 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     }
     let rule = Gate::new(&args.metric, args.threshold, args.tolerance, args.direction)?;
     let tracking = args.tracking.config(None);
-    let found = find_run(&tracking, &args.run_id)?;
-    let baseline = match &args.baseline {
-        Some(uri) => find_baseline(&tracking, uri)?,
-        None => None,
-    };
-    let decision = rule.decide(&args.run_id, &found.metrics(), baseline.as_ref())?;
-    let line = rule.describe(&decision, &args.run_id);
-    let recorded = tag_run(&tracking, &found, &rule.tags(&decision))
-        .and_then(|()| if decision.passed() { require_ready_model(&tracking, &found) } else { Ok(()) });
-    if let Err(e) = recorded {
-        return Err(e.context(format!("{line}, but not recorded on the run")));
+    let outcome = experiment::gate_run(&tracking, &args.run_id, &rule, args.baseline.as_deref())?;
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
     }
+    let decision = &outcome.decision;
     let baseline = decision.baseline.as_ref().map(
         |b| serde_json::json!({"model": b.label, "value": b.value, "tolerance": rule.tolerance, "passed": b.passed}),
     );
     report(
         args.json,
-        &line,
+        &outcome.line,
         serde_json::json!({"run_id": args.run_id, "metric": decision.key, "value": decision.value,
             "threshold": rule.threshold, "direction": rule.direction.as_str(), "baseline": baseline,
             "decision": decision.verdict(), "failed_check": decision.failure().map(|f| f.as_str())}),
@@ -174,98 +120,24 @@ pub fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
     Ok(if decision.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The run behind `uri` (any model URI naming a registered version, or a run id) and its
-/// metrics; `None` when an alias points nowhere yet (the first model to reach production).
-fn find_baseline(tracking: &TrackingConfig, uri: &str) -> anyhow::Result<Option<Baseline>> {
-    let (name, selector) = match ModelUri::parse(uri)? {
-        ModelUri::Registered { name, selector } => (name, selector),
-        ModelUri::Run { run_id } => {
-            let found = find_run(tracking, &run_id).with_context(|| format!("--baseline {uri}, read as a run id"))?;
-            let run_id = found.server_run_id().unwrap_or(run_id);
-            return Ok(Some(Baseline { label: format!("run {uri}"), run_id, metrics: found.metrics() }));
-        }
-        _ => {
-            bail!("--baseline {uri}: give a registered model (models:/NAME@champion, models:/NAME/VERSION) or a run id")
-        }
-    };
-    let client = registry(tracking)?;
-    let version = match &selector {
-        VersionSelector::Alias(alias) => match client.aliased_version(&name, alias)? {
-            Some(version) => version,
-            None => {
-                eprintln!("note: --baseline {uri} names no version yet (the first model): only the threshold counts");
-                return Ok(None);
-            }
-        },
-        selector => client.resolve_version(&name, selector)?,
-    };
-    let run_id =
-        version.run_id.with_context(|| format!("--baseline {uri}: version {} names no run", version.version))?;
-    let run = client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, behind --baseline {uri}"))?;
-    let metrics = run.data.metrics.iter().map(|m| (m.key.clone(), m.value)).collect();
-    Ok(Some(Baseline { label: format!("{uri} (version {})", version.version), run_id, metrics }))
-}
-
 /// Refuses a run whose gate failed (or never ran, when required) unless forced, and records a
 /// forced override on the run.
 fn check_gate(
     tracking: &TrackingConfig,
-    found: &FoundRun,
+    found: &RunHandle,
     run_id: &str,
     requirement: &GateRequirement,
 ) -> anyhow::Result<()> {
-    let tags = found.tags();
-    gate::check_registrable(run_id, &tags, requirement.require_gate, requirement.force)?;
-    let overridden = requirement.force && tags.get(gate::DECISION_TAG).map(String::as_str) != Some("passed");
-    if overridden {
-        eprintln!("warning: run {run_id} did not pass a quality gate; going on as --force says ({})", gate::FORCED_TAG);
-        tag_run(tracking, found, &[(gate::FORCED_TAG.to_string(), "true".to_string())])?;
+    let warning = experiment::require_gate(tracking, found, run_id, requirement.require_gate, requirement.force)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
     }
     Ok(())
-}
-
-fn tag_run(tracking: &TrackingConfig, found: &FoundRun, tags: &[(String, String)]) -> anyhow::Result<()> {
-    match found {
-        FoundRun::Local(record) => {
-            let mut run = LocalStore::open(&tracking.local_root)?.reopen_run(&record.run_id)?;
-            run.set_tags(tags)?;
-            drop(run);
-            if tracking.tracking_uri.is_some() && record.server_run_id().is_some() {
-                tracking::sync_run_now(&tracking.local_root, tracking, &record.run_id)
-                    .context("cannot send the gate's tags")?;
-            }
-        }
-        FoundRun::Server(client, run) => client.log_batch(&run.info.run_id, &[], &[], tags)?,
-    }
-    Ok(())
-}
-
-/// A passing run must have a model that can be registered: on a server, a LoggedModel with all
-/// its files (the gate's sync just above uploads what it can).
-fn require_ready_model(tracking: &TrackingConfig, found: &FoundRun) -> anyhow::Result<()> {
-    let (client, run_id) = match found {
-        FoundRun::Server(client, run) => (client.clone(), run.info.run_id.clone()),
-        FoundRun::Local(record) => match (&tracking.tracking_uri, record.server_run_id()) {
-            (Some(uri), Some(id)) => (MlflowClient::from_env(uri)?, id.to_string()),
-            _ => return Ok(()),
-        },
-    };
-    if let Some(model) = client.find_run_model(&run_id)? {
-        model.require_ready()?;
-    }
-    Ok(())
-}
-
-fn registry(tracking: &TrackingConfig) -> anyhow::Result<MlflowClient> {
-    match &tracking.tracking_uri {
-        Some(uri) => Ok(MlflowClient::from_env(uri)?),
-        None => bail!("the model registry lives on an MLflow server: pass --tracking-uri or set MLFLOW_TRACKING_URI"),
-    }
 }
 
 pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let tracking = args.tracking.config(None);
-    let found = find_run(&tracking, &args.run_id)?;
+    let found = RunHandle::find(&tracking, &args.run_id)?;
     check_gate(&tracking, &found, &args.run_id, &args.requirement)?;
     let client = registry(&tracking)?;
     let run_id = found
@@ -313,7 +185,12 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     })?;
     let run =
         client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, the source of the version"))?;
-    check_gate(&tracking, &FoundRun::Server(client.clone(), Box::new(run)), &run_id, &args.requirement)?;
+    check_gate(
+        &tracking,
+        &RunHandle::Server { client: client.clone(), run: Box::new(run) },
+        &run_id,
+        &args.requirement,
+    )?;
     let promoted = client.transition_stage(&args.name, &args.version, "Production", true)?;
     client.set_alias(&args.name, CHAMPION, &args.version)?;
     let archived = if before.is_empty() { "none".to_string() } else { before.join(", ") };

@@ -1,9 +1,9 @@
-//! FashionMNIST as MLflow datasets: what `engine train` and `engine eval` log as the run's
+//! FashionMNIST as MLflow datasets: what a tracked run and an evaluation log as the run's
 //! inputs, named and digested as `mlflow.data` names a NumPy dataset.
 
-use engine::data::Dataset;
-use engine::data::fashion_mnist::FashionMnist;
-use engine::tracking::{self, DatasetInput};
+use crate::data::Dataset;
+use crate::data::fashion_mnist::FashionMnist;
+use crate::tracking::{self, DatasetInput};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -14,6 +14,7 @@ pub struct Datasets {
 }
 
 impl Datasets {
+    /// Describes both sets (digesting every image once).
     pub fn describe(data: &FashionMnist) -> Datasets {
         let source = source(data);
         Datasets {

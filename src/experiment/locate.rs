@@ -1,24 +1,37 @@
-//! Finding a trained model for `engine eval`, `engine export` and `engine serve`: the input is
+//! Finding a trained model to evaluate, export or serve: the input is
 //! read once into a [`ModelUri`] (a registered version, stage, alias or latest, a LoggedModel id,
 //! a run, or a directory), then resolved: a run in the local store, else on the MLflow server; a
 //! registry or LoggedModel URI on the server. Every failure names the form the input was read as.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
-use engine::model::{self, ENGINE_FILES};
-use engine::tracking::{self, LocalStore, MlflowClient, ModelUri, ModelVersion, TrackingConfig, VersionSelector};
+use super::ExperimentError;
+use crate::model::{self, ENGINE_FILES};
+use crate::tracking::{
+    self, FindRunError, MlflowClient, ModelUri, ModelVersion, RunHandle, TrackingConfig, VersionSelector,
+};
+
+type Result<T> = std::result::Result<T, ExperimentError>;
 
 /// Where a model was found.
 pub struct Located {
+    /// The directory holding the engine's model files (a download, for a model on a server).
     pub dir: PathBuf,
     pub run_id: Option<String>,
     /// Every id the run goes by (local and server), which the model's metadata must name.
     pub run_ids: Vec<String>,
-    /// The run is in the local store (else only on the server).
-    pub local_run: bool,
+    /// The run itself, when the model was found through it (by run id).
+    pub run: Option<RunHandle>,
     /// The registered version a `models:/NAME…` URI resolved to.
     pub version: Option<ModelVersion>,
+    /// What the input turned out to be, for the user (e.g. "models:/m@champion is m version 3").
+    pub note: Option<String>,
+}
+
+impl Located {
+    fn at(dir: &Path, run_id: Option<String>) -> Located {
+        Located { dir: dir.to_path_buf(), run_id, run_ids: Vec::new(), run: None, version: None, note: None }
+    }
 }
 
 /// The model of `run_id`, or at `model_uri` (any form [`ModelUri`] reads). A model on a server
@@ -28,13 +41,13 @@ pub fn locate_model(
     model_uri: Option<&str>,
     tracking: &TrackingConfig,
     download: &Path,
-) -> anyhow::Result<Located> {
+) -> Result<Located> {
     let (input, uri) = read(run_id, model_uri)?;
     locate(&input, &uri, tracking, download)
 }
 
 /// Reads `--model-uri` (any form) or else `--run-id` (a run id only).
-pub fn read(run_id: Option<&str>, model_uri: Option<&str>) -> anyhow::Result<(String, ModelUri)> {
+pub fn read(run_id: Option<&str>, model_uri: Option<&str>) -> Result<(String, ModelUri)> {
     Ok(match model_uri {
         Some(text) => (text.to_string(), ModelUri::parse(text)?),
         None => {
@@ -46,7 +59,7 @@ pub fn read(run_id: Option<&str>, model_uri: Option<&str>) -> anyhow::Result<(St
 
 /// Resolves `uri` (read from `input`) and fetches its model into `download` when it is on a
 /// server.
-pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: &Path) -> Result<Located> {
     match uri {
         ModelUri::Directory(dir) => locate_directory(input, uri, dir),
         ModelUri::Run { run_id } => locate_run_model(input, uri, run_id, tracking, download),
@@ -58,19 +71,13 @@ pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: 
             });
             found.map_err(|e| uri.error(input, format!("version {} of `{}`: {e}", version.version, version.name)))?;
             let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id).or(version.run_id.clone());
-            eprintln!(
-                "model: {input} is {} version {}{}",
+            let note = format!(
+                "{input} is {} version {}{}",
                 version.name,
                 version.version,
                 run_id.as_deref().map(|r| format!(" of run {r}")).unwrap_or_default()
             );
-            Ok(Located {
-                dir: download.to_path_buf(),
-                run_id,
-                run_ids: Vec::new(),
-                local_run: false,
-                version: Some(version),
-            })
+            Ok(Located { version: Some(version), note: Some(note), ..Located::at(download, run_id) })
         }
         ModelUri::LoggedModel { model_id } => {
             let client = server_for(input, uri, tracking)?;
@@ -80,21 +87,17 @@ pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: 
             });
             let logged = found.map_err(|e| uri.error(input, e.to_string()))?;
             let run_id = model::read_metadata(download).ok().and_then(|m| m.run_id).or(logged.source_run_id);
-            eprintln!(
-                "model: {input} is logged model {model_id}{}",
+            let note = format!(
+                "{input} is logged model {model_id}{}",
                 run_id.as_deref().map(|r| format!(" of run {r}")).unwrap_or_default()
             );
-            Ok(Located { dir: download.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false, version: None })
+            Ok(Located { note: Some(note), ..Located::at(download, run_id) })
         }
     }
 }
 
 /// The registered version a `models:/NAME…` URI names now, with a client of its server.
-pub fn resolve_version(
-    input: &str,
-    uri: &ModelUri,
-    tracking: &TrackingConfig,
-) -> anyhow::Result<(MlflowClient, ModelVersion)> {
+pub fn resolve_version(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> Result<(MlflowClient, ModelVersion)> {
     let ModelUri::Registered { name, selector } = uri else {
         return Err(uri.error(input, "not a registered model").into());
     };
@@ -110,7 +113,7 @@ pub fn pinned(name: &str, version: &str) -> ModelUri {
 
 /// A model directory given on the command line: it must hold the engine's files. A run
 /// directory (its model one level down) or a file gets a hint at what was meant.
-fn locate_directory(input: &str, uri: &ModelUri, dir: &Path) -> anyhow::Result<Located> {
+fn locate_directory(input: &str, uri: &ModelUri, dir: &Path) -> Result<Located> {
     let has_model = |d: &Path| ENGINE_FILES.iter().all(|f| d.join(f).is_file());
     if !dir.exists() {
         return Err(uri.error(input, "no such directory").into());
@@ -133,7 +136,7 @@ fn locate_directory(input: &str, uri: &ModelUri, dir: &Path) -> anyhow::Result<L
         return Err(uri.error(input, problem).into());
     }
     let run_id = model::read_metadata(dir).ok().and_then(|m| m.run_id);
-    Ok(Located { dir: dir.to_path_buf(), run_id, run_ids: Vec::new(), local_run: false, version: None })
+    Ok(Located::at(dir, run_id))
 }
 
 /// A run's model: from the local store when the run is there, else from the server.
@@ -143,52 +146,47 @@ fn locate_run_model(
     run_id: &str,
     tracking: &TrackingConfig,
     download: &Path,
-) -> anyhow::Result<Located> {
-    let store = LocalStore::open(&tracking.local_root)?;
-    if let Ok(record) = store.load_run(run_id) {
-        let dir = record.dir.join("artifacts").join(tracking::MODEL_ARTIFACT_DIR);
-        if !ENGINE_FILES.iter().all(|f| dir.join(f).is_file()) {
-            let problem = format!("run {} has no model (nothing under {})", record.run_id, dir.display());
-            return Err(uri.error(input, problem).into());
-        }
-        let run_ids = std::iter::once(record.run_id.clone()).chain(record.server_run_id().map(String::from)).collect();
-        return Ok(Located { dir, run_id: Some(record.run_id), run_ids, local_run: true, version: None });
-    }
-    let Some(server) = &tracking.tracking_uri else {
-        let problem = format!(
-            "unknown run id {run_id}: it is not in the local store {}; if it was logged to a server, pass \
-             --tracking-uri or set MLFLOW_TRACKING_URI{}",
-            tracking.local_root.display(),
-            name_hint(run_id)
-        );
-        return Err(uri.error(input, problem).into());
-    };
-    let client = MlflowClient::from_env(server)?;
-    let run = match client.get_run(run_id) {
+) -> Result<Located> {
+    let run = match RunHandle::find(tracking, run_id) {
         Ok(run) => run,
-        Err(e) if e.is_not_found() || e.http_status() == Some(400) => {
-            let problem = format!(
-                "unknown run id {run_id}: neither in the local store {} nor on {server}{}",
-                tracking.local_root.display(),
-                name_hint(run_id)
-            );
-            return Err(uri.error(input, problem).into());
+        Err(e @ (FindRunError::NotLocal { .. } | FindRunError::Unknown { .. })) => {
+            return Err(uri.error(input, format!("{e}{}", name_hint(run_id))).into());
         }
-        Err(e) => return Err(uri.error(input, format!("cannot read the run from {server}: {e}")).into()),
+        Err(FindRunError::Server { server, source, .. }) => {
+            return Err(uri.error(input, format!("cannot read the run from {server}: {source}")).into());
+        }
+        Err(e) => return Err(e.into()),
     };
-    // A LoggedModel whose upload did not finish has no files: the run's own copy under model/
-    // is used instead, and its SHA-256 is checked when it loads.
-    let found = client.find_run_model(run_id).and_then(|model| {
-        let artifact_uri = match model {
-            Some(model) if model.is_ready() => model.artifact_uri,
-            _ => format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR),
-        };
-        download_model(&client, &artifact_uri, download)
-    });
-    found.map_err(|e| uri.error(input, format!("run {run_id} has no model on {server}: {e}")))?;
-    let run_ids =
-        std::iter::once(run.info.run_id.clone()).chain(run.tag(tracking::LOCAL_RUN_ID_TAG).map(String::from)).collect();
-    Ok(Located { dir: download.to_path_buf(), run_id: Some(run.info.run_id), run_ids, local_run: false, version: None })
+    let dir = match &run {
+        RunHandle::Local { record, .. } => {
+            let dir = record.dir.join("artifacts").join(tracking::MODEL_ARTIFACT_DIR);
+            if !ENGINE_FILES.iter().all(|f| dir.join(f).is_file()) {
+                let problem = format!("run {} has no model (nothing under {})", record.run_id, dir.display());
+                return Err(uri.error(input, problem).into());
+            }
+            dir
+        }
+        RunHandle::Server { client, run: server_run } => {
+            // A LoggedModel whose upload did not finish has no files: the run's own copy under
+            // model/ is used instead, and its SHA-256 is checked when it loads.
+            let found = client.find_run_model(run_id).and_then(|model| {
+                let artifact_uri = match model {
+                    Some(model) if model.is_ready() => model.artifact_uri,
+                    _ => format!(
+                        "{}/{}",
+                        server_run.info.artifact_uri.trim_end_matches('/'),
+                        tracking::MODEL_ARTIFACT_DIR
+                    ),
+                };
+                download_model(client, &artifact_uri, download)
+            });
+            let server = client.tracking_uri();
+            found.map_err(|e| uri.error(input, format!("run {run_id} has no model on {server}: {e}")))?;
+            download.to_path_buf()
+        }
+    };
+    let (run_id, run_ids) = (run.run_id().to_string(), run.all_ids());
+    Ok(Located { run_ids, run: Some(run), ..Located::at(&dir, Some(run_id)) })
 }
 
 /// For a "run id" that is no hex id: the forms a registered model or a path takes.
@@ -200,7 +198,7 @@ fn name_hint(run_id: &str) -> String {
 }
 
 /// A client of the server a registry or LoggedModel URI needs.
-fn server_for(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> anyhow::Result<MlflowClient> {
+fn server_for(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> Result<MlflowClient> {
     match &tracking.tracking_uri {
         Some(server) => Ok(MlflowClient::from_env(server).map_err(|e| uri.error(input, e.to_string()))?),
         None => {
@@ -210,16 +208,22 @@ fn server_for(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> anyhow:
 }
 
 /// A client of the configured MLflow server; `what` says what needs one when none is set.
-pub fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
+pub fn server(tracking: &TrackingConfig, what: &str) -> Result<MlflowClient> {
     match &tracking.tracking_uri {
         Some(uri) => Ok(MlflowClient::from_env(uri)?),
-        None => bail!("{what} lives in an MLflow registry: pass --tracking-uri or set MLFLOW_TRACKING_URI"),
+        None => Err(ExperimentError::Failed(format!(
+            "{what} lives in an MLflow registry: pass --tracking-uri or set MLFLOW_TRACKING_URI"
+        ))),
     }
 }
 
 /// Downloads the files the engine reads (fixed names, so no server-chosen path is ever written),
 /// each refused past the size such a file can have.
-fn download_model(client: &MlflowClient, artifact_uri: &str, dir: &Path) -> Result<(), tracking::TrackingError> {
+fn download_model(
+    client: &MlflowClient,
+    artifact_uri: &str,
+    dir: &Path,
+) -> std::result::Result<(), tracking::TrackingError> {
     for file in ENGINE_FILES {
         client.download_artifact_to(artifact_uri, file, dir, model::max_file_bytes(file))?;
     }

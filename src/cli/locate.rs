@@ -1,0 +1,46 @@
+//! Model location for the commands, on [`engine::experiment::locate`]: what the input turned
+//! out to be is shown on stderr.
+
+use std::path::Path;
+
+use engine::experiment::locate as library;
+use engine::experiment::locate::Located;
+use engine::tracking::{MlflowClient, ModelUri, ModelVersion, TrackingConfig};
+
+pub use engine::experiment::locate::pinned;
+
+/// [`library::locate_model`], saying what the input named.
+pub fn locate_model(
+    run_id: Option<&str>,
+    model_uri: Option<&str>,
+    tracking: &TrackingConfig,
+    download: &Path,
+) -> anyhow::Result<Located> {
+    Ok(shown(library::locate_model(run_id, model_uri, tracking, download)?))
+}
+
+/// [`library::locate`], saying what the input named.
+pub fn locate(input: &str, uri: &ModelUri, tracking: &TrackingConfig, download: &Path) -> anyhow::Result<Located> {
+    Ok(shown(library::locate(input, uri, tracking, download)?))
+}
+
+fn shown(located: Located) -> Located {
+    if let Some(note) = &located.note {
+        eprintln!("model: {note}");
+    }
+    located
+}
+
+/// [`library::resolve_version`].
+pub fn resolve_version(
+    input: &str,
+    uri: &ModelUri,
+    tracking: &TrackingConfig,
+) -> anyhow::Result<(MlflowClient, ModelVersion)> {
+    Ok(library::resolve_version(input, uri, tracking)?)
+}
+
+/// [`library::server`].
+pub fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
+    Ok(library::server(tracking, what)?)
+}

@@ -1,0 +1,218 @@
+//! Evaluating a trained model (by run id, model URI or directory) on the FashionMNIST test set:
+//! its reports, predictions and metrics written to a directory, then optionally added to the
+//! model's run (`eval_*` metrics, the test set as an input, files under `evaluation/`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::datasets::evaluation_input;
+use super::error::io;
+use super::locate::{Located, locate_model};
+use super::{ExperimentError, NOTE_TAG};
+use crate::report::{self, ClassificationReport, EvaluationInputs};
+use crate::tracking::{self, DatasetInput, Metric, Push, Pushed, RunAdditions, RunHandle, TrackingConfig};
+use crate::train::{self, Evaluation};
+use crate::{Device, data, model};
+
+type Result<T> = std::result::Result<T, ExperimentError>;
+
+/// Which model to evaluate, on what, and where the files go.
+pub struct EvalSpec<'a> {
+    /// The run whose model to evaluate (local store, else the configured server)...
+    pub run_id: Option<&'a str>,
+    /// ...or any model URI [`tracking::ModelUri`] reads (wins over `run_id`).
+    pub model_uri: Option<&'a str>,
+    /// Examples per forward pass (at least 1).
+    pub batch_size: usize,
+    /// [default: runs/<run id>/evaluation]
+    pub output_dir: Option<PathBuf>,
+    /// Directory holding the FashionMNIST files (else the cache or Debian's package).
+    pub data_dir: Option<&'a Path>,
+    pub tracking: &'a TrackingConfig,
+}
+
+/// A finished evaluation: where the model was found, what it scored, the files written.
+pub struct Evaluated {
+    pub located: Located,
+    pub eval: Evaluation,
+    pub report: ClassificationReport,
+    /// The test set, as the evaluation's input.
+    pub input: DatasetInput,
+    /// The files written, under `output_dir`, sorted.
+    pub files: Vec<PathBuf>,
+    pub output_dir: PathBuf,
+}
+
+/// Finds, verifies and evaluates the model. Every file is written to a scratch directory
+/// first and published only when all of them are: a failure leaves nothing in the output
+/// directory. A model recorded under one run but trained by another is refused.
+pub fn evaluate(spec: &EvalSpec, device: &Device) -> Result<Evaluated> {
+    let staging = std::env::temp_dir().join(format!("engine-eval-{}", tracking::util::new_run_id()));
+    std::fs::create_dir_all(&staging).map_err(io("create", &staging))?;
+    let outcome = evaluate_into(spec, device, &staging).and_then(|(located, eval, report, input)| {
+        let output_dir = match spec.output_dir.clone() {
+            Some(dir) => dir,
+            None => default_output_dir(spec.model_uri, &located)?,
+        };
+        let files = publish(&staging, &output_dir)?;
+        Ok(Evaluated { located, eval, report, input, files, output_dir })
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    outcome
+}
+
+/// The model found, its evaluation and report, and the test set as an input; files in `staging`.
+fn evaluate_into(
+    spec: &EvalSpec,
+    device: &Device,
+    staging: &Path,
+) -> Result<(Located, Evaluation, ClassificationReport, DatasetInput)> {
+    let download = staging.join("downloaded-model");
+    let located = locate_model(spec.run_id, spec.model_uri, spec.tracking, &download)?;
+    let (network, meta) = model::load_model_dir(&located.dir, device)?;
+    if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
+        && !located.run_ids.iter().any(|id| id == trained_by)
+    {
+        return Err(ExperimentError::Failed(format!(
+            "the model recorded under run {} was trained by run {trained_by}; evaluate that run instead (were two runs given one --output-dir?)",
+            located.run_id.as_deref().unwrap_or_default()
+        )));
+    }
+    let dataset = data::load(spec.data_dir)?;
+    let indices: Vec<usize> = (0..dataset.test.len()).collect();
+    let eval = train::evaluate(&network, &dataset.test, &indices, meta.normalize, spec.batch_size, device)?;
+    let _ = std::fs::remove_dir_all(&download);
+
+    let inputs = EvaluationInputs {
+        y_true: &eval.labels,
+        y_pred: &eval.predictions,
+        prob_of_pred: &eval.prob_of_pred,
+        images: &dataset.test.pixels,
+    };
+    report::write_evaluation_reports(staging, &inputs)?;
+    let report = ClassificationReport::new(&eval.labels, &eval.predictions, &report::CLASS_NAMES)?;
+    let mut csv = String::from("index,true_label,predicted_label,probability\n");
+    for (i, ((t, p), prob)) in eval.labels.iter().zip(&eval.predictions).zip(&eval.prob_of_pred).enumerate() {
+        let _ = writeln!(csv, "{i},{t},{p},{prob}");
+    }
+    model::write_atomic(&staging.join("predictions.csv"), csv.as_bytes())?;
+    let metrics = serde_json::json!({
+        "run_id": located.run_id,
+        "model_id": meta.model_id,
+        "test_loss": eval.loss,
+        "test_accuracy": eval.accuracy,
+        "macro_f1": report.macro_f1(),
+        "weighted_f1": report.weighted_f1(),
+        "examples": eval.labels.len(),
+    });
+    model::write_atomic(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    Ok((located, eval, report, evaluation_input(&dataset)))
+}
+
+/// `runs/<run id>/evaluation`, named by the resolved run id (a prefix or URI resolves to the
+/// full id); a model of no known run by its URI. The run id may come from a server, so it must
+/// name a single directory under runs/.
+fn default_output_dir(model_uri: Option<&str>, located: &Located) -> Result<PathBuf> {
+    let name = match &located.run_id {
+        Some(id) => id.clone(),
+        None => tracking::paths::sanitize_component(model_uri.unwrap_or("model")),
+    };
+    let dir = tracking::paths::join_component(Path::new("runs"), &name).map_err(|e| {
+        ExperimentError::Failed(format!("the run id cannot name a directory under runs/ (pass --output-dir): {e}"))
+    })?;
+    Ok(dir.join("evaluation"))
+}
+
+/// Copies every file of `staging` into `output_dir`, each through a temporary name; returns
+/// their final paths.
+fn publish(staging: &Path, output_dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(output_dir).map_err(io("create", output_dir))?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(staging).map_err(io("read", staging))? {
+        let entry = entry.map_err(io("read", staging))?;
+        if entry.file_type().map_err(io("read", &entry.path()))?.is_file() {
+            let target = output_dir.join(entry.file_name());
+            let bytes = std::fs::read(entry.path()).map_err(io("read", &entry.path()))?;
+            model::write_atomic(&target, &bytes)?;
+            files.push(target);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Where [`log_evaluation`] recorded the evaluation.
+pub struct Logged {
+    pub run_id: String,
+    /// "in the local store" or "on <server>".
+    pub place: String,
+    /// The server a local run was then sent to.
+    pub synced_to: Option<String>,
+}
+
+/// Adds the evaluation to the model's run: `eval_*` metrics (measures of the run's model on
+/// the test set), the test set as an input, `tags`, the `description` added to the run's note,
+/// and the files under `evaluation/`. A local run is then sent to the configured server; if
+/// that fails, the error says the evaluation stays in the local store.
+pub fn log_evaluation(
+    tracking: &TrackingConfig,
+    evaluated: &Evaluated,
+    tags: &[(String, String)],
+    description: Option<&str>,
+) -> Result<Logged> {
+    let located = &evaluated.located;
+    let run_id = located
+        .run_id
+        .as_deref()
+        .ok_or_else(|| ExperimentError::Failed("--log-mlflow needs a model that belongs to a run".to_string()))?;
+    let found;
+    let run = match &located.run {
+        Some(run) => run,
+        None => {
+            found = RunHandle::on_server(tracking, run_id)?;
+            &found
+        }
+    };
+    let mut all_tags = tags.to_vec();
+    if let Some(text) = description {
+        let note = match run.tags().get(NOTE_TAG).filter(|n| !n.is_empty()) {
+            Some(before) => format!("{before}\n\nEvaluation: {text}"),
+            None => text.to_string(),
+        };
+        all_tags.push((NOTE_TAG.to_string(), note));
+    }
+    let additions = RunAdditions {
+        metrics: eval_metrics(evaluated, run.model_id().as_deref()),
+        inputs: vec![evaluated.input.clone()],
+        tags: all_tags,
+        artifacts: evaluated.files.iter().map(|f| (f.clone(), "evaluation".to_string())).collect(),
+    };
+    let synced_to = match run.add(tracking, &additions, Push::Always)? {
+        Pushed::NotNeeded => None,
+        Pushed::Synced(uri) => Some(uri),
+        Pushed::Failed(uri, e) => {
+            return Err(ExperimentError::from(e).after(format!(
+                "the evaluation is recorded in the local store but not on {uri}; `engine sync` sends it later"
+            )));
+        }
+    };
+    Ok(Logged { run_id: run_id.to_string(), place: run.place(), synced_to })
+}
+
+/// The `eval_*` metrics, as measures of the model `model_id` (when known) on the test set.
+fn eval_metrics(evaluated: &Evaluated, model_id: Option<&str>) -> Vec<Metric> {
+    let values = [
+        ("eval_test_accuracy", evaluated.eval.accuracy),
+        ("eval_test_loss", evaluated.eval.loss),
+        ("eval_macro_f1", evaluated.report.macro_f1()),
+        ("eval_weighted_f1", evaluated.report.weighted_f1()),
+    ];
+    let dataset = &evaluated.input.dataset;
+    values
+        .into_iter()
+        .map(|(key, value)| match model_id {
+            Some(id) => Metric::new(key, value, 0).of_model(id, Some(dataset)),
+            None => Metric::new(key, value, 0),
+        })
+        .collect()
+}
