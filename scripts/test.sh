@@ -27,6 +27,8 @@ export NODEVICE_SELECT=1
 # lavapipe.
 export ENGINE_ALLOW_SOFTWARE_GPU=1
 cargo test --release "$@"
+# The library's workflow without the binary: a tracked run, its evaluation and gate (seconds).
+cargo run --release --example tracked_run
 
 # The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster, while the
 # CPU kernel tests run under valgrind beside them (mostly waiting on servers, they leave a core).
