@@ -9,7 +9,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use engine::data::{self, IMAGE_PIXELS, Normalization};
-use engine::nn::{Mlp, Network};
+use engine::nn::{Description, ImageShape, Network};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
 
@@ -22,8 +22,8 @@ fn inference(c: &mut Criterion) {
             (model, metadata.normalize)
         }
         None => {
-            let model =
-                Network::Mlp(Mlp::new(IMAGE_PIXELS, &[512, 512], 10, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap());
+            let mlp = Description::mlp(ImageShape::FASHION_MNIST, &[512, 512], 10).unwrap();
+            let model = Network::new(mlp, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
             (model, Normalization::Unit)
         }
     };

@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn times_a_forward_pass() {
         let mut rng = crate::rng::Rng::new(0);
-        let model = Network::Mlp(crate::nn::Mlp::new(IMAGE_PIXELS, &[16], 10, 0.0, &mut rng, &Device::Cpu).unwrap());
+        let mlp = crate::nn::Description::mlp(crate::nn::ImageShape::FASHION_MNIST, &[16], 10).unwrap();
+        let model = Network::new(mlp, 0.0, &mut rng, &Device::Cpu).unwrap();
         let data = Dataset { pixels: vec![7; 130 * IMAGE_PIXELS], labels: vec![1; 130] };
         let ms = inference_ms_per_batch(&model, &data, Normalization::Unit, 64, &Device::Cpu).unwrap();
         assert!(ms > 0.0 && ms.is_finite(), "{ms}");

@@ -1,6 +1,6 @@
 //! Saving and loading trained models. The weights are safetensors with PyTorch's tensor names and
 //! layouts, so `torch.nn.Sequential(Linear, ReLU, Linear, ReLU, Linear).load_state_dict(load_file(path))`
-//! reads an MLP's unchanged, and the `Sequential` of [`Cnn`] a CNN's. A model directory is an
+//! reads an MLP's unchanged, and the `Sequential` of [`Description::cnn`](crate::nn::Description::cnn) a CNN's. A model directory is an
 //! MLflow model that both this engine and stock MLflow load: an `MLmodel` file with this engine's
 //! own flavor beside the `onnx` and `python_function` flavors ([`mlflow`]), the weights, the same
 //! network as `model.onnx` ([`onnx`]), and `engine_model.json` with everything needed to use them
@@ -10,15 +10,17 @@
 pub mod mlflow;
 pub mod onnx;
 mod protobuf;
+mod weights;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
+pub use weights::{network_from_safetensors, save_safetensors};
+
 use crate::data::Normalization;
-use crate::nn::{Architecture, Cnn, Conv2d, Linear, Mlp, Network};
+use crate::nn::{Architecture, ImageShape, Network};
 use crate::tensor::Device;
 
 /// The weights file inside a model directory.
@@ -57,7 +59,7 @@ pub fn max_file_bytes(name: &str) -> u64 {
 
 /// Identifies this layout, with an MLP, in `engine_model.json` and the MLmodel flavor.
 pub const FORMAT: &str = "engine-mlp-v1";
-/// The same layout with a CNN ([`Cnn`]).
+/// The same layout with a CNN ([`Description::cnn`](crate::nn::Description::cnn)).
 pub const FORMAT_CNN: &str = "engine-cnn-v1";
 
 /// The format name of a model directory holding `architecture`.
@@ -75,6 +77,10 @@ pub struct ModelMetadata {
     /// The sizes that define the network ([`Network::sizes`]): an MLP's layer widths from input
     /// to output, e.g. `[784, 512, 512, 10]`, a CNN's `[784, 32, 64, 128, 10]`.
     pub sizes: Vec<usize>,
+    /// The image each input row holds. Written only when it is not FashionMNIST's 28x28 grey
+    /// images, the shape of every file from before it was recorded.
+    #[serde(default = "ImageShape::fashion_mnist", skip_serializing_if = "ImageShape::is_fashion_mnist")]
+    pub image: ImageShape,
     pub class_names: Vec<String>,
     pub normalize: Normalization,
     /// How raw pixels become the network's input. Absent from files written before it was
@@ -92,13 +98,13 @@ pub struct ModelMetadata {
 }
 
 /// The input the network expects, spelled out for users of other frameworks: an image of
-/// `u8` pixels becomes `(pixel * pixel_scale - mean) / std`, flattened row by row.
+/// `u8` pixels becomes `(pixel * pixel_scale - mean) / std`, flattened as `layout` says.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InputContract {
     /// `[-1, 784]`: any number of flattened images.
     pub shape: Vec<i64>,
     pub dtype: String,
-    /// Where each of the 784 values comes from.
+    /// Where each value of a row comes from.
     pub layout: String,
     /// Multiplies the raw 0-255 pixel first: 1/255.
     pub pixel_scale: f64,
@@ -116,16 +122,16 @@ impl ModelMetadata {
 }
 
 impl InputContract {
-    /// The contract of a network trained with `normalize`.
-    pub fn of(normalize: Normalization) -> InputContract {
+    /// The contract of a network of `image` inputs trained with `normalize`.
+    pub fn of(normalize: Normalization, image: ImageShape) -> InputContract {
         let (mean, std) = match normalize {
             Normalization::Unit => (0.0, 1.0),
             Normalization::Meanstd => (Normalization::MEAN, Normalization::STD),
         };
         InputContract {
-            shape: vec![-1, crate::data::IMAGE_PIXELS as i64],
+            shape: vec![-1, image.pixels() as i64],
             dtype: "float32".into(),
-            layout: "one row per image: the 28x28 pixels in row-major order (index 28 * row + column)".into(),
+            layout: image.layout(),
             pixel_scale: 1.0 / 255.0,
             mean,
             std,
@@ -140,120 +146,6 @@ pub enum ModelError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid model file: {problem}")]
     Invalid { path: PathBuf, problem: String },
-}
-
-/// Writes the network's weights to `path` with `metadata` in the safetensors header.
-/// Returns the SHA-256 of the written file.
-pub fn save_safetensors(model: &Network, path: &Path, metadata: HashMap<String, String>) -> Result<String, ModelError> {
-    let invalid = |problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
-    let named: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(name, t)| {
-            let values = t.to_vec().map_err(|e| invalid(e.to_string()))?;
-            Ok((name, t.shape().to_vec(), bytemuck::cast_slice::<f32, u8>(&values).to_vec()))
-        })
-        .collect::<Result<_, ModelError>>()?;
-    let views = named
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| invalid(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
-    write_atomic(path, &bytes)?;
-    Ok(sha256_hex(&bytes))
-}
-
-/// The network in safetensors bytes with the names and layouts of PyTorch's `nn.Sequential`
-/// (see [`crate::nn`]), as `safetensors.torch.save_file(model.state_dict())` writes them; the
-/// error says what does not fit.
-pub fn network_from_safetensors(bytes: &[u8], architecture: Architecture, device: &Device) -> Result<Network, String> {
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    match architecture {
-        Architecture::Mlp => mlp_from_safetensors(&tensors, device).map(Network::Mlp),
-        Architecture::Cnn => cnn_from_safetensors(&tensors, device).map(Network::Cnn),
-    }
-}
-
-/// A tensor's shape and finite `f32` values, or what is wrong with it.
-fn read_f32(tensors: &SafeTensors, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
-    let tensor = tensors.tensor(name).map_err(|e| format!("{name}: {e}"))?;
-    if tensor.dtype() != Dtype::F32 {
-        return Err(format!("{name} is {:?}; every weight must be f32", tensor.dtype()));
-    }
-    let values: Vec<f32> =
-        tensor.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    // A diverged run saves NaN or infinite weights; they would only show up as NaN predictions.
-    match values.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(format!("{name}[{i}] is {}: every weight must be a finite number", values[i])),
-        None => Ok((tensor.shape().to_vec(), values)),
-    }
-}
-
-/// The linear layer `{index}.weight` `[out, in]` and `{index}.bias` `[out]`.
-fn linear_layer(tensors: &SafeTensors, index: usize, device: &Device) -> Result<Linear, String> {
-    let (weight_shape, weight) = read_f32(tensors, &format!("{index}.weight"))?;
-    let (bias_shape, bias) = read_f32(tensors, &format!("{index}.bias"))?;
-    match (weight_shape.as_slice(), bias_shape.as_slice()) {
-        (&[outputs, inputs], &[bias_len]) if bias_len == outputs => {
-            Linear::from_weights(weight, bias, inputs, outputs, device).map_err(|e| e.to_string())
-        }
-        _ => Err(format!("layer {index}: weight {weight_shape:?} and bias {bias_shape:?} are not [out, in] and [out]")),
-    }
-}
-
-fn mlp_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Mlp, String> {
-    let mut layers: Vec<Linear> = Vec::new();
-    for index in (0..).step_by(2).take_while(|i| tensors.tensor(&format!("{i}.weight")).is_ok()) {
-        let layer = linear_layer(tensors, index, device)?;
-        if let Some(previous) = layers.last().map(Linear::outputs).filter(|&p| p != layer.inputs()) {
-            return Err(format!(
-                "layer {index} takes {} inputs but the previous layer gives {previous}",
-                layer.inputs()
-            ));
-        }
-        layers.push(layer);
-    }
-    if layers.is_empty() {
-        return Err("no layers named 0.weight/0.bias".into());
-    }
-    Ok(Mlp { layers, dropout: 0.0 })
-}
-
-/// The convolution `{index}.weight` `[out, in_channels, 3, 3]` and `{index}.bias` `[out]`.
-fn conv_layer(tensors: &SafeTensors, index: usize, in_channels: usize, device: &Device) -> Result<Conv2d, String> {
-    let (weight_shape, weight) = read_f32(tensors, &format!("{index}.weight"))?;
-    let (bias_shape, bias) = read_f32(tensors, &format!("{index}.bias"))?;
-    match (weight_shape.as_slice(), bias_shape.as_slice()) {
-        (&[out, inputs, 3, 3], &[bias_len]) if inputs == in_channels && bias_len == out => {
-            Conv2d::from_weights(weight, bias, [out, inputs, 3, 3], 1, device).map_err(|e| e.to_string())
-        }
-        _ => Err(format!(
-            "layer {index}: weight {weight_shape:?} and bias {bias_shape:?} are not [out, {in_channels}, 3, 3] and [out]"
-        )),
-    }
-}
-
-fn cnn_from_safetensors(tensors: &SafeTensors, device: &Device) -> Result<Cnn, String> {
-    let conv1 = conv_layer(tensors, 0, 1, device)?;
-    let conv2 = conv_layer(tensors, 3, conv1.out_channels(), device)?;
-    let (hidden, output) = (linear_layer(tensors, 7, device)?, linear_layer(tensors, 10, device)?);
-    let side = Cnn::SIDE / 4;
-    let flat = conv2.out_channels() * side * side;
-    if hidden.inputs() != flat {
-        return Err(format!(
-            "layer 7 takes {} inputs but layer 3 gives {flat} ({} channels of {side}x{side})",
-            hidden.inputs(),
-            conv2.out_channels()
-        ));
-    }
-    if output.inputs() != hidden.outputs() {
-        return Err(format!("layer 10 takes {} inputs but layer 7 gives {}", output.inputs(), hidden.outputs()));
-    }
-    Ok(Cnn { conv1, conv2, hidden, output, dropout: 0.0 })
 }
 
 /// Writes a model directory (module docs) and returns its metadata. `example` holds the `u8`
@@ -274,9 +166,10 @@ pub fn save_model_dir(
     let metadata = ModelMetadata {
         format: format_of(model.architecture()).to_string(),
         sizes: model.sizes(),
+        image: model.description().input(),
         class_names: crate::report::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
         normalize,
-        input: Some(InputContract::of(normalize)),
+        input: Some(InputContract::of(normalize, model.description().input())),
         hyperparameters,
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         weights_sha256,
@@ -288,7 +181,7 @@ pub fn save_model_dir(
     let json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| ModelError::Invalid { path: dir.join(METADATA_FILE), problem: e.to_string() })?;
     write_atomic(&dir.join(METADATA_FILE), &json)?;
-    let examples = mlflow::input_examples(example)
+    let examples = mlflow::input_examples(example, metadata.image.pixels())
         .map_err(|problem| ModelError::Invalid { path: dir.join(mlflow::INPUT_EXAMPLE_FILE), problem })?;
     for (name, contents) in examples.into_iter().chain(mlflow::environment_files()) {
         write_atomic(&dir.join(name), contents.as_bytes())?;
@@ -311,7 +204,8 @@ pub fn save_onnx(model: &Network, metadata: &ModelMetadata, path: &Path) -> Resu
 }
 
 /// Reads a model directory, verifying the weights against their recorded SHA-256 and the
-/// architecture against the metadata and the signature (784 inputs, 10 classes).
+/// architecture against the metadata and the signature (the image's values in, a probability
+/// per class name out).
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Network, ModelMetadata), ModelError> {
     let invalid = |path: &Path, problem: String| ModelError::Invalid { path: path.to_path_buf(), problem };
     let metadata = read_metadata(dir)?;
@@ -328,15 +222,15 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(Network, ModelMeta
             ),
         ));
     }
-    let model = network_from_safetensors(&weights, metadata.architecture(), device)
+    let model = network_from_safetensors(&weights, metadata.architecture(), metadata.image, device)
         .map_err(|problem| invalid(&weights_path, problem))?;
-    let expected_io = (metadata.sizes.first(), metadata.sizes.last())
-        == (Some(&crate::data::IMAGE_PIXELS), Some(&crate::data::CLASSES));
+    let (inputs, classes) = (metadata.image.pixels(), metadata.class_names.len());
+    let expected_io = (metadata.sizes.first(), metadata.sizes.last()) == (Some(&inputs), Some(&classes));
     if model.sizes() != metadata.sizes || !expected_io {
         return Err(invalid(
             &weights_path,
             format!(
-                "network sizes {:?} do not match the metadata {:?} and the signature [-1, 784] -> [-1, 10]",
+                "network sizes {:?} do not match the metadata {:?} and the signature [-1, {inputs}] -> [-1, {classes}]",
                 model.sizes(),
                 metadata.sizes
             ),
@@ -355,7 +249,7 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
         return Err(invalid(format!("format '{}' is neither {FORMAT} nor {FORMAT_CNN}", metadata.format)));
     }
     // The engine normalises by `normalize`; a recorded contract saying otherwise would mislead.
-    let expected = InputContract::of(metadata.normalize);
+    let expected = InputContract::of(metadata.normalize, metadata.image);
     match &metadata.input {
         None => metadata.input = Some(expected),
         Some(recorded) if *recorded != expected => {

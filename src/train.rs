@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::analysis::{EarlyStopping, StopDecision};
 use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
-use crate::nn::{Architecture, Cnn, Mlp, Network};
+use crate::nn::{Architecture, Description, ImageShape, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
 use crate::tensor::{Device, Tensor};
@@ -51,7 +51,7 @@ pub struct TrainConfig {
     /// Which network; written by every release since the CNN, an MLP before.
     #[serde(default)]
     pub model: Architecture,
-    /// The MLP's hidden layer widths; empty for the CNN, whose widths are fixed ([`Cnn::WIDTHS`]).
+    /// The MLP's hidden layer widths; empty for the CNN, whose widths are fixed ([`Description::CNN_WIDTHS`]).
     pub hidden: Vec<usize>,
     pub seed: u64,
     pub val_split: f64,
@@ -140,7 +140,7 @@ impl TrainConfig {
                 (parameters, widths.iter().try_fold(0u64, |sum, &w| sum.checked_add(w))?)
             }
             Architecture::Cnn => {
-                let [c1, c2, hidden] = Cnn::WIDTHS.map(|w| w as u64);
+                let [c1, c2, hidden] = Description::CNN_WIDTHS.map(|w| w as u64);
                 let (pixels, classes) = (IMAGE_PIXELS as u64, CLASSES as u64);
                 let parameters = 10 * c1 + (9 * c1 + 1) * c2 + (c2 * pixels / 16 + 1) * hidden + (hidden + 1) * classes;
                 // The input; each convolution's output, its relu and its pooling (a quarter);
@@ -233,10 +233,12 @@ pub struct Trained {
 /// The untrained network `config` describes, initialised from `rng`.
 pub fn build_network(config: &TrainConfig, rng: &mut Rng, device: &Device) -> crate::Result<Network> {
     let dropout = config.dropout as f32;
-    Ok(match config.model {
-        Architecture::Mlp => Network::Mlp(Mlp::new(IMAGE_PIXELS, &config.hidden, CLASSES, dropout, rng, device)?),
-        Architecture::Cnn => Network::Cnn(Cnn::new(Cnn::WIDTHS, CLASSES, dropout, rng, device)?),
-    })
+    let input = ImageShape::FASHION_MNIST;
+    let description = match config.model {
+        Architecture::Mlp => Description::mlp(input, &config.hidden, CLASSES)?,
+        Architecture::Cnn => Description::cnn(input, Description::CNN_WIDTHS, CLASSES)?,
+    };
+    Network::new(description, dropout, rng, device)
 }
 
 /// Trains the network `config` describes on `train` (after `--train-limit` and the validation split), calling

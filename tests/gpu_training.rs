@@ -8,7 +8,7 @@
 mod devices;
 
 use devices::gpu;
-use engine::nn::{Cnn, Mlp, Network};
+use engine::nn::{Description, ImageShape, Network};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
@@ -126,7 +126,8 @@ fn mixing_devices_is_an_error() {
 /// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0);
 /// returns every parameter after them.
 fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
-    let mlp = Mlp::new(784, &[96, 40], 10, dropout, &mut Rng::new(5), device).unwrap();
+    let mlp = Description::mlp(ImageShape::FASHION_MNIST, &[96, 40], 10).unwrap();
+    let mlp = Network::new(mlp, dropout, &mut Rng::new(5), device).unwrap();
     let mut masks = Rng::new(8);
     let x = Tensor::from_vec(random(50 * 784, 6), &[50, 784], device).unwrap();
     let y: Vec<f32> = (0..50).map(|i| (i * 7 % 10) as f32).collect();
@@ -156,7 +157,8 @@ fn training_steps_on_the_gpu_equal_those_on_the_cpu() {
 
 /// Two SGD steps of a small CNN with dropout; returns every parameter after them.
 fn cnn_steps(device: &Device) -> Vec<Vec<f32>> {
-    let cnn = Network::Cnn(Cnn::new([4, 6, 16], 10, 0.25, &mut Rng::new(5), device).unwrap());
+    let cnn = Description::cnn(ImageShape::FASHION_MNIST, [4, 6, 16], 10).unwrap();
+    let cnn = Network::new(cnn, 0.25, &mut Rng::new(5), device).unwrap();
     let mut masks = Rng::new(8);
     let x = Tensor::from_vec(random(12 * 784, 6), &[12, 784], device).unwrap();
     let y = Tensor::from_vec((0..12).map(|i| (i * 7 % 10) as f32).collect(), &[12], device).unwrap();

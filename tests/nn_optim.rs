@@ -1,7 +1,7 @@
 //! The MLP and the optimizers: gradients reach every parameter, updates follow
 //! `torch.optim`'s formulas, and training reproduces bit for bit whatever the thread count.
 
-use engine::nn::{Linear, Mlp};
+use engine::nn::{Description, ImageShape, Network, Weights};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
@@ -12,10 +12,16 @@ fn batch(rows: usize, cols: usize, classes: usize, rng: &mut Rng) -> (Tensor, Te
     (Tensor::from_vec(x, &[rows, cols], &Device::Cpu).unwrap(), Tensor::from_vec(y, &[rows], &Device::Cpu).unwrap())
 }
 
+/// A CPU MLP for 28x28 images and 10 classes.
+fn mlp(hidden: &[usize], dropout: f32, rng: &mut Rng) -> Network {
+    let description = Description::mlp(ImageShape::FASHION_MNIST, hidden, 10).unwrap();
+    Network::new(description, dropout, rng, &Device::Cpu).unwrap()
+}
+
 #[test]
 fn one_backward_pass_gives_every_parameter_a_nonzero_gradient() {
     let mut rng = Rng::new(0);
-    let mlp = Mlp::new(784, &[512, 512], 10, 0.2, &mut rng, &Device::Cpu).unwrap();
+    let mlp = mlp(&[512, 512], 0.2, &mut rng);
     let (x, y) = batch(32, 784, 10, &mut rng);
     let grads = mlp.forward_train(&x, &mut rng).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
     for (name, p) in mlp.named_parameters() {
@@ -28,7 +34,7 @@ fn one_backward_pass_gives_every_parameter_a_nonzero_gradient() {
 
 #[test]
 fn linear_initialisation_follows_pytorch_bounds_and_layout() {
-    let layer = Linear::new(784, 512, &mut Rng::new(1), &Device::Cpu).unwrap();
+    let layer = Weights::init(&[512, 784], &mut Rng::new(1), &Device::Cpu).unwrap();
     assert_eq!(layer.weight.shape(), [512, 784], "PyTorch keeps weights as [out, in]");
     let bound = 1.0 / 784f32.sqrt();
     let w = layer.weight.to_vec().unwrap();
@@ -37,12 +43,8 @@ fn linear_initialisation_follows_pytorch_bounds_and_layout() {
     assert!(w.iter().fold(0.0f32, |m, v| m.max(v.abs())) > 0.99 * bound);
     assert!((w.iter().sum::<f32>() / w.len() as f32).abs() < 0.01 * bound);
     assert!(layer.bias.to_vec().unwrap().iter().all(|v| v.abs() <= bound));
-    let names: Vec<String> = Mlp::new(784, &[512, 512], 10, 0.0, &mut Rng::new(1), &Device::Cpu)
-        .unwrap()
-        .named_parameters()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> =
+        mlp(&[512, 512], 0.0, &mut Rng::new(1)).named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]);
 }
 
@@ -108,7 +110,7 @@ fn loss_sequence(threads: usize) -> Vec<u32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut rng = Rng::new(9);
-        let mlp = Mlp::new(784, &[300, 200], 10, 0.1, &mut rng, &Device::Cpu).unwrap();
+        let mlp = mlp(&[300, 200], 0.1, &mut rng);
         let mut opt = Adam::new(mlp.parameters(), 1e-3, 0.0);
         (0..5)
             .map(|_| {

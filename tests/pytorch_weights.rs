@@ -3,7 +3,7 @@
 //! PyTorch computed for the same inputs.
 
 use engine::model::network_from_safetensors;
-use engine::nn::Architecture;
+use engine::nn::{Architecture, ImageShape};
 use engine::{Device, Tensor};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pytorch");
@@ -17,7 +17,7 @@ fn reproduces_pytorch(name: &str, architecture: Architecture) {
     };
     let (inputs, want) = (floats("inputs"), floats("logits"));
     let rows = inputs.len() / 784;
-    let network = network_from_safetensors(&weights, architecture, &Device::Cpu).unwrap();
+    let network = network_from_safetensors(&weights, architecture, ImageShape::FASHION_MNIST, &Device::Cpu).unwrap();
     let x = Tensor::from_vec(inputs, &[rows, 784], &Device::Cpu).unwrap();
     let got = engine::no_grad(|| network.forward(&x)).unwrap().to_vec().unwrap();
     assert_eq!(got.len(), want.len());

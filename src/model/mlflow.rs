@@ -8,7 +8,6 @@
 //! writes the oldest releases that read the ONNX file instead (IR 8, opset 17).
 
 use super::{METADATA_FILE, ModelMetadata, ONNX_FILE, WEIGHTS_FILE, onnx};
-use crate::data::IMAGE_PIXELS;
 
 /// The MLflow release whose model layout these files follow.
 pub const MLFLOW_VERSION: &str = "3.17.2";
@@ -101,13 +100,13 @@ utc_time_created: {}
 }
 
 /// `input_example.json` and `serving_input_example.json` for the images in `pixels` (`u8`,
-/// 784 per image), scaled to [0, 1] as the ONNX input expects.
-pub fn input_examples(pixels: &[u8]) -> Result<[(&'static str, String); 2], String> {
-    if pixels.is_empty() || !pixels.len().is_multiple_of(IMAGE_PIXELS) {
-        return Err(format!("an input example needs whole images of {IMAGE_PIXELS} pixels, got {}", pixels.len()));
+/// `image_pixels` per image), scaled to [0, 1] as the ONNX input expects.
+pub fn input_examples(pixels: &[u8], image_pixels: usize) -> Result<[(&'static str, String); 2], String> {
+    if pixels.is_empty() || image_pixels == 0 || !pixels.len().is_multiple_of(image_pixels) {
+        return Err(format!("an input example needs whole images of {image_pixels} pixels, got {}", pixels.len()));
     }
     let rows: Vec<Vec<f32>> =
-        pixels.chunks(IMAGE_PIXELS).map(|image| image.iter().map(|&p| f32::from(p) / 255.0).collect()).collect();
+        pixels.chunks(image_pixels).map(|image| image.iter().map(|&p| f32::from(p) / 255.0).collect()).collect();
     let example = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
     let serving = serde_json::to_string_pretty(&serde_json::json!({ "inputs": rows })).map_err(|e| e.to_string())?;
     Ok([(INPUT_EXAMPLE_FILE, example), (SERVING_INPUT_EXAMPLE_FILE, serving)])
@@ -143,6 +142,7 @@ fn quoted(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_PIXELS;
 
     #[test]
     fn scalars_are_quoted_only_when_yaml_would_change_them() {
@@ -160,12 +160,12 @@ mod tests {
     fn input_examples_hold_whole_images_scaled_to_unit() {
         let mut image = vec![0u8; IMAGE_PIXELS];
         image[1] = 255;
-        let [(_, example), (_, serving)] = input_examples(&image).unwrap();
+        let [(_, example), (_, serving)] = input_examples(&image, IMAGE_PIXELS).unwrap();
         let rows: Vec<Vec<f32>> = serde_json::from_str(&example).unwrap();
         assert_eq!((rows.len(), rows[0].len(), rows[0][1]), (1, IMAGE_PIXELS, 1.0));
         let body: serde_json::Value = serde_json::from_str(&serving).unwrap();
         assert_eq!(body["inputs"][0].as_array().map(Vec::len), Some(IMAGE_PIXELS));
-        assert!(input_examples(&image[1..]).is_err());
-        assert!(input_examples(&[]).is_err());
+        assert!(input_examples(&image[1..], IMAGE_PIXELS).is_err());
+        assert!(input_examples(&[], IMAGE_PIXELS).is_err());
     }
 }

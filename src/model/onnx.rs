@@ -3,9 +3,10 @@
 //! pixels scaled to [0, 1], and applies the training normalisation itself:
 //!
 //! `pixels [N, 784] float32` → (`Sub mean`, `Div std` for `meanstd`) → the network →
-//! `Softmax` → `probabilities [N, 10] float32`, where the network is `Gemm`, `Relu`, … `Gemm`
-//! for an MLP, and `Reshape` to `[N, 1, 28, 28]`, `Conv`, `Relu`, `MaxPool`, `Conv`, `Relu`,
-//! `MaxPool`, `Flatten`, `Gemm`, `Relu`, `Gemm` for a CNN.
+//! `Softmax` → `probabilities [N, 10] float32`, where the network is one node per layer of its
+//! description (none for dropout): `Gemm`, `Relu`, … `Gemm` for an MLP, and `Reshape` to
+//! `[N, C, H, W]`, `Conv`, `Relu`, `MaxPool`, `Conv`, `Relu`, `MaxPool`, `Flatten`, `Gemm`,
+//! `Relu`, `Gemm` for a CNN.
 //!
 //! The weights keep PyTorch's names (`0.weight`, `0.bias`, …) and layouts (`[out, in]`, and
 //! `[out, in, kh, kw]` as `Conv` wants); `Gemm` multiplies by the transpose (`transB = 1`).
@@ -14,11 +15,11 @@
 use super::protobuf::Message;
 use super::{ModelMetadata, WEIGHTS_FILE};
 use crate::data::Normalization;
-use crate::nn::{Cnn, Linear, Mlp, Network};
+use crate::nn::{ImageShape, Layer, Network, Shape, Weights};
 use crate::tensor::Tensor;
 
-/// Name of the graph's input: `[N, 784]` float32 pixels in [0, 1] (`pixel / 255`), each row a
-/// 28x28 image in row-major order.
+/// Name of the graph's input: `[N, C·H·W]` float32 pixels in [0, 1] (`pixel / 255`), each row
+/// an image (FashionMNIST's: 784 values, 28x28 in row-major order).
 pub const INPUT_NAME: &str = "pixels";
 /// Name of the graph's output: `[N, 10]` float32 class probabilities (each row sums to 1).
 pub const OUTPUT_NAME: &str = "probabilities";
@@ -86,15 +87,14 @@ pub fn encode(model: &Network, meta: &ModelMetadata) -> crate::error::Result<Vec
         g.then("Sub", "normalize_sub", &["mean"], "centered", &[]);
         g.then("Div", "normalize_div", &["std"], "normalized", &[]);
     }
-    match model {
-        Network::Mlp(mlp) => mlp_nodes(&mut g, mlp)?,
-        Network::Cnn(cnn) => cnn_nodes(&mut g, cnn)?,
-    }
+    layer_nodes(&mut g, model)?;
     g.then("Softmax", "softmax", &[], OUTPUT_NAME, &[("axis", Attribute::Int(1))]);
     let Graph { nodes, initializers, .. } = g;
 
-    let input_doc =
-        format!("{inputs} float32 pixels per row, pixel / 255 in [0, 1], one 28x28 image in row-major order per row");
+    let input_doc = format!(
+        "{inputs} float32 pixels per row, pixel / 255 in [0, 1], {} per row",
+        image_words(model.description().input())
+    );
     let output_doc = format!("{outputs} class probabilities per row: {}", meta.class_names.join(", "));
     let mut graph = Message::new().string(field::GRAPH_NAME, &format!("engine_{}", model.architecture()));
     for n in &nodes {
@@ -147,53 +147,77 @@ impl Graph {
     }
 
     /// `Gemm` with the layer `index` (`[out, in]` weights), writing `output`.
-    fn linear(&mut self, index: usize, layer: &Linear, output: &str) -> crate::error::Result<()> {
+    fn linear(&mut self, index: usize, layer: &Weights, output: &str) -> crate::error::Result<()> {
         let [weight, bias] = self.weights(index, &layer.weight, &layer.bias)?;
         self.then("Gemm", &format!("gemm_{index}"), &[&weight, &bias], output, &[("transB", Attribute::Int(1))]);
         Ok(())
     }
 
-    /// `Relu` as the layer `index` of the `Sequential`.
-    fn relu(&mut self, index: usize) {
-        let name = format!("relu_{index}");
-        self.then("Relu", &name, &[], &name, &[]);
+    /// `Conv` with the layer `index` (`[out, in, k, k]` weights, stride 1).
+    fn conv(&mut self, index: usize, layer: &Weights, padding: usize) -> crate::error::Result<()> {
+        let [weight, bias] = self.weights(index, &layer.weight, &layer.bias)?;
+        let (kernel, pad) = (layer.weight.shape()[2] as i64, padding as i64);
+        let name = format!("conv_{index}");
+        let attributes = [("kernel_shape", Attribute::Ints(&[kernel, kernel])), ("pads", Attribute::Ints(&[pad; 4]))];
+        self.then("Conv", &name, &[&weight, &bias], &name, &attributes);
+        Ok(())
+    }
+
+    /// `Reshape` of the input rows to `[N, C, H, W]` images.
+    fn to_image(&mut self, image: ImageShape) {
+        let dims = [image.channels, image.height, image.width].map(|d| d as i64);
+        self.initializers.push(int64_tensor("image_shape", &[-1, dims[0], dims[1], dims[2]]));
+        self.then("Reshape", "to_image", &["image_shape"], "image", &[]);
     }
 }
 
-/// Linear layers with a relu between each two: `Sequential` indices 0, 2, 4, …
-fn mlp_nodes(g: &mut Graph, mlp: &Mlp) -> crate::error::Result<()> {
-    let last = mlp.layers.len().saturating_sub(1);
-    for (i, layer) in mlp.layers.iter().enumerate() {
-        let index = 2 * i;
-        let output = if i == last { "logits".to_string() } else { format!("linear_{index}") };
-        g.linear(index, layer, &output)?;
-        if i != last {
-            g.relu(index + 1);
+/// One node per layer of the network's description, named by its `Sequential` index.
+fn layer_nodes(g: &mut Graph, network: &Network) -> crate::error::Result<()> {
+    let description = network.description();
+    let last = description.layers().len().saturating_sub(1);
+    let missing = || crate::Error::InvalidArgument("a layer's weights are missing".into());
+    for (i, layer) in description.layers().iter().enumerate() {
+        let index = description.torch_index(i);
+        match *layer {
+            Layer::Linear { .. } => {
+                let output = if i == last { "logits".to_string() } else { format!("linear_{index}") };
+                g.linear(index, network.weights(i).ok_or_else(missing)?, &output)?;
+            }
+            Layer::Conv2d { padding, .. } => {
+                if let Shape::Flat(_) = description.input_of(i) {
+                    g.to_image(description.input());
+                }
+                g.conv(index, network.weights(i).ok_or_else(missing)?, padding)?;
+            }
+            Layer::Relu => {
+                let name = format!("relu_{index}");
+                g.then("Relu", &name, &[], &name, &[]);
+            }
+            Layer::MaxPool2d => {
+                let name = format!("pool_{index}");
+                let attributes = [("kernel_shape", Attribute::Ints(&[2, 2])), ("strides", Attribute::Ints(&[2, 2]))];
+                g.then("MaxPool", &name, &[], &name, &attributes);
+            }
+            Layer::Flatten => {
+                let name = format!("flatten_{index}");
+                g.then("Flatten", &name, &[], &name, &[("axis", Attribute::Int(1))]);
+            }
+            // The identity in evaluation.
+            Layer::Dropout { .. } => {}
         }
     }
     Ok(())
 }
 
-/// The CNN of [`Cnn`], with its `Sequential` indices.
-fn cnn_nodes(g: &mut Graph, cnn: &Cnn) -> crate::error::Result<()> {
-    let side = Cnn::SIDE as i64;
-    g.initializers.push(int64_tensor("image_shape", &[-1, 1, side, side]));
-    g.then("Reshape", "to_image", &["image_shape"], "image", &[]);
-    for (index, conv) in [(0, &cnn.conv1), (3, &cnn.conv2)] {
-        let [weight, bias] = g.weights(index, &conv.weight, &conv.bias)?;
-        let (kernel, pad) = (conv.weight.shape()[2] as i64, conv.padding as i64);
-        let name = format!("conv_{index}");
-        let attributes = [("kernel_shape", Attribute::Ints(&[kernel, kernel])), ("pads", Attribute::Ints(&[pad; 4]))];
-        g.then("Conv", &name, &[&weight, &bias], &name, &attributes);
-        g.relu(index + 1);
-        let name = format!("pool_{}", index + 2);
-        let attributes = [("kernel_shape", Attribute::Ints(&[2, 2])), ("strides", Attribute::Ints(&[2, 2]))];
-        g.then("MaxPool", &name, &[], &name, &attributes);
+/// What one input row holds, in words.
+fn image_words(image: ImageShape) -> String {
+    match image.channels {
+        1 => format!("one {}x{} image in row-major order", image.height, image.width),
+        c => format!(
+            "one {}x{} image of {c} channels, channel by channel, each in row-major order",
+            image.height, image.width
+        ),
     }
-    g.then("Flatten", "flatten_6", &[], "flatten_6", &[("axis", Attribute::Int(1))]);
-    g.linear(7, &cnn.hidden, "linear_7")?;
-    g.relu(8);
-    g.linear(10, &cnn.output, "logits")
 }
 
 fn graph_doc(meta: &ModelMetadata) -> String {
@@ -203,9 +227,10 @@ fn graph_doc(meta: &ModelMetadata) -> String {
             format!("(x - {}) / {} inside the graph", Normalization::MEAN, Normalization::STD)
         }
     };
+    let (inputs, outputs) = (meta.sizes.first().copied().unwrap_or(0), meta.sizes.last().copied().unwrap_or(0));
     format!(
-        "{} {:?}. Input '{INPUT_NAME}' [N, 784] float32 = pixel / 255; normalisation: {normalisation}. \
-         Output '{OUTPUT_NAME}' [N, 10] float32 softmax probabilities.",
+        "{} {:?}. Input '{INPUT_NAME}' [N, {inputs}] float32 = pixel / 255; normalisation: {normalisation}. \
+         Output '{OUTPUT_NAME}' [N, {outputs}] float32 softmax probabilities.",
         meta.architecture().to_string().to_uppercase(),
         meta.sizes
     )

@@ -2,18 +2,19 @@
 //! [0, 1] into class probabilities the way the directory's `model.onnx` does (`(x - mean) / std`
 //! for a `meanstd` model, the network, softmax), and what it is, for `/version` and the headers.
 //!
-//! On the CPU each layer of an MLP has its weights packed for the matmul kernel once, at load:
-//! packing them for every batch took three quarters of a one-image forward pass. The answers keep
-//! the bits of `Mlp::forward` (the same kernels, depth blocks and summation order). A CNN, and
-//! any network on a GPU, runs through its tensors.
+//! It runs the steps of the network's description ([`crate::nn::Description::steps`]). On the
+//! CPU each linear layer has its weights packed for the matmul kernel once, at load: packing them
+//! for every batch took three quarters of a one-image forward pass. The answers keep the bits of
+//! `Network::forward` (the same kernels, depth blocks and summation order). The other layers,
+//! and every layer on a GPU, run as [`Network::apply`] runs them in training.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backend::cpu::{self, matmul};
-use crate::data::{CLASSES, IMAGE_PIXELS, Normalization};
+use crate::backend::cpu::matmul;
+use crate::data::Normalization;
 use crate::model::{self, ModelError};
-use crate::nn::Network;
+use crate::nn::{Network, Step};
 use crate::tensor::{Device, Tensor};
 
 /// Which model answers: where it came from and what it is.
@@ -49,16 +50,12 @@ pub struct ModelSource {
 
 /// A model ready to predict.
 pub struct ServedModel {
-    predictor: Predictor,
+    network: Network,
+    device: Device,
+    /// The evaluation steps, each linear one with its weights packed when on the CPU.
+    steps: Vec<(Step, Option<PackedLayer>)>,
     normalize: Normalization,
     info: Arc<ModelInfo>,
-}
-
-enum Predictor {
-    /// An MLP's layers with their weights packed for the CPU kernel.
-    PackedMlp(Vec<PackedLayer>),
-    /// The network's tensors on their device.
-    Tensors(Network, Device),
 }
 
 /// `relu?(x · Wᵀ + b)`.
@@ -68,27 +65,48 @@ struct PackedLayer {
     relu: bool,
 }
 
+impl PackedLayer {
+    fn new(network: &Network, layer: usize, relu: bool) -> crate::Result<PackedLayer> {
+        let missing = || crate::Error::InvalidArgument("a layer's weights are missing".into());
+        let weights = network.weights(layer).ok_or_else(missing)?;
+        let (outputs, inputs) = (weights.weight.shape()[0], weights.weight.shape()[1]);
+        let weight = weights.weight.to_vec()?;
+        let weight = matmul::PackedMatrix::new(matmul::MatRef::new(&weight, inputs, outputs, true)?)?;
+        Ok(PackedLayer { weight, bias: weights.bias.to_vec()?, relu })
+    }
+
+    /// The layer's outputs for `rows` rows of `x`.
+    fn forward(&self, x: &[f32], rows: usize) -> crate::Result<Vec<f32>> {
+        let (inputs, outputs) = (self.weight.rows(), self.weight.cols());
+        let mut out = vec![0.0; rows * outputs];
+        let epilogue = matmul::Epilogue { bias: Some(&self.bias), relu: self.relu };
+        matmul::gemm_packed(matmul::MatRef::new(x, rows, inputs, false)?, &self.weight, &mut out, epilogue)?;
+        Ok(out)
+    }
+}
+
+/// Activations between two steps: rows on the host (after a packed layer), or a tensor.
+enum Activations {
+    Rows(Vec<f32>),
+    Tensor(Tensor),
+}
+
 impl ServedModel {
     /// Loads and verifies the model directory `dir` (checksum, architecture, finite weights)
     /// onto `device`, described as `device_name`.
     pub fn load(dir: &Path, device: &Device, device_name: &str, source: ModelSource) -> Result<Self, ModelError> {
         let (network, meta) = model::load_model_dir(dir, device)?;
-        let predictor = match (network, device) {
-            (Network::Mlp(mlp), Device::Cpu) => {
-                let invalid = |e: crate::Error| ModelError::Invalid { path: dir.to_path_buf(), problem: e.to_string() };
-                let last = mlp.layers.len().saturating_sub(1);
-                let mut layers = Vec::with_capacity(mlp.layers.len());
-                for (i, layer) in mlp.layers.iter().enumerate() {
-                    let weight = layer.weight.to_vec().map_err(invalid)?;
-                    let view = matmul::MatRef::new(&weight, layer.inputs(), layer.outputs(), true).map_err(invalid)?;
-                    let bias = layer.bias.to_vec().map_err(invalid)?;
-                    let weight = matmul::PackedMatrix::new(view).map_err(invalid)?;
-                    layers.push(PackedLayer { weight, bias, relu: i != last });
+        let invalid = |e: crate::Error| ModelError::Invalid { path: dir.to_path_buf(), problem: e.to_string() };
+        let mut steps = Vec::new();
+        for step in network.description().steps(false) {
+            let packed = match (step, device) {
+                (Step::Linear { layer, relu }, Device::Cpu) => {
+                    Some(PackedLayer::new(&network, layer, relu).map_err(invalid)?)
                 }
-                Predictor::PackedMlp(layers)
-            }
-            (network, _) => Predictor::Tensors(network, device.clone()),
-        };
+                _ => None,
+            };
+            steps.push((step, packed));
+        }
         let info = ModelInfo {
             model_uri: source.model_uri,
             name: source.name,
@@ -102,17 +120,23 @@ impl ServedModel {
             device: device_name.to_string(),
             loaded_at: model::utc_timestamp(std::time::SystemTime::now()),
         };
-        Ok(ServedModel { predictor, normalize: meta.normalize, info: Arc::new(info) })
+        Ok(ServedModel { network, device: device.clone(), steps, normalize: meta.normalize, info: Arc::new(info) })
     }
 
     pub fn info(&self) -> &Arc<ModelInfo> {
         &self.info
     }
 
-    /// Class probabilities, `[rows, 10]` row-major, for `pixels` `[rows, 784]` in [0, 1].
+    /// Values per input row: the image's pixels.
+    pub fn inputs(&self) -> usize {
+        self.network.description().input().pixels()
+    }
+
+    /// Class probabilities, `[rows, classes]` row-major, for `pixels` `[rows, inputs]` in [0, 1].
     pub fn predict(&self, mut pixels: Vec<f32>, rows: usize) -> crate::Result<Vec<f32>> {
-        if rows.checked_mul(IMAGE_PIXELS) != Some(pixels.len()) {
-            return Err(crate::Error::ElementCount { len: pixels.len(), shape: vec![rows, IMAGE_PIXELS] });
+        let inputs = self.inputs();
+        if rows.checked_mul(inputs) != Some(pixels.len()) {
+            return Err(crate::Error::ElementCount { len: pixels.len(), shape: vec![rows, inputs] });
         }
         if self.normalize == Normalization::Meanstd {
             // The ONNX graph's `Sub` and `Div`, in the same order and precision.
@@ -120,67 +144,27 @@ impl ServedModel {
                 *p = (*p - Normalization::MEAN) / Normalization::STD;
             }
         }
-        match &self.predictor {
-            Predictor::PackedMlp(layers) => {
-                let mut x = pixels;
-                for layer in layers {
-                    let (inputs, outputs) = (layer.weight.rows(), layer.weight.cols());
-                    let mut out = vec![0.0; rows * outputs];
-                    let epilogue = matmul::Epilogue { bias: Some(&layer.bias), relu: layer.relu };
-                    matmul::gemm_packed(
-                        matmul::MatRef::new(&x, rows, inputs, false)?,
-                        &layer.weight,
-                        &mut out,
-                        epilogue,
-                    )?;
-                    x = out;
-                }
-                let mut probabilities = vec![0.0; rows * CLASSES];
-                cpu::softmax_rows(&x, CLASSES, &mut probabilities);
-                Ok(probabilities)
+        crate::no_grad(|| {
+            let mut x = Activations::Rows(pixels);
+            for (step, packed) in &self.steps {
+                x = match (packed, x) {
+                    (Some(layer), Activations::Rows(values)) => Activations::Rows(layer.forward(&values, rows)?),
+                    (Some(layer), Activations::Tensor(t)) => Activations::Rows(layer.forward(&t.to_vec()?, rows)?),
+                    (None, x) => Activations::Tensor(self.network.apply(*step, &self.tensor(x, rows)?, None)?),
+                };
             }
-            Predictor::Tensors(network, device) => crate::no_grad(|| {
-                let x = Tensor::from_vec(pixels, &[rows, IMAGE_PIXELS], device)?;
-                network.forward(&x)?.softmax()?.to_vec()
-            }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::nn::{Cnn, Mlp};
-    use crate::rng::Rng;
-
-    /// The packed CPU path gives the bits of `Mlp::forward` and softmax, at any batch size, and
-    /// a CNN answers through its tensors.
-    #[test]
-    fn served_models_answer_like_their_networks() {
-        let mlp = Mlp::new(IMAGE_PIXELS, &[64, 32], CLASSES, 0.0, &mut Rng::new(3), &Device::Cpu).unwrap();
-        let cnn = Cnn::new([4, 6, 16], CLASSES, 0.0, &mut Rng::new(5), &Device::Cpu).unwrap();
-        for (name, network) in [("mlp", Network::Mlp(mlp)), ("cnn", Network::Cnn(cnn))] {
-            answers_like(name, &network);
-        }
+            self.tensor(x, rows)?.softmax()?.to_vec()
+        })
     }
 
-    fn answers_like(name: &str, network: &Network) {
-        let dir = std::env::temp_dir().join(format!("engine-served-{name}-{}", std::process::id()));
-        let example = vec![0u8; IMAGE_PIXELS];
-        model::save_model_dir(&dir, network, Normalization::Meanstd, serde_json::json!({}), &example, None, None)
-            .unwrap();
-        let served = ServedModel::load(&dir, &Device::Cpu, "cpu", ModelSource::default()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut rng = Rng::new(4);
-        for rows in [1, 3, 64] {
-            let pixels = rng.uniform_vec(rows * IMAGE_PIXELS, 0.0, 1.0);
-            let normalized: Vec<f32> = pixels.iter().map(|p| (p - Normalization::MEAN) / Normalization::STD).collect();
-            let expected = crate::no_grad(|| {
-                let x = Tensor::from_vec(normalized, &[rows, IMAGE_PIXELS], &Device::Cpu)?;
-                network.forward(&x)?.softmax()?.to_vec()
-            })
-            .unwrap();
-            assert_eq!(served.predict(pixels, rows).unwrap(), expected, "{name}: {rows} rows");
+    /// `x` as a `[rows, …]` tensor on the model's device.
+    fn tensor(&self, x: Activations, rows: usize) -> crate::Result<Tensor> {
+        match x {
+            Activations::Tensor(t) => Ok(t),
+            Activations::Rows(values) => {
+                let width = values.len() / rows.max(1);
+                Tensor::from_vec(values, &[rows, width], &self.device)
+            }
         }
     }
 }
