@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use super::idx::{read_images, read_labels};
-use super::{CLASSES, DataError, Dataset};
+use super::idx_set::{IdxFiles, read_set};
+use super::{BadInput, CacheUse, DataError, DataSplit, Dataset, InputContract};
 
 /// The dataset's official mirror (from its README).
 pub const MIRROR: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
@@ -30,33 +30,33 @@ const FILES: [(&str, &str); 4] = [
 pub struct FashionMnist {
     pub train: Dataset,
     pub test: Dataset,
-    pub source: DataSource,
+    pub source: Origin,
 }
 
 /// Which of the places the files came from.
 #[derive(Debug, Clone)]
-pub enum DataSource {
+pub enum Origin {
     Directory(PathBuf),
     Cache(PathBuf),
     Debian(PathBuf),
     Downloaded(PathBuf),
 }
 
-impl DataSource {
+impl Origin {
     pub fn dir(&self) -> &Path {
         match self {
-            DataSource::Directory(p) | DataSource::Cache(p) | DataSource::Debian(p) | DataSource::Downloaded(p) => p,
+            Origin::Directory(p) | Origin::Cache(p) | Origin::Debian(p) | Origin::Downloaded(p) => p,
         }
     }
 }
 
-impl std::fmt::Display for DataSource {
+impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self {
-            DataSource::Directory(_) => "data directory",
-            DataSource::Cache(_) => "cache",
-            DataSource::Debian(_) => "Debian package",
-            DataSource::Downloaded(_) => "downloaded to the cache",
+            Origin::Directory(_) => "data directory",
+            Origin::Cache(_) => "cache",
+            Origin::Debian(_) => "Debian package",
+            Origin::Downloaded(_) => "downloaded to the cache",
         };
         write!(f, "{} ({what})", self.dir().display())
     }
@@ -66,22 +66,46 @@ impl std::fmt::Display for DataSource {
 /// the dataset must be there, and nothing else is tried.
 pub fn load(data_dir: Option<&Path>) -> Result<FashionMnist, DataError> {
     let source = locate(data_dir)?;
-    let dir = source.dir();
-    let train = read_pair(dir, FILES[0].0, FILES[1].0)?;
-    let test = read_pair(dir, FILES[2].0, FILES[3].0)?;
-    Ok(FashionMnist { train, test, source })
+    let split = read(source.dir())?;
+    Ok(FashionMnist { train: split.train, test: split.test, source })
 }
 
-fn read_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
-    let missing = |stem: &str| DataError::NotFound(format!("{} has no {stem}[.gz]", dir.display()));
-    let images_path = find_file(dir, images).ok_or_else(|| missing(images))?;
-    let labels_path = find_file(dir, labels).ok_or_else(|| missing(labels))?;
-    let images = read_images(&images_path, 28)?;
-    let labels = read_labels(&labels_path, CLASSES as u8)?;
-    if images.count != labels.len() {
-        return Err(DataError::CountMismatch { images_path, images: images.count, labels_path, labels: labels.len() });
+/// FashionMNIST's four files in `dir`, read and checked against its contract: 28x28 images,
+/// labels below ten. The contract keeps the published mean and std.
+pub fn read(dir: &Path) -> Result<DataSplit, DataError> {
+    let [train_images, train_labels, test_images, test_labels] = FILES.map(|(stem, _)| {
+        find_file(dir, stem).ok_or_else(|| DataError::NotFound(format!("{} has no {stem}[.gz]", dir.display())))
+    });
+    let files = IdxFiles {
+        train_images: train_images?,
+        train_labels: train_labels?,
+        test_images: test_images?,
+        test_labels: test_labels?,
+    };
+    let contract = InputContract::fashion_mnist();
+    let split = read_set(&files, Some(contract.class_names.clone()), BadInput::Fail)?;
+    let (height, width) = (split.contract.height, split.contract.width);
+    if (height, width) != (contract.height, contract.width) {
+        let problem = format!("images are {height}x{width}, expected FashionMNIST's 28x28");
+        return Err(DataError::Invalid { path: files.train_images, problem });
     }
-    Ok(Dataset { pixels: images.pixels, labels })
+    Ok(DataSplit { name: "fashion-mnist".into(), contract, cache: CacheUse::Off, ..split })
+}
+
+impl From<FashionMnist> for DataSplit {
+    fn from(data: FashionMnist) -> DataSplit {
+        let location = data.source.dir().to_path_buf();
+        let contract = InputContract::fashion_mnist();
+        DataSplit {
+            name: "fashion-mnist".into(),
+            location,
+            train: data.train,
+            test: data.test,
+            contract,
+            skipped: Vec::new(),
+            cache: CacheUse::Off,
+        }
+    }
 }
 
 /// `dir/stem.gz` or `dir/stem`, whichever exists.
@@ -95,33 +119,29 @@ fn is_complete(dir: &Path) -> bool {
 
 /// `$XDG_CACHE_HOME/engine/fashion-mnist`, else `~/.cache/engine/fashion-mnist`.
 pub fn cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("engine").join("fashion-mnist"))
+    Some(super::user_cache_dir()?.join("fashion-mnist"))
 }
 
-fn locate(data_dir: Option<&Path>) -> Result<DataSource, DataError> {
+fn locate(data_dir: Option<&Path>) -> Result<Origin, DataError> {
     if let Some(dir) = data_dir {
         return if is_complete(dir) {
-            Ok(DataSource::Directory(dir.to_path_buf()))
+            Ok(Origin::Directory(dir.to_path_buf()))
         } else {
             Err(not_found(&format!("the data directory {} does not hold the four files", dir.display())))
         };
     }
     let cache = cache_dir();
     if let Some(cache) = cache.as_ref().filter(|c| is_complete(c)) {
-        return Ok(DataSource::Cache(cache.clone()));
+        return Ok(Origin::Cache(cache.clone()));
     }
     if is_complete(Path::new(DEBIAN_DIR)) {
-        return Ok(DataSource::Debian(PathBuf::from(DEBIAN_DIR)));
+        return Ok(Origin::Debian(PathBuf::from(DEBIAN_DIR)));
     }
     let cache = cache.ok_or_else(|| not_found("no cache directory: neither XDG_CACHE_HOME nor HOME is set"))?;
     let mirror = std::env::var("ENGINE_DATA_MIRROR").unwrap_or_else(|_| MIRROR.to_string());
     download_all(&mirror, &cache)
         .map_err(|e| not_found(&format!("it is not in {} or {DEBIAN_DIR}, and {e}", cache.display())))?;
-    Ok(DataSource::Downloaded(cache))
+    Ok(Origin::Downloaded(cache))
 }
 
 fn not_found(reason: &str) -> DataError {

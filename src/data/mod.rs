@@ -1,20 +1,35 @@
-//! FashionMNIST: locating (or downloading) the files, reading them, and turning index lists into
-//! normalised `f32` batches. Images stay `u8` in memory (47 MB for the training set) and are
-//! normalised per batch.
+//! Datasets: where labelled images come from (FashionMNIST, any IDX set of the MNIST family, a
+//! folder of image files), the input contract they share (size, channels, statistics, class
+//! names), decoding and caching, and turning index lists into normalised `f32` batches. Images
+//! stay `u8` in memory, planar (CHW), and are normalised per batch.
 
+pub mod cache;
+pub mod contract;
+pub mod decode;
 pub mod fashion_mnist;
+pub mod folder;
 pub mod idx;
+pub mod idx_set;
+mod listing;
+pub mod source;
+pub mod split;
 
 use std::path::PathBuf;
 
-pub use fashion_mnist::{DataSource, load};
+pub use contract::{ClassNames, FASHION_MNIST_CLASSES, InputContract, Layout};
+pub use decode::{ColorMode, DecodeLimits, ImageSize};
+pub use fashion_mnist::{Origin, load};
+pub use folder::FolderOptions;
+pub use idx_set::IdxOptions;
+pub use source::{DataFlags, DataSource};
+pub use split::{BadInput, CacheUse, DataSplit, Part, SetDescription, Skipped};
 
-/// Pixels per image (28 x 28).
+/// Pixels per FashionMNIST image (28 x 28); other sets read [`InputContract::pixels`].
 pub const IMAGE_PIXELS: usize = 28 * 28;
-/// Number of classes.
+/// FashionMNIST's number of classes; other sets read [`InputContract::classes`].
 pub const CLASSES: usize = 10;
 
-/// Errors while finding, downloading or reading the dataset.
+/// Errors while finding, downloading, reading or decoding a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
@@ -25,13 +40,17 @@ pub enum DataError {
     CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
     #[error("{0}")]
     NotFound(String),
+    /// A data selection (`--data` value) or an option that does not fit it.
+    #[error("{0}")]
+    Selection(String),
     #[error("downloading {url} failed: {reason}")]
     Download { url: String, reason: String },
     #[error("{file}: checksum {actual} does not match the published {expected}; the download is corrupt")]
     Checksum { file: String, expected: String, actual: String },
 }
 
-/// Labelled images, `u8` pixels.
+/// Labelled images, `u8` pixels: `len()` images of equal size one after another, each laid
+/// out as its [`InputContract`] says.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub pixels: Vec<u8>,
@@ -47,16 +66,22 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Bytes per image, from the lengths (0 for an empty set).
+    pub fn image_len(&self) -> usize {
+        self.pixels.len().checked_div(self.labels.len()).unwrap_or(0)
+    }
+
     /// The pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+        let len = self.image_len();
+        &self.pixels[i * len..(i + 1) * len]
     }
 
     /// The first `n` examples (all of them if there are fewer).
     pub fn truncated(mut self, n: usize) -> Dataset {
-        let n = n.min(self.len());
+        let (n, len) = (n.min(self.len()), self.image_len());
         self.labels.truncate(n);
-        self.pixels.truncate(n * IMAGE_PIXELS);
+        self.pixels.truncate(n * len);
         self
     }
 }
@@ -73,10 +98,11 @@ pub enum Normalization {
 
 impl Normalization {
     /// FashionMNIST's training-set statistics of `pixel / 255`.
-    pub const MEAN: f32 = 0.2860;
-    pub const STD: f32 = 0.3530;
+    pub const MEAN: f32 = InputContract::FASHION_MNIST_MEAN;
+    pub const STD: f32 = InputContract::FASHION_MNIST_STD;
 
-    /// `(scale, shift)` such that an input is `pixel * scale + shift`.
+    /// `(scale, shift)` such that an input is `pixel * scale + shift`, with FashionMNIST's
+    /// statistics; [`InputContract::affine`] gives them per channel for any set.
     pub fn affine(self) -> (f32, f32) {
         match self {
             Normalization::Unit => (1.0 / 255.0, 0.0),
@@ -87,7 +113,7 @@ impl Normalization {
 
 crate::choice::choice!(Normalization { Unit => "unit", Meanstd => "meanstd" });
 
-/// Fills `inputs` (`[indices.len(), 784]`) and `labels` with the examples at `indices`.
+/// Fills `inputs` (`[indices.len(), image_len]`) and `labels` with the examples at `indices`.
 pub fn gather_batch(
     data: &Dataset,
     indices: &[usize],
@@ -97,7 +123,15 @@ pub fn gather_batch(
 ) {
     inputs.clear();
     labels.clear();
-    crate::backend::cpu::gather_batch(&data.pixels, &data.labels, IMAGE_PIXELS, indices, norm.affine(), inputs, labels);
+    crate::backend::cpu::gather_batch(
+        &data.pixels,
+        &data.labels,
+        data.image_len(),
+        indices,
+        norm.affine(),
+        inputs,
+        labels,
+    );
 }
 
 /// Splits `0..n` into shuffled training indices and validation indices (`fraction` of them),
@@ -108,4 +142,13 @@ pub fn split_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usi
     let n_val = ((n as f64) * fraction).round() as usize;
     let train = indices.split_off(n_val.min(n));
     (train, indices)
+}
+
+/// `$XDG_CACHE_HOME/engine`, else `~/.cache/engine`: where datasets are cached.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("engine"))
 }

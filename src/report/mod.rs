@@ -16,9 +16,8 @@ pub use plot::{
     confusion_matrix_png, misclassified_layout, misclassified_png, training_curves_png,
 };
 
-/// The FashionMNIST class names, indexed by label.
-pub const CLASS_NAMES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+/// The FashionMNIST class names, indexed by label (their home is the dataset's contract).
+pub use crate::data::FASHION_MNIST_CLASSES as CLASS_NAMES;
 
 /// Side of one FashionMNIST image in pixels.
 pub const IMAGE_SIDE: usize = 28;

@@ -1,0 +1,190 @@
+//! A folder of image files as a dataset: list the files, read every header in parallel (to
+//! choose gray or RGB and check the sizes before decoding anything), decode in parallel to
+//! the chosen size, measure the training images' per-channel mean and std, and keep the result
+//! in the user cache. A file that cannot be used is an error naming it, or, under
+//! [`BadInput::Skip`], left out and counted.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cache::{self, Cached};
+use super::contract::channel_stats;
+use super::decode::{self, Header};
+use super::listing::{self, Entry, Listing};
+use super::{
+    BadInput, CacheUse, ColorMode, DataError, DataSplit, Dataset, DecodeLimits, ImageSize, InputContract, Layout,
+    Skipped,
+};
+
+/// How an image folder becomes a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderOptions {
+    /// The size every image is resized to; `None`: the size they all share.
+    pub size: Option<ImageSize>,
+    /// Gray or RGB; `None`: RGB when any image has colour, else gray.
+    pub mode: Option<ColorMode>,
+    /// The share of each class held out for testing (single-folder layout only).
+    pub test_fraction: f64,
+    /// Seeds that split.
+    pub split_seed: u64,
+    pub bad: BadInput,
+    pub limits: DecodeLimits,
+    /// Whether the decoded set is read from and written to the cache.
+    pub cache: bool,
+    /// Where the cache lives; `None`: `$XDG_CACHE_HOME/engine/datasets` (or
+    /// `~/.cache/engine/datasets`) of whoever loads, so a plan made on one machine caches on
+    /// another under that machine's user cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for FolderOptions {
+    fn default() -> Self {
+        FolderOptions {
+            size: None,
+            mode: None,
+            test_fraction: 0.2,
+            split_seed: 0,
+            bad: BadInput::Fail,
+            limits: DecodeLimits::default(),
+            cache: true,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The options that change the decoded bytes: the cache key digests them.
+#[derive(Serialize)]
+struct DecodeKey<'a> {
+    size: Option<ImageSize>,
+    mode: Option<ColorMode>,
+    bad: BadInput,
+    limits: &'a DecodeLimits,
+}
+
+/// Reads the image folder `dir` (see the `listing` module for the layouts).
+pub fn load(dir: &Path, options: &FolderOptions) -> Result<DataSplit, DataError> {
+    let listing = listing::list(dir, options.test_fraction, options.split_seed)?;
+    let key = DecodeKey { size: options.size, mode: options.mode, bad: options.bad, limits: &options.limits };
+    let cache_root = match options.cache {
+        true => options.cache_dir.clone().or_else(|| super::user_cache_dir().map(|d| d.join("datasets"))),
+        false => None,
+    };
+    let cache_path = cache_root.map(|root| cache::path(&root, dir, &listing, &key));
+    let name = dir.file_name().map_or_else(|| "images".into(), |n| n.to_string_lossy().into_owned());
+    let split = |cached: Cached, cache| DataSplit {
+        name: name.clone(),
+        location: dir.to_path_buf(),
+        train: cached.train,
+        test: cached.test,
+        contract: cached.contract,
+        skipped: cached.skipped,
+        cache,
+    };
+    if let Some(cached) = cache_path.as_deref().and_then(cache::read) {
+        return Ok(split(cached, CacheUse::Hit(cache_path.unwrap_or_default())));
+    }
+    let cached = decode_listing(dir, listing, options)?;
+    let cache = match cache_path {
+        None => CacheUse::Off,
+        Some(path) => match cache::write(&path, &cached) {
+            Ok(()) => CacheUse::Written(path),
+            Err(e) => CacheUse::NotWritten { path, reason: e.to_string() },
+        },
+    };
+    Ok(split(cached, cache))
+}
+
+/// Probes, decodes and measures the listed files.
+fn decode_listing(dir: &Path, listing: Listing, options: &FolderOptions) -> Result<Cached, DataError> {
+    let mut skipped = Vec::new();
+    let limits = options.limits;
+    let mut probe = |entries: Vec<Entry>| {
+        let headers = entries.par_iter().map(|e| decode::probe(&e.path, limits)).collect();
+        keep_good(entries, headers, options.bad, &mut skipped)
+    };
+    let (train, test) = (probe(listing.train)?, probe(listing.test)?);
+    let mode = options.mode.unwrap_or_else(|| common_mode(train.iter().chain(&test).map(|(_, h)| h)));
+    let size = match options.size {
+        Some(size) => size,
+        None => common_size(dir, train.iter().chain(&test))?,
+    };
+    let mut decode = |entries: Vec<(Entry, Header)>| {
+        let entries: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
+        let images = entries.par_iter().map(|e| decode::decode_file(&e.path, mode, size, limits)).collect();
+        keep_good(entries, images, options.bad, &mut skipped).map(into_dataset)
+    };
+    let (train, test) = (decode(train)?, decode(test)?);
+    let classes = listing.classes;
+    if let Some(missing) = (0..classes.len()).find(|&l| !train.labels.contains(&(l as u8))) {
+        let problem = format!("class {} has no usable training image left", classes[missing]);
+        return Err(DataError::Invalid { path: dir.join(&classes[missing]), problem });
+    }
+    let plane = size.width as usize * size.height as usize;
+    let (mean, std) = channel_stats(&train.pixels, mode.channels(), plane);
+    let contract = InputContract {
+        channels: mode.channels(),
+        height: size.height as usize,
+        width: size.width as usize,
+        layout: Layout::Chw,
+        pixel_scale: 1.0 / 255.0,
+        mean,
+        std,
+        class_names: classes,
+    };
+    Ok(Cached { train, test, contract, skipped })
+}
+
+/// Pairs each entry with its result; a failure is an error naming the file, or under
+/// [`BadInput::Skip`] a [`Skipped`] record.
+fn keep_good<T>(
+    entries: Vec<Entry>,
+    results: Vec<Result<T, String>>,
+    bad: BadInput,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<(Entry, T)>, DataError> {
+    let mut good = Vec::with_capacity(entries.len());
+    for (entry, result) in entries.into_iter().zip(results) {
+        match (result, bad) {
+            (Ok(value), _) => good.push((entry, value)),
+            (Err(problem), BadInput::Fail) => return Err(DataError::Invalid { path: entry.path, problem }),
+            (Err(reason), BadInput::Skip) => skipped.push(Skipped { path: entry.path, reason }),
+        }
+    }
+    Ok(good)
+}
+
+fn into_dataset(images: Vec<(Entry, Vec<u8>)>) -> Dataset {
+    let labels = images.iter().map(|(e, _)| e.label).collect();
+    Dataset { labels, pixels: images.into_iter().flat_map(|(_, pixels)| pixels).collect() }
+}
+
+/// RGB when any image has colour, else gray.
+fn common_mode<'a>(mut headers: impl Iterator<Item = &'a Header>) -> ColorMode {
+    match headers.any(|h| h.color == ColorMode::Rgb) {
+        true => ColorMode::Rgb,
+        false => ColorMode::Gray,
+    }
+}
+
+/// The size every image has, or an error naming two files of different sizes.
+fn common_size<'a>(dir: &Path, mut images: impl Iterator<Item = &'a (Entry, Header)>) -> Result<ImageSize, DataError> {
+    let (first, header) = images
+        .next()
+        .ok_or_else(|| DataError::Invalid { path: dir.to_path_buf(), problem: "has no usable images".into() })?;
+    match images.find(|(_, h)| h.size != header.size) {
+        None => Ok(header.size),
+        Some((other, h)) => Err(DataError::Invalid {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "images differ in size ({} is {}, {} is {}) and no size was given: give one (e.g. {}) to resize them all",
+                first.path.display(),
+                header.size,
+                other.path.display(),
+                h.size,
+                header.size
+            ),
+        }),
+    }
+}
