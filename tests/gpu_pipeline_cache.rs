@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
-use engine::backend::gpu::{GpuBuffer, GpuContext};
+use engine::backend::gpu::{GpuBuffer, GpuContext, GpuOptions};
 use sha2::{Digest, Sha256};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -24,7 +24,8 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A context with its pipeline cache in `dir`, or `None` after saying why there is no adapter.
 fn open(checked: bool, dir: Option<&Path>) -> Option<Arc<GpuContext>> {
-    match GpuContext::with_cache_dir(checked, dir) {
+    let options = GpuOptions { checked, cache_dir: dir.map(Path::to_path_buf), profile: false };
+    match GpuContext::open_with(&options) {
         Ok(ctx) => Some(ctx),
         Err(e) if !devices::gpu_required() => {
             eprintln!("SKIPPED: no GPU context ({e})");

@@ -27,8 +27,9 @@ mod disk_cache;
 pub mod ops;
 mod params;
 mod pipeline;
+mod profile;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -39,6 +40,8 @@ use buffer::{BufferPool, RawBuffer};
 use disk_cache::DiskCache;
 pub use pipeline::Kernel;
 use pipeline::Pipelines;
+use profile::Profiler;
+pub use profile::{KernelTime, PROFILE_VARIABLE};
 
 use crate::ids::IdMap;
 
@@ -155,6 +158,28 @@ impl Pending {
     }
 }
 
+/// How a context opens: [`GpuOptions::from_env`] is what [`GpuContext::new`] takes.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Shaders built with naga's runtime bounds checks (slower; the tests compare both builds).
+    pub checked: bool,
+    /// Where the driver's compiled pipelines are kept between runs (none: not kept). A
+    /// missing, corrupt or foreign cache file there is a note on stderr, never an error.
+    pub cache_dir: Option<PathBuf>,
+    /// Time every dispatch with timestamp queries, where the adapter can
+    /// ([`GpuContext::kernel_times`]).
+    pub profile: bool,
+}
+
+impl GpuOptions {
+    /// Unchecked shaders, the pipeline cache under the user's cache directory
+    /// (`$XDG_CACHE_HOME/engine/pipelines`, else `~/.cache/engine/pipelines`), and profiling
+    /// when [`PROFILE_VARIABLE`] is `1`.
+    pub fn from_env() -> Self {
+        Self { checked: false, cache_dir: disk_cache::default_dir(), profile: profile::requested() }
+    }
+}
+
 /// One GPU device with its queue, kernels, buffer pool and pending commands. Shared as
 /// `Arc<GpuContext>`; every [`GpuBuffer`] keeps its context alive.
 pub struct GpuContext {
@@ -164,6 +189,8 @@ pub struct GpuContext {
     limits: DeviceLimits,
     checked: bool,
     pipelines: Pipelines,
+    /// Timestamps around every dispatch, when profiling.
+    profiler: Option<Profiler>,
     pool: Mutex<BufferPool>,
     pending: Mutex<Pending>,
     /// `MAX_BATCH` parameter slots, one per dispatch of a batch.
@@ -198,16 +225,14 @@ impl GpuContext {
     /// As [`GpuContext::new`]; `checked` builds every shader with naga's runtime bounds checks
     /// (slower, for tests that compare the two builds).
     pub fn with_options(checked: bool) -> Result<Arc<GpuContext>, GpuError> {
-        Self::with_cache_dir(checked, disk_cache::default_dir().as_deref())
+        Self::open_with(&GpuOptions { checked, ..GpuOptions::from_env() })
     }
 
-    /// As [`GpuContext::with_options`], with the driver's compiled pipelines loaded from and
-    /// saved to `cache_dir` (none: kept only while the context lives). A missing, corrupt or
-    /// foreign cache file is a note on stderr, never an error.
-    pub fn with_cache_dir(checked: bool, cache_dir: Option<&Path>) -> Result<Arc<GpuContext>, GpuError> {
+    /// As [`GpuContext::new`], with `options` instead of the environment's.
+    pub fn open_with(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
         let mut adapters = enumerate(&new_instance());
         let summaries: Vec<_> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
-        Self::open(adapters.swap_remove(choose_adapter(&summaries)?), checked, cache_dir)
+        Self::open(adapters.swap_remove(choose_adapter(&summaries)?), options)
     }
 
     /// A context on wgpu's noop backend: buffers are created, written, copied and mapped, but
@@ -221,16 +246,27 @@ impl GpuContext {
         let instance = wgpu::Instance::new(descriptor);
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .map_err(|_| GpuError::NoAdapter)?;
-        Self::open(adapter, false, None)
+        Self::open(adapter, &GpuOptions::default())
     }
 
-    fn open(adapter: wgpu::Adapter, checked: bool, cache_dir: Option<&Path>) -> Result<Arc<GpuContext>, GpuError> {
+    fn open(adapter: wgpu::Adapter, options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
         let raw_info = adapter.get_info();
         let info = AdapterSummary::from_info(&raw_info);
-        let cache_dir = cache_dir.filter(|_| adapter.features().contains(wgpu::Features::PIPELINE_CACHE));
+        let checked = options.checked;
+        let has = |features| adapter.features().contains(features);
+        let cache_dir = options.cache_dir.as_deref().filter(|_| has(wgpu::Features::PIPELINE_CACHE));
+        let profile = options.profile && has(profile::FEATURES);
+        if options.profile && !profile {
+            eprintln!(
+                "note: {PROFILE_VARIABLE}: {info} cannot write timestamps inside compute passes; no kernel times"
+            );
+        }
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::PIPELINE_CACHE, cache_dir.is_some());
+        features.set(profile::FEATURES, profile);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("engine"),
-            required_features: adapter.features() & wgpu::Features::PIPELINE_CACHE,
+            required_features: features,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -260,6 +296,7 @@ impl GpuContext {
         });
         let disk_cache = cache_dir.and_then(|dir| DiskCache::open(&device, &raw_info, checked, dir));
         let pipelines = Pipelines::new(checked, disk_cache.as_ref().map(|disk| disk.cache().clone()));
+        let profiler = profile.then(|| Profiler::new(&device, &queue, MAX_BATCH));
         // Every kernel now, in parallel, rather than one by one inside the first epoch.
         pipelines.build_all(&device, &Kernel::ALL)?;
         if let Some(disk) = &disk_cache {
@@ -272,6 +309,7 @@ impl GpuContext {
             limits,
             checked,
             pipelines,
+            profiler,
             pool: Mutex::new(BufferPool::default()),
             pending: Mutex::new(Pending {
                 stats: GpuStats::default(),
@@ -337,6 +375,12 @@ impl GpuContext {
         self.take_errors()
     }
 
+    /// The GPU time of each kernel's dispatches so far, the longest first, counted up to the
+    /// last submit; `None` when the context is not profiling (see [`GpuOptions::profile`]).
+    pub fn kernel_times(&self) -> Option<Vec<KernelTime>> {
+        self.profiler.as_ref().map(Profiler::times)
+    }
+
     /// The work recorded and submitted so far.
     pub fn stats(&self) -> GpuStats {
         lock(&self.pending).stats
@@ -363,13 +407,21 @@ impl GpuContext {
             pending.params.clear();
         }
         let mut buffers = Vec::with_capacity(2);
-        if let Some(encoder) = pending.encoder.take() {
+        let mut profiled = false;
+        if let Some(mut encoder) = pending.encoder.take() {
+            profiled = self.profiler.as_ref().is_some_and(|p| p.resolve(&mut encoder));
             buffers.push(encoder.finish());
         }
         buffers.extend(extra);
         pending.dispatches = 0;
         pending.stats.submits += !buffers.is_empty() as u64;
         let index = (!buffers.is_empty()).then(|| self.queue.submit(buffers));
+        if let (true, Some(profiler), Some(index)) = (profiled, &self.profiler, &index) {
+            // The next batch reuses the timestamp slots: read this one's now.
+            if let Err(e) = profiler.collect(&self.device, index.clone()) {
+                lock(&self.errors).push(format!("reading the kernel timestamps: {e}"));
+            }
+        }
         if !pending.retired.is_empty() {
             let mut pool = lock(&self.pool);
             for raw in pending.retired.drain(..) {
@@ -468,7 +520,13 @@ impl GpuContext {
                 pending.pass_kernel = Some(kernel);
             }
             pass.set_bind_group(0, &*bind_group, &[offset as u32]);
-            pass.dispatch_workgroups(x, y, 1);
+            if let Some(profiler) = &self.profiler {
+                profiler.before(pass, pending.dispatches);
+                pass.dispatch_workgroups(x, y, 1);
+                profiler.after(pass, pending.dispatches, kernel);
+            } else {
+                pass.dispatch_workgroups(x, y, 1);
+            }
         }
         pending.dispatches += 1;
         pending.stats.dispatches += 1;
