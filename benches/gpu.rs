@@ -37,7 +37,7 @@ const SOFTMAX_SHAPES: [(usize, usize); 3] = [(128, 10), (4096, 1000), (65536, 10
 
 /// The GPU context, or `None` (with the reason printed) where no adapter can run the benches.
 fn context() -> Option<Arc<GpuContext>> {
-    let ctx = GpuContext::new().and_then(|ctx| ctx.warm_up().map(|()| ctx));
+    let ctx = GpuContext::new();
     match ctx {
         Ok(ctx) => {
             eprintln!("adapter: {}", ctx.adapter());

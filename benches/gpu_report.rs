@@ -21,7 +21,6 @@ const BATCHES: usize = 5;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let small = std::env::args().any(|a| a == "--small");
     let ctx = GpuContext::new()?;
-    ctx.warm_up()?;
     println!("adapter {}", ctx.adapter());
     let (squares, softmaxes): (&[usize], &[(usize, usize)]) =
         if small { (&[256, 512], &[(512, 1000)]) } else { (&[1024, 4096], &[(4096, 1000), (65536, 1000)]) };

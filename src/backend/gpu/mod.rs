@@ -19,20 +19,29 @@
 //! GPUs), so each kernel guards its indices itself; [`GpuContext::with_options`] builds them
 //! checked, and the tests run both ways.
 
+mod adapter;
 mod args;
 mod buffer;
 pub mod conv;
+mod disk_cache;
 pub mod ops;
 mod params;
 mod pipeline;
+mod profile;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+pub use adapter::{ADAPTER_VARIABLE, AdapterSummary, adapters, choose_adapter};
+use adapter::{enumerate, new_instance};
 pub use buffer::GpuBuffer;
 use buffer::{BufferPool, RawBuffer};
+use disk_cache::DiskCache;
 pub use pipeline::Kernel;
 use pipeline::Pipelines;
+use profile::Profiler;
+pub use profile::{KernelTime, PROFILE_VARIABLE};
 
 use crate::ids::IdMap;
 
@@ -85,110 +94,6 @@ pub enum GpuError {
     #[error("reading a buffer back from the GPU failed: {0}")]
     /// Mapping a buffer for a download failed.
     Readback(String),
-}
-
-/// What wgpu reports about one adapter: enough for `engine devices` and for run metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AdapterSummary {
-    /// The adapter's name, e.g. `NVIDIA H200` or `llvmpipe (LLVM 15.0.6, 256 bits)`.
-    pub name: String,
-    /// `Vulkan`, `Metal`, `Dx12`, `Gl`...
-    pub backend: String,
-    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (lavapipe, WARP)...
-    pub device_type: String,
-    /// The driver's name and version, where the backend reports them (may be empty).
-    pub driver: String,
-    pub driver_info: String,
-}
-
-impl AdapterSummary {
-    fn from_info(info: &wgpu::AdapterInfo) -> Self {
-        Self {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: info.driver.clone(),
-            driver_info: info.driver_info.clone(),
-        }
-    }
-
-    /// Whether this adapter is a software rasteriser on the CPU (lavapipe, WARP, SwiftShader).
-    pub fn is_cpu(&self) -> bool {
-        self.device_type == "Cpu"
-    }
-}
-
-impl std::fmt::Display for AdapterSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
-        if !self.driver.is_empty() {
-            write!(f, ", {}", self.driver)?;
-            if !self.driver_info.is_empty() {
-                write!(f, " {}", self.driver_info)?;
-            }
-        }
-        write!(f, ")")
-    }
-}
-
-/// Vulkan, Metal and DX12 (`WGPU_BACKEND` overrides): compute needs no GL, whose probing only
-/// prints warnings on headless machines.
-fn new_instance() -> wgpu::Instance {
-    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
-    descriptor.backends = wgpu::Backends::PRIMARY;
-    wgpu::Instance::new(descriptor.with_env())
-}
-
-/// Every adapter wgpu can see on this machine, on every backend it was built with, in the order
-/// whose indices [`ADAPTER_VARIABLE`] takes.
-pub fn adapters() -> Vec<AdapterSummary> {
-    enumerate(&new_instance()).iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
-}
-
-fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-}
-
-/// The variable that picks the adapter [`GpuContext::new`] opens: an index of [`adapters`] or a
-/// case-insensitive part of its name. wgpu's own `WGPU_ADAPTER_NAME` (a part of the name) is
-/// read when it is unset.
-pub const ADAPTER_VARIABLE: &str = "ENGINE_GPU_ADAPTER";
-
-/// The index in `adapters` of the one [`GpuContext::new`] opens: the one [`ADAPTER_VARIABLE`]
-/// or `WGPU_ADAPTER_NAME` names, else the first discrete GPU, else the first integrated one,
-/// and so on to software adapters last. Fails when there is none, or none of that name.
-pub fn choose_adapter(adapters: &[AdapterSummary]) -> Result<usize, GpuError> {
-    let wanted = [ADAPTER_VARIABLE, "WGPU_ADAPTER_NAME"]
-        .into_iter()
-        .find_map(|variable| Some((variable, std::env::var(variable).ok().filter(|v| !v.trim().is_empty())?)));
-    pick_adapter(adapters, wanted.as_ref().map(|(variable, wanted)| (*variable, wanted.trim())))
-}
-
-/// [`choose_adapter`] given the variable and its value, if any.
-fn pick_adapter(adapters: &[AdapterSummary], wanted: Option<(&'static str, &str)>) -> Result<usize, GpuError> {
-    if adapters.is_empty() {
-        return Err(GpuError::NoAdapter);
-    }
-    let Some((variable, wanted)) = wanted else {
-        let rank = |a: &AdapterSummary| match a.device_type.as_str() {
-            "DiscreteGpu" => 0,
-            "IntegratedGpu" => 1,
-            "VirtualGpu" => 2,
-            "Cpu" => 4,
-            _ => 3,
-        };
-        return Ok((0..adapters.len()).min_by_key(|&i| rank(&adapters[i])).unwrap_or(0));
-    };
-    let by_index = (variable == ADAPTER_VARIABLE).then(|| wanted.parse::<usize>().ok()).flatten();
-    let found = match by_index {
-        Some(i) => (i < adapters.len()).then_some(i),
-        None => adapters.iter().position(|a| a.name.to_lowercase().contains(&wanted.to_lowercase())),
-    };
-    found.ok_or_else(|| GpuError::NoSuchAdapter {
-        variable,
-        wanted: wanted.to_string(),
-        available: adapters.iter().enumerate().map(|(i, a)| format!("{i}: {a}")).collect::<Vec<_>>().join("; "),
-    })
 }
 
 /// Size limits of the device that the launchers check before they allocate or dispatch.
@@ -253,6 +158,28 @@ impl Pending {
     }
 }
 
+/// How a context opens: [`GpuOptions::from_env`] is what [`GpuContext::new`] takes.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Shaders built with naga's runtime bounds checks (slower; the tests compare both builds).
+    pub checked: bool,
+    /// Where the driver's compiled pipelines are kept between runs (none: not kept). A
+    /// missing, corrupt or foreign cache file there is a note on stderr, never an error.
+    pub cache_dir: Option<PathBuf>,
+    /// Time every dispatch with timestamp queries, where the adapter can
+    /// ([`GpuContext::kernel_times`]).
+    pub profile: bool,
+}
+
+impl GpuOptions {
+    /// Unchecked shaders, the pipeline cache under the user's cache directory
+    /// (`$XDG_CACHE_HOME/engine/pipelines`, else `~/.cache/engine/pipelines`), and profiling
+    /// when [`PROFILE_VARIABLE`] is `1`.
+    pub fn from_env() -> Self {
+        Self { checked: false, cache_dir: disk_cache::default_dir(), profile: profile::requested() }
+    }
+}
+
 /// One GPU device with its queue, kernels, buffer pool and pending commands. Shared as
 /// `Arc<GpuContext>`; every [`GpuBuffer`] keeps its context alive.
 pub struct GpuContext {
@@ -262,6 +189,8 @@ pub struct GpuContext {
     limits: DeviceLimits,
     checked: bool,
     pipelines: Pipelines,
+    /// Timestamps around every dispatch, when profiling.
+    profiler: Option<Profiler>,
     pool: Mutex<BufferPool>,
     pending: Mutex<Pending>,
     /// `MAX_BATCH` parameter slots, one per dispatch of a batch.
@@ -284,9 +213,11 @@ impl std::fmt::Debug for GpuContext {
 
 impl GpuContext {
     /// Opens the adapter [`choose_adapter`] picks (a hardware GPU before a software one, unless
-    /// [`ADAPTER_VARIABLE`] names another) with its full limits, shaders built without runtime
-    /// bounds checks. Fails with [`GpuError::NoAdapter`] when wgpu finds no adapter, and with
-    /// [`GpuError::NoSuchAdapter`] when the variable names none of them.
+    /// [`ADAPTER_VARIABLE`] names another) with its full limits, and builds every kernel's
+    /// pipeline, shaders without runtime bounds checks, the driver's compiled pipelines kept
+    /// under the user's cache directory where the backend supports it (Vulkan). Fails with
+    /// [`GpuError::NoAdapter`] when wgpu finds no adapter, and with [`GpuError::NoSuchAdapter`]
+    /// when the variable names none of them.
     pub fn new() -> Result<Arc<GpuContext>, GpuError> {
         Self::with_options(false)
     }
@@ -294,9 +225,14 @@ impl GpuContext {
     /// As [`GpuContext::new`]; `checked` builds every shader with naga's runtime bounds checks
     /// (slower, for tests that compare the two builds).
     pub fn with_options(checked: bool) -> Result<Arc<GpuContext>, GpuError> {
+        Self::open_with(&GpuOptions { checked, ..GpuOptions::from_env() })
+    }
+
+    /// As [`GpuContext::new`], with `options` instead of the environment's.
+    pub fn open_with(options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
         let mut adapters = enumerate(&new_instance());
         let summaries: Vec<_> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
-        Self::open(adapters.swap_remove(choose_adapter(&summaries)?), checked)
+        Self::open(adapters.swap_remove(choose_adapter(&summaries)?), options)
     }
 
     /// A context on wgpu's noop backend: buffers are created, written, copied and mapped, but
@@ -310,14 +246,27 @@ impl GpuContext {
         let instance = wgpu::Instance::new(descriptor);
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .map_err(|_| GpuError::NoAdapter)?;
-        Self::open(adapter, false)
+        Self::open(adapter, &GpuOptions::default())
     }
 
-    fn open(adapter: wgpu::Adapter, checked: bool) -> Result<Arc<GpuContext>, GpuError> {
-        let info = AdapterSummary::from_info(&adapter.get_info());
+    fn open(adapter: wgpu::Adapter, options: &GpuOptions) -> Result<Arc<GpuContext>, GpuError> {
+        let raw_info = adapter.get_info();
+        let info = AdapterSummary::from_info(&raw_info);
+        let checked = options.checked;
+        let has = |features| adapter.features().contains(features);
+        let cache_dir = options.cache_dir.as_deref().filter(|_| has(wgpu::Features::PIPELINE_CACHE));
+        let profile = options.profile && has(profile::FEATURES);
+        if options.profile && !profile {
+            eprintln!(
+                "note: {PROFILE_VARIABLE}: {info} cannot write timestamps inside compute passes; no kernel times"
+            );
+        }
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::PIPELINE_CACHE, cache_dir.is_some());
+        features.set(profile::FEATURES, profile);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("engine"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -345,7 +294,14 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let pipelines = Pipelines::new(checked);
+        let disk_cache = cache_dir.and_then(|dir| DiskCache::open(&device, &raw_info, checked, dir));
+        let pipelines = Pipelines::new(checked, disk_cache.as_ref().map(|disk| disk.cache().clone()));
+        let profiler = profile.then(|| Profiler::new(&device, &queue, MAX_BATCH));
+        // Every kernel now, in parallel, rather than one by one inside the first epoch.
+        pipelines.build_all(&device, &Kernel::ALL)?;
+        if let Some(disk) = &disk_cache {
+            disk.save();
+        }
         Ok(Arc::new_cyclic(|this| GpuContext {
             device,
             queue,
@@ -353,6 +309,7 @@ impl GpuContext {
             limits,
             checked,
             pipelines,
+            profiler,
             pool: Mutex::new(BufferPool::default()),
             pending: Mutex::new(Pending {
                 stats: GpuStats::default(),
@@ -401,15 +358,6 @@ impl GpuContext {
         self.grid_limit.store(limit, Ordering::Relaxed);
     }
 
-    /// Builds every kernel's pipeline now instead of at first use (shader compilation can take
-    /// a while, on lavapipe especially).
-    pub fn warm_up(&self) -> Result<(), GpuError> {
-        for kernel in Kernel::ALL {
-            self.pipelines.get(&self.device, kernel)?;
-        }
-        Ok(())
-    }
-
     /// Submits the recorded work without waiting for it.
     pub fn flush(&self) -> Result<(), GpuError> {
         let mut pending = lock(&self.pending);
@@ -425,6 +373,12 @@ impl GpuContext {
         };
         self.wait(index)?;
         self.take_errors()
+    }
+
+    /// The GPU time of each kernel's dispatches so far, the longest first, counted up to the
+    /// last submit; `None` when the context is not profiling (see [`GpuOptions::profile`]).
+    pub fn kernel_times(&self) -> Option<Vec<KernelTime>> {
+        self.profiler.as_ref().map(Profiler::times)
     }
 
     /// The work recorded and submitted so far.
@@ -453,13 +407,21 @@ impl GpuContext {
             pending.params.clear();
         }
         let mut buffers = Vec::with_capacity(2);
-        if let Some(encoder) = pending.encoder.take() {
+        let mut profiled = false;
+        if let Some(mut encoder) = pending.encoder.take() {
+            profiled = self.profiler.as_ref().is_some_and(|p| p.resolve(&mut encoder));
             buffers.push(encoder.finish());
         }
         buffers.extend(extra);
         pending.dispatches = 0;
         pending.stats.submits += !buffers.is_empty() as u64;
         let index = (!buffers.is_empty()).then(|| self.queue.submit(buffers));
+        if let (true, Some(profiler), Some(index)) = (profiled, &self.profiler, &index) {
+            // The next batch reuses the timestamp slots: read this one's now.
+            if let Err(e) = profiler.collect(&self.device, index.clone()) {
+                lock(&self.errors).push(format!("reading the kernel timestamps: {e}"));
+            }
+        }
         if !pending.retired.is_empty() {
             let mut pool = lock(&self.pool);
             for raw in pending.retired.drain(..) {
@@ -558,7 +520,13 @@ impl GpuContext {
                 pending.pass_kernel = Some(kernel);
             }
             pass.set_bind_group(0, &*bind_group, &[offset as u32]);
-            pass.dispatch_workgroups(x, y, 1);
+            if let Some(profiler) = &self.profiler {
+                profiler.before(pass, pending.dispatches);
+                pass.dispatch_workgroups(x, y, 1);
+                profiler.after(pass, pending.dispatches, kernel);
+            } else {
+                pass.dispatch_workgroups(x, y, 1);
+            }
         }
         pending.dispatches += 1;
         pending.stats.dispatches += 1;
@@ -612,35 +580,4 @@ impl GpuContext {
 /// state consistent, so a panic elsewhere need not stop the GPU.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn adapter(name: &str, device_type: &str) -> AdapterSummary {
-        let (backend, driver, driver_info) = ("Vulkan".into(), String::new(), String::new());
-        AdapterSummary { name: name.into(), backend, device_type: device_type.into(), driver, driver_info }
-    }
-
-    #[test]
-    fn a_hardware_gpu_is_chosen_before_a_software_one_unless_named() {
-        let found = [adapter("llvmpipe (LLVM 15)", "Cpu"), adapter("NVIDIA H200", "DiscreteGpu")];
-        assert_eq!(pick_adapter(&found, None).unwrap(), 1);
-        assert_eq!(pick_adapter(&found[..1], None).unwrap(), 0);
-        assert_eq!(pick_adapter(&found, Some((ADAPTER_VARIABLE, "0"))).unwrap(), 0);
-        assert_eq!(pick_adapter(&found, Some((ADAPTER_VARIABLE, "LLVMpipe"))).unwrap(), 0);
-        assert_eq!(pick_adapter(&found, Some(("WGPU_ADAPTER_NAME", "h200"))).unwrap(), 1);
-        assert!(matches!(pick_adapter(&[], None), Err(GpuError::NoAdapter)));
-    }
-
-    #[test]
-    fn a_name_or_index_that_matches_nothing_lists_the_adapters() {
-        let found = [adapter("llvmpipe (LLVM 15)", "Cpu")];
-        for wanted in ["1", "radeon"] {
-            let message = pick_adapter(&found, Some((ADAPTER_VARIABLE, wanted))).unwrap_err().to_string();
-            assert!(message.starts_with(&format!("ENGINE_GPU_ADAPTER={wanted} names no GPU adapter")), "{message}");
-            assert!(message.contains("0: llvmpipe (LLVM 15) (Vulkan, Cpu)"), "{message}");
-        }
-    }
 }

@@ -5,6 +5,7 @@
 //! bindings an entry point does not use, and the bind groups would then fail to match.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{GpuError, lock};
@@ -328,52 +329,86 @@ pub(crate) struct CompiledKernel {
     pub(crate) layout: wgpu::BindGroupLayout,
 }
 
-/// Shader modules and pipelines of one device, built on first use and kept.
+/// Shader modules and pipelines of one device, built on first use (or all at once by
+/// [`Pipelines::build_all`]) and kept.
 pub(crate) struct Pipelines {
     checks: wgpu::ShaderRuntimeChecks,
+    /// The driver's cache the pipelines are built with, where the device keeps one.
+    cache: Option<wgpu::PipelineCache>,
     modules: Mutex<IdMap<Shader, wgpu::ShaderModule>>,
     kernels: Mutex<IdMap<Kernel, Arc<CompiledKernel>>>,
 }
 
 impl Pipelines {
-    pub(crate) fn new(checked: bool) -> Self {
+    pub(crate) fn new(checked: bool, cache: Option<wgpu::PipelineCache>) -> Self {
         let checks =
             if checked { wgpu::ShaderRuntimeChecks::checked() } else { wgpu::ShaderRuntimeChecks::unchecked() };
-        Self { checks, modules: Mutex::default(), kernels: Mutex::default() }
+        Self { checks, cache, modules: Mutex::default(), kernels: Mutex::default() }
     }
 
-    /// The pipeline of `kernel`, built now if this is its first use.
+    /// The pipeline of `kernel`, built now if this is its first use. Nothing is locked while
+    /// it builds, so threads build different kernels at once; two that race for the same one
+    /// both build it and the first kept wins.
     pub(crate) fn get(&self, device: &wgpu::Device, kernel: Kernel) -> Result<Arc<CompiledKernel>, GpuError> {
-        let mut kernels = lock(&self.kernels);
-        if let Some(compiled) = kernels.get(&kernel) {
+        if let Some(compiled) = lock(&self.kernels).get(&kernel) {
             return Ok(compiled.clone());
         }
+        // Error scopes are per thread: this one sees only this build's errors.
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let compiled = self.build(device, kernel);
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Pipeline { kernel, reason: error.to_string() });
         }
-        let compiled = Arc::new(compiled);
-        kernels.insert(kernel, compiled.clone());
-        Ok(compiled)
+        Ok(lock(&self.kernels).entry(kernel).or_insert_with(|| Arc::new(compiled)).clone())
+    }
+
+    /// Builds every kernel of `kernels` not built yet, on as many threads as the machine has
+    /// cores: a thread takes one shader file at a time, so each module is compiled once.
+    pub(crate) fn build_all(&self, device: &wgpu::Device, kernels: &[Kernel]) -> Result<(), GpuError> {
+        let mut files: Vec<Vec<Kernel>> = Vec::new();
+        for &kernel in kernels {
+            match files.iter_mut().find(|file| file[0].shader() == kernel.shader()) {
+                Some(file) => file.push(kernel),
+                None => files.push(vec![kernel]),
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let build_files = || {
+            while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                for &kernel in file {
+                    self.get(device, kernel)?;
+                }
+            }
+            Ok(())
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..threads).map(|_| scope.spawn(build_files)).collect();
+            let here = build_files();
+            let joined = workers.into_iter().map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            joined.fold(here, Result::and)
+        })
+    }
+
+    /// The compiled module of `kernel`'s shader file, compiled now if no kernel used it yet.
+    fn module(&self, device: &wgpu::Device, kernel: Kernel) -> wgpu::ShaderModule {
+        if let Some(module) = lock(&self.modules).get(&kernel.shader()) {
+            return module.clone();
+        }
+        let descriptor = wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.entry_point()),
+            source: wgpu::ShaderSource::Wgsl(Cow::Owned(kernel.wgsl())),
+        };
+        // SAFETY: every kernel compares each index it computes with the sizes in its uniform
+        // (or with its workgroup size) before it reads or writes, and every loop ends; the
+        // launchers check the buffers against those sizes. The tests run each kernel with and
+        // without the runtime checks and compare.
+        let module = unsafe { device.create_shader_module_trusted(descriptor, self.checks) };
+        lock(&self.modules).entry(kernel.shader()).or_insert(module).clone()
     }
 
     fn build(&self, device: &wgpu::Device, kernel: Kernel) -> CompiledKernel {
-        let module = lock(&self.modules)
-            .entry(kernel.shader())
-            .or_insert_with(|| {
-                let source = kernel.wgsl();
-                let descriptor = wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.entry_point()),
-                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
-                };
-                // SAFETY: every kernel compares each index it computes with the sizes in its
-                // uniform (or with its workgroup size) before it reads or writes, and every loop
-                // ends; the launchers check the buffers against those sizes. The tests run each
-                // kernel with and without the runtime checks and compare.
-                unsafe { device.create_shader_module_trusted(descriptor, self.checks) }
-            })
-            .clone();
+        let module = self.module(device, kernel);
 
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -413,7 +448,7 @@ impl Pipelines {
             module: &module,
             entry_point: Some(kernel.entry_point()),
             compilation_options: Default::default(),
-            cache: None,
+            cache: self.cache.as_ref(),
         });
         CompiledKernel { pipeline, layout }
     }
