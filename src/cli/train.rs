@@ -208,6 +208,18 @@ pub struct RunSpec {
     pub json: bool,
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
+    /// Continue from a checkpoint and save one after training (a search's promoted trial).
+    pub checkpoint: Option<CheckpointPaths>,
+    /// Metrics known before training, logged when the run starts (e.g. a search's rung).
+    pub start_metrics: Vec<Metric>,
+}
+
+/// Where a run's training state comes from and goes.
+pub struct CheckpointPaths {
+    /// The state to continue from (`None`: train from scratch).
+    pub from: Option<PathBuf>,
+    /// Where the state after training is saved.
+    pub to: PathBuf,
 }
 
 /// How a started run ended.
@@ -238,6 +250,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         output_dir: args.common.output_dir.clone(),
         json: args.common.json,
         system_metrics: args.common.system_metrics(),
+        checkpoint: None,
+        start_metrics: Vec::new(),
     };
     tracked_run_into(&bench, &spec, args.overwrite)?.result.map(|_| ExitCode::SUCCESS)
 }
@@ -266,7 +280,8 @@ fn tracked_run_into(bench: &Bench, spec: &RunSpec, overwrite: bool) -> anyhow::R
     engine::cost::reset_peak_rss();
     let sampler = spec.system_metrics.map(engine::sysmetrics::Sampler::start);
     let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);
-    let result = tracker.log_inputs(&inputs).map_err(anyhow::Error::from).and_then(|()| {
+    let logged = tracker.log_inputs(&inputs).and_then(|()| tracker.log_metrics(&spec.start_metrics));
+    let result = logged.map_err(anyhow::Error::from).and_then(|()| {
         let tracker = tracker.as_mut();
         train_and_report(bench, spec, tracker, &run_id, &interrupted, sampler.as_ref(), overwrite)
     });
@@ -567,7 +582,15 @@ fn fit_logged(
         }
         Ok(())
     };
-    let trained = train::fit(config, &bench.dataset.train, &bench.device, &mut observe)?;
+    let trained = match &spec.checkpoint {
+        None => train::fit(config, &bench.dataset.train, &bench.device, &mut observe)?,
+        Some(paths) => {
+            let start = paths.from.as_deref().map(train::Checkpoint::load).transpose()?;
+            let (trained, state) = train::fit_from(config, &bench.dataset.train, &bench.device, start, &mut observe)?;
+            state.save(&paths.to)?;
+            trained
+        }
+    };
     progress.finish();
     if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
         eprintln!(
