@@ -2,7 +2,7 @@
 //! initialisation, shuffling and dropout reproduce exactly from one `--seed`.
 
 /// A deterministic pseudo-random generator. Not for cryptography.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: [u64; 4],
 }

@@ -11,8 +11,10 @@ use crate::rng::Rng;
 use crate::tensor::{Device, Tensor};
 
 mod batches;
+mod checkpoint;
 
 use batches::BatchSource;
+pub use checkpoint::{Checkpoint, CheckpointError};
 
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -195,10 +197,12 @@ pub enum TrainError {
     Engine(#[from] crate::Error),
     #[error("{0}")]
     Observer(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Results of one epoch.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub train_loss: f64,
@@ -250,36 +254,36 @@ pub fn fit(
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
     let mut session = Session::start(config, train, device)?;
-    let mut history = Vec::new();
-    let mut stopper = config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
-    let started = Instant::now();
+    let run = session.run_epochs(Vec::new(), observe)?;
+    session.finish(run)
+}
 
-    for epoch in 1..=config.epochs {
-        let metrics = session.epoch(epoch, observe)?;
-        let decision = match (stopper.as_mut(), metrics.val_loss) {
-            (Some(stopper), Some(loss)) => stopper.observe(epoch, loss, || snapshot(&session.model)),
-            _ => StopDecision::Wait,
-        };
-        observe(Event::EpochEnd(&metrics))?;
-        history.push(metrics);
-        if decision == StopDecision::Stop {
-            break;
-        }
-    }
-    let stopped_epoch = stopper.as_ref().map(|_| history.len());
-    let best_epoch = stopper.as_ref().and_then(|s| s.best_epoch());
-    if let Some(weights) = stopper.and_then(|s| s.into_best_state()) {
-        restore(&session.model, weights?);
-    }
-    Ok(Trained {
-        model: session.model,
-        history,
-        train_seconds: started.elapsed().as_secs_f64(),
-        train_examples: session.train_idx.len(),
-        val_examples: session.val_idx.len(),
-        best_epoch,
-        stopped_epoch,
-    })
+/// [`fit`] that goes on from `start` (trained with the same config but fewer epochs) to
+/// `config.epochs`, and also returns the state to go on from later. `observe` sees the new
+/// epochs only; the returned history holds every epoch. With early stopping, the checkpoint holds
+/// the last epoch's state and the model the best epoch's weights.
+pub fn fit_from(
+    config: &TrainConfig,
+    train: &Dataset,
+    device: &Device,
+    start: Option<Checkpoint>,
+    observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<(Trained, Checkpoint), TrainError> {
+    let mut session = Session::start(config, train, device)?;
+    let history = match start {
+        Some(checkpoint) => session.restore_checkpoint(checkpoint)?,
+        None => Vec::new(),
+    };
+    let run = session.run_epochs(history, observe)?;
+    let checkpoint = session.checkpoint(&run.history)?;
+    Ok((session.finish(run)?, checkpoint))
+}
+
+/// The epochs a session trained, and what early stopping decided.
+struct EpochsRun {
+    history: Vec<EpochMetrics>,
+    stopper: Option<EarlyStopping<crate::Result<Vec<Tensor>>>>,
+    seconds: f64,
 }
 
 /// What [`fit`] carries from epoch to epoch: the split, the model and its optimizer, the random
@@ -330,6 +334,86 @@ impl<'a> Session<'a> {
             steps_per_epoch,
             read_every,
         })
+    }
+
+    /// The epochs after those of `history` up to `config.epochs` (or early stopping's end).
+    fn run_epochs(
+        &mut self,
+        mut history: Vec<EpochMetrics>,
+        observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+    ) -> Result<EpochsRun, TrainError> {
+        let mut stopper = self.config.early_stop_patience.map(EarlyStopping::<crate::Result<Vec<Tensor>>>::new);
+        let started = Instant::now();
+        for epoch in history.len() + 1..=self.config.epochs {
+            let metrics = self.epoch(epoch, observe)?;
+            let decision = match (stopper.as_mut(), metrics.val_loss) {
+                (Some(stopper), Some(loss)) => stopper.observe(epoch, loss, || snapshot(&self.model)),
+                _ => StopDecision::Wait,
+            };
+            observe(Event::EpochEnd(&metrics))?;
+            history.push(metrics);
+            if decision == StopDecision::Stop {
+                break;
+            }
+        }
+        Ok(EpochsRun { history, stopper, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// The trained model, with early stopping's best weights put back.
+    fn finish(self, run: EpochsRun) -> Result<Trained, TrainError> {
+        let stopped_epoch = run.stopper.as_ref().map(|_| run.history.len());
+        let best_epoch = run.stopper.as_ref().and_then(|s| s.best_epoch());
+        if let Some(weights) = run.stopper.and_then(|s| s.into_best_state()) {
+            restore(&self.model, weights?);
+        }
+        Ok(Trained {
+            model: self.model,
+            history: run.history,
+            train_seconds: run.seconds,
+            train_examples: self.train_idx.len(),
+            val_examples: self.val_idx.len(),
+            best_epoch,
+            stopped_epoch,
+        })
+    }
+
+    /// The state after the epochs of `history`.
+    fn checkpoint(&self, history: &[EpochMetrics]) -> Result<Checkpoint, TrainError> {
+        Ok(Checkpoint {
+            config: TrainConfig { epochs: history.len(), ..self.config.clone() },
+            params: self.model.parameters().iter().map(Tensor::to_vec).collect::<crate::Result<_>>()?,
+            optimizer: self.optimizer.state()?,
+            train_order: self.train_idx.clone(),
+            shuffle_rng: self.shuffle_rng.clone(),
+            dropout_rng: self.dropout_rng.clone(),
+            history: history.to_vec(),
+        })
+    }
+
+    /// Puts a checkpoint's state in place of the fresh one; its history.
+    fn restore_checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<EpochMetrics>, TrainError> {
+        checkpoint.check_continues(self.config)?;
+        let mut order = checkpoint.train_order.clone();
+        order.sort_unstable();
+        let mut ours = self.train_idx.clone();
+        ours.sort_unstable();
+        if order != ours {
+            return Err(CheckpointError::Mismatch { field: "training examples".into() }.into());
+        }
+        let params = self.model.parameters();
+        if params.len() != checkpoint.params.len() {
+            return Err(CheckpointError::Mismatch { field: "parameters".into() }.into());
+        }
+        let weights = params
+            .iter()
+            .zip(checkpoint.params)
+            .map(|(p, data)| Tensor::from_vec(data, p.shape(), self.device))
+            .collect::<crate::Result<Vec<_>>>()?;
+        restore(&self.model, weights);
+        self.optimizer.load_state(checkpoint.optimizer)?;
+        self.train_idx = checkpoint.train_order;
+        (self.shuffle_rng, self.dropout_rng) = (checkpoint.shuffle_rng, checkpoint.dropout_rng);
+        Ok(checkpoint.history)
     }
 
     /// One epoch: its steps, then the validation set; its metrics.

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 use engine::data::{self, Normalization};
 use engine::experiment::{self, Event, ExperimentError};
+pub use engine::experiment::CheckpointPaths;
 use engine::nn::Architecture;
-use engine::tracking::TrackingConfig;
+use engine::tracking::{Metric, TrackingConfig};
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
 
 use super::device::{DeviceChoice, open_device};
@@ -202,6 +203,10 @@ pub struct RunSpec {
     pub json: bool,
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
+    /// Continue from a checkpoint and save one after training (a search's promoted trial).
+    pub checkpoint: Option<CheckpointPaths>,
+    /// Metrics known before training, logged when the run starts (e.g. a search's rung).
+    pub start_metrics: Vec<Metric>,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -225,6 +230,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         output_dir: args.common.output_dir.clone(),
         json: args.common.json,
         system_metrics: args.common.system_metrics(),
+        checkpoint: None,
+        start_metrics: Vec::new(),
     };
     let outcome = tracked_run_into(&bench, &spec, args.overwrite)?;
     outcome.result.map(|_| ExitCode::SUCCESS).map_err(usage)
@@ -252,6 +259,8 @@ fn tracked_run_into(bench: &Bench, spec: &RunSpec, overwrite: bool) -> anyhow::R
         output_dir: spec.output_dir.clone(),
         overwrite,
         system_metrics: spec.system_metrics,
+        checkpoint: spec.checkpoint.clone(),
+        start_metrics: spec.start_metrics.clone(),
     };
     // Before the run starts, so that no interrupt falls between the two.
     let interrupted = super::interrupt::install_interrupt_flag();

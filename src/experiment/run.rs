@@ -14,7 +14,7 @@ use crate::data::{self, fashion_mnist::FashionMnist};
 use crate::model;
 use crate::report::ClassificationReport;
 use crate::sysmetrics::Sampler;
-use crate::tracking::{self, RunStatus, Tracker, TrackingConfig};
+use crate::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
 use crate::train::{self, TrainConfig, TrainError};
 
 type Result<T> = std::result::Result<T, ExperimentError>;
@@ -53,6 +53,19 @@ pub struct RunSpec {
     pub overwrite: bool,
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
+    /// Continue from a checkpoint and save one after training (a search's promoted trial).
+    pub checkpoint: Option<CheckpointPaths>,
+    /// Metrics known before training, logged when the run starts (e.g. a search's rung).
+    pub start_metrics: Vec<Metric>,
+}
+
+/// Where a run's training state comes from and goes.
+#[derive(Debug, Clone)]
+pub struct CheckpointPaths {
+    /// The state to continue from (`None`: train from scratch).
+    pub from: Option<PathBuf>,
+    /// Where the state after training is saved.
+    pub to: PathBuf,
 }
 
 /// How a started run ended.
@@ -105,7 +118,8 @@ pub fn tracked_run(
     crate::cost::reset_peak_rss();
     let sampler = spec.system_metrics.map(Sampler::start);
     let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);
-    let result = tracker.log_inputs(&inputs).map_err(ExperimentError::from).and_then(|()| {
+    let logged = tracker.log_inputs(&inputs).and_then(|()| tracker.log_metrics(&spec.start_metrics));
+    let result = logged.map_err(ExperimentError::from).and_then(|()| {
         let mut run = Running { bench, spec, tracker: tracker.as_mut(), run_id: &run_id, cancel, observe };
         run.train_and_report(sampler.as_ref())
     });
@@ -246,7 +260,16 @@ impl Running<'_> {
             observe(Event::Training(event));
             Ok(())
         };
-        let trained = train::fit(config, &self.bench.dataset.train, &self.bench.device, &mut on_event)?;
+        let (train_set, device) = (&self.bench.dataset.train, &self.bench.device);
+        let trained = match &self.spec.checkpoint {
+            None => train::fit(config, train_set, device, &mut on_event)?,
+            Some(paths) => {
+                let start = paths.from.as_deref().map(train::Checkpoint::load).transpose().map_err(TrainError::from)?;
+                let (trained, state) = train::fit_from(config, train_set, device, start, &mut on_event)?;
+                state.save(&paths.to).map_err(TrainError::from)?;
+                trained
+            }
+        };
         if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
             (self.observe)(Event::EarlyStopped { best, stopped, epochs: config.epochs });
         }

@@ -15,6 +15,19 @@ pub trait Optimizer {
     fn step(&mut self, grads: &Gradients) -> Result<()>;
     fn learning_rate(&self) -> f32;
     fn set_learning_rate(&mut self, lr: f32);
+    /// The state a checkpoint keeps, copied to the host.
+    fn state(&self) -> Result<OptimizerState>;
+    /// Puts back a [`Optimizer::state`] of an optimizer of the same kind over the same shapes.
+    fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+}
+
+/// An optimizer's state on the host, for checkpoints: its step count and its buffers (SGD's
+/// momentum; Adam's first moments, then its second), each flattened like its parameter. No
+/// buffers before the first step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState {
+    pub steps: u64,
+    pub buffers: Vec<Vec<f32>>,
 }
 
 /// `torch.optim.SGD` with momentum and weight decay (no dampening, no Nesterov).
@@ -57,6 +70,17 @@ impl Optimizer for Sgd {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
+    }
+
+    fn state(&self) -> Result<OptimizerState> {
+        Ok(OptimizerState { steps: self.steps, buffers: to_host(&self.momentum_buffers)? })
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        let mut buffers = from_host(&self.params, state.buffers, 1)?;
+        self.momentum_buffers = buffers.pop().unwrap_or_default();
+        self.steps = state.steps;
+        Ok(())
     }
 }
 
@@ -129,6 +153,42 @@ impl Optimizer for Adam {
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
     }
+
+    fn state(&self) -> Result<OptimizerState> {
+        let mut buffers = to_host(&self.first_moments)?;
+        buffers.extend(to_host(&self.second_moments)?);
+        Ok(OptimizerState { steps: self.steps, buffers })
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        let mut sets = from_host(&self.params, state.buffers, 2)?.into_iter();
+        self.first_moments = sets.next().unwrap_or_default();
+        self.second_moments = sets.next().unwrap_or_default();
+        self.steps = state.steps;
+        Ok(())
+    }
+}
+
+fn to_host(buffers: &[Tensor]) -> Result<Vec<Vec<f32>>> {
+    buffers.iter().map(Tensor::to_vec).collect()
+}
+
+/// `sets` sets of buffers shaped like `params`, from host data laid out as [`to_host`] gives them
+/// (none at all before the first step: then no sets).
+fn from_host(params: &[Tensor], data: Vec<Vec<f32>>, sets: usize) -> Result<Vec<Vec<Tensor>>> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    if data.len() != params.len() * sets {
+        return Err(Error::InvalidArgument(format!(
+            "optimizer state holds {} buffers, this optimizer {}",
+            data.len(),
+            params.len() * sets
+        )));
+    }
+    let mut tensors =
+        data.into_iter().zip(params.iter().cycle()).map(|(d, p)| Tensor::from_vec(d, p.shape(), &p.device()));
+    (0..sets).map(|_| tensors.by_ref().take(params.len()).collect()).collect()
 }
 
 /// Optimizer state: zeros shaped like each parameter, on its device (made at the first step).
