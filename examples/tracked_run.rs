@@ -37,14 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train_limit: Some(3000),
         early_stop_patience: None,
     };
-    let spec = RunSpec {
-        config,
-        tracking: tracking.clone(),
-        tags: Vec::new(),
-        output_dir: Some(scratch.join("run")),
-        overwrite: false,
-        system_metrics: None,
-    };
+    let spec = RunSpec { output_dir: Some(scratch.join("run")), ..RunSpec::new(config, tracking.clone()) };
     let mut show = |event: Event| match event {
         Event::Training(engine::train::Event::EpochEnd(m)) => {
             println!("epoch {}: train_loss {:.4}", m.epoch, m.train_loss)

@@ -27,8 +27,7 @@
 //!
 //! let tracking = TrackingConfig::local("./mlruns-local", "fashion-mnist");
 //! let bench = Bench::new(engine::Device::Cpu, "cpu".into(), engine::data::load(None)?);
-//! let spec = RunSpec { config, tracking: tracking.clone(), tags: vec![], output_dir: None,
-//!                      overwrite: false, system_metrics: None };
+//! let spec = RunSpec::new(config, tracking.clone());
 //! let run = experiment::tracked_run(&bench, &spec, &AtomicBool::new(false), &mut |_event| {})?;
 //! run.result?;
 //! let eval = EvalSpec { run_id: Some(&run.run_id), model_uri: None, batch_size: 1000,

@@ -59,6 +59,23 @@ pub struct RunSpec {
     pub start_metrics: Vec<Metric>,
 }
 
+impl RunSpec {
+    /// A run of `config` recorded by `tracking`, with no tags, the default output directory,
+    /// no system metrics and no checkpoint.
+    pub fn new(config: TrainConfig, tracking: TrackingConfig) -> RunSpec {
+        RunSpec {
+            config,
+            tracking,
+            tags: Vec::new(),
+            output_dir: None,
+            overwrite: false,
+            system_metrics: None,
+            checkpoint: None,
+            start_metrics: Vec::new(),
+        }
+    }
+}
+
 /// Where a run's training state comes from and goes.
 #[derive(Debug, Clone)]
 pub struct CheckpointPaths {
