@@ -180,6 +180,10 @@ fn an_idx_set_of_any_size_numbers_or_names_its_classes() {
     let two = DataFlags { class_names: Some(ClassNames::from_arg("zero,one")), ..DataFlags::default() };
     let message = problem(DataSource::parse(&format!("idx:{}", dir.display()), &two).unwrap().load());
     assert!(message.contains("train-labels-idx1-ubyte.gz") && message.contains("label 2 at index 1"), "{message}");
+    let missing = DataFlags { class_names: Some(ClassNames::from_arg("no/such/names.txt")), ..DataFlags::default() };
+    let message =
+        DataSource::parse(&format!("idx:{}", dir.display()), &missing).unwrap().load().unwrap_err().to_string();
+    assert!(message.contains("neither a file nor a comma-separated list"), "{message}");
     let skipping = DataFlags { skip_bad: true, ..two };
     let kept = DataSource::parse(&format!("idx:{}", dir.display()), &skipping).unwrap().load().unwrap();
     assert_eq!((kept.train.labels.clone(), kept.test.labels.clone(), kept.skipped.len()), (vec![0, 1], vec![1, 0], 2));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use engine::data::{
     BadInput, CacheUse, ColorMode, DataError, DataFlags, DataSource, DataSplit, FolderOptions, IdxOptions, ImageSize,
-    InputContract, Part, decode, folder, idx_set,
+    InputContract, Part, decode, folder,
 };
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
@@ -344,7 +344,6 @@ fn a_split_describes_its_sets_for_the_run_inputs() {
     assert_eq!(split.describe(Part::Test, None).shape[0], 3);
     let fashion = InputContract::fashion_mnist();
     assert_eq!((fashion.pixels(), fashion.classes(), fashion.class_names[9].as_str()), (784, 10, "Ankle boot"));
-    assert_eq!(idx_set::find_files(&dir, None).ok(), None);
 }
 
 /// Cold (decode and cache) and cached loads of a folder of FashionMNIST's images as PNGs,

@@ -113,6 +113,9 @@ fn decode_listing(dir: &Path, listing: Listing, options: &FolderOptions) -> Resu
         let problem = format!("class {} has no usable training image left", classes[missing]);
         return Err(DataError::Invalid { path: dir.join(&classes[missing]), problem });
     }
+    if test.is_empty() {
+        return Err(DataError::Invalid { path: dir.to_path_buf(), problem: "has no usable test image left".into() });
+    }
     let plane = size.width as usize * size.height as usize;
     let (mean, std) = channel_stats(&train.pixels, mode.channels(), plane);
     let contract = InputContract {
