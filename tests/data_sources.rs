@@ -114,6 +114,15 @@ fn train_and_test_folders_of_mixed_formats_are_resized_to_rgb_planes() {
     assert!(planes[..48].iter().all(|&v| v == 200) && planes[48..96].iter().all(|&v| v == 10));
     assert!(planes[96..].iter().all(|&v| v == 60), "planar CHW: red, then green, then blue");
 
+    for channel in 0..3 {
+        let values: Vec<f64> = (0..split.train.len())
+            .flat_map(|i| split.train.image(i)[channel * 48..(channel + 1) * 48].to_vec())
+            .map(|v| v as f64 / 255.0)
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!((c.mean[channel] as f64 - mean).abs() < 1e-5, "channel {channel}: {} vs {mean}", c.mean[channel]);
+    }
+
     let served =
         decode::decode_for_contract(&std::fs::read(dir.join("train/dog/1.jpg")).unwrap(), c, Default::default());
     let dog_1 = 5 + 1; // dog's files follow cat's five
