@@ -79,6 +79,11 @@ fn truncated_files_are_errors() {
     let full = images(2);
     assert!(problem(read_images(&write(&dir, "short", &full[..full.len() - 1]))).contains("truncated"));
     assert!(problem(read_images(&write(&dir, "header", &full[..10]))).contains("header"));
+    let lying = idx(IMAGES_MAGIC, &[u32::MAX, 255, 255], &[0; 10]);
+    assert!(
+        problem(read_images(&write(&dir, "lying", &gzip(&lying)))).contains("truncated"),
+        "no allocation from the header"
+    );
     let gz = gzip(&full);
     assert!(problem(read_images(&write(&dir, "short.gz", &gz[..gz.len() / 2]))).contains("gzip"));
     assert!(problem(read_labels(&write(&dir, "long", &[labels(&[1, 2]), vec![0]].concat()), 10)).contains("longer"));
