@@ -79,6 +79,11 @@ fn truncated_files_are_errors() {
     let full = images(2);
     assert!(problem(read_images(&write(&dir, "short", &full[..full.len() - 1]))).contains("truncated"));
     assert!(problem(read_images(&write(&dir, "header", &full[..10]))).contains("header"));
+    let lying = idx(IMAGES_MAGIC, &[u32::MAX, 255, 255], &[0; 10]);
+    assert!(
+        problem(read_images(&write(&dir, "lying", &gzip(&lying)))).contains("truncated"),
+        "no allocation from the header"
+    );
     let gz = gzip(&full);
     assert!(problem(read_images(&write(&dir, "short.gz", &gz[..gz.len() / 2]))).contains("gzip"));
     assert!(problem(read_labels(&write(&dir, "long", &[labels(&[1, 2]), vec![0]].concat()), 10)).contains("longer"));
@@ -180,6 +185,10 @@ fn an_idx_set_of_any_size_numbers_or_names_its_classes() {
     let two = DataFlags { class_names: Some(ClassNames::from_arg("zero,one")), ..DataFlags::default() };
     let message = problem(DataSource::parse(&format!("idx:{}", dir.display()), &two).unwrap().load());
     assert!(message.contains("train-labels-idx1-ubyte.gz") && message.contains("label 2 at index 1"), "{message}");
+    let missing = DataFlags { class_names: Some(ClassNames::from_arg("no/such/names.txt")), ..DataFlags::default() };
+    let message =
+        DataSource::parse(&format!("idx:{}", dir.display()), &missing).unwrap().load().unwrap_err().to_string();
+    assert!(message.contains("neither a file nor a comma-separated list"), "{message}");
     let skipping = DataFlags { skip_bad: true, ..two };
     let kept = DataSource::parse(&format!("idx:{}", dir.display()), &skipping).unwrap().load().unwrap();
     assert_eq!((kept.train.labels.clone(), kept.test.labels.clone(), kept.skipped.len()), (vec![0, 1], vec![1, 0], 2));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use engine::data::{
     BadInput, CacheUse, ColorMode, DataError, DataFlags, DataSource, DataSplit, FolderOptions, IdxOptions, ImageSize,
-    InputContract, Part, decode, folder, idx_set,
+    InputContract, Part, decode, folder,
 };
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
@@ -113,6 +113,15 @@ fn train_and_test_folders_of_mixed_formats_are_resized_to_rgb_planes() {
     let planes = split.train.image(solid_index);
     assert!(planes[..48].iter().all(|&v| v == 200) && planes[48..96].iter().all(|&v| v == 10));
     assert!(planes[96..].iter().all(|&v| v == 60), "planar CHW: red, then green, then blue");
+
+    for channel in 0..3 {
+        let values: Vec<f64> = (0..split.train.len())
+            .flat_map(|i| split.train.image(i)[channel * 48..(channel + 1) * 48].to_vec())
+            .map(|v| v as f64 / 255.0)
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!((c.mean[channel] as f64 - mean).abs() < 1e-5, "channel {channel}: {} vs {mean}", c.mean[channel]);
+    }
 
     let served =
         decode::decode_for_contract(&std::fs::read(dir.join("train/dog/1.jpg")).unwrap(), c, Default::default());
@@ -344,7 +353,6 @@ fn a_split_describes_its_sets_for_the_run_inputs() {
     assert_eq!(split.describe(Part::Test, None).shape[0], 3);
     let fashion = InputContract::fashion_mnist();
     assert_eq!((fashion.pixels(), fashion.classes(), fashion.class_names[9].as_str()), (784, 10, "Ankle boot"));
-    assert_eq!(idx_set::find_files(&dir, None).ok(), None);
 }
 
 /// Cold (decode and cache) and cached loads of a folder of FashionMNIST's images as PNGs,

@@ -145,6 +145,9 @@ impl ClassNames {
         if let Some((i, name)) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
             return Err(invalid(format!("class name {name:?} appears twice (again at {i})")));
         }
+        if let (ClassNames::List(_), [only]) = (self, names.as_slice()) {
+            return Err(invalid(format!("{only:?} is neither a file nor a comma-separated list of class names")));
+        }
         if names.len() < 2 || names.len() > 256 {
             return Err(invalid(format!("{} class names; give between 2 and 256", names.len())));
         }

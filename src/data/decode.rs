@@ -1,15 +1,14 @@
 //! Image files to contract bytes: the format is read from the content (not the name), the
 //! decoder runs under limits (a side and an allocation cap, so a decompression bomb is an
-//! error, not an exhausted machine), and the picture becomes gray or RGB, resized with a
-//! bilinear filter to the contract's size, as planar CHW `u8`. Training and serving call the
-//! same function, so a served image is prepared exactly as the training images were.
+//! error, not an exhausted machine), the picture is resized with a bilinear filter in its own
+//! colour type, then becomes gray or RGB as planar CHW `u8`. Training and serving compose the
+//! same functions, so a served image is prepared exactly as the training images were.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::io::Cursor;
 use std::path::Path;
 
 use image::imageops::FilterType;
-use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageReader, Limits};
+use image::{DynamicImage, ImageError, ImageReader, Limits};
 use serde::{Deserialize, Serialize};
 
 use super::InputContract;
@@ -30,10 +29,6 @@ impl ColorMode {
             ColorMode::Gray => 1,
             ColorMode::Rgb => 3,
         }
-    }
-
-    fn of(color: ColorType) -> ColorMode {
-        if color.has_color() { ColorMode::Rgb } else { ColorMode::Gray }
     }
 }
 
@@ -91,29 +86,10 @@ impl DecodeLimits {
     }
 }
 
-/// What an image file's header says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    pub size: ImageSize,
-    pub color: ColorMode,
-}
-
-/// Reads only the header of the image at `path`.
-pub fn probe(path: &Path, limits: DecodeLimits) -> Result<Header, String> {
-    let decoder = reader(open(path)?, limits)?.into_decoder().map_err(|e| explain(e, limits))?;
-    let (width, height) = decoder.dimensions();
-    // Not every decoder checks its limits before decoding; the header is enough to refuse.
-    if width.max(height) > limits.max_side || decoder.total_bytes() > limits.max_alloc {
-        let e = image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError);
-        return Err(explain(ImageError::Limits(e), limits));
-    }
-    Ok(Header { size: ImageSize { width, height }, color: ColorMode::of(decoder.color_type()) })
-}
-
-/// Decodes the image at `path` as `mode`, resized to `size`, into planar bytes.
-pub fn decode_file(path: &Path, mode: ColorMode, size: ImageSize, limits: DecodeLimits) -> Result<Vec<u8>, String> {
-    let image = reader(open(path)?, limits)?.decode().map_err(|e| explain(e, limits))?;
-    Ok(to_planes(image, mode, size))
+/// Decodes the image at `path`, resized to `size` when one is given, in its own colour type.
+pub fn decode_file(path: &Path, size: Option<ImageSize>, limits: DecodeLimits) -> Result<DynamicImage, String> {
+    let bytes = read(path)?;
+    decode(&bytes, size, limits)
 }
 
 /// Decodes an encoded image (PNG, JPEG, BMP, WebP) into the bytes `contract` describes, as
@@ -121,29 +97,57 @@ pub fn decode_file(path: &Path, mode: ColorMode, size: ImageSize, limits: Decode
 pub fn decode_for_contract(bytes: &[u8], contract: &InputContract, limits: DecodeLimits) -> Result<Vec<u8>, String> {
     let mode = if contract.channels == 3 { ColorMode::Rgb } else { ColorMode::Gray };
     let size = ImageSize { width: contract.width as u32, height: contract.height as u32 };
-    if bytes.is_empty() {
-        return Err("the image is empty (0 bytes)".into());
-    }
-    let image = reader(Cursor::new(bytes), limits)?.decode().map_err(|e| explain(e, limits))?;
-    Ok(to_planes(image, mode, size))
+    Ok(planes(decode(bytes, Some(size), limits)?, mode))
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let len = file.metadata().map_err(|e| format!("cannot read it: {e}"))?.len();
-    if len == 0 {
+/// The size of a decoded image.
+pub fn size_of(image: &DynamicImage) -> ImageSize {
+    ImageSize { width: image.width(), height: image.height() }
+}
+
+/// Gray or RGB, from the image's colour type.
+pub fn mode_of(image: &DynamicImage) -> ColorMode {
+    if image.color().has_color() { ColorMode::Rgb } else { ColorMode::Gray }
+}
+
+/// The image as `mode`, laid out as planes (CHW). Alpha is dropped.
+pub fn planes(image: DynamicImage, mode: ColorMode) -> Vec<u8> {
+    match mode {
+        ColorMode::Gray => image.into_luma8().into_raw(),
+        ColorMode::Rgb => {
+            let rgb = image.into_rgb8().into_raw();
+            let plane = rgb.len() / 3;
+            let mut planes = vec![0u8; rgb.len()];
+            for (i, px) in rgb.chunks_exact(3).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
+                    planes[c * plane + i] = v;
+                }
+            }
+            planes
+        }
+    }
+}
+
+/// Decodes under `limits` and resizes (bilinear, in the image's own colour type) to `size`.
+fn decode(bytes: &[u8], size: Option<ImageSize>, limits: DecodeLimits) -> Result<DynamicImage, String> {
+    if bytes.is_empty() {
         return Err("the file is empty (0 bytes)".into());
     }
-    Ok(BufReader::new(file))
-}
-
-fn reader<R: BufRead + Seek>(source: R, limits: DecodeLimits) -> Result<ImageReader<R>, String> {
-    let mut reader = ImageReader::new(source).with_guessed_format().map_err(|e| format!("cannot read it: {e}"))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read it: {e}"))?;
     if reader.format().is_none() {
         return Err("not an image this engine reads (PNG, JPEG, BMP or WebP)".into());
     }
     reader.limits(limits.image_limits());
-    Ok(reader)
+    let image = reader.decode().map_err(|e| explain(e, limits))?;
+    Ok(match size {
+        Some(size) if size != size_of(&image) => image.resize_exact(size.width, size.height, FilterType::Triangle),
+        _ => image,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))
 }
 
 fn explain(error: ImageError, limits: DecodeLimits) -> String {
@@ -157,28 +161,5 @@ fn explain(error: ImageError, limits: DecodeLimits) -> String {
         ImageError::Unsupported(e) => format!("not an image this engine reads ({e})"),
         ImageError::IoError(e) => format!("the image is truncated or unreadable ({e})"),
         other => format!("the image is corrupt or truncated ({other})"),
-    }
-}
-
-/// Converts to `mode`, resizes to `size` when it differs, and lays the channels out as planes.
-fn to_planes(image: DynamicImage, mode: ColorMode, size: ImageSize) -> Vec<u8> {
-    let same_size = image.width() == size.width && image.height() == size.height;
-    let resize = |img: DynamicImage| match same_size {
-        true => img,
-        false => img.resize_exact(size.width, size.height, FilterType::Triangle),
-    };
-    match mode {
-        ColorMode::Gray => resize(DynamicImage::ImageLuma8(image.into_luma8())).into_luma8().into_raw(),
-        ColorMode::Rgb => {
-            let rgb = resize(DynamicImage::ImageRgb8(image.into_rgb8())).into_rgb8().into_raw();
-            let plane = rgb.len() / 3;
-            let mut planes = vec![0u8; rgb.len()];
-            for (i, px) in rgb.chunks_exact(3).enumerate() {
-                for (c, &v) in px.iter().enumerate() {
-                    planes[c * plane + i] = v;
-                }
-            }
-            planes
-        }
     }
 }

@@ -1,17 +1,18 @@
-//! A folder of image files as a dataset: list the files, read every header in parallel (to
-//! choose gray or RGB and check the sizes before decoding anything), decode in parallel to
-//! the chosen size, measure the training images' per-channel mean and std, and keep the result
-//! in the user cache. A file that cannot be used is an error naming it, or, under
+//! A folder of image files as a dataset: list the files, decode them in parallel (resized when
+//! a size is given), check they share one size, choose gray or RGB (RGB when any image has
+//! colour), measure the training images' per-channel mean and std, and keep the result in the
+//! user cache. A file that cannot be used is an error naming it, or, under
 //! [`BadInput::Skip`], left out and counted.
 
 use std::path::{Path, PathBuf};
 
+use image::DynamicImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{self, Cached};
 use super::contract::channel_stats;
-use super::decode::{self, Header};
+use super::decode;
 use super::listing::{self, Entry, Listing};
 use super::{
     BadInput, CacheUse, ColorMode, DataError, DataSplit, Dataset, DecodeLimits, ImageSize, InputContract, Layout,
@@ -96,30 +97,24 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<DataSplit, DataError>
     Ok(split(cached, cache))
 }
 
-/// Probes, decodes and measures the listed files.
+/// Decodes (in parallel), checks and measures the listed files.
 fn decode_listing(dir: &Path, listing: Listing, options: &FolderOptions) -> Result<Cached, DataError> {
     let mut skipped = Vec::new();
-    let limits = options.limits;
-    let mut probe = |entries: Vec<Entry>| {
-        let headers = entries.par_iter().map(|e| decode::probe(&e.path, limits)).collect();
-        keep_good(entries, headers, options.bad, &mut skipped)
+    let mut decode = |entries: Vec<Entry>| {
+        let images = entries.par_iter().map(|e| decode::decode_file(&e.path, options.size, options.limits)).collect();
+        keep_good(entries, images, options.bad, &mut skipped)
     };
-    let (train, test) = (probe(listing.train)?, probe(listing.test)?);
-    let mode = options.mode.unwrap_or_else(|| common_mode(train.iter().chain(&test).map(|(_, h)| h)));
-    let size = match options.size {
-        Some(size) => size,
-        None => common_size(dir, train.iter().chain(&test))?,
-    };
-    let mut decode = |entries: Vec<(Entry, Header)>| {
-        let entries: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
-        let images = entries.par_iter().map(|e| decode::decode_file(&e.path, mode, size, limits)).collect();
-        keep_good(entries, images, options.bad, &mut skipped).map(into_dataset)
-    };
-    let (train, test) = (decode(train)?, decode(test)?);
+    let (train, test) = (decode(listing.train)?, decode(listing.test)?);
+    let size = common_size(dir, train.iter().chain(&test))?;
+    let mode = options.mode.unwrap_or_else(|| common_mode(train.iter().chain(&test).map(|(_, image)| image)));
+    let (train, test) = (into_dataset(train, mode), into_dataset(test, mode));
     let classes = listing.classes;
     if let Some(missing) = (0..classes.len()).find(|&l| !train.labels.contains(&(l as u8))) {
         let problem = format!("class {} has no usable training image left", classes[missing]);
         return Err(DataError::Invalid { path: dir.join(&classes[missing]), problem });
+    }
+    if test.is_empty() {
+        return Err(DataError::Invalid { path: dir.to_path_buf(), problem: "has no usable test image left".into() });
     }
     let plane = size.width as usize * size.height as usize;
     let (mean, std) = channel_stats(&train.pixels, mode.channels(), plane);
@@ -155,35 +150,41 @@ fn keep_good<T>(
     Ok(good)
 }
 
-fn into_dataset(images: Vec<(Entry, Vec<u8>)>) -> Dataset {
+/// The images as `mode` planes, one after another, with their labels.
+fn into_dataset(images: Vec<(Entry, DynamicImage)>, mode: ColorMode) -> Dataset {
     let labels = images.iter().map(|(e, _)| e.label).collect();
-    Dataset { labels, pixels: images.into_iter().flat_map(|(_, pixels)| pixels).collect() }
+    let planes: Vec<Vec<u8>> = images.into_par_iter().map(|(_, image)| decode::planes(image, mode)).collect();
+    Dataset { labels, pixels: planes.concat() }
 }
 
 /// RGB when any image has colour, else gray.
-fn common_mode<'a>(mut headers: impl Iterator<Item = &'a Header>) -> ColorMode {
-    match headers.any(|h| h.color == ColorMode::Rgb) {
+fn common_mode<'a>(mut images: impl Iterator<Item = &'a DynamicImage>) -> ColorMode {
+    match images.any(|image| decode::mode_of(image) == ColorMode::Rgb) {
         true => ColorMode::Rgb,
         false => ColorMode::Gray,
     }
 }
 
 /// The size every image has, or an error naming two files of different sizes.
-fn common_size<'a>(dir: &Path, mut images: impl Iterator<Item = &'a (Entry, Header)>) -> Result<ImageSize, DataError> {
-    let (first, header) = images
+fn common_size<'a>(
+    dir: &Path,
+    mut images: impl Iterator<Item = &'a (Entry, DynamicImage)>,
+) -> Result<ImageSize, DataError> {
+    let (first, image) = images
         .next()
         .ok_or_else(|| DataError::Invalid { path: dir.to_path_buf(), problem: "has no usable images".into() })?;
-    match images.find(|(_, h)| h.size != header.size) {
-        None => Ok(header.size),
-        Some((other, h)) => Err(DataError::Invalid {
+    let size = decode::size_of(image);
+    match images.find(|(_, other)| decode::size_of(other) != size) {
+        None => Ok(size),
+        Some((other, other_image)) => Err(DataError::Invalid {
             path: dir.to_path_buf(),
             problem: format!(
                 "images differ in size ({} is {}, {} is {}) and no size was given: give one (e.g. {}) to resize them all",
                 first.path.display(),
-                header.size,
+                size,
                 other.path.display(),
-                h.size,
-                header.size
+                decode::size_of(other_image),
+                size
             ),
         }),
     }

@@ -92,17 +92,17 @@ fn read_header(path: &Path, reader: &mut dyn Read, magic: u32, rank: usize) -> R
 }
 
 /// Exactly `expected` bytes, then the end of the file.
-fn read_payload(path: &Path, mut reader: Box<dyn Read>, expected: usize) -> Result<Vec<u8>, DataError> {
+fn read_payload(path: &Path, reader: Box<dyn Read>, expected: usize) -> Result<Vec<u8>, DataError> {
+    // Grown as bytes arrive (not allocated from the header), so a header that lies about its
+    // size costs no more memory than the data really there.
     let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(expected)
-        .map_err(|_| invalid(path, format!("cannot hold the {expected} bytes its header promises")))?;
-    bytes.resize(expected, 0);
-    let actual = read_up_to(path, &mut reader, &mut bytes)?;
+    let mut limited = reader.take(expected as u64);
+    limited.read_to_end(&mut bytes).map_err(|e| read_error(path, e))?;
+    let actual = bytes.len();
     if actual < expected {
         return Err(invalid(path, format!("truncated: header promises {expected} data bytes, file has {actual}")));
     }
-    if read_up_to(path, &mut reader, &mut [0u8; 1])? > 0 {
+    if read_up_to(path, &mut limited.into_inner(), &mut [0u8; 1])? > 0 {
         return Err(invalid(
             path,
             format!("longer than its header says: more than the {expected} data bytes it promises"),
@@ -119,16 +119,20 @@ fn read_up_to(path: &Path, reader: &mut dyn Read, buf: &mut [u8]) -> Result<usiz
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Only the gzip decoder reports these: a plain file just ends.
-            Err(e)
-                if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
-            {
-                return Err(invalid(path, format!("gzip data is corrupt or truncated ({e})")));
-            }
-            Err(source) => return Err(DataError::Io { path: path.to_path_buf(), source }),
+            Err(e) => return Err(read_error(path, e)),
         }
     }
     Ok(filled)
+}
+
+fn read_error(path: &Path, error: std::io::Error) -> DataError {
+    match error.kind() {
+        // Only the gzip decoder reports these: a plain file just ends.
+        ErrorKind::InvalidInput | ErrorKind::InvalidData | ErrorKind::UnexpectedEof => {
+            invalid(path, format!("gzip data is corrupt or truncated ({error})"))
+        }
+        _ => DataError::Io { path: path.to_path_buf(), source: error },
+    }
 }
 
 fn invalid(path: &Path, problem: String) -> DataError {

@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use rayon::prelude::*;
+
 use super::DataError;
 
 /// File extensions read as images.
@@ -96,31 +98,33 @@ fn class_dirs(dir: &Path) -> Result<Vec<String>, DataError> {
     }
 }
 
-/// The image files of one class folder, sorted by name; none is an error.
+/// The image files of one class folder, sorted by name; none is an error. The files are
+/// examined in parallel: on a folder of 70,000 small images this is most of a cached load.
 fn class_files(dir: &Path, label: usize) -> Result<Vec<Entry>, DataError> {
-    let mut files = Vec::new();
-    for entry in read_dir(dir)? {
-        let path = entry.path();
-        let visible = !entry.file_name().to_string_lossy().starts_with('.');
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
-        if !(visible && is_image) {
-            continue;
-        }
-        let meta = fs::metadata(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
-        if !meta.is_file() {
-            continue;
-        }
-        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        files.push(Entry { path, label: label as u8, len: meta.len(), modified });
-    }
+    let mut paths: Vec<PathBuf> = read_dir(dir)?
+        .into_iter()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let extension = path.extension().and_then(|e| e.to_str());
+            extension.is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        })
+        .collect();
+    paths.sort();
+    let entries: Vec<Option<Entry>> = paths
+        .into_par_iter()
+        .map(|path| {
+            let meta = fs::metadata(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+            let modified =
+                meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            Ok(meta.is_file().then_some(Entry { path, label: label as u8, len: meta.len(), modified }))
+        })
+        .collect::<Result<_, DataError>>()?;
+    let files: Vec<Entry> = entries.into_iter().flatten().collect();
     if files.is_empty() {
         let kinds = IMAGE_EXTENSIONS.join(", ");
         return Err(invalid(dir, format!("is an empty class folder: no image files ({kinds})")));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
