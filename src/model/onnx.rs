@@ -164,7 +164,7 @@ impl Graph {
     }
 
     /// `Reshape` of the input rows to `[N, C, H, W]` images.
-    fn to_image(&mut self, image: ImageShape) {
+    fn reshape_to_image(&mut self, image: ImageShape) {
         let dims = [image.channels, image.height, image.width].map(|d| d as i64);
         self.initializers.push(int64_tensor("image_shape", &[-1, dims[0], dims[1], dims[2]]));
         self.then("Reshape", "to_image", &["image_shape"], "image", &[]);
@@ -185,7 +185,7 @@ fn layer_nodes(g: &mut Graph, network: &Network) -> crate::error::Result<()> {
             }
             Layer::Conv2d { padding, .. } => {
                 if let Shape::Flat(_) = description.input_of(i) {
-                    g.to_image(description.input());
+                    g.reshape_to_image(description.input());
                 }
                 g.conv(index, network.weights(i).ok_or_else(missing)?, padding)?;
             }
