@@ -248,6 +248,7 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
     if metadata.format != FORMAT && metadata.format != FORMAT_CNN {
         return Err(invalid(format!("format '{}' is neither {FORMAT} nor {FORMAT_CNN}", metadata.format)));
     }
+    metadata.image.validate().map_err(|e| invalid(e.to_string()))?;
     // The engine normalises by `normalize`; a recorded contract saying otherwise would mislead.
     let expected = InputContract::of(metadata.normalize, metadata.image);
     match &metadata.input {

@@ -306,6 +306,24 @@ fn non_finite_weights_with_a_matching_checksum_are_refused() {
 }
 
 #[test]
+fn weights_files_of_too_many_tensors_or_an_impossible_image_are_refused() {
+    let (dir, _) = saved("many-tensors", &[8]);
+    let many: Tensors = (0..300).map(|i| (format!("{i}.weight"), vec![1], vec![0.0])).collect();
+    replace_weights(&dir, &many);
+    let error = load_error(&dir);
+    assert!(error.contains("model.safetensors") && error.contains("300 tensors"), "{error}");
+
+    let (dir, network) = saved("huge-image", &[8]);
+    replace_weights(&dir, &tensors(&network));
+    let meta_path = dir.join(model::METADATA_FILE);
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["image"] = serde_json::json!({"channels": 3, "height": u64::MAX / 2, "width": 5});
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let error = load_error(&dir);
+    assert!(error.contains("positive sizes whose product"), "{error}");
+}
+
+#[test]
 fn missing_files_are_errors() {
     let (dir, _) = saved("missing", &[8]);
     std::fs::remove_file(dir.join(model::METADATA_FILE)).unwrap();

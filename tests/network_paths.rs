@@ -141,16 +141,19 @@ for model_dir in sys.argv[1:]:
     session.run(None, {"pixels": x})[0].astype("<f4").tofile(os.path.join(model_dir, "onnxruntime.f32"))
     if meta["format"] != "engine-cnn-v1":
         continue
-    w = {name: value.astype(np.float64) for name, value in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    weights = load_file(os.path.join(model_dir, "model.safetensors"))
+    layer = lambda index: [weights[f"{index}.{part}"].astype(np.float64) for part in ("weight", "bias")]
     contract = meta["input"]
     h = pixels.astype(np.float64).reshape(-1, image["channels"], image["height"], image["width"])
     h = (h * contract["pixel_scale"] - contract["mean"]) / contract["std"]
-    h = max_pool(relu(conv(h, w["0.weight"], w["0.bias"])))
-    h = max_pool(relu(conv(h, w["3.weight"], w["3.bias"])))
-    h = relu(h.reshape(len(h), -1) @ w["7.weight"].T + w["7.bias"])
-    logits = h @ w["10.weight"].T + w["10.bias"]
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    (e / e.sum(axis=1, keepdims=True)).astype("<f4").tofile(os.path.join(model_dir, "numpy.f32"))
+    for index in (0, 3):  # Conv2d, ReLU, MaxPool2d
+        h = max_pool(relu(conv(h, *layer(index))))
+    h = h.reshape(len(h), -1)  # Flatten
+    for index in (7, 10):  # Linear, ReLU, Dropout (the identity in eval mode), Linear
+        weight, bias = layer(index)
+        h = h @ weight.T + bias
+        h = relu(h) if index == 7 else np.exp(h - h.max(axis=1, keepdims=True))
+    (h / h.sum(axis=1, keepdims=True)).astype("<f4").tofile(os.path.join(model_dir, "numpy.f32"))
 print(json.dumps(shapes))
 "#;
 

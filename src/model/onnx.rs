@@ -2,8 +2,8 @@
 //! ONNX library is needed. The graph takes what any user can compute without reading our code,
 //! pixels scaled to [0, 1], and applies the training normalisation itself:
 //!
-//! `pixels [N, 784] float32` → (`Sub mean`, `Div std` for `meanstd`) → the network →
-//! `Softmax` → `probabilities [N, 10] float32`, where the network is one node per layer of its
+//! `pixels [N, C·H·W] float32` → (`Sub mean`, `Div std` for `meanstd`) → the network →
+//! `Softmax` → `probabilities [N, classes] float32` (`[N, 784]` and `[N, 10]` for FashionMNIST), where the network is one node per layer of its
 //! description (none for dropout): `Gemm`, `Relu`, … `Gemm` for an MLP, and `Reshape` to
 //! `[N, C, H, W]`, `Conv`, `Relu`, `MaxPool`, `Conv`, `Relu`, `MaxPool`, `Flatten`, `Gemm`,
 //! `Relu`, `Gemm` for a CNN.
@@ -21,7 +21,7 @@ use crate::tensor::Tensor;
 /// Name of the graph's input: `[N, C·H·W]` float32 pixels in [0, 1] (`pixel / 255`), each row
 /// an image (FashionMNIST's: 784 values, 28x28 in row-major order).
 pub const INPUT_NAME: &str = "pixels";
-/// Name of the graph's output: `[N, 10]` float32 class probabilities (each row sums to 1).
+/// Name of the graph's output: `[N, classes]` float32 class probabilities (each row sums to 1).
 pub const OUTPUT_NAME: &str = "probabilities";
 /// Symbolic name of the batch dimension.
 pub const BATCH_DIM: &str = "N";
@@ -164,7 +164,7 @@ impl Graph {
     }
 
     /// `Reshape` of the input rows to `[N, C, H, W]` images.
-    fn to_image(&mut self, image: ImageShape) {
+    fn reshape_to_image(&mut self, image: ImageShape) {
         let dims = [image.channels, image.height, image.width].map(|d| d as i64);
         self.initializers.push(int64_tensor("image_shape", &[-1, dims[0], dims[1], dims[2]]));
         self.then("Reshape", "to_image", &["image_shape"], "image", &[]);
@@ -175,19 +175,18 @@ impl Graph {
 fn layer_nodes(g: &mut Graph, network: &Network) -> crate::error::Result<()> {
     let description = network.description();
     let last = description.layers().len().saturating_sub(1);
-    let missing = || crate::Error::InvalidArgument("a layer's weights are missing".into());
     for (i, layer) in description.layers().iter().enumerate() {
         let index = description.torch_index(i);
         match *layer {
             Layer::Linear { .. } => {
                 let output = if i == last { "logits".to_string() } else { format!("linear_{index}") };
-                g.linear(index, network.weights(i).ok_or_else(missing)?, &output)?;
+                g.linear(index, network.weights(i)?, &output)?;
             }
             Layer::Conv2d { padding, .. } => {
                 if let Shape::Flat(_) = description.input_of(i) {
-                    g.to_image(description.input());
+                    g.reshape_to_image(description.input());
                 }
-                g.conv(index, network.weights(i).ok_or_else(missing)?, padding)?;
+                g.conv(index, network.weights(i)?, padding)?;
             }
             Layer::Relu => {
                 let name = format!("relu_{index}");

@@ -12,6 +12,10 @@ use super::{ModelError, sha256_hex, write_atomic};
 use crate::nn::{Architecture, Description, ImageShape, Layer, Network, Shape, Weights};
 use crate::tensor::Device;
 
+/// The most tensors a weights file may hold: a weight and a bias for 128 layers, far past the
+/// networks built here, so that a hostile file cannot make reading it slow.
+const MAX_TENSORS: usize = 256;
+
 /// Writes the network's weights to `path` with `metadata` in the safetensors header.
 /// Returns the SHA-256 of the written file.
 pub fn save_safetensors(model: &Network, path: &Path, metadata: HashMap<String, String>) -> Result<String, ModelError> {
@@ -46,6 +50,9 @@ pub fn network_from_safetensors(
     device: &Device,
 ) -> Result<Network, String> {
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    if tensors.len() > MAX_TENSORS {
+        return Err(format!("it holds {} tensors; a network here has at most {MAX_TENSORS}", tensors.len()));
+    }
     let mut description = layer_kinds(architecture, input, &tensors)?;
     let mut weights = Vec::new();
     for (position, (layer, _)) in description.weight_shapes().into_iter().enumerate() {
@@ -131,7 +138,7 @@ fn read_layer(
 /// What gives layer `layer` its `inputs` values, for an error: the layer with parameters before
 /// it (and the images a flattening made them of), or the input.
 fn source(description: &Description, layer: usize, inputs: usize) -> String {
-    let before = description.weight_shapes().into_iter().map(|(i, _)| i).filter(|&i| i < layer).last();
+    let before = description.weight_shapes().into_iter().map(|(i, _)| i).rfind(|&i| i < layer);
     let Some(before) = before else {
         return format!("the input has {inputs} values");
     };

@@ -19,9 +19,9 @@ impl ImageShape {
     /// FashionMNIST's 28x28 grey images, the shape of every model saved before shapes were recorded.
     pub const FASHION_MNIST: ImageShape = ImageShape { channels: 1, height: 28, width: 28 };
 
-    /// Values per image.
+    /// Values per image (saturating: [`Description`]s refuse shapes whose product overflows).
     pub fn pixels(&self) -> usize {
-        self.channels * self.height * self.width
+        self.channels.saturating_mul(self.height).saturating_mul(self.width)
     }
 
     /// How a row holds an image, in words.
@@ -34,6 +34,17 @@ impl ImageShape {
                  (index {} * channel + {w} * row + column)",
                 h * w
             ),
+        }
+    }
+
+    /// Whether a network can read it: positive sizes whose product fits in memory.
+    pub fn validate(&self) -> Result<()> {
+        let ImageShape { channels, height, width } = *self;
+        match channels.checked_mul(height).and_then(|p| p.checked_mul(width)) {
+            Some(p) if p > 0 => Ok(()),
+            _ => Err(Error::InvalidArgument(format!(
+                "an input image needs positive sizes whose product fits in memory, got {self:?}"
+            ))),
         }
     }
 
@@ -104,7 +115,7 @@ impl Layer {
                     Shape::Flat(_) if first => image,
                     Shape::Flat(n) => return Err(format!("a convolution cannot read {n} flat values")),
                 };
-                let side = |s: usize| (s + 2 * padding).checked_sub(kernel).map(|s| s + 1).filter(|&s| s > 0);
+                let side = |s: usize| s.checked_add(2 * padding)?.checked_sub(kernel).map(|s| s + 1).filter(|&s| s > 0);
                 match (side(input.height), side(input.width)) {
                     (Some(height), Some(width)) => Ok(Shape::Image(ImageShape { channels, height, width })),
                     _ => Err(format!(
@@ -216,24 +227,10 @@ impl Description {
         Description::new(Architecture::Cnn, input, layers)
     }
 
-    /// The network of `architecture` whose sizes ([`Description::sizes`]) are `sizes`.
-    pub fn from_sizes(architecture: Architecture, input: ImageShape, sizes: &[usize]) -> Result<Description> {
-        let description = match (architecture, sizes) {
-            (Architecture::Mlp, [_, hidden @ .., classes]) => Description::mlp(input, hidden, *classes)?,
-            (Architecture::Cnn, &[_, c1, c2, hidden, classes]) => Description::cnn(input, [c1, c2, hidden], classes)?,
-            _ => return Err(Error::InvalidArgument(format!("{sizes:?} are not the sizes of an {architecture}"))),
-        };
-        match description.sizes() == sizes {
-            true => Ok(description),
-            false => Err(Error::InvalidArgument(format!(
-                "sizes {sizes:?} do not start with the input's {} values",
-                input.pixels()
-            ))),
-        }
-    }
-
-    /// A description whose layers fit together, with positive sizes.
-    pub fn new(architecture: Architecture, input: ImageShape, layers: Vec<Layer>) -> Result<Description> {
+    /// A description whose layers fit together, with positive sizes. Private: loading rebuilds
+    /// a network from its architecture's constructor, so each architecture has one.
+    fn new(architecture: Architecture, input: ImageShape, layers: Vec<Layer>) -> Result<Description> {
+        input.validate()?;
         let description = Description { architecture, input, layers };
         let zero_width = description.sizes().contains(&0);
         if zero_width || !matches!(description.layers.last(), Some(Layer::Linear { .. })) {
@@ -393,7 +390,6 @@ mod tests {
             names.concat(),
             ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "10.weight", "10.bias"]
         );
-        assert_eq!(Description::from_sizes(Architecture::Cnn, RGB, &cnn.sizes()).unwrap(), cnn);
     }
 
     #[test]
@@ -414,7 +410,10 @@ mod tests {
         let error = Description::cnn(tiny, [4, 6, 16], 3).unwrap_err().to_string();
         assert!(error.contains("layer 5: 2x2 pooling needs images of at least 2x2"), "{error}");
         assert!(Description::mlp(RGB, &[0], 3).is_err());
-        assert!(Description::from_sizes(Architecture::Mlp, RGB, &[784, 10]).is_err());
-        assert!(Description::from_sizes(Architecture::Cnn, RGB, &[1080, 10]).is_err());
+        assert!(Description::cnn(RGB, [4, 6, 16], 0).is_err());
+        let huge = ImageShape { channels: 3, height: usize::MAX / 2, width: 5 };
+        assert!(Description::mlp(huge, &[4], 3).unwrap_err().to_string().contains("positive sizes whose product"));
+        let tall = ImageShape { channels: 1, height: usize::MAX, width: 1 };
+        assert!(Description::cnn(tall, [4, 6, 16], 3).is_err());
     }
 }

@@ -90,9 +90,10 @@ impl Network {
         self.description.architecture()
     }
 
-    /// The weights of layer `layer`, if it has any.
-    pub fn weights(&self, layer: usize) -> Option<&Weights> {
-        self.weights.iter().find(|(i, _)| *i == layer).map(|(_, w)| w)
+    /// The weights of layer `layer`; an error for a layer without parameters.
+    pub fn weights(&self, layer: usize) -> Result<&Weights> {
+        let found = self.weights.iter().find(|(i, _)| *i == layer).map(|(_, w)| w);
+        found.ok_or_else(|| Error::InvalidArgument(format!("layer {layer} of the description has no weights")))
     }
 
     /// Logits for a `[batch, inputs]` batch, in evaluation mode (no dropout).
@@ -112,14 +113,13 @@ impl Network {
     /// One step of the forward pass on `h` (`[batch, …]`); dropout only with an `rng`.
     pub fn apply(&self, step: Step, h: &Tensor, rng: Option<&mut Rng>) -> Result<Tensor> {
         let batch = h.shape().first().copied().unwrap_or(0);
-        let missing = || Error::InvalidArgument("a layer's weights are missing".into());
         match step {
             Step::Linear { layer, relu } => {
-                let w = self.weights(layer).ok_or_else(missing)?;
+                let w = self.weights(layer)?;
                 h.linear(&w.weight, &w.bias, relu)
             }
             Step::Conv2d { layer, padding, image } => {
-                let w = self.weights(layer).ok_or_else(missing)?;
+                let w = self.weights(layer)?;
                 let image = match h.shape().len() {
                     2 => h.reshape(&[batch, image.channels, image.height, image.width])?,
                     _ => h.clone(),

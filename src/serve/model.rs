@@ -67,8 +67,7 @@ struct PackedLayer {
 
 impl PackedLayer {
     fn new(network: &Network, layer: usize, relu: bool) -> crate::Result<PackedLayer> {
-        let missing = || crate::Error::InvalidArgument("a layer's weights are missing".into());
-        let weights = network.weights(layer).ok_or_else(missing)?;
+        let weights = network.weights(layer)?;
         let (outputs, inputs) = (weights.weight.shape()[0], weights.weight.shape()[1]);
         let weight = weights.weight.to_vec()?;
         let weight = matmul::PackedMatrix::new(matmul::MatRef::new(&weight, inputs, outputs, true)?)?;
