@@ -63,7 +63,7 @@ pub fn matmul(
     if wide(shape) {
         matmul_wide(ctx, a, b, shape, epilogue)
     } else {
-        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue)
+        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue, None)
     }
 }
 
@@ -80,7 +80,7 @@ pub fn matmul_wide(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue)
+    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue, None)
 }
 
 /// As [`matmul`], one thread per output and no shared memory: the reference for the tiled
@@ -92,19 +92,7 @@ pub fn matmul_naive(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue)
-}
-
-fn matmul_with(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    block: u64,
-    a: &GpuBuffer,
-    b: &GpuBuffer,
-    shape: MatmulShape,
-    epilogue: Epilogue,
-) -> Result<GpuBuffer, GpuError> {
-    matmul_into(ctx, kernel, block, a, b, shape, epilogue, None)
+    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue, None)
 }
 
 /// `C = op(A) · op(B)` and the sums of op(A)'s rows over k (`[m]`), in one dispatch: a weight
@@ -123,13 +111,13 @@ pub fn matmul_row_sums(
         return Err(GpuError::Shape { op: "matmul_row_sums", detail });
     }
     let sums = ctx.alloc_output(shape.m, "matmul_row_sums")?;
-    let c = matmul_into(ctx, kernel, block, a, b, shape, Epilogue::default(), Some(&sums))?;
+    let c = matmul_with(ctx, kernel, block, a, b, shape, Epilogue::default(), Some(&sums))?;
     Ok((c, sums))
 }
 
 /// The launch of every blocked product: with `row_sums`, by a `_row_sums` kernel into it.
 #[allow(clippy::too_many_arguments)]
-fn matmul_into(
+fn matmul_with(
     ctx: &GpuContext,
     kernel: Kernel,
     block: u64,
