@@ -18,25 +18,9 @@ use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
 
 mod conv;
+mod read;
 
-/// A one-element tensor's value on its way to the host ([`Tensor::start_scalar_read`]).
-pub enum ScalarRead {
-    Ready(f32),
-    Gpu(gpu::PendingRead),
-}
-
-impl ScalarRead {
-    /// The value, after waiting for the device where the read has not landed yet.
-    pub fn finish(self) -> Result<f32> {
-        match self {
-            ScalarRead::Ready(v) => Ok(v),
-            ScalarRead::Gpu(read) => match read.finish_f32()?.as_slice() {
-                [v] => Ok(*v),
-                values => Err(Error::NotScalar(vec![values.len()])),
-            },
-        }
-    }
-}
+pub use read::ScalarRead;
 
 /// Where a tensor's data lives.
 #[derive(Clone)]
@@ -233,18 +217,6 @@ impl Tensor {
             [v] => Ok(*v),
             _ => Err(Error::NotScalar(self.shape().to_vec())),
         }
-    }
-
-    /// Starts reading a one-element tensor's value without waiting for a GPU: the host goes on
-    /// recording work meanwhile, and [`ScalarRead::finish`] waits only for what is left.
-    pub fn start_scalar_read(&self) -> Result<ScalarRead> {
-        if self.len() != 1 {
-            return Err(Error::NotScalar(self.shape().to_vec()));
-        }
-        Ok(match &*self.storage() {
-            Storage::Cpu(v) => ScalarRead::Ready(v[0]),
-            Storage::Gpu(b) => ScalarRead::Gpu(b.start_read()?),
-        })
     }
 
     /// The same data seen with another shape of as many elements: nothing is copied, and the
