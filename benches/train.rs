@@ -8,7 +8,9 @@
 //!
 //! `noop` (built with `--features noop`) trains on wgpu's noop backend, which runs no shader:
 //! its epoch is the host's cost of recording and submitting the GPU steps. On a GPU backend each
-//! epoch also prints the dispatches, compute passes, submits and newly made bind groups per step.
+//! epoch also prints the dispatches, compute passes, submits and newly made bind groups per step,
+//! and with `ENGINE_GPU_PROFILE=1` a line `kernel NAME SHARE% US/step` for each kernel: its
+//! share of the epoch's GPU time, measured by timestamp queries (which slow the epoch down).
 
 use engine::Device;
 use engine::data::{self, Normalization};
@@ -58,15 +60,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut report = |event: Event| {
         match event {
             Event::EpochStart { steps, .. } => counts.start(steps),
-            Event::EpochEnd(m) => println!(
-                "epoch {}  {:.3} s  {:.1} us/step  {:.0} samples/s  train_loss {:.4}{}",
-                m.epoch,
-                m.seconds,
-                m.seconds * 1e6 / counts.steps.max(1) as f64,
-                m.samples_per_second,
-                m.train_loss,
-                counts.report()
-            ),
+            Event::EpochEnd(m) => {
+                println!(
+                    "epoch {}  {:.3} s  {:.1} us/step  {:.0} samples/s  train_loss {:.4}{}",
+                    m.epoch,
+                    m.seconds,
+                    m.seconds * 1e6 / counts.steps.max(1) as f64,
+                    m.samples_per_second,
+                    m.train_loss,
+                    counts.report()
+                );
+                counts.print_kernels();
+            }
             Event::Step { .. } => {}
         }
         Ok(())
@@ -81,6 +86,8 @@ struct Counts {
     ctx: Option<std::sync::Arc<engine::backend::gpu::GpuContext>>,
     #[cfg(feature = "gpu")]
     start: engine::backend::gpu::GpuStats,
+    #[cfg(feature = "gpu")]
+    kernels_start: Vec<engine::backend::gpu::KernelTime>,
     steps: usize,
 }
 
@@ -91,12 +98,26 @@ impl Counts {
             Device::Gpu(ctx) => Some(ctx.clone()),
             Device::Cpu => None,
         };
-        Counts { ctx, start: Default::default(), steps: 0 }
+        Counts { ctx, start: Default::default(), kernels_start: Vec::new(), steps: 0 }
     }
 
     fn start(&mut self, steps: usize) {
         self.steps = steps;
         self.start = self.ctx.as_ref().map(|c| c.stats()).unwrap_or_default();
+        self.kernels_start = self.ctx.as_ref().and_then(|c| c.kernel_times()).unwrap_or_default();
+    }
+
+    /// Each kernel's share of the epoch's GPU time, the largest first, when profiling.
+    fn print_kernels(&self) {
+        let Some(now) = self.ctx.as_ref().and_then(|c| c.kernel_times()) else { return };
+        let before = |k| self.kernels_start.iter().find(|t| t.kernel == k).map_or(0.0, |t| t.seconds);
+        let mut epoch: Vec<_> = now.iter().map(|t| (t.kernel, t.seconds - before(t.kernel))).collect();
+        epoch.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let total: f64 = epoch.iter().map(|(_, s)| s).sum::<f64>().max(f64::MIN_POSITIVE);
+        for (kernel, seconds) in epoch {
+            let per_step = seconds * 1e6 / self.steps.max(1) as f64;
+            println!("kernel {kernel:?} {:.1}% {per_step:.1}", 100.0 * seconds / total);
+        }
     }
 
     fn report(&self) -> String {
@@ -126,11 +147,18 @@ impl Counts {
     fn report(&self) -> String {
         String::new()
     }
+
+    fn print_kernels(&self) {}
 }
 
+/// The GPU, after printing how long it took to open: every kernel's pipeline is built then,
+/// from the driver's cache on disk when an earlier run left one.
 #[cfg(feature = "gpu")]
 fn gpu() -> Result<Device, Box<dyn std::error::Error>> {
-    Ok(Device::Gpu(engine::backend::gpu::GpuContext::new()?))
+    let start = std::time::Instant::now();
+    let ctx = engine::backend::gpu::GpuContext::new()?;
+    println!("open {:.3} s", start.elapsed().as_secs_f64());
+    Ok(Device::Gpu(ctx))
 }
 
 #[cfg(not(feature = "gpu"))]

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The engine on a GPU beside PyTorch CUDA eager, in one run and one table: `engine train --device
 # gpu` end to end (a short run), the training epoch (cold and warm), square matmuls (GFLOP/s,
-# fp32; PyTorch with TF32 off), row softmax (GB/s), and the dispatches, compute passes, submits
-# and new bind groups of a training step.
+# fp32; PyTorch with TF32 off), row softmax (GB/s), the dispatches, compute passes, submits and
+# new bind groups of a training step, the time to open the GPU (every kernel's pipeline is
+# built then) with an empty and with a filled pipeline cache, and the kernels that take most of
+# a step's GPU time (one short epoch with ENGINE_GPU_PROFILE=1).
 #
 #   scripts/gpu-bench.sh --collect DIR   on a build machine: a bundle for a bare GPU machine, at
 #                                        most 60 MB: the `engine` binary and the `train` and
@@ -30,7 +32,8 @@
 # ENGINE_TORCH_JSON (a result of that anchor to compare with instead of running it),
 # ENGINE_GPU_ADAPTER (which adapter, see `engine devices`), PYTHON (default python3).
 # Each part has its own time limit (the adapters 30 s, engine train 60 s, the training bench
-# 170 s, the kernels 90 s, PyTorch 120 s), so a run from a bundle ends within 8 minutes.
+# 140 s, the profiled epoch 40 s, the kernels 90 s, PyTorch 120 s), so a run from a bundle ends
+# within 8 minutes.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -199,9 +202,11 @@ sed 's/^/gpu-bench: /' "$work/devices.txt"
 if [ "$small" = 1 ]; then
     engine_args=(--epochs 1 --train-limit 1024 --hidden 64)
     train_args=(3 gpu limit=1024 hidden=64)
+    profile_args=(1 gpu limit=512 hidden=64)
 else
     engine_args=(--epochs 1)
     train_args=(3 gpu)
+    profile_args=(1 gpu limit=6400)
 fi
 echo "gpu-bench: engine train --device gpu ${engine_args[*]}" >&2
 engine_ok=1
@@ -223,7 +228,11 @@ fi
 
 echo "gpu-bench: engine training (${train_args[*]})" >&2
 engine_train_ok=1
-timeout 170 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
+# A pipeline cache of this run's own: empty for the training bench, filled for the profiled one.
+export XDG_CACHE_HOME="$work/cache"
+timeout 140 "$ENGINE_TRAIN_BENCH" "${train_args[@]}" >"$work/train.txt" 2>"$work/train.err" || engine_train_ok=0
+echo "gpu-bench: engine kernel times (${profile_args[*]}, ENGINE_GPU_PROFILE=1)" >&2
+ENGINE_GPU_PROFILE=1 timeout 40 "$ENGINE_TRAIN_BENCH" "${profile_args[@]}" >"$work/profile.txt" 2>"$work/profile.err" || true
 echo "gpu-bench: engine kernels" >&2
 engine_kernels_ok=1
 report_args=()
@@ -240,6 +249,10 @@ awk '
         if (n >= 2) print "warm", warm / (n - 1)
         for (k in c) print k, c[k]
     }' "$work/train.txt" >"$work/engine.txt"
+# open_cold, open_warm, and kernel_NAME SHARE for the five kernels with most of the GPU time.
+awk '$1 == "open" { print "open_cold", $2 }' "$work/train.txt" >>"$work/engine.txt"
+awk '$1 == "open" { print "open_warm", $2 }
+    $1 == "kernel" && n++ < 5 { sub("%", "", $3); print "kernel_" $2, $3 }' "$work/profile.txt" >>"$work/engine.txt"
 grep -E '^(matmul|softmax)_' "$work/kernels.txt" >>"$work/engine.txt" || true
 adapter=$(sed -n 's/^adapter //p' "$work/kernels.txt")
 
@@ -316,8 +329,15 @@ row "dispatches per step" dispatches/step 2
 row "compute passes per step" passes/step 2
 row "submits per step" submits/step 3
 row "bind groups made per step" new_bind_groups/step 2
+row "GPU open, empty pipeline cache (s)" open_cold 3
+row "GPU open, filled pipeline cache (s)" open_warm 3
+while read -r key _; do
+    row "${key#kernel_} (% of a step's GPU time)" "$key" 1
+done < <(grep -E '^kernel_' "$work/engine.txt")
 echo
 echo "ratio: engine / PyTorch (times: lower is better; rates: higher is better)"
+grep -q '^kernel_' "$work/engine.txt" ||
+    echo "no kernel times: $(grep -v XDG_RUNTIME_DIR "$work/profile.err" | tail -n 2 | tr '\n' ' ')"
 status=0
 [ "$engine_ok" = 1 ] || status=1
 if [ "$engine_train_ok" = 0 ]; then

@@ -28,6 +28,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+// The row sums of op(A), [m]: bound by the `_row_sums` kernels only.
+@group(0) @binding(6) var<storage, read_write> row_sums: array<f32>;
 
 fn epilogue(v: f32, row: u32, col: u32) -> f32 {
     var r = v;

@@ -1,7 +1,10 @@
-// A register-blocked matmul, instantiated twice by `backend::gpu::pipeline` (the names in braces
-// are filled in there): `matmul_tiled` (64x64 block tile, 16-deep slices, 4x4 outputs per
-// thread) for most products and `matmul_wide` (128x128, 8-deep, 8x8) for large ones, where each
-// value read from workgroup memory feeds twice as many multiply-adds.
+// A register-blocked matmul, instantiated by `backend::gpu::pipeline` (the names in braces are
+// filled in there): `matmul_tiled` (64x64 block tile, 16-deep slices, 4x4 outputs per thread)
+// for most products and `matmul_wide` (128x128, 8-deep, 8x8) for large ones, where each value
+// read from workgroup memory feeds twice as many multiply-adds. The `_row_sums` instances also
+// write each row's sum of op(A) over k to `row_sums` (a weight gradient dzᵀ·x with its bias
+// gradient Σ dz): every thread sums the A values it reads anyway, in k order, and the threads
+// of the first column of tiles store them, so each row has one writer.
 //
 // Slices of A and B are staged in workgroup memory k-major, padded to {LDS} to spread banks.
 // Thread (x, y) owns rows y + 16i and columns x + 16j of the tile (i, j < {TM}), so its reads of
@@ -28,6 +31,7 @@ fn {NAME}(
     let trans_b = (p.flags & 8u) != 0u;
 
     var acc: array<array<f32, {TM}>, {TM}>;
+    var row_sum: array<f32, {TM}>;
     for (var k0 = 0u; k0 < p.k; k0 = k0 + {BK}u) {
         // {BM} x {BK} elements of each operand, {LOADS} per thread; e < {BM} * {BK} so every
         // tile index is below {TILE_LEN}.
@@ -75,6 +79,7 @@ fn {NAME}(
                 ar[i] = a_{NAME}[kk * {LDS}u + lid.y + i * 16u];
                 br[i] = b_{NAME}[kk * {LDS}u + lid.x + i * 16u];
             }
+            {ROW_SUMS_ADD}
             for (var i = 0u; i < {TM}u; i = i + 1u) {
                 for (var j = 0u; j < {TM}u; j = j + 1u) {
                     acc[i][j] = acc[i][j] + ar[i] * br[j];
@@ -93,4 +98,5 @@ fn {NAME}(
             }
         }
     }
+    {ROW_SUMS_STORE}
 }

@@ -170,8 +170,13 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
                     _ => push(x, dz.matmul(weight)?),
                 });
             }
-            grads.extend(push_if_tracks(weight, || dz.matmul_tn(x))?);
-            grads.extend(push_if_tracks(bias, || dz.sum_rows())?);
+            if weight.tracks() && bias.tracks() {
+                let (dw, db) = dz.matmul_tn_and_sum_rows(x)?;
+                grads.extend([push(weight, dw), push(bias, db)]);
+            } else {
+                grads.extend(push_if_tracks(weight, || dz.matmul_tn(x))?);
+                grads.extend(push_if_tracks(bias, || dz.sum_rows())?);
+            }
             grads
         }
         Op::Conv2d { x, weight, bias, padding } => [

@@ -18,6 +18,9 @@ use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
 
 mod conv;
+mod read;
+
+pub use read::ScalarRead;
 
 /// Where a tensor's data lives.
 #[derive(Clone)]
@@ -248,6 +251,23 @@ impl Tensor {
     /// `selfᵀ · rhs` for `[k, m]ᵀ · [k, n]`: a weight gradient, without materialising a transpose.
     pub fn matmul_tn(&self, rhs: &Tensor) -> Result<Tensor> {
         self.matmul_t(rhs, true, false)
+    }
+
+    /// `selfᵀ · rhs` and `self.sum_rows()`: a linear layer's weight and bias gradients from
+    /// its output gradient `self`, in one dispatch on a GPU.
+    pub fn matmul_tn_and_sum_rows(&self, rhs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let ((rows, m), (k, n)) = (self.dims2("matmul")?, rhs.dims2("matmul")?);
+        if let (Storage::Gpu(a), Storage::Gpu(b)) = (&*self.storage(), &*rhs.storage())
+            && rows == k
+            && n > 0
+        {
+            let shape = MatmulShape::new(m, k, n).transposed(true, false);
+            let (product, sums) = gpu::ops::matmul_row_sums(a.context(), a, b, shape)?;
+            let op = Op::Matmul { a: self.clone(), b: rhs.clone(), trans_a: true, trans_b: false };
+            let sums = Tensor::from_op(Storage::Gpu(sums), vec![m], Op::SumRows(self.clone()));
+            return Ok((Tensor::from_op(Storage::Gpu(product), vec![m, n], op), sums));
+        }
+        Ok((self.matmul_tn(rhs)?, self.sum_rows()?))
     }
 
     /// `op(self) · op(rhs)` where `op` transposes when the flag is set.

@@ -8,7 +8,7 @@ use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
 use crate::nn::{Architecture, Description, ImageShape, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
-use crate::tensor::{Device, Tensor};
+use crate::tensor::{Device, ScalarRead, Tensor};
 
 mod batches;
 mod checkpoint;
@@ -454,6 +454,8 @@ impl<'a> Session<'a> {
         self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;
         let mut window = LossWindow::default();
+        // A GPU's window is read while the next one runs: checked one window late.
+        let mut in_flight: Option<WindowRead> = None;
         for (step, batch) in self.train_idx.chunks(config.batch_size).enumerate() {
             let global_step = (epoch - 1) * self.steps_per_epoch + step;
             self.optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
@@ -462,18 +464,16 @@ impl<'a> Session<'a> {
             let grads = loss.backward()?;
             crate::no_grad(|| self.optimizer.step(&grads))?;
             window.add(&loss, batch.len())?;
-            if (step + 1) % self.read_every == 0 || step + 1 == self.steps_per_epoch {
-                let (sum, examples) = window.take()?;
-                if !sum.is_finite() {
-                    return Err(TrainError::NonFiniteLoss { epoch, step: step + 1, loss: sum as f32 });
-                }
-                loss_sum += sum;
+            let last = step + 1 == self.steps_per_epoch;
+            if (step + 1) % self.read_every == 0 || last {
                 let seen = (step * config.batch_size + batch.len()) as f64;
-                observe(Event::Step {
-                    step: step + 1,
-                    loss: (sum / examples as f64) as f32,
-                    samples_per_second: seen / epoch_start.elapsed().as_secs_f64(),
-                })?;
+                let read = window.start_read(step + 1, seen / epoch_start.elapsed().as_secs_f64())?;
+                if let Some(previous) = in_flight.replace(read) {
+                    loss_sum += previous.finish(epoch, observe)?;
+                }
+                if *self.device == Device::Cpu || last {
+                    loss_sum += in_flight.take().map_or(Ok(0.0), |read| read.finish(epoch, observe))?;
+                }
             }
         }
         Ok(loss_sum)
@@ -513,10 +513,32 @@ impl LossWindow {
         Ok(())
     }
 
-    /// The summed loss and the examples it covers; the window starts again empty.
-    fn take(&mut self) -> crate::Result<(f64, usize)> {
-        let sum = self.sum.take().map_or(Ok(0.0), |s| s.to_scalar())?;
-        Ok((sum as f64, std::mem::take(&mut self.examples)))
+    /// Starts reading the summed loss of the window that ends at `step`; the window starts
+    /// again empty.
+    fn start_read(&mut self, step: usize, samples_per_second: f64) -> crate::Result<WindowRead> {
+        let sum = self.sum.take().map_or(Ok(ScalarRead::Ready(0.0)), |s| s.start_scalar_read())?;
+        Ok(WindowRead { sum, examples: std::mem::take(&mut self.examples), step, samples_per_second })
+    }
+}
+
+/// A window's summed loss on its way to the host, with what its progress event reports.
+struct WindowRead {
+    sum: ScalarRead,
+    examples: usize,
+    step: usize,
+    samples_per_second: f64,
+}
+
+impl WindowRead {
+    /// The window's summed loss, after checking that it is finite and reporting the progress.
+    fn finish(self, epoch: usize, observe: &mut dyn FnMut(Event) -> Result<(), TrainError>) -> Result<f64, TrainError> {
+        let sum = self.sum.finish()? as f64;
+        if !sum.is_finite() {
+            return Err(TrainError::NonFiniteLoss { epoch, step: self.step, loss: sum as f32 });
+        }
+        let loss = (sum / self.examples.max(1) as f64) as f32;
+        observe(Event::Step { step: self.step, loss, samples_per_second: self.samples_per_second })?;
+        Ok(sum)
     }
 }
 

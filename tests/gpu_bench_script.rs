@@ -117,14 +117,23 @@ fn a_bundle_collected_here_runs_with_its_own_loader_and_prints_the_table_at_smal
     let matmul = row(&table, "matmul 512x512x512");
     assert!(number(matmul[1]) > 0.0 && matmul[2] == "-" && matmul.len() == 3, "{matmul:?}");
     assert!(number(row(&table, "row softmax 512x1000")[1]) > 0.0);
-    // One layer of 64: the gather, 2 forward products, the loss, 6 backward kernels (the loss
-    // gradient, 2 weight and 2 bias gradients, 1 input gradient with the relu's in its epilogue),
-    // Adam on 2 pairs of parameters and the running loss.
-    assert_eq!(number(row(&table, "dispatches per step")[1]), 13.0);
+    // One layer of 64: the gather, 2 forward products, the loss, 4 backward kernels (the loss
+    // gradient, 2 weight gradients with their bias gradients, 1 input gradient with the relu's
+    // in its epilogue), Adam on 2 pairs of parameters and the running loss.
+    assert_eq!(number(row(&table, "dispatches per step")[1]), 11.0);
     let passes = number(row(&table, "compute passes per step")[1]);
     assert!(passes > 0.0 && passes <= 1.0, "a step's dispatches share compute passes: {passes}");
     let made = number(row(&table, "bind groups made per step")[1]);
     assert!(made < 1.0, "bind groups come from the cache after the first epoch: {made} a step");
+    for opened in ["GPU open, empty pipeline cache", "GPU open, filled pipeline cache"] {
+        assert!(number(row(&table, opened)[1]) > 0.0, "{table}");
+    }
+    // The profiled epoch's five costliest kernels, in shares of its GPU time.
+    let kernels: Vec<&str> = table.lines().filter(|l| l.contains("(% of a step's GPU time)")).collect();
+    let shares: Vec<f64> = kernels.iter().map(|l| number(l.split('|').nth(2).map_or("", str::trim))).collect();
+    assert!((1..=5).contains(&kernels.len()) && kernels.iter().any(|l| l.contains("| MatmulTiled ")), "{table}");
+    assert!(shares.iter().all(|&s| s > 0.0) && shares.iter().sum::<f64>() <= 100.5, "{shares:?}");
+    assert!(shares.windows(2).all(|w| w[0] >= w[1]), "largest first: {shares:?}");
 
     // Without --small a software adapter is refused, even where the caller allows one.
     let found = gpu::adapters();

@@ -121,6 +121,35 @@ fn matmul_matches_cpu_for_every_shape_and_transpose() {
 }
 
 #[test]
+fn matmul_row_sums_match_the_cpu_product_and_sums() {
+    // A weight gradient dzᵀ·x and its bias gradient: under, at and over the tiles, a batch (k)
+    // that is not a slice multiple, both forms of A, and an output large enough for the wide
+    // kernel (at least 256 of its tiles).
+    let shapes = [(1, 1, 1), (10, 128, 64), (63, 17, 65), (130, 37, 129), (512, 100, 785), (2049, 5, 2050), (7, 0, 9)];
+    on_both("matmul_row_sums", |ctx| {
+        let mut rng = Rng::new(8);
+        let mut outputs = Vec::new();
+        for (m, k, n) in shapes {
+            for trans_a in [true, false] {
+                let shape = MatmulShape::new(m, k, n).transposed(trans_a, false);
+                let (a, b) = (random(m * k, &mut rng, -1.0, 1.0), random(k * n, &mut rng, -1.0, 1.0));
+                let (product, sums) = ops::matmul_row_sums(ctx, &upload(ctx, &a), &upload(ctx, &b), shape).unwrap();
+                let at = |i: usize, q: usize| if trans_a { a[q * m + i] } else { a[i * k + q] };
+                let want: Vec<f32> = (0..m).map(|i| (0..k).map(|q| at(i, q)).sum()).collect();
+                let what = format!("{m}x{k}x{n} trans_a {trans_a}");
+                assert_close(&format!("row sums {what}"), &download(&sums), &want, 1e-5, 1e-5);
+                assert_close(&format!("product {what}"), &download(&product), &cpu_matmul(&a, &b, shape), 1e-4, 1e-5);
+                outputs.extend([download(&product), download(&sums)]);
+            }
+        }
+        let (a, b) = (upload(ctx, &[1.0; 6]), upload(ctx, &[]));
+        let refused = ops::matmul_row_sums(ctx, &a, &b, MatmulShape::new(2, 3, 0));
+        assert!(matches!(refused, Err(GpuError::Shape { .. })), "no columns to carry the sums");
+        outputs
+    });
+}
+
+#[test]
 fn matmul_with_empty_dimensions() {
     on_both("matmul_empty", |ctx| {
         let a = upload(ctx, &[]);

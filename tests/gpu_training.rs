@@ -204,3 +204,62 @@ fn engine_train_on_the_gpu_reaches_the_cpu_accuracy() {
     assert!(gpu_device.starts_with("gpu"), "{gpu_device}");
     assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.005, "gpu {gpu_accuracy} vs cpu {cpu_accuracy}");
 }
+
+/// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`.
+fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine::train::TrainError>) {
+    use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
+    let data = engine::data::load(None).expect("FashionMNIST");
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 128,
+        lr,
+        optimizer: OptimizerKind::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        dropout: 0.0,
+        lr_schedule: LrSchedule::Constant,
+        normalize: engine::data::Normalization::Unit,
+        model: engine::nn::Architecture::Mlp,
+        hidden: vec![32],
+        seed: 5,
+        val_split: 0.0,
+        train_limit: Some(40 * 128),
+        early_stop_patience: None,
+    };
+    let mut steps = Vec::new();
+    let mut observe = |event: Event| {
+        if let Event::Step { step, loss, .. } = event {
+            steps.push((step, loss));
+        }
+        Ok(())
+    };
+    let end = train::fit(&config, &data.train, device, &mut observe).map(drop);
+    (steps, end)
+}
+
+#[test]
+fn the_gpu_loss_is_read_a_window_late_with_the_same_losses_and_nan_check() {
+    let Some(device) = gpu() else { return };
+    // A GPU reads the loss every 32 steps, while the next window runs; the last window at the
+    // epoch's end. Its window means match the CPU's per-step losses.
+    let (gpu_steps, end) = fit_events(&device, 1e-3);
+    assert!(end.is_ok(), "{end:?}");
+    let (cpu_steps, _) = fit_events(&Device::Cpu, 1e-3);
+    assert_eq!(gpu_steps.iter().map(|s| s.0).collect::<Vec<_>>(), [32, 40]);
+    for (&(step, loss), first) in gpu_steps.iter().zip([0, 32]) {
+        let cpu: f32 = cpu_steps[first..step].iter().map(|s| s.1).sum::<f32>() / (step - first) as f32;
+        assert!((loss - cpu).abs() <= 1e-3 * cpu.abs(), "window to step {step}: gpu {loss} vs cpu {cpu}");
+    }
+
+    // Diverging: the window with the first NaN or infinity is reported with its own step and the same
+    // message as on the CPU, which stops at the step itself.
+    let (gpu_steps, gpu_end) = fit_events(&device, 1e30);
+    let (_, cpu_end) = fit_events(&Device::Cpu, 1e30);
+    let (gpu_error, cpu_error) = (gpu_end.unwrap_err().to_string(), cpu_end.unwrap_err().to_string());
+    let step = |message: &str| message.split("step ").nth(1).and_then(|s| s.split(':').next()?.parse::<usize>().ok());
+    let (gpu_step, cpu_step) = (step(&gpu_error).expect(&gpu_error), step(&cpu_error).expect(&cpu_error));
+    assert!(gpu_error.starts_with("the loss became ") && gpu_error.contains(" at epoch 1, step "), "{gpu_error}");
+    assert!(gpu_error.ends_with("training diverged; try a smaller --lr"), "{gpu_error}");
+    assert_eq!(gpu_step, if cpu_step <= 32 { 32 } else { 40 }, "gpu: {gpu_error}; cpu: {cpu_error}");
+    assert!(gpu_steps.iter().all(|s| s.1.is_finite() && s.0 < gpu_step), "{gpu_steps:?}");
+}

@@ -19,6 +19,15 @@ pub enum GpuContext {}
 #[derive(Clone, Debug)]
 pub enum GpuBuffer {}
 
+/// No read in flight exists in this build.
+pub enum PendingRead {}
+
+impl PendingRead {
+    pub fn finish_f32(self) -> Result<Vec<f32>, GpuError> {
+        match self {}
+    }
+}
+
 /// The GPU backend's error type, never made in this build. (Not uninhabited: a `Result` of an
 /// uninhabited buffer and error would be, and the compiler would flag the code after every
 /// launcher call as unreachable.)
@@ -67,6 +76,10 @@ impl GpuBuffer {
         match *self {}
     }
 
+    pub fn start_read(&self) -> Result<PendingRead, GpuError> {
+        match *self {}
+    }
+
     pub fn duplicate(&self) -> Result<GpuBuffer, GpuError> {
         match *self {}
     }
@@ -80,6 +93,14 @@ pub mod ops {
     type Out = Result<GpuBuffer, GpuError>;
 
     pub fn matmul(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: MatmulShape, _: Epilogue) -> Out {
+        match *ctx {}
+    }
+    pub fn matmul_row_sums(
+        ctx: &GpuContext,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: MatmulShape,
+    ) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
         match *ctx {}
     }
     pub fn add(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer) -> Out {

@@ -65,12 +65,12 @@ pub(super) fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
 }
 
-/// The variable that picks the adapter [`GpuContext::new`] opens: an index of [`adapters`] or a
+/// The variable that picks the adapter [`GpuContext::new`](super::GpuContext::new) opens: an index of [`adapters`] or a
 /// case-insensitive part of its name. wgpu's own `WGPU_ADAPTER_NAME` (a part of the name) is
 /// read when it is unset.
 pub const ADAPTER_VARIABLE: &str = "ENGINE_GPU_ADAPTER";
 
-/// The index in `adapters` of the one [`GpuContext::new`] opens: the one [`ADAPTER_VARIABLE`]
+/// The index in `adapters` of the one [`GpuContext::new`](super::GpuContext::new) opens: the one [`ADAPTER_VARIABLE`]
 /// or `WGPU_ADAPTER_NAME` names, else the first discrete GPU, else the first integrated one,
 /// and so on to software adapters last. Fails when there is none, or none of that name.
 pub fn choose_adapter(adapters: &[AdapterSummary]) -> Result<usize, GpuError> {

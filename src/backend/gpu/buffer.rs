@@ -51,7 +51,7 @@ impl BufferPool {
 
 /// The bucket for `bytes`: the next power of two, or the size itself rounded to 256 bytes when
 /// the power of two would pass the device's largest buffer.
-fn bucket_size(bytes: u64, max_buffer_size: u64) -> u64 {
+pub(super) fn bucket_size(bytes: u64, max_buffer_size: u64) -> u64 {
     let pow2 = bytes.max(MIN_BUCKET).next_power_of_two();
     if pow2 <= max_buffer_size { pow2 } else { bytes.next_multiple_of(MIN_BUCKET).min(max_buffer_size) }
 }
@@ -246,44 +246,6 @@ impl GpuContext {
         }
         let mut pending = lock(&self.pending);
         pending.encoder(&self.device).copy_buffer_to_buffer(from.raw(), 0, to.raw(), 0, from.len() as u64 * 4);
-    }
-
-    /// Copies a buffer to a mappable one after the pending work, submits, waits, and reads it.
-    fn read(&self, buffer: &GpuBuffer) -> Result<Vec<u8>, GpuError> {
-        let bytes = buffer.len() as u64 * 4;
-        if bytes == 0 {
-            self.flush()?;
-            return Ok(Vec::new());
-        }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("engine readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let index = {
-            let mut pending = lock(&self.pending);
-            pending.encoder(&self.device).copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
-            self.submit(&mut pending, None)
-        };
-        let (sender, receiver) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-            // The receiver waits below; if it is gone there is nobody left to tell.
-            let _ = sender.send(result);
-        });
-        self.wait(index)?;
-        self.take_errors()?;
-        match receiver.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(GpuError::Readback(e.to_string())),
-            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
-        }
-        let data = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
-            view.to_vec()
-        };
-        staging.unmap();
-        Ok(data)
     }
 }
 

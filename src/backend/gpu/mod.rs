@@ -28,6 +28,7 @@ pub mod ops;
 mod params;
 mod pipeline;
 mod profile;
+mod readback;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -42,6 +43,7 @@ pub use pipeline::Kernel;
 use pipeline::Pipelines;
 use profile::Profiler;
 pub use profile::{KernelTime, PROFILE_VARIABLE};
+pub use readback::PendingRead;
 
 use crate::ids::IdMap;
 
@@ -192,6 +194,8 @@ pub struct GpuContext {
     /// Timestamps around every dispatch, when profiling.
     profiler: Option<Profiler>,
     pool: Mutex<BufferPool>,
+    /// Mappable buffers for the next downloads.
+    staging: Mutex<Vec<wgpu::Buffer>>,
     pending: Mutex<Pending>,
     /// `MAX_BATCH` parameter slots, one per dispatch of a batch.
     uniforms: wgpu::Buffer,
@@ -311,6 +315,7 @@ impl GpuContext {
             pipelines,
             profiler,
             pool: Mutex::new(BufferPool::default()),
+            staging: Mutex::default(),
             pending: Mutex::new(Pending {
                 stats: GpuStats::default(),
                 pass: None,

@@ -60,12 +60,16 @@ pub fn matmul(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    let wide_tiles = (shape.m as u64).div_ceil(WIDE_BLOCK) * (shape.n as u64).div_ceil(WIDE_BLOCK);
-    if wide_tiles >= WIDE_MIN_TILES {
+    if wide(shape) {
         matmul_wide(ctx, a, b, shape, epilogue)
     } else {
-        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue)
+        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue, None)
     }
+}
+
+/// Whether [`matmul`] takes the wide kernel for `shape`.
+fn wide(shape: MatmulShape) -> bool {
+    (shape.m as u64).div_ceil(WIDE_BLOCK) * (shape.n as u64).div_ceil(WIDE_BLOCK) >= WIDE_MIN_TILES
 }
 
 /// As [`matmul`], always by the wide kernel (tests and benchmarks pick it explicitly).
@@ -76,7 +80,7 @@ pub fn matmul_wide(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue)
+    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue, None)
 }
 
 /// As [`matmul`], one thread per output and no shared memory: the reference for the tiled
@@ -88,9 +92,31 @@ pub fn matmul_naive(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue)
+    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue, None)
 }
 
+/// `C = op(A) · op(B)` and the sums of op(A)'s rows over k (`[m]`), in one dispatch: a weight
+/// gradient `dzᵀ · x` with its bias gradient `Σ dz`. The tile as [`matmul`] picks it. Needs
+/// `n > 0`: the sums ride on the first column of output tiles.
+pub fn matmul_row_sums(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
+    let (kernel, block) =
+        if wide(shape) { (Kernel::MatmulWideRowSums, WIDE_BLOCK) } else { (Kernel::MatmulTiledRowSums, TILED_BLOCK) };
+    if shape.n == 0 {
+        let detail = "no output columns to carry the row sums: use matmul and sum_rows".to_string();
+        return Err(GpuError::Shape { op: "matmul_row_sums", detail });
+    }
+    let sums = ctx.alloc_output(shape.m, "matmul_row_sums")?;
+    let c = matmul_with(ctx, kernel, block, a, b, shape, Epilogue::default(), Some(&sums))?;
+    Ok((c, sums))
+}
+
+/// The launch of every blocked product: with `row_sums`, by a `_row_sums` kernel into it.
+#[allow(clippy::too_many_arguments)]
 fn matmul_with(
     ctx: &GpuContext,
     kernel: Kernel,
@@ -99,6 +125,7 @@ fn matmul_with(
     b: &GpuBuffer,
     shape: MatmulShape,
     epilogue: Epilogue,
+    row_sums: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "matmul";
     let MatmulShape { m, k, n, trans_a, trans_b } = shape;
@@ -141,7 +168,10 @@ fn matmul_with(
     // Without a bias or mask their binding is A again (bound, never read).
     let bias = epilogue.bias.unwrap_or(a);
     let mask = epilogue.relu_mask.unwrap_or(a);
-    ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?;
+    match row_sums {
+        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
+        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
+    }
     Ok(out)
 }
 

@@ -20,6 +20,9 @@ pub enum Kernel {
     MatmulNaive,
     MatmulWide,
     MatmulTiled,
+    /// The tiled and wide products that also sum op(A)'s rows.
+    MatmulTiledRowSums,
+    MatmulWideRowSums,
     Binary,
     AddBias,
     Unary,
@@ -146,11 +149,27 @@ fn conv_gemm(pass: ConvPass, tile: ConvTile, entry: &str) -> String {
 /// The register-blocked matmul, written once with `{BM}`-style holes.
 const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl");
 
+/// What the `_row_sums` instances add to it: summing the A values a thread reads, and the
+/// store by the threads of the first column of tiles.
+const ROW_SUMS_ADD: &str = "for (var i = 0u; i < {TM}u; i = i + 1u) { row_sum[i] = row_sum[i] + ar[i]; }";
+const ROW_SUMS_STORE: &str = "if col0 == 0u && lid.x == 0u {
+        for (var i = 0u; i < {TM}u; i = i + 1u) {
+            let row = row0 + lid.y + i * 16u;
+            if row < p.m {
+                row_sums[row] = row_sum[i];
+            }
+        }
+    }";
+
 /// One instance of the register-blocked matmul: a `block` x `block` tile, `depth`-deep slices,
-/// `block / 16` x `block / 16` outputs per thread of a 16x16 workgroup.
-fn matmul_blocked(name: &str, block: u32, depth: u32) -> String {
+/// `block / 16` x `block / 16` outputs per thread of a 16x16 workgroup; with `row_sums`, also
+/// the sums of op(A)'s rows.
+fn matmul_blocked(name: &str, block: u32, depth: u32, row_sums: bool) -> String {
     let lds = block + 1;
+    let (add, store) = if row_sums { (ROW_SUMS_ADD, ROW_SUMS_STORE) } else { ("", "") };
     [
+        ("{ROW_SUMS_ADD}", add.to_string()),
+        ("{ROW_SUMS_STORE}", store.to_string()),
         ("{NAME}", name.to_string()),
         ("{BM}", block.to_string()),
         ("{BK}", depth.to_string()),
@@ -169,10 +188,12 @@ impl Shader {
         let file = match self {
             Shader::Matmul => {
                 return Cow::Owned(format!(
-                    "{}\n{}\n{}",
+                    "{}\n{}\n{}\n{}\n{}",
                     include_str!("../../../shaders/matmul.wgsl"),
-                    matmul_blocked("matmul_tiled", 64, 16),
-                    matmul_blocked("matmul_wide", 128, 8)
+                    matmul_blocked("matmul_tiled", 64, 16, false),
+                    matmul_blocked("matmul_wide", 128, 8, false),
+                    matmul_blocked("matmul_tiled_row_sums", 64, 16, true),
+                    matmul_blocked("matmul_wide_row_sums", 128, 8, true),
                 ));
             }
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
@@ -196,10 +217,12 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 30] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
+        Kernel::MatmulTiledRowSums,
+        Kernel::MatmulWideRowSums,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
@@ -236,7 +259,11 @@ impl Kernel {
 
     pub(super) fn shader(self) -> Shader {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => Shader::Matmul,
+            Kernel::MatmulNaive
+            | Kernel::MatmulTiled
+            | Kernel::MatmulWide
+            | Kernel::MatmulTiledRowSums
+            | Kernel::MatmulWideRowSums => Shader::Matmul,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
             Kernel::Dropout => Shader::Dropout,
@@ -264,6 +291,8 @@ impl Kernel {
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::MatmulWide => "matmul_wide",
+            Kernel::MatmulTiledRowSums => "matmul_tiled_row_sums",
+            Kernel::MatmulWideRowSums => "matmul_wide_row_sums",
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
@@ -298,6 +327,7 @@ impl Kernel {
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
+            Kernel::MatmulTiledRowSums | Kernel::MatmulWideRowSums => &[Read, Read, Read, Read, ReadWrite, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
