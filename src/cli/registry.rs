@@ -59,6 +59,18 @@ pub struct GateRequirement {
     pub force: bool,
 }
 
+/// The flags `engine register` and `engine promote` share.
+#[derive(Args)]
+pub struct RegistryStepArgs {
+    #[command(flatten)]
+    pub requirement: GateRequirement,
+    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
 #[derive(Args)]
 pub struct RegisterArgs {
     /// The run whose model to register (it must be on the server: `engine sync` pushes local runs).
@@ -68,12 +80,7 @@ pub struct RegisterArgs {
     #[arg(long, default_value = "fashion-mlp")]
     pub name: String,
     #[command(flatten)]
-    pub requirement: GateRequirement,
-    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub tracking: TrackingArgs,
+    pub step: RegistryStepArgs,
 }
 
 #[derive(Args)]
@@ -85,12 +92,7 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub version: String,
     #[command(flatten)]
-    pub requirement: GateRequirement,
-    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub tracking: TrackingArgs,
+    pub step: RegistryStepArgs,
 }
 
 /// Exit 0 (passed), 1 (failed) or, through the caller, 2 (no decision). The decision is
@@ -136,9 +138,9 @@ fn check_gate(
 }
 
 pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let tracking = args.tracking.config(None);
+    let tracking = args.step.tracking.config(None);
     let found = RunHandle::find(&tracking, &args.run_id)?;
-    check_gate(&tracking, &found, &args.run_id, &args.requirement)?;
+    check_gate(&tracking, &found, &args.run_id, &args.step.requirement)?;
     let client = registry(&tracking)?;
     let run_id = found
         .server_run_id()
@@ -162,7 +164,7 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         args.name, staged.version, staged.stage
     );
     report(
-        args.json,
+        args.step.json,
         &line,
         serde_json::json!({"name": args.name, "version": staged.version, "stage": staged.stage, "run_id": run_id, "source": source}),
     );
@@ -170,7 +172,7 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
-    let tracking = args.tracking.config(None);
+    let tracking = args.step.tracking.config(None);
     let client = registry(&tracking)?;
     let before: Vec<String> = client
         .model_versions(&args.name)?
@@ -189,7 +191,7 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         &tracking,
         &RunHandle::Server { client: client.clone(), run: Box::new(run) },
         &run_id,
-        &args.requirement,
+        &args.step.requirement,
     )?;
     let promoted = client.transition_stage(&args.name, &args.version, "Production", true)?;
     client.set_alias(&args.name, CHAMPION, &args.version)?;
@@ -199,7 +201,7 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         args.name, promoted.version, promoted.stage
     );
     report(
-        args.json,
+        args.step.json,
         &line,
         serde_json::json!({"name": args.name, "version": promoted.version, "stage": promoted.stage, "archived": before}),
     );
