@@ -23,10 +23,11 @@
 //! use std::sync::atomic::AtomicBool;
 //! use engine::experiment::{self, Bench, EvalSpec, RunSpec};
 //! use engine::tracking::TrackingConfig;
-//! # let config: engine::train::TrainConfig = unimplemented!();
+//! use engine::train::TrainConfig;
 //!
 //! let tracking = TrackingConfig::local("./mlruns-local", "fashion-mnist");
 //! let bench = Bench::new(engine::Device::Cpu, "cpu".into(), engine::data::load(None)?);
+//! let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
 //! let spec = RunSpec { config, tracking: tracking.clone(), tags: vec![], output_dir: None,
 //!                      overwrite: false, system_metrics: None };
 //! let run = experiment::tracked_run(&bench, &spec, &AtomicBool::new(false), &mut |_event| {})?;
