@@ -12,7 +12,8 @@
 //!   later, [`tracking::RunHandle`] for adding to a recorded run).
 //! * **Models**: [`model`] (MLflow model directories with safetensors weights, ONNX).
 //! * **The workflow**: [`experiment`] (a tracked run, evaluation, finding models, the quality
-//!   gate), [`search`] (sweeps and searches), [`analysis`] (reading runs back).
+//!   gate, registering and promoting, a run's checklist), [`search`] (sweeps and searches),
+//!   [`analysis`] (the rules that rank and judge recorded runs).
 //! * **Serving**: [`serve`] (MLflow's scoring protocol over HTTP, with dynamic batching).
 //!
 //! A tracked run, its evaluation and its gate, recorded in a local store (the full program is

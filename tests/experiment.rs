@@ -1,7 +1,7 @@
 //! The workflow through the library, without the `engine` binary: a tracked run ends FINISHED,
 //! FAILED with its reason, or KILLED without a model when cancelled at any point before the model
-//! is recorded; an evaluation and a gate decision are recorded on the run, and a failed gate
-//! keeps the run from the registry unless forced.
+//! is recorded; an evaluation, gate decisions and the checklist are recorded on the run, and a
+//! failed gate keeps the run from the registry unless forced.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cli::empty_dir;
-use engine::experiment::{self, Bench, EvalSpec, Event, ExperimentError, RunOutcome, RunSpec};
+use engine::experiment::{self, AnalyzeSpec, Bench, EvalSpec, Event, ExperimentError, RunOutcome, RunSpec};
 use engine::gate::{DECISION_TAG, FORCED_TAG, Gate, GateError};
 use engine::tracking::{LocalStore, RecordStatus, RunHandle, RunRecord, RunStatus, TrackingConfig};
 use engine::train::{self, TrainConfig};
@@ -152,4 +152,13 @@ fn an_evaluation_and_a_gate_decision_are_recorded_on_the_run() {
     let reachable = Gate::new("test_accuracy", Some(0.1), 0.0, None).unwrap();
     assert!(experiment::gate_run(tracking, &run_id, &reachable, None).unwrap().decision.passed());
     assert_eq!(record(&spec, &run_id).tags.get(DECISION_TAG).map(String::as_str), Some("passed"));
+
+    // The checklist is written beside the run's reports and logged with the run.
+    let checklist = AnalyzeSpec { baseline: 0.5, tolerance: 0.01, overfit_epochs: 3, output_dir: None };
+    let analyzed = experiment::analyze_run(tracking, &run_id, &checklist).expect("an analysis");
+    assert_eq!(analyzed.path, dir.join("out/analysis.md"), "the run's output directory, from its metrics.json");
+    assert_eq!(std::fs::read_to_string(&analyzed.path).unwrap(), analyzed.markdown);
+    assert!(record(&spec, &run_id).artifacts.iter().any(|a| a.path == "analysis.md"));
+    let impossible = AnalyzeSpec { baseline: 88.0, ..checklist };
+    assert!(experiment::analyze_run(tracking, &run_id, &impossible).is_err_and(|e| e.is_refusal()));
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use engine::data::{self, Normalization};
-use engine::experiment::{self, Event, ExperimentError};
+use engine::experiment::{self, Event};
 use engine::nn::Architecture;
 use engine::tracking::TrackingConfig;
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
@@ -215,7 +215,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.common.output_dir
         && !args.overwrite
     {
-        experiment::claim_output_dir(dir, false).map_err(usage)?;
+        experiment::claim_output_dir(dir, false)?;
     }
     let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let spec = RunSpec {
@@ -227,12 +227,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         system_metrics: args.common.system_metrics(),
     };
     let outcome = tracked_run_into(&bench, &spec, args.overwrite)?;
-    outcome.result.map(|_| ExitCode::SUCCESS).map_err(usage)
-}
-
-/// A refusal becomes a usage error (exit 2); anything else stays as it is.
-fn usage(error: ExperimentError) -> anyhow::Error {
-    if error.is_refusal() { UsageError(error.to_string()).into() } else { error.into() }
+    Ok(outcome.result.map(|_| ExitCode::SUCCESS)?)
 }
 
 /// Starts a run, trains and reports, and ends the run FINISHED, FAILED or KILLED, with progress
