@@ -62,6 +62,9 @@ pub struct TrainConfig {
     pub early_stop_patience: Option<usize>,
 }
 
+/// The MLP's hidden layers when none are given.
+pub const DEFAULT_HIDDEN: [usize; 2] = [512, 512];
+
 /// The settings `engine train` uses when no flag changes them: 10 epochs of SGD (momentum 0.9)
 /// in batches of 128 at a peak learning rate of 0.05 on a cosine schedule, an MLP of two hidden
 /// layers of 512, inputs standardised, 10% of the training set held out for validation.
@@ -78,7 +81,7 @@ impl Default for TrainConfig {
             lr_schedule: LrSchedule::Cosine,
             normalize: Normalization::Meanstd,
             model: Architecture::Mlp,
-            hidden: vec![512, 512],
+            hidden: DEFAULT_HIDDEN.to_vec(),
             seed: 0,
             val_split: 0.1,
             train_limit: None,

@@ -19,10 +19,10 @@ use super::{NoteArgs, TrackingArgs, UsageError, choice};
 #[derive(Args)]
 pub struct TrainArgs {
     /// Examples per optimizer step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
     /// Learning rate (the peak when --lr-schedule is cosine).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
     /// Hidden layer sizes of the MLP, comma-separated [default: 512,512]. The CNN's widths are
     /// fixed.
@@ -44,32 +44,32 @@ pub struct CommonTrainArgs {
     pub device: DeviceChoice,
     /// The network: mlp (layers set by --hidden) or cnn (two 3x3 convolutions of 32 and 64
     /// channels with 2x2 max pooling, then 128 hidden units: 421,642 parameters).
-    #[arg(long, value_parser = choice::<Architecture>(), ignore_case = true, default_value_t = Architecture::Mlp)]
+    #[arg(long, value_parser = choice::<Architecture>(), ignore_case = true, default_value_t = TrainConfig::default().model)]
     pub model: Architecture,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
-    #[arg(long, value_parser = choice::<OptimizerKind>(), ignore_case = true, default_value_t = OptimizerKind::Sgd)]
+    #[arg(long, value_parser = choice::<OptimizerKind>(), ignore_case = true, default_value_t = TrainConfig::default().optimizer)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().momentum)]
     pub momentum: f64,
     /// L2 penalty (Adam, SGD) or decoupled decay (AdamW).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Dropout probability after each hidden layer while training.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().dropout)]
     pub dropout: f64,
-    #[arg(long, value_parser = choice::<LrSchedule>(), ignore_case = true, default_value_t = LrSchedule::Cosine)]
+    #[arg(long, value_parser = choice::<LrSchedule>(), ignore_case = true, default_value_t = TrainConfig::default().lr_schedule)]
     pub lr_schedule: LrSchedule,
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
-    #[arg(long, value_parser = choice::<Normalization>(), ignore_case = true, default_value_t = Normalization::Meanstd)]
+    #[arg(long, value_parser = choice::<Normalization>(), ignore_case = true, default_value_t = TrainConfig::default().normalize)]
     pub normalize: Normalization,
     /// Seed for initialisation, the validation split, shuffling and dropout.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Fraction of the training set held out for validation, in [0, 1).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().val_split)]
     pub val_split: f64,
     /// Stop after K epochs without a new lowest validation loss, keeping the best epoch's weights.
     #[arg(long, value_name = "K")]
@@ -133,8 +133,7 @@ pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
     Ok(Hidden(sizes))
 }
 
-/// The MLP's hidden layers when --hidden is not given.
-pub const DEFAULT_HIDDEN: [usize; 2] = [512, 512];
+pub use engine::train::DEFAULT_HIDDEN;
 
 impl CommonTrainArgs {
     /// Refuses --hidden with --model cnn, whose widths are fixed: the flag would be ignored.
