@@ -7,12 +7,11 @@
 
 use std::sync::atomic::AtomicBool;
 
-use engine::data::{self, Normalization};
+use engine::data;
 use engine::experiment::{self, Bench, EvalSpec, Event, RunSpec};
 use engine::gate::Gate;
-use engine::nn::Architecture;
 use engine::tracking::TrackingConfig;
-use engine::train::{LrSchedule, OptimizerKind, TrainConfig};
+use engine::train::TrainConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = std::env::temp_dir().join(format!("engine-example-{}", std::process::id()));
@@ -20,23 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data_dir = std::env::var_os("ENGINE_DATA_DIR").map(std::path::PathBuf::from);
     let dataset = data::load(data_dir.as_deref())?;
     let bench = Bench::new(engine::Device::Cpu, "cpu".into(), dataset);
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: 64,
-        lr: 0.05,
-        optimizer: OptimizerKind::Sgd,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        dropout: 0.0,
-        lr_schedule: LrSchedule::Cosine,
-        normalize: Normalization::Meanstd,
-        model: Architecture::Mlp,
-        hidden: vec![128],
-        seed: 0,
-        val_split: 0.1,
-        train_limit: Some(3000),
-        early_stop_patience: None,
-    };
+    let config = TrainConfig { epochs: 1, hidden: vec![128], train_limit: Some(3000), ..TrainConfig::default() };
     let spec = RunSpec { output_dir: Some(scratch.join("run")), ..RunSpec::new(config, tracking.clone()) };
     let mut show = |event: Event| match event {
         Event::Training(engine::train::Event::EpochEnd(m)) => {

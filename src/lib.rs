@@ -12,7 +12,8 @@
 //!   later, [`tracking::RunHandle`] for adding to a recorded run).
 //! * **Models**: [`model`] (MLflow model directories with safetensors weights, ONNX).
 //! * **The workflow**: [`experiment`] (a tracked run, evaluation, finding models, the quality
-//!   gate), [`search`] (sweeps and searches), [`analysis`] (reading runs back).
+//!   gate, registering and promoting, a run's checklist), [`search`] (sweeps and searches),
+//!   [`analysis`] (the rules that rank and judge recorded runs).
 //! * **Serving**: [`serve`] (MLflow's scoring protocol over HTTP, with dynamic batching).
 //!
 //! A tracked run, its evaluation and its gate, recorded in a local store (the full program is
@@ -23,10 +24,11 @@
 //! use std::sync::atomic::AtomicBool;
 //! use engine::experiment::{self, Bench, EvalSpec, RunSpec};
 //! use engine::tracking::TrackingConfig;
-//! # let config: engine::train::TrainConfig = unimplemented!();
+//! use engine::train::TrainConfig;
 //!
 //! let tracking = TrackingConfig::local("./mlruns-local", "fashion-mnist");
 //! let bench = Bench::new(engine::Device::Cpu, "cpu".into(), engine::data::load(None)?);
+//! let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
 //! let spec = RunSpec::new(config, tracking.clone());
 //! let run = experiment::tracked_run(&bench, &spec, &AtomicBool::new(false), &mut |_event| {})?;
 //! run.result?;

@@ -9,11 +9,10 @@ mod cli;
 use std::path::Path;
 
 use cli::{empty_dir, engine, json_line, stderr};
-use engine::data::Normalization;
 use engine::nn::Architecture;
 use engine::search::{Distribution, Param, SearchSpace, SpaceError, Trial, Value, trial_labels};
 use engine::tracking::{LocalStore, RecordStatus};
-use engine::train::{LrSchedule, OptimizerKind, TrainConfig};
+use engine::train::{OptimizerKind, TrainConfig};
 
 fn space(expressions: &[&str]) -> SearchSpace {
     SearchSpace::parse(expressions).unwrap_or_else(|e| panic!("{expressions:?}: {e}"))
@@ -30,23 +29,7 @@ fn floats(trials: &[Trial], param: Param) -> Vec<f64> {
 }
 
 fn base() -> TrainConfig {
-    TrainConfig {
-        epochs: 1,
-        batch_size: 128,
-        lr: 0.05,
-        optimizer: OptimizerKind::Sgd,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        dropout: 0.0,
-        lr_schedule: LrSchedule::Cosine,
-        normalize: Normalization::Meanstd,
-        model: Architecture::Mlp,
-        hidden: vec![512, 512],
-        seed: 0,
-        val_split: 0.1,
-        train_limit: Some(500),
-        early_stop_patience: None,
-    }
+    TrainConfig { epochs: 1, train_limit: Some(500), ..TrainConfig::default() }
 }
 
 #[test]

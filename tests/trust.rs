@@ -249,16 +249,3 @@ fn short_prefixes_unknown_metrics_and_headless_gpus_say_what_is_wrong() {
     assert!(devices.status.success());
     assert!(!text(&devices).contains("error"), "nothing failed, nothing says error: {}", text(&devices));
 }
-
-#[test]
-fn a_diverged_run_records_why_it_failed() {
-    let cwd = empty_dir("trust-diverged");
-    let args =
-        ["train", "--device", "cpu", "--epochs", "1", "--train-limit", "500", "--lr", "1e6", "--output-dir", "out"];
-    let output = engine_in(&cwd, &args);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let run = only_run(&cwd);
-    assert_eq!(run.status, RecordStatus::Failed);
-    let reason = run.tags.get("engine.error").expect("a reason");
-    assert!(reason.contains("epoch") && reason.contains("step"), "{reason}");
-}

@@ -9,18 +9,14 @@ use clap::Args;
 use engine::experiment::{self, EvalSpec};
 
 use super::device::{DeviceChoice, open_device};
+use super::locate::ModelArgs;
 use super::render::say;
 use super::{NoteArgs, TrackingArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The run whose model to evaluate (local store, else the configured MLflow server).
-    #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
-    pub run_id: Option<String>,
-    /// Instead of a run: models:/NAME/VERSION, models:/NAME/STAGE, models:/NAME/latest,
-    /// models:/NAME@ALIAS, models:/<model id>, runs:/RUN_ID/model, or a local model directory.
-    #[arg(long)]
-    pub model_uri: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
@@ -49,8 +45,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let tracking = args.tracking.config(None);
     let (device, device_name) = open_device(args.device)?;
     let spec = EvalSpec {
-        run_id: args.run_id.as_deref(),
-        model_uri: args.model_uri.as_deref(),
+        run_id: args.model.run_id.as_deref(),
+        model_uri: args.model.model_uri.as_deref(),
         batch_size: args.batch_size as usize,
         output_dir: args.output_dir.clone(),
         data_dir: args.data_dir.as_deref(),

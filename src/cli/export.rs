@@ -10,17 +10,12 @@ use clap::{Args, ValueEnum};
 use engine::model;
 
 use super::TrackingArgs;
-use super::locate::locate_model;
+use super::locate::{ModelArgs, locate_model};
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The run whose model to export (local store, else the configured MLflow server).
-    #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
-    pub run_id: Option<String>,
-    /// Instead of a run: models:/NAME/VERSION, models:/NAME/STAGE, models:/NAME/latest,
-    /// models:/NAME@ALIAS, models:/<model id>, runs:/RUN_ID/model, a run id or a model directory.
-    #[arg(long)]
-    pub model_uri: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// onnx: input `pixels` [N, 784] float32 in [0, 1], output `probabilities` [N, 10];
     /// safetensors: the PyTorch state_dict of `nn.Sequential(Linear, ReLU, …, Linear)`.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ExportFormat::Onnx)]
@@ -63,7 +58,7 @@ fn export(
     tracking: &engine::tracking::TrackingConfig,
     download: &std::path::Path,
 ) -> anyhow::Result<(Option<String>, Option<engine::tracking::ModelVersion>)> {
-    let located = locate_model(args.run_id.as_deref(), args.model_uri.as_deref(), tracking, download)?;
+    let located = locate_model(args.model.run_id.as_deref(), args.model.model_uri.as_deref(), tracking, download)?;
     let (network, meta) = model::load_model_dir(&located.dir, &engine::Device::Cpu)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;

@@ -9,6 +9,18 @@ use engine::tracking::{MlflowClient, ModelUri, ModelVersion, TrackingConfig};
 
 pub use engine::experiment::locate::pinned;
 
+/// Which model a command reads: a run's, or any model URI.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// The run whose model to read (local store, else the configured MLflow server).
+    #[arg(long, required_unless_present = "model_uri", conflicts_with = "model_uri")]
+    pub run_id: Option<String>,
+    /// Instead of a run: models:/NAME/VERSION, models:/NAME/STAGE, models:/NAME/latest,
+    /// models:/NAME@ALIAS, models:/<model id>, runs:/RUN_ID/model, a run id or a model directory.
+    #[arg(long)]
+    pub model_uri: Option<String>,
+}
+
 /// [`library::locate_model`], saying what the input named.
 pub fn locate_model(
     run_id: Option<&str>,

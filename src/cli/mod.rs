@@ -137,16 +137,18 @@ pub fn choice<T: Choice + Clone + Send + Sync>() -> impl clap::builder::TypedVal
         .try_map(|name: String| T::from_name(&name).ok_or("not one of the possible values"))
 }
 
-/// A usage problem found after parsing (e.g. inconsistent hyperparameters): exit code 2.
+/// A usage problem found after parsing (e.g. inconsistent hyperparameters): exit code 2, as is
+/// a request the library refuses ([`engine::experiment::ExperimentError::Refused`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error.is::<UsageError>() {
+    let experiment_error = error.downcast_ref::<engine::experiment::ExperimentError>();
+    if error.is::<UsageError>() || experiment_error.is_some_and(|e| e.is_refusal()) {
         ExitCode::from(2)
     } else if matches!(error.downcast_ref(), Some(engine::train::TrainError::Interrupted))
-        || error.downcast_ref::<engine::experiment::ExperimentError>().is_some_and(|e| e.is_interrupted())
+        || experiment_error.is_some_and(|e| e.is_interrupted())
     {
         ExitCode::from(130)
     } else {

@@ -4,19 +4,14 @@
 //! The rules themselves are the library's (`engine::gate`).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use engine::analysis::Direction;
-use engine::experiment::{self, gate::registry};
+use engine::experiment::{self, CHAMPION, Promoted, Registered};
 use engine::gate::{Gate, GateError};
-use engine::tracking::{self, RunHandle, TrackingConfig};
+use engine::tracking::{RunHandle, TrackingConfig};
 
 use super::TrackingArgs;
-
-/// The alias that marks the production model.
-pub const CHAMPION: &str = "champion";
 
 #[derive(Args)]
 pub struct GateArgs {
@@ -59,6 +54,18 @@ pub struct GateRequirement {
     pub force: bool,
 }
 
+/// The flags `engine register` and `engine promote` share.
+#[derive(Args)]
+pub struct RegistryStepArgs {
+    #[command(flatten)]
+    pub requirement: GateRequirement,
+    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
 #[derive(Args)]
 pub struct RegisterArgs {
     /// The run whose model to register (it must be on the server: `engine sync` pushes local runs).
@@ -68,12 +75,7 @@ pub struct RegisterArgs {
     #[arg(long, default_value = "fashion-mlp")]
     pub name: String,
     #[command(flatten)]
-    pub requirement: GateRequirement,
-    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub tracking: TrackingArgs,
+    pub step: RegistryStepArgs,
 }
 
 #[derive(Args)]
@@ -85,12 +87,7 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub version: String,
     #[command(flatten)]
-    pub requirement: GateRequirement,
-    /// Print the outcome as one JSON object on stdout (the text goes to stderr).
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub tracking: TrackingArgs,
+    pub step: RegistryStepArgs,
 }
 
 /// Exit 0 (passed), 1 (failed) or, through the caller, 2 (no decision). The decision is
@@ -136,72 +133,32 @@ fn check_gate(
 }
 
 pub fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let tracking = args.tracking.config(None);
+    let tracking = args.step.tracking.config(None);
     let found = RunHandle::find(&tracking, &args.run_id)?;
-    check_gate(&tracking, &found, &args.run_id, &args.requirement)?;
-    let client = registry(&tracking)?;
-    let run_id = found
-        .server_run_id()
-        .with_context(|| format!("run {} is only in the local store: push it with `engine sync` first", args.run_id))?;
-    let (source, model_id) = match client.find_run_model(&run_id)? {
-        Some(model) => {
-            let model = model.require_ready()?;
-            (format!("models:/{}", model.model_id), Some(model.model_id))
-        }
-        None => {
-            let run = client.get_run(&run_id)?;
-            (format!("{}/{}", run.info.artifact_uri.trim_end_matches('/'), tracking::MODEL_ARTIFACT_DIR), None)
-        }
-    };
-    client.ensure_registered_model(&args.name)?;
-    let created = client.create_model_version(&args.name, &source, model_id.as_deref(), &run_id)?;
-    client.wait_until_ready(&args.name, &created.version, Duration::from_secs(300))?;
-    let staged = client.transition_stage(&args.name, &created.version, "Staging", false)?;
-    let line = format!(
-        "registered {} version {} from run {run_id} ({source}), now in {}",
-        args.name, staged.version, staged.stage
-    );
+    check_gate(&tracking, &found, &args.run_id, &args.step.requirement)?;
+    let registered = experiment::register_model(&tracking, &found, &args.name)?;
+    let Registered { name, version, stage, run_id, source } = registered;
+    let line = format!("registered {name} version {version} from run {run_id} ({source}), now in {stage}");
     report(
-        args.json,
+        args.step.json,
         &line,
-        serde_json::json!({"name": args.name, "version": staged.version, "stage": staged.stage, "run_id": run_id, "source": source}),
+        serde_json::json!({"name": name, "version": version, "stage": stage, "run_id": run_id, "source": source}),
     );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
-    let tracking = args.tracking.config(None);
-    let client = registry(&tracking)?;
-    let before: Vec<String> = client
-        .model_versions(&args.name)?
-        .into_iter()
-        .filter(|v| v.stage == "Production" && v.version != args.version)
-        .map(|v| v.version)
-        .collect();
-    let version = client.get_model_version(&args.name, &args.version)?;
-    client.require_ready_version(&version)?;
-    let run_id = version.run_id.with_context(|| {
-        format!("{} version {} names no run, so its gate cannot be checked", args.name, args.version)
-    })?;
-    let run =
-        client.get_run(&run_id).with_context(|| format!("cannot read run {run_id}, the source of the version"))?;
-    check_gate(
-        &tracking,
-        &RunHandle::Server { client: client.clone(), run: Box::new(run) },
-        &run_id,
-        &args.requirement,
-    )?;
-    let promoted = client.transition_stage(&args.name, &args.version, "Production", true)?;
-    client.set_alias(&args.name, CHAMPION, &args.version)?;
-    let archived = if before.is_empty() { "none".to_string() } else { before.join(", ") };
-    let line = format!(
-        "promoted {} version {} to {} with alias {CHAMPION}; archived: {archived}",
-        args.name, promoted.version, promoted.stage
-    );
+    let tracking = args.step.tracking.config(None);
+    let promotion = experiment::prepare_promotion(&tracking, &args.name, &args.version)?;
+    let run_id = promotion.run.run_id().to_string();
+    check_gate(&tracking, &promotion.run, &run_id, &args.step.requirement)?;
+    let Promoted { name, version, stage, archived } = promotion.complete()?;
+    let archived_text = if archived.is_empty() { "none".to_string() } else { archived.join(", ") };
+    let line = format!("promoted {name} version {version} to {stage} with alias {CHAMPION}; archived: {archived_text}");
     report(
-        args.json,
+        args.step.json,
         &line,
-        serde_json::json!({"name": args.name, "version": promoted.version, "stage": promoted.stage, "archived": before}),
+        serde_json::json!({"name": name, "version": version, "stage": stage, "archived": archived}),
     );
     Ok(ExitCode::SUCCESS)
 }

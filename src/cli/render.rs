@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use engine::tracking::util::{format_duration_ms, format_utc, format_value, now_ms, redact_uri, truncate_chars};
+use engine::tracking::util::{
+    format_duration_ms, format_utc, format_value, metric_value_json, now_ms, redact_uri, truncate_chars,
+};
 use engine::tracking::{LocalStore, RunRecord, TrackingError};
 use serde_json::{Value, json};
 
@@ -215,7 +217,7 @@ pub fn runs_list_json(root: &Path, experiment: Option<&str>) -> Result<Value, Tr
 /// latest value of each metric.
 fn run_list_entry(r: &RunRecord) -> Value {
     let metrics: serde_json::Map<String, Value> =
-        r.latest_metrics().into_iter().map(|(key, m)| (key, number(m.value))).collect();
+        r.latest_metrics().into_iter().map(|(key, m)| (key, metric_value_json(m.value))).collect();
     json!({
         "run_id": r.run_id,
         "experiment": r.experiment,
@@ -237,7 +239,7 @@ pub fn run_show_json(r: &RunRecord, overfitting: Option<&engine::analysis::Overf
         let points: Vec<Value> = r
             .metric_history(&key)
             .iter()
-            .map(|m| json!({"step": m.step, "value": number(m.value), "timestamp_ms": m.timestamp_ms}))
+            .map(|m| json!({"step": m.step, "value": metric_value_json(m.value), "timestamp_ms": m.timestamp_ms}))
             .collect();
         histories.insert(key, Value::Array(points));
     }
@@ -266,17 +268,4 @@ pub fn run_show_json(r: &RunRecord, overfitting: Option<&engine::analysis::Overf
         None => Value::Null,
     };
     entry
-}
-
-/// A metric value as JSON: MLflow's `"NaN"`, `"Infinity"`, `"-Infinity"` where it is not finite.
-fn number(value: f64) -> Value {
-    if value.is_finite() {
-        json!(value)
-    } else if value.is_nan() {
-        json!("NaN")
-    } else if value > 0.0 {
-        json!("Infinity")
-    } else {
-        json!("-Infinity")
-    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use engine::data::{self, Normalization};
-use engine::experiment::{self, Event, ExperimentError};
+use engine::experiment::{self, Event};
 pub use engine::experiment::CheckpointPaths;
 use engine::nn::Architecture;
 use engine::tracking::{Metric, TrackingConfig};
@@ -20,10 +20,10 @@ use super::{NoteArgs, TrackingArgs, UsageError, choice};
 #[derive(Args)]
 pub struct TrainArgs {
     /// Examples per optimizer step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
     /// Learning rate (the peak when --lr-schedule is cosine).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
     /// Hidden layer sizes of the MLP, comma-separated [default: 512,512]. The CNN's widths are
     /// fixed.
@@ -45,32 +45,32 @@ pub struct CommonTrainArgs {
     pub device: DeviceChoice,
     /// The network: mlp (layers set by --hidden) or cnn (two 3x3 convolutions of 32 and 64
     /// channels with 2x2 max pooling, then 128 hidden units: 421,642 parameters).
-    #[arg(long, value_parser = choice::<Architecture>(), ignore_case = true, default_value_t = Architecture::Mlp)]
+    #[arg(long, value_parser = choice::<Architecture>(), ignore_case = true, default_value_t = TrainConfig::default().model)]
     pub model: Architecture,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
-    #[arg(long, value_parser = choice::<OptimizerKind>(), ignore_case = true, default_value_t = OptimizerKind::Sgd)]
+    #[arg(long, value_parser = choice::<OptimizerKind>(), ignore_case = true, default_value_t = TrainConfig::default().optimizer)]
     pub optimizer: OptimizerKind,
     /// SGD momentum (ignored by Adam).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().momentum)]
     pub momentum: f64,
     /// L2 penalty (Adam, SGD) or decoupled decay (AdamW).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Dropout probability after each hidden layer while training.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().dropout)]
     pub dropout: f64,
-    #[arg(long, value_parser = choice::<LrSchedule>(), ignore_case = true, default_value_t = LrSchedule::Cosine)]
+    #[arg(long, value_parser = choice::<LrSchedule>(), ignore_case = true, default_value_t = TrainConfig::default().lr_schedule)]
     pub lr_schedule: LrSchedule,
     /// Input scaling: unit (pixel/255) or meanstd (standardised with the training set's statistics).
-    #[arg(long, value_parser = choice::<Normalization>(), ignore_case = true, default_value_t = Normalization::Meanstd)]
+    #[arg(long, value_parser = choice::<Normalization>(), ignore_case = true, default_value_t = TrainConfig::default().normalize)]
     pub normalize: Normalization,
     /// Seed for initialisation, the validation split, shuffling and dropout.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Fraction of the training set held out for validation, in [0, 1).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = TrainConfig::default().val_split)]
     pub val_split: f64,
     /// Stop after K epochs without a new lowest validation loss, keeping the best epoch's weights.
     #[arg(long, value_name = "K")]
@@ -134,8 +134,7 @@ pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
     Ok(Hidden(sizes))
 }
 
-/// The MLP's hidden layers when --hidden is not given.
-pub const DEFAULT_HIDDEN: [usize; 2] = [512, 512];
+pub use engine::train::DEFAULT_HIDDEN;
 
 impl CommonTrainArgs {
     /// Refuses --hidden with --model cnn, whose widths are fixed: the flag would be ignored.
@@ -220,7 +219,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.common.output_dir
         && !args.overwrite
     {
-        experiment::claim_output_dir(dir, false).map_err(usage)?;
+        experiment::claim_output_dir(dir, false)?;
     }
     let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
     let spec = RunSpec {
@@ -234,12 +233,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         start_metrics: Vec::new(),
     };
     let outcome = tracked_run_into(&bench, &spec, args.overwrite)?;
-    outcome.result.map(|_| ExitCode::SUCCESS).map_err(usage)
-}
-
-/// A refusal becomes a usage error (exit 2); anything else stays as it is.
-fn usage(error: ExperimentError) -> anyhow::Error {
-    if error.is_refusal() { UsageError(error.to_string()).into() } else { error.into() }
+    Ok(outcome.result.map(|_| ExitCode::SUCCESS)?)
 }
 
 /// Starts a run, trains and reports, and ends the run FINISHED, FAILED or KILLED, with progress

@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 
 /// The training and test sets of a loaded FashionMNIST, described once per process.
 pub struct Datasets {
+    /// The whole training set (`fashion-mnist-train`).
     pub train: tracking::Dataset,
+    /// The test set (`fashion-mnist-test`), which every evaluation names.
     pub test: tracking::Dataset,
 }
 

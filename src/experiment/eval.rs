@@ -24,7 +24,7 @@ pub struct EvalSpec<'a> {
     pub model_uri: Option<&'a str>,
     /// Examples per forward pass (at least 1).
     pub batch_size: usize,
-    /// [default: runs/<run id>/evaluation]
+    /// Where the files go; `None`: `runs/<run id>/evaluation`.
     pub output_dir: Option<PathBuf>,
     /// Directory holding the FashionMNIST files (else the cache or Debian's package).
     pub data_dir: Option<&'a Path>,
@@ -33,8 +33,11 @@ pub struct EvalSpec<'a> {
 
 /// A finished evaluation: where the model was found, what it scored, the files written.
 pub struct Evaluated {
+    /// Where the model was found (and its run, when found through it).
     pub located: Located,
+    /// Loss, accuracy and every prediction on the test set.
     pub eval: Evaluation,
+    /// Per-class precision, recall and F1 of those predictions.
     pub report: ClassificationReport,
     /// The test set, as the evaluation's input.
     pub input: DatasetInput,
@@ -70,8 +73,9 @@ fn evaluate_into(
     let download = staging.join("downloaded-model");
     let located = locate_model(spec.run_id, spec.model_uri, spec.tracking, &download)?;
     let (network, meta) = model::load_model_dir(&located.dir, device)?;
-    if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !located.run_ids.is_empty())
-        && !located.run_ids.iter().any(|id| id == trained_by)
+    let run_ids = located.run_ids();
+    if let Some(trained_by) = meta.run_id.as_deref().filter(|_| !run_ids.is_empty())
+        && !run_ids.iter().any(|id| id == trained_by)
     {
         return Err(ExperimentError::Failed(format!(
             "the model recorded under run {} was trained by run {trained_by}; evaluate that run instead (were two runs given one --output-dir?)",
@@ -143,8 +147,9 @@ fn publish(staging: &Path, output_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Where [`log_evaluation`] recorded the evaluation.
 pub struct Logged {
+    /// The run the evaluation was added to.
     pub run_id: String,
-    /// "in the local store" or "on <server>".
+    /// "in the local store" or "on" and the server's URI.
     pub place: String,
     /// The server a local run was then sent to.
     pub synced_to: Option<String>,

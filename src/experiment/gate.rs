@@ -10,6 +10,7 @@ type Result<T> = std::result::Result<T, ExperimentError>;
 
 /// A gate's decision, recorded on the run.
 pub struct GateOutcome {
+    /// The value checked, and each check's verdict.
     pub decision: Decision,
     /// The decision in one line, e.g. "gate passed: test_accuracy 0.91 >= 0.85 (run …)".
     pub line: String,

@@ -17,9 +17,8 @@ type Result<T> = std::result::Result<T, ExperimentError>;
 pub struct Located {
     /// The directory holding the engine's model files (a download, for a model on a server).
     pub dir: PathBuf,
+    /// The run that trained the model, when known (from the run, the registry or the metadata).
     pub run_id: Option<String>,
-    /// Every id the run goes by (local and server), which the model's metadata must name.
-    pub run_ids: Vec<String>,
     /// The run itself, when the model was found through it (by run id).
     pub run: Option<RunHandle>,
     /// The registered version a `models:/NAME…` URI resolved to.
@@ -30,7 +29,13 @@ pub struct Located {
 
 impl Located {
     fn at(dir: &Path, run_id: Option<String>) -> Located {
-        Located { dir: dir.to_path_buf(), run_id, run_ids: Vec::new(), run: None, version: None, note: None }
+        Located { dir: dir.to_path_buf(), run_id, run: None, version: None, note: None }
+    }
+
+    /// Every id the model's run goes by (local and server), one of which its metadata must
+    /// name; empty when the model was not found through its run.
+    pub fn run_ids(&self) -> Vec<String> {
+        self.run.as_ref().map(RunHandle::all_ids).unwrap_or_default()
     }
 }
 
@@ -185,8 +190,8 @@ fn locate_run_model(
             download.to_path_buf()
         }
     };
-    let (run_id, run_ids) = (run.run_id().to_string(), run.all_ids());
-    Ok(Located { run_ids, run: Some(run), ..Located::at(&dir, Some(run_id)) })
+    let run_id = run.run_id().to_string();
+    Ok(Located { run: Some(run), ..Located::at(&dir, Some(run_id)) })
 }
 
 /// For a "run id" that is no hex id: the forms a registered model or a path takes.

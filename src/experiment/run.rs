@@ -46,7 +46,7 @@ pub struct RunSpec {
     pub config: TrainConfig,
     pub tracking: TrackingConfig,
     pub tags: Vec<(String, String)>,
-    /// [default: runs/<run id>]
+    /// Where its model and reports go; `None`: `runs/<run id>`.
     pub output_dir: Option<PathBuf>,
     /// Replace another run's model and reports found in the output directory (else the run
     /// fails with [`ExperimentError::Refused`]).
@@ -87,6 +87,7 @@ pub struct CheckpointPaths {
 
 /// How a started run ended.
 pub struct RunOutcome {
+    /// The run's id, as the tracker's `start_run` gave it.
     pub run_id: String,
     pub status: RunStatus,
     /// The summary written to `metrics.json` when the run finished, else why it did not.

@@ -150,7 +150,7 @@ impl RunHandle {
         }
     }
 
-    /// Where the run is, in words: "in the local store" or "on <server>".
+    /// Where the run is, in words: "in the local store", or "on" and the server's URI.
     pub fn place(&self) -> String {
         match self {
             RunHandle::Local { .. } => "in the local store".to_string(),

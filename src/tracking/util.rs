@@ -283,6 +283,20 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
+/// A metric value as MLflow's JSON writes it: a number, or `"NaN"`, `"Infinity"`,
+/// `"-Infinity"` where it is not finite.
+pub fn metric_value_json(value: f64) -> serde_json::Value {
+    if value.is_finite() {
+        serde_json::json!(value)
+    } else if value.is_nan() {
+        serde_json::json!("NaN")
+    } else if value > 0.0 {
+        serde_json::json!("Infinity")
+    } else {
+        serde_json::json!("-Infinity")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

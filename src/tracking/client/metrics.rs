@@ -32,7 +32,7 @@ impl MlflowClient {
                 .metrics
                 .iter()
                 .map(|m| {
-                    let mut metric = json!({"key": m.key, "value": metric_value_json(m.value),
+                    let mut metric = json!({"key": m.key, "value": crate::tracking::util::metric_value_json(m.value),
                                             "timestamp": m.timestamp_ms, "step": m.step});
                     if let Some(about) = &m.about {
                         metric["model_id"] = json!(about.model_id);
@@ -83,18 +83,6 @@ impl MlflowClient {
     }
 }
 
-fn metric_value_json(v: f64) -> Value {
-    if v.is_finite() {
-        json!(v)
-    } else if v.is_nan() {
-        json!("NaN")
-    } else if v > 0.0 {
-        json!("Infinity")
-    } else {
-        json!("-Infinity")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,7 +100,7 @@ mod tests {
         assert_eq!(v[1].value, 1.5);
         assert_eq!(v[1].step, 0);
         assert_eq!(v[2].value, f64::NEG_INFINITY);
-        assert_eq!(metric_value_json(f64::NAN), json!("NaN"));
+        assert_eq!(crate::tracking::util::metric_value_json(f64::NAN), json!("NaN"));
         let s = serde_json::to_string(&v[0]).unwrap();
         assert!(s.contains("\"NaN\""), "{s}");
     }
