@@ -209,17 +209,9 @@ pub struct RunSpec {
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
     /// Continue from a checkpoint and save one after training (a search's promoted trial).
-    pub checkpoint: Option<CheckpointPaths>,
+    pub checkpoint: Option<train::CheckpointPaths>,
     /// Metrics known before training, logged when the run starts (e.g. a search's rung).
     pub start_metrics: Vec<Metric>,
-}
-
-/// Where a run's training state comes from and goes.
-pub struct CheckpointPaths {
-    /// The state to continue from (`None`: train from scratch).
-    pub from: Option<PathBuf>,
-    /// Where the state after training is saved.
-    pub to: PathBuf,
 }
 
 /// How a started run ended.
@@ -582,14 +574,10 @@ fn fit_logged(
         }
         Ok(())
     };
+    let (data, device) = (&bench.dataset.train, &bench.device);
     let trained = match &spec.checkpoint {
-        None => train::fit(config, &bench.dataset.train, &bench.device, &mut observe)?,
-        Some(paths) => {
-            let start = paths.from.as_deref().map(train::Checkpoint::load).transpose()?;
-            let (trained, state) = train::fit_from(config, &bench.dataset.train, &bench.device, start, &mut observe)?;
-            state.save(&paths.to)?;
-            trained
-        }
+        None => train::fit(config, data, device, &mut observe)?,
+        Some(paths) => train::fit_checkpointed(config, data, device, paths, &mut observe)?,
     };
     progress.finish();
     if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {

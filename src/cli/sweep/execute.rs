@@ -19,7 +19,8 @@ use super::plan::{Plan, checkpoint_path};
 use super::summary::update_run;
 use crate::cli::UsageError;
 use crate::cli::compare::PARENT_RUN_ID_TAG;
-use crate::cli::train::{Bench, CheckpointPaths, RunSpec, tracked_run};
+use crate::cli::train::{Bench, RunSpec, tracked_run};
+use engine::train::CheckpointPaths;
 
 /// How one trial's run went.
 pub struct ChildResult {
@@ -43,7 +44,12 @@ pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
         .collect();
     if tracking.tracking_uri.is_some() {
         let server = engine::tracking::Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
-        found.extend(server.into_iter().filter(|r| r.parent_run_id.as_deref() == parent));
+        // A run recorded here and mirrored to the server counts once.
+        let new: Vec<RunSummary> = server
+            .into_iter()
+            .filter(|r| r.parent_run_id.as_deref() == parent && !found.iter().any(|f| f.run_id == r.run_id))
+            .collect();
+        found.extend(new);
     }
     Ok(found)
 }

@@ -142,7 +142,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         }
         (None, _, _, _) => {
             let mut plan = plan::create_plan(&args)?;
-            let path = state_path(&args, &plan.parent_run_id);
+            let path = state_path(&args, &plan);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -158,9 +158,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where a sweep run in one command keeps its plan: in --output-dir, else in `sweeps/`.
-fn state_path(args: &SweepArgs, parent_run_id: &str) -> PathBuf {
-    let dir = args.common.output_dir.clone().unwrap_or_else(|| PathBuf::from("sweeps"));
+/// Where a sweep run in one command keeps its plan: in --output-dir, else in the local store's
+/// `sweeps/`.
+fn state_path(args: &SweepArgs, plan: &Plan) -> PathBuf {
+    let (local_root, parent_run_id) = (plan.tracking().local_root, &plan.parent_run_id);
+    let dir = args.common.output_dir.clone().unwrap_or_else(|| local_root.join("sweeps"));
     dir.join(format!("sweep-{}.json", engine::tracking::paths::sanitize_component(parent_run_id)))
 }
 

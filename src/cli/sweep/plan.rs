@@ -54,9 +54,7 @@ impl Plan {
         let plan: Plan = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("{} is not a sweep plan: {e}", path.display())))?;
         plan.check().map_err(|(field, why)| {
-            let key = field.split(['[', '.']).next().unwrap_or_default();
-            let line = text.lines().position(|l| l.trim_start().starts_with(&format!("\"{key}\"")));
-            let at = line.map_or_else(String::new, |n| format!(" line {}", n + 1));
+            let at = field_line(&text, &field).map_or_else(String::new, |n| format!(" line {n}"));
             UsageError(format!(
                 "{}{at} ({field}): {why}; the plan was edited by hand? write it again with --plan",
                 path.display()
@@ -106,6 +104,21 @@ impl Plan {
         let device = DeviceChoice::from_str(&self.device, true).map_err(|e| anyhow::anyhow!("plan device: {e}"))?;
         Bench::open(device, self.data_dir.as_deref())
     }
+}
+
+/// The line (from 1) of a pretty-printed plan where `field` (`points[2].config`,
+/// `schedule.rungs[1][1]`) starts: each name is looked for after the one before, skipping as many
+/// of its kind as the index before it says.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut at, mut skip) = (0, 0);
+    for part in field.split('.') {
+        let (name, index) = part.split_once('[').unwrap_or((part, ""));
+        let key = format!("\"{name}\"");
+        at = (at..lines.len()).filter(|&i| lines[i].trim_start().starts_with(&key)).nth(skip)?;
+        skip = index.split(']').next().and_then(|i| i.parse().ok()).unwrap_or(0);
+    }
+    Some(at + 1)
 }
 
 /// Where trial `trial`'s state after rung `rung` is kept: beside the plan, so that every process
