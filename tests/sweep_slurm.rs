@@ -15,7 +15,7 @@ use std::process::Command;
 use cli::{clean_env, engine, json_line, text};
 use engine::tracking::{Auth, MlflowClient, RetryPolicy};
 
-const SEARCH: [&str; 23] = [
+const SEARCH: [&str; 24] = [
     "sweep",
     "--search",
     "halving",
@@ -90,13 +90,14 @@ fn halving_on_slurm_job_arrays_ends_as_in_one_process() {
     let store = dir.join("a");
     let out = |name: &str| dir.join(name).to_str().unwrap().to_string();
 
-    let one = [&SEARCH[..], &["--experiment", "slurm-one", "--output-dir", &out("one")]].concat();
+    let (one_dir, split_dir) = (out("one"), out("split"));
+    let one = [&SEARCH[..], &["--experiment", "slurm-one", "--output-dir", &one_dir]].concat();
     let one = json_line(&engine(&one, &store, Some(server.uri())));
     let reference = outcome(&c, &one);
     assert_eq!(reference.0, "FINISHED");
 
     let plan = dir.join("plan.json");
-    let planned = [&SEARCH[..], &["--experiment", "slurm-split", "--output-dir", &out("split")]].concat();
+    let planned = [&SEARCH[..], &["--experiment", "slurm-split", "--output-dir", &split_dir]].concat();
     let planned = engine(&[&planned[..], &["--plan", plan.to_str().unwrap()]].concat(), &store, Some(server.uri()));
     assert!(planned.status.success(), "{}", text(&planned));
     // The tasks record into a store of their own: what --promote and --summarize read comes
@@ -108,9 +109,13 @@ fn halving_on_slurm_job_arrays_ends_as_in_one_process() {
     let ran = clean_env(&mut driver, &store, Some(server.uri())).output().unwrap();
     assert!(ran.status.success(), "{}", text(&ran));
     eprintln!("the sweep ran on Slurm in {:.1} s", started.elapsed().as_secs_f64());
-    let split = outcome(&c, &json_line(&ran));
+    // The driver printed the summary as a table; summarizing again gives it as JSON.
+    let summary =
+        engine(&["sweep", "--plan", plan.to_str().unwrap(), "--summarize", "--json"], &store, Some(server.uri()));
+    let split = outcome(&c, &json_line(&summary));
     assert_eq!(split, reference);
-    assert!(!dir.join("a/slurm-split").exists(), "every child run was recorded by the tasks' own store");
+    let tasks = engine::tracking::LocalStore::open(&dir.join("b")).unwrap().list_runs(Some("slurm-split")).unwrap();
+    assert_eq!(tasks.len(), 6 + 2, "every child was recorded by the tasks, in their own store");
     let experiment = c.get_experiment_by_name("slurm-split").unwrap().expect("the experiment");
     let runs = c.search_runs(&[&experiment.experiment_id], "", &[], 100).unwrap();
     let finished = runs.iter().filter(|r| r.info.status == "FINISHED").count();

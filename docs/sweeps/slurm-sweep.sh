@@ -13,8 +13,9 @@ engine="${ENGINE:-engine}"
 here="$(cd "$(dirname "$0")" && pwd)"
 entries="$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(len(p["schedule"]["rungs"][-1]))' "$plan")"
 while [ "$entries" -gt 0 ]; do
-    # --wait: sbatch returns when every task ended; a failed task fails the sweep's summary, not this loop.
-    sbatch --wait --array="0-$((entries - 1))" --output=/dev/null "$@" "$here/slurm-array.sh" "$plan" || true
+    job="$(sbatch --parsable --array="0-$((entries - 1))" --output=/dev/null "$@" "$here/slurm-array.sh" "$plan")"
+    # Until every task ended (a failed task is ranked last by --promote, or reported by --summarize).
+    while [ -n "$(squeue -h -j "${job%%;*}" -o %i 2>/dev/null)" ]; do sleep 1; done
     entries="$("$engine" sweep --plan "$plan" --promote)"
 done
 "$engine" sweep --plan "$plan" --summarize
