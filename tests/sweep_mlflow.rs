@@ -118,3 +118,71 @@ fn a_sweep_nests_one_child_run_per_grid_point_under_a_parent() {
     assert!(files.contains(&"analysis.md".to_string()), "{files:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_halving_search_on_the_server_holds_its_rungs_budget_and_pruned_trials() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-halving");
+    let engine = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
+            .env("ENGINE_LOCAL_STORE", dir.join("store"))
+            .env("MLFLOW_TRACKING_URI", server.uri())
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            .env_remove("ENGINE_DATA_DIR")
+            .env_remove("MLFLOW_EXPERIMENT_NAME")
+            .output()
+            .expect("the engine binary runs");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = dir.join("out");
+    #[rustfmt::skip]
+    let stdout = engine(&[
+        "sweep", "--search", "halving", "--trials", "6", "--eta", "3", "--epochs", "3", "--workers", "2",
+        "--space", "lr=loguniform(1e-3,0.3)", "--space", "dropout=uniform(0,0.4)", "--device", "cpu",
+        "--train-limit", "500", "--hidden", "8", "--no-system-metrics", "--experiment", "halving-tests",
+        "--run-name", "halving", "--output-dir", out.to_str().unwrap(), "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let parent_id = summary["parent_run_id"].as_str().unwrap();
+
+    let client = MlflowClient::new(server.uri(), Auth::None, RetryPolicy::default()).unwrap();
+    let parent = client.get_run(parent_id).unwrap();
+    assert_eq!(parent.info.status, "FINISHED");
+    assert_eq!(parent.param("search_strategy"), Some("halving"));
+    assert_eq!(parent.param("search_space"), Some("lr=loguniform(0.001,0.3) dropout=uniform(0,0.4)"));
+    assert_eq!((parent.param("search_eta"), parent.param("search_rung_epochs")), (Some("3"), Some("1,3")));
+    assert_eq!(parent.param("search_metric"), Some("val_loss"));
+    let metric =
+        |run: &engine::tracking::Run, key: &str| run.data.metrics.iter().find(|m| m.key == key).map(|m| m.value);
+    assert_eq!(metric(&parent, "budget_epochs"), Some(10.0));
+    assert!(metric(&parent, "budget_train_seconds").is_some_and(|s| s > 0.0));
+    let best = parent.tag("engine.best_run_id").unwrap();
+    let best_name = client.get_run(best).unwrap().info.run_name;
+    assert_eq!(parent.tag("engine.best_trial"), Some(best_name.as_str()));
+    assert!(parent.tag("engine.best_config").is_some_and(|c| c.contains("learning_rate=")));
+
+    let experiment = client.get_experiment_by_name("halving-tests").unwrap().unwrap();
+    let runs = client.search_runs(&[&experiment.experiment_id], "", &[], 100).unwrap();
+    let children: Vec<_> = runs.iter().filter(|r| r.tag("mlflow.parentRunId") == Some(parent_id)).collect();
+    assert_eq!(children.len(), 6 + 2);
+    for child in &children {
+        let rung = metric(child, "rung").expect("each run logs its rung");
+        let epochs = child.param("epochs").unwrap();
+        assert_eq!(epochs, if rung == 1.0 { "3" } else { "1" });
+        // Numeric params, so the UI's parallel coordinates chart places each trial.
+        for key in ["learning_rate", "dropout", "batch_size", "epochs"] {
+            assert!(child.param(key).unwrap().parse::<f64>().is_ok(), "{key}");
+        }
+        let promoted =
+            children.iter().any(|c| c.info.run_name == child.info.run_name && metric(c, "rung") == Some(1.0));
+        assert_eq!(child.tag("engine.pruned").is_some(), !promoted, "{}", child.info.run_name);
+    }
+
+    // runs compare shows the rung each run reached.
+    let table = engine(&["runs", "compare", "--experiment", "halving-tests", "--parent", parent_id]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains(" EPOCHS  RUNG "), "{table}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

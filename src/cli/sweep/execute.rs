@@ -15,7 +15,7 @@ use engine::search::{PRUNED_TAG, RUNG_METRIC};
 use engine::tracking::{LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::TrainError;
 
-use super::plan::{Plan, checkpoint_path};
+use super::plan::Plan;
 use super::summary::update_run;
 use crate::cli::UsageError;
 use crate::cli::compare::PARENT_RUN_ID_TAG;
@@ -204,8 +204,8 @@ fn run_trial(plan: &Plan, path: &Path, bench: &Bench, trial: usize) -> ChildResu
     tags.extend(plan.tags.iter().cloned());
     let halving = plan.schedule.halving.is_some();
     let checkpoint = halving.then(|| CheckpointPaths {
-        from: rung.checked_sub(1).map(|before| checkpoint_path(path, trial, before)),
-        to: checkpoint_path(path, trial, rung),
+        from: rung.checked_sub(1).map(|before| plan.checkpoint_path(path, trial, before)),
+        to: plan.checkpoint_path(path, trial, rung),
     });
     if let Some(Err(e)) = checkpoint.as_ref().and_then(|c| c.to.parent()).map(std::fs::create_dir_all) {
         return ChildResult {

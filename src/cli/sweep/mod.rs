@@ -98,6 +98,10 @@ pub struct SweepArgs {
     /// trains --epochs.
     #[arg(long, value_name = "N")]
     pub min_epochs: Option<usize>,
+    /// Successive halving: where the trials' checkpoints go, on storage every worker shares
+    /// [default: beside the plan, FILE.checkpoints].
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Successive halving: the metric rungs are ranked by [default: val_loss]; losses are
     /// minimised, accuracies maximised.
     #[arg(long, value_name = "KEY")]

@@ -36,6 +36,9 @@ pub struct Plan {
     pub points: Vec<PlannedPoint>,
     /// Which points each rung trains, for how long.
     pub schedule: Schedule,
+    /// Where halving keeps the trials' checkpoints [default: beside the plan].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -121,10 +124,28 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
     Some(at + 1)
 }
 
-/// Where trial `trial`'s state after rung `rung` is kept: beside the plan, so that every process
-/// and array job that reads the plan finds it.
-pub fn checkpoint_path(plan_path: &Path, trial: usize, rung: usize) -> PathBuf {
-    plan_path.with_extension("checkpoints").join(format!("trial-{trial}-rung-{rung}.ckpt"))
+impl Plan {
+    /// Where halving keeps the trials' checkpoints: `--checkpoint-dir`, else beside the plan at
+    /// `plan_path`, so that every process and array job that reads the plan finds them.
+    pub fn checkpoint_dir(&self, plan_path: &Path) -> PathBuf {
+        self.checkpoint_dir.clone().unwrap_or_else(|| plan_path.with_extension("checkpoints"))
+    }
+
+    /// Trial `trial`'s state after rung `rung`.
+    pub fn checkpoint_path(&self, plan_path: &Path, trial: usize, rung: usize) -> PathBuf {
+        self.checkpoint_dir(plan_path).join(format!("trial-{trial}-rung-{rung}.ckpt"))
+    }
+
+    /// Removes the checkpoints of a finished search (and their directory, once empty).
+    pub fn remove_checkpoints(&self, plan_path: &Path) {
+        let dir = self.checkpoint_dir(plan_path);
+        for trial in 0..self.points.len() {
+            for rung in 0..self.schedule.rung_epochs.len() {
+                let _ = std::fs::remove_file(self.checkpoint_path(plan_path, trial, rung));
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Validates the points, creates the parent run (its params and tags reach the server before
@@ -176,6 +197,7 @@ pub fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
         tolerance: args.tolerance,
         points: points.into_iter().map(|p| PlannedPoint { label: p.label, config: p.config }).collect(),
         schedule,
+        checkpoint_dir: args.checkpoint_dir.clone(),
     })
 }
 
