@@ -8,38 +8,16 @@
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/halving.rs"]
+mod halving;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use cli::{clean_env, empty_dir, engine, json_line, stderr, stdout};
 use engine::tracking::{LocalStore, RecordStatus, RunRecord};
-
-/// Six trials, eta 3: rung 0 trains all six 1 epoch, rung 1 the best two to 3 epochs.
-fn halving_args(seed: &str, limit: &str) -> Vec<String> {
-    let args = [
-        "--search",
-        "halving",
-        "--trials",
-        "6",
-        "--eta",
-        "3",
-        "--epochs",
-        "3",
-        "--search-seed",
-        seed,
-        "--space",
-        "lr=loguniform(1e-3,0.3)",
-        "--space",
-        "dropout=uniform(0,0.4)",
-        "--train-limit",
-        limit,
-        "--hidden",
-        "8",
-        "--no-system-metrics",
-    ];
-    args.iter().map(|s| s.to_string()).collect()
-}
+use halving::tiny_halving;
 
 fn sweep(args: &[String], more: &[&str], store: &Path) -> std::process::Output {
     let mut full: Vec<&str> = vec!["sweep"];
@@ -71,7 +49,7 @@ fn halving_promotes_the_best_of_each_rung_from_their_checkpoints() {
     let dir = empty_dir("halving-e2e");
     let store = dir.join("store");
     let out = dir.join("out");
-    let output = sweep(&halving_args("7", "500"), &["--json", "--output-dir", out.to_str().unwrap()], &store);
+    let output = sweep(&tiny_halving("7", "500"), &["--json", "--output-dir", out.to_str().unwrap()], &store);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = json_line(&output);
     assert_eq!(summary["status"], "FINISHED");
@@ -124,7 +102,7 @@ fn a_sweep_killed_mid_rung_resumes_training_each_trial_once() {
     let dir = empty_dir("halving-resume");
     let store = dir.join("store");
     let out = dir.join("out");
-    let args = halving_args("3", "6000");
+    let args = tiny_halving("3", "6000");
     let mut command = Command::new(env!("CARGO_BIN_EXE_engine"));
     command.arg("sweep").args(&args).args(["--output-dir", out.to_str().unwrap()]);
     let mut child = clean_env(&mut command, &store, None)
@@ -167,7 +145,7 @@ fn a_sweep_killed_mid_rung_resumes_training_each_trial_once() {
 #[test]
 fn scheduler_steps_give_the_one_process_summary_and_bad_input_exits_2() {
     let dir = empty_dir("halving-plan");
-    let args = halving_args("5", "500");
+    let args = tiny_halving("5", "500");
     let one = dir.join("one-store");
     let output = sweep(&args, &["--json", "--output-dir", dir.join("one").to_str().unwrap()], &one);
     let alone = json_line(&output);

@@ -5,6 +5,12 @@
 #[path = "common/mlflow.rs"]
 mod mlflow;
 
+#[path = "common/cli.rs"]
+mod cli;
+
+#[path = "common/halving.rs"]
+mod halving;
+
 use std::process::Command;
 
 use engine::tracking::{Auth, LocalStore, MlflowClient, RetryPolicy};
@@ -123,27 +129,18 @@ fn a_sweep_nests_one_child_run_per_grid_point_under_a_parent() {
 fn a_halving_search_on_the_server_holds_its_rungs_budget_and_pruned_trials() {
     let Some(server) = mlflow::shared() else { return };
     let dir = mlflow::scratch_dir("engine-halving");
+    let store = dir.join("store");
     let engine = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-            .args(args)
-            .env("ENGINE_LOCAL_STORE", dir.join("store"))
-            .env("MLFLOW_TRACKING_URI", server.uri())
-            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-            .env_remove("ENGINE_DATA_DIR")
-            .env_remove("MLFLOW_EXPERIMENT_NAME")
-            .output()
-            .expect("the engine binary runs");
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let output = cli::engine(args, &store, Some(server.uri()));
+        assert!(output.status.success(), "{args:?}: {}", cli::stderr(&output));
+        cli::stdout(&output)
     };
-    let out = dir.join("out");
-    #[rustfmt::skip]
-    let stdout = engine(&[
-        "sweep", "--search", "halving", "--trials", "6", "--eta", "3", "--epochs", "3", "--workers", "2",
-        "--space", "lr=loguniform(1e-3,0.3)", "--space", "dropout=uniform(0,0.4)", "--device", "cpu",
-        "--train-limit", "500", "--hidden", "8", "--no-system-metrics", "--experiment", "halving-tests",
-        "--run-name", "halving", "--output-dir", out.to_str().unwrap(), "--json",
-    ]);
+    let out = dir.join("out").to_str().unwrap().to_string();
+    let search = halving::tiny_halving("0", "500");
+    let mut args: Vec<&str> = vec!["sweep", "--workers", "2", "--experiment", "halving-tests", "--run-name", "halving"];
+    args.extend(search.iter().map(String::as_str));
+    args.extend(["--output-dir", &out, "--json"]);
+    let stdout = engine(&args);
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
     let parent_id = summary["parent_run_id"].as_str().unwrap();
 

@@ -10,38 +10,15 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/halving.rs"]
+mod halving;
+
 use std::io::Write;
 use std::process::Command;
 
 use cli::{clean_env, engine, json_line, text};
 use engine::tracking::{Auth, MlflowClient, RetryPolicy};
-
-const SEARCH: [&str; 24] = [
-    "sweep",
-    "--search",
-    "halving",
-    "--trials",
-    "6",
-    "--eta",
-    "3",
-    "--epochs",
-    "3",
-    "--search-seed",
-    "4",
-    "--space",
-    "lr=loguniform(1e-3,0.3)",
-    "--space",
-    "dropout=uniform(0,0.4)",
-    "--device",
-    "cpu",
-    "--train-limit",
-    "500",
-    "--hidden",
-    "8",
-    "--no-system-metrics",
-    "--json",
-    "--tolerance=0.005",
-];
+use halving::tiny_halving;
 
 /// Whether scripts/with-slurm.sh runs this test; without it the test fails when
 /// `ENGINE_REQUIRE_SLURM=1`, else says why it did nothing.
@@ -93,13 +70,16 @@ fn halving_on_slurm_job_arrays_ends_as_in_one_process() {
     let out = |name: &str| dir.join(name).to_str().unwrap().to_string();
 
     let (one_dir, split_dir) = (out("one"), out("split"));
-    let one = [&SEARCH[..], &["--experiment", "slurm-one", "--output-dir", &one_dir]].concat();
+    let search = tiny_halving("4", "500");
+    let search: Vec<&str> =
+        ["sweep", "--json", "--tolerance=0.005"].into_iter().chain(search.iter().map(String::as_str)).collect();
+    let one = [&search[..], &["--experiment", "slurm-one", "--output-dir", &one_dir]].concat();
     let one = json_line(&engine(&one, &store, Some(server.uri())));
     let reference = outcome(&c, &one);
     assert_eq!(reference.0, "FINISHED");
 
     let plan = dir.join("plan.json");
-    let planned = [&SEARCH[..], &["--experiment", "slurm-split", "--output-dir", &split_dir]].concat();
+    let planned = [&search[..], &["--experiment", "slurm-split", "--output-dir", &split_dir]].concat();
     let planned = engine(&[&planned[..], &["--plan", plan.to_str().unwrap()]].concat(), &store, Some(server.uri()));
     assert!(planned.status.success(), "{}", text(&planned));
     // The tasks record into a store of their own: what --promote and --summarize read comes
@@ -116,7 +96,7 @@ fn halving_on_slurm_job_arrays_ends_as_in_one_process() {
         engine(&["sweep", "--plan", plan.to_str().unwrap(), "--summarize", "--json"], &store, Some(server.uri()));
     let split = outcome(&c, &json_line(&summary));
     assert_eq!(split, reference);
-    let tasks = engine::tracking::LocalStore::open(&dir.join("b")).unwrap().list_runs(Some("slurm-split")).unwrap();
+    let tasks = engine::tracking::LocalStore::open(dir.join("b")).unwrap().list_runs(Some("slurm-split")).unwrap();
     assert_eq!(tasks.len(), 6 + 2, "every child was recorded by the tasks, in their own store");
     let experiment = c.get_experiment_by_name("slurm-split").unwrap().expect("the experiment");
     let runs = c.search_runs(&[&experiment.experiment_id], "", &[], 100).unwrap();
