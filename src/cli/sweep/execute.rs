@@ -57,7 +57,7 @@ pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
 /// The run of `trial` at rung `rung` (named by the trial, trained to that rung's epochs); of
 /// several, the one that went furthest (finished, then killed).
 pub fn run_at<'a>(plan: &Plan, runs: &'a [RunSummary], trial: usize, rung: usize) -> Option<&'a RunSummary> {
-    let (label, epochs) = (&plan.points[trial].label, plan.schedule.epochs_of(rung).to_string());
+    let (label, epochs) = (&plan.points[trial].label, plan.epochs_of(trial, rung).to_string());
     let matching = runs.iter().filter(|r| &r.run_name == label && r.param("epochs") == Some(epochs.as_str()));
     matching.max_by_key(|r| (r.status == "FINISHED", r.status == "KILLED"))
 }
@@ -198,7 +198,7 @@ fn run_workers(plan: &Plan, path: &Path, trials: &[usize], workers: usize) -> an
 /// past rung 0 continues from its checkpoint of the rung before.
 fn run_trial(plan: &Plan, path: &Path, bench: &Bench, trial: usize) -> ChildResult {
     let (point, rung) = (&plan.points[trial], plan.schedule.rung());
-    let epochs = plan.schedule.current_epochs();
+    let epochs = plan.epochs_of(trial, rung);
     eprintln!("\n== sweep run {}/{}: {} ({epochs} epochs)", trial + 1, plan.points.len(), point.label);
     let mut tags = vec![(PARENT_RUN_ID_TAG.to_string(), plan.parent_run_id.clone())];
     tags.extend(plan.tags.iter().cloned());

@@ -44,7 +44,7 @@ pub struct Plan {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct PlannedPoint {
     pub label: String,
-    /// The point's config; the epochs are those of the last rung.
+    /// The point's config; with halving, the epochs are those of the last rung.
     pub config: TrainConfig,
 }
 
@@ -76,7 +76,8 @@ impl Plan {
             if self.points[..i].iter().any(|p| p.label == point.label) {
                 return Err((format!("points[{i}].label"), format!("'{}' names two points", point.label)));
             }
-            if point.config.epochs != self.schedule.rung_epochs.last().copied().unwrap_or(0) {
+            let last_rung = self.schedule.rung_epochs.last().copied().unwrap_or(0);
+            if self.schedule.halving.is_some() && point.config.epochs != last_rung {
                 return Err((format!("points[{i}].config.epochs"), "differs from the last rung's epochs".into()));
             }
         }
@@ -125,6 +126,15 @@ fn field_line(text: &str, field: &str) -> Option<usize> {
 }
 
 impl Plan {
+    /// The epochs `trial` trains to in rung `rung`: the rung's with halving, else the point's
+    /// own (a random search may draw them).
+    pub fn epochs_of(&self, trial: usize, rung: usize) -> usize {
+        match &self.schedule.halving {
+            Some(_) => self.schedule.epochs_of(rung),
+            None => self.points[trial].config.epochs,
+        }
+    }
+
     /// Where halving keeps the trials' checkpoints: `--checkpoint-dir`, else beside the plan at
     /// `plan_path`, so that every process and array job that reads the plan finds them.
     pub fn checkpoint_dir(&self, plan_path: &Path) -> PathBuf {
