@@ -43,11 +43,13 @@ pub struct SweepArgs {
     /// --output-dir holds one directory per run, --json prints the final comparison as JSON.
     #[command(flatten)]
     pub common: CommonTrainArgs,
-    /// Split the sweep across processes or machines: with the grid, create the parent run and
-    /// write the plan here; with --index, run one point of it; with --summarize, finish it.
+    /// Split the sweep across processes or machines: create the parent run and write the plan
+    /// here (grid, random or halving); with --index, run one entry of it; with --promote, go to
+    /// halving's next rung; with --summarize, finish it.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
-    /// Run point I (0-based) of the plan, e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX.
+    /// Run entry I (0-based) of the plan's current rung (every point of a grid or random search),
+    /// e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "I", requires = "plan", conflicts_with = "summarize")]
     pub index: Option<usize>,
     /// Rank the plan's runs and finish its parent run once they are done.
@@ -71,22 +73,22 @@ pub struct SweepArgs {
     /// in rungs: the best 1/--eta of each rung go on, --eta times longer, up to --epochs).
     #[arg(long, value_enum, default_value_t = Strategy::Grid)]
     pub search: Strategy,
-    /// Random search: how many trials to draw.
+    /// Random search and halving: how many trials to draw.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub trials: Option<u32>,
-    /// Random search: a parameter and its distribution, repeatable: 'lr=loguniform(1e-3,0.3)',
+    /// Random search and halving: a parameter and its distribution, repeatable: 'lr=loguniform(1e-3,0.3)',
     /// 'dropout=uniform(0,0.4)', 'epochs=int(1,5)', 'batch-size=choice(64,128)',
     /// 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'. Parameters: lr,
     /// weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size, epochs (int,
     /// choice), hidden, optimizer, model (choice).
     #[arg(long, value_name = "NAME=DIST(ARGS)")]
     pub space: Vec<String>,
-    /// Random search: more of the space as a JSON object, e.g.
+    /// Random search and halving: more of the space as a JSON object, e.g.
     /// {"lr": {"loguniform": [0.001, 0.3]}, "hidden": {"choice": [[256], [512, 512]]}} or
     /// {"lr": "loguniform(1e-3,0.3)"}; a parameter also given by --space is refused.
     #[arg(long, value_name = "FILE")]
     pub space_file: Option<PathBuf>,
-    /// Random search: the seed of the draws [default: --seed]. The same seed and space give the
+    /// Random search and halving: the seed of the draws [default: --seed]. The same seed and space give the
     /// same trials on any machine.
     #[arg(long, value_name = "SEED")]
     pub search_seed: Option<u64>,
