@@ -181,5 +181,10 @@ fn a_halving_search_on_the_server_holds_its_rungs_budget_and_pruned_trials() {
     let table = engine(&["runs", "compare", "--experiment", "halving-tests", "--parent", parent_id]);
     let header = table.lines().next().unwrap();
     assert!(header.contains(" EPOCHS  RUNG "), "{table}");
+    // runs analyze counts each trial once, by its furthest rung.
+    let analysis = dir.join("analysis");
+    engine(&["runs", "analyze", best, "--output-dir", analysis.to_str().unwrap()]);
+    let md = std::fs::read_to_string(analysis.join("analysis.md")).unwrap();
+    assert!(md.contains("best of 6 runs with test_accuracy"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
