@@ -76,11 +76,11 @@ pub struct SweepArgs {
     /// Random search and halving: how many trials to draw.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub trials: Option<u32>,
-    /// Random search and halving: a parameter and its distribution, repeatable: 'lr=loguniform(1e-3,0.3)',
-    /// 'dropout=uniform(0,0.4)', 'epochs=int(1,5)', 'batch-size=choice(64,128)',
-    /// 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'. Parameters: lr,
-    /// weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size, epochs (int,
-    /// choice), hidden, optimizer, model (choice).
+    /// Random search and halving: a parameter and its distribution, repeatable:
+    /// 'lr=loguniform(1e-3,0.3)', 'dropout=uniform(0,0.4)', 'epochs=int(1,5)',
+    /// 'batch-size=choice(64,128)', 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'.
+    /// Parameters: lr, weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size,
+    /// epochs (int, choice), hidden, optimizer, model (choice).
     #[arg(long, value_name = "NAME=DIST(ARGS)")]
     pub space: Vec<String>,
     /// Random search and halving: more of the space as a JSON object, e.g.
@@ -88,8 +88,8 @@ pub struct SweepArgs {
     /// {"lr": "loguniform(1e-3,0.3)"}; a parameter also given by --space is refused.
     #[arg(long, value_name = "FILE")]
     pub space_file: Option<PathBuf>,
-    /// Random search and halving: the seed of the draws [default: --seed]. The same seed and space give the
-    /// same trials on any machine.
+    /// Random search and halving: the seed of the draws [default: --seed]. The same seed and
+    /// space give the same trials on any machine.
     #[arg(long, value_name = "SEED")]
     pub search_seed: Option<u64>,
     /// Successive halving: each rung keeps the best 1/ETA of the one before and trains ETA times
