@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need where it is missing (Mesa's lavapipe Vulkan
-# driver, the FashionMNIST package, PostgreSQL, valgrind, an MLflow server in .venv-mlflow), then
-# runs every test, the MLflow tests a second time on PostgreSQL, and the CPU kernel tests under
-# valgrind.
+# driver, the FashionMNIST package, PostgreSQL, valgrind, Slurm, an MLflow server in .venv-mlflow),
+# then runs every test, the MLflow tests a second time on PostgreSQL, a sweep on a Slurm cluster,
+# and the CPU kernel tests under valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ packages=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || packages+=(mesa-vulkan-drivers libvulkan1)
 command -v valgrind >/dev/null || packages+=(valgrind)
+command -v slurmctld >/dev/null || packages+=(slurmctld slurmd slurm-client munge)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
@@ -40,6 +41,8 @@ if [ $# -eq 0 ]; then
     trap 'kill $memcheck 2>/dev/null || true; rm -f "$memcheck_log"' EXIT
     scripts/with-postgres.sh cargo test --release --test tracking_mlflow --test eval_mlflow \
         --test registry_mlflow --test sweep_mlflow --test sweep_plan_mlflow --test writers_mlflow
+    # A sweep submitted as Slurm job arrays to a throwaway single-node cluster.
+    ENGINE_REQUIRE_SLURM=1 scripts/with-slurm.sh cargo test --release --test sweep_slurm
     status=0
     wait $memcheck || status=$?
     cat "$memcheck_log"

@@ -14,7 +14,7 @@ mod batches;
 mod checkpoint;
 
 use batches::BatchSource;
-pub use checkpoint::{Checkpoint, CheckpointError};
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointPaths};
 
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -305,6 +305,21 @@ pub fn fit_from(
     let run = session.run_epochs(history, observe)?;
     let checkpoint = session.checkpoint(&run.history)?;
     Ok((session.finish(run)?, checkpoint))
+}
+
+/// [`fit_from`] the checkpoint at `paths.from` (from scratch without one), saving the state
+/// after training to `paths.to`.
+pub fn fit_checkpointed(
+    config: &TrainConfig,
+    train: &Dataset,
+    device: &Device,
+    paths: &CheckpointPaths,
+    observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<Trained, TrainError> {
+    let start = paths.from.as_deref().map(Checkpoint::load).transpose()?;
+    let (trained, state) = fit_from(config, train, device, start, observe)?;
+    state.save(&paths.to)?;
+    Ok(trained)
 }
 
 /// The epochs a session trained, and what early stopping decided.

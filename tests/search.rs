@@ -399,3 +399,25 @@ fn a_random_search_trains_its_trials_as_children_of_one_parent() {
     assert_eq!(planned, drawn);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_random_search_trains_each_trial_its_drawn_epochs() {
+    let dir = empty_dir("search-epochs");
+    let out = dir.join("out");
+    #[rustfmt::skip]
+    let args = [
+        "sweep", "--search", "random", "--trials", "3", "--search-seed", "2", "--space", "epochs=int(1,3)",
+        "--space", "lr=loguniform(1e-3,0.3)", "--train-limit", "300", "--hidden", "8", "--no-system-metrics",
+        "--json", "--output-dir", out.to_str().unwrap(),
+    ];
+    let summary = json_line(&engine(&args, &dir.join("store"), None));
+    assert_eq!(summary["status"], "FINISHED");
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        let epochs = run["params"]["epochs"].as_str().unwrap();
+        let name = run["run_name"].as_str().unwrap();
+        assert!(name.contains(&format!("epochs={epochs}")), "{name} trained {epochs} epochs");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

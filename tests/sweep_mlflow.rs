@@ -5,6 +5,12 @@
 #[path = "common/mlflow.rs"]
 mod mlflow;
 
+#[path = "common/cli.rs"]
+mod cli;
+
+#[path = "common/halving.rs"]
+mod halving;
+
 use std::process::Command;
 
 use engine::tracking::{Auth, LocalStore, MlflowClient, RetryPolicy};
@@ -116,5 +122,69 @@ fn a_sweep_nests_one_child_run_per_grid_point_under_a_parent() {
     assert!(md.contains(" predicted as "), "the confusions come from the run's artifact: {md}");
     let files: Vec<String> = client.list_artifacts(best, "").unwrap().into_iter().map(|f| f.path).collect();
     assert!(files.contains(&"analysis.md".to_string()), "{files:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_halving_search_on_the_server_holds_its_rungs_budget_and_pruned_trials() {
+    let Some(server) = mlflow::shared() else { return };
+    let dir = mlflow::scratch_dir("engine-halving");
+    let store = dir.join("store");
+    let engine = |args: &[&str]| {
+        let output = cli::engine(args, &store, Some(server.uri()));
+        assert!(output.status.success(), "{args:?}: {}", cli::stderr(&output));
+        cli::stdout(&output)
+    };
+    let out = dir.join("out").to_str().unwrap().to_string();
+    let search = halving::tiny_halving("0", "500");
+    let mut args: Vec<&str> = vec!["sweep", "--workers", "2", "--experiment", "halving-tests", "--run-name", "halving"];
+    args.extend(search.iter().map(String::as_str));
+    args.extend(["--output-dir", &out, "--json"]);
+    let stdout = engine(&args);
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    let parent_id = summary["parent_run_id"].as_str().unwrap();
+
+    let client = MlflowClient::new(server.uri(), Auth::None, RetryPolicy::default()).unwrap();
+    let parent = client.get_run(parent_id).unwrap();
+    assert_eq!(parent.info.status, "FINISHED");
+    assert_eq!(parent.param("search_strategy"), Some("halving"));
+    assert_eq!(parent.param("search_space"), Some("lr=loguniform(0.001,0.3) dropout=uniform(0,0.4)"));
+    assert_eq!((parent.param("search_eta"), parent.param("search_rung_epochs")), (Some("3"), Some("1,3")));
+    assert_eq!(parent.param("search_metric"), Some("val_loss"));
+    let metric =
+        |run: &engine::tracking::Run, key: &str| run.data.metrics.iter().find(|m| m.key == key).map(|m| m.value);
+    assert_eq!(metric(&parent, "budget_epochs"), Some(10.0));
+    assert!(metric(&parent, "budget_train_seconds").is_some_and(|s| s > 0.0));
+    let best = parent.tag("engine.best_run_id").unwrap();
+    let best_name = client.get_run(best).unwrap().info.run_name;
+    assert_eq!(parent.tag("engine.best_trial"), Some(best_name.as_str()));
+    assert!(parent.tag("engine.best_config").is_some_and(|c| c.contains("learning_rate=")));
+
+    let experiment = client.get_experiment_by_name("halving-tests").unwrap().unwrap();
+    let runs = client.search_runs(&[&experiment.experiment_id], "", &[], 100).unwrap();
+    let children: Vec<_> = runs.iter().filter(|r| r.tag("mlflow.parentRunId") == Some(parent_id)).collect();
+    assert_eq!(children.len(), 6 + 2);
+    for child in &children {
+        let rung = metric(child, "rung").expect("each run logs its rung");
+        let epochs = child.param("epochs").unwrap();
+        assert_eq!(epochs, if rung == 1.0 { "3" } else { "1" });
+        // Numeric params, so the UI's parallel coordinates chart places each trial.
+        for key in ["learning_rate", "dropout", "batch_size", "epochs"] {
+            assert!(child.param(key).unwrap().parse::<f64>().is_ok(), "{key}");
+        }
+        let promoted =
+            children.iter().any(|c| c.info.run_name == child.info.run_name && metric(c, "rung") == Some(1.0));
+        assert_eq!(child.tag("engine.pruned").is_some(), !promoted, "{}", child.info.run_name);
+    }
+
+    // runs compare shows the rung each run reached.
+    let table = engine(&["runs", "compare", "--experiment", "halving-tests", "--parent", parent_id]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains(" EPOCHS  RUNG "), "{table}");
+    // runs analyze counts each trial once, by its furthest rung.
+    let analysis = dir.join("analysis");
+    engine(&["runs", "analyze", best, "--output-dir", analysis.to_str().unwrap()]);
+    let md = std::fs::read_to_string(analysis.join("analysis.md")).unwrap();
+    assert!(md.contains("best of 6 runs with test_accuracy"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }

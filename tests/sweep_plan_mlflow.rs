@@ -39,11 +39,13 @@ fn sweep(extra: &[&str], store: &Path, uri: &str) -> Output {
 type Pairs = Vec<(String, String)>;
 
 /// The parent's status, metrics and tags, with run ids replaced by the names of the runs they
-/// point at.
+/// point at; the seconds spent differ from sweep to sweep and are left out.
 fn outcome(c: &MlflowClient, parent_id: &str) -> (String, Pairs, Pairs) {
     let parent = c.get_run(parent_id).unwrap();
     let name_of = |id: &str| c.get_run(id).map(|r: Run| r.info.run_name).unwrap_or_default();
-    let mut metrics: Pairs = parent.data.metrics.iter().map(|m| (m.key.clone(), format!("{:.6}", m.value))).collect();
+    let timed = |key: &str| key.ends_with("_seconds");
+    let metrics = parent.data.metrics.iter().filter(|m| !timed(&m.key));
+    let mut metrics: Pairs = metrics.map(|m| (m.key.clone(), format!("{:.6}", m.value))).collect();
     metrics.sort();
     let tags = ["engine.best_run_id", "engine.recommended_run_id"]
         .iter()

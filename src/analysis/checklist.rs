@@ -156,7 +156,8 @@ pub struct CheckItem {
 #[derive(Clone, Copy, Debug)]
 pub struct AnalysisInputs<'a> {
     pub run: &'a RunSummary,
-    /// The runs of the run's experiment (the run itself may be among them).
+    /// The runs of the run's experiment (the run itself may be among them); of a halving trial's
+    /// runs, only its furthest rung counts.
     pub experiment: &'a [RunSummary],
     pub class_scores: Option<&'a [ClassScore]>,
     pub confusion: Option<&'a ConfusionCounts>,
@@ -189,7 +190,8 @@ pub const BALANCED_F1_SPREAD: f64 = 0.10;
 /// Answers the checklist for `inputs.run`.
 pub fn analyze(inputs: &AnalysisInputs) -> Analysis {
     let run = inputs.run;
-    let experiment = with_run(inputs.experiment, run);
+    // A halving trial's earlier rungs are not rivals of its last.
+    let experiment = with_run(&super::furthest_rungs(inputs.experiment), run);
     let overfitting = detect_overfitting(&run.train_loss, &run.val_loss, inputs.overfit_epochs);
     let lowest_val_loss = lowest_point(&run.val_loss);
     let weakest = inputs.class_scores.and_then(weakest_class).cloned();

@@ -265,6 +265,23 @@ pub fn cheaper_within<'a>(
     out
 }
 
+/// The runs without those a later rung of the same trial went on from: a successive-halving
+/// search records each rung of a trial as a run (same parent, same name, a higher
+/// [`crate::search::RUNG_METRIC`]), and only the furthest is the trial's model to compare.
+pub fn furthest_rungs(runs: &[RunSummary]) -> Vec<RunSummary> {
+    let rung = |r: &RunSummary| r.metric(crate::search::RUNG_METRIC);
+    let continued = |run: &RunSummary| {
+        let Some(reached) = rung(run) else { return false };
+        runs.iter().any(|o| {
+            o.parent_run_id.is_some()
+                && o.parent_run_id == run.parent_run_id
+                && o.run_name == run.run_name
+                && rung(o).is_some_and(|r| r > reached)
+        })
+    };
+    runs.iter().filter(|r| !continued(r)).cloned().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +293,27 @@ mod tests {
         r.metrics.insert("train_seconds".into(), seconds);
         r.metrics.insert("parameter_count".into(), params);
         r
+    }
+
+    #[test]
+    fn a_trial_continued_by_a_later_rung_counts_once() {
+        let in_search = |id: &str, name: &str, rung: f64| {
+            let mut r = run(id, 0.8, 1.0, 1.0);
+            (r.run_name, r.parent_run_id) = (name.to_string(), Some("p".to_string()));
+            r.metrics.insert("rung".into(), rung);
+            r
+        };
+        let mut elsewhere = in_search("e", "lr=0.1", 0.0);
+        elsewhere.parent_run_id = Some("q".into());
+        let runs = vec![
+            in_search("a0", "lr=0.1", 0.0),
+            in_search("a1", "lr=0.1", 1.0),
+            in_search("b0", "lr=0.2", 0.0),
+            elsewhere,
+            run("plain", 0.9, 1.0, 1.0),
+        ];
+        let ids: Vec<String> = furthest_rungs(&runs).into_iter().map(|r| r.run_id).collect();
+        assert_eq!(ids, ["a1", "b0", "e", "plain"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use engine::analysis::{self, Direction, Ranking, RunSummary, format_seconds, group_thousands, keys, short_id};
+use engine::search::RUNG_METRIC;
 use engine::tracking::Source;
 use serde_json::{Value, json};
 
@@ -116,6 +117,11 @@ pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usi
     let metric = ranking.metric.as_str();
     let mut header: Vec<String> =
         ["RANK", "RUN", "NAME", "MODEL", "LR", "BATCH", "HIDDEN", "OPTIMIZER", "EPOCHS"].map(String::from).to_vec();
+    // Runs of a successive-halving search show the rung each reached.
+    let rungs = runs.iter().any(|r| r.metric(RUNG_METRIC).is_some());
+    if rungs {
+        header.push("RUNG".into());
+    }
     let mut extra = vec![metric.to_string()];
     for key in [keys::TEST_ACCURACY, keys::TEST_LOSS] {
         if key != metric {
@@ -143,6 +149,9 @@ pub fn render_comparison(runs: &[RunSummary], ranking: &Ranking, top: Option<usi
                 param("optimizer"),
                 param("epochs"),
             ];
+            if rungs {
+                row.push(metric_text(r, RUNG_METRIC, 0));
+            }
             row.extend(extra.iter().map(|k| metric_text(r, k, 4)));
             row.extend([
                 r.metric(keys::TRAIN_SECONDS).map_or_else(|| "-".into(), format_seconds),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::Args;
 use engine::data::{self, Normalization};
 use engine::experiment::{self, Event};
-pub use engine::experiment::CheckpointPaths;
 use engine::nn::Architecture;
 use engine::tracking::{Metric, TrackingConfig};
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
@@ -203,7 +202,7 @@ pub struct RunSpec {
     /// Sample system metrics this often (`None`: not at all).
     pub system_metrics: Option<std::time::Duration>,
     /// Continue from a checkpoint and save one after training (a search's promoted trial).
-    pub checkpoint: Option<CheckpointPaths>,
+    pub checkpoint: Option<train::CheckpointPaths>,
     /// Metrics known before training, logged when the run starts (e.g. a search's rung).
     pub start_metrics: Vec<Metric>,
 }

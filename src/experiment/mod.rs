@@ -29,7 +29,7 @@ pub use gate::{GateOutcome, gate_run, require_gate};
 pub use locate::{Located, locate_model};
 pub use output_dir::claim_output_dir;
 pub use registry::{CHAMPION, Promoted, Promotion, Registered, prepare_promotion, register_model};
-pub use run::{Bench, CheckpointPaths, ERROR_TAG, Event, RunOutcome, RunSpec, tracked_run};
+pub use run::{Bench, ERROR_TAG, Event, RunOutcome, RunSpec, tracked_run};
 
 /// The tag MLflow keeps a run's description in.
 pub const NOTE_TAG: &str = "mlflow.note.content";

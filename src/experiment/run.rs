@@ -15,7 +15,7 @@ use crate::model;
 use crate::report::ClassificationReport;
 use crate::sysmetrics::Sampler;
 use crate::tracking::{self, Metric, RunStatus, Tracker, TrackingConfig};
-use crate::train::{self, TrainConfig, TrainError};
+use crate::train::{self, CheckpointPaths, TrainConfig, TrainError};
 
 type Result<T> = std::result::Result<T, ExperimentError>;
 
@@ -74,15 +74,6 @@ impl RunSpec {
             start_metrics: Vec::new(),
         }
     }
-}
-
-/// Where a run's training state comes from and goes.
-#[derive(Debug, Clone)]
-pub struct CheckpointPaths {
-    /// The state to continue from (`None`: train from scratch).
-    pub from: Option<PathBuf>,
-    /// Where the state after training is saved.
-    pub to: PathBuf,
 }
 
 /// How a started run ended.
@@ -281,12 +272,7 @@ impl Running<'_> {
         let (train_set, device) = (&self.bench.dataset.train, &self.bench.device);
         let trained = match &self.spec.checkpoint {
             None => train::fit(config, train_set, device, &mut on_event)?,
-            Some(paths) => {
-                let start = paths.from.as_deref().map(train::Checkpoint::load).transpose().map_err(TrainError::from)?;
-                let (trained, state) = train::fit_from(config, train_set, device, start, &mut on_event)?;
-                state.save(&paths.to).map_err(TrainError::from)?;
-                trained
-            }
+            Some(paths) => train::fit_checkpointed(config, train_set, device, paths, &mut on_event)?,
         };
         if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
             (self.observe)(Event::EarlyStopped { best, stopped, epochs: config.epochs });

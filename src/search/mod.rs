@@ -1,4 +1,4 @@
-//! Hyperparameter searches beyond a grid: the spaces trials are drawn from ([`space`]),
+//! Hyperparameter searches beyond a grid: the spaces trials are drawn from ([`SearchSpace`]),
 //! successive halving's rungs and promotions ([`halving`]), and the schedule of a search, the
 //! state a sweep plan keeps so that any process, scheduler or restart runs the same trials
 //! ([`schedule`]). All pure: the sweep command trains and logs, this decides.

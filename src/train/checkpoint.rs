@@ -5,7 +5,7 @@
 //! rate; a cosine schedule spans the epochs of each call). The file is a JSON header and the
 //! numbers as little-endian `f32`, written atomically.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{EpochMetrics, TrainConfig};
 use crate::optim::OptimizerState;
@@ -38,6 +38,15 @@ pub enum CheckpointError {
     Format { path: String, why: String },
     #[error("the checkpoint was trained with other settings ({field} differs); it cannot continue this run")]
     Mismatch { field: String },
+}
+
+/// Where a run's training state comes from and goes.
+#[derive(Debug, Clone)]
+pub struct CheckpointPaths {
+    /// The state to continue from (`None`: train from scratch).
+    pub from: Option<PathBuf>,
+    /// Where the state after training is saved.
+    pub to: PathBuf,
 }
 
 const MAGIC: &[u8; 8] = b"ENGCKPT1";

@@ -15,11 +15,12 @@ use engine::search::{PRUNED_TAG, RUNG_METRIC};
 use engine::tracking::{LocalStore, Metric, RunStatus, TrackingConfig};
 use engine::train::TrainError;
 
-use super::plan::{Plan, checkpoint_path};
+use super::plan::Plan;
 use super::summary::update_run;
 use crate::cli::UsageError;
 use crate::cli::compare::PARENT_RUN_ID_TAG;
-use crate::cli::train::{Bench, CheckpointPaths, RunSpec, tracked_run};
+use crate::cli::train::{Bench, RunSpec, tracked_run};
+use engine::train::CheckpointPaths;
 
 /// How one trial's run went.
 pub struct ChildResult {
@@ -43,7 +44,12 @@ pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
         .collect();
     if tracking.tracking_uri.is_some() {
         let server = engine::tracking::Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
-        found.extend(server.into_iter().filter(|r| r.parent_run_id.as_deref() == parent));
+        // A run recorded here and mirrored to the server counts once.
+        let new: Vec<RunSummary> = server
+            .into_iter()
+            .filter(|r| r.parent_run_id.as_deref() == parent && !found.iter().any(|f| f.run_id == r.run_id))
+            .collect();
+        found.extend(new);
     }
     Ok(found)
 }
@@ -51,7 +57,7 @@ pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
 /// The run of `trial` at rung `rung` (named by the trial, trained to that rung's epochs); of
 /// several, the one that went furthest (finished, then killed).
 pub fn run_at<'a>(plan: &Plan, runs: &'a [RunSummary], trial: usize, rung: usize) -> Option<&'a RunSummary> {
-    let (label, epochs) = (&plan.points[trial].label, plan.schedule.epochs_of(rung).to_string());
+    let (label, epochs) = (&plan.points[trial].label, plan.epochs_of(trial, rung).to_string());
     let matching = runs.iter().filter(|r| &r.run_name == label && r.param("epochs") == Some(epochs.as_str()));
     matching.max_by_key(|r| (r.status == "FINISHED", r.status == "KILLED"))
 }
@@ -192,14 +198,14 @@ fn run_workers(plan: &Plan, path: &Path, trials: &[usize], workers: usize) -> an
 /// past rung 0 continues from its checkpoint of the rung before.
 fn run_trial(plan: &Plan, path: &Path, bench: &Bench, trial: usize) -> ChildResult {
     let (point, rung) = (&plan.points[trial], plan.schedule.rung());
-    let epochs = plan.schedule.current_epochs();
+    let epochs = plan.epochs_of(trial, rung);
     eprintln!("\n== sweep run {}/{}: {} ({epochs} epochs)", trial + 1, plan.points.len(), point.label);
     let mut tags = vec![(PARENT_RUN_ID_TAG.to_string(), plan.parent_run_id.clone())];
     tags.extend(plan.tags.iter().cloned());
     let halving = plan.schedule.halving.is_some();
     let checkpoint = halving.then(|| CheckpointPaths {
-        from: rung.checked_sub(1).map(|before| checkpoint_path(path, trial, before)),
-        to: checkpoint_path(path, trial, rung),
+        from: rung.checked_sub(1).map(|before| plan.checkpoint_path(path, trial, before)),
+        to: plan.checkpoint_path(path, trial, rung),
     });
     if let Some(Err(e)) = checkpoint.as_ref().and_then(|c| c.to.parent()).map(std::fs::create_dir_all) {
         return ChildResult {

@@ -43,11 +43,13 @@ pub struct SweepArgs {
     /// --output-dir holds one directory per run, --json prints the final comparison as JSON.
     #[command(flatten)]
     pub common: CommonTrainArgs,
-    /// Split the sweep across processes or machines: with the grid, create the parent run and
-    /// write the plan here; with --index, run one point of it; with --summarize, finish it.
+    /// Split the sweep across processes or machines: create the parent run and write the plan
+    /// here (grid, random or halving); with --index, run one entry of it; with --promote, go to
+    /// halving's next rung; with --summarize, finish it.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
-    /// Run point I (0-based) of the plan, e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX.
+    /// Run entry I (0-based) of the plan's current rung (every point of a grid or random search),
+    /// e.g. $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "I", requires = "plan", conflicts_with = "summarize")]
     pub index: Option<usize>,
     /// Rank the plan's runs and finish its parent run once they are done.
@@ -71,23 +73,23 @@ pub struct SweepArgs {
     /// in rungs: the best 1/--eta of each rung go on, --eta times longer, up to --epochs).
     #[arg(long, value_enum, default_value_t = Strategy::Grid)]
     pub search: Strategy,
-    /// Random search: how many trials to draw.
+    /// Random search and halving: how many trials to draw.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub trials: Option<u32>,
-    /// Random search: a parameter and its distribution, repeatable: 'lr=loguniform(1e-3,0.3)',
-    /// 'dropout=uniform(0,0.4)', 'epochs=int(1,5)', 'batch-size=choice(64,128)',
-    /// 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'. Parameters: lr,
-    /// weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size, epochs (int,
-    /// choice), hidden, optimizer, model (choice).
+    /// Random search and halving: a parameter and its distribution, repeatable:
+    /// 'lr=loguniform(1e-3,0.3)', 'dropout=uniform(0,0.4)', 'epochs=int(1,5)',
+    /// 'batch-size=choice(64,128)', 'hidden=choice(256|512,512)', 'optimizer=choice(sgd,adam)'.
+    /// Parameters: lr, weight-decay, dropout, momentum (loguniform, uniform, choice), batch-size,
+    /// epochs (int, choice), hidden, optimizer, model (choice).
     #[arg(long, value_name = "NAME=DIST(ARGS)")]
     pub space: Vec<String>,
-    /// Random search: more of the space as a JSON object, e.g.
+    /// Random search and halving: more of the space as a JSON object, e.g.
     /// {"lr": {"loguniform": [0.001, 0.3]}, "hidden": {"choice": [[256], [512, 512]]}} or
     /// {"lr": "loguniform(1e-3,0.3)"}; a parameter also given by --space is refused.
     #[arg(long, value_name = "FILE")]
     pub space_file: Option<PathBuf>,
-    /// Random search: the seed of the draws [default: --seed]. The same seed and space give the
-    /// same trials on any machine.
+    /// Random search and halving: the seed of the draws [default: --seed]. The same seed and
+    /// space give the same trials on any machine.
     #[arg(long, value_name = "SEED")]
     pub search_seed: Option<u64>,
     /// Successive halving: each rung keeps the best 1/ETA of the one before and trains ETA times
@@ -98,6 +100,10 @@ pub struct SweepArgs {
     /// trains --epochs.
     #[arg(long, value_name = "N")]
     pub min_epochs: Option<usize>,
+    /// Successive halving: where the trials' checkpoints go, on storage every worker shares
+    /// [default: beside the plan, FILE.checkpoints].
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Successive halving: the metric rungs are ranked by [default: val_loss]; losses are
     /// minimised, accuracies maximised.
     #[arg(long, value_name = "KEY")]
@@ -142,7 +148,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         }
         (None, _, _, _) => {
             let mut plan = plan::create_plan(&args)?;
-            let path = state_path(&args, &plan.parent_run_id);
+            let path = state_path(&args, &plan);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -158,9 +164,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Where a sweep run in one command keeps its plan: in --output-dir, else in `sweeps/`.
-fn state_path(args: &SweepArgs, parent_run_id: &str) -> PathBuf {
-    let dir = args.common.output_dir.clone().unwrap_or_else(|| PathBuf::from("sweeps"));
+/// Where a sweep run in one command keeps its plan: in --output-dir, else in the local store's
+/// `sweeps/`.
+fn state_path(args: &SweepArgs, plan: &Plan) -> PathBuf {
+    let (local_root, parent_run_id) = (plan.tracking().local_root, &plan.parent_run_id);
+    let dir = args.common.output_dir.clone().unwrap_or_else(|| local_root.join("sweeps"));
     dir.join(format!("sweep-{}.json", engine::tracking::paths::sanitize_component(parent_run_id)))
 }
 

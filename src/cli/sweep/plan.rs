@@ -36,12 +36,15 @@ pub struct Plan {
     pub points: Vec<PlannedPoint>,
     /// Which points each rung trains, for how long.
     pub schedule: Schedule,
+    /// Where halving keeps the trials' checkpoints [default: beside the plan].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct PlannedPoint {
     pub label: String,
-    /// The point's config; the epochs are those of the last rung.
+    /// The point's config; with halving, the epochs are those of the last rung.
     pub config: TrainConfig,
 }
 
@@ -54,9 +57,7 @@ impl Plan {
         let plan: Plan = serde_json::from_str(&text)
             .map_err(|e| UsageError(format!("{} is not a sweep plan: {e}", path.display())))?;
         plan.check().map_err(|(field, why)| {
-            let key = field.split(['[', '.']).next().unwrap_or_default();
-            let line = text.lines().position(|l| l.trim_start().starts_with(&format!("\"{key}\"")));
-            let at = line.map_or_else(String::new, |n| format!(" line {}", n + 1));
+            let at = field_line(&text, &field).map_or_else(String::new, |n| format!(" line {n}"));
             UsageError(format!(
                 "{}{at} ({field}): {why}; the plan was edited by hand? write it again with --plan",
                 path.display()
@@ -75,7 +76,8 @@ impl Plan {
             if self.points[..i].iter().any(|p| p.label == point.label) {
                 return Err((format!("points[{i}].label"), format!("'{}' names two points", point.label)));
             }
-            if point.config.epochs != self.schedule.rung_epochs.last().copied().unwrap_or(0) {
+            let last_rung = self.schedule.rung_epochs.last().copied().unwrap_or(0);
+            if self.schedule.halving.is_some() && point.config.epochs != last_rung {
                 return Err((format!("points[{i}].config.epochs"), "differs from the last rung's epochs".into()));
             }
         }
@@ -108,10 +110,52 @@ impl Plan {
     }
 }
 
-/// Where trial `trial`'s state after rung `rung` is kept: beside the plan, so that every process
-/// and array job that reads the plan finds it.
-pub fn checkpoint_path(plan_path: &Path, trial: usize, rung: usize) -> PathBuf {
-    plan_path.with_extension("checkpoints").join(format!("trial-{trial}-rung-{rung}.ckpt"))
+/// The line (from 1) of a pretty-printed plan where `field` (`points[2].config`,
+/// `schedule.rungs[1][1]`) starts: each name is looked for after the one before, skipping as many
+/// of its kind as the index before it says.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut at, mut skip) = (0, 0);
+    for part in field.split('.') {
+        let (name, index) = part.split_once('[').unwrap_or((part, ""));
+        let key = format!("\"{name}\"");
+        at = (at..lines.len()).filter(|&i| lines[i].trim_start().starts_with(&key)).nth(skip)?;
+        skip = index.split(']').next().and_then(|i| i.parse().ok()).unwrap_or(0);
+    }
+    Some(at + 1)
+}
+
+impl Plan {
+    /// The epochs `trial` trains to in rung `rung`: the rung's with halving, else the point's
+    /// own (a random search may draw them).
+    pub fn epochs_of(&self, trial: usize, rung: usize) -> usize {
+        match &self.schedule.halving {
+            Some(_) => self.schedule.epochs_of(rung),
+            None => self.points[trial].config.epochs,
+        }
+    }
+
+    /// Where halving keeps the trials' checkpoints: `--checkpoint-dir`, else beside the plan at
+    /// `plan_path`, so that every process and array job that reads the plan finds them.
+    pub fn checkpoint_dir(&self, plan_path: &Path) -> PathBuf {
+        self.checkpoint_dir.clone().unwrap_or_else(|| plan_path.with_extension("checkpoints"))
+    }
+
+    /// Trial `trial`'s state after rung `rung`.
+    pub fn checkpoint_path(&self, plan_path: &Path, trial: usize, rung: usize) -> PathBuf {
+        self.checkpoint_dir(plan_path).join(format!("trial-{trial}-rung-{rung}.ckpt"))
+    }
+
+    /// Removes the checkpoints of a finished search (and their directory, once empty).
+    pub fn remove_checkpoints(&self, plan_path: &Path) {
+        let dir = self.checkpoint_dir(plan_path);
+        for trial in 0..self.points.len() {
+            for rung in 0..self.schedule.rung_epochs.len() {
+                let _ = std::fs::remove_file(self.checkpoint_path(plan_path, trial, rung));
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Validates the points, creates the parent run (its params and tags reach the server before
@@ -163,6 +207,7 @@ pub fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
         tolerance: args.tolerance,
         points: points.into_iter().map(|p| PlannedPoint { label: p.label, config: p.config }).collect(),
         schedule,
+        checkpoint_dir: args.checkpoint_dir.clone(),
     })
 }
 

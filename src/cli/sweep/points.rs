@@ -81,7 +81,7 @@ pub fn points(args: &SweepArgs) -> Result<(Vec<Point>, Option<SpaceSearch>, Sche
     Ok((points, Some(search), schedule))
 }
 
-/// `--eta`, `--min-epochs` and `--metric` belong to successive halving.
+/// `--eta`, `--min-epochs`, `--metric` and `--checkpoint-dir` belong to successive halving.
 fn refuse_halving_flags(args: &SweepArgs) -> Result<(), UsageError> {
     let halving_only = [
         (args.eta.is_some(), "--eta"),

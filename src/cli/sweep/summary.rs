@@ -28,7 +28,7 @@ pub fn summarize(plan: &Plan, path: &Path, json: bool) -> anyhow::Result<ExitCod
     }
     finish_parent(plan, &outcome(plan, &runs, &summaries, &ranking, &children), status)?;
     if status == RunStatus::Finished {
-        let _ = std::fs::remove_dir_all(path.with_extension("checkpoints"));
+        plan.remove_checkpoints(path);
     }
     let parent_id = &plan.parent_run_id;
     if json {
