@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use engine::report::{
-    CLASS_NAMES, ClassificationReport, ConfusionMatrix, EpochPoint, EvaluationInputs, Rect, ReportError,
-    confusion_matrix_layout, confusion_matrix_normalized_png, confusion_matrix_png, misclassified_layout,
-    misclassified_png, training_curves_png, write_evaluation_reports,
+    CLASS_NAMES, ClassificationReport, ConfusionMatrix, EpochPoint, EvaluationInputs, ImageShape, Predictions, Rect,
+    ReportError, confusion_matrix_layout, confusion_matrix_normalized_png, confusion_matrix_png,
+    misclassified_images_png, misclassified_layout, misclassified_layout_for, misclassified_png, training_curves_png,
+    write_evaluation_reports,
 };
 use image::RgbImage;
 use serde_json::Value;
@@ -423,7 +424,15 @@ fn evaluation_reports_are_all_written() {
     let prob: Vec<f32> = (0..n).map(|i| (i % 100) as f32 / 100.0).collect();
     let images = synthetic_images(n);
     let dir = out_dir("eval").join("nested");
-    let eval = EvaluationInputs { y_true, y_pred, prob_of_pred: &prob, images: &images };
+    let class_names = fashion_names();
+    let eval = EvaluationInputs {
+        y_true,
+        y_pred,
+        prob_of_pred: &prob,
+        images: &images,
+        shape: ImageShape::FASHION_MNIST,
+        class_names: &class_names,
+    };
     let written = write_evaluation_reports(&dir, &eval).unwrap();
     let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     for expected in
@@ -448,7 +457,15 @@ fn evaluation_reports_are_all_written() {
 #[test]
 fn evaluation_reports_check_inputs_before_writing() {
     let dir = out_dir("eval-bad");
-    let eval = EvaluationInputs { y_true: &[0, 1], y_pred: &[0, 1], prob_of_pred: &[0.9, 0.8], images: &[0; 784] };
+    let class_names = fashion_names();
+    let eval = EvaluationInputs {
+        y_true: &[0, 1],
+        y_pred: &[0, 1],
+        prob_of_pred: &[0.9, 0.8],
+        images: &[0; 784],
+        shape: ImageShape::FASHION_MNIST,
+        class_names: &class_names,
+    };
     assert!(matches!(write_evaluation_reports(&dir, &eval), Err(ReportError::ImageBufferSize { .. })));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
 }
@@ -476,4 +493,157 @@ fn text_columns_widen_for_long_class_names() {
     assert_eq!(lines[2], format!("{long}     0.5000    1.0000    0.6667         1"));
     assert_eq!(lines[3], format!("{:>w$}     1.0000    0.5000    0.6667         2", "b", w = long.len()));
     assert_eq!(lines[5], format!("{:>w$}                         0.6667         3", "accuracy", w = long.len()));
+}
+
+fn fashion_names() -> Vec<String> {
+    CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+}
+
+/// Fixtures with other class counts, made by `fixtures/report/make_class_count_fixtures.py`.
+const CLASS_COUNT_FIXTURES: [(&str, usize); 2] = [("two_classes", 2), ("emnist_47", 47)];
+
+#[test]
+fn reports_for_2_and_47_classes_match_sklearn() {
+    for (name, n_classes) in CLASS_COUNT_FIXTURES {
+        let f = load(name);
+        assert_eq!(f.class_names.len(), n_classes, "{name}");
+        let report = report_of(&f);
+        assert_same_json(&report.to_json(), &f.report, name);
+        assert_eq!(report.render_text(), f.text, "{name}");
+        // Written through the evaluation entry point, with 2x3 RGB images.
+        let shape = ImageShape { channels: 3, height: 2, width: 3 };
+        let images = vec![7u8; f.y_true.len() * shape.pixels()];
+        let prob = vec![0.5f32; f.y_true.len()];
+        let dir = out_dir(name);
+        let eval = EvaluationInputs {
+            y_true: &f.y_true,
+            y_pred: &f.y_pred,
+            prob_of_pred: &prob,
+            images: &images,
+            shape,
+            class_names: &f.class_names,
+        };
+        write_evaluation_reports(&dir, &eval).unwrap();
+        let read =
+            |file: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap() };
+        assert_same_json(&read("classification_report.json"), &f.report, name);
+        let cm = read("confusion_matrix.json");
+        assert_eq!(cm["counts"], serde_json::json!(f.matrix), "{name}");
+        assert_eq!(cm["class_names"], serde_json::json!(f.class_names), "{name}");
+        let l = confusion_matrix_layout(&names(&f)).unwrap();
+        let png = decode(&dir.join("confusion_matrix.png"));
+        assert_eq!((png.width(), png.height()), (l.width, l.height), "{name}");
+    }
+}
+
+fn overlap(a: Rect, b: Rect) -> bool {
+    a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+}
+
+fn inside(r: Rect, width: u32, height: u32) -> bool {
+    r.x + r.w <= width && r.y + r.h <= height
+}
+
+#[test]
+fn confusion_matrices_are_legible_at_2_10_and_47_classes() {
+    let emnist = load("emnist_47");
+    let long_names: Vec<String> = (0..47).map(|i| format!("a rather long class name number {i}")).collect();
+    let cases: [(&str, Vec<String>); 4] = [
+        ("2", vec!["cat".into(), "dog".into()]),
+        ("10", fashion_names()),
+        ("47", emnist.class_names.clone()),
+        ("47-long", long_names),
+    ];
+    for (case, class_names) in cases {
+        let n = class_names.len();
+        let names: Vec<&str> = class_names.iter().map(String::as_str).collect();
+        let y: Vec<u8> = (0..n as u8).flat_map(|c| [c, c, c]).collect();
+        let pred: Vec<u8> =
+            y.iter().enumerate().map(|(i, &c)| if i % 3 == 0 { (c + 1) % n as u8 } else { c }).collect();
+        let cm = ConfusionMatrix::new(&y, &pred, n).unwrap().with_class_names(&names).unwrap();
+        let path = out_dir(&format!("legible-{case}")).join("cm.png");
+        confusion_matrix_png(&cm, &path).unwrap();
+        confusion_matrix_normalized_png(&cm, &path.with_file_name("cm_normalized.png")).unwrap();
+        let l = confusion_matrix_layout(&names).unwrap();
+        let img = decode(&path);
+        assert_eq!((img.width(), img.height()), (l.width, l.height), "{case}");
+        assert_eq!(l.grid.w, l.cell * n as u32, "{case}: one cell per class");
+        assert!(l.width <= 1400 && l.height <= 1400, "{case}: {}x{}", l.width, l.height);
+        assert!(l.tick_size >= 10.0, "{case}: names at least 10 px, got {}", l.tick_size);
+        assert_eq!(l.cell_text_size.is_some(), n <= 10, "{case}: counts printed only in big cells");
+        for boxes in [&l.y_label_boxes, &l.x_label_boxes] {
+            assert_eq!(boxes.len(), n, "{case}");
+            for (i, &a) in boxes.iter().enumerate() {
+                assert!(inside(a, l.width, l.height), "{case}: label {i} {a:?} inside the picture");
+                assert!(!overlap(a, l.grid), "{case}: label {i} off the grid");
+                for (j, &b) in boxes.iter().enumerate().skip(i + 1) {
+                    assert!(!overlap(a, b), "{case}: labels {i} {a:?} and {j} {b:?} overlap");
+                }
+            }
+        }
+        // Every row name is drawn: ink in its box.
+        for (i, &b) in l.y_label_boxes.iter().enumerate() {
+            assert!(dark_pixels(&img, b) > 0, "{case}: name {i} drawn");
+        }
+    }
+}
+
+#[test]
+fn fashion_mnist_layout_keeps_its_size() {
+    // Ten classes keep 60-pixel cells and the full-size names they always had.
+    let l = confusion_matrix_layout(&CLASS_NAMES).unwrap();
+    assert_eq!((l.cell, l.tick_size, l.cell_text_size), (60, 14.0, Some(14.0)));
+    assert_eq!(l.labels, fashion_names());
+}
+
+/// `n` images of `shape` in CHW order: plane `c` of image `i` is the constant `40 * c + 10 * i`.
+fn planar_images(n: usize, shape: ImageShape) -> Vec<u8> {
+    let plane = shape.height * shape.width;
+    (0..n).flat_map(|i| (0..shape.channels).flat_map(move |c| vec![(40 * c + 10 * i) as u8; plane])).collect()
+}
+
+#[test]
+fn misclassified_examples_are_drawn_in_colour_and_magnified() {
+    let cases = [
+        (ImageShape { channels: 3, height: 12, width: 20 }, (140, 84)),
+        (ImageShape { channels: 1, height: 40, width: 40 }, (120, 120)),
+        (ImageShape { channels: 3, height: 300, width: 200 }, (93, 140)),
+    ];
+    for (shape, drawn) in cases {
+        let n = 4;
+        let images = planar_images(n, shape);
+        let y_true = [0u8, 1, 0, 1];
+        let y_pred = [1u8, 0, 1, 0];
+        let prob = [0.9f32, 0.8, 0.7, 0.6];
+        let predictions = Predictions { y_true: &y_true, y_pred: &y_pred, prob_of_pred: &prob };
+        let path = out_dir(&format!("rgb-{}x{}x{}", shape.channels, shape.height, shape.width)).join("mis.png");
+        misclassified_images_png(&images, shape, &predictions, &["cat", "dog"], &path).unwrap();
+        let l = misclassified_layout_for(n, shape);
+        let img = decode(&path);
+        assert_eq!((img.width(), img.height()), (l.width, l.height));
+        for (i, r) in l.images.iter().enumerate() {
+            assert_eq!((r.w, r.h), drawn, "{shape:?}");
+            let expected: [u8; 3] = if shape.channels == 3 {
+                [10 * i as u8, 40 + 10 * i as u8, 80 + 10 * i as u8]
+            } else {
+                [10 * i as u8; 3]
+            };
+            for (x, y) in [(r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1), (r.x + r.w / 2, r.y + r.h / 2)] {
+                assert_eq!(img.get_pixel(x, y).0, expected, "{shape:?} image {i} at ({x}, {y})");
+            }
+        }
+    }
+}
+
+#[test]
+fn misclassified_examples_reject_undrawable_shapes() {
+    let path = out_dir("mis-shape").join("mis.png");
+    let predictions = Predictions { y_true: &[0], y_pred: &[1], prob_of_pred: &[0.5] };
+    let two = ImageShape { channels: 2, height: 4, width: 4 };
+    let err = misclassified_images_png(&[0; 32], two, &predictions, &["a", "b"], &path).unwrap_err();
+    assert!(matches!(err, ReportError::UnsupportedChannels { channels: 2 }), "{err}");
+    let rgb = ImageShape { channels: 3, height: 4, width: 4 };
+    let err = misclassified_images_png(&[0; 16], rgb, &predictions, &["a", "b"], &path).unwrap_err();
+    assert!(err.to_string().contains("3x4x4"), "{err}");
+    assert!(!path.exists(), "nothing written");
 }

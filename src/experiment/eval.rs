@@ -92,6 +92,8 @@ fn evaluate_into(
         y_pred: &eval.predictions,
         prob_of_pred: &eval.prob_of_pred,
         images: &dataset.test.pixels,
+        shape: report::ImageShape::FASHION_MNIST,
+        class_names: &crate::data::InputContract::fashion_mnist().class_names,
     };
     report::write_evaluation_reports(staging, &inputs)?;
     let report = ClassificationReport::new(&eval.labels, &eval.predictions, &report::CLASS_NAMES)?;

@@ -121,6 +121,8 @@ pub(super) fn write_reports(
         y_pred: &test.predictions,
         prob_of_pred: &test.prob_of_pred,
         images: &test_set.pixels,
+        shape: report::ImageShape::FASHION_MNIST,
+        class_names: &crate::data::InputContract::fashion_mnist().class_names,
     };
     let mut written = report::write_evaluation_reports(dir, &inputs)?;
     let points: Vec<EpochPoint> = history

@@ -1,6 +1,6 @@
 //! Evaluation reports: the classification report, the confusion matrix and the pictures that
 //! a person opens in the MLflow UI to judge a model. They work on plain slices (labels,
-//! probabilities, 28x28 pixels) so they do not depend on the tensor code, their numbers match
+//! probabilities, CHW pixels of any shape) so they do not depend on the tensor code, their numbers match
 //! scikit-learn's exactly (so they can be compared with any Python baseline), and the pictures
 //! are drawn with an embedded font so that they look the same on every machine.
 
@@ -12,15 +12,15 @@ use std::path::{Path, PathBuf};
 
 pub use metrics::{AverageRow, ClassificationReport, ConfusionMatrix};
 pub use plot::{
-    EpochPoint, GridLayout, HeatmapLayout, Rect, confusion_matrix_layout, confusion_matrix_normalized_png,
-    confusion_matrix_png, misclassified_layout, misclassified_png, training_curves_png,
+    EpochPoint, GridLayout, HeatmapLayout, Predictions, Rect, confusion_matrix_layout, confusion_matrix_normalized_png,
+    confusion_matrix_png, misclassified_images_png, misclassified_layout, misclassified_layout_for, misclassified_png,
+    training_curves_png,
 };
+
+pub use crate::nn::ImageShape;
 
 /// The FashionMNIST class names, indexed by label (their home is the dataset's contract).
 pub use crate::data::FASHION_MNIST_CLASSES as CLASS_NAMES;
-
-/// Side of one FashionMNIST image in pixels.
-pub const IMAGE_SIDE: usize = 28;
 
 /// Why a report could not be computed or written.
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +53,21 @@ pub enum ReportError {
         /// What was empty.
         what: &'static str,
     },
-    /// The pixel buffer is not `n * 28 * 28` bytes.
-    #[error("image buffer has {actual} bytes, expected {expected} (n * 28 * 28)")]
+    /// The pixel buffer is not `n * channels * height * width` bytes.
+    #[error("image buffer has {actual} bytes, expected {expected} (n * {shape})")]
     ImageBufferSize {
-        /// `n * 784`.
+        /// `n * channels * height * width`.
         expected: usize,
         /// The buffer's length.
         actual: usize,
+        /// The image shape, as `CxHxW`.
+        shape: String,
+    },
+    /// The images can be drawn neither grey (one channel) nor in colour (three).
+    #[error("cannot draw images of {channels} channels: only 1 (grey) or 3 (RGB) can be drawn")]
+    UnsupportedChannels {
+        /// The channel count given.
+        channels: usize,
     },
     /// The embedded font could not be read.
     #[error("embedded font: {0}")]
@@ -85,23 +93,28 @@ pub enum ReportError {
 /// What [`write_evaluation_reports`] needs: one entry per test sample.
 #[derive(Debug, Clone, Copy)]
 pub struct EvaluationInputs<'a> {
-    /// True labels, 0..10.
+    /// True labels, indices into `class_names`.
     pub y_true: &'a [u8],
-    /// Predicted labels, 0..10.
+    /// Predicted labels, indices into `class_names`.
     pub y_pred: &'a [u8],
     /// The model's probability for the class it predicted.
     pub prob_of_pred: &'a [f32],
-    /// `n * 784` grey pixels, each image 28x28 row-major.
+    /// `n * shape.pixels()` bytes, each image in CHW order (channel planes, each row-major).
     pub images: &'a [u8],
+    /// The shape of one image in `images`.
+    pub shape: ImageShape,
+    /// The class names, indexed by label; their count is the class count.
+    pub class_names: &'a [String],
 }
 
 /// Writes `classification_report.json`, `confusion_matrix.json`, `confusion_matrix.png`,
 /// `confusion_matrix_normalized.png` and `misclassified_examples.png` into `dir` (created if
 /// missing) and returns their paths. All inputs are checked before anything is written.
 pub fn write_evaluation_reports(dir: &Path, eval: &EvaluationInputs) -> Result<Vec<PathBuf>, ReportError> {
-    let report = ClassificationReport::new(eval.y_true, eval.y_pred, &CLASS_NAMES)?;
-    let cm = ConfusionMatrix::new(eval.y_true, eval.y_pred, CLASS_NAMES.len())?;
-    plot::validate_examples(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, 10)?;
+    let names: Vec<&str> = eval.class_names.iter().map(String::as_str).collect();
+    let report = ClassificationReport::new(eval.y_true, eval.y_pred, &names)?;
+    let cm = ConfusionMatrix::new(eval.y_true, eval.y_pred, names.len())?.with_class_names(&names)?;
+    plot::validate_examples(eval.images, eval.shape, eval.y_true, eval.y_pred, eval.prob_of_pred, names.len())?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_path_buf(), source })?;
 
     let path = |name: &str| dir.join(name);
@@ -116,7 +129,8 @@ pub fn write_evaluation_reports(dir: &Path, eval: &EvaluationInputs) -> Result<V
     write_json(&written[1], &cm.to_json())?;
     confusion_matrix_png(&cm, &written[2])?;
     confusion_matrix_normalized_png(&cm, &written[3])?;
-    misclassified_png(eval.images, eval.y_true, eval.y_pred, eval.prob_of_pred, &CLASS_NAMES, &written[4])?;
+    let predictions = Predictions { y_true: eval.y_true, y_pred: eval.y_pred, prob_of_pred: eval.prob_of_pred };
+    misclassified_images_png(eval.images, eval.shape, &predictions, &names, &written[4])?;
     Ok(written)
 }
 

@@ -4,16 +4,25 @@ use std::path::Path;
 
 use image::Rgb;
 
-use super::{AXIS_TITLE_SIZE, MARGIN, Rect, TICK_SIZE, TITLE_SIZE, nice_ticks, save_png};
+use super::{AXIS_TITLE_SIZE, MARGIN, Rect, TICK_SIZE, TITLE_SIZE, nice_ticks, save_png, shorten};
 use crate::report::ReportError;
 use crate::report::canvas::{Align, Canvas, Fonts, INK, Style, WHITE, luminance};
 use crate::report::metrics::ConfusionMatrix;
 
-const CELL_TEXT_SIZE: f32 = 14.0;
+/// Cell side for up to ten classes; fewer get bigger cells, more get smaller ones.
 const CELL: u32 = 60;
+/// The grid is at least this wide (two classes) and, shrinking cells, at most about this wide.
+const MIN_GRID: u32 = 240;
+const MAX_GRID: u32 = 600;
+/// Cells never shrink below a legible tick label's line.
+const MIN_CELL: u32 = 18;
+/// Counts are printed only in cells at least this big.
+const MIN_CELL_WITH_TEXT: u32 = 28;
+/// Longest class name drawn in full; longer ones are shortened with an ellipsis.
+const MAX_LABEL_W: u32 = 160;
 
 /// Where the parts of a confusion-matrix picture are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeatmapLayout {
     /// Picture width.
     pub width: u32,
@@ -37,6 +46,16 @@ pub struct HeatmapLayout {
     pub colorbar: Rect,
     /// The colour scale's tick labels.
     pub colorbar_labels: Rect,
+    /// Font size of the class names.
+    pub tick_size: f32,
+    /// Font size of the numbers in cells; `None` when cells are too small to hold them.
+    pub cell_text_size: Option<f32>,
+    /// The class names as drawn (long ones shortened), indexed by class.
+    pub labels: Vec<String>,
+    /// Where each row's name is drawn, indexed by class.
+    pub y_label_boxes: Vec<Rect>,
+    /// Where each column's (vertical) name is drawn, indexed by class.
+    pub x_label_boxes: Vec<Rect>,
 }
 
 impl HeatmapLayout {
@@ -56,13 +75,23 @@ pub fn confusion_matrix_layout(class_names: &[&str]) -> Result<HeatmapLayout, Re
     Ok(heatmap_layout(&Fonts::load()?, class_names))
 }
 
+/// Cell side for `n` classes: 60 pixels up to ten, bigger below, smaller above.
+fn cell_side(n: usize) -> u32 {
+    let n = n.max(1) as u32;
+    if n <= 10 { CELL.max(MIN_GRID / n) } else { (MAX_GRID / n).max(MIN_CELL) }
+}
+
 fn heatmap_layout(fonts: &Fonts, class_names: &[&str]) -> HeatmapLayout {
-    let tick = Style::new(TICK_SIZE);
-    let label_w = class_names.iter().map(|s| fonts.measure(s, tick).0).max().unwrap_or(0);
+    let cell = cell_side(class_names.len());
+    let tick_size = (cell as f32 * 0.7).min(TICK_SIZE);
+    let tick = Style::new(tick_size);
+    let labels: Vec<String> = class_names.iter().map(|s| shorten(fonts, s, tick, MAX_LABEL_W)).collect();
+    let label_w = labels.iter().map(|s| fonts.measure(s, tick).0).max().unwrap_or(0);
     let line_h = fonts.measure("Ag", tick).1;
     let axis_h = fonts.measure("Ag", Style::new(AXIS_TITLE_SIZE).bold()).1;
     let title_h = fonts.measure("Ag", Style::new(TITLE_SIZE).bold()).1;
-    let side = class_names.len() as u32 * CELL;
+    let side = class_names.len() as u32 * cell;
+    let bar_tick = Style::new(TICK_SIZE);
 
     let y_axis_title = Rect { x: MARGIN, y: MARGIN + title_h + 16, w: axis_h, h: side };
     let y_tick_labels = Rect { x: y_axis_title.right() + 10, w: label_w, ..y_axis_title };
@@ -72,25 +101,45 @@ fn heatmap_layout(fonts: &Fonts, class_names: &[&str]) -> HeatmapLayout {
     let colorbar = Rect { x: grid.right() + 24, y: grid.y, w: 20, h: side };
     let colorbar_labels = Rect {
         x: colorbar.right() + 8,
-        y: grid.y.saturating_sub(line_h / 2),
-        w: fonts.measure("100000", tick).0,
-        h: side + line_h,
+        y: grid.y.saturating_sub(fonts.measure("Ag", bar_tick).1 / 2),
+        w: fonts.measure("100000", bar_tick).0,
+        h: side + fonts.measure("Ag", bar_tick).1,
     };
-    let width = colorbar_labels.right() + MARGIN;
+    // Wide enough for the longer title at its smallest size.
+    let title_w = fonts.measure(LONGEST_TITLE, Style::new(TITLE_SIZE * 0.6).bold()).0;
+    let width = (colorbar_labels.right() + MARGIN).max(title_w + 2 * MARGIN);
+    let mut y_label_boxes = Vec::new();
+    let mut x_label_boxes = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let w = fonts.measure(label, tick).0;
+        let middle = i as u32 * cell + cell / 2;
+        let y = (grid.y + middle).saturating_sub(line_h / 2);
+        y_label_boxes.push(Rect { x: y_tick_labels.right() - w, y, w, h: line_h });
+        let x = (grid.x + middle).saturating_sub(line_h / 2);
+        x_label_boxes.push(Rect { x, y: x_tick_labels.y, w: line_h, h: w });
+    }
     HeatmapLayout {
         width,
         height: x_axis_title.bottom() + MARGIN,
         title: Rect { x: 0, y: MARGIN, w: width, h: title_h },
         grid,
-        cell: CELL,
+        cell,
         y_tick_labels,
         x_tick_labels,
         y_axis_title,
         x_axis_title,
         colorbar,
         colorbar_labels,
+        tick_size,
+        cell_text_size: (cell >= MIN_CELL_WITH_TEXT).then(|| (cell as f32 * 14.0 / 60.0).clamp(10.0, 20.0)),
+        labels,
+        y_label_boxes,
+        x_label_boxes,
     }
 }
+
+/// The longer of the two titles, with the widest accuracy.
+const LONGEST_TITLE: &str = "Confusion matrix, normalised by true class — accuracy 100.00%";
 
 /// matplotlib's "Blues" colour map, the one scikit-learn's confusion-matrix plots use.
 fn blues(t: f64) -> Rgb<u8> {
@@ -168,7 +217,7 @@ fn draw_heatmap(map: &Heatmap, cm: &ConfusionMatrix, path: &Path) -> Result<(), 
     let fonts = Fonts::load()?;
     let l = heatmap_layout(&fonts, class_names);
     let mut cv = Canvas::new(l.width, l.height, fonts);
-    let tick = Style::new(TICK_SIZE);
+    let tick = Style::new(l.tick_size);
 
     let title_style = fit_size(&cv, &map.title, Style::new(TITLE_SIZE).bold(), l.width - 2 * MARGIN);
     let center_x = f64::from(l.width) / 2.0;
@@ -178,17 +227,19 @@ fn draw_heatmap(map: &Heatmap, cm: &ConfusionMatrix, path: &Path) -> Result<(), 
         for (c, &v) in row.iter().enumerate() {
             let cell = l.cell_rect(r, c);
             let bg = blues(v / map.vmax);
-            cv.fill_rect(cell.x.into(), cell.y.into(), CELL.into(), CELL.into(), bg);
-            let text = (map.cell_text)(r, c);
-            let style = fit_size(&cv, &text, Style::new(CELL_TEXT_SIZE).color(text_on(bg)), CELL - 6);
-            let (cx, cy) = center(cell);
-            cv.text(cx, cy, &text, style, Align::Center, Align::Center);
+            cv.fill_rect(cell.x.into(), cell.y.into(), l.cell.into(), l.cell.into(), bg);
+            if let Some(size) = l.cell_text_size {
+                let text = (map.cell_text)(r, c);
+                let style = fit_size(&cv, &text, Style::new(size).color(text_on(bg)), l.cell - 6);
+                let (cx, cy) = center(cell);
+                cv.text(cx, cy, &text, style, Align::Center, Align::Center);
+            }
         }
     }
     let g = l.grid;
     cv.stroke_rect(g.x.into(), g.y.into(), g.w.into(), g.h.into(), INK);
 
-    for (i, name) in class_names.iter().enumerate() {
+    for (i, name) in l.labels.iter().enumerate() {
         let (cx, cy) = center(l.cell_rect(i, i));
         // Tick marks, then the names: rows on the left, columns below reading upwards.
         cv.fill_rect(i64::from(g.x) - 5, cy as i64, 5, 1, INK);
@@ -213,7 +264,7 @@ fn draw_heatmap(map: &Heatmap, cm: &ConfusionMatrix, path: &Path) -> Result<(), 
     for (v, label) in &map.ticks {
         let y = f64::from(bar.bottom()) - 1.0 - v / map.vmax * f64::from(bar.h - 1);
         cv.fill_rect(bar.right().into(), y.round() as i64, 5, 1, INK);
-        cv.text(f64::from(l.colorbar_labels.x), y, label, tick, Align::Start, Align::Center);
+        cv.text(f64::from(l.colorbar_labels.x), y, label, Style::new(TICK_SIZE), Align::Start, Align::Center);
     }
     save_png(&cv, path)
 }

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use super::canvas::Canvas;
+use super::canvas::{Canvas, Fonts, Style};
 use super::{ReportError, write_atomic};
 
 mod curves;
@@ -14,7 +14,10 @@ mod heatmap;
 
 pub use curves::{EpochPoint, training_curves_png};
 pub(crate) use grid::validate_examples;
-pub use grid::{GridLayout, misclassified_layout, misclassified_png};
+pub use grid::{
+    GridLayout, Predictions, misclassified_images_png, misclassified_layout, misclassified_layout_for,
+    misclassified_png,
+};
 pub use heatmap::{HeatmapLayout, confusion_matrix_layout, confusion_matrix_normalized_png, confusion_matrix_png};
 
 const MARGIN: u32 = 20;
@@ -42,6 +45,17 @@ impl Rect {
     fn bottom(&self) -> u32 {
         self.y + self.h
     }
+}
+
+/// `text` cut short with an ellipsis until it fits in `max_width` pixels.
+fn shorten(fonts: &Fonts, text: &str, style: Style, max_width: u32) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let mut out = text.to_string();
+    while fonts.measure(&out, style).0 > max_width && chars.len() > 1 {
+        chars.pop();
+        out = chars.iter().collect::<String>() + "…";
+    }
+    out
 }
 
 fn save_png(cv: &Canvas, path: &Path) -> Result<(), ReportError> {
