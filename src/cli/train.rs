@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use engine::data::{self, Normalization};
-use engine::experiment::{self, Event, ExperimentError};
 pub use engine::experiment::CheckpointPaths;
+use engine::experiment::{self, Event, ExperimentError};
 use engine::nn::Architecture;
 use engine::tracking::{Metric, TrackingConfig};
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
