@@ -64,7 +64,8 @@ fn contract_of(shape: ImageShape) -> InputContract {
 
 fn push(images: &mut Images, bytes: &[u8], contract: &InputContract, name: &str) -> Result<(), InputError> {
     let pixels = decode_for_contract(bytes, contract, LIMITS).map_err(|problem| bad(format!("{name}: {problem}")))?;
-    images.pixels.extend(pixels.iter().map(|&b| f32::from(b) * contract.pixel_scale));
+    // `byte / 255`, as the JSON formats' pixels are: the same image gives the same bits.
+    images.pixels.extend(pixels.iter().map(|&b| f32::from(b) / 255.0));
     images.rows += 1;
     Ok(())
 }
