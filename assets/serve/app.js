@@ -49,7 +49,9 @@ function showPrediction(probabilities, classes, millis) {
     const item = document.createElement('li');
     const bar = text('div', '', 'bar');
     bar.style.width = percent(p);
-    item.append(text('span', classes[i], 'name'), bar, text('span', percent(p), 'value'));
+    const track = text('div', '', 'track');
+    track.append(bar);
+    item.append(text('span', classes[i], 'name'), track, text('span', percent(p), 'value'));
     item.setAttribute('aria-label', classes[i] + ': ' + percent(p));
     bars.append(item);
   }
