@@ -84,4 +84,6 @@ fn the_page_shows_the_class_the_server_predicts_for_an_uploaded_image() {
     assert_eq!(shown["confusionRows"], 11, "a header and ten classes: {shown}");
     assert_eq!((shown["firstFocus"].as_str(), shown["drawing"].as_bool()), (Some("file"), Some(true)), "{shown}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "a screenshot was written");
+    let classes: Vec<&str> = json["classes"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(classes.contains(&shown["drawnPredicted"].as_str().unwrap_or("")), "a drawing is classified: {shown}");
 }

@@ -1,7 +1,7 @@
 // Drives the page of `engine serve` in headless Chromium (playwright-core, no downloaded browser):
 //   node tests/browser/serve_page.cjs URL IMAGE SCREENSHOT
 // Opens the page, checks the first Tab reaches the file picker, uploads IMAGE, waits for the
-// prediction, saves SCREENSHOT and prints what the page shows as one JSON line. Any console error
+// prediction, saves SCREENSHOT, classifies a mouse drawing and prints what the page shows as one JSON line. Any console error
 // (a Content-Security-Policy violation among them) fails it.
 const { chromium } = require('playwright-core');
 
@@ -35,6 +35,17 @@ const { chromium } = require('playwright-core');
     drawing: !document.getElementById('draw-panel').hidden,
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
+  // A stroke drawn with the mouse is classified too.
+  const box = await page.locator('#canvas').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.8, { steps: 10 });
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.2, { steps: 10 });
+  await page.mouse.up();
+  await page.evaluate(() => { document.getElementById('status').textContent = ''; });
+  await page.click('#classify-drawing');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 20000 });
+  shown.drawnPredicted = await page.locator('#predicted').textContent();
   await browser.close();
   console.log(JSON.stringify({ ...shown, firstFocus, problems }));
 })().catch((e) => { console.error(e); process.exit(1); });
