@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need where it is missing (Mesa's lavapipe Vulkan
-# driver, the FashionMNIST package, PostgreSQL, valgrind, Slurm, an MLflow server in .venv-mlflow),
-# then runs every test, the MLflow tests a second time on PostgreSQL, a sweep on a Slurm cluster,
-# and the CPU kernel tests under valgrind.
+# driver, the FashionMNIST package, PostgreSQL, valgrind, Slurm, Chromium and Node with
+# playwright-core, an MLflow server in .venv-mlflow), then runs every test, the MLflow tests a
+# second time on PostgreSQL, a sweep on a Slurm cluster, and the CPU kernel tests under valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || packages+=(mesa-vulkan-drivers libvulkan1)
 command -v valgrind >/dev/null || packages+=(valgrind)
 command -v slurmctld >/dev/null || packages+=(slurmctld slurmd slurm-client munge)
+command -v chromium >/dev/null || packages+=(chromium)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
@@ -20,6 +23,13 @@ fi
 if [ -x scripts/mlflow-venv.sh ]; then
     scripts/mlflow-venv.sh
 fi
+# playwright-core drives Debian's Chromium in tests/serve_page.rs; it goes to the user cache, not
+# the checkout, and no browser is downloaded.
+browser_modules="${ENGINE_BROWSER_MODULES:-${XDG_CACHE_HOME:-$HOME/.cache}/engine-browser/node_modules}"
+if [ ! -d "$browser_modules/playwright-core" ] && command -v npm >/dev/null; then
+    npm install --silent --prefix "$(dirname "$browser_modules")" playwright-core@1 >/dev/null
+fi
+export ENGINE_BROWSER_MODULES="$browser_modules"
 
 # Mesa's device-select layer only prints XDG_RUNTIME_DIR errors in tests that open a GPU
 # context in-process (the `engine` binary sets this itself).

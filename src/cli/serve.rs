@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use engine::Device;
-use engine::serve::{BatchConfig, BatchHandle, Batcher, HttpConfig, ModelSource, ServedModel, batcher, http};
+use engine::serve::{
+    BatchConfig, BatchHandle, Batcher, HttpConfig, ModelSource, ReportSources, ServedModel, batcher, http,
+};
 use engine::tracking::{ModelUri, TrackingConfig, VersionSelector};
 
 use super::TrackingArgs;
@@ -91,6 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let tracking = args.tracking.config(None);
+    let reports = report_sources(&uri, &tracking);
     let (device, device_name) = open_device(args.device)?;
     let model = load(&args.model_uri, &uri, &tracking, &device, &device_name)?;
     eprintln!("serve: loaded {}", batcher::describe(model.info()));
@@ -119,7 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the HTTP runtime")?;
     let description =
         format!("{device_name}, {threads} inference thread(s), batches of up to {} images", args.max_batch);
-    let served = runtime.block_on(serve_until_signal(&args, batcher.handle(), &description));
+    let served = runtime.block_on(serve_until_signal(&args, batcher.handle(), reports, &description));
     if let Some(watcher) = watcher {
         watcher.stop();
     }
@@ -138,7 +141,12 @@ fn default_threads() -> usize {
 
 /// Serves until SIGTERM or Ctrl-C, then for at most `--shutdown-timeout` while the requests in
 /// flight finish.
-async fn serve_until_signal(args: &ServeArgs, batcher: BatchHandle, description: &str) -> anyhow::Result<()> {
+async fn serve_until_signal(
+    args: &ServeArgs,
+    batcher: BatchHandle,
+    reports: ReportSources,
+    description: &str,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -147,6 +155,7 @@ async fn serve_until_signal(args: &ServeArgs, batcher: BatchHandle, description:
         max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         body_timeout: BODY_TIMEOUT,
         access_log: args.access_log,
+        reports,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, http::router(batcher, config), async {
@@ -173,6 +182,16 @@ async fn serve_until_signal(args: &ServeArgs, batcher: BatchHandle, description:
             Ok(())
         }
     }
+}
+
+/// Where the page's model card looks for test reports: training's output directory when the
+/// model is a directory in it, and the local store's copy of the run.
+fn report_sources(uri: &ModelUri, tracking: &TrackingConfig) -> ReportSources {
+    let model_parent = match uri {
+        ModelUri::Directory(dir) => dir.canonicalize().ok().and_then(|d| d.parent().map(PathBuf::from)),
+        _ => None,
+    };
+    ReportSources { model_parent, local_store: Some(tracking.local_root.clone()) }
 }
 
 /// Waits for SIGTERM or Ctrl-C (SIGINT); says which.

@@ -17,7 +17,6 @@ use tokio::sync::oneshot;
 
 use super::model::{ModelInfo, ServedModel};
 use super::protocol::Images;
-use crate::data::CLASSES;
 
 /// How batches are formed and run.
 #[derive(Debug, Clone)]
@@ -239,7 +238,7 @@ impl Worker {
             if pixels.is_empty() {
                 // The first request's buffer becomes the batch's: one request is never copied.
                 pixels = job.images.pixels;
-                pixels.reserve((rows * crate::data::IMAGE_PIXELS).saturating_sub(pixels.len()));
+                pixels.reserve((rows * self.model.inputs()).saturating_sub(pixels.len()));
             } else {
                 pixels.extend_from_slice(&job.images.pixels);
             }
@@ -255,7 +254,7 @@ impl Worker {
         };
         match outcome {
             Ok(probabilities) => {
-                let mut chunks = probabilities.chunks(CLASSES);
+                let mut chunks = probabilities.chunks((probabilities.len() / rows.max(1)).max(1));
                 for (n, reply) in replies {
                     let mine: Vec<f32> = chunks.by_ref().take(n).flatten().copied().collect();
                     let _ = reply.send(Ok(Prediction { probabilities: mine, model: self.model.info().clone() }));

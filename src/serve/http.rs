@@ -1,5 +1,6 @@
 //! The HTTP side, on axum: MLflow's scoring server routes (`POST /invocations`, `GET /ping`,
-//! `/health`, `/version`), its error bodies (`{"error_code": ..., "message": ...}`), a body limit
+//! `/health`, `/version`), image bodies beside MLflow's formats, the page at `/` with its
+//! `/model-card`, MLflow's error bodies (`{"error_code": ..., "message": ...}`), a body limit
 //! answered with 413, an optional access log, and graceful shutdown. Bodies are parsed on the
 //! runtime's threads, in parallel, while the batcher's thread runs the model.
 
@@ -19,8 +20,9 @@ use axum::serve::ListenerExt;
 use http_body_util::BodyExt;
 
 use super::batcher::{BatchHandle, PredictError};
-use super::protocol::{self, InputError};
-use crate::data::CLASSES;
+use super::card::{self, ModelCard, ReportSources};
+use super::protocol::{self, Images, InputError};
+use super::{images, page};
 
 /// The response header naming the registered model version that answered.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
@@ -36,6 +38,8 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
     /// One line per request on stderr.
     pub access_log: bool,
+    /// Where the page's model card looks for the model's test reports.
+    pub reports: ReportSources,
 }
 
 #[derive(Clone)]
@@ -57,6 +61,10 @@ pub fn router(batcher: BatchHandle, config: HttpConfig) -> Router {
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/app.css", get(page::style))
+        .route("/model-card", get(model_card))
         .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async { detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .with_state(state);
@@ -125,14 +133,14 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
         Ok(body) => body,
         Err(response) => return response,
     };
-    let images = match protocol::parse(content_type, &body) {
+    let with_classes = images::is_image_body(content_type);
+    let images = match parse_body(content_type, body, &state).await {
         Ok(images) => images,
         Err(InputError::BadRequest(message)) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
         Err(InputError::UnsupportedMediaType(message)) => {
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", &message);
         }
     };
-    drop(body);
     let rows = images.rows;
     let prediction = match state.batcher.predict(images, arrival).await {
         Ok(prediction) => prediction,
@@ -143,11 +151,19 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
             return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", &e.to_string());
         }
     };
-    let mut out = Vec::with_capacity(40 + rows * CLASSES * 24);
-    protocol::write_predictions(&prediction.probabilities, CLASSES, &mut out);
+    let model = &prediction.model;
+    let classes = card::class_names(model);
+    let mut out = Vec::with_capacity(40 + rows * classes.len() * 24);
+    protocol::write_predictions(&prediction.probabilities, classes.len(), &mut out);
+    if with_classes {
+        // `{"predictions": ..., "classes": [...]}`: the names beside MLflow's answer.
+        out.pop();
+        out.extend_from_slice(b", \"classes\": ");
+        let names: Vec<String> = classes.iter().map(|c| serde_json::Value::from(c.as_str()).to_string()).collect();
+        out.extend_from_slice(format!("[{}]}}", names.join(", ")).as_bytes());
+    }
     let mut response = json_response(StatusCode::OK, out);
     let headers = response.headers_mut();
-    let model = &prediction.model;
     for (name, value) in [(MODEL_VERSION_HEADER, &model.version), (MODEL_RUN_HEADER, &model.run_id)] {
         if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(name, value);
@@ -155,6 +171,29 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
     }
     response.extensions_mut().insert(Rows(rows));
     response
+}
+
+/// The images of a body: an image body is decoded by the current model's input shape on a
+/// blocking thread (decoding is heavier than parsing numbers), the others as MLflow reads them.
+async fn parse_body(content_type: Option<&str>, body: Vec<u8>, state: &AppState) -> Result<Images, InputError> {
+    let Some(content_type) = content_type.filter(|&c| images::is_image_body(Some(c))) else {
+        return protocol::parse(content_type, &body);
+    };
+    let (content_type, shape) = (content_type.to_string(), state.batcher.current().image);
+    tokio::task::spawn_blocking(move || images::parse(&content_type, &body, shape))
+        .await
+        .unwrap_or_else(|e| Err(InputError::BadRequest(format!("the image could not be decoded: {e}"))))
+}
+
+/// The model card of the model answering now.
+async fn model_card(State(state): State<AppState>) -> Response {
+    let info = state.batcher.current();
+    let sources = state.config.reports.clone();
+    let card = tokio::task::spawn_blocking(move || ModelCard::gather(&info, &sources)).await;
+    match card.ok().and_then(|c| serde_json::to_vec(&c).ok()) {
+        Some(body) => json_response(StatusCode::OK, body),
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "the model card could not be made"),
+    }
 }
 
 /// Bytes of an oversized body read and dropped before the 413 is sent; past them the connection

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::backend::cpu::matmul;
 use crate::data::Normalization;
 use crate::model::{self, ModelError};
-use crate::nn::{Network, Step};
+use crate::nn::{ImageShape, Network, Step};
 use crate::tensor::{Device, Tensor};
 
 /// Which model answers: where it came from and what it is.
@@ -38,6 +38,12 @@ pub struct ModelInfo {
     pub device: String,
     /// UTC, when this server loaded it.
     pub loaded_at: String,
+    /// The image each input row holds, for image request bodies.
+    #[serde(skip)]
+    pub image: ImageShape,
+    /// The class names the model records, indexed by class.
+    #[serde(skip)]
+    pub class_names: Vec<String>,
 }
 
 /// Where a model comes from, as far as the caller knows before reading it.
@@ -118,6 +124,8 @@ impl ServedModel {
             normalize: meta.normalize.to_string(),
             device: device_name.to_string(),
             loaded_at: model::utc_timestamp(std::time::SystemTime::now()),
+            image: meta.image,
+            class_names: meta.class_names,
         };
         Ok(ServedModel { network, device: device.clone(), steps, normalize: meta.normalize, info: Arc::new(info) })
     }

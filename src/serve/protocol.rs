@@ -30,7 +30,7 @@ pub enum InputError {
     /// The body is not a valid request (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
-    /// The Content-Type is neither JSON nor CSV (HTTP 415).
+    /// The Content-Type is neither JSON, CSV nor an image (HTTP 415).
     #[error("{0}")]
     UnsupportedMediaType(String),
 }
@@ -54,10 +54,13 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Images, InputErr
         Some("application/json") => parse_json(body),
         Some("text/csv") => parse_csv(body),
         Some(other) => Err(InputError::UnsupportedMediaType(format!(
-            "This predictor only supports the following content types: application/json, text/csv. Got '{other}'."
+            "This predictor only supports the following content types: application/json, text/csv, \
+             image/png, image/jpeg, multipart/form-data (of images). Got '{other}'."
         ))),
         None => Err(InputError::UnsupportedMediaType(
-            "No Content-Type: send the body as application/json or text/csv.".into(),
+            "No Content-Type: send the body as application/json, text/csv, image/png, image/jpeg or \
+             multipart/form-data."
+                .into(),
         )),
     }
 }

@@ -189,3 +189,35 @@ pub fn test_rows(n: usize) -> Vec<Vec<f32>> {
 pub fn argmax(rows: &[Vec<f64>]) -> Vec<usize> {
     rows.iter().map(|r| r.iter().enumerate().fold(0, |best, (i, &p)| if p > r[best] { i } else { best })).collect()
 }
+
+/// A row of gray pixels in [0, 1] as a `side`x`side` PNG (bytes rounded back to 0-255).
+pub fn png_of(row: &[f32], side: u32) -> Vec<u8> {
+    let bytes: Vec<u8> = row.iter().map(|&p| (p * 255.0).round() as u8).collect();
+    let image = image::GrayImage::from_raw(side, side, bytes).expect("side * side pixels");
+    encode(&image::DynamicImage::ImageLuma8(image), image::ImageFormat::Png)
+}
+
+/// `image` encoded as `format`.
+pub fn encode(image: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, format).expect("the image encodes");
+    out.into_inner()
+}
+
+/// A `multipart/form-data` body with one file part per `(field name, content type, bytes)`; its
+/// Content-Type.
+pub fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "engine-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, content_type, bytes) in parts {
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\
+             Content-Type: {content_type}\r\n\r\n"
+        );
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
