@@ -1,7 +1,7 @@
 //! The page of `engine serve` in a real headless Chromium: a model trained for one short epoch
 //! is served, a PNG of a FashionMNIST test image is uploaded on the page, and the class the page
-//! shows is the one `/invocations` answers for the same image. The screenshot goes to
-//! `docs/screenshots/serve-page.png`. Chromium, Node and `playwright-core` must be installed
+//! shows is the one `/invocations` answers for the same image. The screenshot goes to the test's
+//! temporary directory, or with `ENGINE_SCREENSHOT_DIR=docs/screenshots` to the README's copy. Chromium, Node and `playwright-core` must be installed
 //! (`scripts/test.sh` does it); without them the test fails under `ENGINE_REQUIRE_BROWSER=1`.
 
 #[path = "common/cli.rs"]
@@ -66,7 +66,8 @@ fn the_page_shows_the_class_the_server_predicts_for_an_uploaded_image() {
     let expected = argmax(&probabilities)[0];
     let expected_name = json["classes"][expected].as_str().unwrap().to_string();
 
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots/serve-page.png");
+    let screenshots = std::env::var_os("ENGINE_SCREENSHOT_DIR").map_or_else(|| dir.to_path_buf(), PathBuf::from);
+    let screenshot = screenshots.join("serve-page.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/serve_page.cjs");
     let output = Command::new("node")
         .arg(&script)
