@@ -1,6 +1,7 @@
 // Adam/AdamW steps in place, with the operation order of `cpu::adam_step` (PyTorch's). The host
 // folds the step's bias corrections and decay factors into the uniform. `adam` updates one
-// parameter; `adam_pair` two in one dispatch (threads past the first's n take the second).
+// parameter; `adam_pair` two in one dispatch (threads past the first's n take the second);
+// `adam_six` six, on devices that bind 24 storage buffers to a kernel.
 
 // Mirrored field by field by AdamParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
@@ -13,8 +14,12 @@ struct Params {
     step_size: f32,
     bias_correction2_sqrt: f32,
     eps: f32,
-    // adam_pair: elements of the second parameter.
+    // adam_pair and adam_six: elements of the second parameter, then (adam_six) of the others.
     n2: u32,
+    n3: u32,
+    n4: u32,
+    n5: u32,
+    n6: u32,
     _pad0: u32,
     _pad1: u32,
 }
@@ -28,6 +33,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> grad2: array<f32>;
 @group(0) @binding(7) var<storage, read_write> m2: array<f32>;
 @group(0) @binding(8) var<storage, read_write> v2: array<f32>;
+// adam_six's other bindings and its body follow, written by `adam_six` in src/backend/gpu/pipeline.rs.
 
 // The new parameter, first and second moment of one element.
 fn update(w0: f32, g0: f32, m0: f32, v0: f32) -> vec3<f32> {
@@ -75,3 +81,4 @@ fn adam_pair(
         param2[j] = r.x;
     }
 }
+

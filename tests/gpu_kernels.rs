@@ -12,7 +12,7 @@ mod gpu;
 
 use engine::backend::cpu::{self, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
-use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError};
+use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
 use engine::backend::{AdamStep, SgdStep};
 use engine::rng::Rng;
 use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
@@ -434,12 +434,14 @@ fn argmax_matches_cpu_with_ties() {
 
 #[test]
 fn adam_and_adamw_steps_match_cpu() {
-    // Three parameters: a pair in one dispatch (sizes that end mid-workgroup), then one alone.
+    // Nine parameters (sizes that end mid-workgroup): six in one dispatch, then a pair, then one
+    // alone. Lavapipe binds the six kernel's 24 buffers, as most GPUs do.
     on_both("adam", |ctx| {
+        assert!(ctx.limits().binds(Kernel::AdamSix), "the device binds 24 storage buffers");
         let mut rng = Rng::new(10);
         let mut outputs = Vec::new();
         for (decoupled, weight_decay) in [(false, 0.0), (false, 0.01), (true, 0.05)] {
-            let sizes = [1000, 257, 3];
+            let sizes = [1000, 257, 3, 70, 5, 300, 9, 11, 1];
             let mut p: Vec<Vec<f32>> = sizes.iter().map(|&n| random(n, &mut rng, -1.0, 1.0)).collect();
             let mut m: Vec<Vec<f32>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
             let mut v = m.clone();
@@ -466,7 +468,9 @@ fn adam_and_adamw_steps_match_cpu() {
                 let buffers: Vec<ops::AdamBuffers> = (0..sizes.len())
                     .map(|i| ops::AdamBuffers { param: &gp[i], grad: &gg[i], m: &gm[i], v: &gv[i] })
                     .collect();
+                let before = ctx.stats().dispatches;
                 ops::adam_steps(ctx, &buffers, h).unwrap();
+                assert_eq!(ctx.stats().dispatches - before, 3, "six parameters, a pair, one alone");
             }
             for i in 0..sizes.len() {
                 let (got_p, got_m, got_v) = (download(&gp[i]), download(&gm[i]), download(&gv[i]));

@@ -30,7 +30,7 @@ impl Tensor {
     }
 
     /// One Adam/AdamW step in place on every parameter of `slots` and its moments (see
-    /// [`cpu::adam_step`]). On a GPU one launcher updates them all, two parameters per dispatch.
+    /// [`cpu::adam_step`]). On a GPU one launcher updates them all, up to six parameters per dispatch.
     pub(crate) fn adam_step_(slots: &[AdamSlot], h: AdamStep) -> Result<()> {
         // On a GPU: each parameter's buffer, gradient and moments, in fours.
         let mut on_gpu: Vec<GpuBuffer> = Vec::new();

@@ -107,6 +107,15 @@ pub struct DeviceLimits {
     pub max_storage_buffer_binding_size: u64,
     /// Workgroups per grid dimension (65,535 on most devices).
     pub max_compute_workgroups_per_dimension: u32,
+    /// Storage buffers one kernel binds (8 in WebGPU's minimum limits, more on most GPUs).
+    pub max_storage_buffers_per_shader_stage: u32,
+}
+
+impl DeviceLimits {
+    /// Whether a kernel's storage bindings fit the device's limit.
+    pub fn binds(&self, kernel: Kernel) -> bool {
+        kernel.bindings().len() <= self.max_storage_buffers_per_shader_stage as usize
+    }
 }
 
 /// Work recorded and submitted since the context opened, counted for benchmarks.
@@ -130,7 +139,7 @@ struct BindKey {
 }
 
 /// Storage bindings of the kernel that has the most.
-const MAX_BINDINGS: usize = 8;
+const MAX_BINDINGS: usize = 24;
 
 /// The recorded but not yet submitted work.
 struct Pending {
@@ -290,6 +299,7 @@ impl GpuContext {
             max_buffer_size: raw.max_buffer_size,
             max_storage_buffer_binding_size: raw.max_storage_buffer_binding_size,
             max_compute_workgroups_per_dimension: raw.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: raw.max_storage_buffers_per_shader_stage,
         };
         let uniform_stride = (raw.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES).next_multiple_of(16);
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
@@ -302,7 +312,9 @@ impl GpuContext {
         let pipelines = Pipelines::new(checked, disk_cache.as_ref().map(|disk| disk.cache().clone()));
         let profiler = profile.then(|| Profiler::new(&device, &queue, MAX_BATCH));
         // Every kernel now, in parallel, rather than one by one inside the first epoch.
-        pipelines.build_all(&device, &Kernel::ALL)?;
+        // Those the device can bind: the launchers fall back from the others.
+        let kernels: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| limits.binds(*k)).collect();
+        pipelines.build_all(&device, &kernels)?;
         if let Some(disk) = &disk_cache {
             disk.save();
         }

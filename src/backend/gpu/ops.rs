@@ -458,8 +458,9 @@ fn cross_entropy_kernel(
 }
 
 /// One Adam/AdamW update of every parameter and its moments in place, with the formulas and
-/// operation order of `cpu::adam_step`: two parameters per dispatch (a layer's weight and
-/// bias, in `Mlp::parameters` order), the last alone when their number is odd.
+/// operation order of `cpu::adam_step`: six parameters per dispatch where the device binds
+/// their 24 buffers (a three-layer MLP's weights and biases in one), then two per dispatch, the
+/// last alone when their number is odd.
 pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Result<(), GpuError> {
     const OP: &str = "adam_step";
     for b in params {
@@ -473,10 +474,19 @@ pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Resu
     let bias_correction2_sqrt = h.bias_correction2.sqrt();
     let weight_factor = if h.decoupled { 1.0 - h.lr * h.weight_decay } else { 1.0 };
     let gradient_decay = if h.decoupled { 0.0 } else { h.weight_decay };
-    for pair in params.chunks(2) {
-        let (n, n2) = (pair[0].param.len(), pair.get(1).map_or(0, |b| b.param.len()));
+    let six = ctx.limits().binds(Kernel::AdamSix);
+    let mut rest = params;
+    while !rest.is_empty() {
+        let take = if six && rest.len() >= 6 { 6 } else { rest.len().min(2) };
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        // Elements per parameter of the chunk, zero past its end.
+        let mut n = [0u32; 6];
+        for (n, b) in n.iter_mut().zip(chunk) {
+            *n = to_u32(OP, b.param.len())?;
+        }
         let params = AdamParams {
-            n: to_u32(OP, n)?,
+            n: n[0],
             weight_factor,
             gradient_decay,
             one_minus_beta1: 1.0 - h.beta1,
@@ -485,19 +495,22 @@ pub fn adam_steps(ctx: &GpuContext, params: &[AdamBuffers], h: AdamStep) -> Resu
             step_size,
             bias_correction2_sqrt,
             eps: h.eps,
-            n2: to_u32(OP, n2)?,
+            n2: n[1],
+            n3: n[2],
+            n4: n[3],
+            n5: n[4],
+            n6: n[5],
             _pad0: 0,
             _pad1: 0,
         };
-        let groups = (n as u64 + n2 as u64).div_ceil(WG);
-        match pair {
-            [a, b] => {
-                let buffers = [a.param, a.grad, a.m, a.v, b.param, b.grad, b.m, b.v];
-                ctx.dispatch(Kernel::AdamPair, &params, &buffers, groups, OP)?;
-            }
-            [a] => ctx.dispatch(Kernel::Adam, &params, &[a.param, a.grad, a.m, a.v], groups, OP)?,
-            _ => {}
-        }
+        let kernel = match take {
+            6 => Kernel::AdamSix,
+            2 => Kernel::AdamPair,
+            _ => Kernel::Adam,
+        };
+        let buffers: Vec<&GpuBuffer> = chunk.iter().flat_map(|b| [b.param, b.grad, b.m, b.v]).collect();
+        let groups = n.iter().map(|&n| n as u64).sum::<u64>().div_ceil(WG);
+        ctx.dispatch(kernel, &params, &buffers, groups, OP)?;
     }
     Ok(())
 }

@@ -153,7 +153,7 @@ uniform! {
 }
 
 uniform! {
-    /// `Params` in `shaders/adam.wgsl` (`adam` and `adam_pair`).
+    /// `Params` in `shaders/adam.wgsl` (`adam`, `adam_pair` and `adam_six`).
     struct AdamParams {
         n: u32,
         weight_factor: f32,
@@ -164,8 +164,12 @@ uniform! {
         step_size: f32,
         bias_correction2_sqrt: f32,
         eps: f32,
-        /// `adam_pair`: elements of the second parameter.
+        /// `adam_pair` and `adam_six`: elements of the second parameter, then of the others.
         n2: u32,
+        n3: u32,
+        n4: u32,
+        n5: u32,
+        n6: u32,
         _pad0: u32,
         _pad1: u32,
     }

@@ -39,6 +39,8 @@ pub enum Kernel {
     CrossEntropyBackward,
     Adam,
     AdamPair,
+    /// Six parameters in one dispatch: 24 storage bindings, past WebGPU's minimum of 8.
+    AdamSix,
     Sgd,
     GatherBatch,
     SumPlanes,
@@ -53,6 +55,17 @@ pub enum Kernel {
     MaxPool2d,
     MaxPool2dBackward,
 }
+
+/// The bindings of six parameters that Adam updates: each buffer, its gradient and moments.
+static ADAM_BINDINGS: [Access; 24] = {
+    let mut bindings = [Access::ReadWrite; 24];
+    let mut i = 1;
+    while i < 24 {
+        bindings[i] = Access::Read;
+        i += 4;
+    }
+    bindings
+};
 
 /// How a kernel uses a storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +195,33 @@ fn matmul_blocked(name: &str, block: u32, depth: u32, row_sums: bool) -> String 
     .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, value))
 }
 
+/// `shaders/adam.wgsl` and its `adam_six` entry: the bindings of parameters 3 to 6 and a branch
+/// a parameter, which thread i takes when i falls within that parameter's elements. WGSL cannot
+/// index bindings, so the six branches are written here rather than repeated by hand.
+fn adam_six() -> String {
+    let mut text = include_str!("../../../shaders/adam.wgsl").to_string();
+    for k in 3..=6 {
+        let first = 4 * k - 3;
+        for (i, (name, access)) in [("param", "read_write"), ("grad", "read"), ("m", "read_write"), ("v", "read_write")]
+            .into_iter()
+            .enumerate()
+        {
+            let binding = first + i;
+            text += &format!("@group(0) @binding({binding}) var<storage, {access}> {name}{k}: array<f32>;\n");
+        }
+    }
+    text += "@compute @workgroup_size(256)\nfn adam_six(@builtin(workgroup_id) wid: vec3<u32>, \
+             @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {\n\
+             var j = group_index(wid, nwg) * WG + lid;\n";
+    for (k, n) in ["", "2", "3", "4", "5", "6"].into_iter().zip(["n", "n2", "n3", "n4", "n5", "n6"]) {
+        text += &format!(
+            "if j < p.{n} {{\n let r = update(param{k}[j], grad{k}[j], m{k}[j], v{k}[j]);\n \
+             m{k}[j] = r.y;\n v{k}[j] = r.z;\n param{k}[j] = r.x;\n return;\n}}\nj -= p.{n};\n"
+        );
+    }
+    text + "}\n"
+}
+
 impl Shader {
     /// The WGSL text after `common.wgsl`; `entry` names a convolution GEMM's entry point.
     fn source(self, entry: &str) -> Cow<'static, str> {
@@ -205,7 +245,7 @@ impl Shader {
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Shader::SoftmaxBackward => include_str!("../../../shaders/softmax_backward.wgsl"),
             Shader::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
-            Shader::Adam => include_str!("../../../shaders/adam.wgsl"),
+            Shader::Adam => return Cow::Owned(adam_six()),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
             Shader::ConvGemm(pass, tile) => return Cow::Owned(conv_gemm(pass, tile, entry)),
@@ -217,7 +257,7 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 33] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
@@ -239,6 +279,7 @@ impl Kernel {
         Kernel::CrossEntropyBackward,
         Kernel::Adam,
         Kernel::AdamPair,
+        Kernel::AdamSix,
         Kernel::Sgd,
         Kernel::GatherBatch,
         Kernel::SumPlanes,
@@ -273,7 +314,7 @@ impl Kernel {
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
-            Kernel::Adam | Kernel::AdamPair => Shader::Adam,
+            Kernel::Adam | Kernel::AdamPair | Kernel::AdamSix => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
             Kernel::GatherBatch => Shader::Gather,
             Kernel::Conv2d => Shader::ConvGemm(ConvPass::Forward, CONV_TILE),
@@ -309,6 +350,7 @@ impl Kernel {
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
             Kernel::Adam => "adam",
             Kernel::AdamPair => "adam_pair",
+            Kernel::AdamSix => "adam_six",
             Kernel::Sgd => "sgd",
             Kernel::GatherBatch => "gather_batch",
             Kernel::SumPlanes => "sum_planes",
@@ -338,8 +380,9 @@ impl Kernel {
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
                 &[Read, Read, ReadWrite]
             }
-            Kernel::Adam => &[ReadWrite, Read, ReadWrite, ReadWrite],
-            Kernel::AdamPair => &[ReadWrite, Read, ReadWrite, ReadWrite, ReadWrite, Read, ReadWrite, ReadWrite],
+            Kernel::Adam => &ADAM_BINDINGS[..4],
+            Kernel::AdamPair => &ADAM_BINDINGS[..8],
+            Kernel::AdamSix => &ADAM_BINDINGS,
             Kernel::Sgd => &[ReadWrite, Read, ReadWrite],
             Kernel::GatherBatch => &[Read, Read, Read, ReadWrite, ReadWrite],
             Kernel::Conv2d | Kernel::Conv2dNarrow => &[Read, Read, Read, ReadWrite],
