@@ -45,16 +45,19 @@ cargo run --release --example tracked_run
 # CPU kernel tests run under valgrind beside them (mostly waiting on servers, they leave a core).
 if [ $# -eq 0 ]; then
     cargo test --release --no-run --quiet
-    memcheck_log="$(mktemp)"
+    # A sweep submitted as Slurm job arrays to a throwaway single-node cluster, beside them too.
+    memcheck_log="$(mktemp)" slurm_log="$(mktemp)"
     scripts/valgrind-kernels.sh >"$memcheck_log" 2>&1 &
     memcheck=$!
-    trap 'kill $memcheck 2>/dev/null || true; rm -f "$memcheck_log"' EXIT
+    ENGINE_REQUIRE_SLURM=1 scripts/with-slurm.sh cargo test --release --test sweep_slurm >"$slurm_log" 2>&1 &
+    slurm=$!
+    trap 'kill $memcheck $slurm 2>/dev/null || true; rm -f "$memcheck_log" "$slurm_log"' EXIT
     scripts/with-postgres.sh cargo test --release --test tracking_mlflow --test eval_mlflow \
         --test registry_mlflow --test sweep_mlflow --test sweep_plan_mlflow --test writers_mlflow
-    # A sweep submitted as Slurm job arrays to a throwaway single-node cluster.
-    ENGINE_REQUIRE_SLURM=1 scripts/with-slurm.sh cargo test --release --test sweep_slurm
-    status=0
-    wait $memcheck || status=$?
-    cat "$memcheck_log"
-    [ $status -eq 0 ] || { echo "error: the CPU kernel tests failed under valgrind (above)" >&2; exit $status; }
+    slurm_status=0 memcheck_status=0
+    wait $slurm || slurm_status=$?
+    wait $memcheck || memcheck_status=$?
+    cat "$slurm_log" "$memcheck_log"
+    [ $slurm_status -eq 0 ] || { echo "error: the sweep on Slurm failed (above)" >&2; exit $slurm_status; }
+    [ $memcheck_status -eq 0 ] || { echo "error: the CPU kernel tests failed under valgrind (above)" >&2; exit $memcheck_status; }
 fi
