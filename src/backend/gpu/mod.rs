@@ -112,6 +112,16 @@ pub struct DeviceLimits {
 }
 
 impl DeviceLimits {
+    /// The limits this engine reads, of a device's.
+    fn of(raw: &wgpu::Limits) -> DeviceLimits {
+        DeviceLimits {
+            max_buffer_size: raw.max_buffer_size,
+            max_storage_buffer_binding_size: raw.max_storage_buffer_binding_size,
+            max_compute_workgroups_per_dimension: raw.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: raw.max_storage_buffers_per_shader_stage,
+        }
+    }
+
     /// Whether a kernel's storage bindings fit the device's limit.
     pub fn binds(&self, kernel: Kernel) -> bool {
         kernel.bindings().len() <= self.max_storage_buffers_per_shader_stage as usize
@@ -286,21 +296,9 @@ impl GpuContext {
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .map_err(|e| GpuError::RequestDevice { adapter: info.to_string(), reason: e.to_string() })?;
 
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| lock(&sink).push(e.to_string())));
-        let lost = errors.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            lock(&lost).push(format!("device lost ({reason:?}): {message}"));
-        });
-
+        let errors = collect_errors(&device);
         let raw = device.limits();
-        let limits = DeviceLimits {
-            max_buffer_size: raw.max_buffer_size,
-            max_storage_buffer_binding_size: raw.max_storage_buffer_binding_size,
-            max_compute_workgroups_per_dimension: raw.max_compute_workgroups_per_dimension,
-            max_storage_buffers_per_shader_stage: raw.max_storage_buffers_per_shader_stage,
-        };
+        let limits = DeviceLimits::of(&raw);
         let uniform_stride = (raw.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES).next_multiple_of(16);
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("engine uniform ring"),
@@ -597,4 +595,17 @@ impl GpuContext {
 /// state consistent, so a panic elsewhere need not stop the GPU.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The device's validation errors and its loss, kept for the next check instead of wgpu's
+/// default of a panic.
+fn collect_errors(device: &wgpu::Device) -> Arc<Mutex<Vec<String>>> {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| lock(&sink).push(e.to_string())));
+    let lost = errors.clone();
+    device.set_device_lost_callback(move |reason, message| {
+        lock(&lost).push(format!("device lost ({reason:?}): {message}"));
+    });
+    errors
 }
