@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the Python virtualenv holding the MLflow server that the tracking tests start
 # (tests/common/mlflow.rs), with safetensors and NumPy for the test that reads our weights from
-# Python, and onnx and onnxruntime (~110 MB) for the tests that load our model.onnx with stock
-# MLflow. Idempotent: does nothing when the right MLflow is already there.
+# Python, onnx and onnxruntime (~110 MB) for the tests that load our model.onnx with stock MLflow,
+# and kubernetes-validate for the sweep's Kubernetes Job file. Idempotent: does nothing when the
+# right MLflow is already there.
 #
 #   scripts/mlflow-venv.sh            # -> <repo>/.venv-mlflow
 #   scripts/mlflow-venv.sh /some/dir  # -> /some/dir (then export ENGINE_MLFLOW_VENV=/some/dir)
@@ -18,7 +19,7 @@ python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/mlflow" ] && [ -x "$venv/bin/python" ] &&
-        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("safetensors", "onnx", "onnxruntime", "psycopg2-binary")]; print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
+        [ "$("$venv/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("safetensors", "onnx", "onnxruntime", "psycopg2-binary", "kubernetes-validate")]; print(m.version("mlflow"))' 2>/dev/null)" = "$version" ]
 }
 
 if installed; then
@@ -34,7 +35,7 @@ fi
 echo "creating $venv with mlflow==$version (a few minutes, ~960 MB)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy onnx onnxruntime psycopg2-binary
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$version" safetensors numpy onnx onnxruntime psycopg2-binary kubernetes-validate
 
 if ! installed; then
     echo "error: mlflow $version did not install into $venv" >&2

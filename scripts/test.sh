@@ -40,6 +40,8 @@ export ENGINE_ALLOW_SOFTWARE_GPU=1
 cargo test --release "$@"
 # The library's workflow without the binary: a tracked run, its evaluation and gate (seconds).
 cargo run --release --example tracked_run
+# The Kubernetes Indexed Job for sweeps, against the Kubernetes API schema (bundled, offline).
+.venv-mlflow/bin/kubernetes-validate --quiet --strict docs/sweeps/k8s-indexed-job.yaml
 
 # The MLflow tests again, against a server backed by a throwaway PostgreSQL cluster, while the
 # CPU kernel tests run under valgrind beside them (mostly waiting on servers, they leave a core).
