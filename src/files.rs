@@ -1,5 +1,5 @@
 //! Files written whole or not at all: every file the engine writes goes through a hidden
-//! temporary name beside it and a rename.
+//! temporary name beside it and a rename. Also where the engine keeps its caches.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// `$XDG_CACHE_HOME/engine`, else `$HOME/.cache/engine`: where the engine caches datasets and
+/// compiled GPU pipelines. Relative values are ignored, as the XDG specification asks; `None`
+/// when neither variable gives an absolute path.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let absolute = |name| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = absolute("XDG_CACHE_HOME").or_else(|| absolute("HOME").map(|home| home.join(".cache")))?;
+    Some(base.join("engine"))
 }
 
 #[cfg(test)]

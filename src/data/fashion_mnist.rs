@@ -119,7 +119,7 @@ fn is_complete(dir: &Path) -> bool {
 
 /// `$XDG_CACHE_HOME/engine/fashion-mnist`, else `~/.cache/engine/fashion-mnist`.
 pub fn cache_dir() -> Option<PathBuf> {
-    Some(super::user_cache_dir()?.join("fashion-mnist"))
+    Some(crate::files::user_cache_dir()?.join("fashion-mnist"))
 }
 
 fn locate(data_dir: Option<&Path>) -> Result<Origin, DataError> {
@@ -137,7 +137,8 @@ fn locate(data_dir: Option<&Path>) -> Result<Origin, DataError> {
     if is_complete(Path::new(DEBIAN_DIR)) {
         return Ok(Origin::Debian(PathBuf::from(DEBIAN_DIR)));
     }
-    let cache = cache.ok_or_else(|| not_found("no cache directory: neither XDG_CACHE_HOME nor HOME is set"))?;
+    let cache = cache
+        .ok_or_else(|| not_found("no cache directory: neither XDG_CACHE_HOME nor HOME is set to an absolute path"))?;
     let mirror = std::env::var("ENGINE_DATA_MIRROR").unwrap_or_else(|_| MIRROR.to_string());
     download_all(&mirror, &cache)
         .map_err(|e| not_found(&format!("it is not in {} or {DEBIAN_DIR}, and {e}", cache.display())))?;

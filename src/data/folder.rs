@@ -69,7 +69,7 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<DataSplit, DataError>
     let listing = listing::list(dir, options.test_fraction, options.split_seed)?;
     let key = DecodeKey { size: options.size, mode: options.mode, bad: options.bad, limits: &options.limits };
     let cache_root = match options.cache {
-        true => options.cache_dir.clone().or_else(|| super::user_cache_dir().map(|d| d.join("datasets"))),
+        true => options.cache_dir.clone().or_else(|| crate::files::user_cache_dir().map(|d| d.join("datasets"))),
         false => None,
     };
     let cache_path = cache_root.map(|root| cache::path(&root, dir, &listing, &key));

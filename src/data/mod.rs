@@ -77,6 +77,16 @@ impl Dataset {
         &self.pixels[i * len..(i + 1) * len]
     }
 
+    /// The digest MLflow records for the first `n` examples as a dataset input: the first 8 hex
+    /// digits of a SHA-256 of their pixels, then their labels.
+    pub fn digest(&self, n: usize) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(&self.pixels[..n * self.image_len()]);
+        hash.update(&self.labels[..n]);
+        hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The first `n` examples (all of them if there are fewer).
     pub fn truncated(mut self, n: usize) -> Dataset {
         let (n, len) = (n.min(self.len()), self.image_len());
@@ -142,13 +152,4 @@ pub fn split_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usi
     let n_val = ((n as f64) * fraction).round() as usize;
     let train = indices.split_off(n_val.min(n));
     (train, indices)
-}
-
-/// `$XDG_CACHE_HOME/engine`, else `~/.cache/engine`: where datasets are cached.
-pub fn user_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("engine"))
 }

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Dataset, InputContract};
 
@@ -88,14 +87,10 @@ impl DataSplit {
             true => format!("{}-{suffix}[:{n}]", self.name),
             false => format!("{}-{suffix}", self.name),
         };
-        let mut hash = Sha256::new();
-        hash.update(&set.pixels[..n * set.image_len()]);
-        hash.update(&set.labels[..n]);
-        let digest = hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect();
         let c = &self.contract;
         SetDescription {
             name,
-            digest,
+            digest: set.digest(n),
             source: serde_json::json!({"uri": self.location.display().to_string()}).to_string(),
             shape: [n, c.channels, c.height, c.width],
         }

@@ -5,7 +5,6 @@ use crate::data::Dataset;
 use crate::data::fashion_mnist::FashionMnist;
 use crate::tracking::{self, DatasetInput};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// The training and test sets of a loaded FashionMNIST, described once per process.
 pub struct Datasets {
@@ -54,11 +53,7 @@ fn source(data: &FashionMnist) -> String {
 /// The first `n` examples of a set: images `[n, 28, 28]` uint8 and labels `[n]` uint8, as
 /// MLflow's tensor specs; the digest is the first 8 hex digits of a SHA-256 of the bytes.
 fn describe(name: &str, set: &Dataset, n: usize, source: &str) -> tracking::Dataset {
-    let (pixels, labels) = (&set.pixels[..n * 784], &set.labels[..n]);
-    let mut hash = Sha256::new();
-    hash.update(pixels);
-    hash.update(labels);
-    let digest: String = hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let pixels = &set.pixels[..n * 784];
     let spec = |shape: serde_json::Value| {
         json!([{"type": "tensor", "tensor-spec": {"dtype": "uint8", "shape": shape}}]).to_string()
     };
@@ -69,7 +64,7 @@ fn describe(name: &str, set: &Dataset, n: usize, source: &str) -> tracking::Data
     });
     tracking::Dataset {
         name: name.to_string(),
-        digest,
+        digest: set.digest(n),
         source_type: "local".into(),
         source: source.to_string(),
         schema: schema.to_string(),

@@ -19,12 +19,9 @@ const HEADER_LEN: usize = MAGIC.len() + 32;
 /// Files past this size are not read: no driver's cache of our few dozen kernels comes close.
 const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// The directory the cache files go to by default: under `$XDG_CACHE_HOME` when it is an
-/// absolute path, else under `$HOME/.cache`; none when neither is set.
+/// The directory the cache files go to by default: `pipelines` in the user's cache directory.
 pub(crate) fn default_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    let home = || std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".cache"));
-    Some(xdg.or_else(home)?.join("engine").join("pipelines"))
+    Some(crate::files::user_cache_dir()?.join("pipelines"))
 }
 
 /// The pipeline cache of one opened device and the file it was loaded from and is saved to.
