@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use super::{GpuError, Kernel, lock};
+use super::{GpuError, Kernel, lock, readback};
 use crate::ids::IdMap;
 
 /// The variable that turns profiling on: `1` or `true`.
@@ -98,18 +98,10 @@ impl Profiler {
         let kernels = std::mem::take(&mut *lock(&self.recorded));
         let bytes = 2 * kernels.len() as u64 * wgpu::QUERY_SIZE as u64;
         let slice = self.readback.slice(..bytes);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |result| {
-            // The receiver waits below; if it is gone there is nobody left to tell.
-            let _ = sender.send(result);
-        });
+        let mapped = readback::request_map(&slice);
         let poll = wgpu::PollType::Wait { submission_index: Some(index), timeout: None };
         device.poll(poll).map_err(|e| GpuError::Device(e.to_string()))?;
-        match receiver.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(GpuError::Readback(e.to_string())),
-            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
-        }
+        readback::await_map(&mapped)?;
         let ticks: Vec<u64> = {
             let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
             view.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect()

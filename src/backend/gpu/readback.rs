@@ -39,12 +39,28 @@ impl GpuBuffer {
             pending.encoder(&ctx.device).copy_buffer_to_buffer(self.raw(), 0, &staging, 0, bytes);
             ctx.submit(&mut pending, None)
         };
-        let (sender, receiver) = std::sync::mpsc::channel();
-        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |result| {
-            // `finish` waits for it; if the read was dropped there is nobody left to tell.
-            let _ = sender.send(result);
-        });
-        Ok(PendingRead { ctx, staging: Some(staging), bytes, index, mapped: Some(receiver) })
+        let mapped = request_map(&staging.slice(..bytes));
+        Ok(PendingRead { ctx, staging: Some(staging), bytes, index, mapped: Some(mapped) })
+    }
+}
+
+/// Asks for `slice` to be mapped for reading; the receiver hears when it is (after the device
+/// is polled past the work that writes it).
+pub(super) fn request_map(slice: &wgpu::BufferSlice) -> Receiver<Result<(), wgpu::BufferAsyncError>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |result| {
+        // The caller waits for it; if it gave up there is nobody left to tell.
+        let _ = sender.send(result);
+    });
+    receiver
+}
+
+/// The outcome of a [`request_map`], once the device has been polled past it.
+pub(super) fn await_map(mapped: &Receiver<Result<(), wgpu::BufferAsyncError>>) -> Result<(), GpuError> {
+    match mapped.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(GpuError::Readback(e.to_string())),
+        Err(_) => Err(GpuError::Readback("the map callback never ran".into())),
     }
 }
 
@@ -56,11 +72,7 @@ impl PendingRead {
         };
         self.ctx.wait(self.index.take())?;
         self.ctx.take_errors()?;
-        match mapped.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(GpuError::Readback(e.to_string())),
-            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
-        }
+        await_map(&mapped)?;
         let data = {
             let view = staging.slice(..self.bytes).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?;
             view.to_vec()
