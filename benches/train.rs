@@ -13,7 +13,7 @@
 //! share of the epoch's GPU time, measured by timestamp queries (which slow the epoch down).
 
 use engine::Device;
-use engine::data::{self, Normalization};
+use engine::data::{self, InputContract, Normalization};
 use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     };
-    train::fit(&config, &data.train, &device, &mut report)?;
+    train::fit(&config, &data.train, &InputContract::fashion_mnist(), &device, &mut report)?;
     Ok(())
 }
 

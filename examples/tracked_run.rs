@@ -7,7 +7,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use engine::data;
+use engine::data::DataSource;
 use engine::experiment::{self, Bench, EvalSpec, Event, RunSpec};
 use engine::gate::Gate;
 use engine::tracking::TrackingConfig;
@@ -16,9 +16,10 @@ use engine::train::TrainConfig;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scratch = std::env::temp_dir().join(format!("engine-example-{}", std::process::id()));
     let tracking = TrackingConfig::local(scratch.join("store"), "example");
-    let data_dir = std::env::var_os("ENGINE_DATA_DIR").map(std::path::PathBuf::from);
-    let dataset = data::load(data_dir.as_deref())?;
-    let bench = Bench::new(engine::Device::Cpu, "cpu".into(), dataset);
+    // FashionMNIST; `DataSource::parse("folder:DIR", &DataFlags::default())` trains on a folder.
+    let dir = std::env::var_os("ENGINE_DATA_DIR").map(std::path::PathBuf::from);
+    let data = DataSource::FashionMnist { dir };
+    let bench = Bench::load(engine::Device::Cpu, "cpu".into(), data.clone())?;
     let config = TrainConfig { epochs: 1, hidden: vec![128], train_limit: Some(3000), ..TrainConfig::default() };
     let spec = RunSpec { output_dir: Some(scratch.join("run")), ..RunSpec::new(config, tracking.clone()) };
     let mut show = |event: Event| match event {
@@ -37,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         model_uri: None,
         batch_size: 1000,
         output_dir: Some(scratch.join("evaluation")),
-        data_dir: data_dir.as_deref(),
+        data: &data,
         tracking: &tracking,
     };
     let evaluated = experiment::evaluate(&eval_spec, &bench.device)?;

@@ -6,25 +6,26 @@
 
 use std::time::Instant;
 
-use crate::data::{Dataset, Normalization};
+use crate::data::{Dataset, InputContract, Normalization};
 use crate::nn::Network;
 use crate::tensor::Device;
 
 /// Mean milliseconds of one forward pass (no gradients) over `data` in batches of
 /// `batch_size`, timed over the whole set (the last batch may be smaller), on the loop
 /// [`crate::train::infer_batches`] that evaluation runs. Gathering and normalising the pixels
-/// is included, as it is part of serving a batch.
+/// is included, as it is part of serving a batch. `inputs` are the examples' contract and the
+/// model's normalisation.
 pub fn inference_ms_per_batch(
     model: &Network,
     data: &Dataset,
-    norm: Normalization,
+    inputs: (&InputContract, Normalization),
     batch_size: usize,
     device: &Device,
 ) -> Result<f64, crate::Error> {
     let indices: Vec<usize> = (0..data.len()).collect();
     let started = Instant::now();
     let mut batches = 0usize;
-    crate::train::infer_batches(model, device, data, &indices, norm, batch_size, |_, _, logits| {
+    crate::train::infer_batches(model, device, data, &indices, inputs, batch_size, |_, _, logits| {
         std::hint::black_box(logits.argmax()?);
         batches += 1;
         Ok(())
@@ -84,7 +85,14 @@ mod tests {
         let mlp = crate::nn::Description::mlp(crate::nn::ImageShape::FASHION_MNIST, &[16], 10).unwrap();
         let model = Network::new(mlp, 0.0, &mut rng, &Device::Cpu).unwrap();
         let data = Dataset { pixels: vec![7; 130 * IMAGE_PIXELS], labels: vec![1; 130] };
-        let ms = inference_ms_per_batch(&model, &data, Normalization::Unit, 64, &Device::Cpu).unwrap();
+        let ms = inference_ms_per_batch(
+            &model,
+            &data,
+            (&InputContract::fashion_mnist(), Normalization::Unit),
+            64,
+            &Device::Cpu,
+        )
+        .unwrap();
         assert!(ms > 0.0 && ms.is_finite(), "{ms}");
     }
 }

@@ -27,13 +27,14 @@
 //! use engine::train::TrainConfig;
 //!
 //! let tracking = TrackingConfig::local("./mlruns-local", "fashion-mnist");
-//! let bench = Bench::new(engine::Device::Cpu, "cpu".into(), engine::data::load(None)?);
+//! let data = engine::data::DataSource::default(); // FashionMNIST; or DataSource::parse("folder:photos", ..)
+//! let bench = Bench::load(engine::Device::Cpu, "cpu".into(), data.clone())?;
 //! let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
 //! let spec = RunSpec::new(config, tracking.clone());
 //! let run = experiment::tracked_run(&bench, &spec, &AtomicBool::new(false), &mut |_event| {})?;
 //! run.result?;
 //! let eval = EvalSpec { run_id: Some(&run.run_id), model_uri: None, batch_size: 1000,
-//!                       output_dir: None, data_dir: None, tracking: &tracking };
+//!                       output_dir: None, data: &data, tracking: &tracking };
 //! let evaluated = experiment::evaluate(&eval, &bench.device)?;
 //! let rule = engine::gate::Gate::new("test_accuracy", Some(0.85), 0.0, None)?;
 //! let gated = experiment::gate_run(&tracking, &run.run_id, &rule, None)?;

@@ -148,12 +148,15 @@ pub enum ModelError {
     Invalid { path: PathBuf, problem: String },
 }
 
-/// Writes a model directory (module docs) and returns its metadata. `example` holds the `u8`
-/// pixels of one or more images, saved as the MLflow input example. `run_id` and `model_id` name
-/// the run and logged model it belongs to, when known.
+/// Writes a model directory (module docs) and returns its metadata. `contract` describes the
+/// examples it was trained on (its class names are recorded). `example` holds the `u8` pixels of
+/// one or more images, saved as the MLflow input example. `run_id` and `model_id` name the run
+/// and logged model it belongs to, when known.
+#[allow(clippy::too_many_arguments)]
 pub fn save_model_dir(
     dir: &Path,
     model: &Network,
+    contract: &crate::data::InputContract,
     normalize: Normalization,
     hyperparameters: serde_json::Value,
     example: &[u8],
@@ -167,7 +170,7 @@ pub fn save_model_dir(
         format: format_of(model.architecture()).to_string(),
         sizes: model.sizes(),
         image: model.description().input(),
-        class_names: crate::report::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+        class_names: contract.class_names.clone(),
         normalize,
         input: Some(InputContract::of(normalize, model.description().input())),
         hyperparameters,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::analysis::{EarlyStopping, StopDecision};
-use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
+use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, InputContract, Normalization};
 use crate::nn::{Architecture, Description, ImageShape, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
@@ -262,26 +262,40 @@ pub struct Trained {
     pub stopped_epoch: Option<usize>,
 }
 
-/// The untrained network `config` describes, initialised from `rng`.
-pub fn build_network(config: &TrainConfig, rng: &mut Rng, device: &Device) -> crate::Result<Network> {
+/// The shape of the images `contract` describes, as networks take them.
+pub fn image_shape(contract: &InputContract) -> ImageShape {
+    ImageShape { channels: contract.channels, height: contract.height, width: contract.width }
+}
+
+/// The untrained network `config` describes for inputs and classes of `contract`, initialised
+/// from `rng`.
+pub fn build_network(
+    config: &TrainConfig,
+    contract: &InputContract,
+    rng: &mut Rng,
+    device: &Device,
+) -> crate::Result<Network> {
     let dropout = config.dropout as f32;
-    let input = ImageShape::FASHION_MNIST;
+    let input = image_shape(contract);
+    let classes = contract.classes();
     let description = match config.model {
-        Architecture::Mlp => Description::mlp(input, &config.hidden, CLASSES)?,
-        Architecture::Cnn => Description::cnn(input, Description::CNN_WIDTHS, CLASSES)?,
+        Architecture::Mlp => Description::mlp(input, &config.hidden, classes)?,
+        Architecture::Cnn => Description::cnn(input, Description::CNN_WIDTHS, classes)?,
     };
     Network::new(description, dropout, rng, device)
 }
 
-/// Trains the network `config` describes on `train` (after `--train-limit` and the validation split), calling
-/// `observe` on every event; an error from `observe` (e.g. an interrupt) stops training.
+/// Trains the network `config` describes on `train` (after `--train-limit` and the validation
+/// split), whose examples `contract` describes, calling `observe` on every event; an error from
+/// `observe` (e.g. an interrupt) stops training.
 pub fn fit(
     config: &TrainConfig,
     train: &Dataset,
+    contract: &InputContract,
     device: &Device,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
-    let mut session = Session::start(config, train, device)?;
+    let mut session = Session::start(config, train, contract, device)?;
     let run = session.run_epochs(Vec::new(), observe)?;
     session.finish(run)
 }
@@ -293,11 +307,12 @@ pub fn fit(
 pub fn fit_from(
     config: &TrainConfig,
     train: &Dataset,
+    contract: &InputContract,
     device: &Device,
     start: Option<Checkpoint>,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<(Trained, Checkpoint), TrainError> {
-    let mut session = Session::start(config, train, device)?;
+    let mut session = Session::start(config, train, contract, device)?;
     let history = match start {
         Some(checkpoint) => session.restore_checkpoint(checkpoint)?,
         None => Vec::new(),
@@ -312,12 +327,13 @@ pub fn fit_from(
 pub fn fit_checkpointed(
     config: &TrainConfig,
     train: &Dataset,
+    contract: &InputContract,
     device: &Device,
     paths: &CheckpointPaths,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
     let start = paths.from.as_deref().map(Checkpoint::load).transpose()?;
-    let (trained, state) = fit_from(config, train, device, start, observe)?;
+    let (trained, state) = fit_from(config, train, contract, device, start, observe)?;
     state.save(&paths.to)?;
     Ok(trained)
 }
@@ -334,6 +350,7 @@ struct EpochsRun {
 struct Session<'a> {
     config: &'a TrainConfig,
     train: &'a Dataset,
+    contract: &'a InputContract,
     device: &'a Device,
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
@@ -349,23 +366,30 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// Splits the examples, then builds the network and its optimizer, all from `config.seed`.
-    fn start(config: &'a TrainConfig, train: &'a Dataset, device: &'a Device) -> Result<Session<'a>, TrainError> {
+    fn start(
+        config: &'a TrainConfig,
+        train: &'a Dataset,
+        contract: &'a InputContract,
+        device: &'a Device,
+    ) -> Result<Session<'a>, TrainError> {
         let mut rng = Rng::new(config.seed);
         let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
         let (train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
         if train_idx.is_empty() {
             return Err(TrainError::EmptyTrainingSet);
         }
-        let model = build_network(config, &mut rng.fork(), device)?;
+        let model = build_network(config, contract, &mut rng.fork(), device)?;
         let optimizer = make_optimizer(config, &model);
         let (shuffle_rng, dropout_rng) = (rng.fork(), rng.fork());
         let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
-        let batches = BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, config.normalize.affine(), device)?;
+        let affine = gather_affine(contract, config.normalize);
+        let batches = BatchSource::new(&train.pixels, &train.labels, contract.pixels(), affine, device)?;
         // Reading the loss waits for the device: a GPU keeps running ahead between reads.
         let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
         Ok(Session {
             config,
             train,
+            contract,
             device,
             train_idx,
             val_idx,
@@ -470,7 +494,10 @@ impl<'a> Session<'a> {
         let loss_sum = self.train_steps(epoch, epoch_start, observe)?;
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let val = (!self.val_idx.is_empty())
-            .then(|| evaluate(&self.model, self.train, &self.val_idx, self.config.normalize, 1000, self.device))
+            .then(|| {
+                let inputs = (self.contract, self.config.normalize);
+                evaluate(&self.model, self.train, &self.val_idx, inputs, 1000, self.device)
+            })
             .transpose()?;
         Ok(EpochMetrics {
             epoch,
@@ -617,24 +644,26 @@ pub struct Evaluation {
     pub prob_of_pred: Vec<f32>,
 }
 
-/// Runs `model` (without dropout or gradients) over `data[indices]` in batches.
+/// Runs `model` (without dropout or gradients) over `data[indices]` in batches, the pixels
+/// normalised by `inputs` (the examples' contract and the model's normalisation).
 pub fn evaluate(
     model: &Network,
     data: &Dataset,
     indices: &[usize],
-    norm: Normalization,
+    inputs: (&InputContract, Normalization),
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation, crate::Error> {
     let mut eval =
         Evaluation { loss: 0.0, accuracy: 0.0, labels: Vec::new(), predictions: Vec::new(), prob_of_pred: Vec::new() };
-    infer_batches(model, device, data, indices, norm, batch_size, |batch, labels, logits| {
+    let classes = model.sizes().last().copied().unwrap_or(CLASSES);
+    infer_batches(model, device, data, indices, inputs, batch_size, |batch, labels, logits| {
         let y = Tensor::from_vec(labels.to_vec(), &[batch.len()], device)?;
         eval.loss += logits.cross_entropy(&y)?.to_scalar()? as f64 * batch.len() as f64;
         let probs = logits.softmax()?.to_vec()?;
         for (row, predicted) in logits.argmax()?.into_iter().enumerate() {
             eval.predictions.push(predicted as u8);
-            eval.prob_of_pred.push(probs[row * CLASSES + predicted]);
+            eval.prob_of_pred.push(probs[row * classes + predicted]);
         }
         eval.labels.extend(batch.iter().map(|&i| data.labels[i]));
         Ok(())
@@ -655,17 +684,24 @@ pub fn infer_batches(
     device: &Device,
     data: &Dataset,
     indices: &[usize],
-    norm: Normalization,
+    (contract, norm): (&InputContract, Normalization),
     batch_size: usize,
     mut each: impl FnMut(&[usize], &[f32], Tensor) -> Result<(), crate::Error>,
 ) -> Result<(), crate::Error> {
     crate::no_grad(|| {
         let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+        let affine = gather_affine(contract, norm);
         for batch in indices.chunks(batch_size.max(1)) {
-            data::gather_batch(data, batch, norm, &mut inputs, &mut labels);
-            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), IMAGE_PIXELS], device)?;
+            data::gather_batch(data, batch, affine, &mut inputs, &mut labels);
+            let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), contract.pixels()], device)?;
             each(batch, &labels, model.forward(&x)?)?;
         }
         Ok(())
     })
+}
+
+/// The gather's `(scale, shift)`: the contract's first channel, applied to every channel until
+/// the batch gather takes one pair per channel.
+fn gather_affine(contract: &InputContract, norm: Normalization) -> (f32, f32) {
+    contract.affine(norm).first().copied().unwrap_or_else(|| norm.affine())
 }

@@ -5,7 +5,7 @@
 use engine::analysis::{
     self, AnalysisInputs, ClassScore, ConfusionCounts, Direction, RunSummary, Verdict, class_scores_from_json,
 };
-use engine::data::{Dataset, IMAGE_PIXELS, Normalization};
+use engine::data::{Dataset, IMAGE_PIXELS, InputContract, Normalization};
 use engine::rng::Rng;
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
 use engine::{Device, data};
@@ -180,7 +180,8 @@ fn config(patience: Option<usize>) -> TrainConfig {
 #[test]
 fn early_stopping_stops_after_patience_and_restores_the_best_weights() {
     let data = noise(400);
-    let trained = train::fit(&config(Some(2)), &data, &Device::Cpu, &mut |_| Ok(())).unwrap();
+    let trained =
+        train::fit(&config(Some(2)), &data, &InputContract::fashion_mnist(), &Device::Cpu, &mut |_| Ok(())).unwrap();
     let (best, stopped) = (trained.best_epoch.unwrap(), trained.stopped_epoch.unwrap());
     assert!(stopped < 25, "validation loss on noise must stop improving; stopped at {stopped}");
     assert_eq!(stopped, best + 2, "two epochs without improvement after the best");
@@ -192,14 +193,22 @@ fn early_stopping_stops_after_patience_and_restores_the_best_weights() {
     // The model has the best epoch's weights: its validation loss is that epoch's, exactly.
     let mut rng = Rng::new(3);
     let (_, val_idx) = data::split_indices(400, 0.5, rng.next_u64());
-    let eval = train::evaluate(&trained.model, &data, &val_idx, Normalization::Unit, 1000, &Device::Cpu).unwrap();
+    let eval = train::evaluate(
+        &trained.model,
+        &data,
+        &val_idx,
+        (&InputContract::fashion_mnist(), Normalization::Unit),
+        1000,
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(eval.loss, val[best - 1], "restored weights give the best epoch's validation loss");
     assert_ne!(eval.loss, val[stopped - 1]);
 
     // Without patience every epoch runs and nothing is restored.
     let mut full = config(None);
     full.epochs = stopped + 1;
-    let trained = train::fit(&full, &data, &Device::Cpu, &mut |_| Ok(())).unwrap();
+    let trained = train::fit(&full, &data, &InputContract::fashion_mnist(), &Device::Cpu, &mut |_| Ok(())).unwrap();
     assert_eq!((trained.best_epoch, trained.stopped_epoch, trained.history.len()), (None, None, stopped + 1));
 }
 

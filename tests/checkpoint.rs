@@ -7,7 +7,7 @@
 mod devices;
 
 use engine::Device;
-use engine::data::{Dataset, IMAGE_PIXELS, Normalization};
+use engine::data::{Dataset, IMAGE_PIXELS, InputContract, Normalization};
 use engine::rng::Rng;
 use engine::train::{self, Checkpoint, LrSchedule, OptimizerKind, TrainConfig, TrainError};
 
@@ -48,9 +48,14 @@ fn continuing_equals_training_at_once(device: &Device) {
     let dir = std::env::temp_dir().join(format!("engine-checkpoint-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
-        let at_once = train::fit(&config(optimizer, 3), &data, device, &mut |_| Ok(())).unwrap();
+        let at_once =
+            train::fit(&config(optimizer, 3), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
 
-        let (first, checkpoint) = train::fit_from(&config(optimizer, 2), &data, device, None, &mut |_| Ok(())).unwrap();
+        let (first, checkpoint) =
+            train::fit_from(&config(optimizer, 2), &data, &InputContract::fashion_mnist(), device, None, &mut |_| {
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(first.history.len(), 2);
         let path = dir.join(format!("{optimizer}.ckpt"));
         checkpoint.save(&path).unwrap();
@@ -63,15 +68,23 @@ fn continuing_equals_training_at_once(device: &Device) {
             }
             Ok(())
         };
-        let (continued, after) =
-            train::fit_from(&config(optimizer, 3), &data, device, Some(loaded), &mut observe).unwrap();
+        let (continued, after) = train::fit_from(
+            &config(optimizer, 3),
+            &data,
+            &InputContract::fashion_mnist(),
+            device,
+            Some(loaded),
+            &mut observe,
+        )
+        .unwrap();
         assert_eq!(seen, [3], "{optimizer}: only the new epoch is trained");
         assert_eq!(after.epochs_done(), 3);
         assert_eq!(weights(&continued), weights(&at_once), "{optimizer} on {device:?}: continued weights");
         let losses = |t: &train::Trained| t.history.iter().map(|m| (m.train_loss, m.val_loss)).collect::<Vec<_>>();
         assert_eq!(losses(&continued), losses(&at_once), "{optimizer}: every epoch's losses");
         // From scratch, the third epoch would not match: the checkpoint is what carried it.
-        let scratch = train::fit(&config(optimizer, 1), &data, device, &mut |_| Ok(())).unwrap();
+        let scratch =
+            train::fit(&config(optimizer, 1), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
         assert_ne!(weights(&scratch), weights(&at_once));
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -92,9 +105,17 @@ fn continuing_from_a_checkpoint_equals_training_at_once_on_the_gpu() {
 fn a_checkpoint_of_other_settings_or_a_damaged_file_is_refused() {
     let data = data(60);
     let sgd = config(OptimizerKind::Sgd, 1);
-    let (_, checkpoint) = train::fit_from(&sgd, &data, &Device::Cpu, None, &mut |_| Ok(())).unwrap();
+    let (_, checkpoint) =
+        train::fit_from(&sgd, &data, &InputContract::fashion_mnist(), &Device::Cpu, None, &mut |_| Ok(())).unwrap();
     let other = TrainConfig { lr: 0.02, epochs: 2, ..sgd.clone() };
-    let refused = train::fit_from(&other, &data, &Device::Cpu, Some(checkpoint.clone()), &mut |_| Ok(()));
+    let refused = train::fit_from(
+        &other,
+        &data,
+        &InputContract::fashion_mnist(),
+        &Device::Cpu,
+        Some(checkpoint.clone()),
+        &mut |_| Ok(()),
+    );
     match refused {
         Err(TrainError::Checkpoint(e)) => assert!(e.to_string().contains("lr"), "{e}"),
         Err(e) => panic!("expected a checkpoint mismatch, got {e}"),

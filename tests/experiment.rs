@@ -20,8 +20,9 @@ use engine::train::{self, TrainConfig};
 fn bench() -> &'static Bench {
     static BENCH: OnceLock<Bench> = OnceLock::new();
     BENCH.get_or_init(|| {
-        let dataset = engine::data::load(None).expect("FashionMNIST (Debian's dataset-fashion-mnist)");
-        Bench::new(engine::Device::Cpu, "cpu".into(), dataset)
+        let fashion_mnist = engine::data::DataSource::default();
+        Bench::load(engine::Device::Cpu, "cpu".into(), fashion_mnist)
+            .expect("FashionMNIST (Debian's dataset-fashion-mnist)")
     })
 }
 
@@ -116,7 +117,7 @@ fn an_evaluation_and_a_gate_decision_are_recorded_on_the_run() {
         model_uri: None,
         batch_size: 256,
         output_dir: Some(dir.join("evaluation")),
-        data_dir: None,
+        data: &bench().source,
         tracking,
     };
     let evaluated = experiment::evaluate(&eval_spec, &bench().device).expect("the model evaluates");

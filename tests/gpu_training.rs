@@ -207,6 +207,7 @@ fn engine_train_on_the_gpu_reaches_the_cpu_accuracy() {
 
 /// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`.
 fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine::train::TrainError>) {
+    use engine::data::InputContract;
     use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
     let data = engine::data::load(None).expect("FashionMNIST");
     let config = TrainConfig {
@@ -233,7 +234,7 @@ fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine
         }
         Ok(())
     };
-    let end = train::fit(&config, &data.train, device, &mut observe).map(drop);
+    let end = train::fit(&config, &data.train, &InputContract::fashion_mnist(), device, &mut observe).map(drop);
     (steps, end)
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use engine::data::Normalization;
+use engine::data::{InputContract, Normalization};
 use engine::model::{self, ModelError};
 use engine::nn::{Architecture, Description, ImageShape, Network};
 use engine::rng::Rng;
@@ -29,8 +29,17 @@ fn save(name: &str, network: &Network, hyperparameters: serde_json::Value) -> Pa
     let dir = std::env::temp_dir().join(format!("engine-model-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let example = [0u8; 784];
-    model::save_model_dir(&dir, network, Normalization::Meanstd, hyperparameters, &example, Some("abc"), Some("m-1"))
-        .unwrap();
+    model::save_model_dir(
+        &dir,
+        network,
+        &InputContract::fashion_mnist(),
+        Normalization::Meanstd,
+        hyperparameters,
+        &example,
+        Some("abc"),
+        Some("m-1"),
+    )
+    .unwrap();
     dir
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use engine::experiment::{self, EvalSpec};
 
+use super::data::DataArgs;
 use super::device::{DeviceChoice, open_device};
 use super::locate::ModelArgs;
 use super::render::say;
@@ -28,9 +29,10 @@ pub struct EvalArgs {
     /// Where the reports go [default: runs/<run id>/evaluation].
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Directory holding the FashionMNIST files.
-    #[arg(long, env = "ENGINE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// The data whose test set evaluates the model; its images and classes must be those the
+    /// model was trained on.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Print the results as one JSON object, alone on stdout (the report goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -43,13 +45,14 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let tracking = args.tracking.config(None);
+    let data = args.data.source()?;
     let (device, device_name) = open_device(args.device)?;
     let spec = EvalSpec {
         run_id: args.model.run_id.as_deref(),
         model_uri: args.model.model_uri.as_deref(),
         batch_size: args.batch_size as usize,
         output_dir: args.output_dir.clone(),
-        data_dir: args.data_dir.as_deref(),
+        data: &data,
         tracking: &tracking,
     };
     let evaluated = experiment::evaluate(&spec, &device)?;

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod compare;
+mod data;
 mod device;
 mod eval;
 mod export;
@@ -145,7 +146,14 @@ pub struct UsageError(pub String);
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
     let experiment_error = error.downcast_ref::<engine::experiment::ExperimentError>();
-    if error.is::<UsageError>() || experiment_error.is_some_and(|e| e.is_refusal()) {
+    let data_error = match experiment_error {
+        Some(engine::experiment::ExperimentError::Data(e)) => Some(e),
+        _ => error.downcast_ref::<engine::data::DataError>(),
+    };
+    if error.is::<UsageError>()
+        || experiment_error.is_some_and(|e| e.is_refusal())
+        || data_error.is_some_and(data::is_bad_input)
+    {
         ExitCode::from(2)
     } else if matches!(error.downcast_ref(), Some(engine::train::TrainError::Interrupted))
         || experiment_error.is_some_and(|e| e.is_interrupted())

@@ -1,16 +1,17 @@
 //! `engine train`: its flags, and the terminal view of [`engine::experiment::tracked_run`]
 //! (progress bars, epoch lines, the test report; `--json` puts the summary alone on stdout).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use engine::data::{self, Normalization};
+use engine::data::{DataSource, Normalization};
 use engine::experiment::{self, Event};
 use engine::nn::Architecture;
 use engine::tracking::{Metric, TrackingConfig};
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
 
+use super::data::DataArgs;
 use super::device::{DeviceChoice, open_device};
 use super::progress::Progress;
 use super::render::say;
@@ -74,9 +75,8 @@ pub struct CommonTrainArgs {
     /// Stop after K epochs without a new lowest validation loss, keeping the best epoch's weights.
     #[arg(long, value_name = "K")]
     pub early_stop_patience: Option<usize>,
-    /// Directory holding the FashionMNIST files (else the cache, Debian's package, or a download).
-    #[arg(long, env = "ENGINE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Where this run's model and reports go [default: runs/<run id>].
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -174,12 +174,12 @@ impl CommonTrainArgs {
 pub struct Bench(experiment::Bench);
 
 impl Bench {
-    /// Opens the device, then loads (or finds, or downloads) FashionMNIST once.
-    pub fn open(choice: DeviceChoice, data_dir: Option<&Path>) -> anyhow::Result<Bench> {
+    /// Opens the device, then loads (or finds, or downloads) the dataset once.
+    pub fn open(choice: DeviceChoice, source: DataSource) -> anyhow::Result<Bench> {
         let (device, device_name) = open_device(choice)?;
-        let dataset = data::load(data_dir)?;
-        eprintln!("data: {}", dataset.source);
-        Ok(Bench(experiment::Bench::new(device, device_name, dataset)))
+        let bench = experiment::Bench::load(device, device_name, source)?;
+        eprintln!("data: {}", bench.data_origin);
+        Ok(Bench(bench))
     }
 }
 
@@ -220,7 +220,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     {
         experiment::claim_output_dir(dir, false)?;
     }
-    let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
+    let bench = Bench::open(args.common.device, args.common.data.source()?)?;
     let spec = RunSpec {
         config,
         tracking,

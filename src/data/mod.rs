@@ -123,25 +123,18 @@ impl Normalization {
 
 crate::choice::choice!(Normalization { Unit => "unit", Meanstd => "meanstd" });
 
-/// Fills `inputs` (`[indices.len(), image_len]`) and `labels` with the examples at `indices`.
+/// Fills `inputs` (`[indices.len(), image_len]`) and `labels` with the examples at `indices`,
+/// each input `byte * scale + shift` for `affine = (scale, shift)`.
 pub fn gather_batch(
     data: &Dataset,
     indices: &[usize],
-    norm: Normalization,
+    affine: (f32, f32),
     inputs: &mut Vec<f32>,
     labels: &mut Vec<f32>,
 ) {
     inputs.clear();
     labels.clear();
-    crate::backend::cpu::gather_batch(
-        &data.pixels,
-        &data.labels,
-        data.image_len(),
-        indices,
-        norm.affine(),
-        inputs,
-        labels,
-    );
+    crate::backend::cpu::gather_batch(&data.pixels, &data.labels, data.image_len(), indices, affine, inputs, labels);
 }
 
 /// Splits `0..n` into shuffled training indices and validation indices (`fraction` of them),

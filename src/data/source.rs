@@ -79,14 +79,16 @@ impl DataSource {
 
     fn with_flags(mut self, flags: &DataFlags) -> Result<DataSource, DataError> {
         let kind = self.kind();
-        let refuse = |what: &str| Err(DataError::Selection(format!("{what} does not apply to {kind} data")));
+        let refuse = |what: &str, flag: &str| {
+            Err(DataError::Selection(format!("{what} does not apply to {kind} data ({flag})")))
+        };
         match &mut self {
             DataSource::FashionMnist { .. } => {
                 if flags.class_names.is_some() {
-                    return refuse("class names");
+                    return refuse("class names", "--classes");
                 }
                 if flags.skip_bad {
-                    return refuse("skipping bad inputs");
+                    return refuse("skipping bad inputs", "--skip-bad");
                 }
             }
             DataSource::Idx { options, .. } => {
@@ -95,21 +97,21 @@ impl DataSource {
             }
             DataSource::Folder { options, .. } => {
                 if flags.class_names.is_some() {
-                    return refuse("class names (they are the folder names)");
+                    return refuse("class names (they are the folder names)", "--classes");
                 }
                 apply_folder_flags(options, flags)?;
                 return Ok(self);
             }
         }
         let folder_only = [
-            (flags.image_size.is_some(), "an image size"),
-            (flags.color.is_some(), "a colour mode"),
-            (flags.test_fraction.is_some(), "a test fraction"),
-            (flags.split_seed.is_some(), "a split seed"),
-            (flags.no_cache, "turning the cache off"),
+            (flags.image_size.is_some(), "an image size", "--image-size"),
+            (flags.color.is_some(), "a colour mode", "--color"),
+            (flags.test_fraction.is_some(), "a test fraction", "--test-fraction"),
+            (flags.split_seed.is_some(), "a split seed", "--split-seed"),
+            (flags.no_cache, "turning the cache off", "--no-data-cache"),
         ];
-        match folder_only.iter().find(|(given, _)| *given) {
-            Some((_, what)) => refuse(what),
+        match folder_only.iter().find(|(given, _, _)| *given) {
+            Some((_, what, flag)) => refuse(what, flag),
             None => Ok(self),
         }
     }
@@ -129,7 +131,9 @@ fn apply_folder_flags(options: &mut FolderOptions, flags: &DataFlags) -> Result<
     options.mode = flags.color;
     if let Some(fraction) = flags.test_fraction {
         if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(DataError::Selection(format!("a test fraction of {fraction} is not between 0 and 1")));
+            return Err(DataError::Selection(format!(
+                "a test fraction of {fraction} is not between 0 and 1 (--test-fraction)"
+            )));
         }
         options.test_fraction = fraction;
     }

@@ -1,18 +1,21 @@
-//! Evaluating a trained model (by run id, model URI or directory) on the FashionMNIST test set:
-//! its reports, predictions and metrics written to a directory, then optionally added to the
-//! model's run (`eval_*` metrics, the test set as an input, files under `evaluation/`).
+//! Evaluating a trained model (by run id, model URI or directory) on a dataset's test set (one
+//! whose input contract the model takes): its reports, predictions and metrics written to a
+//! directory, then optionally added to the model's run (`eval_*` metrics, the test set as an
+//! input, files under `evaluation/`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::datasets::evaluation_input;
+use super::datasets::{evaluation_input, load_data};
 use super::error::io;
 use super::locate::{Located, locate_model};
+use super::results::class_names;
 use super::{ExperimentError, NOTE_TAG};
+use crate::data::{DataSource, InputContract};
 use crate::report::{self, ClassificationReport, EvaluationInputs};
 use crate::tracking::{self, DatasetInput, Metric, Push, Pushed, RunAdditions, RunHandle, TrackingConfig};
 use crate::train::{self, Evaluation};
-use crate::{Device, data, model};
+use crate::{Device, model};
 
 type Result<T> = std::result::Result<T, ExperimentError>;
 
@@ -26,8 +29,8 @@ pub struct EvalSpec<'a> {
     pub batch_size: usize,
     /// Where the files go; `None`: `runs/<run id>/evaluation`.
     pub output_dir: Option<PathBuf>,
-    /// Directory holding the FashionMNIST files (else the cache or Debian's package).
-    pub data_dir: Option<&'a Path>,
+    /// The dataset whose test set the model is evaluated on.
+    pub data: &'a DataSource,
     pub tracking: &'a TrackingConfig,
 }
 
@@ -82,9 +85,12 @@ fn evaluate_into(
             located.run_id.as_deref().unwrap_or_default()
         )));
     }
-    let dataset = data::load(spec.data_dir)?;
+    let (dataset, _) = load_data(spec.data)?;
+    let contract = model_contract(&meta);
+    refuse_other_inputs(&contract, &dataset.contract, spec.data)?;
     let indices: Vec<usize> = (0..dataset.test.len()).collect();
-    let eval = train::evaluate(&network, &dataset.test, &indices, meta.normalize, spec.batch_size, device)?;
+    let inputs = (&contract, meta.normalize);
+    let eval = train::evaluate(&network, &dataset.test, &indices, inputs, spec.batch_size, device)?;
     let _ = std::fs::remove_dir_all(&download);
 
     let inputs = EvaluationInputs {
@@ -92,11 +98,11 @@ fn evaluate_into(
         y_pred: &eval.predictions,
         prob_of_pred: &eval.prob_of_pred,
         images: &dataset.test.pixels,
-        shape: report::ImageShape::FASHION_MNIST,
-        class_names: &crate::data::InputContract::fashion_mnist().class_names,
+        shape: train::image_shape(&contract),
+        class_names: &contract.class_names,
     };
     report::write_evaluation_reports(staging, &inputs)?;
-    let report = ClassificationReport::new(&eval.labels, &eval.predictions, &report::CLASS_NAMES)?;
+    let report = ClassificationReport::new(&eval.labels, &eval.predictions, &class_names(&contract))?;
     let mut csv = String::from("index,true_label,predicted_label,probability\n");
     for (i, ((t, p), prob)) in eval.labels.iter().zip(&eval.predictions).zip(&eval.prob_of_pred).enumerate() {
         let _ = writeln!(csv, "{i},{t},{p},{prob}");
@@ -113,6 +119,39 @@ fn evaluate_into(
     });
     model::write_atomic(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok((located, eval, report, evaluation_input(&dataset)))
+}
+
+/// The input contract the model was trained with, from its metadata: its image shape, class
+/// names and normalisation (one mean and std, applied to every channel).
+fn model_contract(meta: &model::ModelMetadata) -> InputContract {
+    let image = meta.image;
+    let (mean, std) = meta.input.as_ref().map_or((0.0, 1.0), |input| (input.mean, input.std));
+    InputContract {
+        channels: image.channels,
+        height: image.height,
+        width: image.width,
+        layout: crate::data::Layout::Chw,
+        pixel_scale: 1.0 / 255.0,
+        mean: vec![mean; image.channels],
+        std: vec![std; image.channels],
+        class_names: meta.class_names.clone(),
+    }
+}
+
+/// Refuses data whose examples the model cannot read (another shape or channel count) or whose
+/// labels mean other classes (another class count), naming both contracts.
+fn refuse_other_inputs(model: &InputContract, data: &InputContract, source: &DataSource) -> Result<()> {
+    let describe =
+        |c: &InputContract| format!("{}x{}x{} images of {} classes", c.channels, c.height, c.width, c.classes());
+    let same_shape = (model.channels, model.height, model.width) == (data.channels, data.height, data.width);
+    if same_shape && model.classes() == data.classes() {
+        return Ok(());
+    }
+    Err(ExperimentError::Refused(format!(
+        "the model takes {} but {source} has {}: evaluate it on data like its training data (--data)",
+        describe(model),
+        describe(data)
+    )))
 }
 
 /// `runs/<run id>/evaluation`, named by the resolved run id (a prefix or URI resolves to the

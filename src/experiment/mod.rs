@@ -22,7 +22,7 @@ mod results;
 mod run;
 
 pub use analyze::{AnalyzeSpec, Analyzed, analyze_run};
-pub use datasets::{Datasets, evaluation_input};
+pub use datasets::{Datasets, evaluation_input, load_data};
 pub use error::ExperimentError;
 pub use eval::{EvalSpec, Evaluated, Logged, evaluate, log_evaluation};
 pub use gate::{GateOutcome, gate_run, require_gate};

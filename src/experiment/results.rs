@@ -20,9 +20,9 @@ pub(super) struct Cost {
 
 impl Cost {
     pub(super) fn measure(model: &Network, bench: &Bench, normalize: Normalization) -> crate::Result<Cost> {
-        let test = &bench.dataset.test;
-        let inference_ms_batch_64 = cost::inference_ms_per_batch(model, test, normalize, 64, &bench.device)?;
-        let inference_ms_batch_1000 = cost::inference_ms_per_batch(model, test, normalize, 1000, &bench.device)?;
+        let (test, inputs) = (&bench.data.test, (&bench.data.contract, normalize));
+        let inference_ms_batch_64 = cost::inference_ms_per_batch(model, test, inputs, 64, &bench.device)?;
+        let inference_ms_batch_1000 = cost::inference_ms_per_batch(model, test, inputs, 1000, &bench.device)?;
         Ok(Cost { inference_ms_batch_64, inference_ms_batch_1000, peak_rss_mb: cost::peak_rss_mb() })
     }
 }
@@ -112,7 +112,7 @@ pub(super) fn epoch_metrics(m: &train::EpochMetrics) -> Vec<Metric> {
 /// Writes the evaluation reports and the training curves; returns the files written.
 pub(super) fn write_reports(
     dir: &Path,
-    test_set: &data::Dataset,
+    data: &data::DataSplit,
     test: &train::Evaluation,
     history: &[train::EpochMetrics],
 ) -> Result<Vec<PathBuf>, ReportError> {
@@ -120,9 +120,9 @@ pub(super) fn write_reports(
         y_true: &test.labels,
         y_pred: &test.predictions,
         prob_of_pred: &test.prob_of_pred,
-        images: &test_set.pixels,
-        shape: report::ImageShape::FASHION_MNIST,
-        class_names: &crate::data::InputContract::fashion_mnist().class_names,
+        images: &data.test.pixels,
+        shape: train::image_shape(&data.contract),
+        class_names: &data.contract.class_names,
     };
     let mut written = report::write_evaluation_reports(dir, &inputs)?;
     let points: Vec<EpochPoint> = history
@@ -138,4 +138,9 @@ pub(super) fn write_reports(
     report::training_curves_png(&points, &curves)?;
     written.push(curves);
     Ok(written)
+}
+
+/// The contract's class names, as the reports take them.
+pub(super) fn class_names(contract: &data::InputContract) -> Vec<&str> {
+    contract.class_names.iter().map(String::as_str).collect()
 }

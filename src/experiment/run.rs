@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::output_dir::{claim_output_dir, lock_output_dir};
-use super::results::{self, Cost, RunResults};
+use super::results::{self, Cost, RunResults, class_names};
 use super::{Datasets, ExperimentError};
 use crate::Device;
-use crate::data::{self, fashion_mnist::FashionMnist};
+use crate::data::{DataError, DataSource, DataSplit};
 use crate::model;
 use crate::report::ClassificationReport;
 use crate::sysmetrics::Sampler;
@@ -27,16 +27,22 @@ pub struct Bench {
     pub device: Device,
     /// The device in words, recorded as the run's `device` param.
     pub device_name: String,
-    pub dataset: FashionMnist,
+    /// The dataset as selected (what a sweep plan records).
+    pub source: DataSource,
+    /// The dataset as loaded: both sets and their input contract.
+    pub data: DataSplit,
+    /// Where the dataset came from in words, recorded as the run's `data_source` param.
+    pub data_origin: String,
     /// The dataset as MLflow records it.
     pub datasets: Datasets,
 }
 
 impl Bench {
-    /// A bench over `dataset` (described once here) on `device`.
-    pub fn new(device: Device, device_name: String, dataset: FashionMnist) -> Bench {
-        let datasets = Datasets::describe(&dataset);
-        Bench { device, device_name, dataset, datasets }
+    /// Loads `source` (described once here) for runs on `device`.
+    pub fn load(device: Device, device_name: String, source: DataSource) -> std::result::Result<Bench, DataError> {
+        let (data, data_origin) = super::datasets::load_data(&source)?;
+        let datasets = Datasets::describe(&data);
+        Ok(Bench { device, device_name, source, data, data_origin, datasets })
     }
 }
 
@@ -120,13 +126,13 @@ pub fn tracked_run(
     params.extend([
         ("device".to_string(), bench.device_name.clone()),
         ("engine_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("data_source".to_string(), bench.dataset.source.to_string()),
+        ("data_source".to_string(), bench.data_origin.clone()),
     ]);
     let run_id = tracker.start_run(&params, &spec.tags)?;
     observe(Event::Started { run_id: &run_id, tracking: tracker.describe() });
     crate::cost::reset_peak_rss();
     let sampler = spec.system_metrics.map(Sampler::start);
-    let inputs = bench.datasets.for_training(&bench.dataset, spec.config.train_limit);
+    let inputs = bench.datasets.for_training(&bench.data, spec.config.train_limit);
     let logged = tracker.log_inputs(&inputs).and_then(|()| tracker.log_metrics(&spec.start_metrics));
     let result = logged.map_err(ExperimentError::from).and_then(|()| {
         let mut run = Running { bench, spec, tracker: tracker.as_mut(), run_id: &run_id, cancel, observe };
@@ -202,11 +208,13 @@ impl Running<'_> {
     }
 
     fn train_and_record(&mut self, output_dir: &Path, sampler: Option<&Sampler>) -> Result<serde_json::Value> {
-        let (config, device, dataset) = (&self.spec.config, &self.bench.device, &self.bench.dataset);
+        let (config, device, data) = (&self.spec.config, &self.bench.device, &self.bench.data);
+        let contract = &data.contract;
         let trained = self.fit_logged(sampler)?;
-        let test_indices: Vec<usize> = (0..dataset.test.len()).collect();
-        let test = train::evaluate(&trained.model, &dataset.test, &test_indices, config.normalize, 1000, device)?;
-        let report = ClassificationReport::new(&test.labels, &test.predictions, &crate::report::CLASS_NAMES)?;
+        let test_indices: Vec<usize> = (0..data.test.len()).collect();
+        let inputs = (contract, config.normalize);
+        let test = train::evaluate(&trained.model, &data.test, &test_indices, inputs, 1000, device)?;
+        let report = ClassificationReport::new(&test.labels, &test.predictions, &class_names(contract))?;
         (self.observe)(Event::Tested { loss: test.loss, accuracy: test.accuracy, report: &report });
 
         self.check_cancel()?;
@@ -214,19 +222,21 @@ impl Running<'_> {
         let model_id = self.tracker.begin_model(&config.params())?;
         let model_id = model_id.unwrap_or_else(|| format!("m-{}", tracking::util::new_run_id()));
         // The first test image shows Python users what an input looks like (a blank one if none).
-        let example = dataset.test.pixels.get(..data::IMAGE_PIXELS).unwrap_or(&[0; data::IMAGE_PIXELS]);
+        let blank = vec![0; contract.pixels()];
+        let example = data.test.pixels.get(..contract.pixels()).unwrap_or(&blank);
         let hyperparameters = serde_json::to_value(config)?;
         let run_id = Some(self.run_id);
         model::save_model_dir(
             &model_dir,
             &trained.model,
+            contract,
             config.normalize,
             hyperparameters,
             example,
             run_id,
             Some(&model_id),
         )?;
-        let mut written = results::write_reports(output_dir, &dataset.test, &test, &trained.history)?;
+        let mut written = results::write_reports(output_dir, data, &test, &trained.history)?;
         let cost = Cost::measure(&trained.model, self.bench, config.normalize)?;
         self.check_cancel()?;
 
@@ -269,10 +279,10 @@ impl Running<'_> {
             observe(Event::Training(event));
             Ok(())
         };
-        let (train_set, device) = (&self.bench.dataset.train, &self.bench.device);
+        let (data, device) = (&self.bench.data, &self.bench.device);
         let trained = match &self.spec.checkpoint {
-            None => train::fit(config, train_set, device, &mut on_event)?,
-            Some(paths) => train::fit_checkpointed(config, train_set, device, paths, &mut on_event)?,
+            None => train::fit(config, &data.train, &data.contract, device, &mut on_event)?,
+            Some(paths) => train::fit_checkpointed(config, &data.train, &data.contract, device, paths, &mut on_event)?,
         };
         if let (Some(best), Some(stopped)) = (trained.best_epoch, trained.stopped_epoch) {
             (self.observe)(Event::EarlyStopped { best, stopped, epochs: config.epochs });

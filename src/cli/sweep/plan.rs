@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use engine::data::DataSource;
 use engine::nn::Architecture;
 use engine::search::Param;
 use engine::search::schedule::Schedule;
@@ -27,7 +28,9 @@ pub struct Plan {
     pub experiment: String,
     /// `cpu`, `gpu` or `auto`.
     pub device: String,
-    pub data_dir: Option<PathBuf>,
+    /// The dataset every run trains on, with its options.
+    #[serde(default)]
+    pub data: DataSource,
     pub output_dir: Option<PathBuf>,
     /// The user's tags, set on every run.
     pub tags: Vec<(String, String)>,
@@ -106,7 +109,7 @@ impl Plan {
 
     pub fn bench(&self) -> anyhow::Result<Bench> {
         let device = DeviceChoice::from_str(&self.device, true).map_err(|e| anyhow::anyhow!("plan device: {e}"))?;
-        Bench::open(device, self.data_dir.as_deref())
+        Bench::open(device, self.data.clone())
     }
 }
 
@@ -166,7 +169,7 @@ pub fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
     let parent_name = args.common.run_name.clone().unwrap_or_else(tracking::util::generate_run_name);
     tracking.run_name = Some(parent_name.clone());
     tracking.validate().map_err(UsageError)?;
-    let bench = Bench::open(args.common.device, args.common.data_dir.as_deref())?;
+    let bench = Bench::open(args.common.device, args.common.data.source()?)?;
     let mut parent = tracking::open(&tracking)?;
     let mut parent_tags = vec![(SWEEP_TAG.to_string(), "true".to_string())];
     parent_tags.extend(args.common.notes.to_tags());
@@ -200,7 +203,7 @@ pub fn create_plan(args: &SweepArgs) -> anyhow::Result<Plan> {
         tracking_uri: tracking.tracking_uri,
         experiment: tracking.experiment,
         device,
-        data_dir: args.common.data_dir.clone(),
+        data: bench.source.clone(),
         output_dir: args.common.output_dir.clone(),
         tags: args.common.notes.tags.clone(),
         system_metrics_seconds: args.common.system_metrics().map(|d| d.as_secs_f64()),
@@ -252,7 +255,7 @@ fn parent_params(
         ("sweep_runs".into(), points.len().to_string()),
         ("device".into(), bench.device_name.clone()),
         ("engine_version".into(), env!("CARGO_PKG_VERSION").to_string()),
-        ("data_source".into(), bench.dataset.source.to_string()),
+        ("data_source".into(), bench.data_origin.clone()),
     ]);
     if search.is_none() && args.common.model == Architecture::Mlp {
         params.push(("sweep_hidden".into(), args.hiddens().iter().map(|h| join(h, ",")).collect::<Vec<_>>().join("|")));
