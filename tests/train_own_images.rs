@@ -283,7 +283,53 @@ fn bad_data_values_exit_2_naming_the_flag() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("broken.png"), "{}", stderr(&output));
     assert!(
-        !dir.join("store").exists()
-            || LocalStore::open(dir.join("store")).unwrap().list_runs(None).unwrap().is_empty()
+        !dir.join("store").exists() || LocalStore::open(dir.join("store")).unwrap().list_runs(None).unwrap().is_empty()
     );
+}
+
+#[test]
+fn a_sweep_plan_made_with_a_folder_runs_its_children_on_that_folder() {
+    let dir = scratch("sweep");
+    let images = dir.join("shapes");
+    gray_folder(&images, 20, 12, 10);
+    let (data, plan) = (format!("folder:{}", images.display()), dir.join("plan.json"));
+    let planned = engine(
+        &dir,
+        &[
+            "sweep",
+            "--device",
+            "cpu",
+            "--lr",
+            "0.1,0.05",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--data",
+            &data,
+            "--test-fraction",
+            "0.25",
+            "--plan",
+            plan.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(written["data"]["kind"], "folder");
+    assert_eq!(written["data"]["dir"], images.display().to_string());
+    assert_eq!(written["data"]["options"]["test_fraction"], 0.25);
+
+    // A worker given only the plan trains on the folder with the plan's split.
+    let worker = engine(&dir, &["sweep", "--plan", plan.to_str().unwrap(), "--index", "1"], None);
+    assert!(worker.status.success(), "{}", stderr(&worker));
+    let store = LocalStore::open(dir.join("store")).unwrap();
+    let child = store.list_runs(None).unwrap().into_iter().find(|r| r.tags.contains_key("mlflow.parentRunId")).unwrap();
+    let inputs = local_inputs(&dir, &child.run_id);
+    let names: Vec<(&str, &Value)> = inputs.iter().map(|i| (i.0.as_str(), &i.3)).collect();
+    assert_eq!(
+        names,
+        [("shapes-train", &serde_json::json!([45, 10, 12])), ("shapes-test", &serde_json::json!([15, 10, 12]))]
+    );
+    assert!(child.params["data_source"].starts_with(&data), "{:?}", child.params);
 }
