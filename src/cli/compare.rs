@@ -13,8 +13,6 @@ use serde_json::{Value, json};
 
 use super::{TrackingArgs, UsageError};
 
-pub use engine::tracking::PARENT_RUN_ID_TAG;
-
 #[derive(Args)]
 pub struct CompareArgs {
     #[command(flatten)]

@@ -51,8 +51,3 @@ pub fn resolve_version(
 ) -> anyhow::Result<(MlflowClient, ModelVersion)> {
     Ok(library::resolve_version(input, uri, tracking)?)
 }
-
-/// [`library::server`].
-pub fn server(tracking: &TrackingConfig, what: &str) -> anyhow::Result<MlflowClient> {
-    Ok(library::server(tracking, what)?)
-}

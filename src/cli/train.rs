@@ -8,7 +8,6 @@ use clap::Args;
 use engine::data::{DataSource, Normalization};
 use engine::experiment::{self, Event};
 use engine::nn::Architecture;
-use engine::tracking::{Metric, TrackingConfig};
 use engine::train::{self, LrSchedule, OptimizerKind, TrainConfig};
 
 use super::data::DataArgs;
@@ -170,41 +169,12 @@ impl CommonTrainArgs {
     }
 }
 
-/// What stays the same between the runs of one process: the device and the loaded dataset.
-pub struct Bench(experiment::Bench);
-
-impl Bench {
-    /// Opens the device, then loads (or finds, or downloads) the dataset once.
-    pub fn open(choice: DeviceChoice, source: DataSource) -> anyhow::Result<Bench> {
-        let (device, device_name) = open_device(choice)?;
-        let bench = experiment::Bench::load(device, device_name, source)?;
-        eprintln!("data: {}", bench.data_origin);
-        Ok(Bench(bench))
-    }
-}
-
-impl std::ops::Deref for Bench {
-    type Target = experiment::Bench;
-    fn deref(&self) -> &experiment::Bench {
-        &self.0
-    }
-}
-
-/// One tracked training run, as [`experiment::RunSpec`], and how its progress is shown.
-pub struct RunSpec {
-    pub config: TrainConfig,
-    pub tracking: TrackingConfig,
-    pub tags: Vec<(String, String)>,
-    /// [default: runs/<run id>]
-    pub output_dir: Option<PathBuf>,
-    /// Print the JSON summary alone on stdout, and everything else on stderr.
-    pub json: bool,
-    /// Sample system metrics this often (`None`: not at all).
-    pub system_metrics: Option<std::time::Duration>,
-    /// Continue from a checkpoint and save one after training (a search's promoted trial).
-    pub checkpoint: Option<train::CheckpointPaths>,
-    /// Metrics known before training, logged when the run starts (e.g. a search's rung).
-    pub start_metrics: Vec<Metric>,
+/// Opens the device, then loads (or finds, or downloads) the dataset once, saying where from.
+pub fn open_bench(choice: DeviceChoice, source: DataSource) -> anyhow::Result<experiment::Bench> {
+    let (device, device_name) = open_device(choice)?;
+    let bench = experiment::Bench::load(device, device_name, source)?;
+    eprintln!("data: {}", bench.data_origin);
+    Ok(bench)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -220,62 +190,40 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     {
         experiment::claim_output_dir(dir, false)?;
     }
-    let bench = Bench::open(args.common.device, args.common.data.source()?)?;
-    let spec = RunSpec {
-        config,
-        tracking,
+    let bench = open_bench(args.common.device, args.common.data.source()?)?;
+    let spec = experiment::RunSpec {
         tags: args.common.notes.to_tags(),
         output_dir: args.common.output_dir.clone(),
-        json: args.common.json,
+        overwrite: args.overwrite,
         system_metrics: args.common.system_metrics(),
-        checkpoint: None,
-        start_metrics: Vec::new(),
-    };
-    let outcome = tracked_run_into(&bench, &spec, args.overwrite)?;
-    Ok(outcome.result.map(|_| ExitCode::SUCCESS)?)
-}
-
-/// Starts a run, trains and reports, and ends the run FINISHED, FAILED or KILLED, with progress
-/// on the terminal. An error means the run could not be started; a run that started and failed
-/// is an `Ok` outcome. An output directory holding another run's model or reports fails the run.
-pub fn tracked_run(bench: &Bench, spec: &RunSpec) -> anyhow::Result<experiment::RunOutcome> {
-    tracked_run_into(bench, spec, false)
-}
-
-/// [`tracked_run`]; with `overwrite`, another run's model and reports in the output directory
-/// are replaced instead.
-fn tracked_run_into(bench: &Bench, spec: &RunSpec, overwrite: bool) -> anyhow::Result<experiment::RunOutcome> {
-    let library_spec = experiment::RunSpec {
-        config: spec.config.clone(),
-        tracking: spec.tracking.clone(),
-        tags: spec.tags.clone(),
-        output_dir: spec.output_dir.clone(),
-        overwrite,
-        system_metrics: spec.system_metrics,
-        checkpoint: spec.checkpoint.clone(),
-        start_metrics: spec.start_metrics.clone(),
+        ..experiment::RunSpec::new(config, tracking)
     };
     // Before the run starts, so that no interrupt falls between the two.
     let interrupted = super::interrupt::install_interrupt_flag();
-    let mut renderer = RunRenderer { json: spec.json, epochs: spec.config.epochs, progress: Progress::new(spec.json) };
-    let outcome = experiment::tracked_run(bench, &library_spec, &interrupted, &mut |event| renderer.show(event))?;
-    if spec.json
-        && let Ok(summary) = &outcome.result
-    {
+    let json = args.common.json;
+    let mut renderer = RunRenderer::new(json, spec.config.epochs);
+    let outcome = experiment::tracked_run(&bench, &spec, &interrupted, &mut |event| renderer.show(event))?;
+    let summary = outcome.result?;
+    if json {
         println!("{summary}");
     }
-    Ok(outcome)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Shows a run's progress: a bar per epoch, a line per epoch, the test result and report.
-struct RunRenderer {
+pub struct RunRenderer {
     json: bool,
     epochs: usize,
     progress: Progress,
 }
 
 impl RunRenderer {
-    fn show(&mut self, event: Event) {
+    /// A renderer of a run of `epochs`; with `json`, only the summary goes to stdout.
+    pub fn new(json: bool, epochs: usize) -> RunRenderer {
+        RunRenderer { json, epochs, progress: Progress::new(json) }
+    }
+
+    pub fn show(&mut self, event: Event) {
         match event {
             Event::Started { tracking, .. } => eprintln!("tracking: {tracking}"),
             Event::Replacing { owner, dir } => {

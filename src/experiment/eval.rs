@@ -232,6 +232,7 @@ pub fn log_evaluation(
         inputs: vec![evaluated.input.clone()],
         tags: all_tags,
         artifacts: evaluated.files.iter().map(|f| (f.clone(), "evaluation".to_string())).collect(),
+        end: None,
     };
     let synced_to = match run.add(tracking, &additions, Push::Always)? {
         Pushed::NotNeeded => None,

@@ -212,16 +212,6 @@ fn server_for(input: &str, uri: &ModelUri, tracking: &TrackingConfig) -> Result<
     }
 }
 
-/// A client of the configured MLflow server; `what` says what needs one when none is set.
-pub fn server(tracking: &TrackingConfig, what: &str) -> Result<MlflowClient> {
-    match &tracking.tracking_uri {
-        Some(uri) => Ok(MlflowClient::from_env(uri)?),
-        None => Err(ExperimentError::Failed(format!(
-            "{what} lives in an MLflow registry: pass --tracking-uri or set MLFLOW_TRACKING_URI"
-        ))),
-    }
-}
-
 /// Downloads the files the engine reads (fixed names, so no server-chosen path is ever written),
 /// each refused past the size such a file can have.
 fn download_model(

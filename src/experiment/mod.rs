@@ -3,7 +3,8 @@
 //! ([`evaluate`], [`log_evaluation`]), finding models by run id, model URI or directory
 //! ([`locate`]), describing datasets the way MLflow records them ([`Datasets`]), and the quality
 //! gate ([`gate_run`], [`require_gate`]) and the registry steps after it ([`register_model`],
-//! [`prepare_promotion`]), and a run's evaluation checklist ([`analyze_run`]).
+//! [`prepare_promotion`]), a run's evaluation checklist ([`analyze_run`]), and sweeps: their
+//! plan file, trial loop and summary ([`sweep`]).
 //!
 //! Nothing here prints, parses arguments or exits: progress arrives as [`Event`]s, results as
 //! values, failures as [`ExperimentError`]; an interrupt is a raised cancellation flag. The
@@ -20,6 +21,7 @@ mod output_dir;
 pub mod registry;
 mod results;
 mod run;
+pub mod sweep;
 
 pub use analyze::{AnalyzeSpec, Analyzed, analyze_run};
 pub use datasets::{Datasets, evaluation_input, load_data};

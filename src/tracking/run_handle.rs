@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{DatasetInput, LocalStore, Metric, MlflowClient, Run, RunRecord, TrackingConfig, TrackingError};
+use super::{DatasetInput, LocalStore, Metric, MlflowClient, Run, RunRecord, RunStatus, TrackingConfig, TrackingError};
 
 /// A run in the local store, or one only on the server.
 pub enum RunHandle {
@@ -50,6 +50,8 @@ pub struct RunAdditions {
     pub tags: Vec<(String, String)>,
     /// Files to log, each with the artifact directory it goes under (`""`: the root).
     pub artifacts: Vec<(PathBuf, String)>,
+    /// End the run with this status, after the rest is written (a sweep's parent).
+    pub end: Option<RunStatus>,
 }
 
 /// When a local run's addition is sent to the configured server.
@@ -197,6 +199,9 @@ fn write_local(store: &LocalStore, run_id: &str, additions: &RunAdditions) -> Re
     for (file, dir) in &additions.artifacts {
         run.log_artifact(file, dir)?;
     }
+    if let Some(status) = additions.end {
+        run.finish(status, super::util::now_ms())?;
+    }
     Ok(())
 }
 
@@ -210,6 +215,9 @@ fn write_server(client: &MlflowClient, run: &Run, additions: &RunAdditions) -> R
     }
     for (file, dir) in &additions.artifacts {
         client.upload_artifact_file(&run.info.artifact_uri, &artifact_path(file, dir), file)?;
+    }
+    if let Some(status) = additions.end {
+        client.update_run(run_id, status, super::util::now_ms())?;
     }
     Ok(())
 }

@@ -1,16 +1,16 @@
-//! `engine sweep`: one training run per point of a hyperparameter grid, or per trial drawn from a
-//! search space ([`engine::search`]), or successive halving over such trials, nested under a
-//! parent run the way MLflow's client nests runs (`mlflow.parentRunId` on each child), so the
+//! `engine sweep`: the flags and the terminal view of [`engine::experiment::sweep`]: one training
+//! run per point of a hyperparameter grid, or per trial drawn from a search space
+//! ([`engine::search`]), or successive halving over such trials, nested under a parent run so the
 //! MLflow UI shows the sweep as one expandable row; the dataset is loaded once for all runs, and
-//! a comparison table (best and recommended run) is printed at the end. Every strategy ends in a
-//! plan of points and a schedule of rungs, so workers, schedulers, resuming and the summary do
-//! not know which chose them. This file parses; `points`, `plan`, `execute` and `summary` do.
+//! a comparison table (best and recommended run) is printed at the end. This file parses;
+//! `points` and `plan` turn the flags into a plan, `execute` and `summary` run and show it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use engine::analysis;
+use engine::experiment::sweep::Plan;
 
 use super::train::{CommonTrainArgs, Hidden, parse_hidden};
 
@@ -18,11 +18,6 @@ mod execute;
 mod plan;
 mod points;
 mod summary;
-
-use plan::Plan;
-
-/// Tag marking a sweep's parent run.
-pub const SWEEP_TAG: &str = "engine.sweep";
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -219,7 +214,7 @@ mod tests {
 
     #[test]
     fn child_directories_are_safe_names() {
-        let d = execute::child_dir(std::path::Path::new("out"), 0, "lr=0.01 bs=64 hidden=512,512");
+        let d = engine::experiment::sweep::child_dir(std::path::Path::new("out"), 0, "lr=0.01 bs=64 hidden=512,512");
         assert_eq!(d, PathBuf::from("out/01-lr=0.01_bs=64_hidden=512,512"));
     }
 }
