@@ -125,6 +125,9 @@ impl SweepView {
             SweepEvent::TrialFailed { trial, label, why } => {
                 eprintln!("sweep run {} ({label}) did not finish: {why}", trial + 1)
             }
+            SweepEvent::Waiting { labels } => {
+                eprintln!("waiting for the trials another process is training: {}", labels.join("; "))
+            }
             SweepEvent::Stopped { remaining } => {
                 eprintln!("sweep interrupted: the remaining {remaining} runs were not started")
             }
