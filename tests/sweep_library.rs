@@ -96,4 +96,5 @@ fn a_plan_on_a_folder_is_driven_and_summarized_through_the_library() {
     let child = store.load_run(best).unwrap();
     assert_eq!(child.tags.get("mlflow.parentRunId"), Some(&plan.parent_run_id));
     assert_eq!(child.inputs[0].dataset.name, "images-train");
+    let _ = std::fs::remove_dir_all(&dir);
 }

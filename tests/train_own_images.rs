@@ -192,6 +192,7 @@ fn a_gray_png_folder_trains_an_mlp_and_evaluates_it_in_the_local_store() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let message = stderr(&refused);
     assert!(message.contains("1x16x20 images of 3 classes") && message.contains("1x9x9 images"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -224,6 +225,7 @@ fn an_rgb_jpeg_folder_trains_a_cnn_tracked_on_a_real_mlflow_server() {
     assert_eq!(test["dataset"]["digest"].as_str().map(str::len), Some(8));
 
     eval_matches(&dir, &run, &["--data", images.to_str().unwrap(), "--color", "rgb"], Some(server.uri()));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -241,6 +243,7 @@ fn an_idx_set_trains_with_class_names_from_a_file() {
     let inputs = local_inputs(&dir, run["run_id"].as_str().unwrap());
     assert_eq!(inputs[1].3, serde_json::json!([60, 11, 9]), "{inputs:?}");
     eval_matches(&dir, &run, &["--data", &data, "--classes", &classes], None);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -285,6 +288,7 @@ fn bad_data_values_exit_2_naming_the_flag() {
     assert!(
         !dir.join("store").exists() || LocalStore::open(dir.join("store")).unwrap().list_runs(None).unwrap().is_empty()
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -332,4 +336,5 @@ fn a_sweep_plan_made_with_a_folder_runs_its_children_on_that_folder() {
         [("shapes-train", &serde_json::json!([45, 10, 12])), ("shapes-test", &serde_json::json!([15, 10, 12]))]
     );
     assert!(child.params["data_source"].starts_with(&data), "{:?}", child.params);
+    let _ = std::fs::remove_dir_all(&dir);
 }
