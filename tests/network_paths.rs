@@ -50,8 +50,17 @@ fn save(root: &Path, name: &str, network: &Network) -> (PathBuf, Vec<u8>) {
     let pixels = network.description().input().pixels();
     let mut rng = Rng::new(11);
     let images: Vec<u8> = (0..ROWS * pixels).map(|_| rng.below(256) as u8).collect();
-    model::save_model_dir(&dir, network, Normalization::Meanstd, serde_json::json!({}), &images[..pixels], None, None)
-        .unwrap();
+    model::save_model_dir(
+        &dir,
+        network,
+        None,
+        Normalization::Meanstd,
+        serde_json::json!({}),
+        &images[..pixels],
+        None,
+        None,
+    )
+    .unwrap();
     std::fs::write(dir.join("images.u8"), &images).unwrap();
     (dir, images)
 }

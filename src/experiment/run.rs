@@ -220,6 +220,7 @@ impl Running<'_> {
         model::save_model_dir(
             &model_dir,
             &trained.model,
+            None,
             config.normalize,
             hyperparameters,
             example,

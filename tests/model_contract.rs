@@ -1,0 +1,194 @@
+//! The input contract in every file of a model directory. A CNN of 3-channel 12x10 images and
+//! three named classes, trained on data of its own per-channel statistics, is saved: its
+//! `engine_model.json`, `MLmodel` (signature and metadata) and `input_example.json` carry the
+//! contract, and a directory written before the contract was recorded loads as FashionMNIST's.
+//! A contract that does not fit the network is refused before anything is written.
+
+use std::path::PathBuf;
+
+use engine::data::{InputContract, Layout, Normalization};
+use engine::model::{self, ChannelValues};
+use engine::nn::{Description, ImageShape, Network};
+use engine::rng::Rng;
+use engine::{Device, Tensor};
+
+const IMAGE: ImageShape = ImageShape { channels: 3, height: 12, width: 10 };
+/// Images saved beside the model, for the checks that run it.
+const ROWS: usize = 4;
+
+/// The contract of a made-up colour dataset: its own statistics per channel, three names.
+fn colour_contract() -> InputContract {
+    InputContract {
+        channels: IMAGE.channels,
+        height: IMAGE.height,
+        width: IMAGE.width,
+        layout: Layout::Chw,
+        pixel_scale: 1.0 / 255.0,
+        mean: vec![0.4, 0.5, 0.6],
+        std: vec![0.2, 0.25, 0.3],
+        class_names: vec!["cat".into(), "dog".into(), "bird's nest".into()],
+    }
+}
+
+fn colour_cnn() -> Network {
+    let description = Description::cnn(IMAGE, [4, 6, 16], 3).unwrap();
+    Network::new(description, 0.0, &mut Rng::new(5), &Device::Cpu).unwrap()
+}
+
+fn random_images(rows: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..rows * IMAGE.pixels()).map(|_| rng.below(256) as u8).collect()
+}
+
+/// The colour CNN saved under a fresh directory, with its contract and `ROWS` random images.
+fn saved(name: &str) -> (PathBuf, Network, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!("engine-model-contract-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (network, images) = (colour_cnn(), random_images(ROWS, 3));
+    let contract = colour_contract();
+    model::save_model_dir(
+        &dir,
+        &network,
+        Some(&contract),
+        Normalization::Meanstd,
+        serde_json::json!({}),
+        &images,
+        None,
+        None,
+    )
+    .unwrap();
+    (dir, network, images)
+}
+
+/// Probabilities of `network` on `images`, normalised per channel by `contract` by hand.
+fn probabilities(network: &Network, contract: &InputContract, images: &[u8]) -> Vec<f32> {
+    let plane = contract.height * contract.width;
+    let inputs: Vec<f32> = images
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let c = i % contract.pixels() / plane;
+            (f32::from(p) / 255.0 - contract.mean[c]) / contract.std[c]
+        })
+        .collect();
+    let rows = images.len() / contract.pixels();
+    let x = Tensor::from_vec(inputs, &[rows, contract.pixels()], &Device::Cpu).unwrap();
+    engine::no_grad(|| network.forward(&x)?.softmax()?.to_vec()).unwrap()
+}
+
+fn read_json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn every_model_file_carries_the_contract() {
+    let (dir, network, images) = saved("files");
+    let json = read_json(dir.join(model::METADATA_FILE));
+    let recorded: InputContract = serde_json::from_value(json["contract"].clone()).unwrap();
+    assert_eq!(recorded, colour_contract(), "{json}");
+    assert_eq!(json["contract"]["mean"], serde_json::json!([0.4, 0.5, 0.6]), "the decimals, not their f32 expansions");
+    assert_eq!(json["class_names"], serde_json::json!(["cat", "dog", "bird's nest"]));
+    assert_eq!(json["input"]["shape"], serde_json::json!([-1, 360]));
+    assert_eq!(
+        (&json["input"]["mean"], &json["input"]["std"]),
+        (&serde_json::json!([0.4, 0.5, 0.6]), &serde_json::json!([0.2, 0.25, 0.3]))
+    );
+
+    let (loaded, meta) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!(meta.input_contract(), colour_contract());
+    assert_eq!(meta.input.unwrap().mean, ChannelValues::PerChannel(vec![0.4, 0.5, 0.6]));
+    let contract = colour_contract();
+    assert_eq!(probabilities(&loaded, &contract, &images), probabilities(&network, &contract, &images));
+
+    let mlmodel = std::fs::read_to_string(dir.join(model::MLMODEL_FILE)).unwrap();
+    for line in [
+        r#""shape": [-1, 360]"#,
+        r#""shape": [-1, 3]"#,
+        "metadata:\n  class_names:\n  - cat\n  - dog\n  - 'bird''s nest'\n  input:\n    channels: 3\n    height: 12\n    width: 10\n    layout: chw\n",
+        "    mean:\n    - 0.4\n    - 0.5\n    - 0.6\n    std:\n    - 0.2\n    - 0.25\n    - 0.3\n    normalize: meanstd\n",
+    ] {
+        assert!(mlmodel.contains(line), "MLmodel lacks {line}:\n{mlmodel}");
+    }
+
+    // The input example is the first image, scaled to [0, 1] as the ONNX input wants.
+    let example = read_json(dir.join(model::mlflow::INPUT_EXAMPLE_FILE));
+    let rows: Vec<Vec<f32>> = serde_json::from_value(example).unwrap();
+    let first: Vec<f32> = images[..360].iter().map(|&p| f32::from(p) / 255.0).collect();
+    assert_eq!(rows, [first]);
+    let serving = read_json(dir.join(model::mlflow::SERVING_INPUT_EXAMPLE_FILE));
+    let served: Vec<Vec<f32>> = serde_json::from_value(serving["inputs"].clone()).unwrap();
+    assert_eq!(served, rows);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_model_file_without_the_contract_loads_as_fashion_mnist_s() {
+    let dir = std::env::temp_dir().join(format!("engine-model-contract-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let network = Network::new(
+        Description::mlp(ImageShape::FASHION_MNIST, &[8], 10).unwrap(),
+        0.0,
+        &mut Rng::new(1),
+        &Device::Cpu,
+    )
+    .unwrap();
+    // No contract given: FashionMNIST's, and a blank input example of its size.
+    let saved =
+        model::save_model_dir(&dir, &network, None, Normalization::Meanstd, serde_json::json!({}), &[], None, None)
+            .unwrap();
+    assert_eq!(saved.input_contract(), InputContract::fashion_mnist());
+    let example = read_json(dir.join(model::mlflow::INPUT_EXAMPLE_FILE));
+    assert_eq!(example, serde_json::json!([vec![0.0; 784]]));
+
+    // As files were written before the contract: neither `contract` nor `input`.
+    let path = dir.join(model::METADATA_FILE);
+    let mut json = read_json(path.clone());
+    for key in ["contract", "input"] {
+        json.as_object_mut().unwrap().remove(key);
+    }
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (_, meta) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
+    assert_eq!(meta.contract, Some(InputContract::fashion_mnist()));
+    assert_eq!(meta.input, Some(model::NetworkInput::of(Normalization::Meanstd, &InputContract::fashion_mnist())));
+
+    // A recorded contract whose class names disagree with the file's is refused.
+    json["contract"] = serde_json::to_value(InputContract {
+        class_names: (0..10).map(|i| i.to_string()).collect(),
+        ..InputContract::fashion_mnist()
+    })
+    .unwrap();
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let error = model::load_model_dir(&dir, &Device::Cpu).err().expect("a contradicting contract loaded").to_string();
+    assert!(error.contains("class names") && error.contains(model::METADATA_FILE), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_contract_that_does_not_fit_the_network_is_refused() {
+    let dir = std::env::temp_dir().join(format!("engine-model-contract-misfit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cases = [
+        (InputContract { width: 11, ..colour_contract() }, "3x12x11 images are not the network's 3x12x10"),
+        (
+            InputContract { class_names: vec!["a".into(), "b".into()], ..colour_contract() },
+            "names 2 classes; the network has 3",
+        ),
+        (InputContract { std: vec![0.2, 0.0, 0.3], ..colour_contract() }, "standard deviation"),
+        (InputContract { pixel_scale: 1.0, ..colour_contract() }, "only 1/255"),
+    ];
+    for (contract, expected) in cases {
+        let result = model::save_model_dir(
+            &dir,
+            &colour_cnn(),
+            Some(&contract),
+            Normalization::Meanstd,
+            serde_json::json!({}),
+            &[],
+            None,
+            None,
+        );
+        let error = result.err().expect("a misfit contract was saved").to_string();
+        assert!(error.contains(expected), "{error} should say {expected:?}");
+        assert!(!dir.exists(), "nothing is written for a misfit contract");
+    }
+}
