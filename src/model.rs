@@ -153,7 +153,7 @@ impl ModelMetadata {
 impl NetworkInput {
     /// The input of a network reading `contract`'s images, trained with `normalize`.
     pub fn of(normalize: Normalization, contract: &InputContract) -> NetworkInput {
-        let image = ImageShape { channels: contract.channels, height: contract.height, width: contract.width };
+        let image = image_of(contract);
         let (mean, std) = match normalize {
             Normalization::Unit => (ChannelValues::Shared(0.0), ChannelValues::Shared(1.0)),
             Normalization::Meanstd => (ChannelValues::of(&contract.mean), ChannelValues::of(&contract.std)),
@@ -167,6 +167,11 @@ impl NetworkInput {
             std,
         }
     }
+}
+
+/// The shape of `contract`'s images, as the network description takes it.
+pub fn image_of(contract: &InputContract) -> ImageShape {
+    ImageShape { channels: contract.channels, height: contract.height, width: contract.width }
 }
 
 /// The contract of a model saved without one: FashionMNIST's statistics (what training used
@@ -189,7 +194,7 @@ pub fn assumed_contract(image: ImageShape, class_names: &[String]) -> InputContr
 /// server's requests are.
 fn check_contract(contract: &InputContract, image: ImageShape, classes: usize) -> Result<(), String> {
     contract.validate()?;
-    let shape = ImageShape { channels: contract.channels, height: contract.height, width: contract.width };
+    let shape = image_of(contract);
     if shape != image {
         return Err(format!(
             "the input contract's {}x{}x{} images are not the network's {}x{}x{}",

@@ -3,6 +3,13 @@
 //! `engine_model.json`, `MLmodel` (signature and metadata) and `input_example.json` carry the
 //! contract, and a directory written before the contract was recorded loads as FashionMNIST's.
 //! A contract that does not fit the network is refused before anything is written.
+//!
+//! `engine serve` takes JSON rows of the contract's length (a wrong length is a 400 naming both)
+//! and the same images as PNGs, answering alike, with the contract's class names; its batcher
+//! refuses rows read for another model.
+
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::path::PathBuf;
 
@@ -58,6 +65,11 @@ fn saved(name: &str) -> (PathBuf, Network, Vec<u8>) {
     )
     .unwrap();
     (dir, network, images)
+}
+
+/// Probabilities of the colour CNN `network` on `images`, normalised by its contract.
+fn probabilities_of(network: &Network, images: &[u8]) -> Vec<f32> {
+    probabilities(network, &colour_contract(), images)
 }
 
 /// Probabilities of `network` on `images`, normalised per channel by `contract` by hand.
@@ -191,4 +203,92 @@ fn a_contract_that_does_not_fit_the_network_is_refused() {
         assert!(error.contains(expected), "{error} should say {expected:?}");
         assert!(!dir.exists(), "nothing is written for a misfit contract");
     }
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// Image `i` of `images` as an RGB PNG.
+fn png(images: &[u8], i: usize) -> Vec<u8> {
+    let image = &images[i * IMAGE.pixels()..(i + 1) * IMAGE.pixels()];
+    let plane = IMAGE.height * IMAGE.width;
+    let rgb = image::RgbImage::from_fn(IMAGE.width as u32, IMAGE.height as u32, |x, y| {
+        let at = y as usize * IMAGE.width + x as usize;
+        image::Rgb([image[at], image[plane + at], image[2 * plane + at]])
+    });
+    serve::encode(&image::DynamicImage::ImageRgb8(rgb), image::ImageFormat::Png)
+}
+
+#[test]
+fn engine_serve_reads_json_rows_and_pngs_by_the_contract() {
+    let (dir, network, images) = saved("serve");
+    let server = serve::EngineServer::start(&["--model-uri", dir.to_str().unwrap()], &dir.join("store"), None);
+    let (client, url) = (serve::client(), server.url("/invocations"));
+    let rows: Vec<Vec<f32>> =
+        images.chunks(IMAGE.pixels()).map(|image| image.iter().map(|&p| f32::from(p) / 255.0).collect()).collect();
+
+    let as_json = serve::post_json(&client, &url, &serde_json::json!({ "inputs": rows }));
+    let probabilities = as_json.probabilities();
+    let expected = probabilities_of(&network, &images);
+    for (row, expected) in probabilities.iter().zip(expected.chunks(3)) {
+        let difference = max_difference(&row.iter().map(|&p| p as f32).collect::<Vec<_>>(), expected);
+        assert!(difference <= 1e-6, "the served model is {difference} away from the engine's");
+    }
+
+    // The same images as PNGs: the same probabilities, with the contract's class names.
+    let names = serde_json::json!(["cat", "dog", "bird's nest"]);
+    for (i, expected) in probabilities.iter().enumerate() {
+        let answer = serve::post(&client, &url, Some("image/png"), &png(&images, i)).json();
+        assert_eq!(answer["predictions"]["probabilities"], serde_json::json!([expected]), "image {i} as a PNG");
+        assert_eq!(answer["classes"], names);
+    }
+    // JSON names them when asked, in MLflow's `params`.
+    let asked = serde_json::json!({ "inputs": &rows[..1], "params": {"classes": true} });
+    let answer = serve::post_json(&client, &url, &asked).json();
+    assert_eq!(
+        (&answer["classes"], &answer["predictions"]["probabilities"][0]),
+        (&names, &serde_json::json!(probabilities[0]))
+    );
+
+    // A row of FashionMNIST's length is refused, naming both lengths.
+    let wrong = serve::post_json(&client, &url, &serde_json::json!({ "inputs": [vec![0.5; 784]] }));
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    let message = wrong.json()["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("784 values") && message.contains("takes 360"), "{message}");
+
+    let card = serve::get(&client, &server.url("/model-card")).json();
+    assert_eq!(
+        (&card["classes"], &card["channels"], &card["height"], &card["width"]),
+        (&names, &serde_json::json!(3), &serde_json::json!(12), &serde_json::json!(10))
+    );
+    let version = serve::get(&client, &server.url("/version")).json();
+    assert_eq!(version["contract"]["mean"], serde_json::json!([0.4, 0.5, 0.6]), "{version}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rows_read_for_another_model_are_refused_by_the_batcher() {
+    use engine::serve::{BatchConfig, Batcher, Images, PredictError, ServedModel};
+    let (dir, _, _) = saved("batcher");
+    let model = ServedModel::load(&dir, &Device::Cpu, "cpu", Default::default()).unwrap();
+    let config = BatchConfig { max_rows: 64, max_wait: std::time::Duration::ZERO, threads: 1, log_every: None };
+    let batcher = Batcher::start(model, config).unwrap();
+    let handle = batcher.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    // Rows parsed for FashionMNIST's model, reaching the colour one (as across a model swap).
+    let stale = Images { rows: 2, pixels: vec![0.5; 2 * 784], with_classes: false };
+    match runtime.block_on(handle.predict(stale, handle.arrival())) {
+        Err(PredictError::WrongShape(message)) => {
+            assert!(message.contains("784 values") && message.contains("takes 360"), "{message}")
+        }
+        other => panic!("stale rows were answered: {other:?}"),
+    }
+    let fitting = Images { rows: 1, pixels: vec![0.5; 360], with_classes: false };
+    let prediction = runtime.block_on(handle.predict(fitting, handle.arrival())).unwrap();
+    assert_eq!(prediction.probabilities.len(), 3, "the batcher lives on");
+    batcher.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }
