@@ -4,14 +4,23 @@
 //! contract, and a directory written before the contract was recorded loads as FashionMNIST's.
 //! A contract that does not fit the network is refused before anything is written.
 //!
+//! With the MLflow venv's Python: `model.onnx` passes `onnx.checker` and onnxruntime, and
+//! `mlflow.pyfunc.load_model` predicts the engine's probabilities (normalised per channel by
+//! hand here) and shows the class names; `engine export` writes the same graph again.
+//!
 //! `engine serve` takes JSON rows of the contract's length (a wrong length is a 400 naming both)
 //! and the same images as PNGs, answering alike, with the contract's class names; its batcher
 //! refuses rows read for another model.
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/mlflow.rs"]
+mod mlflow;
 #[path = "common/serve.rs"]
 mod serve;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use engine::data::{InputContract, Layout, Normalization};
 use engine::model::{self, ChannelValues};
@@ -205,9 +214,87 @@ fn a_contract_that_does_not_fit_the_network_is_refused() {
     }
 }
 
+/// Checks and runs `model.onnx` of the model directory `argv[1]` on its `images.u8`, loads the
+/// directory with `mlflow.pyfunc` and predicts the same images and the input example; writes
+/// the probabilities beside the images and prints what the files say as JSON.
+const PYTHON: &str = r#"
+import json, os, sys
+import numpy as np, onnx, onnxruntime as ort, mlflow.pyfunc
+model_dir = sys.argv[1]
+meta = json.load(open(os.path.join(model_dir, "engine_model.json")))
+x = np.fromfile(os.path.join(model_dir, "images.u8"), dtype=np.uint8)
+x = x.reshape(-1, meta["sizes"][0]).astype(np.float32) / 255
+path = os.path.join(model_dir, "model.onnx")
+onnx.checker.check_model(onnx.load(path), full_check=True)
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+(inp,), (out,) = session.get_inputs(), session.get_outputs()
+session.run(None, {"pixels": x})[0].astype("<f4").tofile(os.path.join(model_dir, "onnxruntime.f32"))
+model = mlflow.pyfunc.load_model(model_dir)
+model.predict(x)["probabilities"].astype("<f4").tofile(os.path.join(model_dir, "pyfunc.f32"))
+example = np.array(json.load(open(os.path.join(model_dir, "input_example.json"))), dtype=np.float32)
+print(json.dumps({
+    "onnx": [[inp.name, inp.shape], [out.name, out.shape]],
+    "onnx_contract": json.loads(session.get_modelmeta().custom_metadata_map["input_contract"]),
+    "pyfunc_metadata": model.metadata.metadata,
+    "pyfunc_input_shape": model.metadata.get_input_schema().inputs[0].shape,
+    "example": list(example.shape),
+    "example_probabilities": model.predict(example)["probabilities"].tolist(),
+}))
+"#;
+
+fn read_f32(path: PathBuf) -> Vec<f32> {
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn onnxruntime_and_mlflow_pyfunc_follow_the_contract() {
+    let Some(mlflow) = mlflow::mlflow_or_skip() else { return };
+    let (dir, network, images) = saved("python");
+    std::fs::write(dir.join("images.u8"), &images).unwrap();
+    let output = Command::new(mlflow.with_file_name("python"))
+        .arg("-c")
+        .arg(PYTHON)
+        .arg(&dir)
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true")
+        .output()
+        .expect("python runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "python failed:\n{stderr}");
+    let found: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(found["onnx"], serde_json::json!([["pixels", ["N", 360]], ["probabilities", ["N", 3]]]));
+    let contract: InputContract = serde_json::from_value(found["onnx_contract"].clone()).unwrap();
+    assert_eq!(contract, colour_contract(), "the ONNX metadata's contract");
+    let metadata = &found["pyfunc_metadata"];
+    assert_eq!(metadata["class_names"], serde_json::json!(["cat", "dog", "bird's nest"]), "{metadata}");
+    assert_eq!(metadata["input"]["mean"], serde_json::json!([0.4, 0.5, 0.6]), "{metadata}");
+    assert_eq!(metadata["input"]["channels"], 3, "{metadata}");
+    assert_eq!(found["pyfunc_input_shape"], serde_json::json!([-1, 360]));
+    assert_eq!(found["example"], serde_json::json!([1, 360]), "one image of the contract's size");
+
+    let expected = probabilities(&network, &colour_contract(), &images);
+    for source in ["onnxruntime", "pyfunc"] {
+        let difference = max_difference(&read_f32(dir.join(format!("{source}.f32"))), &expected);
+        assert!(difference <= 1e-5, "{source} is {difference} away from the engine");
+    }
+    let example: Vec<f32> =
+        serde_json::from_value::<Vec<Vec<f32>>>(found["example_probabilities"].clone()).unwrap()[0].clone();
+    assert!(max_difference(&example, &expected[..3]) <= 1e-5, "the input example is the first image");
+
+    // `engine export` rebuilds the same graph from the directory's contract.
+    let exported = dir.join("exported.onnx");
+    let args = ["export", "--model-uri", dir.to_str().unwrap(), "--output", exported.to_str().unwrap()];
+    let output = cli::engine(&args, &dir.join("store"), None);
+    assert!(output.status.success(), "engine export failed:\n{}", cli::text(&output));
+    assert_eq!(std::fs::read(&exported).unwrap(), std::fs::read(dir.join(model::ONNX_FILE)).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Image `i` of `images` as an RGB PNG.
