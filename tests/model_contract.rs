@@ -208,35 +208,36 @@ fn a_contract_that_does_not_fit_the_network_is_refused() {
             None,
             None,
         );
-        let error = result.err().expect("a misfit contract was saved").to_string();
+        let error = result.expect_err("a misfit contract was saved").to_string();
         assert!(error.contains(expected), "{error} should say {expected:?}");
         assert!(!dir.exists(), "nothing is written for a misfit contract");
     }
 }
 
-/// Checks and runs `model.onnx` of the model directory `argv[1]` on its `images.u8`, loads the
-/// directory with `mlflow.pyfunc` and predicts the same images and the input example; writes
-/// the probabilities beside the images and prints what the files say as JSON.
+/// Checks `model.onnx` of the model directory `argv[1]`, loads the directory with
+/// `mlflow.pyfunc`, runs both on its `images.u8` (rows as wide as the pyfunc signature says) and
+/// the pyfunc model on the input example; writes the probabilities beside the images and prints
+/// what the files say as JSON.
 const PYTHON: &str = r#"
 import json, os, sys
 import numpy as np, onnx, onnxruntime as ort, mlflow.pyfunc
 model_dir = sys.argv[1]
-meta = json.load(open(os.path.join(model_dir, "engine_model.json")))
-x = np.fromfile(os.path.join(model_dir, "images.u8"), dtype=np.uint8)
-x = x.reshape(-1, meta["sizes"][0]).astype(np.float32) / 255
-path = os.path.join(model_dir, "model.onnx")
-onnx.checker.check_model(onnx.load(path), full_check=True)
-session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-(inp,), (out,) = session.get_inputs(), session.get_outputs()
-session.run(None, {"pixels": x})[0].astype("<f4").tofile(os.path.join(model_dir, "onnxruntime.f32"))
+file = lambda name: os.path.join(model_dir, name)
+onnx.checker.check_model(onnx.load(file("model.onnx")), full_check=True)
+session = ort.InferenceSession(file("model.onnx"), providers=["CPUExecutionProvider"])
 model = mlflow.pyfunc.load_model(model_dir)
-model.predict(x)["probabilities"].astype("<f4").tofile(os.path.join(model_dir, "pyfunc.f32"))
-example = np.array(json.load(open(os.path.join(model_dir, "input_example.json"))), dtype=np.float32)
+signature = model.metadata.get_input_schema().inputs[0].shape
+images = np.fromfile(file("images.u8"), dtype=np.uint8).reshape(signature).astype(np.float32) / 255
+runs = {"onnxruntime": lambda x: session.run(None, {"pixels": x})[0], "pyfunc": lambda x: model.predict(x)["probabilities"]}
+for name, run in runs.items():
+    run(images).astype("<f4").tofile(file(name + ".f32"))
+example = np.array(json.load(open(file("input_example.json"))), dtype=np.float32)
+(inp,), (out,) = session.get_inputs(), session.get_outputs()
 print(json.dumps({
     "onnx": [[inp.name, inp.shape], [out.name, out.shape]],
     "onnx_contract": json.loads(session.get_modelmeta().custom_metadata_map["input_contract"]),
     "pyfunc_metadata": model.metadata.metadata,
-    "pyfunc_input_shape": model.metadata.get_input_schema().inputs[0].shape,
+    "pyfunc_input_shape": list(signature),
     "example": list(example.shape),
     "example_probabilities": model.predict(example)["probabilities"].tolist(),
 }))

@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use super::batcher::{BatchHandle, PredictError};
 use super::card::{ModelCard, ReportSources};
 use super::protocol::{self, Images, InputError};
-use super::{images, page};
+use super::{answer, images, page};
 
 /// The response header naming the registered model version that answered.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
@@ -154,16 +154,7 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
         }
     };
     let model = &prediction.model;
-    let classes = &model.contract.class_names;
-    let mut out = Vec::with_capacity(40 + rows * classes.len() * 24);
-    protocol::write_predictions(&prediction.probabilities, classes.len(), &mut out);
-    if with_classes {
-        // `{"predictions": ..., "classes": [...]}`: the names beside MLflow's answer.
-        out.pop();
-        out.extend_from_slice(b", \"classes\": ");
-        let names: Vec<String> = classes.iter().map(|c| serde_json::Value::from(c.as_str()).to_string()).collect();
-        out.extend_from_slice(format!("[{}]}}", names.join(", ")).as_bytes());
-    }
+    let out = answer::write_answer(&prediction.probabilities, &model.contract.class_names, with_classes);
     let mut response = json_response(StatusCode::OK, out);
     let headers = response.headers_mut();
     for (name, value) in [(MODEL_VERSION_HEADER, &model.version), (MODEL_RUN_HEADER, &model.run_id)] {

@@ -1,10 +1,9 @@
 //! MLflow's scoring protocol for this engine's models, as `mlflow models serve` speaks it for the
 //! model directory's `onnx` flavor: a `POST /invocations` body in one of MLflow's JSON formats
 //! (`inputs`, `instances`, `dataframe_split`, `dataframe_records`, each optionally beside
-//! `params`) or CSV becomes a batch of images, and probabilities become
-//! `{"predictions": {"probabilities": [[p0, ..., p9], ...]}}`. A JSON body whose `params` hold
-//! `"classes": true` (which MLflow ignores) is also answered with the class names, as image
-//! bodies always are.
+//! `params`) or CSV becomes a batch of images, answered as [`super::answer`] writes it. A JSON
+//! body whose `params` hold `"classes": true` (which MLflow ignores) asks for the class names
+//! beside the predictions, as image bodies always do.
 //!
 //! Every value is checked: a row is one image of the model's input contract, its `C·H·W`
 //! values in [0, 1] (`pixel / 255`, channel by channel, row by row; 784 for FashionMNIST). Where
@@ -14,7 +13,6 @@
 use std::collections::HashMap;
 
 use super::json::{JsonError, Kind, Reader};
-use crate::model::onnx::OUTPUT_NAME;
 use crate::nn::ImageShape;
 
 /// The JSON fields that hold a request's data; a body has exactly one of them.
@@ -482,90 +480,6 @@ fn parse_csv(body: &[u8], image: ImageShape) -> Result<Images, InputError> {
     nonempty(images, "the CSV body (after its header line)", image)
 }
 
-/// Writes MLflow's answer for a model with the one output `probabilities`, with Python's
-/// separators and float formatting: byte for byte the layout `mlflow models serve` writes.
-pub fn write_predictions(probabilities: &[f32], classes: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"predictions\": {\"");
-    out.extend_from_slice(OUTPUT_NAME.as_bytes());
-    out.extend_from_slice(b"\": [");
-    for (i, row) in probabilities.chunks(classes.max(1)).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        out.push(b'[');
-        for (j, &p) in row.iter().enumerate() {
-            if j > 0 {
-                out.extend_from_slice(b", ");
-            }
-            write_python_float(f64::from(p), out);
-        }
-        out.push(b']');
-    }
-    out.extend_from_slice(b"]}}");
-}
-
-/// `repr(float)` as Python writes it: the shortest digits that read back to the same value, in
-/// positional notation from 1e-4 up to 1e16 (`0.0001`, `5.0`) and scientific notation outside it
-/// (`1e-05`, `2.5e+16`). Non-finite values are written as Python does (`NaN`, `Infinity`).
-pub fn write_python_float(value: f64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    if !value.is_finite() {
-        let word: &[u8] = if value.is_nan() {
-            b"NaN"
-        } else if value > 0.0 {
-            b"Infinity"
-        } else {
-            b"-Infinity"
-        };
-        out.extend_from_slice(word);
-        return;
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "7.542462646961212e-2", "5e-8", "0e0".
-    let mut buffer = [0u8; 40];
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    if write!(cursor, "{value:e}").is_err() {
-        return;
-    }
-    let length = cursor.position() as usize;
-    let text = &buffer[..length];
-    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
-        Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|s| s.parse::<i32>().ok())),
-        None => (text, Some(0)),
-    };
-    let exponent = exponent.unwrap_or(0);
-    let (sign, mantissa) = match mantissa.split_first() {
-        Some((b'-', rest)) => (&b"-"[..], rest),
-        _ => (&b""[..], mantissa),
-    };
-    let digits: Vec<u8> = mantissa.iter().copied().filter(|&b| b != b'.').collect();
-    out.extend_from_slice(sign);
-    if (-4..16).contains(&exponent) {
-        if exponent < 0 {
-            out.extend_from_slice(b"0.");
-            out.extend(std::iter::repeat_n(b'0', (-exponent - 1) as usize));
-            out.extend_from_slice(&digits);
-        } else {
-            let integer = exponent as usize + 1;
-            if digits.len() <= integer {
-                out.extend_from_slice(&digits);
-                out.extend(std::iter::repeat_n(b'0', integer - digits.len()));
-                out.extend_from_slice(b".0");
-            } else {
-                out.extend_from_slice(&digits[..integer]);
-                out.push(b'.');
-                out.extend_from_slice(&digits[integer..]);
-            }
-        }
-    } else {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
-        }
-        let _ = write!(out, "e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.unsigned_abs());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,40 +611,5 @@ mod tests {
         assert!(text.contains("row 0 has 784 values: the model takes 60 per row, one 3x4x5 image"), "{text}");
         let csv = parse(Some("text/csv"), format!("{}\n", ["0.5"; 59].join(",")).as_bytes(), colour);
         assert!(message(csv).contains("59 values: the model takes 60"));
-    }
-
-    #[test]
-    fn predictions_are_written_as_mlflow_writes_them() {
-        let mut out = Vec::new();
-        write_predictions(&[0.25, 0.75, 1.0, 0.0], 2, &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"predictions": {"probabilities": [[0.25, 0.75], [1.0, 0.0]]}}"#
-        );
-    }
-
-    #[test]
-    fn floats_are_written_as_python_repr_writes_them() {
-        let cases: [(f64, &str); 14] = [
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (1.0, "1.0"),
-            (0.5, "0.5"),
-            (f64::from(0.075_424_63_f32), "0.07542462646961212"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (3.2e-8, "3.2e-08"),
-            (123.25, "123.25"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (2.5e17, "2.5e+17"),
-            (1.5e-300, "1.5e-300"),
-            (f64::NAN, "NaN"),
-        ];
-        for (value, python) in cases {
-            let mut out = Vec::new();
-            write_python_float(value, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), python, "{value:e}");
-        }
     }
 }
