@@ -255,6 +255,8 @@ fn run_trial(plan: &Plan, path: &Path, bench: &Bench, trial: usize) -> ChildResu
     let checkpoint = halving.then(|| CheckpointPaths {
         from: rung.checked_sub(1).map(|before| plan.checkpoint_path(path, trial, before)),
         to: plan.checkpoint_path(path, trial, rung),
+        // The trial's learning rate anneals over its last rung, as a run that long would.
+        planned_epochs: Some(point.config.epochs),
     });
     let name = if halving { format!("{} rung {rung}", point.label) } else { point.label.clone() };
     let output_dir = plan.output_dir.as_ref().map(|d| child_dir(d, trial, &name));
