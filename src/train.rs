@@ -32,7 +32,8 @@ crate::choice::choice!(OptimizerKind { Adam => "adam", Adamw => "adamw", Sgd => 
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
     Constant,
-    /// Cosine annealing to zero over all steps (`CosineAnnealingLR` stepped per batch).
+    /// Cosine annealing to zero over all steps of the planned training (`CosineAnnealingLR`
+    /// stepped per batch): a run's own epochs, or those of the whole training it is a part of.
     Cosine,
 }
 
@@ -281,23 +282,26 @@ pub fn fit(
     device: &Device,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
-    let mut session = Session::start(config, train, device)?;
+    let mut session = Session::start(config, train, device, None)?;
     let run = session.run_epochs(Vec::new(), observe)?;
     session.finish(run)
 }
 
 /// [`fit`] that goes on from `start` (trained with the same config but fewer epochs) to
-/// `config.epochs`, and also returns the state to go on from later. `observe` sees the new
-/// epochs only; the returned history holds every epoch. With early stopping, the checkpoint holds
-/// the last epoch's state and the model the best epoch's weights.
+/// `config.epochs`, and also returns the state to go on from later. The training is one part of
+/// `planned_epochs` in all (`None`: `config.epochs`), which the learning-rate schedule spans, so
+/// the parts together train as one run of `planned_epochs` would; `start` must have planned the
+/// same. `observe` sees the new epochs only; the returned history holds every epoch. With early
+/// stopping, the checkpoint holds the last epoch's state and the model the best epoch's weights.
 pub fn fit_from(
     config: &TrainConfig,
     train: &Dataset,
     device: &Device,
     start: Option<Checkpoint>,
+    planned_epochs: Option<usize>,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<(Trained, Checkpoint), TrainError> {
-    let mut session = Session::start(config, train, device)?;
+    let mut session = Session::start(config, train, device, planned_epochs)?;
     let history = match start {
         Some(checkpoint) => session.restore_checkpoint(checkpoint)?,
         None => Vec::new(),
@@ -317,7 +321,7 @@ pub fn fit_checkpointed(
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
     let start = paths.from.as_deref().map(Checkpoint::load).transpose()?;
-    let (trained, state) = fit_from(config, train, device, start, observe)?;
+    let (trained, state) = fit_from(config, train, device, start, paths.planned_epochs, observe)?;
     state.save(&paths.to)?;
     Ok(trained)
 }
@@ -343,13 +347,24 @@ struct Session<'a> {
     dropout_rng: Rng,
     batches: BatchSource<'a>,
     steps_per_epoch: usize,
+    /// The epochs of the whole training, which the learning-rate schedule spans.
+    planned_epochs: usize,
     /// Steps between two reads of the loss.
     read_every: usize,
 }
 
 impl<'a> Session<'a> {
     /// Splits the examples, then builds the network and its optimizer, all from `config.seed`.
-    fn start(config: &'a TrainConfig, train: &'a Dataset, device: &'a Device) -> Result<Session<'a>, TrainError> {
+    fn start(
+        config: &'a TrainConfig,
+        train: &'a Dataset,
+        device: &'a Device,
+        planned_epochs: Option<usize>,
+    ) -> Result<Session<'a>, TrainError> {
+        let planned_epochs = planned_epochs.unwrap_or(config.epochs);
+        if planned_epochs < config.epochs {
+            return Err(CheckpointError::PlannedTooShort { planned: planned_epochs, epochs: config.epochs }.into());
+        }
         let mut rng = Rng::new(config.seed);
         let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
         let (train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
@@ -375,6 +390,7 @@ impl<'a> Session<'a> {
             dropout_rng,
             batches,
             steps_per_epoch,
+            planned_epochs,
             read_every,
         })
     }
@@ -424,6 +440,7 @@ impl<'a> Session<'a> {
     fn checkpoint(&self, history: &[EpochMetrics]) -> Result<Checkpoint, TrainError> {
         Ok(Checkpoint {
             config: TrainConfig { epochs: history.len(), ..self.config.clone() },
+            planned_epochs: self.planned_epochs,
             params: self.model.parameters().iter().map(Tensor::to_vec).collect::<crate::Result<_>>()?,
             optimizer: self.optimizer.state()?,
             train_order: self.train_idx.clone(),
@@ -435,7 +452,7 @@ impl<'a> Session<'a> {
 
     /// Puts a checkpoint's state in place of the fresh one; its history.
     fn restore_checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<EpochMetrics>, TrainError> {
-        checkpoint.check_continues(self.config)?;
+        checkpoint.check_continues(self.config, self.planned_epochs)?;
         let mut order = checkpoint.train_order.clone();
         order.sort_unstable();
         let mut ours = self.train_idx.clone();
@@ -492,7 +509,7 @@ impl<'a> Session<'a> {
         observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
     ) -> Result<f64, TrainError> {
         let config = self.config;
-        let total_steps = self.steps_per_epoch * config.epochs;
+        let total_steps = self.steps_per_epoch * self.planned_epochs;
         self.shuffle_rng.shuffle(&mut self.train_idx);
         self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;

@@ -36,12 +36,7 @@ pub struct ChildResult {
 pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
     let parent = Some(plan.parent_run_id.as_str());
     let tracking = plan.tracking();
-    let mut found: Vec<RunSummary> = LocalStore::open(&tracking.local_root)?
-        .list_runs(Some(&plan.experiment))?
-        .iter()
-        .map(engine::tracking::summary_from_record)
-        .filter(|r| r.parent_run_id.as_deref() == parent)
-        .collect();
+    let mut found = local_runs(plan)?;
     if tracking.tracking_uri.is_some() {
         let server = engine::tracking::Source::open(&tracking)?.experiment_runs(&plan.experiment)?;
         // A run recorded here and mirrored to the server counts once.
@@ -54,12 +49,54 @@ pub fn logged_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
     Ok(found)
 }
 
+/// The runs nested under the plan's parent in this machine's local store.
+fn local_runs(plan: &Plan) -> anyhow::Result<Vec<RunSummary>> {
+    let parent = Some(plan.parent_run_id.as_str());
+    Ok(LocalStore::open(&plan.tracking().local_root)?
+        .list_runs(Some(&plan.experiment))?
+        .iter()
+        .map(engine::tracking::summary_from_record)
+        .filter(|r| r.parent_run_id.as_deref() == parent)
+        .collect())
+}
+
+/// The current rung's trials whose run a live process on this machine is recording (the
+/// workers of a sweep killed before this resume): waited for, not trained twice. Only the local
+/// store's lock tells a live run from a dead one; a run on the server alone may be either.
+fn recording_here(plan: &Plan) -> anyhow::Result<Vec<usize>> {
+    let (local, rung) = (local_runs(plan)?, plan.schedule.rung());
+    let live = |t: usize| run_at(plan, &local, t, rung).is_some_and(|r| r.status == "RUNNING");
+    Ok(plan.schedule.current_trials().iter().copied().filter(|&t| live(t)).collect())
+}
+
 /// The run of `trial` at rung `rung` (named by the trial, trained to that rung's epochs); of
 /// several, the one that went furthest (finished, then killed).
 pub fn run_at<'a>(plan: &Plan, runs: &'a [RunSummary], trial: usize, rung: usize) -> Option<&'a RunSummary> {
-    let (label, epochs) = (&plan.points[trial].label, plan.epochs_of(trial, rung).to_string());
-    let matching = runs.iter().filter(|r| &r.run_name == label && r.param("epochs") == Some(epochs.as_str()));
-    matching.max_by_key(|r| (r.status == "FINISHED", r.status == "KILLED"))
+    attempts(plan, runs, trial, rung).max_by_key(|r| (r.status == "FINISHED", r.status == "KILLED"))
+}
+
+/// Every run of `trial` at rung `rung`.
+fn attempts<'a>(
+    plan: &Plan,
+    runs: &'a [RunSummary],
+    trial: usize,
+    rung: usize,
+) -> impl Iterator<Item = &'a RunSummary> {
+    let (label, epochs) = (plan.points[trial].label.clone(), plan.epochs_of(trial, rung).to_string());
+    runs.iter().filter(move |r| r.run_name == label && r.param("epochs") == Some(epochs.as_str()))
+}
+
+/// A trial trained again after its run died (a sweep or worker killed) takes over the output
+/// directory that run left, which would otherwise stop it: the dead run never finished. The
+/// directory of a run that finished, failed or is still recording stays refused.
+fn clear_dead_attempt(plan: &Plan, dir: &Path, trial: usize, rung: usize) -> anyhow::Result<()> {
+    let runs = logged_runs(plan)?;
+    let mut tried = attempts(plan, &runs, trial, rung).peekable();
+    let dead = |r: &RunSummary| r.status == "unfinished" || r.status == "KILLED";
+    if tried.peek().is_some() && tried.all(dead) {
+        engine::experiment::claim_output_dir(dir, true)?;
+    }
+    Ok(())
 }
 
 /// The current rung's trials that still need a run: those without one that finished or failed
@@ -74,11 +111,13 @@ fn pending(plan: &Plan, runs: &[RunSummary]) -> Vec<usize> {
 /// Returns early (leaving the plan where it stopped) when interrupted.
 pub fn drive(plan: &mut Plan, path: &Path, workers: usize) -> anyhow::Result<()> {
     let interrupted = crate::cli::interrupt::install_interrupt_flag();
+    let mut waited: Option<Vec<usize>> = None;
     loop {
-        let todo = pending(plan, &logged_runs(plan)?);
+        let busy = recording_here(plan)?;
+        let todo: Vec<usize> = pending(plan, &logged_runs(plan)?).into_iter().filter(|t| !busy.contains(t)).collect();
         let (rung, epochs, size) =
             (plan.schedule.rung(), plan.schedule.current_epochs(), plan.schedule.current_trials().len());
-        if plan.schedule.halving.is_some() {
+        if plan.schedule.halving.is_some() && (!todo.is_empty() || waited.is_none()) {
             eprintln!("\n== rung {rung}: {} of {size} trials to train to {epochs} epochs", todo.len());
         }
         let completed =
@@ -86,6 +125,16 @@ pub fn drive(plan: &mut Plan, path: &Path, workers: usize) -> anyhow::Result<()>
         if !completed || interrupted.load(Ordering::SeqCst) {
             return Ok(());
         }
+        if !busy.is_empty() {
+            if waited.as_ref() != Some(&busy) {
+                let names: Vec<&str> = busy.iter().map(|&t| plan.points[t].label.as_str()).collect();
+                eprintln!("waiting for the trials another process is training: {}", names.join("; "));
+            }
+            waited = Some(busy);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            continue;
+        }
+        waited = None;
         if plan.schedule.halving.is_none() || plan.schedule.is_last_rung() {
             return Ok(());
         }
@@ -174,13 +223,13 @@ fn run_workers(plan: &Plan, path: &Path, trials: &[usize], workers: usize) -> an
     while next < trials.len() || !running.is_empty() {
         while running.len() < workers && next < trials.len() && !interrupted.load(Ordering::SeqCst) {
             let index = current.iter().position(|&t| t == trials[next]).unwrap_or_default();
-            let child = std::process::Command::new(&exe)
-                .args(["sweep", "--plan"])
-                .arg(path)
-                .args(["--index", &index.to_string()])
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .spawn()
-                .context("cannot start a sweep worker")?;
+            let mut command = std::process::Command::new(&exe);
+            command.args(["sweep", "--plan"]).arg(path).args(["--index", &index.to_string()]);
+            // A sweep killed outright stops its workers too (their runs end KILLED), rather than
+            // leave them training beside the sweep that resumes it.
+            engine::tracking::die_with_parent(&mut command);
+            let child =
+                command.env("RAYON_NUM_THREADS", threads.to_string()).spawn().context("cannot start a sweep worker")?;
             running.push(child);
             next += 1;
         }
@@ -206,21 +255,25 @@ fn run_trial(plan: &Plan, path: &Path, bench: &Bench, trial: usize) -> ChildResu
     let checkpoint = halving.then(|| CheckpointPaths {
         from: rung.checked_sub(1).map(|before| plan.checkpoint_path(path, trial, before)),
         to: plan.checkpoint_path(path, trial, rung),
+        // The trial's learning rate anneals over its last rung, as a run that long would.
+        planned_epochs: Some(point.config.epochs),
     });
-    if let Some(Err(e)) = checkpoint.as_ref().and_then(|c| c.to.parent()).map(std::fs::create_dir_all) {
-        return ChildResult {
-            label: point.label.clone(),
-            status: RunStatus::Failed,
-            error: Some(e.to_string()),
-            summary: None,
-        };
-    }
     let name = if halving { format!("{} rung {rung}", point.label) } else { point.label.clone() };
+    let output_dir = plan.output_dir.as_ref().map(|d| child_dir(d, trial, &name));
+    let prepared = checkpoint.as_ref().and_then(|c| c.to.parent()).map_or(Ok(()), std::fs::create_dir_all);
+    let prepared = prepared.map_err(anyhow::Error::from).and_then(|()| match &output_dir {
+        Some(dir) => clear_dead_attempt(plan, dir, trial, rung),
+        None => Ok(()),
+    });
+    if let Err(e) = prepared {
+        let error = Some(format!("{e:#}"));
+        return ChildResult { label: point.label.clone(), status: RunStatus::Failed, error, summary: None };
+    }
     let spec = RunSpec {
         config: engine::train::TrainConfig { epochs, ..point.config.clone() },
         tracking: TrackingConfig { run_name: Some(point.label.clone()), ..plan.tracking() },
         tags,
-        output_dir: plan.output_dir.as_ref().map(|d| child_dir(d, trial, &name)),
+        output_dir,
         json: false,
         system_metrics: plan.system_metrics_seconds.map(std::time::Duration::from_secs_f64),
         checkpoint,
