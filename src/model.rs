@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use weights::{network_from_safetensors, save_safetensors};
 
-use crate::data::Normalization;
+use crate::data::{FASHION_MNIST_CLASSES, InputContract, Normalization};
 use crate::nn::{Architecture, ImageShape, Network};
 use crate::tensor::Device;
 
@@ -84,9 +84,14 @@ pub struct ModelMetadata {
     pub class_names: Vec<String>,
     pub normalize: Normalization,
     /// How raw pixels become the network's input. Absent from files written before it was
-    /// recorded; [`read_metadata`] fills it in from `normalize`.
+    /// recorded; [`read_metadata`] fills it in from `normalize` and the contract.
     #[serde(default)]
-    pub input: Option<InputContract>,
+    pub input: Option<NetworkInput>,
+    /// The input contract of the data the model was trained on: image size, channels, layout,
+    /// pixel scale, per-channel mean and std, class names. Absent from files written before it
+    /// was recorded; [`read_metadata`] fills it in as [`assumed_contract`] (FashionMNIST's).
+    #[serde(default)]
+    pub contract: Option<InputContract>,
     /// The training configuration, as logged.
     pub hyperparameters: serde_json::Value,
     pub engine_version: String,
@@ -100,7 +105,7 @@ pub struct ModelMetadata {
 /// The input the network expects, spelled out for users of other frameworks: an image of
 /// `u8` pixels becomes `(pixel * pixel_scale - mean) / std`, flattened as `layout` says.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InputContract {
+pub struct NetworkInput {
     /// `[-1, 784]`: any number of flattened images.
     pub shape: Vec<i64>,
     pub dtype: String,
@@ -109,9 +114,28 @@ pub struct InputContract {
     /// Multiplies the raw 0-255 pixel first: 1/255.
     pub pixel_scale: f64,
     /// Subtracted after scaling (0 for `unit`).
-    pub mean: f32,
+    pub mean: ChannelValues,
     /// Divides last (1 for `unit`).
-    pub std: f32,
+    pub std: ChannelValues,
+}
+
+/// A statistic of the input: one number for every channel (always so for gray images, and
+/// written as a plain number, as before colour), or one per channel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ChannelValues {
+    Shared(f32),
+    PerChannel(Vec<f32>),
+}
+
+impl ChannelValues {
+    /// `Shared` when every channel has the same value.
+    pub fn of(values: &[f32]) -> ChannelValues {
+        match values {
+            [first, rest @ ..] if rest.iter().all(|v| v == first) => ChannelValues::Shared(*first),
+            _ => ChannelValues::PerChannel(values.to_vec()),
+        }
+    }
 }
 
 impl ModelMetadata {
@@ -119,16 +143,22 @@ impl ModelMetadata {
     pub fn architecture(&self) -> Architecture {
         if self.format == FORMAT_CNN { Architecture::Cnn } else { Architecture::Mlp }
     }
+
+    /// The input contract: the recorded one, else what a file without one means.
+    pub fn input_contract(&self) -> InputContract {
+        self.contract.clone().unwrap_or_else(|| assumed_contract(self.image, &self.class_names))
+    }
 }
 
-impl InputContract {
-    /// The contract of a network of `image` inputs trained with `normalize`.
-    pub fn of(normalize: Normalization, image: ImageShape) -> InputContract {
+impl NetworkInput {
+    /// The input of a network reading `contract`'s images, trained with `normalize`.
+    pub fn of(normalize: Normalization, contract: &InputContract) -> NetworkInput {
+        let image = image_of(contract);
         let (mean, std) = match normalize {
-            Normalization::Unit => (0.0, 1.0),
-            Normalization::Meanstd => (Normalization::MEAN, Normalization::STD),
+            Normalization::Unit => (ChannelValues::Shared(0.0), ChannelValues::Shared(1.0)),
+            Normalization::Meanstd => (ChannelValues::of(&contract.mean), ChannelValues::of(&contract.std)),
         };
-        InputContract {
+        NetworkInput {
             shape: vec![-1, image.pixels() as i64],
             dtype: "float32".into(),
             layout: image.layout(),
@@ -137,6 +167,47 @@ impl InputContract {
             std,
         }
     }
+}
+
+/// The shape of `contract`'s images, as the network description takes it.
+pub fn image_of(contract: &InputContract) -> ImageShape {
+    ImageShape { channels: contract.channels, height: contract.height, width: contract.width }
+}
+
+/// The contract of a model saved without one: FashionMNIST's statistics (what training used
+/// then) on every channel of `image`, and the recorded `class_names`.
+pub fn assumed_contract(image: ImageShape, class_names: &[String]) -> InputContract {
+    let fashion = InputContract::fashion_mnist();
+    InputContract {
+        channels: image.channels,
+        height: image.height,
+        width: image.width,
+        mean: vec![InputContract::FASHION_MNIST_MEAN; image.channels],
+        std: vec![InputContract::FASHION_MNIST_STD; image.channels],
+        class_names: class_names.to_vec(),
+        ..fashion
+    }
+}
+
+/// Whether `contract` can describe the input of `network`: a valid contract of the network's
+/// image shape and class count, whose pixels are scaled by 1/255 as the ONNX input and the
+/// server's requests are.
+fn check_contract(contract: &InputContract, image: ImageShape, classes: usize) -> Result<(), String> {
+    contract.validate()?;
+    let shape = image_of(contract);
+    if shape != image {
+        return Err(format!(
+            "the input contract's {}x{}x{} images are not the network's {}x{}x{}",
+            shape.channels, shape.height, shape.width, image.channels, image.height, image.width
+        ));
+    }
+    if contract.classes() != classes {
+        return Err(format!("the input contract names {} classes; the network has {classes}", contract.classes()));
+    }
+    if contract.pixel_scale != 1.0 / 255.0 {
+        return Err(format!("the input contract scales pixels by {}; only 1/255 is supported", contract.pixel_scale));
+    }
+    Ok(())
 }
 
 /// Errors while saving or loading a model.
@@ -149,30 +220,44 @@ pub enum ModelError {
 }
 
 /// Writes a model directory (module docs) and returns its metadata. `contract` describes the
-/// examples it was trained on (its class names are recorded). `example` holds the `u8` pixels of
-/// one or more images, saved as the MLflow input example. `run_id` and `model_id` name the run
-/// and logged model it belongs to, when known.
+/// data the model was trained on; without one, FashionMNIST's statistics and class names (or
+/// `0..N-1` for another class count) are recorded at the network's input shape. The first image
+/// of `example` (`u8` pixels laid out by the contract) is saved as the MLflow input example, or
+/// a blank image when it holds less than one. `run_id` and `model_id` name the run and logged
+/// model it belongs to, when known.
 #[allow(clippy::too_many_arguments)]
 pub fn save_model_dir(
     dir: &Path,
     model: &Network,
-    contract: &crate::data::InputContract,
+    contract: Option<&InputContract>,
     normalize: Normalization,
     hyperparameters: serde_json::Value,
     example: &[u8],
     run_id: Option<&str>,
     model_id: Option<&str>,
 ) -> Result<ModelMetadata, ModelError> {
+    let image = model.description().input();
+    let classes = model.sizes().last().copied().unwrap_or(0);
+    let contract = match contract {
+        Some(contract) => contract.clone(),
+        None if classes == FASHION_MNIST_CLASSES.len() => {
+            assumed_contract(image, &FASHION_MNIST_CLASSES.map(String::from))
+        }
+        None => assumed_contract(image, &crate::data::contract::numbered(classes)),
+    };
+    check_contract(&contract, image, classes)
+        .map_err(|problem| ModelError::Invalid { path: dir.join(METADATA_FILE), problem })?;
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
     let header = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights_sha256 = save_safetensors(model, &dir.join(WEIGHTS_FILE), header)?;
     let metadata = ModelMetadata {
         format: format_of(model.architecture()).to_string(),
         sizes: model.sizes(),
-        image: model.description().input(),
+        image,
         class_names: contract.class_names.clone(),
         normalize,
-        input: Some(InputContract::of(normalize, model.description().input())),
+        input: Some(NetworkInput::of(normalize, &contract)),
+        contract: Some(contract),
         hyperparameters,
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
         weights_sha256,
@@ -184,7 +269,9 @@ pub fn save_model_dir(
     let json = serde_json::to_vec_pretty(&metadata)
         .map_err(|e| ModelError::Invalid { path: dir.join(METADATA_FILE), problem: e.to_string() })?;
     write_atomic(&dir.join(METADATA_FILE), &json)?;
-    let examples = mlflow::input_examples(example, metadata.image.pixels())
+    let blank = vec![0; image.pixels()];
+    let example = example.get(..image.pixels()).unwrap_or(&blank);
+    let examples = mlflow::input_examples(example, image.pixels())
         .map_err(|problem| ModelError::Invalid { path: dir.join(mlflow::INPUT_EXAMPLE_FILE), problem })?;
     for (name, contents) in examples.into_iter().chain(mlflow::environment_files()) {
         write_atomic(&dir.join(name), contents.as_bytes())?;
@@ -252,18 +339,28 @@ pub fn read_metadata(dir: &Path) -> Result<ModelMetadata, ModelError> {
         return Err(invalid(format!("format '{}' is neither {FORMAT} nor {FORMAT_CNN}", metadata.format)));
     }
     metadata.image.validate().map_err(|e| invalid(e.to_string()))?;
-    // The engine normalises by `normalize`; a recorded contract saying otherwise would mislead.
-    let expected = InputContract::of(metadata.normalize, metadata.image);
+    let contract = metadata.input_contract();
+    check_contract(&contract, metadata.image, metadata.class_names.len()).map_err(&invalid)?;
+    if contract.class_names != metadata.class_names {
+        return Err(invalid(format!(
+            "the input contract's class names {:?} are not the recorded {:?}",
+            contract.class_names, metadata.class_names
+        )));
+    }
+    // The engine normalises by `normalize` and the contract; a recorded input saying otherwise
+    // would mislead.
+    let expected = NetworkInput::of(metadata.normalize, &contract);
     match &metadata.input {
         None => metadata.input = Some(expected),
         Some(recorded) if *recorded != expected => {
             return Err(invalid(format!(
-                "the recorded input {recorded:?} does not match normalize '{}'",
+                "the recorded input {recorded:?} does not match normalize '{}' and the input contract",
                 metadata.normalize
             )));
         }
         Some(_) => {}
     }
+    metadata.contract = Some(contract);
     Ok(metadata)
 }
 

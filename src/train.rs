@@ -35,7 +35,8 @@ crate::choice::choice!(OptimizerKind { Adam => "adam", Adamw => "adamw", Sgd => 
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
     Constant,
-    /// Cosine annealing to zero over all steps (`CosineAnnealingLR` stepped per batch).
+    /// Cosine annealing to zero over all steps of the planned training (`CosineAnnealingLR`
+    /// stepped per batch): a run's own epochs, or those of the whole training it is a part of.
     Cosine,
 }
 
@@ -298,24 +299,27 @@ pub fn fit(
     device: &Device,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
-    let mut session = Session::start(config, train, contract, device)?;
+    let mut session = Session::start(config, train, contract, device, None)?;
     let run = session.run_epochs(Vec::new(), observe)?;
     session.finish(run)
 }
 
 /// [`fit`] that goes on from `start` (trained with the same config but fewer epochs) to
-/// `config.epochs`, and also returns the state to go on from later. `observe` sees the new
-/// epochs only; the returned history holds every epoch. With early stopping, the checkpoint holds
-/// the last epoch's state and the model the best epoch's weights.
+/// `config.epochs`, and also returns the state to go on from later. The training is one part of
+/// `planned_epochs` in all (`None`: `config.epochs`), which the learning-rate schedule spans, so
+/// the parts together train as one run of `planned_epochs` would; `start` must have planned the
+/// same. `observe` sees the new epochs only; the returned history holds every epoch. With early
+/// stopping, the checkpoint holds the last epoch's state and the model the best epoch's weights.
 pub fn fit_from(
     config: &TrainConfig,
     train: &Dataset,
     contract: &InputContract,
     device: &Device,
     start: Option<Checkpoint>,
+    planned_epochs: Option<usize>,
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<(Trained, Checkpoint), TrainError> {
-    let mut session = Session::start(config, train, contract, device)?;
+    let mut session = Session::start(config, train, contract, device, planned_epochs)?;
     let history = match start {
         Some(checkpoint) => session.restore_checkpoint(checkpoint)?,
         None => Vec::new(),
@@ -336,7 +340,7 @@ pub fn fit_checkpointed(
     observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<Trained, TrainError> {
     let start = paths.from.as_deref().map(Checkpoint::load).transpose()?;
-    let (trained, state) = fit_from(config, train, contract, device, start, observe)?;
+    let (trained, state) = fit_from(config, train, contract, device, start, paths.planned_epochs, observe)?;
     state.save(&paths.to)?;
     Ok(trained)
 }
@@ -363,6 +367,8 @@ struct Session<'a> {
     dropout_rng: Rng,
     batches: BatchSource<'a>,
     steps_per_epoch: usize,
+    /// The epochs of the whole training, which the learning-rate schedule spans.
+    planned_epochs: usize,
     /// Steps between two reads of the loss.
     read_every: usize,
 }
@@ -374,7 +380,12 @@ impl<'a> Session<'a> {
         train: &'a Dataset,
         contract: &'a InputContract,
         device: &'a Device,
+        planned_epochs: Option<usize>,
     ) -> Result<Session<'a>, TrainError> {
+        let planned_epochs = planned_epochs.unwrap_or(config.epochs);
+        if planned_epochs < config.epochs {
+            return Err(CheckpointError::PlannedTooShort { planned: planned_epochs, epochs: config.epochs }.into());
+        }
         let mut rng = Rng::new(config.seed);
         let n = config.train_limit.map_or(train.len(), |l| l.min(train.len()));
         let (train_idx, val_idx) = data::split_indices(n, config.val_split, rng.next_u64());
@@ -402,6 +413,7 @@ impl<'a> Session<'a> {
             dropout_rng,
             batches,
             steps_per_epoch,
+            planned_epochs,
             read_every,
         })
     }
@@ -451,6 +463,7 @@ impl<'a> Session<'a> {
     fn checkpoint(&self, history: &[EpochMetrics]) -> Result<Checkpoint, TrainError> {
         Ok(Checkpoint {
             config: TrainConfig { epochs: history.len(), ..self.config.clone() },
+            planned_epochs: self.planned_epochs,
             params: self.model.parameters().iter().map(Tensor::to_vec).collect::<crate::Result<_>>()?,
             optimizer: self.optimizer.state()?,
             train_order: self.train_idx.clone(),
@@ -462,7 +475,7 @@ impl<'a> Session<'a> {
 
     /// Puts a checkpoint's state in place of the fresh one; its history.
     fn restore_checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<EpochMetrics>, TrainError> {
-        checkpoint.check_continues(self.config)?;
+        checkpoint.check_continues(self.config, self.planned_epochs)?;
         let mut order = checkpoint.train_order.clone();
         order.sort_unstable();
         let mut ours = self.train_idx.clone();
@@ -522,7 +535,7 @@ impl<'a> Session<'a> {
         observe: &mut dyn FnMut(Event) -> Result<(), TrainError>,
     ) -> Result<f64, TrainError> {
         let config = self.config;
-        let total_steps = self.steps_per_epoch * config.epochs;
+        let total_steps = self.steps_per_epoch * self.planned_epochs;
         self.shuffle_rng.shuffle(&mut self.train_idx);
         self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;

@@ -1,6 +1,7 @@
 //! Training that stops, saves a checkpoint and goes on gives the bits of training without a
 //! stop (what successive halving relies on to promote a trial), with SGD's momentum and Adam's
-//! moments, on the CPU and the GPU; a checkpoint of another run or a damaged file is refused.
+//! moments, and a cosine learning rate annealed over the planned epochs, on the CPU and the GPU;
+//! a checkpoint of another run or plan, or a damaged file, is refused.
 
 #[path = "common/devices.rs"]
 #[allow(dead_code)]
@@ -19,7 +20,7 @@ fn data(n: usize) -> Dataset {
     }
 }
 
-fn config(optimizer: OptimizerKind, epochs: usize) -> TrainConfig {
+fn config(optimizer: OptimizerKind, lr_schedule: LrSchedule, epochs: usize) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size: 32,
@@ -28,7 +29,7 @@ fn config(optimizer: OptimizerKind, epochs: usize) -> TrainConfig {
         momentum: 0.9,
         weight_decay: 0.0,
         dropout: 0.2,
-        lr_schedule: LrSchedule::Constant,
+        lr_schedule,
         normalize: Normalization::Unit,
         model: engine::nn::Architecture::Mlp,
         hidden: vec![24],
@@ -47,17 +48,21 @@ fn continuing_equals_training_at_once(device: &Device) {
     let data = data(150);
     let dir = std::env::temp_dir().join(format!("engine-checkpoint-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
-        let at_once =
-            train::fit(&config(optimizer, 3), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
+    let cases = [
+        (OptimizerKind::Sgd, LrSchedule::Constant),
+        (OptimizerKind::Adam, LrSchedule::Constant),
+        (OptimizerKind::Sgd, LrSchedule::Cosine),
+    ];
+    for (optimizer, schedule) in cases {
+        let config = |epochs| config(optimizer, schedule, epochs);
+        let at_once = train::fit(&config(3), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
 
+        // Two epochs of a training planned for three.
         let (first, checkpoint) =
-            train::fit_from(&config(optimizer, 2), &data, &InputContract::fashion_mnist(), device, None, &mut |_| {
-                Ok(())
-            })
-            .unwrap();
+            train::fit_from(&config(2), &data, &InputContract::fashion_mnist(), device, None, Some(3), &mut |_| Ok(()))
+                .unwrap();
         assert_eq!(first.history.len(), 2);
-        let path = dir.join(format!("{optimizer}.ckpt"));
+        let path = dir.join(format!("{optimizer}-{schedule}.ckpt"));
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap();
         assert_eq!(loaded.epochs_done(), 2);
@@ -69,23 +74,32 @@ fn continuing_equals_training_at_once(device: &Device) {
             Ok(())
         };
         let (continued, after) = train::fit_from(
-            &config(optimizer, 3),
+            &config(3),
             &data,
             &InputContract::fashion_mnist(),
             device,
             Some(loaded),
+            None,
             &mut observe,
         )
         .unwrap();
-        assert_eq!(seen, [3], "{optimizer}: only the new epoch is trained");
+        assert_eq!(seen, [3], "{optimizer} {schedule}: only the new epoch is trained");
         assert_eq!(after.epochs_done(), 3);
-        assert_eq!(weights(&continued), weights(&at_once), "{optimizer} on {device:?}: continued weights");
-        let losses = |t: &train::Trained| t.history.iter().map(|m| (m.train_loss, m.val_loss)).collect::<Vec<_>>();
-        assert_eq!(losses(&continued), losses(&at_once), "{optimizer}: every epoch's losses");
+        assert_eq!(weights(&continued), weights(&at_once), "{optimizer} {schedule} on {device:?}: continued weights");
+        let losses = |t: &train::Trained| {
+            t.history.iter().map(|m| (m.train_loss, m.val_loss, m.learning_rate)).collect::<Vec<_>>()
+        };
+        assert_eq!(losses(&continued), losses(&at_once), "{optimizer} {schedule}: every epoch's losses and rate");
         // From scratch, the third epoch would not match: the checkpoint is what carried it.
-        let scratch =
-            train::fit(&config(optimizer, 1), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
+        let scratch = train::fit(&config(1), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
         assert_ne!(weights(&scratch), weights(&at_once));
+        if schedule == LrSchedule::Cosine {
+            // Annealed over its own two epochs, the first part ends where the whole does not.
+            let alone =
+                train::fit(&config(2), &data, &InputContract::fashion_mnist(), device, &mut |_| Ok(())).unwrap();
+            assert_ne!(losses(&alone), losses(&first), "the first part followed the 3-epoch curve");
+            assert_eq!(losses(&first)[..], losses(&at_once)[..2], "the first part is the run's first two epochs");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -104,23 +118,25 @@ fn continuing_from_a_checkpoint_equals_training_at_once_on_the_gpu() {
 #[test]
 fn a_checkpoint_of_other_settings_or_a_damaged_file_is_refused() {
     let data = data(60);
-    let sgd = config(OptimizerKind::Sgd, 1);
+    let sgd = config(OptimizerKind::Sgd, LrSchedule::Cosine, 1);
     let (_, checkpoint) =
-        train::fit_from(&sgd, &data, &InputContract::fashion_mnist(), &Device::Cpu, None, &mut |_| Ok(())).unwrap();
-    let other = TrainConfig { lr: 0.02, epochs: 2, ..sgd.clone() };
-    let refused = train::fit_from(
-        &other,
-        &data,
-        &InputContract::fashion_mnist(),
-        &Device::Cpu,
-        Some(checkpoint.clone()),
-        &mut |_| Ok(()),
-    );
-    match refused {
-        Err(TrainError::Checkpoint(e)) => assert!(e.to_string().contains("lr"), "{e}"),
-        Err(e) => panic!("expected a checkpoint mismatch, got {e}"),
-        Ok(_) => panic!("a checkpoint of another learning rate continued"),
-    }
+        train::fit_from(&sgd, &data, &InputContract::fashion_mnist(), &Device::Cpu, None, Some(3), &mut |_| Ok(()))
+            .unwrap();
+    let refused = |config: &TrainConfig, planned: Option<usize>, says: &str| {
+        let start = Some(checkpoint.clone());
+        match train::fit_from(config, &data, &InputContract::fashion_mnist(), &Device::Cpu, start, planned, &mut |_| {
+            Ok(())
+        }) {
+            Err(TrainError::Checkpoint(e)) => assert!(e.to_string().contains(says), "{e}"),
+            Err(e) => panic!("expected a checkpoint refusal, got {e}"),
+            Ok(_) => panic!("a checkpoint of other settings continued ({says})"),
+        }
+    };
+    let two = TrainConfig { epochs: 2, ..sgd.clone() };
+    refused(&TrainConfig { lr: 0.02, ..two.clone() }, Some(3), "(lr differs)");
+    refused(&two, Some(4), "(planned epochs differs)");
+    refused(&two, None, "(planned epochs differs)");
+    refused(&TrainConfig { epochs: 4, ..sgd.clone() }, Some(3), "planned for 3 epochs, fewer than the 4");
 
     let path = std::env::temp_dir().join(format!("engine-checkpoint-damaged-{}.ckpt", std::process::id()));
     checkpoint.save(&path).unwrap();

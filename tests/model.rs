@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::data::{InputContract, Normalization};
+use engine::model::ChannelValues::Shared;
 use engine::model::{self, ModelError};
 use engine::nn::{Architecture, Description, ImageShape, Network};
 use engine::rng::Rng;
@@ -32,7 +33,7 @@ fn save(name: &str, network: &Network, hyperparameters: serde_json::Value) -> Pa
     model::save_model_dir(
         &dir,
         network,
-        &InputContract::fashion_mnist(),
+        None,
         Normalization::Meanstd,
         hyperparameters,
         &example,
@@ -243,12 +244,12 @@ fn the_input_contract_is_recorded_for_both_normalisations() {
     let (dir, _) = saved("contract", &[8]);
     let input = model::read_metadata(&dir).unwrap().input.unwrap();
     assert_eq!((input.shape.as_slice(), input.dtype.as_str()), ([-1, 784].as_slice(), "float32"));
-    assert_eq!((input.pixel_scale, input.mean, input.std), (1.0 / 255.0, 0.286, 0.353));
+    assert_eq!((input.pixel_scale, input.mean, input.std), (1.0 / 255.0, Shared(0.286), Shared(0.353)));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(model::METADATA_FILE)).unwrap()).unwrap();
     assert_eq!(json["input"]["mean"], 0.286, "the JSON holds the decimal, not its f32 expansion");
-    let unit = model::InputContract::of(Normalization::Unit, ImageShape::FASHION_MNIST);
-    assert_eq!((unit.mean, unit.std), (0.0, 1.0));
+    let unit = model::NetworkInput::of(Normalization::Unit, &InputContract::fashion_mnist());
+    assert_eq!((unit.mean, unit.std), (Shared(0.0), Shared(1.0)));
 }
 
 #[test]
@@ -259,11 +260,11 @@ fn metadata_written_before_the_input_contract_still_reads() {
     meta.as_object_mut().unwrap().remove("input");
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
     let (_, loaded) = model::load_model_dir(&dir, &Device::Cpu).unwrap();
-    assert_eq!(loaded.input, Some(model::InputContract::of(Normalization::Meanstd, ImageShape::FASHION_MNIST)));
+    assert_eq!(loaded.input, Some(model::NetworkInput::of(Normalization::Meanstd, &InputContract::fashion_mnist())));
 
     // A recorded contract that contradicts the normalisation is refused.
     meta["input"] =
-        serde_json::to_value(model::InputContract::of(Normalization::Unit, ImageShape::FASHION_MNIST)).unwrap();
+        serde_json::to_value(model::NetworkInput::of(Normalization::Unit, &InputContract::fashion_mnist())).unwrap();
     std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
     assert!(load_error(&dir).contains("does not match normalize"));
 }

@@ -14,7 +14,7 @@ mod mlflow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use engine::data::{InputContract, Normalization};
+use engine::data::Normalization;
 use engine::nn::{Description, ImageShape, Network};
 use engine::rng::Rng;
 use engine::serve::model::{ModelSource, ServedModel};
@@ -53,7 +53,7 @@ fn save(root: &Path, name: &str, network: &Network) -> (PathBuf, Vec<u8>) {
     model::save_model_dir(
         &dir,
         network,
-        &InputContract::fashion_mnist(),
+        None,
         Normalization::Meanstd,
         serde_json::json!({}),
         &images[..pixels],

@@ -3,7 +3,7 @@
 //! tagged pruned; the parent holds the search and its budget. A sweep killed mid-rung resumes
 //! with each trial trained once; the plan/index/promote steps a scheduler runs decide the same
 //! promotions and summary as one process; bad halving flags and a plan edited by hand into
-//! nonsense exit 2 naming the flag or the line.
+//! nonsense exit 2 naming the flag or the line. `engine runs analyze` reads the rungs back.
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -94,7 +94,46 @@ fn halving_promotes_the_best_of_each_rung_from_their_checkpoints() {
     assert!(promoted.contains(&best.as_str()) || rung0.iter().any(|r| &r.run_name == best));
     assert!(parent.tags["engine.best_config"].contains("learning_rate="));
     assert!(!out.join("sweep-".to_string() + parent_id).with_extension("checkpoints").exists(), "checkpoints removed");
+    analyze_reads_the_rungs(&dir, &store, parent_id, &runs, &best_two);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `engine runs analyze` of the search's parent lists its rungs; of a trial, the rung it reached.
+fn analyze_reads_the_rungs(dir: &Path, store: &Path, parent_id: &str, runs: &[RunRecord], promoted: &[&str]) {
+    let out = dir.join("analysis");
+    let analyze = |id: &str, json: bool| {
+        let mut args = vec!["runs", "analyze", id, "--output-dir", out.to_str().unwrap()];
+        args.extend(json.then_some("--json"));
+        let output = engine(&args, store, None);
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+    let text = stdout(&analyze(parent_id, false));
+    let line = format!(
+        "Successive halving (search {}): rung 0 (1 epoch): 6 trials, 6 epochs spent, 4 pruned (",
+        &parent_id[..8]
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(text.contains("; rung 1 (3 epochs): 2 trials, 4 epochs spent; 10 epochs in all."), "{text}");
+    let search = |id: &str| json_line(&analyze(id, true))["search"].clone();
+    let parent = search(parent_id);
+    assert_eq!(parent["trial"], serde_json::Value::Null);
+    let mut kept: Vec<&str> =
+        parent["rungs"][1]["trials"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    kept.sort();
+    assert_eq!(kept, promoted);
+    let pruned = runs.iter().find(|r| r.tags.contains_key("engine.pruned")).unwrap();
+    let place = search(&pruned.run_id)["trial"].clone();
+    assert_eq!((place["reached"].as_u64(), place["pruned"].as_bool()), (Some(0), Some(true)), "{place}");
+    let last = runs.iter().find(|r| r.params["epochs"] == "3").unwrap();
+    let place = search(&last.run_id)["trial"].clone();
+    assert_eq!(
+        (place["run_rung"].as_u64(), place["reached"].as_u64(), place["pruned"].as_bool()),
+        (Some(1), Some(1), Some(false))
+    );
+    let first = runs.iter().find(|r| r.run_name == last.run_name && r.params["epochs"] == "1").unwrap();
+    let text = stdout(&analyze(&first.run_id, false));
+    assert!(text.contains(&format!("trial {} (this run: rung 0) reached rung 1, the last;", last.run_name)), "{text}");
 }
 
 #[test]

@@ -82,6 +82,7 @@ fn the_page_shows_the_class_the_server_predicts_for_an_uploaded_image() {
     assert_eq!(shown["bars"].as_array().map(Vec::len), Some(5), "the top five classes: {shown}");
     assert!(shown["latency"].as_str().unwrap().contains(" ms"), "{shown}");
     assert!(shown["card"].as_str().unwrap().contains("Test accuracy"), "{shown}");
+    assert!(shown["card"].as_str().unwrap().contains("Sandal, Shirt, Sneaker"), "the class names: {shown}");
     assert_eq!(shown["confusionRows"], 11, "a header and ten classes: {shown}");
     assert_eq!((shown["firstFocus"].as_str(), shown["drawing"].as_bool()), (Some("file"), Some(true)), "{shown}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "a screenshot was written");

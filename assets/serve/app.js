@@ -123,6 +123,7 @@ function showCard(card) {
     ['Version', card.version || 'not registered'],
     ['Run', card.run_id || 'not available'],
     ['Network', card.format],
+    ['Classes', card.classes.join(', ')],
     ['Test accuracy', card.test_accuracy == null ? 'not available' : percent(card.test_accuracy)],
     ['Reports from', card.reports_from || 'not available'],
   ];

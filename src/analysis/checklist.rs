@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::curves::{Overfitting, detect_overfitting, lowest_point};
+use super::rungs::{SearchRungs, search_rungs};
 use super::{Direction, RunSummary, cheaper_within, format_seconds, group_thousands, keys, rank, short_id};
 
 /// One class's row of a classification report.
@@ -182,6 +183,8 @@ pub struct Analysis {
     pub lowest_val_loss: Option<(i64, f64)>,
     /// Run ids of cheaper runs within the tolerance, cheapest first.
     pub cheaper_runs: Vec<String>,
+    /// The successive-halving search the run is the parent or a trial of.
+    pub search: Option<SearchRungs>,
 }
 
 /// Per-class F1 spread (max - min) up to which performance counts as balanced.
@@ -221,6 +224,7 @@ pub fn analyze(inputs: &AnalysisInputs) -> Analysis {
         overfitting,
         lowest_val_loss,
         cheaper_runs: cheaper,
+        search: search_rungs(run, inputs.experiment),
     }
 }
 
@@ -462,6 +466,9 @@ impl Analysis {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# Evaluation checklist: {} ({})\n", self.run_name, self.run_id);
+        if let Some(search) = &self.search {
+            let _ = writeln!(out, "{}\n", search.describe());
+        }
         let _ = writeln!(out, "| # | question | verdict |\n| --- | --- | --- |");
         for (i, it) in self.items.iter().enumerate() {
             let _ = writeln!(out, "| {} | {} | {} |", i + 1, it.question, it.verdict.label());

@@ -10,6 +10,7 @@
 
 mod checklist;
 mod curves;
+mod rungs;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ pub use checklist::{
     class_scores_from_json, confusion_from_json, top_confusions, weakest_class,
 };
 pub use curves::{EarlyStopping, Overfitting, StopDecision, detect_overfitting, lowest_point};
+pub use rungs::{RungRecord, SearchRungs, TrialPlace, search_rungs};
 
 /// Default number of epochs validation loss must rise for a run to be flagged as overfitting.
 pub const DEFAULT_OVERFIT_EPOCHS: usize = 2;

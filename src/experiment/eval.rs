@@ -86,7 +86,7 @@ fn evaluate_into(
         )));
     }
     let (dataset, _) = load_data(spec.data)?;
-    let contract = model_contract(&meta);
+    let contract = meta.input_contract();
     refuse_other_inputs(&contract, &dataset.contract, spec.data)?;
     let indices: Vec<usize> = (0..dataset.test.len()).collect();
     let inputs = (&contract, meta.normalize);
@@ -119,23 +119,6 @@ fn evaluate_into(
     });
     model::write_atomic(&staging.join("metrics.json"), serde_json::to_string_pretty(&metrics)?.as_bytes())?;
     Ok((located, eval, report, evaluation_input(&dataset)))
-}
-
-/// The input contract the model was trained with, from its metadata: its image shape, class
-/// names and normalisation (one mean and std, applied to every channel).
-fn model_contract(meta: &model::ModelMetadata) -> InputContract {
-    let image = meta.image;
-    let (mean, std) = meta.input.as_ref().map_or((0.0, 1.0), |input| (input.mean, input.std));
-    InputContract {
-        channels: image.channels,
-        height: image.height,
-        width: image.width,
-        layout: crate::data::Layout::Chw,
-        pixel_scale: 1.0 / 255.0,
-        mean: vec![mean; image.channels],
-        std: vec![std; image.channels],
-        class_names: meta.class_names.clone(),
-    }
 }
 
 /// Refuses data whose examples the model cannot read (another shape or channel count) or whose

@@ -229,7 +229,7 @@ impl Running<'_> {
         model::save_model_dir(
             &model_dir,
             &trained.model,
-            contract,
+            Some(contract),
             config.normalize,
             hyperparameters,
             example,

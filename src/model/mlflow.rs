@@ -41,7 +41,8 @@ pub fn mlmodel_yaml(meta: &ModelMetadata, model_size_bytes: u64) -> String {
         let name = name.map(|n| format!(r#""name": "{n}", "#)).unwrap_or_default();
         format!(r#"'[{{{name}"type": "tensor", "tensor-spec": {{"dtype": "float32", "shape": [-1, {width}]}}}}]'"#)
     };
-    let (inputs, outputs) = (meta.sizes.first().copied().unwrap_or(0), meta.sizes.last().copied().unwrap_or(0));
+    let contract = meta.input_contract();
+    let (inputs, outputs) = (contract.pixels(), contract.classes());
     let model_id = meta.model_id.as_deref().map_or_else(|| "null".to_string(), scalar);
     let mut yaml = format!(
         "flavors:
@@ -66,12 +67,13 @@ pub fn mlmodel_yaml(meta: &ModelMetadata, model_size_bytes: u64) -> String {
     loader_module: mlflow.onnx
     python_version: '{PYTHON_VERSION}'
 is_signature_from_type_hint: false
-mlflow_version: {MLFLOW_VERSION}
+{metadata}mlflow_version: {MLFLOW_VERSION}
 model_id: {model_id}
 model_size_bytes: {model_size_bytes}
 ",
         engine_version = scalar(&meta.engine_version),
         format = scalar(&meta.format),
+        metadata = metadata_yaml(meta),
     );
     if let Some(id) = &meta.model_id {
         yaml += &format!("model_uuid: {}\n", scalar(id));
@@ -97,6 +99,36 @@ utc_time_created: {}
         quoted(&meta.created),
     );
     yaml
+}
+
+/// The MLmodel's `metadata` (which `mlflow.pyfunc` models show as `metadata.metadata`): the
+/// class names, indexed by class, and the input contract the `pixels` rows follow.
+fn metadata_yaml(meta: &ModelMetadata) -> String {
+    let contract = meta.input_contract();
+    let list =
+        |indent: &str, items: Vec<String>| -> String { items.iter().map(|i| format!("{indent}- {i}\n")).collect() };
+    let floats = |values: &[f32]| values.iter().map(|&v| yaml_float(v)).collect();
+    let names = contract.class_names.iter().map(|n| scalar(n)).collect();
+    let layout = serde_json::to_value(contract.layout).ok().and_then(|v| v.as_str().map(String::from));
+    format!(
+        "metadata:\n  class_names:\n{}  input:\n    channels: {}\n    height: {}\n    width: {}\n    layout: {}\n    \
+         pixel_scale: {}\n    mean:\n{}    std:\n{}    normalize: {}\n",
+        list("  ", names),
+        contract.channels,
+        contract.height,
+        contract.width,
+        layout.unwrap_or_default(),
+        yaml_float(contract.pixel_scale),
+        list("    ", floats(&contract.mean)),
+        list("    ", floats(&contract.std)),
+        meta.normalize,
+    )
+}
+
+/// A YAML float: with a decimal point, so that YAML 1.1 readers (PyYAML) read a float.
+fn yaml_float(value: f32) -> String {
+    let text = value.to_string();
+    if text.contains('.') { text } else { format!("{text}.0") }
 }
 
 /// `input_example.json` and `serving_input_example.json` for the images in `pixels` (`u8`,

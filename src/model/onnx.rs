@@ -2,7 +2,8 @@
 //! ONNX library is needed. The graph takes what any user can compute without reading our code,
 //! pixels scaled to [0, 1], and applies the training normalisation itself:
 //!
-//! `pixels [N, C·H·W] float32` → (`Sub mean`, `Div std` for `meanstd`) → the network →
+//! `pixels [N, C·H·W] float32` → (`Sub mean`, `Div std` for `meanstd`, per channel: the rows
+//! seen as `[N, C, H·W]` planes when the channels' statistics differ) → the network →
 //! `Softmax` → `probabilities [N, classes] float32` (`[N, 784]` and `[N, 10]` for FashionMNIST), where the network is one node per layer of its
 //! description (none for dropout): `Gemm`, `Relu`, … `Gemm` for an MLP, and `Reshape` to
 //! `[N, C, H, W]`, `Conv`, `Relu`, `MaxPool`, `Conv`, `Relu`, `MaxPool`, `Flatten`, `Gemm`,
@@ -13,8 +14,8 @@
 //! IR version 8 and opset 17 are read by onnxruntime 1.13 and later.
 
 use super::protobuf::Message;
-use super::{ModelMetadata, WEIGHTS_FILE};
-use crate::data::Normalization;
+use super::{ChannelValues, ModelMetadata, WEIGHTS_FILE};
+use crate::data::{InputContract, Normalization};
 use crate::nn::{ImageShape, Layer, Network, Shape, Weights};
 use crate::tensor::Tensor;
 
@@ -80,12 +81,10 @@ mod field {
 pub fn encode(model: &Network, meta: &ModelMetadata) -> crate::error::Result<Vec<u8>> {
     let sizes = model.sizes();
     let (inputs, outputs) = (sizes.first().copied().unwrap_or(0), sizes.last().copied().unwrap_or(0));
+    let contract = meta.input_contract();
     let mut g = Graph { nodes: Vec::new(), initializers: Vec::new(), current: INPUT_NAME.to_string() };
     if meta.normalize == Normalization::Meanstd {
-        g.initializers.push(tensor("mean", &[], &[Normalization::MEAN]));
-        g.initializers.push(tensor("std", &[], &[Normalization::STD]));
-        g.then("Sub", "normalize_sub", &["mean"], "centered", &[]);
-        g.then("Div", "normalize_div", &["std"], "normalized", &[]);
+        g.normalize(&contract);
     }
     layer_nodes(&mut g, model)?;
     g.then("Softmax", "softmax", &[], OUTPUT_NAME, &[("axis", Attribute::Int(1))]);
@@ -113,7 +112,7 @@ pub fn encode(model: &Network, meta: &ModelMetadata) -> crate::error::Result<Vec
         .int(field::MODEL_IR_VERSION, IR_VERSION)
         .string(field::MODEL_PRODUCER_NAME, "engine")
         .string(field::MODEL_PRODUCER_VERSION, &meta.engine_version)
-        .string(field::MODEL_DOC_STRING, &format!("FashionMNIST classifier, the weights of {WEIGHTS_FILE}"))
+        .string(field::MODEL_DOC_STRING, &model_doc(&contract))
         .message(field::MODEL_GRAPH, &graph)
         .message(field::MODEL_OPSET_IMPORT, &opset);
     for (key, value) in metadata_props(meta) {
@@ -161,6 +160,28 @@ impl Graph {
         let attributes = [("kernel_shape", Attribute::Ints(&[kernel, kernel])), ("pads", Attribute::Ints(&[pad; 4]))];
         self.then("Conv", &name, &[&weight, &bias], &name, &attributes);
         Ok(())
+    }
+
+    /// `(x - mean) / std` with the contract's statistics: scalars when every channel shares them,
+    /// else `[C, 1]` ones against the rows seen as `[N, C, H·W]` planes, flattened back after.
+    fn normalize(&mut self, contract: &InputContract) {
+        let shared = (ChannelValues::of(&contract.mean), ChannelValues::of(&contract.std));
+        if let (ChannelValues::Shared(mean), ChannelValues::Shared(std)) = shared {
+            self.initializers.push(tensor("mean", &[], &[mean]));
+            self.initializers.push(tensor("std", &[], &[std]));
+            self.then("Sub", "normalize_sub", &["mean"], "centered", &[]);
+            self.then("Div", "normalize_div", &["std"], "normalized", &[]);
+            return;
+        }
+        let (channels, plane) = (contract.channels, contract.height * contract.width);
+        self.initializers.push(int64_tensor("channel_planes", &[-1, channels as i64, plane as i64]));
+        self.initializers.push(int64_tensor("rows", &[-1, (channels * plane) as i64]));
+        self.initializers.push(tensor("mean", &[channels, 1], &contract.mean));
+        self.initializers.push(tensor("std", &[channels, 1], &contract.std));
+        self.then("Reshape", "to_channel_planes", &["channel_planes"], "planes", &[]);
+        self.then("Sub", "normalize_sub", &["mean"], "centered", &[]);
+        self.then("Div", "normalize_div", &["std"], "normalized_planes", &[]);
+        self.then("Reshape", "to_rows", &["rows"], "normalized", &[]);
     }
 
     /// `Reshape` of the input rows to `[N, C, H, W]` images.
@@ -219,11 +240,23 @@ fn image_words(image: ImageShape) -> String {
     }
 }
 
+/// What the model is, for the model's doc string.
+fn model_doc(contract: &InputContract) -> String {
+    let (c, h, w) = (contract.channels, contract.height, contract.width);
+    format!("Classifier of {c}x{h}x{w} images into {} classes, the weights of {WEIGHTS_FILE}", contract.classes())
+}
+
 fn graph_doc(meta: &ModelMetadata) -> String {
     let normalisation = match meta.normalize {
         Normalization::Unit => "none beyond pixel / 255".to_string(),
         Normalization::Meanstd => {
-            format!("(x - {}) / {} inside the graph", Normalization::MEAN, Normalization::STD)
+            let contract = meta.input_contract();
+            let list = |values: &[f32]| values.iter().map(f32::to_string).collect::<Vec<_>>().join(", ");
+            format!(
+                "(x - mean) / std per channel inside the graph, mean [{}], std [{}]",
+                list(&contract.mean),
+                list(&contract.std)
+            )
         }
     };
     let (inputs, outputs) = (meta.sizes.first().copied().unwrap_or(0), meta.sizes.last().copied().unwrap_or(0));
@@ -241,6 +274,7 @@ fn metadata_props(meta: &ModelMetadata) -> Vec<(String, String)> {
         ("format".to_string(), meta.format.clone()),
         ("class_names".to_string(), serde_json::Value::from(meta.class_names.clone()).to_string()),
         ("normalize".to_string(), meta.normalize.to_string()),
+        ("input_contract".to_string(), serde_json::to_string(&meta.input_contract()).unwrap_or_default()),
         ("weights_sha256".to_string(), meta.weights_sha256.clone()),
     ];
     props.extend(meta.run_id.clone().map(|id| ("run_id".to_string(), id)));

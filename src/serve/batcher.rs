@@ -34,7 +34,7 @@ pub struct BatchConfig {
 /// A request's answer.
 #[derive(Debug)]
 pub struct Prediction {
-    /// `[rows, 10]` probabilities, row-major.
+    /// `[rows, classes]` probabilities, row-major.
     pub probabilities: Vec<f32>,
     /// The model that computed them.
     pub model: Arc<ModelInfo>,
@@ -47,6 +47,10 @@ pub enum PredictError {
     ShuttingDown,
     #[error("inference failed: {0}")]
     Failed(String),
+    /// The request was read for a model whose rows have another length than the one now
+    /// answering (a swap came between them).
+    #[error("{0}")]
+    WrongShape(String),
 }
 
 struct Job {
@@ -231,6 +235,17 @@ impl Worker {
 
     fn run_batch(&mut self, jobs: Vec<Job>) {
         let started = Instant::now();
+        let inputs = self.model.inputs();
+        let (jobs, stale): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|job| Some(job.images.pixels.len()) == job.images.rows.checked_mul(inputs));
+        for job in stale {
+            let values = job.images.pixels.len() / job.images.rows.max(1);
+            let message = format!("the rows have {values} values, but the model now answering takes {inputs}");
+            let _ = job.reply.send(Err(PredictError::WrongShape(message)));
+        }
+        if jobs.is_empty() {
+            return;
+        }
         let rows: usize = jobs.iter().map(|j| j.images.rows).sum();
         let mut replies = Vec::with_capacity(jobs.len());
         let mut pixels: Vec<f32> = Vec::new();

@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ModelInfo;
-use crate::data::contract::FASHION_MNIST_CLASSES;
 use crate::tracking::LocalStore;
 
 /// Where a model's reports may be: a directory beside the served model, and the local store.
@@ -42,33 +41,20 @@ pub struct ModelCard {
     pub confusion_matrix: Option<Vec<Vec<u64>>>,
 }
 
-/// The names of the model's classes: those it records, else FashionMNIST's for a 10-class
-/// 28x28 gray model, else `0..N-1`.
-pub fn class_names(info: &ModelInfo) -> Vec<String> {
-    let classes = info.sizes.last().copied().unwrap_or(0);
-    if info.class_names.len() == classes {
-        return info.class_names.clone();
-    }
-    if classes == FASHION_MNIST_CLASSES.len() && info.image.is_fashion_mnist() {
-        return FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect();
-    }
-    (0..classes).map(|i| i.to_string()).collect()
-}
-
 impl ModelCard {
     /// The card of `info`, with the metrics of the first report directory found for it.
     pub fn gather(info: &ModelInfo, sources: &ReportSources) -> ModelCard {
-        let classes = class_names(info);
+        let contract = &info.contract;
         let mut card = ModelCard {
             model_uri: info.model_uri.clone(),
             name: info.name.clone(),
             version: info.version.clone(),
             run_id: info.run_id.clone(),
             format: info.format.clone(),
-            channels: info.image.channels,
-            height: info.image.height,
-            width: info.image.width,
-            classes,
+            channels: contract.channels,
+            height: contract.height,
+            width: contract.width,
+            classes: contract.class_names.clone(),
             reports_from: None,
             test_accuracy: None,
             f1: None,

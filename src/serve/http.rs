@@ -20,9 +20,9 @@ use axum::serve::ListenerExt;
 use http_body_util::BodyExt;
 
 use super::batcher::{BatchHandle, PredictError};
-use super::card::{self, ModelCard, ReportSources};
+use super::card::{ModelCard, ReportSources};
 use super::protocol::{self, Images, InputError};
-use super::{images, page};
+use super::{answer, images, page};
 
 /// The response header naming the registered model version that answered.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
@@ -112,7 +112,9 @@ async fn ping() -> Response {
 /// The model answering now, and this engine's version.
 async fn version(State(state): State<AppState>) -> Response {
     let info = state.batcher.current();
-    let mut body = serde_json::to_value(&*info).unwrap_or_default();
+    // Through text, so that the contract's `f32` statistics keep their short decimals.
+    let text = serde_json::to_string(&*info).unwrap_or_default();
+    let mut body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if let Some(fields) = body.as_object_mut() {
         fields.insert("engine_version".into(), env!("CARGO_PKG_VERSION").into());
     }
@@ -133,7 +135,6 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
         Ok(body) => body,
         Err(response) => return response,
     };
-    let with_classes = images::is_image_body(content_type);
     let images = match parse_body(content_type, body, &state).await {
         Ok(images) => images,
         Err(InputError::BadRequest(message)) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
@@ -141,27 +142,19 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_REQUEST", &message);
         }
     };
-    let rows = images.rows;
+    let (rows, with_classes) = (images.rows, images.with_classes);
     let prediction = match state.batcher.predict(images, arrival).await {
         Ok(prediction) => prediction,
         Err(e @ PredictError::ShuttingDown) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE", &e.to_string());
         }
+        Err(PredictError::WrongShape(message)) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
         Err(e @ PredictError::Failed(_)) => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", &e.to_string());
         }
     };
     let model = &prediction.model;
-    let classes = card::class_names(model);
-    let mut out = Vec::with_capacity(40 + rows * classes.len() * 24);
-    protocol::write_predictions(&prediction.probabilities, classes.len(), &mut out);
-    if with_classes {
-        // `{"predictions": ..., "classes": [...]}`: the names beside MLflow's answer.
-        out.pop();
-        out.extend_from_slice(b", \"classes\": ");
-        let names: Vec<String> = classes.iter().map(|c| serde_json::Value::from(c.as_str()).to_string()).collect();
-        out.extend_from_slice(format!("[{}]}}", names.join(", ")).as_bytes());
-    }
+    let out = answer::write_answer(&prediction.probabilities, &model.contract.class_names, with_classes);
     let mut response = json_response(StatusCode::OK, out);
     let headers = response.headers_mut();
     for (name, value) in [(MODEL_VERSION_HEADER, &model.version), (MODEL_RUN_HEADER, &model.run_id)] {
@@ -173,14 +166,15 @@ async fn invocations(State(state): State<AppState>, request: Request) -> Respons
     response
 }
 
-/// The images of a body: an image body is decoded by the current model's input shape on a
+/// The images of a body, by the current model's input contract: an image body is decoded on a
 /// blocking thread (decoding is heavier than parsing numbers), the others as MLflow reads them.
 async fn parse_body(content_type: Option<&str>, body: Vec<u8>, state: &AppState) -> Result<Images, InputError> {
+    let model = state.batcher.current();
     let Some(content_type) = content_type.filter(|&c| images::is_image_body(Some(c))) else {
-        return protocol::parse(content_type, &body);
+        return protocol::parse(content_type, &body, model.image());
     };
-    let (content_type, shape) = (content_type.to_string(), state.batcher.current().image);
-    tokio::task::spawn_blocking(move || images::parse(&content_type, &body, shape))
+    let content_type = content_type.to_string();
+    tokio::task::spawn_blocking(move || images::parse(&content_type, &body, &model.contract))
         .await
         .unwrap_or_else(|e| Err(InputError::BadRequest(format!("the image could not be decoded: {e}"))))
 }

@@ -4,9 +4,8 @@
 //! so a served image meets the network as its training images did.
 
 use super::protocol::{Images, InputError};
+use crate::data::InputContract;
 use crate::data::decode::{DecodeLimits, decode_for_contract};
-use crate::data::{InputContract, Normalization};
-use crate::nn::ImageShape;
 
 /// The media types read as one encoded image.
 const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/bmp", "image/webp"];
@@ -28,10 +27,10 @@ fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
-/// The images of an image body, as rows of `shape`'s pixels in [0, 1].
-pub fn parse(content_type: &str, body: &[u8], shape: ImageShape) -> Result<Images, InputError> {
-    let contract = contract_of(shape);
-    let mut images = Images::default();
+/// The images of an image body, as rows of `contract`'s pixels in [0, 1], answered with the
+/// class names.
+pub fn parse(content_type: &str, body: &[u8], contract: &InputContract) -> Result<Images, InputError> {
+    let mut images = Images { with_classes: true, ..Images::default() };
     if media_type(content_type) == "multipart/form-data" {
         let boundary = boundary(content_type)?;
         let parts = parts(body, &boundary)?;
@@ -43,23 +42,12 @@ pub fn parse(content_type: &str, body: &[u8], shape: ImageShape) -> Result<Image
         }
         for (i, part) in parts.iter().enumerate() {
             let name = part.name.as_deref().map_or_else(|| format!("part {}", i + 1), |n| format!("part {n:?}"));
-            push(&mut images, part.data, &contract, &name)?;
+            push(&mut images, part.data, contract, &name)?;
         }
     } else {
-        push(&mut images, body, &contract, "the image")?;
+        push(&mut images, body, contract, "the image")?;
     }
     Ok(images)
-}
-
-/// A contract for decoding: only the shape matters here, the model normalises its inputs.
-fn contract_of(shape: ImageShape) -> InputContract {
-    let mut contract = InputContract::fashion_mnist();
-    contract.channels = shape.channels;
-    contract.height = shape.height;
-    contract.width = shape.width;
-    contract.mean = vec![Normalization::MEAN; shape.channels];
-    contract.std = vec![Normalization::STD; shape.channels];
-    contract
 }
 
 fn push(images: &mut Images, bytes: &[u8], contract: &InputContract, name: &str) -> Result<(), InputError> {

@@ -345,9 +345,17 @@ impl<'a> Reader<'a> {
             Kind::Array => self.array(|r, _| r.skip_value()),
             Kind::String => self.string().map(drop),
             Kind::Number => self.number().map(drop),
-            Kind::Bool if self.bytes[self.pos] == b't' => self.literal(b"true"),
-            Kind::Bool => self.literal(b"false"),
+            Kind::Bool => self.boolean().map(drop),
             Kind::Null => self.literal(b"null"),
+        }
+    }
+
+    /// The next value if it is a boolean, else `None` (and the value left unread).
+    pub fn boolean(&mut self) -> Result<Option<bool>, JsonError> {
+        match self.peek_kind()? {
+            Kind::Bool if self.bytes[self.pos] == b't' => self.literal(b"true").map(|()| Some(true)),
+            Kind::Bool => self.literal(b"false").map(|()| Some(false)),
+            _ => Ok(None),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The model behind a server: a verified model directory held on its device, turning pixels in
 //! [0, 1] into class probabilities the way the directory's `model.onnx` does (`(x - mean) / std`
-//! for a `meanstd` model, the network, softmax), and what it is, for `/version` and the headers.
+//! per channel of its input contract for a `meanstd` model, the network, softmax), and what it
+//! is, for `/version` and the headers.
 //!
 //! It runs the steps of the network's description ([`crate::nn::Description::steps`]). On the
 //! CPU each linear layer has its weights packed for the matmul kernel once, at load: packing them
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::cpu::matmul;
-use crate::data::Normalization;
+use crate::data::{InputContract, Normalization};
 use crate::model::{self, ModelError};
 use crate::nn::{ImageShape, Network, Step};
 use crate::tensor::{Device, Tensor};
@@ -38,12 +39,16 @@ pub struct ModelInfo {
     pub device: String,
     /// UTC, when this server loaded it.
     pub loaded_at: String,
-    /// The image each input row holds, for image request bodies.
-    #[serde(skip)]
-    pub image: ImageShape,
-    /// The class names the model records, indexed by class.
-    #[serde(skip)]
-    pub class_names: Vec<String>,
+    /// What each input row holds (the image's shape and statistics) and the class names,
+    /// indexed by class.
+    pub contract: InputContract,
+}
+
+impl ModelInfo {
+    /// The image each input row holds.
+    pub fn image(&self) -> ImageShape {
+        model::image_of(&self.contract)
+    }
 }
 
 /// Where a model comes from, as far as the caller knows before reading it.
@@ -112,6 +117,7 @@ impl ServedModel {
             };
             steps.push((step, packed));
         }
+        let contract = meta.input_contract();
         let info = ModelInfo {
             model_uri: source.model_uri,
             name: source.name,
@@ -124,8 +130,7 @@ impl ServedModel {
             normalize: meta.normalize.to_string(),
             device: device_name.to_string(),
             loaded_at: model::utc_timestamp(std::time::SystemTime::now()),
-            image: meta.image,
-            class_names: meta.class_names,
+            contract,
         };
         Ok(ServedModel { network, device: device.clone(), steps, normalize: meta.normalize, info: Arc::new(info) })
     }
@@ -146,9 +151,13 @@ impl ServedModel {
             return Err(crate::Error::ElementCount { len: pixels.len(), shape: vec![rows, inputs] });
         }
         if self.normalize == Normalization::Meanstd {
-            // The ONNX graph's `Sub` and `Div`, in the same order and precision.
-            for p in &mut pixels {
-                *p = (*p - Normalization::MEAN) / Normalization::STD;
+            // The ONNX graph's `Sub` and `Div`, in the same order and precision, plane by plane.
+            let contract = &self.info.contract;
+            let plane = (contract.height * contract.width).max(1);
+            for image in pixels.chunks_mut(inputs.max(1)) {
+                for ((values, mean), std) in image.chunks_mut(plane).zip(&contract.mean).zip(&contract.std) {
+                    values.iter_mut().for_each(|p| *p = (*p - mean) / std);
+                }
             }
         }
         crate::no_grad(|| {

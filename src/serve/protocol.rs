@@ -1,27 +1,30 @@
 //! MLflow's scoring protocol for this engine's models, as `mlflow models serve` speaks it for the
 //! model directory's `onnx` flavor: a `POST /invocations` body in one of MLflow's JSON formats
 //! (`inputs`, `instances`, `dataframe_split`, `dataframe_records`, each optionally beside
-//! `params`) or CSV becomes a batch of images, and probabilities become
-//! `{"predictions": {"probabilities": [[p0, ..., p9], ...]}}`.
+//! `params`) or CSV becomes a batch of images, answered as [`super::answer`] writes it. A JSON
+//! body whose `params` hold `"classes": true` (which MLflow ignores) asks for the class names
+//! beside the predictions, as image bodies always do.
 //!
-//! Every value is checked: a row is one image of 784 pixels in [0, 1] (`pixel / 255`, row by
-//! row). Where MLflow answers a wrong value with NaN predictions (null, NaN, an overflowing
+//! Every value is checked: a row is one image of the model's input contract, its `C·H·W`
+//! values in [0, 1] (`pixel / 255`, channel by channel, row by row; 784 for FashionMNIST). Where
+//! MLflow answers a wrong value with NaN predictions (null, NaN, an overflowing
 //! number) or silently predicts from raw 0-255 pixels, this answers 400 and says which value.
 
 use std::collections::HashMap;
 
 use super::json::{JsonError, Kind, Reader};
-use crate::data::IMAGE_PIXELS;
-use crate::model::onnx::OUTPUT_NAME;
+use crate::nn::ImageShape;
 
 /// The JSON fields that hold a request's data; a body has exactly one of them.
 pub const FORMATS: [&str; 4] = ["inputs", "instances", "dataframe_split", "dataframe_records"];
 
-/// A request's images: `rows` rows of [`IMAGE_PIXELS`] values in [0, 1], row-major.
+/// A request's images: `rows` rows of one image's values in [0, 1], row-major.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Images {
     pub rows: usize,
     pub pixels: Vec<f32>,
+    /// Whether the answer names the classes beside MLflow's predictions.
+    pub with_classes: bool,
 }
 
 /// Why a request's body cannot be scored.
@@ -47,12 +50,12 @@ fn bad(message: impl Into<String>) -> InputError {
     InputError::BadRequest(message.into())
 }
 
-/// Reads a request body sent with `content_type`.
-pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Images, InputError> {
+/// Reads a request body sent with `content_type`, whose rows are images of `image`'s shape.
+pub fn parse(content_type: Option<&str>, body: &[u8], image: ImageShape) -> Result<Images, InputError> {
     let media = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match media.as_deref() {
-        Some("application/json") => parse_json(body),
-        Some("text/csv") => parse_csv(body),
+        Some("application/json") => parse_json(body, image),
+        Some("text/csv") => parse_csv(body, image),
         Some(other) => Err(InputError::UnsupportedMediaType(format!(
             "This predictor only supports the following content types: application/json, text/csv, \
              image/png, image/jpeg, multipart/form-data (of images). Got '{other}'."
@@ -72,7 +75,7 @@ fn fields_message() -> String {
 
 /// A JSON body: an object with one format field and optionally `params` (ignored: the model
 /// takes none).
-fn parse_json(body: &[u8]) -> Result<Images, InputError> {
+fn parse_json(body: &[u8], image: ImageShape) -> Result<Images, InputError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad(format!("Invalid input: the body is empty. {}.", fields_message())));
     }
@@ -82,9 +85,11 @@ fn parse_json(body: &[u8]) -> Result<Images, InputError> {
         return Err(bad(format!("Invalid input. {}. Received {}.", fields_message(), kind.described())));
     }
     let mut images: Option<(String, Images)> = None;
+    let mut with_classes = false;
     reader.object(|r, key| {
         if key == "params" {
-            return r.skip_value().map_err(InputError::from);
+            with_classes = classes_asked(r)?;
+            return Ok(());
         }
         if !FORMATS.contains(&key.as_ref()) {
             return Err(bad(format!("{} (and optionally 'params'). Received the field '{key}'.", fields_message())));
@@ -93,29 +98,50 @@ fn parse_json(body: &[u8]) -> Result<Images, InputError> {
             return Err(bad(format!("{}. Received both '{first}' and '{key}'.", fields_message())));
         }
         let parsed = match key.as_ref() {
-            "dataframe_split" => dataframe_split(r)?,
-            "dataframe_records" => dataframe_records(r)?,
-            _ => tensor_rows(r, &key)?,
+            "dataframe_split" => dataframe_split(r, image)?,
+            "dataframe_records" => dataframe_records(r, image)?,
+            _ => tensor_rows(r, &key, image)?,
         };
         images = Some((key.into_owned(), parsed));
         Ok(())
     })?;
     reader.finish()?;
     let (field, images) = images.ok_or_else(|| bad(format!("{}. Received none.", fields_message())))?;
-    nonempty(images, &format!("'{field}'"))
+    nonempty(Images { with_classes, ..images }, &format!("'{field}'"), image)
 }
 
-fn nonempty(images: Images, what: &str) -> Result<Images, InputError> {
+/// Whether `params` asks for the class names (`"classes": true`). The model takes no other
+/// parameter: the rest is read and ignored, as MLflow ignores parameters a model does not take.
+fn classes_asked(r: &mut Reader) -> Result<bool, InputError> {
+    if r.peek_kind()? != Kind::Object {
+        r.skip_value()?;
+        return Ok(false);
+    }
+    let mut asked = false;
+    r.object(|r, key| {
+        if key == "classes"
+            && let Some(value) = r.boolean()?
+        {
+            asked = value;
+            return Ok(());
+        }
+        r.skip_value()
+    })?;
+    Ok(asked)
+}
+
+fn nonempty(images: Images, what: &str, image: ImageShape) -> Result<Images, InputError> {
     if images.rows == 0 {
-        return Err(bad(format!("{what} has no rows: send at least one image of {IMAGE_PIXELS} pixels")));
+        let values = image.pixels();
+        return Err(bad(format!("{what} has no rows: send at least one image of {values} values")));
     }
     Ok(images)
 }
 
-/// `inputs` or `instances`: a list of rows, `[N, 784]`.
-fn tensor_rows(r: &mut Reader, field: &str) -> Result<Images, InputError> {
-    let shape =
-        format!("'{field}' must be a list of rows, one image of {IMAGE_PIXELS} pixels each ([N, {IMAGE_PIXELS}])");
+/// `inputs` or `instances`: a list of rows, `[N, C·H·W]`.
+fn tensor_rows(r: &mut Reader, field: &str, image: ImageShape) -> Result<Images, InputError> {
+    let values = image.pixels();
+    let shape = format!("'{field}' must be a list of rows, one image of {values} values each ([N, {values}])");
     match r.peek_kind()? {
         Kind::Array => {}
         Kind::Object => {
@@ -125,36 +151,40 @@ fn tensor_rows(r: &mut Reader, field: &str) -> Result<Images, InputError> {
     }
     let mut images = Images::default();
     r.array(|r, row| match r.peek_kind()? {
-        Kind::Array => pixel_list(r, row, &mut images),
+        Kind::Array => pixel_list(r, row, &mut images, image),
         Kind::Number => Err(bad(format!("{shape}; got a list of numbers (wrap one image in a list: [[...]])"))),
         kind => Err(bad(format!("{shape}; row {row} is {}", kind.described()))),
     })?;
     Ok(images)
 }
 
-/// One image: a list of exactly [`IMAGE_PIXELS`] numbers in [0, 1], appended to `images`.
-fn pixel_list(r: &mut Reader, row: usize, images: &mut Images) -> Result<(), InputError> {
+/// One image: a list of exactly `image.pixels()` numbers in [0, 1], appended to `images`.
+fn pixel_list(r: &mut Reader, row: usize, images: &mut Images, image: ImageShape) -> Result<(), InputError> {
+    let values = image.pixels();
     let start = images.pixels.len();
     let mut count = 0;
     r.array(|r, column| {
         let value = pixel(r, row, column)?;
         count += 1;
-        if count <= IMAGE_PIXELS {
+        if count <= values {
             images.pixels.push(value);
         }
         Ok::<(), InputError>(())
     })?;
-    if count != IMAGE_PIXELS {
+    if count != values {
         images.pixels.truncate(start);
-        return Err(width_error(row, count));
+        return Err(width_error(row, count, image));
     }
     images.rows += 1;
     Ok(())
 }
 
-fn width_error(row: usize, count: usize) -> InputError {
+fn width_error(row: usize, count: usize, image: ImageShape) -> InputError {
+    let ImageShape { channels, height, width } = image;
     bad(format!(
-        "row {row} has {count} values: each row is one image of {IMAGE_PIXELS} pixels (28x28, row by row, each pixel / 255)"
+        "row {row} has {count} values: the model takes {} per row, one {channels}x{height}x{width} image \
+         (channel by channel, row by row, each pixel / 255)",
+        image.pixels()
     ))
 }
 
@@ -178,7 +208,7 @@ fn checked_pixel(value: f32, row: usize, column: usize) -> Result<f32, InputErro
     }
 }
 
-/// A row of a table (`dataframe_split`, `dataframe_records`, CSV): [`IMAGE_PIXELS`] numbers, or
+/// A row of a table (`dataframe_split`, `dataframe_records`, CSV): one number per value, or
 /// one cell holding the image as a list (pandas keeps an array-valued column that way).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cells {
@@ -187,7 +217,7 @@ enum Cells {
 }
 
 /// `dataframe_split`: pandas' `orient="split"`, `{"columns": [...], "data": [[...]], "index": [...]}`.
-fn dataframe_split(r: &mut Reader) -> Result<Images, InputError> {
+fn dataframe_split(r: &mut Reader, image: ImageShape) -> Result<Images, InputError> {
     let shape = "'dataframe_split' must be an object with 'data' (a list of rows) and optionally 'columns' and 'index'";
     if r.peek_kind()? != Kind::Object {
         return Err(bad(shape));
@@ -197,7 +227,7 @@ fn dataframe_split(r: &mut Reader) -> Result<Images, InputError> {
         match key.as_ref() {
             "columns" => columns = Some(list_length(r, "'dataframe_split' columns")?),
             "index" => index = Some(list_length(r, "'dataframe_split' index")?),
-            "data" => data = Some(split_data(r)?),
+            "data" => data = Some(split_data(r, image)?),
             other => return Err(bad(format!("{shape}; got the field '{other}'"))),
         }
         Ok(())
@@ -205,7 +235,7 @@ fn dataframe_split(r: &mut Reader) -> Result<Images, InputError> {
     let (images, cells) = data.ok_or_else(|| bad(format!("{shape}; it has no 'data'")))?;
     let width = match cells {
         Some(Cells::OneList) => 1,
-        _ => IMAGE_PIXELS,
+        _ => image.pixels(),
     };
     if let Some(n) = columns.filter(|&n| n != width && images.rows > 0) {
         return Err(bad(format!("'dataframe_split' names {n} columns, but its rows have {width}")));
@@ -233,7 +263,7 @@ fn list_length(r: &mut Reader, what: &str) -> Result<usize, InputError> {
 }
 
 /// The rows of `dataframe_split`, all laid out the same way.
-fn split_data(r: &mut Reader) -> Result<(Images, Option<Cells>), InputError> {
+fn split_data(r: &mut Reader, image: ImageShape) -> Result<(Images, Option<Cells>), InputError> {
     if r.peek_kind()? != Kind::Array {
         return Err(bad("'dataframe_split' data must be a list of rows"));
     }
@@ -243,7 +273,7 @@ fn split_data(r: &mut Reader) -> Result<(Images, Option<Cells>), InputError> {
         if r.peek_kind()? != Kind::Array {
             return Err(bad(format!("'dataframe_split' data: row {row} is not a list")));
         }
-        let cells = table_row(r, row, &mut images)?;
+        let cells = table_row(r, row, &mut images, image)?;
         if layout.is_some_and(|l| l != cells) {
             return Err(bad(format!("'dataframe_split' data: row {row} is laid out unlike row 0")));
         }
@@ -254,20 +284,21 @@ fn split_data(r: &mut Reader) -> Result<(Images, Option<Cells>), InputError> {
 }
 
 /// A table row given as a JSON list: numbers, or one list of numbers.
-fn table_row(r: &mut Reader, row: usize, images: &mut Images) -> Result<Cells, InputError> {
+fn table_row(r: &mut Reader, row: usize, images: &mut Images, image: ImageShape) -> Result<Cells, InputError> {
+    let values = image.pixels();
     let start = images.pixels.len();
     let (mut count, mut nested) = (0, false);
     r.array(|r, cell| {
         if cell == 0 && r.peek_kind()? == Kind::Array {
             nested = true;
-            return pixel_list(r, row, images);
+            return pixel_list(r, row, images, image);
         }
         if nested {
             return Err(bad(format!("row {row}: a cell holding an image must be the row's only cell")));
         }
         let value = pixel(r, row, cell)?;
         count += 1;
-        if count <= IMAGE_PIXELS {
+        if count <= values {
             images.pixels.push(value);
         }
         Ok(())
@@ -275,9 +306,9 @@ fn table_row(r: &mut Reader, row: usize, images: &mut Images) -> Result<Cells, I
     if nested {
         return Ok(Cells::OneList);
     }
-    if count != IMAGE_PIXELS {
+    if count != values {
         images.pixels.truncate(start);
-        return Err(width_error(row, count));
+        return Err(width_error(row, count, image));
     }
     images.rows += 1;
     Ok(Cells::Numbers)
@@ -285,7 +316,7 @@ fn table_row(r: &mut Reader, row: usize, images: &mut Images) -> Result<Cells, I
 
 /// `dataframe_records`: pandas' `orient="records"`, one `{column: value}` object per row. Like
 /// pandas, the first row's keys give the column order and later rows are matched by name.
-fn dataframe_records(r: &mut Reader) -> Result<Images, InputError> {
+fn dataframe_records(r: &mut Reader, image: ImageShape) -> Result<Images, InputError> {
     let shape = "'dataframe_records' must be a list of objects, one {column: value} per row";
     if r.peek_kind()? != Kind::Array {
         return Err(bad(shape));
@@ -299,8 +330,8 @@ fn dataframe_records(r: &mut Reader) -> Result<Images, InputError> {
             return Err(bad(format!("{shape}; row {row} is not an object")));
         }
         match (row, layout) {
-            (0, _) => layout = first_record(r, &mut images, &mut columns, &mut names)?,
-            (_, Cells::OneList) => image_record(r, row, &names[0], &mut images)?,
+            (0, _) => layout = first_record(r, &mut images, &mut columns, &mut names, image)?,
+            (_, Cells::OneList) => image_record(r, row, &names[0], &mut images, image)?,
             (_, Cells::Numbers) => number_record(r, row, &columns, &names, &mut images)?,
         }
         Ok(())
@@ -314,7 +345,9 @@ fn first_record(
     images: &mut Images,
     columns: &mut HashMap<String, usize>,
     names: &mut Vec<String>,
+    image: ImageShape,
 ) -> Result<Cells, InputError> {
+    let values = image.pixels();
     let start = images.pixels.len();
     let mut nested = false;
     r.object(|r, key| {
@@ -324,13 +357,13 @@ fn first_record(
         names.push(key.into_owned());
         if names.len() == 1 && r.peek_kind()? == Kind::Array {
             nested = true;
-            return image_cell(r, 0, images);
+            return image_cell(r, 0, images, image);
         }
         if nested {
             return Err(bad("row 0: a column holding an image must be the only column"));
         }
         let value = pixel(r, 0, names.len() - 1)?;
-        if names.len() <= IMAGE_PIXELS {
+        if names.len() <= values {
             images.pixels.push(value);
         }
         Ok(())
@@ -338,16 +371,22 @@ fn first_record(
     if nested {
         return Ok(Cells::OneList);
     }
-    if names.len() != IMAGE_PIXELS {
+    if names.len() != values {
         images.pixels.truncate(start);
-        return Err(width_error(0, names.len()));
+        return Err(width_error(0, names.len(), image));
     }
     images.rows += 1;
     Ok(Cells::Numbers)
 }
 
 /// A later record whose one column holds the image.
-fn image_record(r: &mut Reader, row: usize, name: &str, images: &mut Images) -> Result<(), InputError> {
+fn image_record(
+    r: &mut Reader,
+    row: usize,
+    name: &str,
+    images: &mut Images,
+    image: ImageShape,
+) -> Result<(), InputError> {
     let before = images.rows;
     r.object(|r, key| {
         if key != name {
@@ -356,7 +395,7 @@ fn image_record(r: &mut Reader, row: usize, name: &str, images: &mut Images) -> 
         if images.rows > before {
             return Err(bad(format!("row {row} has the column '{key}' twice")));
         }
-        image_cell(r, row, images)
+        image_cell(r, row, images, image)
     })?;
     if images.rows == before {
         return Err(bad(format!("row {row} lacks the column '{name}'")));
@@ -392,29 +431,30 @@ fn number_record(
 }
 
 /// A cell that holds a whole image: a list of numbers.
-fn image_cell(r: &mut Reader, row: usize, images: &mut Images) -> Result<(), InputError> {
+fn image_cell(r: &mut Reader, row: usize, images: &mut Images, image: ImageShape) -> Result<(), InputError> {
     match r.peek_kind()? {
-        Kind::Array => pixel_list(r, row, images),
+        Kind::Array => pixel_list(r, row, images, image),
         kind => Err(bad(format!("row {row}: the image column holds {}, not a list of pixels", kind.described()))),
     }
 }
 
-/// CSV as `pandas.DataFrame.to_csv(index=False)` writes it: a header line and one line of 784
-/// numbers per image. A first line that is not 784 pixel values is the header (pandas would
+/// CSV as `pandas.DataFrame.to_csv(index=False)` writes it: a header line and one line of numbers
+/// per image. A first line that is not pixel values is the header (pandas would
 /// take any first line as one, and lose an image sent without a header).
-fn parse_csv(body: &[u8]) -> Result<Images, InputError> {
+fn parse_csv(body: &[u8], image: ImageShape) -> Result<Images, InputError> {
+    let values = image.pixels();
     let text = std::str::from_utf8(body).map_err(|_| bad("the CSV body is not valid UTF-8"))?;
     let mut images = Images::default();
     let mut first = true;
     for (line_index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line_number = line_index + 1;
         let fields = || line.split(',').map(|f| f.trim().trim_matches('"'));
-        // pandas' default column names, 0 to 783, are numbers too, but not all of them pixels.
+        // pandas' default column names, 0 to N-1, are numbers too, but not all of them pixels.
         let is_pixel = |f: &str| f.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v));
         if std::mem::take(&mut first) && !fields().all(is_pixel) {
             let n = fields().count();
-            if n != IMAGE_PIXELS {
-                return Err(bad(format!("the CSV header names {n} columns: it needs {IMAGE_PIXELS}, one per pixel")));
+            if n != values {
+                return Err(bad(format!("the CSV header names {n} columns: it needs {values}, one per pixel")));
             }
             continue;
         }
@@ -426,114 +466,33 @@ fn parse_csv(body: &[u8]) -> Result<Images, InputError> {
             })?;
             let value = checked_pixel(value as f32, row, column)?;
             count += 1;
-            if count <= IMAGE_PIXELS {
+            if count <= values {
                 images.pixels.push(value);
             }
         }
-        if count != IMAGE_PIXELS {
+        if count != values {
             return Err(bad(format!(
-                "CSV line {line_number} has {count} values: each line is one image of {IMAGE_PIXELS} pixels"
+                "CSV line {line_number} has {count} values: the model takes {values} per line, one image"
             )));
         }
         images.rows += 1;
     }
-    nonempty(images, "the CSV body (after its header line)")
-}
-
-/// Writes MLflow's answer for a model with the one output `probabilities`, with Python's
-/// separators and float formatting: byte for byte the layout `mlflow models serve` writes.
-pub fn write_predictions(probabilities: &[f32], classes: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"predictions\": {\"");
-    out.extend_from_slice(OUTPUT_NAME.as_bytes());
-    out.extend_from_slice(b"\": [");
-    for (i, row) in probabilities.chunks(classes.max(1)).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        out.push(b'[');
-        for (j, &p) in row.iter().enumerate() {
-            if j > 0 {
-                out.extend_from_slice(b", ");
-            }
-            write_python_float(f64::from(p), out);
-        }
-        out.push(b']');
-    }
-    out.extend_from_slice(b"]}}");
-}
-
-/// `repr(float)` as Python writes it: the shortest digits that read back to the same value, in
-/// positional notation from 1e-4 up to 1e16 (`0.0001`, `5.0`) and scientific notation outside it
-/// (`1e-05`, `2.5e+16`). Non-finite values are written as Python does (`NaN`, `Infinity`).
-pub fn write_python_float(value: f64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    if !value.is_finite() {
-        let word: &[u8] = if value.is_nan() {
-            b"NaN"
-        } else if value > 0.0 {
-            b"Infinity"
-        } else {
-            b"-Infinity"
-        };
-        out.extend_from_slice(word);
-        return;
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "7.542462646961212e-2", "5e-8", "0e0".
-    let mut buffer = [0u8; 40];
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    if write!(cursor, "{value:e}").is_err() {
-        return;
-    }
-    let length = cursor.position() as usize;
-    let text = &buffer[..length];
-    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
-        Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|s| s.parse::<i32>().ok())),
-        None => (text, Some(0)),
-    };
-    let exponent = exponent.unwrap_or(0);
-    let (sign, mantissa) = match mantissa.split_first() {
-        Some((b'-', rest)) => (&b"-"[..], rest),
-        _ => (&b""[..], mantissa),
-    };
-    let digits: Vec<u8> = mantissa.iter().copied().filter(|&b| b != b'.').collect();
-    out.extend_from_slice(sign);
-    if (-4..16).contains(&exponent) {
-        if exponent < 0 {
-            out.extend_from_slice(b"0.");
-            out.extend(std::iter::repeat_n(b'0', (-exponent - 1) as usize));
-            out.extend_from_slice(&digits);
-        } else {
-            let integer = exponent as usize + 1;
-            if digits.len() <= integer {
-                out.extend_from_slice(&digits);
-                out.extend(std::iter::repeat_n(b'0', integer - digits.len()));
-                out.extend_from_slice(b".0");
-            } else {
-                out.extend_from_slice(&digits[..integer]);
-                out.push(b'.');
-                out.extend_from_slice(&digits[integer..]);
-            }
-        }
-    } else {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
-        }
-        let _ = write!(out, "e{}{:02}", if exponent < 0 { '-' } else { '+' }, exponent.unsigned_abs());
-    }
+    nonempty(images, "the CSV body (after its header line)", image)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_PIXELS;
+
+    const FASHION: ImageShape = ImageShape::FASHION_MNIST;
 
     fn row(value: f32) -> Vec<f32> {
         vec![value; IMAGE_PIXELS]
     }
 
     fn json(value: serde_json::Value) -> Result<Images, InputError> {
-        parse(Some("application/json"), value.to_string().as_bytes())
+        parse(Some("application/json"), value.to_string().as_bytes(), FASHION)
     }
 
     fn message(result: Result<Images, InputError>) -> String {
@@ -546,7 +505,7 @@ mod tests {
     #[test]
     fn every_format_gives_the_same_images() {
         let (a, b) = (row(0.25), row(0.5));
-        let expected = Images { rows: 2, pixels: [a.clone(), b.clone()].concat() };
+        let expected = Images { rows: 2, pixels: [a.clone(), b.clone()].concat(), with_classes: false };
         let columns: Vec<String> = (0..IMAGE_PIXELS).map(|i| i.to_string()).collect();
         let record = |r: &[f32]| -> serde_json::Map<String, serde_json::Value> {
             columns.iter().zip(r).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect()
@@ -572,9 +531,9 @@ mod tests {
 
         let line = |r: &[f32]| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
         let csv = format!("{}\n{}\r\n{}\n\n", columns.join(","), line(&a), line(&b));
-        assert_eq!(parse(Some("text/csv; charset=utf-8"), csv.as_bytes()).unwrap(), expected);
+        assert_eq!(parse(Some("text/csv; charset=utf-8"), csv.as_bytes(), FASHION).unwrap(), expected);
         let headless = format!("{}\n{}\n", line(&a), line(&b));
-        assert_eq!(parse(Some("text/csv"), headless.as_bytes()).unwrap(), expected);
+        assert_eq!(parse(Some("text/csv"), headless.as_bytes(), FASHION).unwrap(), expected);
     }
 
     #[test]
@@ -584,11 +543,11 @@ mod tests {
         let raw = [&[37.0][..], &a[1..]].concat();
         let negative = [&a[..5], &[-0.1][..], &a[6..]].concat();
         let cases: Vec<(Result<Images, InputError>, &str)> = vec![
-            (parse(Some("application/json"), b""), "empty"),
-            (parse(Some("application/json"), b"{\"inputs\": [[0.1, 0.2,"), "line 1 column 23"),
-            (parse(Some("application/json"), b"{\"inputs\": [[NaN]]}"), "NaN and Infinity are not JSON"),
-            (parse(Some("application/json"), b"{\"inputs\": [[1e999]]}"), "number out of range"),
-            (parse(Some("application/json"), b"{\"inputs\": [[-]]}"), "invalid number"),
+            (parse(Some("application/json"), b"", FASHION), "empty"),
+            (parse(Some("application/json"), b"{\"inputs\": [[0.1, 0.2,", FASHION), "line 1 column 23"),
+            (parse(Some("application/json"), b"{\"inputs\": [[NaN]]}", FASHION), "NaN and Infinity are not JSON"),
+            (parse(Some("application/json"), b"{\"inputs\": [[1e999]]}", FASHION), "number out of range"),
+            (parse(Some("application/json"), b"{\"inputs\": [[-]]}", FASHION), "invalid number"),
             (json(serde_json::json!({"inputs": [&a[..783]]})), "row 0 has 783 values"),
             (json(serde_json::json!({"inputs": [a, long]})), "row 1 has 785 values"),
             (json(serde_json::json!({"inputs": a})), "wrap one image"),
@@ -599,7 +558,11 @@ mod tests {
             (json(serde_json::json!({"inputs": [["a"]]})), "a string"),
             (json(serde_json::json!({"inputs": [[true]]})), "a boolean"),
             (
-                parse(Some("application/json"), format!("{{\"inputs\": [[1e39{}]]}}", ",0".repeat(783)).as_bytes()),
+                parse(
+                    Some("application/json"),
+                    format!("{{\"inputs\": [[1e39{}]]}}", ",0".repeat(783)).as_bytes(),
+                    FASHION,
+                ),
                 "is inf",
             ),
             (json(serde_json::json!({"inputs": [raw]})), "row 0, column 0 is 37"),
@@ -612,10 +575,10 @@ mod tests {
             (json(serde_json::json!({"dataframe_split": {"index": [1, 2], "data": [a]}})), "2 index labels"),
             (json(serde_json::json!({"dataframe_split": {"rows": [a]}})), "'rows'"),
             (json(serde_json::json!({"dataframe_records": [{"a": 0.5}]})), "row 0 has 1 values"),
-            (parse(Some("application/json"), b"{\"inputs\": []} x"), "trailing"),
-            (parse(Some("text/csv"), b""), "no rows"),
-            (parse(Some("text/csv"), b"0.5,0.5\n"), "2 values"),
-            (parse(Some("text/csv"), format!("{}x", "0,".repeat(783)).as_bytes()), "header"),
+            (parse(Some("application/json"), b"{\"inputs\": []} x", FASHION), "trailing"),
+            (parse(Some("text/csv"), b"", FASHION), "no rows"),
+            (parse(Some("text/csv"), b"0.5,0.5\n", FASHION), "2 values"),
+            (parse(Some("text/csv"), format!("{}x", "0,".repeat(783)).as_bytes(), FASHION), "header"),
         ];
         for (result, expected) in cases {
             let text = message(result);
@@ -624,42 +587,29 @@ mod tests {
         let ragged = serde_json::json!({"dataframe_records": [{"0": 0.5}, {"1": 0.5}]});
         assert!(message(json(ragged)).contains("row 0 has 1 values"));
         for content_type in [None, Some("text/plain")] {
-            assert!(matches!(parse(content_type, b"{}"), Err(InputError::UnsupportedMediaType(_))));
+            assert!(matches!(parse(content_type, b"{}", FASHION), Err(InputError::UnsupportedMediaType(_))));
         }
     }
 
     #[test]
-    fn predictions_are_written_as_mlflow_writes_them() {
-        let mut out = Vec::new();
-        write_predictions(&[0.25, 0.75, 1.0, 0.0], 2, &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"predictions": {"probabilities": [[0.25, 0.75], [1.0, 0.0]]}}"#
-        );
-    }
-
-    #[test]
-    fn floats_are_written_as_python_repr_writes_them() {
-        let cases: [(f64, &str); 14] = [
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (1.0, "1.0"),
-            (0.5, "0.5"),
-            (f64::from(0.075_424_63_f32), "0.07542462646961212"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (3.2e-8, "3.2e-08"),
-            (123.25, "123.25"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (2.5e17, "2.5e+17"),
-            (1.5e-300, "1.5e-300"),
-            (f64::NAN, "NaN"),
-        ];
-        for (value, python) in cases {
-            let mut out = Vec::new();
-            write_python_float(value, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), python, "{value:e}");
-        }
+    fn rows_follow_the_model_s_image_and_params_may_ask_for_the_classes() {
+        let colour = ImageShape { channels: 3, height: 4, width: 5 };
+        let body = |rows: serde_json::Value, params: serde_json::Value| {
+            parse(
+                Some("application/json"),
+                serde_json::json!({"inputs": rows, "params": params}).to_string().as_bytes(),
+                colour,
+            )
+        };
+        let images =
+            body(serde_json::json!([vec![0.5; 60], vec![0.25; 60]]), serde_json::json!({"classes": true})).unwrap();
+        assert_eq!((images.rows, images.pixels.len(), images.with_classes), (2, 120, true));
+        let images =
+            body(serde_json::json!([vec![0.5; 60]]), serde_json::json!({"classes": "yes", "other": [1]})).unwrap();
+        assert!(!images.with_classes, "only `true` asks for them");
+        let text = message(body(serde_json::json!([vec![0.5; 784]]), serde_json::json!(null)));
+        assert!(text.contains("row 0 has 784 values: the model takes 60 per row, one 3x4x5 image"), "{text}");
+        let csv = parse(Some("text/csv"), format!("{}\n", ["0.5"; 59].join(",")).as_bytes(), colour);
+        assert!(message(csv).contains("59 values: the model takes 60"));
     }
 }

@@ -198,17 +198,25 @@ pub fn group_alive(pgid: u32) -> bool {
     unsafe { libc::killpg(pgid, 0) == 0 }
 }
 
-/// On Linux, the server gets SIGTERM if this process dies without stopping it (killed with
-/// SIGKILL). The spawning thread must live as long as the server: `engine ui` spawns it from
-/// its main thread.
-fn die_with_parent(command: &mut Command) {
+/// On Linux, the process `command` starts gets SIGTERM if this process dies without stopping it
+/// (killed with SIGKILL), and does not start if this process died while spawning it. The
+/// spawning thread must live as long as the child: `engine ui` spawns its server, and a sweep its
+/// workers, from the main thread.
+pub fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
+    {
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch only the child being set up.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // A parent that died before the prctl sends no signal: stop here instead.
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    return Err(std::io::Error::other("the parent process is gone"));
+                }
+                Ok(())
+            });
+        }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = command;

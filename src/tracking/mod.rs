@@ -45,7 +45,7 @@ pub use inputs::{Dataset, DatasetInput};
 pub use local::{ArtifactEntry, LocalRun, LocalStore, LocalTracker, RecordStatus, RemoteRef, RunMeta, RunRecord};
 pub use mirror::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MirroredTracker};
 pub use mlflow_bin::{MLFLOW_REQUIREMENT, PROJECT_VENV, ServerError, find_mlflow};
-pub use mlflow_server::{MlflowServer, ServerOptions, group_alive, kill_started_servers};
+pub use mlflow_server::{MlflowServer, ServerOptions, die_with_parent, group_alive, kill_started_servers};
 pub use model_uri::{ModelUri, ModelUriError, Stage, VersionSelector};
 pub use models::LoggedModel;
 pub use registry::ModelVersion;

@@ -1,9 +1,10 @@
 //! Checkpoints: everything [`super::fit_from`] needs to go on training where an earlier call
 //! stopped, as if it had never stopped: the parameters, the optimizer's state, the order of the
-//! training examples and the random streams of shuffling and dropout. Training 2 epochs, saving,
-//! and continuing to 3 gives the bits of training 3 epochs at once (with a constant learning
-//! rate; a cosine schedule spans the epochs of each call). The file is a JSON header and the
-//! numbers as little-endian `f32`, written atomically.
+//! training examples, the random streams of shuffling and dropout, and the epochs the whole
+//! training is planned for, which a cosine learning rate anneals over. Training 2 epochs of a
+//! planned 3, saving, and continuing to 3 gives the bits of training 3 epochs at once, whatever
+//! the schedule. The file is a JSON header and the numbers as little-endian `f32`, written
+//! atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,9 @@ use crate::rng::Rng;
 pub struct Checkpoint {
     /// The run's config; `epochs` is the number trained so far.
     pub config: TrainConfig,
+    /// The epochs of the whole training, of which this is a part: the learning-rate schedule
+    /// spans them, so a continuation must plan the same.
+    pub planned_epochs: usize,
     /// The model's parameters in [`crate::nn::Network::parameters`] order, flattened.
     pub params: Vec<Vec<f32>>,
     pub optimizer: OptimizerState,
@@ -38,15 +42,21 @@ pub enum CheckpointError {
     Format { path: String, why: String },
     #[error("the checkpoint was trained with other settings ({field} differs); it cannot continue this run")]
     Mismatch { field: String },
+    #[error("the training is planned for {planned} epochs, fewer than the {epochs} this run trains")]
+    PlannedTooShort { planned: usize, epochs: usize },
 }
 
-/// Where a run's training state comes from and goes.
+/// Where a run's training state comes from and goes, for a training done in parts (the rungs of
+/// a successive-halving trial).
 #[derive(Debug, Clone)]
 pub struct CheckpointPaths {
     /// The state to continue from (`None`: train from scratch).
     pub from: Option<PathBuf>,
     /// Where the state after training is saved.
     pub to: PathBuf,
+    /// The epochs of the whole training the parts make up (`None`: this run's epochs): a cosine
+    /// learning rate anneals over them, so each part follows the curve of one run that long.
+    pub planned_epochs: Option<usize>,
 }
 
 const MAGIC: &[u8; 8] = b"ENGCKPT1";
@@ -55,6 +65,7 @@ const MAGIC: &[u8; 8] = b"ENGCKPT1";
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Header {
     config: TrainConfig,
+    planned_epochs: usize,
     param_lens: Vec<usize>,
     optimizer_steps: u64,
     optimizer_lens: Vec<usize>,
@@ -70,9 +81,13 @@ impl Checkpoint {
         self.history.len()
     }
 
-    /// Refuses to continue `config` from this checkpoint when anything but the number of epochs
-    /// differs (a different model, optimizer, seed or split would continue another run).
-    pub fn check_continues(&self, config: &TrainConfig) -> Result<(), CheckpointError> {
+    /// Refuses to continue `config`, planned for `planned_epochs` in all, from this checkpoint
+    /// when anything but the number of epochs differs (a different model, optimizer, seed, split
+    /// or plan would continue another run).
+    pub fn check_continues(&self, config: &TrainConfig, planned_epochs: usize) -> Result<(), CheckpointError> {
+        if planned_epochs != self.planned_epochs {
+            return Err(CheckpointError::Mismatch { field: "planned epochs".into() });
+        }
         let as_map = |c: &TrainConfig| match serde_json::to_value(TrainConfig { epochs: 0, ..c.clone() }) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
@@ -89,6 +104,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let header = Header {
             config: self.config.clone(),
+            planned_epochs: self.planned_epochs,
             param_lens: self.params.iter().map(Vec::len).collect(),
             optimizer_steps: self.optimizer.steps,
             optimizer_lens: self.optimizer.buffers.iter().map(Vec::len).collect(),
@@ -133,6 +149,7 @@ impl Checkpoint {
         }
         Ok(Checkpoint {
             config: header.config,
+            planned_epochs: header.planned_epochs,
             params,
             optimizer: OptimizerState { steps: header.optimizer_steps, buffers },
             train_order: header.train_order,

@@ -81,13 +81,13 @@ fn run_workers(
     while next < trials.len() || !running.is_empty() {
         while running.len() < workers && next < trials.len() && !interrupted.load(Ordering::SeqCst) {
             let index = current.iter().position(|&t| t == trials[next]).unwrap_or_default();
-            let child = std::process::Command::new(&exe)
-                .args(["sweep", "--plan"])
-                .arg(path)
-                .args(["--index", &index.to_string()])
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .spawn()
-                .context("cannot start a sweep worker")?;
+            let mut command = std::process::Command::new(&exe);
+            command.args(["sweep", "--plan"]).arg(path).args(["--index", &index.to_string()]);
+            // A sweep killed outright stops its workers too (their runs end KILLED), rather than
+            // leave them training beside the sweep that resumes it.
+            engine::tracking::die_with_parent(&mut command);
+            let child =
+                command.env("RAYON_NUM_THREADS", threads.to_string()).spawn().context("cannot start a sweep worker")?;
             running.push(child);
             next += 1;
         }

@@ -233,6 +233,7 @@ pub fn run_trial(
     let checkpoint = halving.then(|| CheckpointPaths {
         from: rung.checked_sub(1).map(|before| plan.checkpoint_path(path, trial, before)),
         to: plan.checkpoint_path(path, trial, rung),
+        planned_epochs: Some(point.config.epochs),
     });
     let name = if halving { format!("{label} rung {rung}") } else { label.clone() };
     let output_dir = plan.output_dir.as_ref().map(|d| child_dir(d, trial, &name));
