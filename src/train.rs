@@ -360,7 +360,8 @@ impl<'a> Session<'a> {
         let optimizer = make_optimizer(config, &model);
         let (shuffle_rng, dropout_rng) = (rng.fork(), rng.fork());
         let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
-        let batches = BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, config.normalize.affine(), device)?;
+        let batches =
+            BatchSource::new(&train.pixels, &train.labels, IMAGE_PIXELS, &[config.normalize.affine()], device)?;
         // Reading the loss waits for the device: a GPU keeps running ahead between reads.
         let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
         Ok(Session {

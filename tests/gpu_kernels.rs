@@ -13,7 +13,7 @@ mod gpu;
 use engine::backend::cpu::{self, matmul::MatRef};
 use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
 use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
-use engine::backend::{AdamStep, SgdStep};
+use engine::backend::{AdamStep, ChannelAffine, SgdStep};
 use engine::rng::Rng;
 use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
 
@@ -513,33 +513,48 @@ fn sgd_steps_match_cpu() {
 fn gather_normalises_a_batch_of_u8_samples() {
     on_both("gather", |ctx| {
         let mut rng = Rng::new(12);
-        // 7 bytes per sample: samples straddle the packed words.
+        let mut outputs = Vec::new();
+        // One gray channel of 7 bytes (samples straddle the packed words), and three RGB
+        // planes of 5x3 bytes each: every plane ends inside a word.
+        let gray = ChannelAffine::from((1.0 / 255.0 / 0.3530, -0.2860 / 0.3530));
+        let rgb = ChannelAffine::new(&[(1.0 / 255.0, 0.0), (2.0 / 255.0, -0.5), (-1.0 / 64.0, 3.0)]).unwrap();
+        for (features, affine) in [(7, gray), (45, rgb)] {
+            let samples = 50;
+            let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+            let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
+            let mut order: Vec<u32> = (0..samples as u32).collect();
+            rng.shuffle(&mut order);
+            let gimages = GpuBuffer::from_u8_packed(ctx, &images).unwrap();
+            let glabels = GpuBuffer::from_u8_packed(ctx, &labels).unwrap();
+            let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
+            let (first, batch) = (13, 20);
+
+            let spec = GatherSpec { samples, features, first, batch, affine };
+            let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
+            let (got, got_labels) = (download(&got), download(&got_labels));
+            let entries: Vec<usize> = order[first..first + batch].iter().map(|&s| s as usize).collect();
+            let (mut want, mut want_labels) = (Vec::new(), Vec::new());
+            cpu::gather_batch(&images, &labels, features, &entries, affine, &mut want, &mut want_labels);
+            // The same arithmetic as the CPU's: the same bits.
+            assert_eq!(bits(&got), bits(&want), "{features} bytes");
+            assert_eq!(got_labels, want_labels);
+            // Each channel has its own affine: the first byte of each plane of the first row.
+            let row = &images[entries[0] * features..];
+            for (c, &(scale, shift)) in affine.per_channel().iter().enumerate() {
+                let f = c * features / affine.channels();
+                assert_eq!(got[f], row[f] as f32 * scale + shift, "channel {c}");
+            }
+            outputs.extend([got, got_labels]);
+        }
+
         let (samples, features) = (50, 7);
         let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
         let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
-        let mut order: Vec<u32> = (0..samples as u32).collect();
-        rng.shuffle(&mut order);
         let gimages = GpuBuffer::from_u8_packed(ctx, &images).unwrap();
         let glabels = GpuBuffer::from_u8_packed(ctx, &labels).unwrap();
-        let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
-        let (scale, shift) = (1.0 / 255.0 / 0.3530, -0.2860 / 0.3530);
-        let (first, batch) = (13, 20);
-
-        let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
-        let (got, got_labels) = (download(&got), download(&got_labels));
-        let want: Vec<f32> = order[first..first + batch]
-            .iter()
-            .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
-            .map(|&b| b as f32 * scale + shift)
-            .collect();
-        assert_close("gather images", &got, &want, 1e-6, 1e-6);
-        let want_labels: Vec<f32> = order[first..first + batch].iter().map(|&s| labels[s as usize] as f32).collect();
-        assert_eq!(got_labels, want_labels);
-
         // A sample index past the dataset gives a NaN row and label, not an out-of-bounds read.
         let bad = GpuBuffer::from_u32(ctx, &[1, 50, 2]).unwrap();
-        let spec = GatherSpec { samples, features, first: 0, batch: 3, scale: 1.0, shift: 0.0 };
+        let spec = GatherSpec { samples, features, first: 0, batch: 3, affine: (1.0, 0.0).into() };
         let (rows, bad_labels) = ops::gather_batch(ctx, &gimages, &glabels, &bad, spec).unwrap();
         let (rows, bad_labels) = (download(&rows), download(&bad_labels));
         assert!(rows[..7].iter().all(|v| v.is_finite()));
@@ -548,16 +563,22 @@ fn gather_normalises_a_batch_of_u8_samples() {
         assert!(bad_labels[0] == labels[1] as f32 && bad_labels[1].is_nan() && bad_labels[2] == labels[2] as f32);
 
         // Samples without bytes still get their labels.
-        let spec = GatherSpec { samples, features: 0, first, batch, scale, shift };
+        let order = GpuBuffer::from_u32(ctx, &[4, 0, 9]).unwrap();
+        let spec = GatherSpec { samples, features: 0, first: 0, batch: 3, affine: gray };
         let empty = GpuBuffer::from_u8_packed(ctx, &[]).unwrap();
-        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &gorder, spec).unwrap();
+        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &order, spec).unwrap();
         assert_eq!(none.len(), 0);
-        assert_eq!(download(&only_labels), want_labels);
+        assert_eq!(download(&only_labels), [4, 0, 9].map(|i| labels[i] as f32));
         // A labels buffer of the wrong size is an error.
-        let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &gorder, spec), Err(GpuError::Shape { .. })));
-        vec![got, got_labels, rows]
+        let spec = GatherSpec { samples, features, first: 0, batch: 3, affine: gray };
+        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &order, spec), Err(GpuError::Shape { .. })));
+        outputs.extend([rows, bad_labels]);
+        outputs
     });
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -729,7 +750,7 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
     let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
     let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
-    let spec = GatherSpec { samples, features, first, batch, scale, shift };
+    let spec = GatherSpec { samples, features, first, batch, affine: (scale, shift).into() };
     let (gx, gy) = ops::gather_batch(&ctx, &gimages, &glabels, &gorder, spec).unwrap();
     let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true, relu_mask: None }).unwrap();
     let glogits =

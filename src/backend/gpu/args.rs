@@ -3,6 +3,7 @@
 //! layer's GPU code compiles the same in both.
 
 use super::GpuBuffer;
+use crate::backend::ChannelAffine;
 
 /// The sizes of `C [m, n] = op(A) · op(B)` with `op(A)` `[m, k]` and `op(B)` `[k, n]`.
 /// A transposed operand is stored row-major as its transpose: `A` as `[k, m]` when `trans_a`,
@@ -49,9 +50,8 @@ pub struct GatherSpec {
     /// The batch is entries `first..first + batch` of the index list.
     pub first: usize,
     pub batch: usize,
-    /// Each byte becomes `byte * scale + shift`.
-    pub scale: f32,
-    pub shift: f32,
+    /// Each byte becomes `byte * scale + shift` with the affine of its channel.
+    pub affine: ChannelAffine,
 }
 
 /// The buffers of one parameter that Adam updates in place, with its gradient.

@@ -543,9 +543,9 @@ pub fn sgd_step(
 
 /// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
 /// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
-/// in one dispatch: the samples as `f32` `[batch, features]` with `byte * scale + shift`, and
-/// their labels (one byte per sample in `labels`) as `f32` `[batch]`. An index past the dataset
-/// gives a NaN row and label.
+/// in one dispatch: the samples as `f32` `[batch, features]`, each byte `byte * scale + shift`
+/// with its channel's affine (as `cpu::gather_batch`), and their labels (one byte per sample in
+/// `labels`) as `f32` `[batch]`. An index past the dataset gives a NaN row and label.
 pub fn gather_batch(
     ctx: &GpuContext,
     data: &GpuBuffer,
@@ -596,11 +596,13 @@ pub fn gather_batch(
         label_words: to_u32(OP, labels.len())?,
         indices: to_u32(OP, indices.len())?,
         first: to_u32(OP, spec.first)?,
-        scale: spec.scale,
-        shift: spec.shift,
         nan_bits: NAN_BITS,
+        plane: to_u32(OP, spec.features.div_ceil(spec.affine.channels()).max(1))?,
         _pad0: 0,
         _pad1: 0,
+        _pad2: 0,
+        scale: spec.affine.padded().map(|(scale, _)| scale),
+        shift: spec.affine.padded().map(|(_, shift)| shift),
     };
     let buffers = [data, labels, indices, &out, &out_labels];
     ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;

@@ -201,11 +201,15 @@ uniform! {
         label_words: u32,
         indices: u32,
         first: u32,
-        scale: f32,
-        shift: f32,
         nan_bits: u32,
+        /// Bytes per channel plane of a sample (at least 1).
+        plane: u32,
         _pad0: u32,
         _pad1: u32,
+        _pad2: u32,
+        /// Per channel, `vec4<f32>`s in the shader.
+        scale: [f32; 4],
+        shift: [f32; 4],
     }
 }
 
