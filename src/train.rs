@@ -8,7 +8,7 @@ use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, Normalization};
 use crate::nn::{Architecture, Description, ImageShape, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
-use crate::tensor::{Device, ScalarRead, Tensor};
+use crate::tensor::{Device, RunningLoss, ScalarRead, Tensor};
 
 mod batches;
 mod checkpoint;
@@ -497,17 +497,17 @@ impl<'a> Session<'a> {
         self.shuffle_rng.shuffle(&mut self.train_idx);
         self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;
-        let mut window = LossWindow::default();
+        let mut window = LossWindow::new(self.device)?;
         // A GPU's window is read while the next one runs: checked one window late.
         let mut in_flight: Option<WindowRead> = None;
         for (step, batch) in self.train_idx.chunks(config.batch_size).enumerate() {
             let global_step = (epoch - 1) * self.steps_per_epoch + step;
             self.optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
             let (x, y) = self.batches.batch(step * config.batch_size, batch.len())?;
-            let loss = self.model.forward_train(&x, &mut self.dropout_rng)?.cross_entropy(&y)?;
+            let running = Some(window.running(batch.len()));
+            let loss = self.model.training_loss(&x, &y, &mut self.dropout_rng, running)?;
             let grads = loss.backward()?;
             crate::no_grad(|| self.optimizer.step(&grads))?;
-            window.add(&loss, batch.len())?;
             let last = step + 1 == self.steps_per_epoch;
             if (step + 1) % self.read_every == 0 || last {
                 let seen = (step * config.batch_size + batch.len()) as f64;
@@ -540,27 +540,29 @@ fn restore(model: &Network, weights: Vec<Tensor>) {
 const GPU_LOSS_READ_INTERVAL: usize = 32;
 
 /// The batch losses since the last read, summed where they were computed (weighted by batch
-/// size), so reading them costs one transfer.
-#[derive(Default)]
+/// size) by the ops that compute them, so reading them costs one transfer and no op.
 struct LossWindow {
-    sum: Option<Tensor>,
+    /// One element, kept from window to window: a window's first loss replaces the last sum.
+    sum: Tensor,
     examples: usize,
 }
 
 impl LossWindow {
-    fn add(&mut self, loss: &Tensor, examples: usize) -> crate::Result<()> {
-        match &self.sum {
-            Some(sum) => sum.add_scaled_in_place(loss, examples as f32)?,
-            None => self.sum = Some(crate::no_grad(|| loss.scale(examples as f32))?),
-        }
+    fn new(device: &Device) -> crate::Result<LossWindow> {
+        Ok(LossWindow { sum: Tensor::zeros(&[], device)?, examples: 0 })
+    }
+
+    /// Where the loss of a step of `examples` examples goes.
+    fn running(&mut self, examples: usize) -> RunningLoss<'_> {
+        let restart = self.examples == 0;
         self.examples += examples;
-        Ok(())
+        RunningLoss { sum: &self.sum, scale: examples as f32, restart }
     }
 
     /// Starts reading the summed loss of the window that ends at `step`; the window starts
     /// again empty.
     fn start_read(&mut self, step: usize, samples_per_second: f64) -> crate::Result<WindowRead> {
-        let sum = self.sum.take().map_or(Ok(ScalarRead::Ready(0.0)), |s| s.start_scalar_read())?;
+        let sum = if self.examples == 0 { ScalarRead::Ready(0.0) } else { self.sum.start_scalar_read()? };
         Ok(WindowRead { sum, examples: std::mem::take(&mut self.examples), step, samples_per_second })
     }
 }

@@ -202,14 +202,19 @@ fn elementwise_ops_match_cpu() {
             let got = download(&ops::fill(ctx, n, 2.5).unwrap());
             assert!(got.iter().all(|&v| v == 2.5));
             let acc = upload(ctx, &b);
-            ops::axpy(ctx, &acc, &ga, 0.25).unwrap();
-            ops::axpy(ctx, &acc, &ga, -2.0).unwrap();
+            ops::axpy(ctx, &acc, &ga, 0.25, false).unwrap();
+            ops::axpy(ctx, &acc, &ga, -2.0, false).unwrap();
             let mut want = b.clone();
             cpu::update(&mut want, &a, |acc, x| acc + 0.25 * x);
             cpu::update(&mut want, &a, |acc, x| acc + -2.0 * x);
             let got = download(&acc);
             assert_close("axpy", &got, &want, 1e-6, 1e-6);
-            outputs.push(got);
+            // A reset stores the scaled operand, whatever the accumulator held.
+            ops::axpy(ctx, &acc, &upload(ctx, &vec![f32::NAN; n]), 1.0, false).unwrap();
+            ops::axpy(ctx, &acc, &ga, 0.5, true).unwrap();
+            let reset = download(&acc);
+            assert_eq!(reset, a.iter().map(|x| 0.5 * x).collect::<Vec<_>>());
+            outputs.extend([got, reset]);
         }
         outputs
     });
@@ -386,6 +391,64 @@ fn cross_entropy_forward_and_backward_match_cpu() {
         let dx = download(&ops::cross_entropy_backward(ctx, &gl, &gy, 2, 3, 1.0).unwrap());
         assert!(dx[..3].iter().all(|v| v.is_nan()) && dx[3..].iter().all(|v| v.is_finite()));
         outputs.push(rows);
+        outputs
+    });
+}
+
+#[test]
+fn fused_last_layer_and_loss_match_cpu() {
+    on_both("linear_cross_entropy", |ctx| {
+        let mut rng = Rng::new(9);
+        let mut outputs = Vec::new();
+        // One row; two passes of 128 rows, the second partial; k under, at and past a slice of
+        // 16; one class, ten, the most.
+        for (rows, k, classes) in [(1, 1, 1), (130, 17, 10), (300, 512, 16), (128, 16, 3)] {
+            let x = random(rows * k, &mut rng, -1.0, 1.0);
+            let w = random(classes * k, &mut rng, -1.0, 1.0);
+            let b = random(classes, &mut rng, -1.0, 1.0);
+            let mut labels: Vec<f32> = (0..rows).map(|_| rng.below(classes) as f32).collect();
+            let mut logits = vec![0.0; rows * classes];
+            cpu::add_bias(
+                &cpu_matmul(&x, &w, MatmulShape::new(rows, k, classes).transposed(false, true)),
+                &b,
+                &mut logits,
+            );
+            let mean = |labels: &[f32]| {
+                let rows = cpu::cross_entropy_rows(&logits, labels, classes);
+                (rows.iter().map(|&l| l as f64).sum::<f64>() / rows.len() as f64) as f32
+            };
+            let mut grad = vec![0.0; logits.len()];
+            cpu::cross_entropy_backward(&logits, &labels, classes, 1.0 / rows as f32, &mut grad);
+
+            let (gx, gw, gb, gy) = (upload(ctx, &x), upload(ctx, &w), upload(ctx, &b), upload(ctx, &labels));
+            let sum = upload(ctx, &[f32::NAN]);
+            let fused = |gy: &GpuBuffer, reset| {
+                let running = ops::RunningSum { sum: &sum, scale: 3.0, reset };
+                ops::linear_cross_entropy(ctx, &gx, &gw, &gb, gy, [rows, k, classes], Some(running)).unwrap()
+            };
+            let got = fused(&gy, true);
+            let tol = 1e-5 * (1.0 + k as f32).sqrt();
+            assert_close("logits", &download(&got.logits), &logits, tol, 1e-5);
+            assert_close("loss", &download(&got.loss), &[mean(&labels)], tol, 1e-5);
+            assert_close("gradient", &download(&got.grad), &grad, 1e-6, 1e-4);
+            assert_close("running sum", &download(&sum), &[3.0 * mean(&labels)], tol, 1e-5);
+            // Without a reset the next loss adds to the sum.
+            let again = fused(&gy, false);
+            assert_close("running sum", &download(&sum), &[6.0 * mean(&labels)], tol, 1e-5);
+            outputs.extend([got.logits, got.loss, got.grad, again.loss].iter().map(download));
+            // A label that is no class index poisons its row's gradient, the loss and the sum.
+            labels[rows - 1] = classes as f32;
+            let bad = fused(&upload(ctx, &labels), false);
+            let bad_grad = download(&bad.grad);
+            assert!(bad_grad[(rows - 1) * classes..].iter().all(|v| v.is_nan()));
+            assert!(bad_grad[..(rows - 1) * classes].iter().all(|v| v.is_finite()));
+            assert!(download(&bad.loss)[0].is_nan() && download(&sum)[0].is_nan());
+            outputs.push(bad_grad);
+        }
+        let (x, w, b, y) =
+            (upload(ctx, &[0.0; 17]), upload(ctx, &[0.0; 17]), upload(ctx, &[0.0; 17]), upload(ctx, &[0.0]));
+        let too_many = ops::linear_cross_entropy(ctx, &x, &w, &b, &y, [1, 1, 17], None);
+        assert!(matches!(too_many, Err(GpuError::Shape { .. })), "17 classes");
         outputs
     });
 }
@@ -671,7 +734,7 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(ops::adam_steps(ctx, &[twice, twice], adam), Err(GpuError::Aliased { .. })));
     let short = ops::AdamBuffers { grad: &b, ..twice };
     assert!(matches!(ops::adam_steps(ctx, &[short], adam), Err(GpuError::Shape { .. })));
-    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
+    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0, false), Err(GpuError::Aliased { .. })));
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let too_many = (limit / 4 + 1) as usize;
     assert!(matches!(ops::fill(ctx, too_many, 0.0), Err(GpuError::TooLarge { .. })));

@@ -11,6 +11,7 @@ use devices::gpu;
 use engine::nn::{Description, ImageShape, Network};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
+use engine::tensor::RunningLoss;
 use engine::{Device, Tensor};
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -123,8 +124,9 @@ fn mixing_devices_is_an_error() {
     assert!(matches!(a.add(&b), Err(engine::Error::DeviceMismatch("add"))));
 }
 
-/// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0);
-/// returns every parameter after them.
+/// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0), the
+/// last layer and the loss as one op whose losses go into a running sum; returns every
+/// parameter after them, then that sum.
 fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
     let mlp = Description::mlp(ImageShape::FASHION_MNIST, &[96, 40], 10).unwrap();
     let mlp = Network::new(mlp, dropout, &mut Rng::new(5), device).unwrap();
@@ -136,12 +138,16 @@ fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
         "adam" => Box::new(Adam::new(mlp.parameters(), 1e-2, 1e-3)),
         _ => Box::new(Sgd::new(mlp.parameters(), 0.1, 0.9, 1e-3)),
     };
-    for _ in 0..2 {
-        let logits = if dropout > 0.0 { mlp.forward_train(&x, &mut masks) } else { mlp.forward(&x) };
-        let grads = logits.unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+    let sum = Tensor::from_vec(vec![f32::NAN], &[], device).unwrap();
+    for step in 0..2 {
+        let running = RunningLoss { sum: &sum, scale: 50.0, restart: step == 0 };
+        let loss = mlp.training_loss(&x, &y, &mut masks, Some(running)).unwrap();
+        let grads = loss.backward().unwrap();
         engine::no_grad(|| opt.step(&grads)).unwrap();
     }
-    mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+    let mut values: Vec<Vec<f32>> = mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect();
+    values.push(sum.to_vec().unwrap());
+    values
 }
 
 #[test]

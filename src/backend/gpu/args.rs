@@ -63,3 +63,25 @@ pub struct AdamBuffers<'a> {
     pub m: &'a GpuBuffer,
     pub v: &'a GpuBuffer,
 }
+
+/// The most classes the fused last layer and loss (`ops::linear_cross_entropy`) takes.
+pub const LINEAR_LOSS_MAX_CLASSES: usize = 16;
+
+/// A one-element running sum of losses that a loss kernel updates with its mean loss:
+/// `sum = scale * loss`, plus the old `sum` unless `reset`.
+#[derive(Clone, Copy, Debug)]
+pub struct RunningSum<'a> {
+    pub sum: &'a GpuBuffer,
+    pub scale: f32,
+    pub reset: bool,
+}
+
+/// What `ops::linear_cross_entropy` computes.
+pub struct LinearLoss {
+    /// `[rows, classes]`.
+    pub logits: GpuBuffer,
+    /// The gradient of the mean loss with respect to the logits, `[rows, classes]`.
+    pub grad: GpuBuffer,
+    /// The mean loss, one element.
+    pub loss: GpuBuffer,
+}

@@ -24,6 +24,7 @@ mod args;
 mod buffer;
 pub mod conv;
 mod disk_cache;
+mod loss;
 pub mod ops;
 mod params;
 mod pipeline;

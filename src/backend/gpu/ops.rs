@@ -6,10 +6,13 @@
 //! The launchers mirror the CPU kernels of [`crate::backend::cpu`], their oracle: same
 //! arguments where it makes sense, same formulas, same operation order.
 
-pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
+pub use super::args::{
+    AdamBuffers, Epilogue, GatherSpec, LINEAR_LOSS_MAX_CLASSES, LinearLoss, MatmulShape, RunningSum,
+};
+pub use super::loss::{cross_entropy_backward, cross_entropy_mean, cross_entropy_rows, linear_cross_entropy};
 use super::params::{
-    AdamParams, AxpyParams, CrossEntropyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams,
-    MatmulParams, ReduceParams, RowParams, SgdParams, UnaryParams,
+    AdamParams, AxpyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams, MatmulParams, ReduceParams,
+    RowParams, SgdParams, UnaryParams,
 };
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::{AdamStep, SgdStep};
@@ -29,7 +32,7 @@ const WIDE_MIN_TILES: u64 = 256;
 const NAIVE_BLOCK: u64 = 16;
 
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
-const NAN_BITS: u32 = 0x7fc0_0000;
+pub(super) const NAN_BITS: u32 = 0x7fc0_0000;
 
 /// The op codes of `binary` in `shaders/elementwise.wgsl`.
 #[repr(u32)]
@@ -246,12 +249,13 @@ pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) ->
     Ok(out)
 }
 
-/// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
-pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
+/// `acc += alpha * x` in place, or `acc = alpha * x` when `reset`: accumulating gradients, or
+/// losses over an epoch, on the device.
+pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32, reset: bool) -> Result<(), GpuError> {
     const OP: &str = "axpy";
     check_inputs(ctx, OP, &[("acc", acc, acc.len()), ("x", x, acc.len())])?;
     let n = acc.len();
-    let params = AxpyParams { n: to_u32(OP, n)?, alpha, _pad0: 0, _pad1: 0 };
+    let params = AxpyParams { n: to_u32(OP, n)?, alpha, reset: reset as u32, _pad: 0 };
     ctx.dispatch(Kernel::Axpy, &params, &[acc, x], (n as u64).div_ceil(WG), OP)
 }
 
@@ -389,71 +393,6 @@ pub fn softmax_rows_backward(
         let params = RowParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, _pad0: 0, _pad1: 0 };
         ctx.dispatch(Kernel::SoftmaxBackward, &params, &[y, dy, &out], rows as u64, OP)?;
     }
-    Ok(out)
-}
-
-/// Per-row negative log-likelihood of `log_softmax(logits)` at each row's label: `[rows]`.
-/// `labels` holds one class index per row as `f32`; a row whose label is not a class index in
-/// `0..cols` gets NaN (the device cannot report an error per element).
-pub fn cross_entropy_rows(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyRows, logits, labels, rows, cols, 1.0)
-}
-
-/// The mean over the rows of [`cross_entropy_rows`] (0 without rows), as a one-element buffer:
-/// the loss, in one dispatch of one workgroup.
-pub fn cross_entropy_mean(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyMean, logits, labels, rows, cols, 1.0 / rows.max(1) as f32)
-}
-
-/// The gradient `(softmax(logits) - onehot(labels)) * scale`, `[rows, cols]`. As in
-/// `cpu::cross_entropy_backward`, `scale` is the whole factor: pass `upstream / rows` for the
-/// gradient of the mean loss.
-pub fn cross_entropy_backward(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyBackward, logits, labels, rows, cols, scale)
-}
-
-fn cross_entropy_kernel(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<GpuBuffer, GpuError> {
-    const OP: &str = "cross_entropy";
-    if cols == 0 && rows > 0 {
-        return Err(GpuError::Shape { op: OP, detail: "rows without classes".into() });
-    }
-    let n = elements(OP, &[rows, cols])?;
-    check_inputs(ctx, OP, &[("logits", logits, n), ("labels", labels, rows)])?;
-    let (out_len, groups) = match kernel {
-        Kernel::CrossEntropyRows => (rows, rows),
-        Kernel::CrossEntropyMean => (1, 1),
-        _ => (n, rows),
-    };
-    let out = ctx.alloc_output(out_len, OP)?;
-    let params = CrossEntropyParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, scale, nan_bits: NAN_BITS };
-    ctx.dispatch(kernel, &params, &[logits, labels, &out], groups as u64, OP)?;
     Ok(out)
 }
 

@@ -103,8 +103,9 @@ uniform! {
     struct AxpyParams {
         n: u32,
         alpha: f32,
-        _pad0: u32,
-        _pad1: u32,
+        /// 1: store `alpha * x` instead of adding it.
+        reset: u32,
+        _pad: u32,
     }
 }
 
@@ -149,6 +150,23 @@ uniform! {
         cols: u32,
         scale: f32,
         nan_bits: u32,
+    }
+}
+
+uniform! {
+    /// `Params` in `shaders/linear_cross_entropy.wgsl`.
+    struct LinearLossParams {
+        rows: u32,
+        k: u32,
+        classes: u32,
+        /// 1: the running sum is set, not added to.
+        reset: u32,
+        /// `1 / rows`.
+        scale: f32,
+        /// The factor of the mean loss in the running sum.
+        sum_scale: f32,
+        nan_bits: u32,
+        _pad0: u32,
     }
 }
 
@@ -285,6 +303,7 @@ mod tests {
             Shader::Reduce => ReduceParams::LAYOUT,
             Shader::Softmax | Shader::SoftmaxBackward => RowParams::LAYOUT,
             Shader::CrossEntropy => CrossEntropyParams::LAYOUT,
+            Shader::LinearCrossEntropy => LinearLossParams::LAYOUT,
             Shader::Adam => AdamParams::LAYOUT,
             Shader::Sgd => SgdParams::LAYOUT,
             Shader::Gather => GatherParams::LAYOUT,

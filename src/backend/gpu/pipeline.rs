@@ -37,6 +37,8 @@ pub enum Kernel {
     CrossEntropyRows,
     CrossEntropyMean,
     CrossEntropyBackward,
+    /// A classifier's last layer fused with its loss, the gradient and a running sum.
+    LinearCrossEntropy,
     Adam,
     AdamPair,
     /// Six parameters in one dispatch: 24 storage bindings, past WebGPU's minimum of 8.
@@ -89,6 +91,7 @@ pub(super) enum Shader {
     Softmax,
     SoftmaxBackward,
     CrossEntropy,
+    LinearCrossEntropy,
     Adam,
     Sgd,
     Gather,
@@ -245,6 +248,7 @@ impl Shader {
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Shader::SoftmaxBackward => include_str!("../../../shaders/softmax_backward.wgsl"),
             Shader::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
+            Shader::LinearCrossEntropy => include_str!("../../../shaders/linear_cross_entropy.wgsl"),
             Shader::Adam => return Cow::Owned(adam_six()),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
@@ -257,7 +261,7 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 33] = [
+    pub const ALL: [Kernel; 34] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
@@ -277,6 +281,7 @@ impl Kernel {
         Kernel::CrossEntropyRows,
         Kernel::CrossEntropyMean,
         Kernel::CrossEntropyBackward,
+        Kernel::LinearCrossEntropy,
         Kernel::Adam,
         Kernel::AdamPair,
         Kernel::AdamSix,
@@ -314,6 +319,7 @@ impl Kernel {
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
+            Kernel::LinearCrossEntropy => Shader::LinearCrossEntropy,
             Kernel::Adam | Kernel::AdamPair | Kernel::AdamSix => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
             Kernel::GatherBatch => Shader::Gather,
@@ -348,6 +354,7 @@ impl Kernel {
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::CrossEntropyMean => "cross_entropy_mean",
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
+            Kernel::LinearCrossEntropy => "linear_cross_entropy",
             Kernel::Adam => "adam",
             Kernel::AdamPair => "adam_pair",
             Kernel::AdamSix => "adam_six",
@@ -380,6 +387,7 @@ impl Kernel {
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
                 &[Read, Read, ReadWrite]
             }
+            Kernel::LinearCrossEntropy => &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Adam => &ADAM_BINDINGS[..4],
             Kernel::AdamPair => &ADAM_BINDINGS[..8],
             Kernel::AdamSix => &ADAM_BINDINGS,
