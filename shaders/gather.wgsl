@@ -34,11 +34,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out_labels: array<f32>;
 
-// Byte `byte` of a packed word.
-fn byte_of(word: u32, byte: u32) -> u32 {
-    return (word >> ((byte % 4u) * 8u)) & 255u;
-}
-
 // One thread per byte of the batch (per row when samples have no bytes); the first byte's
 // thread also writes the row's label.
 @compute @workgroup_size(256)

@@ -4,7 +4,8 @@
 // read from workgroup memory feeds twice as many multiply-adds. The `_row_sums` instances also
 // write each row's sum of op(A) over k to `row_sums` (a weight gradient dzᵀ·x with its bias
 // gradient Σ dz): every thread sums the A values it reads anyway, in k order, and the threads
-// of the first column of tiles store them, so each row has one writer.
+// of the first column of tiles store them, so each row has one writer. The header defines
+// `load_a`, how an element of op(A) is read (`matmul_gathered.wgsl` gathers it from bytes).
 //
 // Slices of A and B are staged in workgroup memory k-major, padded to {LDS} to spread banks.
 // Thread (x, y) owns rows y + 16i and columns x + 16j of the tile (i, j < {TM}), so its reads of
@@ -50,7 +51,8 @@ fn {NAME}(
             let gka = k0 + ak;
             var av = 0.0;
             if gr < p.m && gka < p.k {
-                av = a[gr * p.a_rs + gka * p.a_cs];
+                av = load_a(gr, gka);
+                {AFTER_LOAD_A}
             }
             a_{NAME}[ak * {LDS}u + am] = av;
 
@@ -98,5 +100,5 @@ fn {NAME}(
             }
         }
     }
-    {ROW_SUMS_STORE}
+    {FIRST_COLUMN_STORE}
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
 
 mod conv;
+mod gathered;
 mod loss;
 mod read;
 

@@ -500,17 +500,17 @@ impl<'a> Session<'a> {
         let mut window = LossWindow::new(self.device)?;
         // A GPU's window is read while the next one runs: checked one window late.
         let mut in_flight: Option<WindowRead> = None;
-        for (step, batch) in self.train_idx.chunks(config.batch_size).enumerate() {
+        for step in 0..self.steps_per_epoch {
+            let (first, examples) = (step * config.batch_size, self.train_idx.len());
+            let len = config.batch_size.min(examples - first);
             let global_step = (epoch - 1) * self.steps_per_epoch + step;
             self.optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
-            let (x, y) = self.batches.batch(step * config.batch_size, batch.len())?;
-            let running = Some(window.running(batch.len()));
-            let loss = self.model.training_loss(&x, &y, &mut self.dropout_rng, running)?;
+            let loss = self.batch_loss(first, len, window.running(len))?;
             let grads = loss.backward()?;
             crate::no_grad(|| self.optimizer.step(&grads))?;
             let last = step + 1 == self.steps_per_epoch;
             if (step + 1) % self.read_every == 0 || last {
-                let seen = (step * config.batch_size + batch.len()) as f64;
+                let seen = (first + len) as f64;
                 let read = window.start_read(step + 1, seen / epoch_start.elapsed().as_secs_f64())?;
                 if let Some(previous) = in_flight.replace(read) {
                     loss_sum += previous.finish(epoch, observe)?;
@@ -521,6 +521,23 @@ impl<'a> Session<'a> {
             }
         }
         Ok(loss_sum)
+    }
+
+    /// The training loss of the batch at entries `first..first + len` of the epoch's order, put
+    /// into `running`; on a GPU the batch is gathered inside the first layer's product.
+    fn batch_loss(&mut self, first: usize, len: usize, running: RunningLoss) -> crate::Result<Tensor> {
+        let layer_one = match self.model.first_linear() {
+            Some((weights, relu)) => self.batches.first_layer(first, len, weights, relu)?,
+            None => None,
+        };
+        let rng = &mut self.dropout_rng;
+        match layer_one {
+            Some((h, y)) => self.model.training_loss_after(1, &h, &y, rng, Some(running)),
+            None => {
+                let (x, y) = self.batches.batch(first, len)?;
+                self.model.training_loss(&x, &y, rng, Some(running))
+            }
+        }
     }
 }
 

@@ -640,6 +640,59 @@ fn gather_normalises_a_batch_of_u8_samples() {
     });
 }
 
+#[test]
+fn a_first_layer_gathers_its_batch_in_its_loads() {
+    on_both("linear_gathered", |ctx| {
+        let mut rng = Rng::new(13);
+        let mut outputs = Vec::new();
+        let gray = ChannelAffine::from((1.0 / 255.0, -0.5));
+        let rgb = ChannelAffine::new(&[(1.0 / 255.0, 0.0), (2.0 / 255.0, -0.5), (-1.0 / 64.0, 3.0)]).unwrap();
+        // 70 rows and 100 outputs: full and partial tiles both ways; gray samples of 7 bytes and
+        // RGB ones of three planes of 15, neither a multiple of the 16-deep slices.
+        let (samples, batch, n, first) = (90, 70, 100, 11);
+        for (features, affine, relu) in [(7, gray, true), (45, rgb, false)] {
+            let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+            let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
+            let mut order: Vec<u32> = (0..samples as u32).collect();
+            rng.shuffle(&mut order);
+            let (w, b) = (random(n * features, &mut rng, -1.0, 1.0), random(n, &mut rng, -1.0, 1.0));
+            let entries: Vec<usize> = order[first..first + batch].iter().map(|&s| s as usize).collect();
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            cpu::gather_batch(&images, &labels, features, &entries, affine, &mut x, &mut y);
+            let mut want = vec![0.0; batch * n];
+            let shape = MatmulShape::new(batch, features, n).transposed(false, true);
+            cpu::add_bias(&cpu_matmul(&x, &w, shape), &b, &mut want);
+            if relu {
+                want.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+
+            let (gimages, glabels) =
+                (GpuBuffer::from_u8_packed(ctx, &images).unwrap(), GpuBuffer::from_u8_packed(ctx, &labels).unwrap());
+            let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
+            let dataset = ops::DatasetBuffers { samples: &gimages, labels: &glabels, order: &gorder };
+            let spec = GatherSpec { samples, features, first, batch, affine };
+            let got = ops::linear_gathered(ctx, dataset, spec, &upload(ctx, &w), &upload(ctx, &b), relu).unwrap();
+            let (out, gx, gy) = (download(&got.out), download(&got.x), download(&got.labels));
+            assert_eq!(bits(&gx), bits(&x), "{features} bytes: the stored batch is the CPU's gather");
+            assert_eq!(gy, y);
+            assert_close("first layer", &out, &want, 1e-5, 1e-5);
+
+            // A sample index past the dataset gives a NaN row, output row and label.
+            let bad = GpuBuffer::from_u32(ctx, &[1, samples as u32, 2]).unwrap();
+            let dataset = ops::DatasetBuffers { order: &bad, ..dataset };
+            let spec = GatherSpec { first: 0, batch: 3, ..spec };
+            let poisoned = ops::linear_gathered(ctx, dataset, spec, &upload(ctx, &w), &upload(ctx, &b), false).unwrap();
+            let (rows, bad_out, bad_labels) =
+                (download(&poisoned.x), download(&poisoned.out), download(&poisoned.labels));
+            assert!(rows[features..2 * features].iter().all(|v| v.is_nan()));
+            assert!(bad_out[n..2 * n].iter().all(|v| v.is_nan()) && bad_out[..n].iter().all(|v| v.is_finite()));
+            assert!(bad_labels[1].is_nan() && bad_labels[0] == labels[1] as f32);
+            outputs.extend([out, gx, gy, rows, bad_out]);
+        }
+        outputs
+    });
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|v| v.to_bits()).collect()
 }

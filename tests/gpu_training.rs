@@ -12,6 +12,7 @@ use engine::nn::{Description, ImageShape, Network};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
 use engine::tensor::RunningLoss;
+use engine::train::TrainError;
 use engine::{Device, Tensor};
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -211,8 +212,12 @@ fn engine_train_on_the_gpu_reaches_the_cpu_accuracy() {
     assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.005, "gpu {gpu_accuracy} vs cpu {cpu_accuracy}");
 }
 
-/// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`.
-fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine::train::TrainError>) {
+/// Every parameter of a model, in order.
+type Parameters = Vec<Vec<f32>>;
+
+/// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`
+/// with `dropout`: the trained parameters, or the error.
+fn fit_events(device: &Device, lr: f64, dropout: f64) -> (Vec<(usize, f32)>, Result<Parameters, TrainError>) {
     use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
     let data = engine::data::load(None).expect("FashionMNIST");
     let config = TrainConfig {
@@ -222,7 +227,7 @@ fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine
         optimizer: OptimizerKind::Adam,
         momentum: 0.0,
         weight_decay: 0.0,
-        dropout: 0.0,
+        dropout,
         lr_schedule: LrSchedule::Constant,
         normalize: engine::data::Normalization::Unit,
         model: engine::nn::Architecture::Mlp,
@@ -239,8 +244,19 @@ fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine
         }
         Ok(())
     };
-    let end = train::fit(&config, &data.train, device, &mut observe).map(drop);
-    (steps, end)
+    let end = train::fit(&config, &data.train, device, &mut observe);
+    (steps, end.map(|trained| trained.model.parameters().iter().map(|p| p.to_vec().unwrap()).collect()))
+}
+
+#[test]
+fn training_with_the_batch_gathered_in_the_first_layer_equals_the_cpu_with_dropout() {
+    let Some(device) = gpu() else { return };
+    // On a GPU each batch is gathered inside the first layer's product, and dropout follows it:
+    // the same masks as the CPU's, so the same parameters after 40 steps.
+    let ((_, gpu), (_, cpu)) = (fit_events(&device, 1e-3, 0.3), fit_events(&Device::Cpu, 1e-3, 0.3));
+    for (i, (g, c)) in gpu.unwrap().iter().zip(&cpu.unwrap()).enumerate() {
+        assert_close(&format!("parameter {i} after 40 steps with dropout"), g, c);
+    }
 }
 
 #[test]
@@ -248,9 +264,9 @@ fn the_gpu_loss_is_read_a_window_late_with_the_same_losses_and_nan_check() {
     let Some(device) = gpu() else { return };
     // A GPU reads the loss every 32 steps, while the next window runs; the last window at the
     // epoch's end. Its window means match the CPU's per-step losses.
-    let (gpu_steps, end) = fit_events(&device, 1e-3);
-    assert!(end.is_ok(), "{end:?}");
-    let (cpu_steps, _) = fit_events(&Device::Cpu, 1e-3);
+    let (gpu_steps, end) = fit_events(&device, 1e-3, 0.0);
+    assert!(end.is_ok(), "{:?}", end.err());
+    let (cpu_steps, _) = fit_events(&Device::Cpu, 1e-3, 0.0);
     assert_eq!(gpu_steps.iter().map(|s| s.0).collect::<Vec<_>>(), [32, 40]);
     for (&(step, loss), first) in gpu_steps.iter().zip([0, 32]) {
         let cpu: f32 = cpu_steps[first..step].iter().map(|s| s.1).sum::<f32>() / (step - first) as f32;
@@ -259,8 +275,8 @@ fn the_gpu_loss_is_read_a_window_late_with_the_same_losses_and_nan_check() {
 
     // Diverging: the window with the first NaN or infinity is reported with its own step and the same
     // message as on the CPU, which stops at the step itself.
-    let (gpu_steps, gpu_end) = fit_events(&device, 1e30);
-    let (_, cpu_end) = fit_events(&Device::Cpu, 1e30);
+    let (gpu_steps, gpu_end) = fit_events(&device, 1e30, 0.0);
+    let (_, cpu_end) = fit_events(&Device::Cpu, 1e30, 0.0);
     let (gpu_error, cpu_error) = (gpu_end.unwrap_err().to_string(), cpu_end.unwrap_err().to_string());
     let step = |message: &str| message.split("step ").nth(1).and_then(|s| s.split(':').next()?.parse::<usize>().ok());
     let (gpu_step, cpu_step) = (step(&gpu_error).expect(&gpu_error), step(&cpu_error).expect(&cpu_error));

@@ -88,7 +88,8 @@ impl GpuBuffer {
 /// The launchers of `backend/gpu/ops.rs` that the tensor layer calls.
 pub mod ops {
     pub use super::args::{
-        AdamBuffers, Epilogue, GatherSpec, LINEAR_LOSS_MAX_CLASSES, LinearLoss, MatmulShape, RunningSum,
+        AdamBuffers, DatasetBuffers, Epilogue, GatherSpec, GatheredLinear, LINEAR_LOSS_MAX_CLASSES, LinearLoss,
+        MatmulShape, RunningSum,
     };
     use super::{AdamStep, GpuBuffer, GpuContext, GpuError, SgdStep};
 
@@ -169,6 +170,16 @@ pub mod ops {
         match *ctx {}
     }
     pub fn sgd_step(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: &GpuBuffer, _: SgdStep) -> Result<(), GpuError> {
+        match *ctx {}
+    }
+    pub fn linear_gathered(
+        ctx: &GpuContext,
+        _: DatasetBuffers,
+        _: GatherSpec,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: bool,
+    ) -> Result<GatheredLinear, GpuError> {
         match *ctx {}
     }
     pub fn gather_batch(

@@ -120,10 +120,33 @@ impl Network {
         rng: &mut Rng,
         running: Option<RunningLoss>,
     ) -> Result<Tensor> {
+        self.training_loss_after(0, x, labels, rng, running)
+    }
+
+    /// The weights of the first layer and whether a relu follows it, where the network starts
+    /// with a linear layer that is not also its last (an MLP): a GPU gathers the batch inside
+    /// that layer's product, and [`Network::training_loss_after`] goes on from its output.
+    pub fn first_linear(&self) -> Option<(&Weights, bool)> {
+        match self.description.steps(true).as_slice() {
+            [Step::Linear { layer, relu }, _, ..] => Some((self.weights(*layer).ok()?, *relu)),
+            _ => None,
+        }
+    }
+
+    /// As [`Network::training_loss`] from `h`, the output of the first `done` steps of the
+    /// training forward pass.
+    pub fn training_loss_after(
+        &self,
+        done: usize,
+        h: &Tensor,
+        labels: &Tensor,
+        rng: &mut Rng,
+        running: Option<RunningLoss>,
+    ) -> Result<Tensor> {
         let mut steps = self.description.steps(true);
         let last = steps.pop();
-        let mut h = x.clone();
-        for step in steps {
+        let mut h = h.clone();
+        for step in steps.into_iter().skip(done) {
             h = self.apply(step, &h, Some(&mut *rng))?;
         }
         if let Some(Step::Linear { layer, relu: false }) = last {

@@ -1,9 +1,10 @@
 //! Training batches made where the data is: the dataset's bytes kept on the host for the CPU,
 //! or uploaded once to a GPU, and each batch gathered and normalised there.
 
-use crate::backend::gpu::{self, GpuBuffer};
+use crate::backend::gpu::{self, GpuBuffer, ops::DatasetBuffers};
 use crate::backend::{ChannelAffine, cpu};
 use crate::error::{Error, Result};
+use crate::nn::Weights;
 use crate::tensor::{Device, Storage, Tensor};
 
 /// A dataset of `u8` samples (`features` bytes each, with one label byte) held where training
@@ -72,10 +73,35 @@ impl<'a> BatchSource<'a> {
         Ok(())
     }
 
+    /// The output of a first layer, linear with `weights` (through a relu when `relu`), on the
+    /// batch at entries `first..first + len` of the order, and the batch's labels, where the data
+    /// is on a GPU: one kernel gathers the batch inside the layer's product. `None` on the CPU,
+    /// where [`BatchSource::batch`] makes the batch.
+    pub(crate) fn first_layer(
+        &self,
+        first: usize,
+        len: usize,
+        weights: &Weights,
+        relu: bool,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let BatchStorage::Gpu { samples, labels, order } = &self.storage else {
+            return Ok(None);
+        };
+        let order = order.as_ref().ok_or_else(|| Error::InvalidArgument("no epoch order".into()))?;
+        let dataset = DatasetBuffers { samples, labels, order };
+        let spec = self.spec(first, len);
+        Tensor::linear_of_gathered(dataset, spec, &weights.weight, &weights.bias, relu).map(Some)
+    }
+
+    /// Where the batch at entries `first..first + len` is, and how its bytes become inputs.
+    fn spec(&self, first: usize, len: usize) -> gpu::ops::GatherSpec {
+        gpu::ops::GatherSpec { samples: self.samples, features: self.features, first, batch: len, affine: self.affine }
+    }
+
     /// The samples at entries `first..first + len` of the order as inputs `[len, features]`,
     /// and their labels as `f32` `[len]`, on the device.
     pub(crate) fn batch(&self, first: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        let (samples_len, features) = (self.samples, self.features);
+        let features = self.features;
         let (x, y) = match &self.storage {
             BatchStorage::Cpu { samples, labels, order } => {
                 let entries = first.checked_add(len).and_then(|end| order.get(first..end)).ok_or_else(|| {
@@ -87,9 +113,7 @@ impl<'a> BatchSource<'a> {
             }
             BatchStorage::Gpu { samples, labels, order } => {
                 let order = order.as_ref().ok_or_else(|| Error::InvalidArgument("no epoch order".into()))?;
-                let spec =
-                    gpu::ops::GatherSpec { samples: samples_len, features, first, batch: len, affine: self.affine };
-                let (x, y) = gpu::ops::gather_batch(samples.context(), samples, labels, order, spec)?;
+                let (x, y) = gpu::ops::gather_batch(samples.context(), samples, labels, order, self.spec(first, len))?;
                 (Storage::Gpu(x), Storage::Gpu(y))
             }
         };

@@ -85,3 +85,24 @@ pub struct LinearLoss {
     /// The mean loss, one element.
     pub loss: GpuBuffer,
 }
+
+/// A `u8` dataset on the device and an order of its samples: what a batch is gathered from.
+#[derive(Clone, Copy, Debug)]
+pub struct DatasetBuffers<'a> {
+    /// The samples' bytes, packed four to a word ([`GpuBuffer::from_u8_packed`]).
+    pub samples: &'a GpuBuffer,
+    /// One byte per sample, packed likewise.
+    pub labels: &'a GpuBuffer,
+    /// Sample indices as `u32`: a batch is a run of them.
+    pub order: &'a GpuBuffer,
+}
+
+/// What `ops::linear_gathered` computes.
+pub struct GatheredLinear {
+    /// The layer's output, `[batch, outputs]`.
+    pub out: GpuBuffer,
+    /// The gathered batch, `[batch, features]`, as `ops::gather_batch` makes it.
+    pub x: GpuBuffer,
+    /// The batch's labels as `f32`, `[batch]`.
+    pub labels: GpuBuffer,
+}

@@ -21,6 +21,7 @@
 
 mod adapter;
 mod args;
+mod batch;
 mod buffer;
 pub mod conv;
 mod disk_cache;

@@ -7,12 +7,14 @@
 //! arguments where it makes sense, same formulas, same operation order.
 
 pub use super::args::{
-    AdamBuffers, Epilogue, GatherSpec, LINEAR_LOSS_MAX_CLASSES, LinearLoss, MatmulShape, RunningSum,
+    AdamBuffers, DatasetBuffers, Epilogue, GatherSpec, GatheredLinear, LINEAR_LOSS_MAX_CLASSES, LinearLoss,
+    MatmulShape, RunningSum,
 };
+pub use super::batch::{gather_batch, linear_gathered};
 pub use super::loss::{cross_entropy_backward, cross_entropy_mean, cross_entropy_rows, linear_cross_entropy};
 use super::params::{
-    AdamParams, AxpyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams, MatmulParams, ReduceParams,
-    RowParams, SgdParams, UnaryParams,
+    AdamParams, AxpyParams, DropoutParams, ElementwiseParams, FillParams, MatmulParams, ReduceParams, RowParams,
+    SgdParams, UnaryParams,
 };
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::{AdamStep, SgdStep};
@@ -22,7 +24,7 @@ pub(super) const WG: u64 = 256;
 /// Elements one workgroup of `reduce_sum` adds up (256 threads x 16).
 const REDUCE_CHUNK: u64 = 4096;
 /// Output tile of the tiled matmul and of the naive one.
-const TILED_BLOCK: u64 = 64;
+pub(super) const TILED_BLOCK: u64 = 64;
 const WIDE_BLOCK: u64 = 128;
 /// Output tiles of 128x128 from which the wide kernel pays: about two per compute unit of a
 /// large GPU (132 on an H200). With fewer, units idle where 4x as many 64x64 tiles keep them
@@ -131,7 +133,7 @@ fn matmul_with(
     row_sums: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "matmul";
-    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
+    let MatmulShape { m, k, n, .. } = shape;
     check_inputs(ctx, OP, &[("A", a, elements(OP, &[m, k])?), ("B", b, elements(OP, &[k, n])?)])?;
     if let Some(bias) = epilogue.bias {
         check_inputs(ctx, OP, &[("bias", bias, n)])?;
@@ -143,6 +145,23 @@ fn matmul_with(
     if m == 0 || n == 0 {
         return Ok(out);
     }
+    let params = matmul_params(shape, epilogue, block)?;
+    let tiles = params.tiles_total as u64;
+    // Without a bias or mask their binding is A again (bound, never read).
+    let bias = epilogue.bias.unwrap_or(a);
+    let mask = epilogue.relu_mask.unwrap_or(a);
+    match row_sums {
+        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
+        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
+    }
+    Ok(out)
+}
+
+/// The uniform of a blocked product of `shape` by `block` x `block` tiles: sizes, strides,
+/// the epilogue's and the transposes' flags and the tile counts.
+pub(super) fn matmul_params(shape: MatmulShape, epilogue: Epilogue, block: u64) -> Result<MatmulParams, GpuError> {
+    const OP: &str = "matmul";
+    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
@@ -154,7 +173,7 @@ fn matmul_with(
         | flag(epilogue.relu_mask.is_some(), MatmulParams::RELU_MASK);
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
-    let params = MatmulParams {
+    Ok(MatmulParams {
         m: m32,
         n: n32,
         k: k32,
@@ -167,15 +186,7 @@ fn matmul_with(
         tiles_total: to_u32(OP, tiles as usize)?,
         _pad0: 0,
         _pad1: 0,
-    };
-    // Without a bias or mask their binding is A again (bound, never read).
-    let bias = epilogue.bias.unwrap_or(a);
-    let mask = epilogue.relu_mask.unwrap_or(a);
-    match row_sums {
-        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
-        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
-    }
-    Ok(out)
+    })
 }
 
 /// `a + b`, elementwise.
@@ -478,74 +489,6 @@ pub fn sgd_step(
         _pad2: 0,
     };
     ctx.dispatch(Kernel::Sgd, &params, &[param, grad, momentum], (n as u64).div_ceil(WG), OP)
-}
-
-/// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
-/// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
-/// in one dispatch: the samples as `f32` `[batch, features]`, each byte `byte * scale + shift`
-/// with its channel's affine (as `cpu::gather_batch`), and their labels (one byte per sample in
-/// `labels`) as `f32` `[batch]`. An index past the dataset gives a NaN row and label.
-pub fn gather_batch(
-    ctx: &GpuContext,
-    data: &GpuBuffer,
-    labels: &GpuBuffer,
-    indices: &GpuBuffer,
-    spec: GatherSpec,
-) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
-    const OP: &str = "gather_batch";
-    same_context(ctx, OP, &[data, labels, indices])?;
-    let bytes = elements(OP, &[spec.samples, spec.features])?;
-    for (name, buffer, bytes) in [("samples", data, bytes), ("labels", labels, spec.samples)] {
-        if buffer.len() != bytes.div_ceil(4) {
-            return Err(GpuError::Shape {
-                op: OP,
-                detail: format!(
-                    "{} {name} of {} bytes need {} packed words, the buffer has {}",
-                    spec.samples,
-                    bytes / spec.samples.max(1),
-                    bytes.div_ceil(4),
-                    buffer.len()
-                ),
-            });
-        }
-    }
-    let end = spec.first.checked_add(spec.batch);
-    if end.is_none_or(|end| end > indices.len()) {
-        return Err(GpuError::Shape {
-            op: OP,
-            detail: format!(
-                "entries {}..{}+{} are past the {} indices",
-                spec.first,
-                spec.first,
-                spec.batch,
-                indices.len()
-            ),
-        });
-    }
-    to_u32(OP, bytes)?;
-    let n = elements(OP, &[spec.batch, spec.features])?;
-    let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
-    let out = ctx.alloc_output(n, OP)?;
-    let out_labels = ctx.alloc_output(spec.batch, OP)?;
-    let params = GatherParams {
-        batch: to_u32(OP, spec.batch)?,
-        features: to_u32(OP, spec.features)?,
-        samples: to_u32(OP, spec.samples)?,
-        words: to_u32(OP, data.len())?,
-        label_words: to_u32(OP, labels.len())?,
-        indices: to_u32(OP, indices.len())?,
-        first: to_u32(OP, spec.first)?,
-        nan_bits: NAN_BITS,
-        plane: to_u32(OP, spec.features.div_ceil(spec.affine.channels()).max(1))?,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-        scale: spec.affine.padded().map(|(scale, _)| scale),
-        shift: spec.affine.padded().map(|(_, shift)| shift),
-    };
-    let buffers = [data, labels, indices, &out, &out_labels];
-    ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
-    Ok((out, out_labels))
 }
 
 impl GpuContext {

@@ -52,6 +52,35 @@ uniform! {
     }
 }
 
+uniform! {
+    /// `Params` in `shaders/matmul_gathered.wgsl`: [`MatmulParams`]'s fields, then where and
+    /// how the batch is gathered ([`GatherParams`]'s).
+    struct MatmulGatheredParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        flags: u32,
+        a_rs: u32,
+        a_cs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        tiles_n: u32,
+        tiles_total: u32,
+        _pad0: u32,
+        _pad1: u32,
+        samples: u32,
+        words: u32,
+        label_words: u32,
+        indices: u32,
+        first: u32,
+        nan_bits: u32,
+        plane: u32,
+        _pad2: u32,
+        scale: [f32; 4],
+        shift: [f32; 4],
+    }
+}
+
 impl MatmulParams {
     /// Bits of `flags`, as `shaders/matmul.wgsl` tests them.
     pub(super) const BIAS: u32 = 1 << 0;
@@ -295,6 +324,7 @@ mod tests {
     fn uniform_of(shader: Shader) -> (&'static str, Layout) {
         let layout = match shader {
             Shader::Matmul => MatmulParams::LAYOUT,
+            Shader::MatmulGathered => MatmulGatheredParams::LAYOUT,
             Shader::Elementwise => ElementwiseParams::LAYOUT,
             Shader::Unary => UnaryParams::LAYOUT,
             Shader::Dropout => DropoutParams::LAYOUT,
