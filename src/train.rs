@@ -566,7 +566,8 @@ struct LossWindow {
 
 impl LossWindow {
     fn new(device: &Device) -> crate::Result<LossWindow> {
-        Ok(LossWindow { sum: Tensor::zeros(&[], device)?, examples: 0 })
+        // An upload, not a fill: no dispatch of its own.
+        Ok(LossWindow { sum: Tensor::from_vec(vec![0.0], &[], device)?, examples: 0 })
     }
 
     /// Where the loss of a step of `examples` examples goes.

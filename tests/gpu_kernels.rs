@@ -11,7 +11,7 @@
 mod gpu;
 
 use engine::backend::cpu::{self, matmul::MatRef};
-use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
+use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape, MatmulTile};
 use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
 use engine::backend::{AdamStep, ChannelAffine, SgdStep};
 use engine::rng::Rng;
@@ -68,8 +68,8 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     for kind in ["tiled", "wide", "naive"] {
         let got = match kind {
             "tiled" => ops::matmul(ctx, &ga, &gb, shape, epilogue),
-            "wide" => ops::matmul_wide(ctx, &ga, &gb, shape, epilogue),
-            _ if naive => ops::matmul_naive(ctx, &ga, &gb, shape, epilogue),
+            "wide" => ops::matmul_by(ctx, MatmulTile::Wide, &ga, &gb, shape, epilogue),
+            _ if naive => ops::matmul_by(ctx, MatmulTile::Naive, &ga, &gb, shape, epilogue),
             _ => continue,
         };
         let got = download(&got.expect("matmul"));

@@ -65,11 +65,8 @@ pub fn matmul(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    if wide(shape) {
-        matmul_wide(ctx, a, b, shape, epilogue)
-    } else {
-        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue, None)
-    }
+    let tile = if wide(shape) { MatmulTile::Wide } else { MatmulTile::Tiled };
+    matmul_by(ctx, tile, a, b, shape, epilogue)
 }
 
 /// Whether [`matmul`] takes the wide kernel for `shape`.
@@ -77,27 +74,33 @@ fn wide(shape: MatmulShape) -> bool {
     (shape.m as u64).div_ceil(WIDE_BLOCK) * (shape.n as u64).div_ceil(WIDE_BLOCK) >= WIDE_MIN_TILES
 }
 
-/// As [`matmul`], always by the wide kernel (tests and benchmarks pick it explicitly).
-pub fn matmul_wide(
-    ctx: &GpuContext,
-    a: &GpuBuffer,
-    b: &GpuBuffer,
-    shape: MatmulShape,
-    epilogue: Epilogue,
-) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue, None)
+/// The kernels of a product, which [`matmul`] chooses between and tests and benchmarks pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulTile {
+    /// One thread per output and no shared memory: the reference for the blocked kernels and
+    /// the baseline of the benchmarks.
+    Naive,
+    /// 64x64 outputs a workgroup, 4x4 a thread.
+    Tiled,
+    /// 128x128 outputs a workgroup, 8x8 a thread.
+    Wide,
 }
 
-/// As [`matmul`], one thread per output and no shared memory: the reference for the tiled
-/// kernel and the baseline of the benchmarks.
-pub fn matmul_naive(
+/// As [`matmul`], by the kernel `tile` names.
+pub fn matmul_by(
     ctx: &GpuContext,
+    tile: MatmulTile,
     a: &GpuBuffer,
     b: &GpuBuffer,
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue, None)
+    let (kernel, block) = match tile {
+        MatmulTile::Naive => (Kernel::MatmulNaive, NAIVE_BLOCK),
+        MatmulTile::Tiled => (Kernel::MatmulTiled, TILED_BLOCK),
+        MatmulTile::Wide => (Kernel::MatmulWide, WIDE_BLOCK),
+    };
+    matmul_with(ctx, kernel, block, a, b, shape, epilogue, None)
 }
 
 /// `C = op(A) · op(B)` and the sums of op(A)'s rows over k (`[m]`), in one dispatch: a weight
