@@ -24,7 +24,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use engine::backend::cpu::{self, conv::Conv2dShape, matmul::MatRef};
 use engine::backend::gpu::conv as gpu_conv;
-use engine::backend::gpu::ops::{self, Epilogue, MatmulShape};
+use engine::backend::gpu::ops::{self, Epilogue, MatmulShape, MatmulTile};
 use engine::backend::gpu::{GpuBuffer, GpuContext};
 use engine::rng::Rng;
 
@@ -89,8 +89,8 @@ fn matmul(c: &mut Criterion) {
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         for kind in ["gpu_naive", "gpu_tiled", "gpu_wide"] {
             let run = || match kind {
-                "gpu_naive" => ops::matmul_naive(&ctx, &a, &b, shape, Epilogue::default()),
-                "gpu_wide" => ops::matmul_wide(&ctx, &a, &b, shape, Epilogue::default()),
+                "gpu_naive" => ops::matmul_by(&ctx, MatmulTile::Naive, &a, &b, shape, Epilogue::default()),
+                "gpu_wide" => ops::matmul_by(&ctx, MatmulTile::Wide, &a, &b, shape, Epilogue::default()),
                 _ => ops::matmul(&ctx, &a, &b, shape, Epilogue::default()),
             };
             bench_gpu(&mut group, BenchmarkId::new(kind, &name), &ctx, || run().expect("matmul"));

@@ -29,7 +29,7 @@ fn inference(c: &mut Criterion) {
     };
     let indices: Vec<usize> = (0..test.len()).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    data::gather_batch(&test, &indices, normalization.affine(), &mut inputs, &mut labels);
+    data::gather_batch(&test, &indices, &normalization.affine().into(), &mut inputs, &mut labels);
     let mut group = c.benchmark_group("inference_10k");
     group.sample_size(10);
     for batch in [10_000, 64] {

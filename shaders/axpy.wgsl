@@ -1,11 +1,12 @@
-// acc += alpha * x in place: accumulating gradients or losses without a new buffer.
+// acc += alpha * x in place (acc = alpha * x when reset is 1): accumulating gradients or losses
+// without a new buffer.
 
 // Mirrored field by field by AxpyParams in src/backend/gpu/ops.rs: change both together.
 struct Params {
     n: u32,
     alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
+    reset: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,5 +23,9 @@ fn axpy(
     if i >= p.n {
         return;
     }
-    acc[i] = acc[i] + p.alpha * x[i];
+    if p.reset != 0u {
+        acc[i] = p.alpha * x[i];
+    } else {
+        acc[i] = acc[i] + p.alpha * x[i];
+    }
 }

@@ -21,6 +21,11 @@ fn nan_f32(bits: u32) -> f32 {
     return bitcast<f32>(bits);
 }
 
+// Byte `byte` of a u8 array packed four to a u32 word, from the word that holds it.
+fn byte_of(word: u32, byte: u32) -> u32 {
+    return (word >> ((byte % 4u) * 8u)) & 255u;
+}
+
 // The maximum of `v` over a 256-thread workgroup; every thread gets it. `lid` < 256.
 fn workgroup_max(v: f32, lid: u32) -> f32 {
     red[lid] = v;

@@ -1,6 +1,6 @@
 // Gathers a batch of a u8 dataset kept on the device (packed four to a u32 word, little-endian)
-// by a list of sample indices: each sample's bytes as f32 `byte * scale + shift` (an image with
-// its normalisation), and in the same dispatch its label byte as f32. An index past the list
+// by a list of sample indices: each sample's bytes as f32 `byte * scale[c] + shift[c]` with c
+// the byte's channel (an image with its per-channel normalisation; CHW planes), and in the same dispatch its label byte as f32. An index past the list
 // or the dataset gives a NaN row and label instead of an out-of-bounds read.
 
 // Mirrored field by field by GatherParams in src/backend/gpu/ops.rs: change both together.
@@ -16,11 +16,15 @@ struct Params {
     indices: u32,
     // The batch's first entry in the index list.
     first: u32,
-    scale: f32,
-    shift: f32,
     nan_bits: u32,
+    // Bytes per channel plane of a sample (at least 1): byte f is in channel f / plane.
+    plane: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
+    // Per channel, up to four.
+    scale: vec4<f32>,
+    shift: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,11 +33,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> index: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out_labels: array<f32>;
-
-// Byte `byte` of a packed word.
-fn byte_of(word: u32, byte: u32) -> u32 {
-    return (word >> ((byte % 4u) * 8u)) & 255u;
-}
 
 // One thread per byte of the batch (per row when samples have no bytes); the first byte's
 // thread also writes the row's label.
@@ -60,7 +59,8 @@ fn gather_batch(
         var v = nan_f32(p.nan_bits);
         let byte = sample * p.features + f;
         if valid && byte / 4u < p.words {
-            v = f32(byte_of(data[byte / 4u], byte)) * p.scale + p.shift;
+            let c = min(f / p.plane, 3u);
+            v = f32(byte_of(data[byte / 4u], byte)) * p.scale[c] + p.shift[c];
         }
         out[i] = v;
     }

@@ -31,6 +31,11 @@ struct Params {
 // The row sums of op(A), [m]: bound by the `_row_sums` kernels only.
 @group(0) @binding(6) var<storage, read_write> row_sums: array<f32>;
 
+// Element (row, q) of op(A).
+fn load_a(row: u32, q: u32) -> f32 {
+    return a[row * p.a_rs + q * p.a_cs];
+}
+
 fn epilogue(v: f32, row: u32, col: u32) -> f32 {
     var r = v;
     if (p.flags & 1u) != 0u {

@@ -4,7 +4,8 @@
 // read from workgroup memory feeds twice as many multiply-adds. The `_row_sums` instances also
 // write each row's sum of op(A) over k to `row_sums` (a weight gradient dzᵀ·x with its bias
 // gradient Σ dz): every thread sums the A values it reads anyway, in k order, and the threads
-// of the first column of tiles store them, so each row has one writer.
+// of the first column of tiles store them, so each row has one writer. The header defines
+// `load_a`, how an element of op(A) is read (`matmul_gathered.wgsl` gathers it from bytes).
 //
 // Slices of A and B are staged in workgroup memory k-major, padded to {LDS} to spread banks.
 // Thread (x, y) owns rows y + 16i and columns x + 16j of the tile (i, j < {TM}), so its reads of
@@ -13,6 +14,25 @@
 
 var<workgroup> a_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 var<workgroup> b_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
+
+// Where element s of thread tid's share of a {BM} x {BK} slice of op(A) goes in the tile:
+// (row, depth), along A's contiguous dimension. s < {LOADS}, so both are inside the tile.
+fn a_place_{NAME}(tid: u32, s: u32, trans_a: bool) -> vec2<u32> {
+    let e = tid + s * 256u;
+    if trans_a {
+        return vec2<u32>(e % {BM}u, e / {BM}u);
+    }
+    return vec2<u32>(e / {BK}u, e % {BK}u);
+}
+
+// As a_place for op(B): (column, depth).
+fn b_place_{NAME}(tid: u32, s: u32, trans_b: bool) -> vec2<u32> {
+    let e = tid + s * 256u;
+    if trans_b {
+        return vec2<u32>(e / {BK}u, e % {BK}u);
+    }
+    return vec2<u32>(e % {BM}u, e / {BM}u);
+}
 
 @compute @workgroup_size(16, 16)
 fn {NAME}(
@@ -32,58 +52,56 @@ fn {NAME}(
 
     var acc: array<array<f32, {TM}>, {TM}>;
     var row_sum: array<f32, {TM}>;
-    for (var k0 = 0u; k0 < p.k; k0 = k0 + {BK}u) {
-        // {BM} x {BK} elements of each operand, {LOADS} per thread; e < {BM} * {BK} so every
-        // tile index is below {TILE_LEN}.
-        for (var s = 0u; s < {LOADS}u; s = s + 1u) {
-            let e = tid + s * 256u;
-            var am: u32;
-            var ak: u32;
-            if trans_a {
-                am = e % {BM}u;
-                ak = e / {BM}u;
-            } else {
-                am = e / {BK}u;
-                ak = e % {BK}u;
+    // This thread's share of the next slice of each operand: read from memory while the slice
+    // before it is multiplied out of workgroup memory, so the reads' latency hides behind it.
+    var a_next: array<f32, {LOADS}>;
+    var b_next: array<f32, {LOADS}>;
+    // Pass j reads slice j and multiplies slice j - 1; one pass more than there are slices.
+    for (var k0 = 0u; k0 < p.k + {BK}u; k0 = k0 + {BK}u) {
+        if k0 < p.k {
+            for (var s = 0u; s < {LOADS}u; s = s + 1u) {
+                let ap = a_place_{NAME}(tid, s, trans_a);
+                let gr = row0 + ap.x;
+                let gka = k0 + ap.y;
+                var av = 0.0;
+                if gr < p.m && gka < p.k {
+                    av = load_a(gr, gka);
+                    {AFTER_LOAD_A}
+                }
+                a_next[s] = av;
+                let bp = b_place_{NAME}(tid, s, trans_b);
+                let gc = col0 + bp.x;
+                let gkb = k0 + bp.y;
+                var bv = 0.0;
+                if gc < p.n && gkb < p.k {
+                    bv = b[gkb * p.b_rs + gc * p.b_cs];
+                }
+                b_next[s] = bv;
             }
-            let gr = row0 + am;
-            let gka = k0 + ak;
-            var av = 0.0;
-            if gr < p.m && gka < p.k {
-                av = a[gr * p.a_rs + gka * p.a_cs];
+        }
+        if k0 > 0u {
+            for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {
+                var ar: array<f32, {TM}>;
+                var br: array<f32, {TM}>;
+                for (var i = 0u; i < {TM}u; i = i + 1u) {
+                    ar[i] = a_{NAME}[kk * {LDS}u + lid.y + i * 16u];
+                    br[i] = b_{NAME}[kk * {LDS}u + lid.x + i * 16u];
+                }
+                {ROW_SUMS_ADD}
+                for (var i = 0u; i < {TM}u; i = i + 1u) {
+                    for (var j = 0u; j < {TM}u; j = j + 1u) {
+                        acc[i][j] = acc[i][j] + ar[i] * br[j];
+                    }
+                }
             }
-            a_{NAME}[ak * {LDS}u + am] = av;
-
-            var bn: u32;
-            var bk: u32;
-            if trans_b {
-                bn = e / {BK}u;
-                bk = e % {BK}u;
-            } else {
-                bn = e % {BM}u;
-                bk = e / {BM}u;
-            }
-            let gc = col0 + bn;
-            let gkb = k0 + bk;
-            var bv = 0.0;
-            if gc < p.n && gkb < p.k {
-                bv = b[gkb * p.b_rs + gc * p.b_cs];
-            }
-            b_{NAME}[bk * {LDS}u + bn] = bv;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {
-            var ar: array<f32, {TM}>;
-            var br: array<f32, {TM}>;
-            for (var i = 0u; i < {TM}u; i = i + 1u) {
-                ar[i] = a_{NAME}[kk * {LDS}u + lid.y + i * 16u];
-                br[i] = b_{NAME}[kk * {LDS}u + lid.x + i * 16u];
-            }
-            {ROW_SUMS_ADD}
-            for (var i = 0u; i < {TM}u; i = i + 1u) {
-                for (var j = 0u; j < {TM}u; j = j + 1u) {
-                    acc[i][j] = acc[i][j] + ar[i] * br[j];
-                }
+        if k0 < p.k {
+            for (var s = 0u; s < {LOADS}u; s = s + 1u) {
+                let ap = a_place_{NAME}(tid, s, trans_a);
+                a_{NAME}[ap.y * {LDS}u + ap.x] = a_next[s];
+                let bp = b_place_{NAME}(tid, s, trans_b);
+                b_{NAME}[bp.y * {LDS}u + bp.x] = b_next[s];
             }
         }
         workgroupBarrier();
@@ -98,5 +116,5 @@ fn {NAME}(
             }
         }
     }
-    {ROW_SUMS_STORE}
+    {FIRST_COLUMN_STORE}
 }

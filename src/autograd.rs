@@ -137,10 +137,12 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
 /// through the relu backward of `node`, a linear layer with relu, already.
 fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_masked: bool) -> Result<Vec<Pushed<'a>>> {
     let grad = match (grad, op) {
-        // A loss at the root: the factor is 1, and nothing is uploaded or read back.
+        // A loss at the root: the factor is 1, and nothing is uploaded or read back (the fused
+        // last layer computed its gradient already).
         (None, Op::CrossEntropy { logits, labels }) => {
             return Ok(vec![push(logits, logits.cross_entropy_backward(labels, None)?)]);
         }
+        (None, Op::LinearCrossEntropy { x, weight, bias, grad, .. }) => return linear_rule(x, weight, bias, grad),
         (grad, _) => &or_seed(grad, node)?,
     };
     Ok(match op {
@@ -157,27 +159,12 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
         .flatten()
         .collect(),
         Op::Linear { x, weight, bias, relu } => {
-            // y = act(x·Wᵀ + b): dz = dy masked by the relu, dx = dz·W, dW = dzᵀ·x, db = Σ dz.
+            // y = act(x·Wᵀ + b): dz = dy masked by the relu.
             let dz = if *relu && !relu_masked { node.relu_mask(grad)? } else { grad.clone() };
-            let mut grads = Vec::new();
-            if x.tracks() {
-                // When x is itself a linear layer's relu output, its relu backward goes into
-                // this product's epilogue: one kernel instead of two.
-                grads.push(match x.op() {
-                    Some(Op::Linear { relu: true, .. }) => {
-                        Pushed { input: x, grad: dz.matmul_relu_mask(weight, x)?, relu_masked: true }
-                    }
-                    _ => push(x, dz.matmul(weight)?),
-                });
-            }
-            if weight.tracks() && bias.tracks() {
-                let (dw, db) = dz.matmul_tn_and_sum_rows(x)?;
-                grads.extend([push(weight, dw), push(bias, db)]);
-            } else {
-                grads.extend(push_if_tracks(weight, || dz.matmul_tn(x))?);
-                grads.extend(push_if_tracks(bias, || dz.sum_rows())?);
-            }
-            grads
+            linear_rule(x, weight, bias, &dz)?
+        }
+        Op::LinearCrossEntropy { x, weight, bias, labels, logits, .. } => {
+            linear_rule(x, weight, bias, &logits.cross_entropy_backward(labels, Some(grad))?)?
         }
         Op::Conv2d { x, weight, bias, padding } => [
             push_if_tracks(x, || grad.conv2d_backward_input(x, weight, *padding))?,
@@ -206,4 +193,28 @@ fn backward_rule<'a>(op: &'a Op, node: &Tensor, grad: Option<Tensor>, relu_maske
         Op::Softmax(x) => vec![push(x, node.softmax_backward(grad)?)],
         Op::CrossEntropy { logits, labels } => vec![push(logits, logits.cross_entropy_backward(labels, Some(grad))?)],
     })
+}
+
+/// The gradients of a linear layer's input, weight and bias from `dz`, the gradient of its
+/// output before any relu: `dx = dz·W`, `dW = dzᵀ·x`, `db = Σ dz`.
+fn linear_rule<'a>(x: &'a Tensor, weight: &'a Tensor, bias: &'a Tensor, dz: &Tensor) -> Result<Vec<Pushed<'a>>> {
+    let mut grads = Vec::new();
+    if x.tracks() {
+        // When x is itself a linear layer's relu output, its relu backward goes into
+        // this product's epilogue: one kernel instead of two.
+        grads.push(match x.op() {
+            Some(Op::Linear { relu: true, .. }) => {
+                Pushed { input: x, grad: dz.matmul_relu_mask(weight, x)?, relu_masked: true }
+            }
+            _ => push(x, dz.matmul(weight)?),
+        });
+    }
+    if weight.tracks() && bias.tracks() {
+        let (dw, db) = dz.matmul_tn_and_sum_rows(x)?;
+        grads.extend([push(weight, dw), push(bias, db)]);
+    } else {
+        grads.extend(push_if_tracks(weight, || dz.matmul_tn(x))?);
+        grads.extend(push_if_tracks(bias, || dz.sum_rows())?);
+    }
+    Ok(grads)
 }

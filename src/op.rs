@@ -49,6 +49,16 @@ pub(crate) enum Op {
         logits: Tensor,
         labels: Tensor,
     },
+    /// A linear layer without relu and the mean cross-entropy of its output, computed by one
+    /// kernel with the output's gradient (`grad`, for backward from this loss itself).
+    LinearCrossEntropy {
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        labels: Tensor,
+        logits: Tensor,
+        grad: Tensor,
+    },
 }
 
 impl Op {
@@ -58,6 +68,7 @@ impl Op {
             Op::AddBias { x, bias } => vec![x, bias],
             Op::Linear { x, weight, bias, .. } | Op::Conv2d { x, weight, bias, .. } => vec![x, weight, bias],
             Op::CrossEntropy { logits, labels } => vec![logits, labels],
+            Op::LinearCrossEntropy { x, weight, bias, labels, .. } => vec![x, weight, bias, labels],
             Op::Relu(x)
             | Op::Scale(x, _)
             | Op::Sum(x)

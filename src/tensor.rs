@@ -18,8 +18,11 @@ use crate::error::{Error, Result, element_count};
 use crate::op::{self, Op};
 
 mod conv;
+mod gathered;
+mod loss;
 mod read;
 
+pub use loss::RunningLoss;
 pub use read::ScalarRead;
 
 /// Where a tensor's data lives.
@@ -412,6 +415,12 @@ impl Tensor {
     /// without a new buffer. Refuses a tensor that gradients flow through (its graph would see
     /// the new value) and `x` being `self`.
     pub fn add_scaled_in_place(&self, x: &Tensor, alpha: f32) -> Result<()> {
+        self.accumulate(x, alpha, false)
+    }
+
+    /// `self = alpha * x`, plus the old `self` unless `reset`, in place, with the checks of
+    /// [`Tensor::add_scaled_in_place`].
+    fn accumulate(&self, x: &Tensor, alpha: f32, reset: bool) -> Result<()> {
         self.same_shape(x, "add_scaled_in_place")?;
         if self.tracks() || self.id() == x.id() {
             return Err(Error::InvalidArgument(
@@ -419,8 +428,9 @@ impl Tensor {
             ));
         }
         match (&mut *self.storage_mut(), &*x.storage()) {
+            (Storage::Cpu(acc), Storage::Cpu(x)) if reset => acc.iter_mut().zip(x).for_each(|(a, &x)| *a = alpha * x),
             (Storage::Cpu(acc), Storage::Cpu(x)) => acc.iter_mut().zip(x).for_each(|(a, &x)| *a += alpha * x),
-            (Storage::Gpu(acc), Storage::Gpu(x)) => gpu::ops::axpy(acc.context(), acc, x, alpha)?,
+            (Storage::Gpu(acc), Storage::Gpu(x)) => gpu::ops::axpy(acc.context(), acc, x, alpha, reset)?,
             _ => return Err(Error::DeviceMismatch("add_scaled_in_place")),
         }
         Ok(())
@@ -466,43 +476,6 @@ impl Tensor {
             Storage::Gpu(x) => Storage::Gpu(gpu::ops::softmax_rows(x.context(), x, m, n)?),
         };
         Ok(Tensor::from_op(storage, self.shape().to_vec(), Op::Softmax(self.clone())))
-    }
-
-    /// Mean over the rows of `-log_softmax(self)[row, label]`, fused: the loss of a classifier.
-    /// `labels` holds one class index per row, stored as `f32`. On a GPU, a label outside the
-    /// classes makes the loss NaN (a kernel cannot stop with an error).
-    pub fn cross_entropy(&self, labels: &Tensor) -> Result<Tensor> {
-        let (m, n) = self.dims2("cross_entropy")?;
-        self.expect_shape_of(labels, &[m], "cross_entropy")?;
-        let storage = match (&*self.storage(), &*labels.storage()) {
-            (Storage::Cpu(x), Storage::Cpu(y)) => {
-                check_labels(y, n)?;
-                let losses = cpu::cross_entropy_rows(x, y, n);
-                Storage::Cpu(vec![(losses.iter().map(|&l| l as f64).sum::<f64>() / m.max(1) as f64) as f32])
-            }
-            (Storage::Gpu(x), Storage::Gpu(y)) => Storage::Gpu(gpu::ops::cross_entropy_mean(x.context(), x, y, m, n)?),
-            _ => return Err(Error::DeviceMismatch("cross_entropy")),
-        };
-        let op = Op::CrossEntropy { logits: self.clone(), labels: labels.clone() };
-        Ok(Tensor::from_op(storage, Vec::new(), op))
-    }
-
-    /// The gradient of `cross_entropy` with respect to the logits, times the scalar `grad`
-    /// (`None`: the loss is where backward started, so the factor is 1 and nothing is read back
-    /// from a device).
-    pub(crate) fn cross_entropy_backward(&self, labels: &Tensor, grad: Option<&Tensor>) -> Result<Tensor> {
-        let (m, n) = self.dims2("cross_entropy")?;
-        let scale = grad.map_or(Ok(1.0), Tensor::to_scalar)? / m.max(1) as f32;
-        gradient_of_two(
-            "cross_entropy",
-            [self, labels],
-            self.shape(),
-            |x, y, dx| {
-                cpu::cross_entropy_backward(x, y, n, scale, dx);
-                Ok(())
-            },
-            |x, y| gpu::ops::cross_entropy_backward(x.context(), x, y, m, n, scale),
-        )
     }
 
     /// Softmax backward from the softmax output `self` and the incoming gradient.
@@ -682,11 +655,4 @@ fn gradient_of_two(
 
 fn shape_mismatch(op: &'static str, lhs: &Tensor, rhs: &Tensor) -> Error {
     Error::ShapeMismatch { op, lhs: lhs.shape().to_vec(), rhs: rhs.shape().to_vec() }
-}
-
-fn check_labels(labels: &[f32], classes: usize) -> Result<()> {
-    match labels.iter().find(|&&l| !(l >= 0.0 && (l as usize) < classes && l.fract() == 0.0)) {
-        Some(&label) => Err(Error::LabelOutOfRange { label, classes }),
-        None => Ok(()),
-    }
 }

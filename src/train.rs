@@ -8,7 +8,7 @@ use crate::data::{self, CLASSES, Dataset, IMAGE_PIXELS, InputContract, Normaliza
 use crate::nn::{Architecture, Description, ImageShape, Network};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::rng::Rng;
-use crate::tensor::{Device, ScalarRead, Tensor};
+use crate::tensor::{Device, RunningLoss, ScalarRead, Tensor};
 
 mod batches;
 mod checkpoint;
@@ -16,7 +16,6 @@ mod infer;
 
 use batches::BatchSource;
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointPaths};
-use infer::gather_affine;
 pub use infer::{Evaluation, evaluate, infer_batches};
 
 /// Which optimizer updates the weights.
@@ -396,8 +395,8 @@ impl<'a> Session<'a> {
         let optimizer = make_optimizer(config, &model);
         let (shuffle_rng, dropout_rng) = (rng.fork(), rng.fork());
         let steps_per_epoch = train_idx.len().div_ceil(config.batch_size);
-        let affine = gather_affine(contract, config.normalize);
-        let batches = BatchSource::new(&train.pixels, &train.labels, contract.pixels(), affine, device)?;
+        let affine = contract.affine(config.normalize);
+        let batches = BatchSource::new(&train.pixels, &train.labels, contract.pixels(), &affine, device)?;
         // Reading the loss waits for the device: a GPU keeps running ahead between reads.
         let read_every = if *device == Device::Cpu { 1 } else { GPU_LOSS_READ_INTERVAL };
         Ok(Session {
@@ -539,20 +538,20 @@ impl<'a> Session<'a> {
         self.shuffle_rng.shuffle(&mut self.train_idx);
         self.batches.set_order(&self.train_idx)?;
         let mut loss_sum = 0.0f64;
-        let mut window = LossWindow::default();
+        let mut window = LossWindow::new(self.device)?;
         // A GPU's window is read while the next one runs: checked one window late.
         let mut in_flight: Option<WindowRead> = None;
-        for (step, batch) in self.train_idx.chunks(config.batch_size).enumerate() {
+        for step in 0..self.steps_per_epoch {
+            let (first, examples) = (step * config.batch_size, self.train_idx.len());
+            let len = config.batch_size.min(examples - first);
             let global_step = (epoch - 1) * self.steps_per_epoch + step;
             self.optimizer.set_learning_rate(learning_rate(config, global_step, total_steps));
-            let (x, y) = self.batches.batch(step * config.batch_size, batch.len())?;
-            let loss = self.model.forward_train(&x, &mut self.dropout_rng)?.cross_entropy(&y)?;
+            let loss = self.batch_loss(first, len, window.running(len))?;
             let grads = loss.backward()?;
             crate::no_grad(|| self.optimizer.step(&grads))?;
-            window.add(&loss, batch.len())?;
             let last = step + 1 == self.steps_per_epoch;
             if (step + 1) % self.read_every == 0 || last {
-                let seen = (step * config.batch_size + batch.len()) as f64;
+                let seen = (first + len) as f64;
                 let read = window.start_read(step + 1, seen / epoch_start.elapsed().as_secs_f64())?;
                 if let Some(previous) = in_flight.replace(read) {
                     loss_sum += previous.finish(epoch, observe)?;
@@ -563,6 +562,23 @@ impl<'a> Session<'a> {
             }
         }
         Ok(loss_sum)
+    }
+
+    /// The training loss of the batch at entries `first..first + len` of the epoch's order, put
+    /// into `running`; on a GPU the batch is gathered inside the first layer's product.
+    fn batch_loss(&mut self, first: usize, len: usize, running: RunningLoss) -> crate::Result<Tensor> {
+        let layer_one = match self.model.first_linear() {
+            Some((weights, relu)) => self.batches.first_layer(first, len, weights, relu)?,
+            None => None,
+        };
+        let rng = &mut self.dropout_rng;
+        match layer_one {
+            Some((h, y)) => self.model.training_loss_after(1, &h, &y, rng, Some(running)),
+            None => {
+                let (x, y) = self.batches.batch(first, len)?;
+                self.model.training_loss(&x, &y, rng, Some(running))
+            }
+        }
     }
 }
 
@@ -582,27 +598,30 @@ fn restore(model: &Network, weights: Vec<Tensor>) {
 const GPU_LOSS_READ_INTERVAL: usize = 32;
 
 /// The batch losses since the last read, summed where they were computed (weighted by batch
-/// size), so reading them costs one transfer.
-#[derive(Default)]
+/// size) by the ops that compute them, so reading them costs one transfer and no op.
 struct LossWindow {
-    sum: Option<Tensor>,
+    /// One element, kept from window to window: a window's first loss replaces the last sum.
+    sum: Tensor,
     examples: usize,
 }
 
 impl LossWindow {
-    fn add(&mut self, loss: &Tensor, examples: usize) -> crate::Result<()> {
-        match &self.sum {
-            Some(sum) => sum.add_scaled_in_place(loss, examples as f32)?,
-            None => self.sum = Some(crate::no_grad(|| loss.scale(examples as f32))?),
-        }
+    fn new(device: &Device) -> crate::Result<LossWindow> {
+        // An upload, not a fill: no dispatch of its own.
+        Ok(LossWindow { sum: Tensor::from_vec(vec![0.0], &[], device)?, examples: 0 })
+    }
+
+    /// Where the loss of a step of `examples` examples goes.
+    fn running(&mut self, examples: usize) -> RunningLoss<'_> {
+        let restart = self.examples == 0;
         self.examples += examples;
-        Ok(())
+        RunningLoss { sum: &self.sum, scale: examples as f32, restart }
     }
 
     /// Starts reading the summed loss of the window that ends at `step`; the window starts
     /// again empty.
     fn start_read(&mut self, step: usize, samples_per_second: f64) -> crate::Result<WindowRead> {
-        let sum = self.sum.take().map_or(Ok(ScalarRead::Ready(0.0)), |s| s.start_scalar_read())?;
+        let sum = if self.examples == 0 { ScalarRead::Ready(0.0) } else { self.sum.start_scalar_read()? };
         Ok(WindowRead { sum, examples: std::mem::take(&mut self.examples), step, samples_per_second })
     }
 }

@@ -41,11 +41,26 @@ fn check_gradients_on(
     let output = engine_op(&vars).unwrap();
     let probe: Vec<f32> = (0..output.len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
     let probe_t = Tensor::from_vec(probe.clone(), output.shape(), device).unwrap();
-    let loss = output.mul(&probe_t).unwrap().sum().unwrap();
-    let grads = loss.backward().unwrap();
-
-    let as_f64: Vec<Vec<f64>> = data.iter().map(|d| d.iter().map(|&v| v as f64).collect()).collect();
+    let probed = output.mul(&probe_t).unwrap().sum().unwrap();
     let scalar = |xs: &[Vec<f64>]| -> f64 { reference(xs).iter().zip(&probe).map(|(y, &r)| y * r as f64).sum() };
+    compare_with_differences(device, &vars, &data, &probed, &scalar);
+    // A scalar is also checked with backward starting at it, as from a training step's loss.
+    if output.len() == 1 {
+        compare_with_differences(device, &vars, &data, &output, &|xs| reference(xs)[0]);
+    }
+}
+
+/// Checks `loss` (computed from `vars`, holding `data`) and its gradients against `scalar`, the
+/// same function in f64, and its central finite differences.
+fn compare_with_differences(
+    device: &Device,
+    vars: &[Tensor],
+    data: &[Vec<f32>],
+    loss: &Tensor,
+    scalar: &dyn Fn(&[Vec<f64>]) -> f64,
+) {
+    let grads = loss.backward().unwrap();
+    let as_f64: Vec<Vec<f64>> = data.iter().map(|d| d.iter().map(|&v| v as f64).collect()).collect();
     let forward = scalar(&as_f64);
     let engine_forward = loss.to_scalar().unwrap() as f64;
     assert!(
@@ -219,6 +234,31 @@ fn fused_cross_entropy_matches_log_softmax_nll() {
                 vec![nll / rows as f64]
             },
             11,
+        );
+    }
+}
+
+#[test]
+fn fused_last_layer_and_loss() {
+    // Classes up to the fused kernel's most, and past it (the two ops instead).
+    for (m, k, n) in [(1, 1, 1), (3, 5, 7), (9, 4, 16), (2, 3, 17)] {
+        let labels: Vec<f32> = (0..m).map(|r| ((r * 5 + 2) % n) as f32).collect();
+        let labels_t = |device: &Device| Tensor::from_vec(labels.clone(), &[m], device);
+        let expected = labels.clone();
+        check_gradients(
+            &[&[m, k], &[n, k], &[n]],
+            |v| v[0].linear_cross_entropy(&v[1], &v[2], &labels_t(&v[0].device())?, None),
+            &move |x| {
+                let z: Vec<f64> = matmul_ref(&x[0], &x[1], m, k, n, false, true)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v + x[2][i % n])
+                    .collect();
+                let p = softmax_ref(&z, n);
+                let nll: f64 = expected.iter().enumerate().map(|(r, &l)| -p[r * n + l as usize].ln()).sum();
+                vec![nll / m as f64]
+            },
+            (m * 10 + n) as u64,
         );
     }
 }

@@ -11,9 +11,9 @@
 mod gpu;
 
 use engine::backend::cpu::{self, matmul::MatRef};
-use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape};
+use engine::backend::gpu::ops::{self, Epilogue, GatherSpec, MatmulShape, MatmulTile};
 use engine::backend::gpu::{GpuBuffer, GpuContext, GpuError, Kernel};
-use engine::backend::{AdamStep, SgdStep};
+use engine::backend::{AdamStep, ChannelAffine, SgdStep};
 use engine::rng::Rng;
 use gpu::{assert_close, compare_builds, contexts, download, on_both, random, upload, wrapped_contexts};
 
@@ -68,8 +68,8 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     for kind in ["tiled", "wide", "naive"] {
         let got = match kind {
             "tiled" => ops::matmul(ctx, &ga, &gb, shape, epilogue),
-            "wide" => ops::matmul_wide(ctx, &ga, &gb, shape, epilogue),
-            _ if naive => ops::matmul_naive(ctx, &ga, &gb, shape, epilogue),
+            "wide" => ops::matmul_by(ctx, MatmulTile::Wide, &ga, &gb, shape, epilogue),
+            _ if naive => ops::matmul_by(ctx, MatmulTile::Naive, &ga, &gb, shape, epilogue),
             _ => continue,
         };
         let got = download(&got.expect("matmul"));
@@ -202,14 +202,19 @@ fn elementwise_ops_match_cpu() {
             let got = download(&ops::fill(ctx, n, 2.5).unwrap());
             assert!(got.iter().all(|&v| v == 2.5));
             let acc = upload(ctx, &b);
-            ops::axpy(ctx, &acc, &ga, 0.25).unwrap();
-            ops::axpy(ctx, &acc, &ga, -2.0).unwrap();
+            ops::axpy(ctx, &acc, &ga, 0.25, false).unwrap();
+            ops::axpy(ctx, &acc, &ga, -2.0, false).unwrap();
             let mut want = b.clone();
             cpu::update(&mut want, &a, |acc, x| acc + 0.25 * x);
             cpu::update(&mut want, &a, |acc, x| acc + -2.0 * x);
             let got = download(&acc);
             assert_close("axpy", &got, &want, 1e-6, 1e-6);
-            outputs.push(got);
+            // A reset stores the scaled operand, whatever the accumulator held.
+            ops::axpy(ctx, &acc, &upload(ctx, &vec![f32::NAN; n]), 1.0, false).unwrap();
+            ops::axpy(ctx, &acc, &ga, 0.5, true).unwrap();
+            let reset = download(&acc);
+            assert_eq!(reset, a.iter().map(|x| 0.5 * x).collect::<Vec<_>>());
+            outputs.extend([got, reset]);
         }
         outputs
     });
@@ -391,6 +396,64 @@ fn cross_entropy_forward_and_backward_match_cpu() {
 }
 
 #[test]
+fn fused_last_layer_and_loss_match_cpu() {
+    on_both("linear_cross_entropy", |ctx| {
+        let mut rng = Rng::new(9);
+        let mut outputs = Vec::new();
+        // One row; two passes of 128 rows, the second partial; k under, at and past a slice of
+        // 16; one class, ten, the most.
+        for (rows, k, classes) in [(1, 1, 1), (130, 17, 10), (300, 512, 16), (128, 16, 3)] {
+            let x = random(rows * k, &mut rng, -1.0, 1.0);
+            let w = random(classes * k, &mut rng, -1.0, 1.0);
+            let b = random(classes, &mut rng, -1.0, 1.0);
+            let mut labels: Vec<f32> = (0..rows).map(|_| rng.below(classes) as f32).collect();
+            let mut logits = vec![0.0; rows * classes];
+            cpu::add_bias(
+                &cpu_matmul(&x, &w, MatmulShape::new(rows, k, classes).transposed(false, true)),
+                &b,
+                &mut logits,
+            );
+            let mean = |labels: &[f32]| {
+                let rows = cpu::cross_entropy_rows(&logits, labels, classes);
+                (rows.iter().map(|&l| l as f64).sum::<f64>() / rows.len() as f64) as f32
+            };
+            let mut grad = vec![0.0; logits.len()];
+            cpu::cross_entropy_backward(&logits, &labels, classes, 1.0 / rows as f32, &mut grad);
+
+            let (gx, gw, gb, gy) = (upload(ctx, &x), upload(ctx, &w), upload(ctx, &b), upload(ctx, &labels));
+            let sum = upload(ctx, &[f32::NAN]);
+            let fused = |gy: &GpuBuffer, reset| {
+                let running = ops::RunningSum { sum: &sum, scale: 3.0, reset };
+                ops::linear_cross_entropy(ctx, &gx, &gw, &gb, gy, [rows, k, classes], Some(running)).unwrap()
+            };
+            let got = fused(&gy, true);
+            let tol = 1e-5 * (1.0 + k as f32).sqrt();
+            assert_close("logits", &download(&got.logits), &logits, tol, 1e-5);
+            assert_close("loss", &download(&got.loss), &[mean(&labels)], tol, 1e-5);
+            assert_close("gradient", &download(&got.grad), &grad, 1e-6, 1e-4);
+            assert_close("running sum", &download(&sum), &[3.0 * mean(&labels)], tol, 1e-5);
+            // Without a reset the next loss adds to the sum.
+            let again = fused(&gy, false);
+            assert_close("running sum", &download(&sum), &[6.0 * mean(&labels)], tol, 1e-5);
+            outputs.extend([got.logits, got.loss, got.grad, again.loss].iter().map(download));
+            // A label that is no class index poisons its row's gradient, the loss and the sum.
+            labels[rows - 1] = classes as f32;
+            let bad = fused(&upload(ctx, &labels), false);
+            let bad_grad = download(&bad.grad);
+            assert!(bad_grad[(rows - 1) * classes..].iter().all(|v| v.is_nan()));
+            assert!(bad_grad[..(rows - 1) * classes].iter().all(|v| v.is_finite()));
+            assert!(download(&bad.loss)[0].is_nan() && download(&sum)[0].is_nan());
+            outputs.push(bad_grad);
+        }
+        let (x, w, b, y) =
+            (upload(ctx, &[0.0; 17]), upload(ctx, &[0.0; 17]), upload(ctx, &[0.0; 17]), upload(ctx, &[0.0]));
+        let too_many = ops::linear_cross_entropy(ctx, &x, &w, &b, &y, [1, 1, 17], None);
+        assert!(matches!(too_many, Err(GpuError::Shape { .. })), "17 classes");
+        outputs
+    });
+}
+
+#[test]
 fn dropout_draws_the_cpu_mask_bit_for_bit() {
     on_both("dropout", |ctx| {
         let mut rng = Rng::new(21);
@@ -513,33 +576,48 @@ fn sgd_steps_match_cpu() {
 fn gather_normalises_a_batch_of_u8_samples() {
     on_both("gather", |ctx| {
         let mut rng = Rng::new(12);
-        // 7 bytes per sample: samples straddle the packed words.
+        let mut outputs = Vec::new();
+        // One gray channel of 7 bytes (samples straddle the packed words), and three RGB
+        // planes of 5x3 bytes each: every plane ends inside a word.
+        let gray = ChannelAffine::from((1.0 / 255.0 / 0.3530, -0.2860 / 0.3530));
+        let rgb = ChannelAffine::new(&[(1.0 / 255.0, 0.0), (2.0 / 255.0, -0.5), (-1.0 / 64.0, 3.0)]).unwrap();
+        for (features, affine) in [(7, gray), (45, rgb)] {
+            let samples = 50;
+            let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+            let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
+            let mut order: Vec<u32> = (0..samples as u32).collect();
+            rng.shuffle(&mut order);
+            let gimages = GpuBuffer::from_u8_packed(ctx, &images).unwrap();
+            let glabels = GpuBuffer::from_u8_packed(ctx, &labels).unwrap();
+            let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
+            let (first, batch) = (13, 20);
+
+            let spec = GatherSpec { samples, features, first, batch, affine };
+            let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
+            let (got, got_labels) = (download(&got), download(&got_labels));
+            let entries: Vec<usize> = order[first..first + batch].iter().map(|&s| s as usize).collect();
+            let (mut want, mut want_labels) = (Vec::new(), Vec::new());
+            cpu::gather_batch(&images, &labels, features, &entries, affine, &mut want, &mut want_labels);
+            // The same arithmetic as the CPU's: the same bits.
+            assert_eq!(bits(&got), bits(&want), "{features} bytes");
+            assert_eq!(got_labels, want_labels);
+            // Each channel has its own affine: the first byte of each plane of the first row.
+            let row = &images[entries[0] * features..];
+            for (c, &(scale, shift)) in affine.per_channel().iter().enumerate() {
+                let f = c * features / affine.channels();
+                assert_eq!(got[f], row[f] as f32 * scale + shift, "channel {c}");
+            }
+            outputs.extend([got, got_labels]);
+        }
+
         let (samples, features) = (50, 7);
         let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
         let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
-        let mut order: Vec<u32> = (0..samples as u32).collect();
-        rng.shuffle(&mut order);
         let gimages = GpuBuffer::from_u8_packed(ctx, &images).unwrap();
         let glabels = GpuBuffer::from_u8_packed(ctx, &labels).unwrap();
-        let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
-        let (scale, shift) = (1.0 / 255.0 / 0.3530, -0.2860 / 0.3530);
-        let (first, batch) = (13, 20);
-
-        let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        let (got, got_labels) = ops::gather_batch(ctx, &gimages, &glabels, &gorder, spec).unwrap();
-        let (got, got_labels) = (download(&got), download(&got_labels));
-        let want: Vec<f32> = order[first..first + batch]
-            .iter()
-            .flat_map(|&s| images[s as usize * features..(s as usize + 1) * features].iter())
-            .map(|&b| b as f32 * scale + shift)
-            .collect();
-        assert_close("gather images", &got, &want, 1e-6, 1e-6);
-        let want_labels: Vec<f32> = order[first..first + batch].iter().map(|&s| labels[s as usize] as f32).collect();
-        assert_eq!(got_labels, want_labels);
-
         // A sample index past the dataset gives a NaN row and label, not an out-of-bounds read.
         let bad = GpuBuffer::from_u32(ctx, &[1, 50, 2]).unwrap();
-        let spec = GatherSpec { samples, features, first: 0, batch: 3, scale: 1.0, shift: 0.0 };
+        let spec = GatherSpec { samples, features, first: 0, batch: 3, affine: (1.0, 0.0).into() };
         let (rows, bad_labels) = ops::gather_batch(ctx, &gimages, &glabels, &bad, spec).unwrap();
         let (rows, bad_labels) = (download(&rows), download(&bad_labels));
         assert!(rows[..7].iter().all(|v| v.is_finite()));
@@ -548,16 +626,75 @@ fn gather_normalises_a_batch_of_u8_samples() {
         assert!(bad_labels[0] == labels[1] as f32 && bad_labels[1].is_nan() && bad_labels[2] == labels[2] as f32);
 
         // Samples without bytes still get their labels.
-        let spec = GatherSpec { samples, features: 0, first, batch, scale, shift };
+        let order = GpuBuffer::from_u32(ctx, &[4, 0, 9]).unwrap();
+        let spec = GatherSpec { samples, features: 0, first: 0, batch: 3, affine: gray };
         let empty = GpuBuffer::from_u8_packed(ctx, &[]).unwrap();
-        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &gorder, spec).unwrap();
+        let (none, only_labels) = ops::gather_batch(ctx, &empty, &glabels, &order, spec).unwrap();
         assert_eq!(none.len(), 0);
-        assert_eq!(download(&only_labels), want_labels);
+        assert_eq!(download(&only_labels), [4, 0, 9].map(|i| labels[i] as f32));
         // A labels buffer of the wrong size is an error.
-        let spec = GatherSpec { samples, features, first, batch, scale, shift };
-        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &gorder, spec), Err(GpuError::Shape { .. })));
-        vec![got, got_labels, rows]
+        let spec = GatherSpec { samples, features, first: 0, batch: 3, affine: gray };
+        assert!(matches!(ops::gather_batch(ctx, &gimages, &gimages, &order, spec), Err(GpuError::Shape { .. })));
+        outputs.extend([rows, bad_labels]);
+        outputs
     });
+}
+
+#[test]
+fn a_first_layer_gathers_its_batch_in_its_loads() {
+    on_both("linear_gathered", |ctx| {
+        let mut rng = Rng::new(13);
+        let mut outputs = Vec::new();
+        let gray = ChannelAffine::from((1.0 / 255.0, -0.5));
+        let rgb = ChannelAffine::new(&[(1.0 / 255.0, 0.0), (2.0 / 255.0, -0.5), (-1.0 / 64.0, 3.0)]).unwrap();
+        // 70 rows and 100 outputs: full and partial tiles both ways; gray samples of 7 bytes and
+        // RGB ones of three planes of 15, neither a multiple of the 16-deep slices.
+        let (samples, batch, n, first) = (90, 70, 100, 11);
+        for (features, affine, relu) in [(7, gray, true), (45, rgb, false)] {
+            let images: Vec<u8> = (0..samples * features).map(|_| rng.below(256) as u8).collect();
+            let labels: Vec<u8> = (0..samples).map(|_| rng.below(10) as u8).collect();
+            let mut order: Vec<u32> = (0..samples as u32).collect();
+            rng.shuffle(&mut order);
+            let (w, b) = (random(n * features, &mut rng, -1.0, 1.0), random(n, &mut rng, -1.0, 1.0));
+            let entries: Vec<usize> = order[first..first + batch].iter().map(|&s| s as usize).collect();
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            cpu::gather_batch(&images, &labels, features, &entries, affine, &mut x, &mut y);
+            let mut want = vec![0.0; batch * n];
+            let shape = MatmulShape::new(batch, features, n).transposed(false, true);
+            cpu::add_bias(&cpu_matmul(&x, &w, shape), &b, &mut want);
+            if relu {
+                want.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+
+            let (gimages, glabels) =
+                (GpuBuffer::from_u8_packed(ctx, &images).unwrap(), GpuBuffer::from_u8_packed(ctx, &labels).unwrap());
+            let gorder = GpuBuffer::from_u32(ctx, &order).unwrap();
+            let dataset = ops::DatasetBuffers { samples: &gimages, labels: &glabels, order: &gorder };
+            let spec = GatherSpec { samples, features, first, batch, affine };
+            let got = ops::linear_gathered(ctx, dataset, spec, &upload(ctx, &w), &upload(ctx, &b), relu).unwrap();
+            let (out, gx, gy) = (download(&got.out), download(&got.x), download(&got.labels));
+            assert_eq!(bits(&gx), bits(&x), "{features} bytes: the stored batch is the CPU's gather");
+            assert_eq!(gy, y);
+            assert_close("first layer", &out, &want, 1e-5, 1e-5);
+
+            // A sample index past the dataset gives a NaN row, output row and label.
+            let bad = GpuBuffer::from_u32(ctx, &[1, samples as u32, 2]).unwrap();
+            let dataset = ops::DatasetBuffers { order: &bad, ..dataset };
+            let spec = GatherSpec { first: 0, batch: 3, ..spec };
+            let poisoned = ops::linear_gathered(ctx, dataset, spec, &upload(ctx, &w), &upload(ctx, &b), false).unwrap();
+            let (rows, bad_out, bad_labels) =
+                (download(&poisoned.x), download(&poisoned.out), download(&poisoned.labels));
+            assert!(rows[features..2 * features].iter().all(|v| v.is_nan()));
+            assert!(bad_out[n..2 * n].iter().all(|v| v.is_nan()) && bad_out[..n].iter().all(|v| v.is_finite()));
+            assert!(bad_labels[1].is_nan() && bad_labels[0] == labels[1] as f32);
+            outputs.extend([out, gx, gy, rows, bad_out]);
+        }
+        outputs
+    });
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -650,7 +787,7 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(ops::adam_steps(ctx, &[twice, twice], adam), Err(GpuError::Aliased { .. })));
     let short = ops::AdamBuffers { grad: &b, ..twice };
     assert!(matches!(ops::adam_steps(ctx, &[short], adam), Err(GpuError::Shape { .. })));
-    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0), Err(GpuError::Aliased { .. })));
+    assert!(matches!(ops::axpy(ctx, &a, &a, 1.0, false), Err(GpuError::Aliased { .. })));
     let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
     let too_many = (limit / 4 + 1) as usize;
     assert!(matches!(ops::fill(ctx, too_many, 0.0), Err(GpuError::TooLarge { .. })));
@@ -729,7 +866,7 @@ fn one_training_step_without_poisoning_matches_cpu() {
     let glabels = GpuBuffer::from_u8_packed(&ctx, &labels).unwrap();
     let gorder = GpuBuffer::from_u32(&ctx, &order).unwrap();
     let (gw1, gb1, gw2, gb2) = (upload(&ctx, &w1), upload(&ctx, &b1), upload(&ctx, &w2), upload(&ctx, &b2));
-    let spec = GatherSpec { samples, features, first, batch, scale, shift };
+    let spec = GatherSpec { samples, features, first, batch, affine: (scale, shift).into() };
     let (gx, gy) = ops::gather_batch(&ctx, &gimages, &glabels, &gorder, spec).unwrap();
     let gh = ops::matmul(&ctx, &gx, &gw1, shape1, Epilogue { bias: Some(&gb1), relu: true, relu_mask: None }).unwrap();
     let glogits =

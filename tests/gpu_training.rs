@@ -11,6 +11,8 @@ use devices::gpu;
 use engine::nn::{Description, ImageShape, Network};
 use engine::optim::{Adam, Optimizer, Sgd};
 use engine::rng::Rng;
+use engine::tensor::RunningLoss;
+use engine::train::TrainError;
 use engine::{Device, Tensor};
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -123,8 +125,9 @@ fn mixing_devices_is_an_error() {
     assert!(matches!(a.add(&b), Err(engine::Error::DeviceMismatch("add"))));
 }
 
-/// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0);
-/// returns every parameter after them.
+/// Two forward, backward and optimizer steps of the MLP (with dropout when `dropout` > 0), the
+/// last layer and the loss as one op whose losses go into a running sum; returns every
+/// parameter after them, then that sum.
 fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
     let mlp = Description::mlp(ImageShape::FASHION_MNIST, &[96, 40], 10).unwrap();
     let mlp = Network::new(mlp, dropout, &mut Rng::new(5), device).unwrap();
@@ -136,12 +139,16 @@ fn one_step(device: &Device, optimizer: &str, dropout: f32) -> Vec<Vec<f32>> {
         "adam" => Box::new(Adam::new(mlp.parameters(), 1e-2, 1e-3)),
         _ => Box::new(Sgd::new(mlp.parameters(), 0.1, 0.9, 1e-3)),
     };
-    for _ in 0..2 {
-        let logits = if dropout > 0.0 { mlp.forward_train(&x, &mut masks) } else { mlp.forward(&x) };
-        let grads = logits.unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+    let sum = Tensor::from_vec(vec![f32::NAN], &[], device).unwrap();
+    for step in 0..2 {
+        let running = RunningLoss { sum: &sum, scale: 50.0, restart: step == 0 };
+        let loss = mlp.training_loss(&x, &y, &mut masks, Some(running)).unwrap();
+        let grads = loss.backward().unwrap();
         engine::no_grad(|| opt.step(&grads)).unwrap();
     }
-    mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect()
+    let mut values: Vec<Vec<f32>> = mlp.parameters().iter().map(|p| p.to_vec().unwrap()).collect();
+    values.push(sum.to_vec().unwrap());
+    values
 }
 
 #[test]
@@ -205,9 +212,12 @@ fn engine_train_on_the_gpu_reaches_the_cpu_accuracy() {
     assert!((gpu_accuracy - cpu_accuracy).abs() <= 0.005, "gpu {gpu_accuracy} vs cpu {cpu_accuracy}");
 }
 
-/// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`.
-fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine::train::TrainError>) {
-    use engine::data::InputContract;
+/// Every parameter of a model, in order.
+type Parameters = Vec<Vec<f32>>;
+
+/// The training loop's progress events and its end on `device`, 40 steps of batch 128 at `lr`
+/// with `dropout`: the trained parameters, or the error.
+fn fit_events(device: &Device, lr: f64, dropout: f64) -> (Vec<(usize, f32)>, Result<Parameters, TrainError>) {
     use engine::train::{self, Event, LrSchedule, OptimizerKind, TrainConfig};
     let data = engine::data::load(None).expect("FashionMNIST");
     let config = TrainConfig {
@@ -217,7 +227,7 @@ fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine
         optimizer: OptimizerKind::Adam,
         momentum: 0.0,
         weight_decay: 0.0,
-        dropout: 0.0,
+        dropout,
         lr_schedule: LrSchedule::Constant,
         normalize: engine::data::Normalization::Unit,
         model: engine::nn::Architecture::Mlp,
@@ -234,8 +244,19 @@ fn fit_events(device: &Device, lr: f64) -> (Vec<(usize, f32)>, Result<(), engine
         }
         Ok(())
     };
-    let end = train::fit(&config, &data.train, &InputContract::fashion_mnist(), device, &mut observe).map(drop);
-    (steps, end)
+    let end = train::fit(&config, &data.train, &engine::data::InputContract::fashion_mnist(), device, &mut observe);
+    (steps, end.map(|trained| trained.model.parameters().iter().map(|p| p.to_vec().unwrap()).collect()))
+}
+
+#[test]
+fn training_with_the_batch_gathered_in_the_first_layer_equals_the_cpu_with_dropout() {
+    let Some(device) = gpu() else { return };
+    // On a GPU each batch is gathered inside the first layer's product, and dropout follows it:
+    // the same masks as the CPU's, so the same parameters after 40 steps.
+    let ((_, gpu), (_, cpu)) = (fit_events(&device, 1e-3, 0.3), fit_events(&Device::Cpu, 1e-3, 0.3));
+    for (i, (g, c)) in gpu.unwrap().iter().zip(&cpu.unwrap()).enumerate() {
+        assert_close(&format!("parameter {i} after 40 steps with dropout"), g, c);
+    }
 }
 
 #[test]
@@ -243,9 +264,9 @@ fn the_gpu_loss_is_read_a_window_late_with_the_same_losses_and_nan_check() {
     let Some(device) = gpu() else { return };
     // A GPU reads the loss every 32 steps, while the next window runs; the last window at the
     // epoch's end. Its window means match the CPU's per-step losses.
-    let (gpu_steps, end) = fit_events(&device, 1e-3);
-    assert!(end.is_ok(), "{end:?}");
-    let (cpu_steps, _) = fit_events(&Device::Cpu, 1e-3);
+    let (gpu_steps, end) = fit_events(&device, 1e-3, 0.0);
+    assert!(end.is_ok(), "{:?}", end.err());
+    let (cpu_steps, _) = fit_events(&Device::Cpu, 1e-3, 0.0);
     assert_eq!(gpu_steps.iter().map(|s| s.0).collect::<Vec<_>>(), [32, 40]);
     for (&(step, loss), first) in gpu_steps.iter().zip([0, 32]) {
         let cpu: f32 = cpu_steps[first..step].iter().map(|s| s.1).sum::<f32>() / (step - first) as f32;
@@ -254,8 +275,8 @@ fn the_gpu_loss_is_read_a_window_late_with_the_same_losses_and_nan_check() {
 
     // Diverging: the window with the first NaN or infinity is reported with its own step and the same
     // message as on the CPU, which stops at the step itself.
-    let (gpu_steps, gpu_end) = fit_events(&device, 1e30);
-    let (_, cpu_end) = fit_events(&Device::Cpu, 1e30);
+    let (gpu_steps, gpu_end) = fit_events(&device, 1e30, 0.0);
+    let (_, cpu_end) = fit_events(&Device::Cpu, 1e30, 0.0);
     let (gpu_error, cpu_error) = (gpu_end.unwrap_err().to_string(), cpu_end.unwrap_err().to_string());
     let step = |message: &str| message.split("step ").nth(1).and_then(|s| s.split(':').next()?.parse::<usize>().ok());
     let (gpu_step, cpu_step) = (step(&gpu_error).expect(&gpu_error), step(&cpu_error).expect(&cpu_error));

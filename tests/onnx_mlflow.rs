@@ -84,7 +84,13 @@ fn engine_probabilities(dir: &Path, test: &Dataset, count: usize) -> Vec<f32> {
     let (network, meta) = model::load_model_dir(dir, &Device::Cpu).unwrap();
     let indices: Vec<usize> = (0..count).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    data::gather_batch(test, &indices, meta.normalize.affine(), &mut inputs, &mut labels);
+    data::gather_batch(
+        test,
+        &indices,
+        &engine::backend::ChannelAffine::new(&meta.input_contract().affine(meta.normalize)).unwrap(),
+        &mut inputs,
+        &mut labels,
+    );
     engine::no_grad(|| {
         let x = Tensor::from_vec(inputs, &[count, IMAGE_PIXELS], &Device::Cpu)?;
         network.forward(&x)?.softmax()?.to_vec()

@@ -87,7 +87,10 @@ impl GpuBuffer {
 
 /// The launchers of `backend/gpu/ops.rs` that the tensor layer calls.
 pub mod ops {
-    pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
+    pub use super::args::{
+        AdamBuffers, DatasetBuffers, Epilogue, GatherSpec, GatheredLinear, LINEAR_LOSS_MAX_CLASSES, LinearLoss,
+        MatmulShape, RunningSum,
+    };
     use super::{AdamStep, GpuBuffer, GpuContext, GpuError, SgdStep};
 
     type Out = Result<GpuBuffer, GpuError>;
@@ -121,7 +124,7 @@ pub mod ops {
     pub fn dropout(ctx: &GpuContext, _: &GpuBuffer, _: u64, _: f32, _: f32) -> Out {
         match *ctx {}
     }
-    pub fn axpy(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: f32) -> Result<(), GpuError> {
+    pub fn axpy(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: f32, _: bool) -> Result<(), GpuError> {
         match *ctx {}
     }
     pub fn fill(ctx: &GpuContext, _: usize, _: f32) -> Out {
@@ -145,6 +148,18 @@ pub mod ops {
     pub fn softmax_rows_backward(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: usize, _: usize) -> Out {
         match *ctx {}
     }
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy(
+        ctx: &GpuContext,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: [usize; 3],
+        _: Option<RunningSum>,
+    ) -> Result<LinearLoss, GpuError> {
+        match *ctx {}
+    }
     pub fn cross_entropy_mean(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: usize, _: usize) -> Out {
         match *ctx {}
     }
@@ -155,6 +170,16 @@ pub mod ops {
         match *ctx {}
     }
     pub fn sgd_step(ctx: &GpuContext, _: &GpuBuffer, _: &GpuBuffer, _: &GpuBuffer, _: SgdStep) -> Result<(), GpuError> {
+        match *ctx {}
+    }
+    pub fn linear_gathered(
+        ctx: &GpuContext,
+        _: DatasetBuffers,
+        _: GatherSpec,
+        _: &GpuBuffer,
+        _: &GpuBuffer,
+        _: bool,
+    ) -> Result<GatheredLinear, GpuError> {
         match *ctx {}
     }
     pub fn gather_batch(

@@ -124,17 +124,17 @@ impl Normalization {
 crate::choice::choice!(Normalization { Unit => "unit", Meanstd => "meanstd" });
 
 /// Fills `inputs` (`[indices.len(), image_len]`) and `labels` with the examples at `indices`,
-/// each input `byte * scale + shift` for `affine = (scale, shift)`.
+/// each input `byte * scale + shift` with the `(scale, shift)` of its channel.
 pub fn gather_batch(
     data: &Dataset,
     indices: &[usize],
-    affine: (f32, f32),
+    affine: &crate::backend::ChannelAffine,
     inputs: &mut Vec<f32>,
     labels: &mut Vec<f32>,
 ) {
     inputs.clear();
     labels.clear();
-    crate::backend::cpu::gather_batch(&data.pixels, &data.labels, data.image_len(), indices, affine, inputs, labels);
+    crate::backend::cpu::gather_batch(&data.pixels, &data.labels, data.image_len(), indices, *affine, inputs, labels);
 }
 
 /// Splits `0..n` into shuffled training indices and validation indices (`fraction` of them),

@@ -5,7 +5,7 @@
 use super::description::{Architecture, Description, Step};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::tensor::{Device, Tensor};
+use crate::tensor::{Device, RunningLoss, Tensor};
 
 /// A layer's weight and bias.
 pub struct Weights {
@@ -108,6 +108,59 @@ impl Network {
             h = self.apply(step, &h, Some(&mut *rng))?;
         }
         Ok(h)
+    }
+
+    /// The mean cross-entropy of the logits of `x` in training mode (as [`Network::forward_train`])
+    /// at `labels`, with the last linear layer and the loss as one op (one kernel on a GPU);
+    /// with `running`, the loss also goes into that sum.
+    pub fn training_loss(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        rng: &mut Rng,
+        running: Option<RunningLoss>,
+    ) -> Result<Tensor> {
+        self.training_loss_after(0, x, labels, rng, running)
+    }
+
+    /// The weights of the first layer and whether a relu follows it, where the network starts
+    /// with a linear layer that is not also its last (an MLP): a GPU gathers the batch inside
+    /// that layer's product, and [`Network::training_loss_after`] goes on from its output.
+    pub fn first_linear(&self) -> Option<(&Weights, bool)> {
+        match self.description.steps(true).as_slice() {
+            [Step::Linear { layer, relu }, _, ..] => Some((self.weights(*layer).ok()?, *relu)),
+            _ => None,
+        }
+    }
+
+    /// As [`Network::training_loss`] from `h`, the output of the first `done` steps of the
+    /// training forward pass.
+    pub fn training_loss_after(
+        &self,
+        done: usize,
+        h: &Tensor,
+        labels: &Tensor,
+        rng: &mut Rng,
+        running: Option<RunningLoss>,
+    ) -> Result<Tensor> {
+        let mut steps = self.description.steps(true);
+        let last = steps.pop();
+        let mut h = h.clone();
+        for step in steps.into_iter().skip(done) {
+            h = self.apply(step, &h, Some(&mut *rng))?;
+        }
+        if let Some(Step::Linear { layer, relu: false }) = last {
+            let w = self.weights(layer)?;
+            return h.linear_cross_entropy(&w.weight, &w.bias, labels, running);
+        }
+        if let Some(step) = last {
+            h = self.apply(step, &h, Some(rng))?;
+        }
+        let loss = h.cross_entropy(labels)?;
+        if let Some(running) = running {
+            running.add(&loss)?;
+        }
+        Ok(loss)
     }
 
     /// One step of the forward pass on `h` (`[batch, …]`); dropout only with an `rng`.

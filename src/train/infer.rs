@@ -2,6 +2,7 @@
 //! batches, the pixels gathered and normalised on the host as the examples' contract says; the
 //! evaluation (loss, accuracy, every prediction) is one use of it, timing inference another.
 
+use crate::backend::ChannelAffine;
 use crate::data::{self, CLASSES, Dataset, InputContract, Normalization};
 use crate::nn::Network;
 use crate::tensor::{Device, Tensor};
@@ -64,18 +65,12 @@ pub fn infer_batches(
 ) -> Result<(), crate::Error> {
     crate::no_grad(|| {
         let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-        let affine = gather_affine(contract, norm);
+        let affine = ChannelAffine::new(&contract.affine(norm)).map_err(crate::Error::InvalidArgument)?;
         for batch in indices.chunks(batch_size.max(1)) {
-            data::gather_batch(data, batch, affine, &mut inputs, &mut labels);
+            data::gather_batch(data, batch, &affine, &mut inputs, &mut labels);
             let x = Tensor::from_vec(std::mem::take(&mut inputs), &[batch.len(), contract.pixels()], device)?;
             each(batch, &labels, model.forward(&x)?)?;
         }
         Ok(())
     })
-}
-
-/// The gather's `(scale, shift)`: the contract's first channel, applied to every channel until
-/// the batch gather takes one pair per channel.
-pub(super) fn gather_affine(contract: &InputContract, norm: Normalization) -> (f32, f32) {
-    contract.affine(norm).first().copied().unwrap_or_else(|| norm.affine())
 }

@@ -11,7 +11,7 @@ mod pool;
 
 use rayon::prelude::*;
 
-use super::{AdamStep, SgdStep};
+use super::{AdamStep, ChannelAffine, SgdStep};
 
 /// Elements per parallel task for elementwise work: large enough to amortise scheduling.
 const CHUNK: usize = 1 << 14;
@@ -43,20 +43,28 @@ pub fn update(x: &mut [f32], y: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     });
 }
 
-/// The samples at `order` (each `features` bytes of `samples`) as inputs `byte * scale + shift`
-/// appended to `inputs`, and their labels as `f32` appended to `labels`: a training batch, as
-/// `gpu::ops::gather_batch` makes it on a device.
+/// The samples at `order` (each `features` bytes of `samples`) as inputs appended to `inputs`,
+/// each byte `byte * scale + shift` with its channel's affine (see [`ChannelAffine`]), and
+/// their labels as `f32` appended to `labels`: a training batch, as `gpu::ops::gather_batch`
+/// makes it on a device.
 pub fn gather_batch(
     samples: &[u8],
     sample_labels: &[u8],
     features: usize,
     order: &[usize],
-    (scale, shift): (f32, f32),
+    affine: impl Into<ChannelAffine>,
     inputs: &mut Vec<f32>,
     labels: &mut Vec<f32>,
 ) {
+    let affine = affine.into();
+    // Planes of equal size but perhaps the last (the kernels agree on this split); a sample
+    // without bytes has no planes.
+    let plane = features.div_ceil(affine.channels()).max(1);
     for &i in order {
-        inputs.extend(samples[i * features..(i + 1) * features].iter().map(|&b| b as f32 * scale + shift));
+        let sample = &samples[i * features..(i + 1) * features];
+        for (bytes, &(scale, shift)) in sample.chunks(plane).zip(affine.per_channel()) {
+            inputs.extend(bytes.iter().map(|&b| b as f32 * scale + shift));
+        }
         labels.push(sample_labels[i] as f32);
     }
 }

@@ -21,9 +21,11 @@
 
 mod adapter;
 mod args;
+mod batch;
 mod buffer;
 pub mod conv;
 mod disk_cache;
+mod loss;
 pub mod ops;
 mod params;
 mod pipeline;
@@ -55,7 +57,7 @@ pub const MAX_BATCH: u32 = 256;
 const MAX_BIND_GROUPS: usize = 4096;
 
 /// Bytes of shape parameters one dispatch may pass in its uniform slot.
-const PARAMS_BYTES: u64 = 64;
+const PARAMS_BYTES: u64 = 128;
 
 /// Errors of the GPU backend: a missing adapter, a size past the device's limits, a shape that
 /// does not fit the buffers, or a failure reported by the driver.

@@ -6,10 +6,15 @@
 //! The launchers mirror the CPU kernels of [`crate::backend::cpu`], their oracle: same
 //! arguments where it makes sense, same formulas, same operation order.
 
-pub use super::args::{AdamBuffers, Epilogue, GatherSpec, MatmulShape};
+pub use super::args::{
+    AdamBuffers, DatasetBuffers, Epilogue, GatherSpec, GatheredLinear, LINEAR_LOSS_MAX_CLASSES, LinearLoss,
+    MatmulShape, RunningSum,
+};
+pub use super::batch::{gather_batch, linear_gathered};
+pub use super::loss::{cross_entropy_backward, cross_entropy_mean, cross_entropy_rows, linear_cross_entropy};
 use super::params::{
-    AdamParams, AxpyParams, CrossEntropyParams, DropoutParams, ElementwiseParams, FillParams, GatherParams,
-    MatmulParams, ReduceParams, RowParams, SgdParams, UnaryParams,
+    AdamParams, AxpyParams, DropoutParams, ElementwiseParams, FillParams, MatmulParams, ReduceParams, RowParams,
+    SgdParams, UnaryParams,
 };
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 use crate::backend::{AdamStep, SgdStep};
@@ -19,7 +24,7 @@ pub(super) const WG: u64 = 256;
 /// Elements one workgroup of `reduce_sum` adds up (256 threads x 16).
 const REDUCE_CHUNK: u64 = 4096;
 /// Output tile of the tiled matmul and of the naive one.
-const TILED_BLOCK: u64 = 64;
+pub(super) const TILED_BLOCK: u64 = 64;
 const WIDE_BLOCK: u64 = 128;
 /// Output tiles of 128x128 from which the wide kernel pays: about two per compute unit of a
 /// large GPU (132 on an H200). With fewer, units idle where 4x as many 64x64 tiles keep them
@@ -29,7 +34,7 @@ const WIDE_MIN_TILES: u64 = 256;
 const NAIVE_BLOCK: u64 = 16;
 
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
-const NAN_BITS: u32 = 0x7fc0_0000;
+pub(super) const NAN_BITS: u32 = 0x7fc0_0000;
 
 /// The op codes of `binary` in `shaders/elementwise.wgsl`.
 #[repr(u32)]
@@ -60,11 +65,8 @@ pub fn matmul(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    if wide(shape) {
-        matmul_wide(ctx, a, b, shape, epilogue)
-    } else {
-        matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue, None)
-    }
+    let tile = if wide(shape) { MatmulTile::Wide } else { MatmulTile::Tiled };
+    matmul_by(ctx, tile, a, b, shape, epilogue)
 }
 
 /// Whether [`matmul`] takes the wide kernel for `shape`.
@@ -72,27 +74,33 @@ fn wide(shape: MatmulShape) -> bool {
     (shape.m as u64).div_ceil(WIDE_BLOCK) * (shape.n as u64).div_ceil(WIDE_BLOCK) >= WIDE_MIN_TILES
 }
 
-/// As [`matmul`], always by the wide kernel (tests and benchmarks pick it explicitly).
-pub fn matmul_wide(
-    ctx: &GpuContext,
-    a: &GpuBuffer,
-    b: &GpuBuffer,
-    shape: MatmulShape,
-    epilogue: Epilogue,
-) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulWide, WIDE_BLOCK, a, b, shape, epilogue, None)
+/// The kernels of a product, which [`matmul`] chooses between and tests and benchmarks pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulTile {
+    /// One thread per output and no shared memory: the reference for the blocked kernels and
+    /// the baseline of the benchmarks.
+    Naive,
+    /// 64x64 outputs a workgroup, 4x4 a thread.
+    Tiled,
+    /// 128x128 outputs a workgroup, 8x8 a thread.
+    Wide,
 }
 
-/// As [`matmul`], one thread per output and no shared memory: the reference for the tiled
-/// kernel and the baseline of the benchmarks.
-pub fn matmul_naive(
+/// As [`matmul`], by the kernel `tile` names.
+pub fn matmul_by(
     ctx: &GpuContext,
+    tile: MatmulTile,
     a: &GpuBuffer,
     b: &GpuBuffer,
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    matmul_with(ctx, Kernel::MatmulNaive, NAIVE_BLOCK, a, b, shape, epilogue, None)
+    let (kernel, block) = match tile {
+        MatmulTile::Naive => (Kernel::MatmulNaive, NAIVE_BLOCK),
+        MatmulTile::Tiled => (Kernel::MatmulTiled, TILED_BLOCK),
+        MatmulTile::Wide => (Kernel::MatmulWide, WIDE_BLOCK),
+    };
+    matmul_with(ctx, kernel, block, a, b, shape, epilogue, None)
 }
 
 /// `C = op(A) · op(B)` and the sums of op(A)'s rows over k (`[m]`), in one dispatch: a weight
@@ -128,7 +136,7 @@ fn matmul_with(
     row_sums: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "matmul";
-    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
+    let MatmulShape { m, k, n, .. } = shape;
     check_inputs(ctx, OP, &[("A", a, elements(OP, &[m, k])?), ("B", b, elements(OP, &[k, n])?)])?;
     if let Some(bias) = epilogue.bias {
         check_inputs(ctx, OP, &[("bias", bias, n)])?;
@@ -140,6 +148,23 @@ fn matmul_with(
     if m == 0 || n == 0 {
         return Ok(out);
     }
+    let params = matmul_params(shape, epilogue, block)?;
+    let tiles = params.tiles_total as u64;
+    // Without a bias or mask their binding is A again (bound, never read).
+    let bias = epilogue.bias.unwrap_or(a);
+    let mask = epilogue.relu_mask.unwrap_or(a);
+    match row_sums {
+        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
+        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
+    }
+    Ok(out)
+}
+
+/// The uniform of a blocked product of `shape` by `block` x `block` tiles: sizes, strides,
+/// the epilogue's and the transposes' flags and the tile counts.
+pub(super) fn matmul_params(shape: MatmulShape, epilogue: Epilogue, block: u64) -> Result<MatmulParams, GpuError> {
+    const OP: &str = "matmul";
+    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
     let (m32, k32, n32) = (to_u32(OP, m)?, to_u32(OP, k)?, to_u32(OP, n)?);
     let (a_rs, a_cs) = if trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k32) } else { (n32, 1) };
@@ -151,7 +176,7 @@ fn matmul_with(
         | flag(epilogue.relu_mask.is_some(), MatmulParams::RELU_MASK);
     let tiles_n = (n as u64).div_ceil(block);
     let tiles = (m as u64).div_ceil(block) * tiles_n;
-    let params = MatmulParams {
+    Ok(MatmulParams {
         m: m32,
         n: n32,
         k: k32,
@@ -164,15 +189,7 @@ fn matmul_with(
         tiles_total: to_u32(OP, tiles as usize)?,
         _pad0: 0,
         _pad1: 0,
-    };
-    // Without a bias or mask their binding is A again (bound, never read).
-    let bias = epilogue.bias.unwrap_or(a);
-    let mask = epilogue.relu_mask.unwrap_or(a);
-    match row_sums {
-        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
-        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
-    }
-    Ok(out)
+    })
 }
 
 /// `a + b`, elementwise.
@@ -246,12 +263,13 @@ pub fn dropout(ctx: &GpuContext, x: &GpuBuffer, key: u64, p: f32, scale: f32) ->
     Ok(out)
 }
 
-/// `acc += alpha * x` in place: accumulating gradients, or losses over an epoch, on the device.
-pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32) -> Result<(), GpuError> {
+/// `acc += alpha * x` in place, or `acc = alpha * x` when `reset`: accumulating gradients, or
+/// losses over an epoch, on the device.
+pub fn axpy(ctx: &GpuContext, acc: &GpuBuffer, x: &GpuBuffer, alpha: f32, reset: bool) -> Result<(), GpuError> {
     const OP: &str = "axpy";
     check_inputs(ctx, OP, &[("acc", acc, acc.len()), ("x", x, acc.len())])?;
     let n = acc.len();
-    let params = AxpyParams { n: to_u32(OP, n)?, alpha, _pad0: 0, _pad1: 0 };
+    let params = AxpyParams { n: to_u32(OP, n)?, alpha, reset: reset as u32, _pad: 0 };
     ctx.dispatch(Kernel::Axpy, &params, &[acc, x], (n as u64).div_ceil(WG), OP)
 }
 
@@ -392,71 +410,6 @@ pub fn softmax_rows_backward(
     Ok(out)
 }
 
-/// Per-row negative log-likelihood of `log_softmax(logits)` at each row's label: `[rows]`.
-/// `labels` holds one class index per row as `f32`; a row whose label is not a class index in
-/// `0..cols` gets NaN (the device cannot report an error per element).
-pub fn cross_entropy_rows(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyRows, logits, labels, rows, cols, 1.0)
-}
-
-/// The mean over the rows of [`cross_entropy_rows`] (0 without rows), as a one-element buffer:
-/// the loss, in one dispatch of one workgroup.
-pub fn cross_entropy_mean(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyMean, logits, labels, rows, cols, 1.0 / rows.max(1) as f32)
-}
-
-/// The gradient `(softmax(logits) - onehot(labels)) * scale`, `[rows, cols]`. As in
-/// `cpu::cross_entropy_backward`, `scale` is the whole factor: pass `upstream / rows` for the
-/// gradient of the mean loss.
-pub fn cross_entropy_backward(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<GpuBuffer, GpuError> {
-    cross_entropy_kernel(ctx, Kernel::CrossEntropyBackward, logits, labels, rows, cols, scale)
-}
-
-fn cross_entropy_kernel(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    logits: &GpuBuffer,
-    labels: &GpuBuffer,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-) -> Result<GpuBuffer, GpuError> {
-    const OP: &str = "cross_entropy";
-    if cols == 0 && rows > 0 {
-        return Err(GpuError::Shape { op: OP, detail: "rows without classes".into() });
-    }
-    let n = elements(OP, &[rows, cols])?;
-    check_inputs(ctx, OP, &[("logits", logits, n), ("labels", labels, rows)])?;
-    let (out_len, groups) = match kernel {
-        Kernel::CrossEntropyRows => (rows, rows),
-        Kernel::CrossEntropyMean => (1, 1),
-        _ => (n, rows),
-    };
-    let out = ctx.alloc_output(out_len, OP)?;
-    let params = CrossEntropyParams { rows: to_u32(OP, rows)?, cols: to_u32(OP, cols)?, scale, nan_bits: NAN_BITS };
-    ctx.dispatch(kernel, &params, &[logits, labels, &out], groups as u64, OP)?;
-    Ok(out)
-}
-
 /// One Adam/AdamW update of every parameter and its moments in place, with the formulas and
 /// operation order of `cpu::adam_step`: six parameters per dispatch where the device binds
 /// their 24 buffers (a three-layer MLP's weights and biases in one), then two per dispatch, the
@@ -539,72 +492,6 @@ pub fn sgd_step(
         _pad2: 0,
     };
     ctx.dispatch(Kernel::Sgd, &params, &[param, grad, momentum], (n as u64).div_ceil(WG), OP)
-}
-
-/// Gathers `spec.batch` samples of a `u8` dataset on the device (uploaded once with
-/// [`GpuBuffer::from_u8_packed`]) by the sample indices `indices[first..first + batch]` (`u32`),
-/// in one dispatch: the samples as `f32` `[batch, features]` with `byte * scale + shift`, and
-/// their labels (one byte per sample in `labels`) as `f32` `[batch]`. An index past the dataset
-/// gives a NaN row and label.
-pub fn gather_batch(
-    ctx: &GpuContext,
-    data: &GpuBuffer,
-    labels: &GpuBuffer,
-    indices: &GpuBuffer,
-    spec: GatherSpec,
-) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
-    const OP: &str = "gather_batch";
-    same_context(ctx, OP, &[data, labels, indices])?;
-    let bytes = elements(OP, &[spec.samples, spec.features])?;
-    for (name, buffer, bytes) in [("samples", data, bytes), ("labels", labels, spec.samples)] {
-        if buffer.len() != bytes.div_ceil(4) {
-            return Err(GpuError::Shape {
-                op: OP,
-                detail: format!(
-                    "{} {name} of {} bytes need {} packed words, the buffer has {}",
-                    spec.samples,
-                    bytes / spec.samples.max(1),
-                    bytes.div_ceil(4),
-                    buffer.len()
-                ),
-            });
-        }
-    }
-    let end = spec.first.checked_add(spec.batch);
-    if end.is_none_or(|end| end > indices.len()) {
-        return Err(GpuError::Shape {
-            op: OP,
-            detail: format!(
-                "entries {}..{}+{} are past the {} indices",
-                spec.first,
-                spec.first,
-                spec.batch,
-                indices.len()
-            ),
-        });
-    }
-    to_u32(OP, bytes)?;
-    let n = elements(OP, &[spec.batch, spec.features])?;
-    let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
-    let out = ctx.alloc_output(n, OP)?;
-    let out_labels = ctx.alloc_output(spec.batch, OP)?;
-    let params = GatherParams {
-        batch: to_u32(OP, spec.batch)?,
-        features: to_u32(OP, spec.features)?,
-        samples: to_u32(OP, spec.samples)?,
-        words: to_u32(OP, data.len())?,
-        label_words: to_u32(OP, labels.len())?,
-        indices: to_u32(OP, indices.len())?,
-        first: to_u32(OP, spec.first)?,
-        scale: spec.scale,
-        shift: spec.shift,
-        nan_bits: NAN_BITS,
-        _pad0: 0,
-        _pad1: 0,
-    };
-    let buffers = [data, labels, indices, &out, &out_labels];
-    ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
-    Ok((out, out_labels))
 }
 
 impl GpuContext {

@@ -52,6 +52,35 @@ uniform! {
     }
 }
 
+uniform! {
+    /// `Params` in `shaders/matmul_gathered.wgsl`: [`MatmulParams`]'s fields, then where and
+    /// how the batch is gathered ([`GatherParams`]'s).
+    struct MatmulGatheredParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        flags: u32,
+        a_rs: u32,
+        a_cs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        tiles_n: u32,
+        tiles_total: u32,
+        _pad0: u32,
+        _pad1: u32,
+        samples: u32,
+        words: u32,
+        label_words: u32,
+        indices: u32,
+        first: u32,
+        nan_bits: u32,
+        plane: u32,
+        _pad2: u32,
+        scale: [f32; 4],
+        shift: [f32; 4],
+    }
+}
+
 impl MatmulParams {
     /// Bits of `flags`, as `shaders/matmul.wgsl` tests them.
     pub(super) const BIAS: u32 = 1 << 0;
@@ -103,8 +132,9 @@ uniform! {
     struct AxpyParams {
         n: u32,
         alpha: f32,
-        _pad0: u32,
-        _pad1: u32,
+        /// 1: store `alpha * x` instead of adding it.
+        reset: u32,
+        _pad: u32,
     }
 }
 
@@ -149,6 +179,23 @@ uniform! {
         cols: u32,
         scale: f32,
         nan_bits: u32,
+    }
+}
+
+uniform! {
+    /// `Params` in `shaders/linear_cross_entropy.wgsl`.
+    struct LinearLossParams {
+        rows: u32,
+        k: u32,
+        classes: u32,
+        /// 1: the running sum is set, not added to.
+        reset: u32,
+        /// `1 / rows`.
+        scale: f32,
+        /// The factor of the mean loss in the running sum.
+        sum_scale: f32,
+        nan_bits: u32,
+        _pad0: u32,
     }
 }
 
@@ -201,11 +248,15 @@ uniform! {
         label_words: u32,
         indices: u32,
         first: u32,
-        scale: f32,
-        shift: f32,
         nan_bits: u32,
+        /// Bytes per channel plane of a sample (at least 1).
+        plane: u32,
         _pad0: u32,
         _pad1: u32,
+        _pad2: u32,
+        /// Per channel, `vec4<f32>`s in the shader.
+        scale: [f32; 4],
+        shift: [f32; 4],
     }
 }
 
@@ -273,6 +324,7 @@ mod tests {
     fn uniform_of(shader: Shader) -> (&'static str, Layout) {
         let layout = match shader {
             Shader::Matmul => MatmulParams::LAYOUT,
+            Shader::MatmulGathered => MatmulGatheredParams::LAYOUT,
             Shader::Elementwise => ElementwiseParams::LAYOUT,
             Shader::Unary => UnaryParams::LAYOUT,
             Shader::Dropout => DropoutParams::LAYOUT,
@@ -281,6 +333,7 @@ mod tests {
             Shader::Reduce => ReduceParams::LAYOUT,
             Shader::Softmax | Shader::SoftmaxBackward => RowParams::LAYOUT,
             Shader::CrossEntropy => CrossEntropyParams::LAYOUT,
+            Shader::LinearCrossEntropy => LinearLossParams::LAYOUT,
             Shader::Adam => AdamParams::LAYOUT,
             Shader::Sgd => SgdParams::LAYOUT,
             Shader::Gather => GatherParams::LAYOUT,

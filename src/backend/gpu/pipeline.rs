@@ -23,6 +23,8 @@ pub enum Kernel {
     /// The tiled and wide products that also sum op(A)'s rows.
     MatmulTiledRowSums,
     MatmulWideRowSums,
+    /// The tiled product whose A is a batch it gathers from a `u8` dataset: a first layer.
+    MatmulTiledGathered,
     Binary,
     AddBias,
     Unary,
@@ -37,6 +39,8 @@ pub enum Kernel {
     CrossEntropyRows,
     CrossEntropyMean,
     CrossEntropyBackward,
+    /// A classifier's last layer fused with its loss, the gradient and a running sum.
+    LinearCrossEntropy,
     Adam,
     AdamPair,
     /// Six parameters in one dispatch: 24 storage bindings, past WebGPU's minimum of 8.
@@ -80,6 +84,7 @@ use Access::{Read, ReadWrite};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Shader {
     Matmul,
+    MatmulGathered,
     Elementwise,
     Unary,
     Dropout,
@@ -89,6 +94,7 @@ pub(super) enum Shader {
     Softmax,
     SoftmaxBackward,
     CrossEntropy,
+    LinearCrossEntropy,
     Adam,
     Sgd,
     Gather,
@@ -162,8 +168,18 @@ fn conv_gemm(pass: ConvPass, tile: ConvTile, entry: &str) -> String {
 /// The register-blocked matmul, written once with `{BM}`-style holes.
 const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl");
 
-/// What the `_row_sums` instances add to it: summing the A values a thread reads, and the
-/// store by the threads of the first column of tiles.
+/// What a product stores beside `C`, from the A values its threads read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Beside {
+    Nothing,
+    /// The sums of op(A)'s rows over k (`_row_sums`).
+    RowSums,
+    /// The gathered A itself and its rows' labels (`matmul_gathered.wgsl`).
+    GatheredInput,
+}
+
+/// What the `_row_sums` instances add: summing the A values a thread reads, and the store by
+/// the threads of the first column of tiles.
 const ROW_SUMS_ADD: &str = "for (var i = 0u; i < {TM}u; i = i + 1u) { row_sum[i] = row_sum[i] + ar[i]; }";
 const ROW_SUMS_STORE: &str = "if col0 == 0u && lid.x == 0u {
         for (var i = 0u; i < {TM}u; i = i + 1u) {
@@ -173,16 +189,32 @@ const ROW_SUMS_STORE: &str = "if col0 == 0u && lid.x == 0u {
             }
         }
     }";
+/// What the gathered instance adds: the first column of tiles stores each A value it gathers,
+/// and its rows' labels.
+const GATHERED_STORE_A: &str = "if col0 == 0u { x[gr * p.k + gka] = av; }";
+const GATHERED_STORE_LABELS: &str = "if col0 == 0u && lid.x == 0u {
+        for (var i = 0u; i < {TM}u; i = i + 1u) {
+            let row = row0 + lid.y + i * 16u;
+            if row < p.m {
+                labels[row] = label_of(row);
+            }
+        }
+    }";
 
 /// One instance of the register-blocked matmul: a `block` x `block` tile, `depth`-deep slices,
-/// `block / 16` x `block / 16` outputs per thread of a 16x16 workgroup; with `row_sums`, also
-/// the sums of op(A)'s rows.
-fn matmul_blocked(name: &str, block: u32, depth: u32, row_sums: bool) -> String {
+/// `block / 16` x `block / 16` outputs per thread of a 16x16 workgroup, and what it stores
+/// `beside` the product.
+fn matmul_blocked(name: &str, block: u32, depth: u32, beside: Beside) -> String {
     let lds = block + 1;
-    let (add, store) = if row_sums { (ROW_SUMS_ADD, ROW_SUMS_STORE) } else { ("", "") };
+    let (add, after_load, store) = match beside {
+        Beside::Nothing => ("", "", ""),
+        Beside::RowSums => (ROW_SUMS_ADD, "", ROW_SUMS_STORE),
+        Beside::GatheredInput => ("", GATHERED_STORE_A, GATHERED_STORE_LABELS),
+    };
     [
         ("{ROW_SUMS_ADD}", add.to_string()),
-        ("{ROW_SUMS_STORE}", store.to_string()),
+        ("{AFTER_LOAD_A}", after_load.to_string()),
+        ("{FIRST_COLUMN_STORE}", store.to_string()),
         ("{NAME}", name.to_string()),
         ("{BM}", block.to_string()),
         ("{BK}", depth.to_string()),
@@ -230,10 +262,17 @@ impl Shader {
                 return Cow::Owned(format!(
                     "{}\n{}\n{}\n{}\n{}",
                     include_str!("../../../shaders/matmul.wgsl"),
-                    matmul_blocked("matmul_tiled", 64, 16, false),
-                    matmul_blocked("matmul_wide", 128, 8, false),
-                    matmul_blocked("matmul_tiled_row_sums", 64, 16, true),
-                    matmul_blocked("matmul_wide_row_sums", 128, 8, true),
+                    matmul_blocked("matmul_tiled", 64, 16, Beside::Nothing),
+                    matmul_blocked("matmul_wide", 128, 8, Beside::Nothing),
+                    matmul_blocked("matmul_tiled_row_sums", 64, 16, Beside::RowSums),
+                    matmul_blocked("matmul_wide_row_sums", 128, 8, Beside::RowSums),
+                ));
+            }
+            Shader::MatmulGathered => {
+                return Cow::Owned(format!(
+                    "{}\n{}",
+                    include_str!("../../../shaders/matmul_gathered.wgsl"),
+                    matmul_blocked("matmul_tiled_gathered", 64, 16, Beside::GatheredInput),
                 ));
             }
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
@@ -245,6 +284,7 @@ impl Shader {
             Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
             Shader::SoftmaxBackward => include_str!("../../../shaders/softmax_backward.wgsl"),
             Shader::CrossEntropy => include_str!("../../../shaders/cross_entropy.wgsl"),
+            Shader::LinearCrossEntropy => include_str!("../../../shaders/linear_cross_entropy.wgsl"),
             Shader::Adam => return Cow::Owned(adam_six()),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
@@ -257,12 +297,13 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 33] = [
+    pub const ALL: [Kernel; 35] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
         Kernel::MatmulTiledRowSums,
         Kernel::MatmulWideRowSums,
+        Kernel::MatmulTiledGathered,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
@@ -277,6 +318,7 @@ impl Kernel {
         Kernel::CrossEntropyRows,
         Kernel::CrossEntropyMean,
         Kernel::CrossEntropyBackward,
+        Kernel::LinearCrossEntropy,
         Kernel::Adam,
         Kernel::AdamPair,
         Kernel::AdamSix,
@@ -305,6 +347,7 @@ impl Kernel {
             | Kernel::MatmulWide
             | Kernel::MatmulTiledRowSums
             | Kernel::MatmulWideRowSums => Shader::Matmul,
+            Kernel::MatmulTiledGathered => Shader::MatmulGathered,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
             Kernel::Dropout => Shader::Dropout,
@@ -314,6 +357,7 @@ impl Kernel {
             Kernel::SoftmaxRows | Kernel::ArgmaxRows => Shader::Softmax,
             Kernel::SoftmaxBackward => Shader::SoftmaxBackward,
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => Shader::CrossEntropy,
+            Kernel::LinearCrossEntropy => Shader::LinearCrossEntropy,
             Kernel::Adam | Kernel::AdamPair | Kernel::AdamSix => Shader::Adam,
             Kernel::Sgd => Shader::Sgd,
             Kernel::GatherBatch => Shader::Gather,
@@ -334,6 +378,7 @@ impl Kernel {
             Kernel::MatmulWide => "matmul_wide",
             Kernel::MatmulTiledRowSums => "matmul_tiled_row_sums",
             Kernel::MatmulWideRowSums => "matmul_wide_row_sums",
+            Kernel::MatmulTiledGathered => "matmul_tiled_gathered",
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
@@ -348,6 +393,7 @@ impl Kernel {
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::CrossEntropyMean => "cross_entropy_mean",
             Kernel::CrossEntropyBackward => "cross_entropy_backward",
+            Kernel::LinearCrossEntropy => "linear_cross_entropy",
             Kernel::Adam => "adam",
             Kernel::AdamPair => "adam_pair",
             Kernel::AdamSix => "adam_six",
@@ -370,6 +416,7 @@ impl Kernel {
         match self {
             Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
             Kernel::MatmulTiledRowSums | Kernel::MatmulWideRowSums => &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+            Kernel::MatmulTiledGathered => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
             Kernel::Axpy => &[ReadWrite, Read],
@@ -380,6 +427,7 @@ impl Kernel {
             Kernel::CrossEntropyRows | Kernel::CrossEntropyMean | Kernel::CrossEntropyBackward => {
                 &[Read, Read, ReadWrite]
             }
+            Kernel::LinearCrossEntropy => &[Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Adam => &ADAM_BINDINGS[..4],
             Kernel::AdamPair => &ADAM_BINDINGS[..8],
             Kernel::AdamSix => &ADAM_BINDINGS,
