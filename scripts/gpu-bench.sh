@@ -99,6 +99,8 @@ debian_package() {
     esac
 }
 
+# Under pipefail a reader that stops early (`head -n 1`, awk's `exit`) can fail its writer with
+# SIGPIPE, and set -e would end the script without a word: such lookups end in `|| true`.
 if [ -n "$collect" ]; then
     mkdir -p "$collect/bin" "$collect/lib" "$collect/data"
     while read -r name exe; do
@@ -109,12 +111,12 @@ if [ -n "$collect" ]; then
         [ -s "$collect/bin/$name.gz" ] || { echo "gpu-bench: $name did not build" >&2; exit 1; }
     done
     for lib in libvulkan.so.1 libGLdispatch.so.0 libGLX.so.0 libEGL.so.1; do
-        path=$(ldconfig -p 2>/dev/null | awk -v lib="$lib" '$1 == lib && /x86-64/ { print $NF; exit }')
+        path=$(ldconfig -p 2>/dev/null | awk -v lib="$lib" '$1 == lib && /x86-64/ { print $NF; exit }') || true
         package=$(debian_package "$lib")
         if [ -z "$path" ] && command -v apt-get >/dev/null &&
             (cd "$work" && apt-get download "$package" >/dev/null 2>&1); then
             dpkg -x "$work/${package}"_*.deb "$work/root"
-            path=$(find "$work/root" -name "$lib" | head -n 1)
+            path=$(find "$work/root" -name "$lib" | head -n 1) || true
         fi
         if [ -n "$path" ]; then cp -L "$path" "$collect/lib/$lib"; else echo "gpu-bench: no $lib here or from apt-get download $package" >&2; fi
     done
@@ -170,10 +172,10 @@ if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
             [ -f "$file" ] && { nvidia_icd=$file; break 2; }
         done
     done
-    [ -n "$nvidia_icd" ] || nvidia_icd=$(find /usr /etc /opt -maxdepth 7 -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
+    [ -n "$nvidia_icd" ] || nvidia_icd=$(find /usr /etc /opt -maxdepth 7 -name 'nvidia_icd*.json' 2>/dev/null | head -n 1) || true
     if [ -n "$nvidia_icd" ]; then
         export VK_DRIVER_FILES=$nvidia_icd VK_ICD_FILENAMES=$nvidia_icd
-        driver=$(sed -n 's/.*"library_path" *: *"\([^"]*\)".*/\1/p' "$nvidia_icd" | head -n 1)
+        driver=$(sed -n 's/.*"library_path" *: *"\([^"]*\)".*/\1/p' "$nvidia_icd" | head -n 1) || true
         if [ -n "$driver" ] && [ "${driver#*/}" = "$driver" ] && ! ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$driver "; then
             for dir in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib64/nvidia /usr/lib/x86_64-linux-gnu/nvidia; do
                 [ -f "$dir/$driver" ] && { export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$dir"; break; }
