@@ -133,16 +133,23 @@ fn report_classes(output_dir: &Path) -> Vec<String> {
 }
 
 /// `engine eval` of the run's model on `data`; its JSON summary, after checking it reproduces
-/// the run's test accuracy.
+/// the run's test accuracy and that its reports, printed and written, name the model's classes.
 fn eval_matches(dir: &Path, run: &Value, data: &[&str], tracking_uri: Option<&str>) -> Value {
     let run_id = run["run_id"].as_str().unwrap();
     let eval_dir = dir.join("eval");
     let mut args = vec!["eval", "--device", "cpu", "--run-id", run_id, "--json", "--output-dir"];
     args.push(eval_dir.to_str().unwrap());
     args.extend_from_slice(data);
-    let evaluated = json_line(&engine(dir, &args, tracking_uri));
+    let output = engine(dir, &args, tracking_uri);
+    let evaluated = json_line(&output);
     assert_eq!(evaluated["test_accuracy"], run["test_accuracy"], "{evaluated} vs {run}");
     assert_eq!(report_classes(&eval_dir), CLASSES);
+    let printed = stderr(&output);
+    let rows: Vec<&str> = printed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(CLASSES.iter().all(|c| rows.contains(c)) && !printed.contains("T-shirt"), "{printed}");
+    let confusion: Value =
+        serde_json::from_slice(&std::fs::read(eval_dir.join("confusion_matrix.json")).unwrap()).unwrap();
+    assert_eq!(confusion["class_names"], json!(CLASSES), "{confusion}");
     evaluated
 }
 
@@ -423,5 +430,16 @@ fn a_sweep_plan_made_with_a_folder_runs_its_children_on_that_folder() {
         [("shapes-train", &serde_json::json!([45, 10, 12])), ("shapes-test", &serde_json::json!([15, 10, 12]))]
     );
     assert!(child.params["data_source"].starts_with(&data), "{:?}", child.params);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_help_of_serve_and_export_describes_inputs_of_the_models_size() {
+    let dir = scratch("help");
+    for command in ["serve", "export"] {
+        let output = engine(&dir, &[command, "--help"], None);
+        let help = cli::stdout(&output);
+        assert!(output.status.success() && help.contains("C·H·W") && !help.contains("[N, 784]"), "{help}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
