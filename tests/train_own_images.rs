@@ -225,7 +225,7 @@ fn serve_as_evaluated(dir: &Path, split: &DataSplit, indices: &[usize]) -> Engin
 }
 
 #[test]
-fn a_gray_png_folder_trains_an_mlp_and_evaluates_it_in_the_local_store() {
+fn a_gray_png_folder_trains_evaluates_and_serves_an_mlp_in_the_local_store() {
     let dir = scratch("gray");
     let images = dir.join("shapes");
     gray_folder(&images, 60, 20, 16);
@@ -248,6 +248,7 @@ fn a_gray_png_folder_trains_an_mlp_and_evaluates_it_in_the_local_store() {
     // The decoded set was cached for the next load; the model evaluates as it tested.
     assert!(std::fs::read_dir(dir.join("cache/engine/datasets")).unwrap().count() > 0);
     eval_matches(&dir, &run, &["--data", &data, "--test-fraction", "0.25", "--split-seed", "7"], None);
+    drop(serve_as_evaluated(&dir, &split, &[0, 20, 40]));
 
     // Data the model cannot read is refused, naming both.
     let other = dir.join("other");
