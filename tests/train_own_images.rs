@@ -1,25 +1,29 @@
-//! `engine train` and `engine eval` on data other than FashionMNIST, through `--data`: an image
-//! folder (gray PNGs split by seed, RGB JPEGs in train/ and test/) and an IDX set with class
-//! names from a file, generated here at sizes other than 28x28; MLP and CNN; tracked in the
-//! local store and on a real MLflow server. The report names the folder's classes, the run's
-//! dataset inputs carry the split's digest and shape, `eval` of the model reproduces the run's
-//! test accuracy, data the model cannot read is refused naming both, and every bad `--data`
-//! value exits 2 naming its flag.
+//! `engine train`, `engine eval` and `engine serve` on data other than FashionMNIST, through
+//! `--data`: an image folder (gray PNGs split by seed, RGB JPEGs in train/ and test/) and an IDX
+//! set with class names from a file, generated here at sizes other than 28x28; MLP and CNN;
+//! tracked in the local store and on a real MLflow server. The report names the folder's
+//! classes, the run's dataset inputs carry the split's digest and shape, `eval` of the model
+//! reproduces the run's test accuracy, the served model answers a test image sent as PNG or JPEG
+//! as `eval` classified it and names the classes, data the model cannot read is refused naming
+//! both, and every bad `--data` value exits 2 naming its flag.
 
 #[path = "common/cli.rs"]
 mod cli;
 #[path = "common/mlflow.rs"]
 mod mlflow;
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cli::{json_line, stderr};
-use engine::data::{DataFlags, DataSource};
+use cli::{eval_predictions, json_line, stderr};
+use engine::data::{ClassNames, ColorMode, DataFlags, DataSource, DataSplit, DecodeLimits, InputContract, decode};
 use engine::rng::Rng;
 use engine::tracking::LocalStore;
-use image::{GrayImage, Luma, Rgb, RgbImage};
-use serde_json::Value;
+use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
+use serde_json::{Value, json};
+use serve::{EngineServer, argmax, encode, post, post_json};
 
 const CLASSES: [&str; 3] = ["circle", "square", "stripe"];
 
@@ -129,16 +133,23 @@ fn report_classes(output_dir: &Path) -> Vec<String> {
 }
 
 /// `engine eval` of the run's model on `data`; its JSON summary, after checking it reproduces
-/// the run's test accuracy.
+/// the run's test accuracy and that its reports, printed and written, name the model's classes.
 fn eval_matches(dir: &Path, run: &Value, data: &[&str], tracking_uri: Option<&str>) -> Value {
     let run_id = run["run_id"].as_str().unwrap();
     let eval_dir = dir.join("eval");
     let mut args = vec!["eval", "--device", "cpu", "--run-id", run_id, "--json", "--output-dir"];
     args.push(eval_dir.to_str().unwrap());
     args.extend_from_slice(data);
-    let evaluated = json_line(&engine(dir, &args, tracking_uri));
+    let output = engine(dir, &args, tracking_uri);
+    let evaluated = json_line(&output);
     assert_eq!(evaluated["test_accuracy"], run["test_accuracy"], "{evaluated} vs {run}");
     assert_eq!(report_classes(&eval_dir), CLASSES);
+    let printed = stderr(&output);
+    let rows: Vec<&str> = printed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(CLASSES.iter().all(|c| rows.contains(c)) && !printed.contains("T-shirt"), "{printed}");
+    let confusion: Value =
+        serde_json::from_slice(&std::fs::read(eval_dir.join("confusion_matrix.json")).unwrap()).unwrap();
+    assert_eq!(confusion["class_names"], json!(CLASSES), "{confusion}");
     evaluated
 }
 
@@ -156,8 +167,65 @@ fn local_inputs(dir: &Path, run_id: &str) -> Vec<(String, String, String, Value)
         .collect()
 }
 
+/// `engine serve` of the model trained into `dir/out`, on a free port.
+fn serve_trained(dir: &Path) -> EngineServer {
+    let model = dir.join("out/model");
+    EngineServer::start(&["--model-uri", model.to_str().unwrap()], &dir.join("store"), None)
+}
+
+/// The class the server predicts for `image` sent as `content_type`, after checking that the
+/// answer names the classes and is the answer to the JSON row of the image as `contract`
+/// prepares it: the server decoded and resized it as training does.
+fn served_class(server: &EngineServer, content_type: &str, image: &[u8], contract: &InputContract) -> usize {
+    let (client, url) = (serve::client(), server.url("/invocations"));
+    let answer = post(&client, &url, Some(content_type), image);
+    assert_eq!(answer.status, 200, "{content_type}: {}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["classes"], json!(CLASSES), "{}", answer.body);
+    let pixels = decode::decode_for_contract(image, contract, DecodeLimits::default()).unwrap();
+    let row: Vec<f32> = pixels.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let as_json = post_json(&client, &url, &json!({ "inputs": [row] }));
+    assert_eq!(body["predictions"], as_json.json()["predictions"], "{content_type} vs its pixels as JSON");
+    argmax(&as_json.probabilities())[0]
+}
+
+/// Test image `index` of `split` (planar bytes) as a PNG: the same pixels, losslessly.
+fn test_image_png(split: &DataSplit, index: usize) -> Vec<u8> {
+    let contract = &split.contract;
+    let (width, height) = (contract.width as u32, contract.height as u32);
+    let (pixels, plane) = (split.test.image(index), contract.height * contract.width);
+    let picture = match contract.channels {
+        1 => DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, pixels.to_vec()).unwrap()),
+        _ => DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
+            let at = (y * width + x) as usize;
+            Rgb([pixels[at], pixels[plane + at], pixels[2 * plane + at]])
+        })),
+    };
+    encode(&picture, ImageFormat::Png)
+}
+
+/// Serves the model trained into `dir/out` and checks test images `indices` of `split`, sent as
+/// PNGs, get the classes `engine eval` gave them (its `dir/eval`), and that the model card names
+/// the classes and counts the test set in a confusion matrix of their size. The server, running.
+fn serve_as_evaluated(dir: &Path, split: &DataSplit, indices: &[usize]) -> EngineServer {
+    let server = serve_trained(dir);
+    let evaluated = eval_predictions(&dir.join("eval"));
+    assert_eq!(evaluated.len(), split.test.len());
+    for &i in indices {
+        let png = test_image_png(split, i);
+        let class = served_class(&server, "image/png", &png, &split.contract);
+        assert_eq!(class, evaluated[i].0, "test image {i} as a PNG");
+    }
+    let card = serve::get(&serve::client(), &server.url("/model-card")).json();
+    assert_eq!(card["classes"], json!(CLASSES));
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(card["confusion_matrix"].clone()).unwrap();
+    let total: u64 = confusion.iter().flatten().sum();
+    assert_eq!((confusion.len(), total), (CLASSES.len(), split.test.len() as u64), "{card}");
+    server
+}
+
 #[test]
-fn a_gray_png_folder_trains_an_mlp_and_evaluates_it_in_the_local_store() {
+fn a_gray_png_folder_trains_evaluates_and_serves_an_mlp_in_the_local_store() {
     let dir = scratch("gray");
     let images = dir.join("shapes");
     gray_folder(&images, 60, 20, 16);
@@ -180,6 +248,7 @@ fn a_gray_png_folder_trains_an_mlp_and_evaluates_it_in_the_local_store() {
     // The decoded set was cached for the next load; the model evaluates as it tested.
     assert!(std::fs::read_dir(dir.join("cache/engine/datasets")).unwrap().count() > 0);
     eval_matches(&dir, &run, &["--data", &data, "--test-fraction", "0.25", "--split-seed", "7"], None);
+    drop(serve_as_evaluated(&dir, &split, &[0, 20, 40]));
 
     // Data the model cannot read is refused, naming both.
     let other = dir.join("other");
@@ -225,6 +294,23 @@ fn an_rgb_jpeg_folder_trains_a_cnn_tracked_on_a_real_mlflow_server() {
     assert_eq!(test["dataset"]["digest"].as_str().map(str::len), Some(8));
 
     eval_matches(&dir, &run, &["--data", images.to_str().unwrap(), "--color", "rgb"], Some(server.uri()));
+
+    // Served, test images as PNGs and a test JPEG as it is get the classes eval gave them (the
+    // folder's test images are its classes' files in order: stripe/004.jpg is image 24).
+    let flags = DataFlags { color: Some(ColorMode::Rgb), no_cache: true, ..DataFlags::default() };
+    let split = DataSource::parse(&data, &flags).unwrap().load().unwrap();
+    let served = serve_as_evaluated(&dir, &split, &[1, 13, 24]);
+    let jpeg = std::fs::read(images.join("test/stripe/004.jpg")).unwrap();
+    let decoded = decode::decode_for_contract(&jpeg, &split.contract, DecodeLimits::default()).unwrap();
+    assert_eq!(decoded, split.test.image(24));
+    let class = served_class(&served, "image/jpeg", &jpeg, &split.contract);
+    assert_eq!(class, eval_predictions(&dir.join("eval"))[24].0);
+
+    // A row of FashionMNIST's width is refused, naming both widths.
+    let wide = post_json(&serve::client(), &served.url("/invocations"), &json!({ "inputs": [vec![0.5; 784]] }));
+    let message = wide.json()["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(wide.status, 400, "{}", wide.body);
+    assert!(message.contains("784 values") && message.contains("756 per row, one 3x14x18 image"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -243,6 +329,15 @@ fn an_idx_set_trains_with_class_names_from_a_file() {
     let inputs = local_inputs(&dir, run["run_id"].as_str().unwrap());
     assert_eq!(inputs[1].3, serde_json::json!([60, 11, 9]), "{inputs:?}");
     eval_matches(&dir, &run, &["--data", &data, "--classes", &classes], None);
+
+    // Served, test images as PNGs get eval's classes; a colour JPEG twice the size is made
+    // gray and resized as training would.
+    let flags = DataFlags { class_names: Some(ClassNames::File(names.clone())), ..DataFlags::default() };
+    let split = DataSource::parse(&data, &flags).unwrap().load().unwrap();
+    let served = serve_as_evaluated(&dir, &split, &[0, 1, 2, 59]);
+    let colour = RgbImage::from_fn(18, 22, |x, y| Rgb([(x * 14) as u8, (y * 11) as u8, 60]));
+    let jpeg = encode(&DynamicImage::ImageRgb8(colour), ImageFormat::Jpeg);
+    assert!(served_class(&served, "image/jpeg", &jpeg, &split.contract) < CLASSES.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -336,5 +431,16 @@ fn a_sweep_plan_made_with_a_folder_runs_its_children_on_that_folder() {
         [("shapes-train", &serde_json::json!([45, 10, 12])), ("shapes-test", &serde_json::json!([15, 10, 12]))]
     );
     assert!(child.params["data_source"].starts_with(&data), "{:?}", child.params);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_help_of_serve_and_export_describes_inputs_of_the_models_size() {
+    let dir = scratch("help");
+    for command in ["serve", "export"] {
+        let output = engine(&dir, &[command, "--help"], None);
+        let help = cli::stdout(&output);
+        assert!(output.status.success() && help.contains("C·H·W") && !help.contains("[N, 784]"), "{help}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,9 @@ use super::locate::{ModelArgs, locate_model};
 pub struct ExportArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// onnx: input `pixels` [N, 784] float32 in [0, 1], output `probabilities` [N, 10];
-    /// safetensors: the PyTorch state_dict of `nn.Sequential(Linear, ReLU, …, Linear)`.
+    /// onnx: input `pixels` [N, C·H·W] float32 in [0, 1] (the model's images, e.g. 784 for
+    /// FashionMNIST; normalised inside the graph), output `probabilities` [N, classes];
+    /// safetensors: the PyTorch state_dict of the network's `nn.Sequential`.
     #[arg(long, value_enum, ignore_case = true, default_value_t = ExportFormat::Onnx)]
     pub format: ExportFormat,
     /// The file to write.

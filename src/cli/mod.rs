@@ -26,7 +26,7 @@ use engine::choice::Choice;
 #[command(
     name = "engine",
     version,
-    about = "Train and evaluate FashionMNIST models on a from-scratch engine, tracked in MLflow"
+    about = "Train and evaluate image classifiers (FashionMNIST or your own images) on a from-scratch engine, tracked in MLflow"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,7 +35,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train an MLP (or, with --model cnn, a CNN) on FashionMNIST, then evaluate it on the test set.
+    /// Train an MLP (or, with --model cnn, a CNN) on FashionMNIST or --data, then evaluate it on the test set.
     Train(Box<train::TrainArgs>),
     /// Train one run per point of a grid (--lr, --batch-size, --hidden), nested under a parent run.
     Sweep(Box<sweep::SweepArgs>),
@@ -51,6 +51,11 @@ enum Command {
     Promote(registry::PromoteArgs),
     /// Serve a model over HTTP with MLflow's scoring protocol (POST /invocations), batching
     /// concurrent requests; with --watch, follow a registry alias.
+    ///
+    /// A request holds rows of the model's input contract, C·H·W values in [0, 1] each (784 for
+    /// FashionMNIST; GET /version shows the contract), as JSON or CSV, or images (image/png,
+    /// image/jpeg, several as multipart/form-data) resized and coloured as training prepared its
+    /// own; the answer to images names the classes. GET / is a page to try the model.
     Serve(Box<serve::ServeArgs>),
     /// List the compute devices this build can use.
     Devices,
