@@ -277,19 +277,43 @@ fn folder_layouts_that_cannot_train_a_classifier_are_errors() {
     assert!(error_of(load_folder(&dir, &uncached())).contains("no class folders"));
 }
 
+/// The folder an unprivileged copy of this test binary loads (see below).
+const UNREADABLE_DIR: &str = "ENGINE_TEST_UNREADABLE_DIR";
+
 #[test]
 fn an_unreadable_image_is_an_error_naming_it() {
-    // Root reads any file whatever its mode, so there the test has nothing to check.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!("skipped: running as root, which can read a file with mode 000");
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
     let dir = temp_dir("unreadable");
     gray_folder(&dir, 3, 4, 4);
     let path = dir.join("a/001.png");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let message = error_of(load_folder(&dir, &uncached()));
+    if unsafe { libc::geteuid() } != 0 {
+        return load_unreadable(&dir);
+    }
+    // Root reads any file whatever its mode: the load runs in this binary again as `nobody`.
+    let binary = std::env::current_exe().unwrap();
+    let output = std::process::Command::new(binary)
+        .args(["--exact", "unreadable_folder_as_another_user", "--nocapture"])
+        .env(UNREADABLE_DIR, &dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("this test binary, run as nobody (it and the temp dir must be readable by all)");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.contains("1 passed"), "{said}");
+}
+
+/// The half of the test above that runs as `nobody`; without the variable it has nothing to do.
+#[test]
+fn unreadable_folder_as_another_user() {
+    if let Some(dir) = std::env::var_os(UNREADABLE_DIR) {
+        load_unreadable(Path::new(&dir));
+    }
+}
+
+fn load_unreadable(dir: &Path) {
+    let message = error_of(load_folder(dir, &uncached()));
     assert!(message.contains("001.png") && message.contains("ermission denied"), "{message}");
 }
 
