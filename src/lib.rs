@@ -53,6 +53,7 @@ pub mod error;
 pub mod experiment;
 pub mod files;
 pub mod gate;
+mod hex;
 mod ids;
 pub mod model;
 pub mod nn;

@@ -372,7 +372,7 @@ pub fn utc_timestamp(time: std::time::SystemTime) -> String {
 
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower_hex(&Sha256::digest(bytes))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it: readers see the whole

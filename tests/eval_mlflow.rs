@@ -1,7 +1,7 @@
-//! Train -> log the model to a real MLflow server -> `engine eval` on another "machine" (an
-//! empty local store) by run id: the same accuracy, every file, the evaluation logged back.
-//! Also: the weights read by Python's safetensors + NumPy give the engine's predictions, and
-//! each bad input fails with a clear error.
+//! Train -> log the model to a real MLflow server -> evaluate on another "machine" (an empty
+//! local store) by run id: the same accuracy, every file, the evaluation logged back, through
+//! the library. Also: the weights read by Python's safetensors + NumPy give the engine's
+//! predictions, and each bad input to `engine eval` fails with a clear error.
 
 #[path = "common/mlflow.rs"]
 mod mlflow;
@@ -9,11 +9,17 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/library.rs"]
+mod library;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cli::{engine, json_line, stderr};
+use cli::{engine, stderr};
+use engine::experiment::RunSpec;
 use engine::tracking::{Auth, MlflowClient, RetryPolicy};
+use engine::train::TrainConfig;
+use library::{evaluate_and_log, finished_run, on_server, tiny_spec};
 
 struct Trained {
     run_id: String,
@@ -21,33 +27,15 @@ struct Trained {
     output_dir: PathBuf,
 }
 
+/// One epoch of a 64-unit MLP on 2,000 images, tracked at `uri` with `dir/store-a` as the
+/// local store.
 fn train(dir: &Path, uri: &str) -> Trained {
     let out = dir.join("train-out");
-    let summary = json_line(&engine(
-        &[
-            "train",
-            "--device",
-            "cpu",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "2000",
-            "--hidden",
-            "64",
-            "--experiment",
-            "eval-tests",
-            "--json",
-            "--output-dir",
-            out.to_str().unwrap(),
-        ],
-        &dir.join("store-a"),
-        Some(uri),
-    ));
-    Trained {
-        run_id: summary["run_id"].as_str().unwrap().to_string(),
-        accuracy: summary["test_accuracy"].as_f64().unwrap(),
-        output_dir: out,
-    }
+    let config = TrainConfig { epochs: 1, train_limit: Some(2000), hidden: vec![64], ..TrainConfig::default() };
+    let tracking = on_server(uri, &dir.join("store-a"), "eval-tests");
+    let spec = RunSpec { output_dir: Some(out.clone()), ..RunSpec::new(config, tracking) };
+    let (run_id, summary) = finished_run(&spec);
+    Trained { run_id, accuracy: summary["test_accuracy"].as_f64().unwrap(), output_dir: out }
 }
 
 #[test]
@@ -64,23 +52,9 @@ fn eval_by_run_id_from_the_server_matches_training_and_logs_back() {
 
     // Another machine: an empty local store, so the model must come from the server.
     let eval_out = dir.join("eval-out");
-    let output = engine(
-        &[
-            "eval",
-            "--run-id",
-            &trained.run_id,
-            "--batch-size",
-            "64",
-            "--log-mlflow",
-            "--json",
-            "--output-dir",
-            eval_out.to_str().unwrap(),
-        ],
-        &dir.join("store-b"),
-        Some(server.uri()),
-    );
-    let summary = json_line(&output);
-    assert_eq!(summary["test_accuracy"].as_f64().unwrap(), trained.accuracy, "eval must reproduce training's accuracy");
+    let tracking = on_server(server.uri(), &dir.join("store-b"), engine::tracking::DEFAULT_EXPERIMENT);
+    let evaluated = evaluate_and_log(&tracking, &trained.run_id, &eval_out, &[], None);
+    assert_eq!(evaluated.eval.accuracy, trained.accuracy, "eval must reproduce training's accuracy");
     for file in [
         "classification_report.json",
         "confusion_matrix.png",
@@ -172,12 +146,11 @@ fn bad_inputs_fail_clearly_and_leave_the_output_directory_alone() {
 
     // A run without a model.
     let local = dir.join("store-empty-model");
-    let trained_local = cli::train_tiny(&dir.join("o2"), &local, None);
-    let run_id = trained_local["run_id"].as_str().unwrap();
+    let (run_id, _) = finished_run(&tiny_spec(&local, &dir.join("o2")));
     let model_artifacts =
         std::fs::read_dir(local.join("fashion-mnist")).unwrap().next().unwrap().unwrap().path().join("artifacts/model");
     std::fs::remove_dir_all(model_artifacts).unwrap();
-    let output = engine(&["eval", "--run-id", run_id, "--output-dir", out.to_str().unwrap()], &local, None);
+    let output = engine(&["eval", "--run-id", &run_id, "--output-dir", out.to_str().unwrap()], &local, None);
     assert!(stderr(&output).contains("has no model"), "{}", stderr(&output));
 
     assert!(!out.exists(), "a failed evaluation must not create its output directory");

@@ -6,25 +6,18 @@
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/library.rs"]
+mod library;
+
 use std::path::Path;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cli::empty_dir;
-use engine::experiment::{self, AnalyzeSpec, Bench, EvalSpec, Event, ExperimentError, RunOutcome, RunSpec};
+use engine::experiment::{self, AnalyzeSpec, EvalSpec, Event, ExperimentError, RunOutcome, RunSpec};
 use engine::gate::{DECISION_TAG, FORCED_TAG, Gate, GateError};
 use engine::tracking::{LocalStore, RecordStatus, RunHandle, RunRecord, RunStatus, TrackingConfig};
 use engine::train::{self, TrainConfig};
-
-/// FashionMNIST on the CPU, loaded once for every test here.
-fn bench() -> &'static Bench {
-    static BENCH: OnceLock<Bench> = OnceLock::new();
-    BENCH.get_or_init(|| {
-        let fashion_mnist = engine::data::DataSource::default();
-        Bench::load(engine::Device::Cpu, "cpu".into(), fashion_mnist)
-            .expect("FashionMNIST (Debian's dataset-fashion-mnist)")
-    })
-}
+use library::bench;
 
 /// A one-epoch run on 500 images, recorded in `dir/store`, its files in `dir/out`.
 fn spec(dir: &Path, config: TrainConfig) -> RunSpec {

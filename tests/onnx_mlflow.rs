@@ -20,14 +20,21 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/library.rs"]
+mod library;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::text;
-use engine::data::{self, Dataset, IMAGE_PIXELS};
+use engine::data::{self, Dataset, IMAGE_PIXELS, Normalization};
+use engine::experiment::RunSpec;
+use engine::nn::Architecture;
+use engine::train::TrainConfig;
 use engine::{Device, Tensor, model};
+use library::{finished_run, on_server, tiny_spec};
 
 /// The largest difference allowed between the engine's and onnxruntime's probabilities.
 const TOLERANCE: f32 = 1e-5;
@@ -158,10 +165,11 @@ fn onnx_runtime_reproduces_the_engine_and_the_layout_matches_mlflow() {
     let (test, images) = test_images(&dir, 10_000);
 
     let meanstd = dir.join("meanstd");
-    cli::train_tiny(&meanstd, &store, None);
+    finished_run(&tiny_spec(&store, &meanstd));
     let unit = dir.join("unit");
-    let unit_args = ["train", "--epochs", "1", "--train-limit", "500", "--hidden", "8", "--normalize", "unit"];
-    engine(&[&unit_args[..], &["--output-dir", unit.to_str().unwrap()]].concat(), &store, None);
+    let mut unit_spec = tiny_spec(&store, &unit);
+    unit_spec.config.normalize = Normalization::Unit;
+    finished_run(&unit_spec);
 
     // A directory as older versions wrote it: no ONNX, no input contract; export fills the gap.
     let old = dir.join("old");
@@ -378,24 +386,16 @@ fn trained_cnn(server: &mlflow::MlflowServer) -> &'static TrainedCnn {
     TRAINED.get_or_init(|| {
         let dir = mlflow::scratch_dir("engine-onnx-cnn");
         let (store, out) = (dir.join("store"), dir.join("train"));
-        let args = [
-            "train",
-            "--model",
-            "cnn",
-            "--epochs",
-            "1",
-            "--train-limit",
-            "600",
-            "--batch-size",
-            "64",
-            "--device",
-            "cpu",
-            "--no-system-metrics",
-            "--json",
-            "--output-dir",
-            out.to_str().unwrap(),
-        ];
-        let summary = cli::json_line(&engine(&args, &store, Some(server.uri())));
+        let config = TrainConfig {
+            model: Architecture::Cnn,
+            hidden: Vec::new(),
+            epochs: 1,
+            train_limit: Some(600),
+            batch_size: 64,
+            ..TrainConfig::default()
+        };
+        let tracking = on_server(server.uri(), &store, engine::tracking::DEFAULT_EXPERIMENT);
+        let (_, summary) = finished_run(&RunSpec { output_dir: Some(out.clone()), ..RunSpec::new(config, tracking) });
         let (test, images) = test_images(&dir, CNN_IMAGES);
         TrainedCnn { store, model: out.join("model"), summary, test, images }
     })

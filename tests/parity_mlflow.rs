@@ -1,7 +1,9 @@
 //! An engine run shows in MLflow what a Python run shows, read back over a real server's REST
 //! API: system metrics under MLflow's names, the datasets as run inputs, the final and
 //! evaluation metrics on the LoggedModel, who and what made the run and the model, the run's
-//! description and tags, summaries at step 0, and sweep children named by what varies.
+//! description and tags, summaries at step 0 (a run trained and evaluated through the library),
+//! and, through the binary, system metrics following the flag and MLflow's variable and sweep
+//! children named by what varies.
 
 #[path = "common/mlflow.rs"]
 mod mlflow;
@@ -9,12 +11,19 @@ mod mlflow;
 #[path = "common/cli.rs"]
 mod cli;
 
+#[path = "common/library.rs"]
+mod library;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use cli::{clean_env, json_line, text};
+use engine::experiment::{NOTE_TAG, RunSpec};
 use engine::tracking::{Auth, MlflowClient, RetryPolicy, util};
+use engine::train::TrainConfig;
+use library::{evaluate_and_log, finished_run, on_server};
 use serde_json::Value;
 
 fn client(uri: &str) -> MlflowClient {
@@ -61,9 +70,16 @@ fn a_trained_and_evaluated_run_shows_what_a_python_run_shows() {
     let Some(server) = mlflow::shared() else { return };
     let dir = mlflow::scratch_dir("parity-run");
     let (store, out) = (dir.join("store"), dir.join("out"));
-    let extra = ["--description", "baseline for the parity check", "--tag", "team=vision", "--tag", "purpose=parity"];
-    let output = engine(&train_args(out.to_str().unwrap(), "parity", &extra), &store, server.uri(), &[]);
-    let run_id = json_line(&output)["run_id"].as_str().unwrap().to_string();
+    let tracking = on_server(server.uri(), &store, "parity");
+    let config = TrainConfig { epochs: 2, train_limit: Some(3000), hidden: vec![32], ..TrainConfig::default() };
+    let tags = [(NOTE_TAG, "baseline for the parity check"), ("team", "vision"), ("purpose", "parity")];
+    let spec = RunSpec {
+        tags: tags.map(|(k, v)| (k.to_string(), v.to_string())).to_vec(),
+        output_dir: Some(out),
+        system_metrics: Some(Duration::from_millis(200)),
+        ..RunSpec::new(config, tracking.clone())
+    };
+    let (run_id, _) = finished_run(&spec);
     let c = client(server.uri());
     let run = c.get_run(&run_id).unwrap();
 
@@ -132,23 +148,8 @@ fn a_trained_and_evaluated_run_shows_what_a_python_run_shows() {
     }
 
     // An evaluation adds its metrics to the model, its tags to the run, and to the note.
-    let eval_out = dir.join("eval");
-    let args = [
-        "eval",
-        "--device",
-        "cpu",
-        "--run-id",
-        &run_id,
-        "--log-mlflow",
-        "--tag",
-        "evaluated=yes",
-        "--description",
-        "checked on the full test set",
-        "--output-dir",
-        eval_out.to_str().unwrap(),
-    ];
-    let eval = engine(&args, &store, server.uri(), &[]);
-    assert!(eval.status.success(), "{}", text(&eval));
+    let eval_tags = [("evaluated".to_string(), "yes".to_string())];
+    evaluate_and_log(&tracking, &run_id, &dir.join("eval"), &eval_tags, Some("checked on the full test set"));
     let run = c.get_run(&run_id).unwrap();
     assert_eq!(run.tag("evaluated"), Some("yes"));
     let note = run.tag("mlflow.note.content").unwrap();

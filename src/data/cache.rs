@@ -47,7 +47,7 @@ pub(crate) fn path(root: &Path, dir: &Path, listing: &Listing, options: &impl Se
         }
     }
     hash.update(listing.classes.join("\n").as_bytes());
-    let key: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let key = crate::hex::lower_hex(&hash.finalize());
     root.join(key).join(FILE_NAME)
 }
 

@@ -59,6 +59,19 @@ impl InputContract {
         }
     }
 
+    /// The contract of planar images of `channels` x `height` x `width` bytes scaled into
+    /// `[0, 1]`, with the per-channel statistics of `train_pixels`, the training images.
+    pub fn measured(
+        channels: usize,
+        height: usize,
+        width: usize,
+        train_pixels: &[u8],
+        class_names: Vec<String>,
+    ) -> InputContract {
+        let (mean, std) = channel_stats(train_pixels, channels, height * width);
+        InputContract { channels, height, width, layout: Layout::Chw, pixel_scale: 1.0 / 255.0, mean, std, class_names }
+    }
+
     /// Bytes (and network inputs) per example: `channels * height * width`.
     pub fn pixels(&self) -> usize {
         self.channels * self.height * self.width

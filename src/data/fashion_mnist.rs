@@ -200,7 +200,7 @@ fn download_verified(agent: &ureq::Agent, url: &str, md5: &str, target: &Path) -
             file.write_all(&buf[..n]).map_err(io)?;
         }
         file.sync_all().map_err(io)?;
-        let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let actual = crate::hex::lower_hex(&hasher.finalize());
         if actual != md5 {
             let file = target.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             return Err(DataError::Checksum { file, expected: md5.to_string(), actual });

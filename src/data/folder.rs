@@ -11,12 +11,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{self, Cached};
-use super::contract::channel_stats;
 use super::decode;
 use super::listing::{self, Entry, Listing};
 use super::{
-    BadInput, CacheUse, ColorMode, DataError, DataSplit, Dataset, DecodeLimits, ImageSize, InputContract, Layout,
-    Skipped,
+    BadInput, CacheUse, ColorMode, DataError, DataSplit, Dataset, DecodeLimits, ImageSize, InputContract, Skipped,
 };
 
 /// How an image folder becomes a dataset.
@@ -116,18 +114,8 @@ fn decode_listing(dir: &Path, listing: Listing, options: &FolderOptions) -> Resu
     if test.is_empty() {
         return Err(DataError::Invalid { path: dir.to_path_buf(), problem: "has no usable test image left".into() });
     }
-    let plane = size.width as usize * size.height as usize;
-    let (mean, std) = channel_stats(&train.pixels, mode.channels(), plane);
-    let contract = InputContract {
-        channels: mode.channels(),
-        height: size.height as usize,
-        width: size.width as usize,
-        layout: Layout::Chw,
-        pixel_scale: 1.0 / 255.0,
-        mean,
-        std,
-        class_names: classes,
-    };
+    let (height, width) = (size.height as usize, size.width as usize);
+    let contract = InputContract::measured(mode.channels(), height, width, &train.pixels, classes);
     Ok(Cached { train, test, contract, skipped })
 }
 

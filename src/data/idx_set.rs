@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::contract::{channel_stats, numbered};
+use super::contract::numbered;
 use super::idx::{first_label_past, label_past, read_any_labels, read_images};
-use super::{BadInput, CacheUse, ClassNames, DataError, DataSplit, Dataset, InputContract, Layout, Skipped};
+use super::{BadInput, CacheUse, ClassNames, DataError, DataSplit, Dataset, InputContract, Skipped};
 
 /// How an IDX set is read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -117,17 +117,7 @@ pub fn read_set(files: &IdxFiles, names: Option<Vec<String>>, bad: BadInput) -> 
         let problem = "every label is 0: a classifier needs at least two classes".into();
         return Err(DataError::Invalid { path: files.train_labels.clone(), problem });
     }
-    let (mean, std) = channel_stats(&train.pixels, 1, rows * cols);
-    let contract = InputContract {
-        channels: 1,
-        height: rows,
-        width: cols,
-        layout: Layout::Chw,
-        pixel_scale: 1.0 / 255.0,
-        mean,
-        std,
-        class_names,
-    };
+    let contract = InputContract::measured(1, rows, cols, &train.pixels, class_names);
     let location = files.train_images.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = location.file_name().map_or_else(|| "idx".into(), |n| n.to_string_lossy().into_owned());
     Ok(DataSplit { name, location, train, test, contract, skipped, cache: CacheUse::Off })

@@ -84,7 +84,7 @@ impl Dataset {
         let mut hash = Sha256::new();
         hash.update(&self.pixels[..n * self.image_len()]);
         hash.update(&self.labels[..n]);
-        hash.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::lower_hex(&hash.finalize()[..4])
     }
 
     /// The first `n` examples (all of them if there are fewer).

@@ -88,7 +88,7 @@ pub fn sanitize_component(name: &str) -> String {
     if s.len() > MAX_PLAIN {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(name.as_bytes());
-        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = crate::hex::lower_hex(&digest[..8]);
         s.truncate(MAX_PLAIN - hash.len() - 1);
         s = format!("{s}-{hash}");
     }

@@ -11,10 +11,7 @@
 
 use std::path::Path;
 
-use super::{
-    SyncOutcome, SyncedRun, create_server_run, find_server_run, missing_metrics, missing_params_and_tags,
-    point_parent_at_server,
-};
+use super::{SyncOutcome, SyncedRun, create_server_run, find_server_run, point_parent_at_server, send_missing_data};
 use crate::tracking::MODEL_ID_TAG;
 use crate::tracking::client::MlflowClient;
 use crate::tracking::error::TrackingError;
@@ -49,17 +46,9 @@ pub fn push_live(
             None => create_server_run(client, &exp_id, &rec, &mut s)?,
         },
     };
-    let server_id = run.info.run_id.clone();
-    s.server_run_id = Some(server_id.clone());
-    let (params, tags) = missing_params_and_tags(&rec, &rec.tags, &run)?;
-    let metrics = missing_metrics(client, &rec, &run, s.created)?;
-    client.log_batch(&server_id, &metrics, &params, &tags)?;
-    s.params_sent = params.len();
-    s.tags_sent += tags.len();
-    s.metrics_sent = metrics.len();
-    let inputs = crate::tracking::inputs::missing_inputs(&rec.inputs, &run.inputs);
-    client.log_inputs(&server_id, &inputs)?;
-    s.inputs_sent = inputs.len();
+    s.server_run_id = Some(run.info.run_id.clone());
+    // No metric is about a model any more, so none is rewritten.
+    send_missing_data(client, &rec, &rec.tags, &run, None, &mut s)?;
     s.outcome = SyncOutcome::PushedLive;
     Ok(Some(s))
 }

@@ -279,17 +279,7 @@ fn sync_run(
     if let Some(id) = &model_on_server {
         tags.insert(MODEL_ID_TAG.to_string(), id.clone());
     }
-    let (params, tags) = missing_params_and_tags(rec, &tags, &run)?;
-    let mut metrics = missing_metrics(client, rec, &run, s.created)?;
-    remap_model_metrics(&mut metrics, rec.tags.get(MODEL_ID_TAG), model_on_server.as_ref());
-    client.log_batch(&server_id, &metrics, &params, &tags)?;
-    s.params_sent = params.len();
-    s.tags_sent += tags.len();
-    s.metrics_sent = metrics.len();
-
-    let inputs = super::inputs::missing_inputs(&rec.inputs, &run.inputs);
-    client.log_inputs(&server_id, &inputs)?;
-    s.inputs_sent = inputs.len();
+    send_missing_data(client, rec, &tags, &run, model_on_server.as_ref(), s)?;
     upload_missing_artifacts(client, rec, &run, s)?;
 
     match rec.status.final_status() {
@@ -308,6 +298,31 @@ fn sync_run(
         }
         None => s.outcome = SyncOutcome::PushedUnfinished,
     }
+    Ok(())
+}
+
+/// Sends what the server run `run` lacks of `rec`: its params, `tags` and metric points in one
+/// batch (those about the record's local model then name `model_on_server`, or no model), then
+/// its datasets; counts them in `s`.
+fn send_missing_data(
+    client: &MlflowClient,
+    rec: &RunRecord,
+    tags: &BTreeMap<String, String>,
+    run: &Run,
+    model_on_server: Option<&String>,
+    s: &mut SyncedRun,
+) -> Result<(), TrackingError> {
+    let server_id = &run.info.run_id;
+    let (params, tags) = missing_params_and_tags(rec, tags, run)?;
+    let mut metrics = missing_metrics(client, rec, run, s.created)?;
+    remap_model_metrics(&mut metrics, rec.tags.get(MODEL_ID_TAG), model_on_server);
+    client.log_batch(server_id, &metrics, &params, &tags)?;
+    s.params_sent = params.len();
+    s.tags_sent += tags.len();
+    s.metrics_sent = metrics.len();
+    let inputs = super::inputs::missing_inputs(&rec.inputs, &run.inputs);
+    client.log_inputs(server_id, &inputs)?;
+    s.inputs_sent = inputs.len();
     Ok(())
 }
 
