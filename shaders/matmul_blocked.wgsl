@@ -11,6 +11,9 @@
 // Thread (x, y) owns rows y + 16i and columns x + 16j of the tile (i, j < {TM}), so its reads of
 // B and its writes of C are contiguous across a warp. Loads follow the operand's contiguous
 // dimension, chosen by the transpose flags.
+//
+// A split product (p.parts > 1) gives each tile several workgroups, each its own run of k, and
+// stores their unfinished sums for `matmul_split_sum` (matmul.wgsl) to add up in order.
 
 var<workgroup> a_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 var<workgroup> b_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
@@ -41,10 +44,15 @@ fn {NAME}(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) tid: u32,
 ) {
-    let tile = group_index(wid, nwg);
-    if tile >= p.tiles_total {
+    // Workgroup g computes part g / tiles_total of tile g % tiles_total: its run of k.
+    let group = group_index(wid, nwg);
+    if group >= p.tiles_total * p.parts {
         return;
     }
+    let tile = group % p.tiles_total;
+    let part = group / p.tiles_total;
+    let k_begin = part * p.k_part;
+    let k_end = min(k_begin + p.k_part, p.k);
     let row0 = (tile / p.tiles_n) * {BM}u;
     let col0 = (tile % p.tiles_n) * {BM}u;
     let trans_a = (p.flags & 4u) != 0u;
@@ -57,14 +65,14 @@ fn {NAME}(
     var a_next: array<f32, {LOADS}>;
     var b_next: array<f32, {LOADS}>;
     // Pass j reads slice j and multiplies slice j - 1; one pass more than there are slices.
-    for (var k0 = 0u; k0 < p.k + {BK}u; k0 = k0 + {BK}u) {
-        if k0 < p.k {
+    for (var k0 = k_begin; k0 < k_end + {BK}u; k0 = k0 + {BK}u) {
+        if k0 < k_end {
             for (var s = 0u; s < {LOADS}u; s = s + 1u) {
                 let ap = a_place_{NAME}(tid, s, trans_a);
                 let gr = row0 + ap.x;
                 let gka = k0 + ap.y;
                 var av = 0.0;
-                if gr < p.m && gka < p.k {
+                if gr < p.m && gka < k_end {
                     av = load_a(gr, gka);
                     {AFTER_LOAD_A}
                 }
@@ -73,13 +81,13 @@ fn {NAME}(
                 let gc = col0 + bp.x;
                 let gkb = k0 + bp.y;
                 var bv = 0.0;
-                if gc < p.n && gkb < p.k {
+                if gc < p.n && gkb < k_end {
                     bv = b[gkb * p.b_rs + gc * p.b_cs];
                 }
                 b_next[s] = bv;
             }
         }
-        if k0 > 0u {
+        if k0 > k_begin {
             for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {
                 var ar: array<f32, {TM}>;
                 var br: array<f32, {TM}>;
@@ -96,7 +104,7 @@ fn {NAME}(
             }
         }
         workgroupBarrier();
-        if k0 < p.k {
+        if k0 < k_end {
             for (var s = 0u; s < {LOADS}u; s = s + 1u) {
                 let ap = a_place_{NAME}(tid, s, trans_a);
                 a_{NAME}[ap.y * {LDS}u + ap.x] = a_next[s];
@@ -112,7 +120,11 @@ fn {NAME}(
         for (var j = 0u; j < {TM}u; j = j + 1u) {
             let col = col0 + lid.x + j * 16u;
             if row < p.m && col < p.n {
-                c[row * p.n + col] = epilogue(acc[i][j], row, col);
+                if p.parts > 1u {
+                    c[(part * p.m + row) * p.n + col] = acc[i][j];
+                } else {
+                    c[row * p.n + col] = epilogue(acc[i][j], row, col);
+                }
             }
         }
     }

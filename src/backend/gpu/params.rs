@@ -47,8 +47,10 @@ uniform! {
         b_cs: u32,
         tiles_n: u32,
         tiles_total: u32,
-        _pad0: u32,
-        _pad1: u32,
+        /// Workgroups per output tile, each reducing its own `k_part`-long run of k: more
+        /// than one stores partial products for `matmul_split_sum` to finish.
+        parts: u32,
+        k_part: u32,
     }
 }
 
@@ -66,8 +68,8 @@ uniform! {
         b_cs: u32,
         tiles_n: u32,
         tiles_total: u32,
-        _pad0: u32,
-        _pad1: u32,
+        parts: u32,
+        k_part: u32,
         samples: u32,
         words: u32,
         label_words: u32,

@@ -25,6 +25,8 @@ pub enum Kernel {
     MatmulWideRowSums,
     /// The tiled product whose A is a batch it gathers from a `u8` dataset: a first layer.
     MatmulTiledGathered,
+    /// The second pass of a product split over k: sums the parts and applies the epilogue.
+    MatmulSplitSum,
     Binary,
     AddBias,
     Unary,
@@ -297,13 +299,14 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 35] = [
+    pub const ALL: [Kernel; 36] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
         Kernel::MatmulTiledRowSums,
         Kernel::MatmulWideRowSums,
         Kernel::MatmulTiledGathered,
+        Kernel::MatmulSplitSum,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
@@ -346,7 +349,8 @@ impl Kernel {
             | Kernel::MatmulTiled
             | Kernel::MatmulWide
             | Kernel::MatmulTiledRowSums
-            | Kernel::MatmulWideRowSums => Shader::Matmul,
+            | Kernel::MatmulWideRowSums
+            | Kernel::MatmulSplitSum => Shader::Matmul,
             Kernel::MatmulTiledGathered => Shader::MatmulGathered,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
@@ -379,6 +383,7 @@ impl Kernel {
             Kernel::MatmulTiledRowSums => "matmul_tiled_row_sums",
             Kernel::MatmulWideRowSums => "matmul_wide_row_sums",
             Kernel::MatmulTiledGathered => "matmul_tiled_gathered",
+            Kernel::MatmulSplitSum => "matmul_split_sum",
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
@@ -414,7 +419,9 @@ impl Kernel {
     /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide | Kernel::MatmulSplitSum => {
+                &[Read, Read, Read, Read, ReadWrite]
+            }
             Kernel::MatmulTiledRowSums | Kernel::MatmulWideRowSums => &[Read, Read, Read, Read, ReadWrite, ReadWrite],
             Kernel::MatmulTiledGathered => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
