@@ -34,6 +34,11 @@ struct Params {
 // The partial products of a split product, [parts, m, n], when it has more than one part.
 // The row sums of op(A), [m]: bound by the `_row_sums` kernels only.
 @group(0) @binding(6) var<storage, read_write> row_sums: array<f32>;
+// A and B again, read four elements at a time: bound by the `_vec4` kernel, which the launcher
+// picks only where each operand's contiguous dimension is a multiple of 4 (so every vec4 read
+// is aligned and wholly inside its operand or wholly outside).
+@group(0) @binding(7) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> b4: array<vec4<f32>>;
 
 // Element (row, q) of op(A).
 fn load_a(row: u32, q: u32) -> f32 {

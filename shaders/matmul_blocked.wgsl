@@ -19,9 +19,11 @@ var<workgroup> a_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 var<workgroup> b_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 
 // Where element s of thread tid's share of a {BM} x {BK} slice of op(A) goes in the tile:
-// (row, depth), along A's contiguous dimension. s < {LOADS}, so both are inside the tile.
+// (row, depth), along A's contiguous dimension. s < {LOADS}, so both are inside the tile. A
+// thread's elements are 256 apart, or (in the `_vec4` instance) {LOADS} neighbours that one
+// vec4 load reads.
 fn a_place_{NAME}(tid: u32, s: u32, trans_a: bool) -> vec2<u32> {
-    let e = tid + s * 256u;
+    let e = {ELEMENT};
     if trans_a {
         return vec2<u32>(e % {BM}u, e / {BM}u);
     }
@@ -30,7 +32,7 @@ fn a_place_{NAME}(tid: u32, s: u32, trans_a: bool) -> vec2<u32> {
 
 // As a_place for op(B): (column, depth).
 fn b_place_{NAME}(tid: u32, s: u32, trans_b: bool) -> vec2<u32> {
-    let e = tid + s * 256u;
+    let e = {ELEMENT};
     if trans_b {
         return vec2<u32>(e / {BK}u, e % {BK}u);
     }
@@ -67,25 +69,7 @@ fn {NAME}(
     // Pass j reads slice j and multiplies slice j - 1; one pass more than there are slices.
     for (var k0 = k_begin; k0 < k_end + {BK}u; k0 = k0 + {BK}u) {
         if k0 < k_end {
-            for (var s = 0u; s < {LOADS}u; s = s + 1u) {
-                let ap = a_place_{NAME}(tid, s, trans_a);
-                let gr = row0 + ap.x;
-                let gka = k0 + ap.y;
-                var av = 0.0;
-                if gr < p.m && gka < k_end {
-                    av = load_a(gr, gka);
-                    {AFTER_LOAD_A}
-                }
-                a_next[s] = av;
-                let bp = b_place_{NAME}(tid, s, trans_b);
-                let gc = col0 + bp.x;
-                let gkb = k0 + bp.y;
-                var bv = 0.0;
-                if gc < p.n && gkb < k_end {
-                    bv = b[gkb * p.b_rs + gc * p.b_cs];
-                }
-                b_next[s] = bv;
-            }
+            {READ_NEXT}
         }
         if k0 > k_begin {
             for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {

@@ -98,8 +98,12 @@ fn check_matmul(
 #[test]
 fn matmul_matches_cpu_for_every_shape_and_transpose() {
     // 1x1x1; under, at and over the 64 and 128 tiles; the MLP's shapes; M >= 500; a long K; an
-    // output large enough for `matmul` to choose the wide kernel by itself (2049x2050).
+    // output large enough for `matmul` to choose the wide kernel by itself (2049x2050). The wide
+    // kernel reads vec4s where the contiguous dimensions (k, m of a transposed A, n of a plain
+    // B) are multiples of 4: all of them in 132x36x260 and 4x4x4, some in others, none in 2x3x600.
     let shapes = [
+        (132, 36, 260),
+        (4, 4, 4),
         (127, 9, 255),
         (1025, 8, 1030),
         (2049, 8, 2050),

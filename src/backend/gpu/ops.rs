@@ -118,7 +118,8 @@ pub enum MatmulTile {
     Naive,
     /// 64x64 outputs a workgroup, 4x4 a thread.
     Tiled,
-    /// 128x128 outputs a workgroup, 8x8 a thread.
+    /// 128x128 outputs a workgroup, 8x8 a thread; both operands read as vec4 where their
+    /// contiguous dimensions are multiples of 4.
     Wide,
     /// The tiled kernel with k cut into about this many runs (whole 16-deep slices), one
     /// workgroup each, then a pass that sums the runs in order and applies the epilogue.
@@ -137,10 +138,20 @@ pub fn matmul_by(
     let (kernel, block) = match tile {
         MatmulTile::Naive => (Kernel::MatmulNaive, NAIVE_BLOCK),
         MatmulTile::Tiled => (Kernel::MatmulTiled, TILED_BLOCK),
+        MatmulTile::Wide if vec4_aligned(shape) => (Kernel::MatmulWideVec4, WIDE_BLOCK),
         MatmulTile::Wide => (Kernel::MatmulWide, WIDE_BLOCK),
         MatmulTile::SplitK(parts) => return matmul_split(ctx, parts, a, b, shape, epilogue),
     };
     matmul_with(ctx, kernel, block, a, b, shape, epilogue, None)
+}
+
+/// Whether each operand's contiguous dimension (k, or m for a transposed A and n for a
+/// plain B) is a positive multiple of 4, so the wide kernel can read both as aligned vec4s.
+fn vec4_aligned(shape: MatmulShape) -> bool {
+    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
+    let a_row = if trans_a { m } else { k };
+    let b_row = if trans_b { k } else { n };
+    k > 0 && k.is_multiple_of(4) && a_row.is_multiple_of(4) && b_row.is_multiple_of(4)
 }
 
 /// The split-K product: `parts` runs of k into a `[parts, m, n]` scratch buffer, then their
@@ -247,6 +258,10 @@ fn matmul_with(
     let mask = epilogue.relu_mask.unwrap_or(a);
     match (row_sums, kernel) {
         (Some(sums), _) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
+        // A and B again as vec4 arrays, after A in place of the row sums (bound, never read).
+        (None, Kernel::MatmulWideVec4) => {
+            ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, a, a, b], tiles, OP)?
+        }
         (None, _) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
     }
     Ok(out)

@@ -19,6 +19,8 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub enum Kernel {
     MatmulNaive,
     MatmulWide,
+    /// The wide product reading both operands as vec4, for aligned shapes.
+    MatmulWideVec4,
     MatmulTiled,
     /// The tiled and wide products that also sum op(A)'s rows.
     MatmulTiledRowSums,
@@ -174,11 +176,53 @@ const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl"
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Beside {
     Nothing,
+    /// Nothing, and it reads its operands as vec4 ([`READ_VEC4`]).
+    NothingVec4,
     /// The sums of op(A)'s rows over k (`_row_sums`).
     RowSums,
     /// The gathered A itself and its rows' labels (`matmul_gathered.wgsl`).
     GatheredInput,
 }
+
+/// How a thread reads its share of the next slice of each operand: one element at a time, or
+/// (with four elements a thread) one aligned vec4 each.
+const READ_SCALAR: &str = "for (var s = 0u; s < {LOADS}u; s = s + 1u) {
+                let ap = a_place_{NAME}(tid, s, trans_a);
+                let gr = row0 + ap.x;
+                let gka = k0 + ap.y;
+                var av = 0.0;
+                if gr < p.m && gka < k_end {
+                    av = load_a(gr, gka);
+                    {AFTER_LOAD_A}
+                }
+                a_next[s] = av;
+                let bp = b_place_{NAME}(tid, s, trans_b);
+                let gc = col0 + bp.x;
+                let gkb = k0 + bp.y;
+                var bv = 0.0;
+                if gc < p.n && gkb < k_end {
+                    bv = b[gkb * p.b_rs + gc * p.b_cs];
+                }
+                b_next[s] = bv;
+            }";
+const READ_VEC4: &str = "let ap = a_place_{NAME}(tid, 0u, trans_a);
+            let gr = row0 + ap.x;
+            let gka = k0 + ap.y;
+            var av = vec4<f32>(0.0);
+            if gr < p.m && gka < k_end {
+                av = a4[(gr * p.a_rs + gka * p.a_cs) / 4u];
+            }
+            let bp = b_place_{NAME}(tid, 0u, trans_b);
+            let gc = col0 + bp.x;
+            let gkb = k0 + bp.y;
+            var bv = vec4<f32>(0.0);
+            if gc < p.n && gkb < k_end {
+                bv = b4[(gkb * p.b_rs + gc * p.b_cs) / 4u];
+            }
+            for (var s = 0u; s < 4u; s = s + 1u) {
+                a_next[s] = av[s];
+                b_next[s] = bv[s];
+            }";
 
 /// What the `_row_sums` instances add: summing the A values a thread reads, and the store by
 /// the threads of the first column of tiles.
@@ -208,12 +252,16 @@ const GATHERED_STORE_LABELS: &str = "if col0 == 0u && lid.x == 0u {
 /// `beside` the product.
 fn matmul_blocked(name: &str, block: u32, depth: u32, beside: Beside) -> String {
     let lds = block + 1;
+    let read = if beside == Beside::NothingVec4 { READ_VEC4 } else { READ_SCALAR };
+    let element = if beside == Beside::NothingVec4 { "tid * 4u + s" } else { "tid + s * 256u" };
     let (add, after_load, store) = match beside {
-        Beside::Nothing => ("", "", ""),
+        Beside::Nothing | Beside::NothingVec4 => ("", "", ""),
         Beside::RowSums => (ROW_SUMS_ADD, "", ROW_SUMS_STORE),
         Beside::GatheredInput => ("", GATHERED_STORE_A, GATHERED_STORE_LABELS),
     };
     [
+        ("{READ_NEXT}", read.to_string()),
+        ("{ELEMENT}", element.to_string()),
         ("{ROW_SUMS_ADD}", add.to_string()),
         ("{AFTER_LOAD_A}", after_load.to_string()),
         ("{FIRST_COLUMN_STORE}", store.to_string()),
@@ -262,10 +310,11 @@ impl Shader {
         let file = match self {
             Shader::Matmul => {
                 return Cow::Owned(format!(
-                    "{}\n{}\n{}\n{}\n{}",
+                    "{}\n{}\n{}\n{}\n{}\n{}",
                     include_str!("../../../shaders/matmul.wgsl"),
                     matmul_blocked("matmul_tiled", 64, 16, Beside::Nothing),
                     matmul_blocked("matmul_wide", 128, 8, Beside::Nothing),
+                    matmul_blocked("matmul_wide_vec4", 128, 8, Beside::NothingVec4),
                     matmul_blocked("matmul_tiled_row_sums", 64, 16, Beside::RowSums),
                     matmul_blocked("matmul_wide_row_sums", 128, 8, Beside::RowSums),
                 ));
@@ -299,10 +348,11 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 36] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
+        Kernel::MatmulWideVec4,
         Kernel::MatmulTiledRowSums,
         Kernel::MatmulWideRowSums,
         Kernel::MatmulTiledGathered,
@@ -348,6 +398,7 @@ impl Kernel {
             Kernel::MatmulNaive
             | Kernel::MatmulTiled
             | Kernel::MatmulWide
+            | Kernel::MatmulWideVec4
             | Kernel::MatmulTiledRowSums
             | Kernel::MatmulWideRowSums
             | Kernel::MatmulSplitSum => Shader::Matmul,
@@ -380,6 +431,7 @@ impl Kernel {
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::MatmulWide => "matmul_wide",
+            Kernel::MatmulWideVec4 => "matmul_wide_vec4",
             Kernel::MatmulTiledRowSums => "matmul_tiled_row_sums",
             Kernel::MatmulWideRowSums => "matmul_wide_row_sums",
             Kernel::MatmulTiledGathered => "matmul_tiled_gathered",
@@ -423,6 +475,8 @@ impl Kernel {
                 &[Read, Read, Read, Read, ReadWrite]
             }
             Kernel::MatmulTiledRowSums | Kernel::MatmulWideRowSums => &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+            // A and B again at 7 and 8; at 6, where the row sums would be, a buffer it never reads.
+            Kernel::MatmulWideVec4 => &[Read, Read, Read, Read, ReadWrite, Read, Read, Read],
             Kernel::MatmulTiledGathered => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
