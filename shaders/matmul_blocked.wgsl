@@ -69,7 +69,24 @@ fn {NAME}(
     // Pass j reads slice j and multiplies slice j - 1; one pass more than there are slices.
     for (var k0 = k_begin; k0 < k_end + {BK}u; k0 = k0 + {BK}u) {
         if k0 < k_end {
-            {READ_NEXT}
+            for (var r = 0u; r < {READS}u; r = r + 1u) {
+                let ap = a_place_{NAME}(tid, r * {WIDTH}u, trans_a);
+                let gr = row0 + ap.x;
+                let gka = k0 + ap.y;
+                var av = {VALUE}(0.0);
+                if gr < p.m && gka < k_end {
+                    av = {READ_A};
+                    {AFTER_LOAD_A}
+                }
+                let bp = b_place_{NAME}(tid, r * {WIDTH}u, trans_b);
+                let gc = col0 + bp.x;
+                let gkb = k0 + bp.y;
+                var bv = {VALUE}(0.0);
+                if gc < p.n && gkb < k_end {
+                    bv = {READ_B};
+                }
+                {KEEP}
+            }
         }
         if k0 > k_begin {
             for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {

@@ -95,6 +95,12 @@ fn check_matmul(
     outputs
 }
 
+/// The product `m x k x n` in its four transpose forms, numbered.
+fn every_transpose(m: usize, k: usize, n: usize) -> impl Iterator<Item = (usize, MatmulShape)> {
+    let forms = [(false, false), (false, true), (true, false), (true, true)];
+    forms.into_iter().enumerate().map(move |(t, (ta, tb))| (t, MatmulShape::new(m, k, n).transposed(ta, tb)))
+}
+
 #[test]
 fn matmul_matches_cpu_for_every_shape_and_transpose() {
     // 1x1x1; under, at and over the 64 and 128 tiles; the MLP's shapes; M >= 500; a long K; an
@@ -121,8 +127,7 @@ fn matmul_matches_cpu_for_every_shape_and_transpose() {
         let mut rng = Rng::new(1);
         let mut outputs = Vec::new();
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
-            for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
-                let shape = MatmulShape::new(m, k, n).transposed(ta, tb);
+            for (t, shape) in every_transpose(m, k, n) {
                 let tiles: &[MatmulTile] =
                     if m * k * n <= 1 << 20 { &[MatmulTile::Wide, MatmulTile::Naive] } else { &[MatmulTile::Wide] };
                 outputs.extend(check_matmul(ctx, &mut rng, shape, i + t, tiles));
@@ -143,8 +148,7 @@ fn split_k_matches_cpu_and_the_one_pass_kernel() {
         let mut rng = Rng::new(12);
         let mut outputs = Vec::new();
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
-            for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
-                let shape = MatmulShape::new(m, k, n).transposed(ta, tb);
+            for (t, shape) in every_transpose(m, k, n) {
                 outputs.extend(check_matmul(ctx, &mut rng, shape, i * 4 + t, &tiles));
             }
         }

@@ -83,6 +83,20 @@ uniform! {
     }
 }
 
+impl MatmulGatheredParams {
+    /// A product's uniform followed by a gather's (whose batch and features are the product's
+    /// m and k).
+    #[rustfmt::skip]
+    pub(super) fn new(product: MatmulParams, gather: GatherParams) -> Self {
+        let MatmulParams { m, n, k, flags, a_rs, a_cs, b_rs, b_cs, tiles_n, tiles_total, parts, k_part } = product;
+        let GatherParams { samples, words, label_words, indices, first, nan_bits, plane, scale, shift, .. } = gather;
+        Self {
+            m, n, k, flags, a_rs, a_cs, b_rs, b_cs, tiles_n, tiles_total, parts, k_part,
+            samples, words, label_words, indices, first, nan_bits, plane, _pad2: 0, scale, shift,
+        }
+    }
+}
+
 impl MatmulParams {
     /// Bits of `flags`, as `shaders/matmul.wgsl` tests them.
     pub(super) const BIAS: u32 = 1 << 0;

@@ -184,45 +184,24 @@ enum Beside {
     GatheredInput,
 }
 
-/// How a thread reads its share of the next slice of each operand: one element at a time, or
-/// (with four elements a thread) one aligned vec4 each.
-const READ_SCALAR: &str = "for (var s = 0u; s < {LOADS}u; s = s + 1u) {
-                let ap = a_place_{NAME}(tid, s, trans_a);
-                let gr = row0 + ap.x;
-                let gka = k0 + ap.y;
-                var av = 0.0;
-                if gr < p.m && gka < k_end {
-                    av = load_a(gr, gka);
-                    {AFTER_LOAD_A}
-                }
-                a_next[s] = av;
-                let bp = b_place_{NAME}(tid, s, trans_b);
-                let gc = col0 + bp.x;
-                let gkb = k0 + bp.y;
-                var bv = 0.0;
-                if gc < p.n && gkb < k_end {
-                    bv = b[gkb * p.b_rs + gc * p.b_cs];
-                }
-                b_next[s] = bv;
-            }";
-const READ_VEC4: &str = "let ap = a_place_{NAME}(tid, 0u, trans_a);
-            let gr = row0 + ap.x;
-            let gka = k0 + ap.y;
-            var av = vec4<f32>(0.0);
-            if gr < p.m && gka < k_end {
-                av = a4[(gr * p.a_rs + gka * p.a_cs) / 4u];
-            }
-            let bp = b_place_{NAME}(tid, 0u, trans_b);
-            let gc = col0 + bp.x;
-            let gkb = k0 + bp.y;
-            var bv = vec4<f32>(0.0);
-            if gc < p.n && gkb < k_end {
-                bv = b4[(gkb * p.b_rs + gc * p.b_cs) / 4u];
-            }
-            for (var s = 0u; s < 4u; s = s + 1u) {
-                a_next[s] = av[s];
-                b_next[s] = bv[s];
-            }";
+/// How a thread reads its share of the next slice of each operand: element by element, or (four
+/// elements a thread, aligned) one vec4 each, which it keeps as four elements.
+const READ_SCALAR: [(&str, &str); 6] = [
+    ("{READS}", "{LOADS}"),
+    ("{WIDTH}", "1"),
+    ("{VALUE}", "f32"),
+    ("{READ_A}", "load_a(gr, gka)"),
+    ("{READ_B}", "b[gkb * p.b_rs + gc * p.b_cs]"),
+    ("{KEEP}", "a_next[r] = av; b_next[r] = bv;"),
+];
+const READ_VEC4: [(&str, &str); 6] = [
+    ("{READS}", "1"),
+    ("{WIDTH}", "4"),
+    ("{VALUE}", "vec4<f32>"),
+    ("{READ_A}", "a4[(gr * p.a_rs + gka * p.a_cs) / 4u]"),
+    ("{READ_B}", "b4[(gkb * p.b_rs + gc * p.b_cs) / 4u]"),
+    ("{KEEP}", "for (var s = 0u; s < 4u; s = s + 1u) { a_next[s] = av[s]; b_next[s] = bv[s]; }"),
+];
 
 /// What the `_row_sums` instances add: summing the A values a thread reads, and the store by
 /// the threads of the first column of tiles.
@@ -259,22 +238,23 @@ fn matmul_blocked(name: &str, block: u32, depth: u32, beside: Beside) -> String 
         Beside::RowSums => (ROW_SUMS_ADD, "", ROW_SUMS_STORE),
         Beside::GatheredInput => ("", GATHERED_STORE_A, GATHERED_STORE_LABELS),
     };
-    [
-        ("{READ_NEXT}", read.to_string()),
-        ("{ELEMENT}", element.to_string()),
-        ("{ROW_SUMS_ADD}", add.to_string()),
-        ("{AFTER_LOAD_A}", after_load.to_string()),
-        ("{FIRST_COLUMN_STORE}", store.to_string()),
-        ("{NAME}", name.to_string()),
-        ("{BM}", block.to_string()),
-        ("{BK}", depth.to_string()),
-        ("{LDS}", lds.to_string()),
-        ("{TM}", (block / 16).to_string()),
-        ("{TILE_LEN}", (depth * lds).to_string()),
-        ("{LOADS}", (block * depth / 256).to_string()),
-    ]
-    .iter()
-    .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, value))
+    let reads = read.map(|(hole, value)| (hole, value.to_string()));
+    reads
+        .into_iter()
+        .chain([
+            ("{ELEMENT}", element.to_string()),
+            ("{ROW_SUMS_ADD}", add.to_string()),
+            ("{AFTER_LOAD_A}", after_load.to_string()),
+            ("{FIRST_COLUMN_STORE}", store.to_string()),
+            ("{NAME}", name.to_string()),
+            ("{BM}", block.to_string()),
+            ("{BK}", depth.to_string()),
+            ("{LDS}", lds.to_string()),
+            ("{TM}", (block / 16).to_string()),
+            ("{TILE_LEN}", (depth * lds).to_string()),
+            ("{LOADS}", (block * depth / 256).to_string()),
+        ])
+        .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, &value))
 }
 
 /// `shaders/adam.wgsl` and its `adam_six` entry: the bindings of parameters 3 to 6 and a branch
