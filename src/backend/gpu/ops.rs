@@ -95,7 +95,7 @@ pub fn matmul(
 }
 
 /// How many runs of k [`matmul`] splits a tiled product into: 1 (no split) unless it has few
-/// tiles and a long k (see [`SPLIT_MAX_TILES`]).
+/// tiles and a long k (fewer than 32 output tiles of 64x64 and k of at least 1024).
 pub fn split_parts(shape: MatmulShape) -> usize {
     let tiles = (shape.m as u64).div_ceil(TILED_BLOCK) * (shape.n as u64).div_ceil(TILED_BLOCK);
     if tiles >= SPLIT_MAX_TILES || shape.k < SPLIT_MIN_K {
