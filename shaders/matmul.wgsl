@@ -2,7 +2,7 @@
 // a[i * a_rs + q * a_cs], element (q, j) of op(B) at b[q * b_rs + j * b_cs], so the four
 // transpose combinations share one kernel.
 
-// Mirrored field by field by MatmulParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by MatmulParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     m: u32,
     n: u32,
@@ -17,8 +17,11 @@ struct Params {
     // Output tiles per row of tiles, and in all.
     tiles_n: u32,
     tiles_total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // A split product runs `parts` workgroups per tile, part s reducing k over
+    // [s * k_part, (s + 1) * k_part), and stores its partial products unfinished (see
+    // matmul_split_sum); one part (k_part = k) is the whole product with its epilogue.
+    parts: u32,
+    k_part: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,8 +31,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+// The partial products of a split product, [parts, m, n], when it has more than one part.
 // The row sums of op(A), [m]: bound by the `_row_sums` kernels only.
 @group(0) @binding(6) var<storage, read_write> row_sums: array<f32>;
+// A and B again, read four elements at a time: bound by the `_vec4` kernel, which the launcher
+// picks only where each operand's contiguous dimension is a multiple of 4 (so every vec4 read
+// is aligned and wholly inside its operand or wholly outside).
+@group(0) @binding(7) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> b4: array<vec4<f32>>;
 
 // Element (row, q) of op(A).
 fn load_a(row: u32, q: u32) -> f32 {
@@ -71,4 +80,25 @@ fn matmul_naive(
         acc = acc + a[row * p.a_rs + q * p.a_cs] * b[q * p.b_rs + col * p.b_cs];
     }
     c[row * p.n + col] = epilogue(acc, row, col);
+}
+
+// The second pass of a split product: each output sums the parts' partial products, which the
+// first pass stored in `a` as [parts, m, n], in part order (so the result never depends on
+// scheduling), then applies the epilogue.
+@compute @workgroup_size(256)
+fn matmul_split_sum(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wid, nwg) * WG + lid;
+    let outputs = p.m * p.n;
+    if i >= outputs {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.parts; s = s + 1u) {
+        acc = acc + a[s * outputs + i];
+    }
+    c[i] = epilogue(acc, i / p.n, i % p.n);
 }

@@ -11,14 +11,19 @@
 // Thread (x, y) owns rows y + 16i and columns x + 16j of the tile (i, j < {TM}), so its reads of
 // B and its writes of C are contiguous across a warp. Loads follow the operand's contiguous
 // dimension, chosen by the transpose flags.
+//
+// A split product (p.parts > 1) gives each tile several workgroups, each its own run of k, and
+// stores their unfinished sums for `matmul_split_sum` (matmul.wgsl) to add up in order.
 
 var<workgroup> a_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 var<workgroup> b_{NAME}: array<f32, {TILE_LEN}>; // [{BK}][{LDS}]
 
 // Where element s of thread tid's share of a {BM} x {BK} slice of op(A) goes in the tile:
-// (row, depth), along A's contiguous dimension. s < {LOADS}, so both are inside the tile.
+// (row, depth), along A's contiguous dimension. s < {LOADS}, so both are inside the tile. A
+// thread's elements are 256 apart, or (in the `_vec4` instance) {LOADS} neighbours that one
+// vec4 load reads.
 fn a_place_{NAME}(tid: u32, s: u32, trans_a: bool) -> vec2<u32> {
-    let e = tid + s * 256u;
+    let e = {ELEMENT};
     if trans_a {
         return vec2<u32>(e % {BM}u, e / {BM}u);
     }
@@ -27,7 +32,7 @@ fn a_place_{NAME}(tid: u32, s: u32, trans_a: bool) -> vec2<u32> {
 
 // As a_place for op(B): (column, depth).
 fn b_place_{NAME}(tid: u32, s: u32, trans_b: bool) -> vec2<u32> {
-    let e = tid + s * 256u;
+    let e = {ELEMENT};
     if trans_b {
         return vec2<u32>(e / {BK}u, e % {BK}u);
     }
@@ -41,10 +46,15 @@ fn {NAME}(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) tid: u32,
 ) {
-    let tile = group_index(wid, nwg);
-    if tile >= p.tiles_total {
+    // Workgroup g computes part g / tiles_total of tile g % tiles_total: its run of k.
+    let group = group_index(wid, nwg);
+    if group >= p.tiles_total * p.parts {
         return;
     }
+    let tile = group % p.tiles_total;
+    let part = group / p.tiles_total;
+    let k_begin = part * p.k_part;
+    let k_end = min(k_begin + p.k_part, p.k);
     let row0 = (tile / p.tiles_n) * {BM}u;
     let col0 = (tile % p.tiles_n) * {BM}u;
     let trans_a = (p.flags & 4u) != 0u;
@@ -57,29 +67,28 @@ fn {NAME}(
     var a_next: array<f32, {LOADS}>;
     var b_next: array<f32, {LOADS}>;
     // Pass j reads slice j and multiplies slice j - 1; one pass more than there are slices.
-    for (var k0 = 0u; k0 < p.k + {BK}u; k0 = k0 + {BK}u) {
-        if k0 < p.k {
-            for (var s = 0u; s < {LOADS}u; s = s + 1u) {
-                let ap = a_place_{NAME}(tid, s, trans_a);
+    for (var k0 = k_begin; k0 < k_end + {BK}u; k0 = k0 + {BK}u) {
+        if k0 < k_end {
+            for (var r = 0u; r < {READS}u; r = r + 1u) {
+                let ap = a_place_{NAME}(tid, r * {WIDTH}u, trans_a);
                 let gr = row0 + ap.x;
                 let gka = k0 + ap.y;
-                var av = 0.0;
-                if gr < p.m && gka < p.k {
-                    av = load_a(gr, gka);
+                var av = {VALUE}(0.0);
+                if gr < p.m && gka < k_end {
+                    av = {READ_A};
                     {AFTER_LOAD_A}
                 }
-                a_next[s] = av;
-                let bp = b_place_{NAME}(tid, s, trans_b);
+                let bp = b_place_{NAME}(tid, r * {WIDTH}u, trans_b);
                 let gc = col0 + bp.x;
                 let gkb = k0 + bp.y;
-                var bv = 0.0;
-                if gc < p.n && gkb < p.k {
-                    bv = b[gkb * p.b_rs + gc * p.b_cs];
+                var bv = {VALUE}(0.0);
+                if gc < p.n && gkb < k_end {
+                    bv = {READ_B};
                 }
-                b_next[s] = bv;
+                {KEEP}
             }
         }
-        if k0 > 0u {
+        if k0 > k_begin {
             for (var kk = 0u; kk < {BK}u; kk = kk + 1u) {
                 var ar: array<f32, {TM}>;
                 var br: array<f32, {TM}>;
@@ -96,7 +105,7 @@ fn {NAME}(
             }
         }
         workgroupBarrier();
-        if k0 < p.k {
+        if k0 < k_end {
             for (var s = 0u; s < {LOADS}u; s = s + 1u) {
                 let ap = a_place_{NAME}(tid, s, trans_a);
                 a_{NAME}[ap.y * {LDS}u + ap.x] = a_next[s];
@@ -112,7 +121,11 @@ fn {NAME}(
         for (var j = 0u; j < {TM}u; j = j + 1u) {
             let col = col0 + lid.x + j * 16u;
             if row < p.m && col < p.n {
-                c[row * p.n + col] = epilogue(acc[i][j], row, col);
+                if p.parts > 1u {
+                    c[(part * p.m + row) * p.n + col] = acc[i][j];
+                } else {
+                    c[row * p.n + col] = epilogue(acc[i][j], row, col);
+                }
             }
         }
     }

@@ -19,8 +19,9 @@ struct Params {
     b_cs: u32,
     tiles_n: u32,
     tiles_total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // One part: this product is never split.
+    parts: u32,
+    k_part: u32,
     // Samples in the dataset, u32 words that hold the samples and the labels, entries of the
     // index list, the batch's first entry there.
     samples: u32,

@@ -29,7 +29,15 @@ fn cpu_matmul(a: &[f32], b: &[f32], s: MatmulShape) -> Vec<f32> {
     c
 }
 
-fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize, naive: bool) -> Vec<Vec<f32>> {
+/// `ops::matmul` (which picks its kernel) and each kernel of `tiles` against the CPU on random
+/// operands, with epilogue `case`; returns their outputs.
+fn check_matmul(
+    ctx: &GpuContext,
+    rng: &mut Rng,
+    shape: MatmulShape,
+    case: usize,
+    tiles: &[MatmulTile],
+) -> Vec<Vec<f32>> {
     let MatmulShape { m, k, n, .. } = shape;
     let (a, b) = (random(m * k, rng, -1.0, 1.0), random(k * n, rng, -1.0, 1.0));
     let bias = random(n, rng, -1.0, 1.0);
@@ -65,13 +73,12 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     let (ga, gb, gbias, gmask) = (upload(ctx, &a), upload(ctx, &b), upload(ctx, &bias), upload(ctx, &mask));
     let epilogue = Epilogue { bias: with_bias.then_some(&gbias), relu, relu_mask: masked.then_some(&gmask) };
     let mut outputs = Vec::new();
-    for kind in ["tiled", "wide", "naive"] {
-        let got = match kind {
-            "tiled" => ops::matmul(ctx, &ga, &gb, shape, epilogue),
-            "wide" => ops::matmul_by(ctx, MatmulTile::Wide, &ga, &gb, shape, epilogue),
-            _ if naive => ops::matmul_by(ctx, MatmulTile::Naive, &ga, &gb, shape, epilogue),
-            _ => continue,
+    for tile in std::iter::once(None).chain(tiles.iter().copied().map(Some)) {
+        let got = match tile {
+            None => ops::matmul(ctx, &ga, &gb, shape, epilogue),
+            Some(tile) => ops::matmul_by(ctx, tile, &ga, &gb, shape, epilogue),
         };
+        let kind = tile.map_or("chosen".to_string(), |tile| format!("{tile:?}"));
         let got = download(&got.expect("matmul"));
         assert_eq!(got.len(), m * n);
         for (i, ((&g, &w), &e)) in got.iter().zip(&want).zip(&bound).enumerate() {
@@ -88,11 +95,21 @@ fn check_matmul(ctx: &GpuContext, rng: &mut Rng, shape: MatmulShape, case: usize
     outputs
 }
 
+/// The product `m x k x n` in its four transpose forms, numbered.
+fn every_transpose(m: usize, k: usize, n: usize) -> impl Iterator<Item = (usize, MatmulShape)> {
+    let forms = [(false, false), (false, true), (true, false), (true, true)];
+    forms.into_iter().enumerate().map(move |(t, (ta, tb))| (t, MatmulShape::new(m, k, n).transposed(ta, tb)))
+}
+
 #[test]
 fn matmul_matches_cpu_for_every_shape_and_transpose() {
     // 1x1x1; under, at and over the 64 and 128 tiles; the MLP's shapes; M >= 500; a long K; an
-    // output large enough for `matmul` to choose the wide kernel by itself (2049x2050).
+    // output large enough for `matmul` to choose the wide kernel by itself (2049x2050). The wide
+    // kernel reads vec4s where the contiguous dimensions (k, m of a transposed A, n of a plain
+    // B) are multiples of 4: all of them in 132x36x260 and 4x4x4, some in others, none in 2x3x600.
     let shapes = [
+        (132, 36, 260),
+        (4, 4, 4),
         (127, 9, 255),
         (1025, 8, 1030),
         (2049, 8, 2050),
@@ -110,14 +127,41 @@ fn matmul_matches_cpu_for_every_shape_and_transpose() {
         let mut rng = Rng::new(1);
         let mut outputs = Vec::new();
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
-            for (t, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
-                let shape = MatmulShape::new(m, k, n).transposed(ta, tb);
-                let naive = m * k * n <= 1 << 20;
-                outputs.extend(check_matmul(ctx, &mut rng, shape, i + t, naive));
+            for (t, shape) in every_transpose(m, k, n) {
+                let tiles: &[MatmulTile] =
+                    if m * k * n <= 1 << 20 { &[MatmulTile::Wide, MatmulTile::Naive] } else { &[MatmulTile::Wide] };
+                outputs.extend(check_matmul(ctx, &mut rng, shape, i + t, tiles));
             }
         }
         outputs
     });
+}
+
+#[test]
+fn split_k_matches_cpu_and_the_one_pass_kernel() {
+    // Few tiles and a k that is not a slice multiple, in 2, 3, 7 and more runs than k has
+    // slices (which become one slice a run), every epilogue and transpose; one run is the
+    // one-pass kernel. `ops::matmul` splits the long products itself.
+    let shapes = [(5, 1100, 3), (70, 1031, 65), (128, 2050, 129), (1, 33, 1)];
+    let tiles = [MatmulTile::Tiled, MatmulTile::SplitK(2), MatmulTile::SplitK(3), MatmulTile::SplitK(7)];
+    on_both("split_k", |ctx| {
+        let mut rng = Rng::new(12);
+        let mut outputs = Vec::new();
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            for (t, shape) in every_transpose(m, k, n) {
+                outputs.extend(check_matmul(ctx, &mut rng, shape, i * 4 + t, &tiles));
+            }
+        }
+        let shape = MatmulShape::new(3, 40, 2);
+        outputs.extend(check_matmul(ctx, &mut rng, shape, 5, &[MatmulTile::SplitK(100), MatmulTile::SplitK(0)]));
+        outputs
+    });
+    // The default MLP's products (k = 784 and 512) stay one pass; long ones with few tiles split.
+    assert_eq!(ops::split_parts(MatmulShape::new(128, 784, 512)), 1);
+    assert_eq!(ops::split_parts(MatmulShape::new(128, 512, 512)), 1);
+    assert_eq!(ops::split_parts(MatmulShape::new(128, 2048, 512)), 8);
+    assert_eq!(ops::split_parts(MatmulShape::new(7, 4096, 9)), 16);
+    assert_eq!(ops::split_parts(MatmulShape::new(512, 4096, 512)), 1);
 }
 
 #[test]
@@ -339,7 +383,7 @@ fn grids_wrap_into_a_second_dimension() {
         let mut outputs = vec![y, arg, losses, sums, doubled, total];
         for (i, &(m, k, n)) in [(200, 20, 150), (17, 9, 400)].iter().enumerate() {
             let shape = MatmulShape::new(m, k, n).transposed(i == 1, i == 0);
-            outputs.extend(check_matmul(ctx, &mut rng, shape, i, true));
+            outputs.extend(check_matmul(ctx, &mut rng, shape, i, &[MatmulTile::Wide, MatmulTile::Naive]));
         }
         outputs
     });

@@ -6,27 +6,15 @@ use super::ops::{NAN_BITS, TILED_BLOCK, WG, check_inputs, elements, matmul_param
 use super::params::{GatherParams, MatmulGatheredParams};
 use super::{GpuBuffer, GpuContext, GpuError, Kernel};
 
-/// The uniform fields of a gather, checked against the dataset's buffers: what
-/// [`gather_batch`] and [`linear_gathered`] both pass.
-struct Gather {
-    samples: u32,
-    words: u32,
-    label_words: u32,
-    indices: u32,
-    first: u32,
-    plane: u32,
-    scale: [f32; 4],
-    shift: [f32; 4],
-}
-
 /// Checks that `dataset` holds `spec.samples` samples of `spec.features` bytes and their
-/// labels, and that the batch's entries are in its order.
+/// labels, and that the batch's entries are in its order; returns the gather's uniform, which
+/// [`gather_batch`] dispatches and [`linear_gathered`] appends to its product's.
 fn checked_gather(
     op: &'static str,
     ctx: &GpuContext,
     dataset: DatasetBuffers,
     spec: GatherSpec,
-) -> Result<Gather, GpuError> {
+) -> Result<GatherParams, GpuError> {
     let DatasetBuffers { samples: data, labels, order: indices } = dataset;
     same_context(ctx, op, &[data, labels, indices])?;
     let bytes = elements(op, &[spec.samples, spec.features])?;
@@ -58,13 +46,19 @@ fn checked_gather(
         });
     }
     to_u32(op, bytes)?;
-    Ok(Gather {
+    Ok(GatherParams {
+        batch: to_u32(op, spec.batch)?,
+        features: to_u32(op, spec.features)?,
         samples: to_u32(op, spec.samples)?,
         words: to_u32(op, data.len())?,
         label_words: to_u32(op, labels.len())?,
         indices: to_u32(op, indices.len())?,
         first: to_u32(op, spec.first)?,
+        nan_bits: NAN_BITS,
         plane: to_u32(op, spec.features.div_ceil(spec.affine.channels()).max(1))?,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
         scale: spec.affine.padded().map(|(scale, _)| scale),
         shift: spec.affine.padded().map(|(_, shift)| shift),
     })
@@ -83,27 +77,11 @@ pub fn gather_batch(
     spec: GatherSpec,
 ) -> Result<(GpuBuffer, GpuBuffer), GpuError> {
     const OP: &str = "gather_batch";
-    let g = checked_gather(OP, ctx, DatasetBuffers { samples: data, labels, order: indices }, spec)?;
+    let params = checked_gather(OP, ctx, DatasetBuffers { samples: data, labels, order: indices }, spec)?;
     let n = elements(OP, &[spec.batch, spec.features])?;
     let threads = elements(OP, &[spec.batch, spec.features.max(1)])?;
     let out = ctx.alloc_output(n, OP)?;
     let out_labels = ctx.alloc_output(spec.batch, OP)?;
-    let params = GatherParams {
-        batch: to_u32(OP, spec.batch)?,
-        features: to_u32(OP, spec.features)?,
-        samples: g.samples,
-        words: g.words,
-        label_words: g.label_words,
-        indices: g.indices,
-        first: g.first,
-        nan_bits: NAN_BITS,
-        plane: g.plane,
-        _pad0: 0,
-        _pad1: 0,
-        _pad2: 0,
-        scale: g.scale,
-        shift: g.shift,
-    };
     let buffers = [data, labels, indices, &out, &out_labels];
     ctx.dispatch(Kernel::GatherBatch, &params, &buffers, (threads as u64).div_ceil(WG), OP)?;
     Ok((out, out_labels))
@@ -122,7 +100,7 @@ pub fn linear_gathered(
     relu: bool,
 ) -> Result<GatheredLinear, GpuError> {
     const OP: &str = "linear_gathered";
-    let g = checked_gather(OP, ctx, dataset, spec)?;
+    let gather = checked_gather(OP, ctx, dataset, spec)?;
     let (m, k, n) = (spec.batch, spec.features, bias.len());
     if n == 0 {
         return Err(GpuError::Shape { op: OP, detail: "a layer without outputs stores no batch".into() });
@@ -130,30 +108,7 @@ pub fn linear_gathered(
     check_inputs(ctx, OP, &[("weight", weight, elements(OP, &[n, k])?), ("bias", bias, n)])?;
     let shape = MatmulShape::new(m, k, n).transposed(false, true);
     let mm = matmul_params(shape, Epilogue { bias: Some(bias), relu, relu_mask: None }, TILED_BLOCK)?;
-    let params = MatmulGatheredParams {
-        m: mm.m,
-        n: mm.n,
-        k: mm.k,
-        flags: mm.flags,
-        a_rs: mm.a_rs,
-        a_cs: mm.a_cs,
-        b_rs: mm.b_rs,
-        b_cs: mm.b_cs,
-        tiles_n: mm.tiles_n,
-        tiles_total: mm.tiles_total,
-        _pad0: 0,
-        _pad1: 0,
-        samples: g.samples,
-        words: g.words,
-        label_words: g.label_words,
-        indices: g.indices,
-        first: g.first,
-        nan_bits: NAN_BITS,
-        plane: g.plane,
-        _pad2: 0,
-        scale: g.scale,
-        shift: g.shift,
-    };
+    let params = MatmulGatheredParams::new(mm, gather);
     let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
     let x = ctx.alloc_output(elements(OP, &[m, k])?, OP)?;
     let labels = ctx.alloc_output(m, OP)?;

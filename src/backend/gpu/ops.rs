@@ -25,6 +25,8 @@ pub(super) const WG: u64 = 256;
 const REDUCE_CHUNK: u64 = 4096;
 /// Output tile of the tiled matmul and of the naive one.
 pub(super) const TILED_BLOCK: u64 = 64;
+/// The k slice the tiled kernel stages per step: a split's runs are whole slices.
+const TILED_DEPTH: usize = 16;
 const WIDE_BLOCK: u64 = 128;
 /// Output tiles of 128x128 from which the wide kernel pays: about two per compute unit of a
 /// large GPU (132 on an H200). With fewer, units idle where 4x as many 64x64 tiles keep them
@@ -32,6 +34,21 @@ const WIDE_BLOCK: u64 = 128;
 /// 2048³ (256) reached 33.8 wide.
 const WIDE_MIN_TILES: u64 = 256;
 const NAIVE_BLOCK: u64 = 16;
+/// Split-K: a product with fewer 64x64 output tiles than this and a k of at least
+/// [`SPLIT_MIN_K`] gives each tile several workgroups, each reducing one run of k, and a second
+/// dispatch sums the runs. An H200 has 132 compute units: 16 tiles (a 128-row batch through a
+/// 512-wide layer) leave 116 idle for the whole of k, while from ~32 tiles on the split at most
+/// quadruples the workgroups and the second pass, a dispatch of ~6 us there plus a round trip
+/// of the partial sums through memory, eats most of the gain.
+const SPLIT_MAX_TILES: u64 = 32;
+/// The shortest k that splits. A dispatch inside a pass costs ~6 us on an H200, about what a
+/// 64x64 tile's product over ~1000 of k takes on one of its units (layer 1 of the MLP, k = 784,
+/// measured ~50-65 us for 16 tiles), so shorter products gain too little to pay for their
+/// second pass. It also keeps a step of the default MLP (k = 784 and 512) at 9 dispatches.
+const SPLIT_MIN_K: usize = 1024;
+/// The least k a part reduces, and the workgroups a split aims for: one per unit of an H200.
+const SPLIT_PART_MIN_K: usize = 256;
+const SPLIT_TARGET_GROUPS: u64 = 128;
 
 /// A quiet NaN: kernels write it for invalid input (a label or sample index out of range).
 pub(super) const NAN_BITS: u32 = 0x7fc0_0000;
@@ -56,7 +73,8 @@ pub(super) enum UnaryOp {
 }
 
 /// `C = op(A) · op(B)` with the optional bias/relu epilogue. Large outputs go to the wide kernel
-/// (128x128 block tile, 8x8 outputs per thread), the rest to the tiled one (64x64, 4x4).
+/// (128x128 block tile, 8x8 outputs per thread), the rest to the tiled one (64x64, 4x4), split
+/// over k in two dispatches when it has few tiles and a long k ([`split_parts`]).
 /// Returns `C` `[m, n]`.
 pub fn matmul(
     ctx: &GpuContext,
@@ -65,8 +83,26 @@ pub fn matmul(
     shape: MatmulShape,
     epilogue: Epilogue,
 ) -> Result<GpuBuffer, GpuError> {
-    let tile = if wide(shape) { MatmulTile::Wide } else { MatmulTile::Tiled };
+    let tile = if wide(shape) {
+        MatmulTile::Wide
+    } else {
+        match split_parts(shape) {
+            1 => MatmulTile::Tiled,
+            parts => MatmulTile::SplitK(parts),
+        }
+    };
     matmul_by(ctx, tile, a, b, shape, epilogue)
+}
+
+/// How many runs of k [`matmul`] splits a tiled product into: 1 (no split) unless it has few
+/// tiles and a long k (fewer than 32 output tiles of 64x64 and k of at least 1024).
+pub fn split_parts(shape: MatmulShape) -> usize {
+    let tiles = (shape.m as u64).div_ceil(TILED_BLOCK) * (shape.n as u64).div_ceil(TILED_BLOCK);
+    if tiles >= SPLIT_MAX_TILES || shape.k < SPLIT_MIN_K {
+        return 1;
+    }
+    let for_groups = SPLIT_TARGET_GROUPS.div_ceil(tiles) as usize;
+    for_groups.min(shape.k / SPLIT_PART_MIN_K).max(1)
 }
 
 /// Whether [`matmul`] takes the wide kernel for `shape`.
@@ -82,8 +118,12 @@ pub enum MatmulTile {
     Naive,
     /// 64x64 outputs a workgroup, 4x4 a thread.
     Tiled,
-    /// 128x128 outputs a workgroup, 8x8 a thread.
+    /// 128x128 outputs a workgroup, 8x8 a thread; both operands read as vec4 where their
+    /// contiguous dimensions are multiples of 4.
     Wide,
+    /// The tiled kernel with k cut into about this many runs (whole 16-deep slices), one
+    /// workgroup each, then a pass that sums the runs in order and applies the epilogue.
+    SplitK(usize),
 }
 
 /// As [`matmul`], by the kernel `tile` names.
@@ -98,9 +138,78 @@ pub fn matmul_by(
     let (kernel, block) = match tile {
         MatmulTile::Naive => (Kernel::MatmulNaive, NAIVE_BLOCK),
         MatmulTile::Tiled => (Kernel::MatmulTiled, TILED_BLOCK),
+        MatmulTile::Wide if vec4_aligned(shape) => (Kernel::MatmulWideVec4, WIDE_BLOCK),
         MatmulTile::Wide => (Kernel::MatmulWide, WIDE_BLOCK),
+        MatmulTile::SplitK(parts) => return matmul_split(ctx, parts, a, b, shape, epilogue),
     };
     matmul_with(ctx, kernel, block, a, b, shape, epilogue, None)
+}
+
+/// Whether each operand's contiguous dimension (k, or m for a transposed A and n for a
+/// plain B) is a positive multiple of 4, so the wide kernel can read both as aligned vec4s.
+fn vec4_aligned(shape: MatmulShape) -> bool {
+    let MatmulShape { m, k, n, trans_a, trans_b } = shape;
+    let a_row = if trans_a { m } else { k };
+    let b_row = if trans_b { k } else { n };
+    k > 0 && k.is_multiple_of(4) && a_row.is_multiple_of(4) && b_row.is_multiple_of(4)
+}
+
+/// The split-K product: `parts` runs of k into a `[parts, m, n]` scratch buffer, then their
+/// sum with the epilogue. One run (or none, for an empty k) is the one-pass tiled product.
+fn matmul_split(
+    ctx: &GpuContext,
+    parts: usize,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<GpuBuffer, GpuError> {
+    const OP: &str = "matmul";
+    // Whole slices a run, so only the last run has a partial slice.
+    let k_part = shape.k.div_ceil(parts.max(1)).next_multiple_of(TILED_DEPTH);
+    let parts = shape.k.div_ceil(k_part.max(1));
+    if parts <= 1 {
+        return matmul_with(ctx, Kernel::MatmulTiled, TILED_BLOCK, a, b, shape, epilogue, None);
+    }
+    check_matmul_inputs(ctx, a, b, shape, epilogue)?;
+    let MatmulShape { m, n, .. } = shape;
+    let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
+    if m == 0 || n == 0 {
+        return Ok(out);
+    }
+    let partials = ctx.alloc_output(elements(OP, &[parts, m, n])?, OP)?;
+    let mut params = matmul_params(shape, epilogue, TILED_BLOCK)?;
+    // The scratch's indices and the workgroups must fit the kernel's 32-bit arithmetic.
+    to_u32(OP, partials.len())?;
+    let groups = to_u32(OP, params.tiles_total as usize * parts)?;
+    params.parts = to_u32(OP, parts)?;
+    params.k_part = to_u32(OP, k_part)?;
+    let bias = epilogue.bias.unwrap_or(a);
+    let mask = epilogue.relu_mask.unwrap_or(a);
+    ctx.dispatch(Kernel::MatmulTiled, &params, &[a, b, bias, mask, &partials], groups as u64, OP)?;
+    let sums = (out.len() as u64).div_ceil(WG);
+    ctx.dispatch(Kernel::MatmulSplitSum, &params, &[&partials, &partials, bias, mask, &out], sums, OP)?;
+    Ok(out)
+}
+
+/// Checks a product's operands and epilogue buffers against its shape.
+fn check_matmul_inputs(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    shape: MatmulShape,
+    epilogue: Epilogue,
+) -> Result<(), GpuError> {
+    const OP: &str = "matmul";
+    let MatmulShape { m, k, n, .. } = shape;
+    check_inputs(ctx, OP, &[("A", a, elements(OP, &[m, k])?), ("B", b, elements(OP, &[k, n])?)])?;
+    if let Some(bias) = epilogue.bias {
+        check_inputs(ctx, OP, &[("bias", bias, n)])?;
+    }
+    if let Some(mask) = epilogue.relu_mask {
+        check_inputs(ctx, OP, &[("relu mask", mask, elements(OP, &[m, n])?)])?;
+    }
+    Ok(())
 }
 
 /// `C = op(A) · op(B)` and the sums of op(A)'s rows over k (`[m]`), in one dispatch: a weight
@@ -136,14 +245,8 @@ fn matmul_with(
     row_sums: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer, GpuError> {
     const OP: &str = "matmul";
-    let MatmulShape { m, k, n, .. } = shape;
-    check_inputs(ctx, OP, &[("A", a, elements(OP, &[m, k])?), ("B", b, elements(OP, &[k, n])?)])?;
-    if let Some(bias) = epilogue.bias {
-        check_inputs(ctx, OP, &[("bias", bias, n)])?;
-    }
-    if let Some(mask) = epilogue.relu_mask {
-        check_inputs(ctx, OP, &[("relu mask", mask, elements(OP, &[m, n])?)])?;
-    }
+    check_matmul_inputs(ctx, a, b, shape, epilogue)?;
+    let MatmulShape { m, n, .. } = shape;
     let out = ctx.alloc_output(elements(OP, &[m, n])?, OP)?;
     if m == 0 || n == 0 {
         return Ok(out);
@@ -153,9 +256,13 @@ fn matmul_with(
     // Without a bias or mask their binding is A again (bound, never read).
     let bias = epilogue.bias.unwrap_or(a);
     let mask = epilogue.relu_mask.unwrap_or(a);
-    match row_sums {
-        Some(sums) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
-        None => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
+    match (row_sums, kernel) {
+        (Some(sums), _) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, sums], tiles, OP)?,
+        // A and B again as vec4 arrays, after A in place of the row sums (bound, never read).
+        (None, Kernel::MatmulWideVec4) => {
+            ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out, a, a, b], tiles, OP)?
+        }
+        (None, _) => ctx.dispatch(kernel, &params, &[a, b, bias, mask, &out], tiles, OP)?,
     }
     Ok(out)
 }
@@ -187,8 +294,8 @@ pub(super) fn matmul_params(shape: MatmulShape, epilogue: Epilogue, block: u64) 
         b_cs,
         tiles_n: tiles_n as u32,
         tiles_total: to_u32(OP, tiles as usize)?,
-        _pad0: 0,
-        _pad1: 0,
+        parts: 1,
+        k_part: k32,
     })
 }
 

@@ -47,8 +47,10 @@ uniform! {
         b_cs: u32,
         tiles_n: u32,
         tiles_total: u32,
-        _pad0: u32,
-        _pad1: u32,
+        /// Workgroups per output tile, each reducing its own `k_part`-long run of k: more
+        /// than one stores partial products for `matmul_split_sum` to finish.
+        parts: u32,
+        k_part: u32,
     }
 }
 
@@ -66,8 +68,8 @@ uniform! {
         b_cs: u32,
         tiles_n: u32,
         tiles_total: u32,
-        _pad0: u32,
-        _pad1: u32,
+        parts: u32,
+        k_part: u32,
         samples: u32,
         words: u32,
         label_words: u32,
@@ -78,6 +80,20 @@ uniform! {
         _pad2: u32,
         scale: [f32; 4],
         shift: [f32; 4],
+    }
+}
+
+impl MatmulGatheredParams {
+    /// A product's uniform followed by a gather's (whose batch and features are the product's
+    /// m and k).
+    #[rustfmt::skip]
+    pub(super) fn new(product: MatmulParams, gather: GatherParams) -> Self {
+        let MatmulParams { m, n, k, flags, a_rs, a_cs, b_rs, b_cs, tiles_n, tiles_total, parts, k_part } = product;
+        let GatherParams { samples, words, label_words, indices, first, nan_bits, plane, scale, shift, .. } = gather;
+        Self {
+            m, n, k, flags, a_rs, a_cs, b_rs, b_cs, tiles_n, tiles_total, parts, k_part,
+            samples, words, label_words, indices, first, nan_bits, plane, _pad2: 0, scale, shift,
+        }
     }
 }
 

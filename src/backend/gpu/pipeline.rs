@@ -19,12 +19,16 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub enum Kernel {
     MatmulNaive,
     MatmulWide,
+    /// The wide product reading both operands as vec4, for aligned shapes.
+    MatmulWideVec4,
     MatmulTiled,
     /// The tiled and wide products that also sum op(A)'s rows.
     MatmulTiledRowSums,
     MatmulWideRowSums,
     /// The tiled product whose A is a batch it gathers from a `u8` dataset: a first layer.
     MatmulTiledGathered,
+    /// The second pass of a product split over k: sums the parts and applies the epilogue.
+    MatmulSplitSum,
     Binary,
     AddBias,
     Unary,
@@ -172,11 +176,32 @@ const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl"
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Beside {
     Nothing,
+    /// Nothing, and it reads its operands as vec4 ([`READ_VEC4`]).
+    NothingVec4,
     /// The sums of op(A)'s rows over k (`_row_sums`).
     RowSums,
     /// The gathered A itself and its rows' labels (`matmul_gathered.wgsl`).
     GatheredInput,
 }
+
+/// How a thread reads its share of the next slice of each operand: element by element, or (four
+/// elements a thread, aligned) one vec4 each, which it keeps as four elements.
+const READ_SCALAR: [(&str, &str); 6] = [
+    ("{READS}", "{LOADS}"),
+    ("{WIDTH}", "1"),
+    ("{VALUE}", "f32"),
+    ("{READ_A}", "load_a(gr, gka)"),
+    ("{READ_B}", "b[gkb * p.b_rs + gc * p.b_cs]"),
+    ("{KEEP}", "a_next[r] = av; b_next[r] = bv;"),
+];
+const READ_VEC4: [(&str, &str); 6] = [
+    ("{READS}", "1"),
+    ("{WIDTH}", "4"),
+    ("{VALUE}", "vec4<f32>"),
+    ("{READ_A}", "a4[(gr * p.a_rs + gka * p.a_cs) / 4u]"),
+    ("{READ_B}", "b4[(gkb * p.b_rs + gc * p.b_cs) / 4u]"),
+    ("{KEEP}", "for (var s = 0u; s < 4u; s = s + 1u) { a_next[s] = av[s]; b_next[s] = bv[s]; }"),
+];
 
 /// What the `_row_sums` instances add: summing the A values a thread reads, and the store by
 /// the threads of the first column of tiles.
@@ -206,25 +231,30 @@ const GATHERED_STORE_LABELS: &str = "if col0 == 0u && lid.x == 0u {
 /// `beside` the product.
 fn matmul_blocked(name: &str, block: u32, depth: u32, beside: Beside) -> String {
     let lds = block + 1;
+    let read = if beside == Beside::NothingVec4 { READ_VEC4 } else { READ_SCALAR };
+    let element = if beside == Beside::NothingVec4 { "tid * 4u + s" } else { "tid + s * 256u" };
     let (add, after_load, store) = match beside {
-        Beside::Nothing => ("", "", ""),
+        Beside::Nothing | Beside::NothingVec4 => ("", "", ""),
         Beside::RowSums => (ROW_SUMS_ADD, "", ROW_SUMS_STORE),
         Beside::GatheredInput => ("", GATHERED_STORE_A, GATHERED_STORE_LABELS),
     };
-    [
-        ("{ROW_SUMS_ADD}", add.to_string()),
-        ("{AFTER_LOAD_A}", after_load.to_string()),
-        ("{FIRST_COLUMN_STORE}", store.to_string()),
-        ("{NAME}", name.to_string()),
-        ("{BM}", block.to_string()),
-        ("{BK}", depth.to_string()),
-        ("{LDS}", lds.to_string()),
-        ("{TM}", (block / 16).to_string()),
-        ("{TILE_LEN}", (depth * lds).to_string()),
-        ("{LOADS}", (block * depth / 256).to_string()),
-    ]
-    .iter()
-    .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, value))
+    let reads = read.map(|(hole, value)| (hole, value.to_string()));
+    reads
+        .into_iter()
+        .chain([
+            ("{ELEMENT}", element.to_string()),
+            ("{ROW_SUMS_ADD}", add.to_string()),
+            ("{AFTER_LOAD_A}", after_load.to_string()),
+            ("{FIRST_COLUMN_STORE}", store.to_string()),
+            ("{NAME}", name.to_string()),
+            ("{BM}", block.to_string()),
+            ("{BK}", depth.to_string()),
+            ("{LDS}", lds.to_string()),
+            ("{TM}", (block / 16).to_string()),
+            ("{TILE_LEN}", (depth * lds).to_string()),
+            ("{LOADS}", (block * depth / 256).to_string()),
+        ])
+        .fold(MATMUL_BLOCKED.to_string(), |text, (hole, value)| text.replace(hole, &value))
 }
 
 /// `shaders/adam.wgsl` and its `adam_six` entry: the bindings of parameters 3 to 6 and a branch
@@ -260,10 +290,11 @@ impl Shader {
         let file = match self {
             Shader::Matmul => {
                 return Cow::Owned(format!(
-                    "{}\n{}\n{}\n{}\n{}",
+                    "{}\n{}\n{}\n{}\n{}\n{}",
                     include_str!("../../../shaders/matmul.wgsl"),
                     matmul_blocked("matmul_tiled", 64, 16, Beside::Nothing),
                     matmul_blocked("matmul_wide", 128, 8, Beside::Nothing),
+                    matmul_blocked("matmul_wide_vec4", 128, 8, Beside::NothingVec4),
                     matmul_blocked("matmul_tiled_row_sums", 64, 16, Beside::RowSums),
                     matmul_blocked("matmul_wide_row_sums", 128, 8, Beside::RowSums),
                 ));
@@ -297,13 +328,15 @@ impl Shader {
 
 impl Kernel {
     /// Every kernel, for warming the cache up.
-    pub const ALL: [Kernel; 35] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::MatmulNaive,
         Kernel::MatmulTiled,
         Kernel::MatmulWide,
+        Kernel::MatmulWideVec4,
         Kernel::MatmulTiledRowSums,
         Kernel::MatmulWideRowSums,
         Kernel::MatmulTiledGathered,
+        Kernel::MatmulSplitSum,
         Kernel::Binary,
         Kernel::AddBias,
         Kernel::Unary,
@@ -345,8 +378,10 @@ impl Kernel {
             Kernel::MatmulNaive
             | Kernel::MatmulTiled
             | Kernel::MatmulWide
+            | Kernel::MatmulWideVec4
             | Kernel::MatmulTiledRowSums
-            | Kernel::MatmulWideRowSums => Shader::Matmul,
+            | Kernel::MatmulWideRowSums
+            | Kernel::MatmulSplitSum => Shader::Matmul,
             Kernel::MatmulTiledGathered => Shader::MatmulGathered,
             Kernel::Binary | Kernel::AddBias => Shader::Elementwise,
             Kernel::Unary => Shader::Unary,
@@ -376,9 +411,11 @@ impl Kernel {
             Kernel::MatmulNaive => "matmul_naive",
             Kernel::MatmulTiled => "matmul_tiled",
             Kernel::MatmulWide => "matmul_wide",
+            Kernel::MatmulWideVec4 => "matmul_wide_vec4",
             Kernel::MatmulTiledRowSums => "matmul_tiled_row_sums",
             Kernel::MatmulWideRowSums => "matmul_wide_row_sums",
             Kernel::MatmulTiledGathered => "matmul_tiled_gathered",
+            Kernel::MatmulSplitSum => "matmul_split_sum",
             Kernel::Binary => "binary",
             Kernel::AddBias => "add_bias",
             Kernel::Unary => "unary",
@@ -414,8 +451,12 @@ impl Kernel {
     /// The storage bindings after the uniform (binding 0), numbered from 1 in this order.
     pub(crate) fn bindings(self) -> &'static [Access] {
         match self {
-            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide => &[Read, Read, Read, Read, ReadWrite],
+            Kernel::MatmulNaive | Kernel::MatmulTiled | Kernel::MatmulWide | Kernel::MatmulSplitSum => {
+                &[Read, Read, Read, Read, ReadWrite]
+            }
             Kernel::MatmulTiledRowSums | Kernel::MatmulWideRowSums => &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+            // A and B again at 7 and 8; at 6, where the row sums would be, a buffer it never reads.
+            Kernel::MatmulWideVec4 => &[Read, Read, Read, Read, ReadWrite, Read, Read, Read],
             Kernel::MatmulTiledGathered => &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite, ReadWrite],
             Kernel::Binary | Kernel::AddBias => &[Read, Read, ReadWrite],
             Kernel::Unary | Kernel::Dropout => &[Read, ReadWrite],
