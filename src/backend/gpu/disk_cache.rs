@@ -39,7 +39,7 @@ impl DiskCache {
         let key = wgpu::util::pipeline_cache_key(info)?;
         let driver = Sha256::digest(format!("{}\n{}", info.driver, info.driver_info).as_bytes());
         let build = if checked { "checked" } else { "unchecked" };
-        let path = dir.join(format!("{key}_{}_{build}.bin", hex(&driver[..6])));
+        let path = dir.join(format!("{key}_{}_{build}.bin", crate::hex::lower_hex(&driver[..6])));
         let loaded = read(&path).unwrap_or_else(|why| {
             eprintln!("note: ignoring the GPU pipeline cache {}: {why}; it will be rebuilt", path.display());
             Vec::new()
@@ -106,8 +106,4 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
         return Err("its checksum does not match (a partial or corrupt file)".into());
     }
     Ok(data.to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
