@@ -8,28 +8,30 @@
 //! model directory `DIR` (with its own input normalisation) instead.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use engine::data::{self, IMAGE_PIXELS, Normalization};
+use engine::backend::ChannelAffine;
+use engine::data::{self, IMAGE_PIXELS, InputContract, Normalization};
 use engine::nn::{Description, ImageShape, Network};
 use engine::rng::Rng;
 use engine::{Device, Tensor};
 
 fn inference(c: &mut Criterion) {
     let test = data::load(None).expect("FashionMNIST (see README)").test;
-    let (model, normalization) = match std::env::var_os("ENGINE_BENCH_MODEL") {
+    let (model, contract, normalization) = match std::env::var_os("ENGINE_BENCH_MODEL") {
         Some(dir) => {
             let (model, metadata) =
                 engine::model::load_model_dir(dir.as_ref(), &Device::Cpu).expect("a model directory");
-            (model, metadata.normalize)
+            (model, metadata.input_contract(), metadata.normalize)
         }
         None => {
             let mlp = Description::mlp(ImageShape::FASHION_MNIST, &[512, 512], 10).unwrap();
             let model = Network::new(mlp, 0.0, &mut Rng::new(0), &Device::Cpu).unwrap();
-            (model, Normalization::Unit)
+            (model, InputContract::fashion_mnist(), Normalization::Unit)
         }
     };
     let indices: Vec<usize> = (0..test.len()).collect();
     let (mut inputs, mut labels) = (Vec::new(), Vec::new());
-    data::gather_batch(&test, &indices, &normalization.affine().into(), &mut inputs, &mut labels);
+    let affine = ChannelAffine::new(&contract.affine(normalization)).expect("one channel");
+    data::gather_batch(&test, &indices, &affine, &mut inputs, &mut labels);
     let mut group = c.benchmark_group("inference_10k");
     group.sample_size(10);
     for batch in [10_000, 64] {

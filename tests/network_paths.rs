@@ -14,7 +14,7 @@ mod mlflow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use engine::data::Normalization;
+use engine::data::{InputContract, Normalization};
 use engine::nn::{Description, ImageShape, Network};
 use engine::rng::Rng;
 use engine::serve::model::{ModelSource, ServedModel};
@@ -68,8 +68,10 @@ fn save(root: &Path, name: &str, network: &Network) -> (PathBuf, Vec<u8>) {
 /// Probabilities of `network` on `images`, normalised as training normalises them.
 fn probabilities(network: &Network, images: &[u8]) -> Vec<f32> {
     let rows = images.len() / network.description().input().pixels();
-    let inputs: Vec<f32> =
-        images.iter().map(|&p| (f32::from(p) / 255.0 - Normalization::MEAN) / Normalization::STD).collect();
+    let inputs: Vec<f32> = images
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 - InputContract::FASHION_MNIST_MEAN) / InputContract::FASHION_MNIST_STD)
+        .collect();
     let x = Tensor::from_vec(inputs, &[rows, images.len() / rows], &Device::Cpu).unwrap();
     engine::no_grad(|| network.forward(&x)?.softmax()?.to_vec()).unwrap()
 }

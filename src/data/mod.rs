@@ -106,21 +106,6 @@ pub enum Normalization {
     Meanstd,
 }
 
-impl Normalization {
-    /// FashionMNIST's training-set statistics of `pixel / 255`.
-    pub const MEAN: f32 = InputContract::FASHION_MNIST_MEAN;
-    pub const STD: f32 = InputContract::FASHION_MNIST_STD;
-
-    /// `(scale, shift)` such that an input is `pixel * scale + shift`, with FashionMNIST's
-    /// statistics; [`InputContract::affine`] gives them per channel for any set.
-    pub fn affine(self) -> (f32, f32) {
-        match self {
-            Normalization::Unit => (1.0 / 255.0, 0.0),
-            Normalization::Meanstd => (1.0 / (255.0 * Self::STD), -Self::MEAN / Self::STD),
-        }
-    }
-}
-
 crate::choice::choice!(Normalization { Unit => "unit", Meanstd => "meanstd" });
 
 /// Fills `inputs` (`[indices.len(), image_len]`) and `labels` with the examples at `indices`,
