@@ -3,7 +3,7 @@
 // parameter; `adam_pair` two in one dispatch (threads past the first's n take the second);
 // `adam_six` six, on devices that bind 24 storage buffers to a kernel.
 
-// Mirrored field by field by AdamParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by AdamParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     n: u32,
     weight_factor: f32,

@@ -1,7 +1,7 @@
 // acc += alpha * x in place (acc = alpha * x when reset is 1): accumulating gradients or losses
 // without a new buffer.
 
-// Mirrored field by field by AxpyParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by AxpyParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     n: u32,
     alpha: f32,

@@ -17,7 +17,7 @@
 // weight gradient, whose reduction is long and output small, has more than one split: each
 // writes a partial tile, which the launcher sums.
 
-// Mirrored field by field by ConvGemmParams in src/backend/gpu/conv.rs: change both together.
+// Mirrored field by field by ConvGemmParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     in_channels: u32,
     height: u32,

@@ -3,7 +3,8 @@
 // workgroup), and its gradient. A label that is not a class index in range makes that row's
 // result NaN rather than reading out of bounds.
 
-// Mirrored field by field by CrossEntropyParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by CrossEntropyParams in src/backend/gpu/params.rs (a test compares
+// them).
 struct Params {
     rows: u32,
     cols: u32,

@@ -3,7 +3,7 @@
 // `backend::cpu::dropout_keeps`, so CPU and GPU agree bit for bit, nothing is uploaded, and the
 // backward (the same kernel on the gradient, with the same key) draws it again.
 
-// Mirrored field by field by DropoutParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by DropoutParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     n: u32,
     key_lo: u32,

@@ -1,6 +1,7 @@
 // Elementwise kernels on two inputs, one thread per output element.
 
-// Mirrored field by field by ElementwiseParams in src/backend/gpu/ops.rs (op: BinaryOp): change both together.
+// Mirrored field by field by ElementwiseParams in src/backend/gpu/params.rs (op: BinaryOp; a
+// test compares them).
 struct Params {
     // Output elements.
     n: u32,

@@ -1,6 +1,6 @@
 // Fills a buffer with one value (the value's bits, so NaN poisoning works too).
 
-// Mirrored field by field by FillParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by FillParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     n: u32,
     bits: u32,

@@ -1,9 +1,10 @@
 // Gathers a batch of a u8 dataset kept on the device (packed four to a u32 word, little-endian)
 // by a list of sample indices: each sample's bytes as f32 `byte * scale[c] + shift[c]` with c
-// the byte's channel (an image with its per-channel normalisation; CHW planes), and in the same dispatch its label byte as f32. An index past the list
-// or the dataset gives a NaN row and label instead of an out-of-bounds read.
+// the byte's channel (an image with its per-channel normalisation; CHW planes), and in the same
+// dispatch its label byte as f32. An index past the list or the dataset gives a NaN row and
+// label instead of an out-of-bounds read.
 
-// Mirrored field by field by GatherParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by GatherParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     // Rows of the batch and bytes per sample.
     batch: u32,

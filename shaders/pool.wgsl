@@ -2,7 +2,7 @@
 // dropped, and its backward, as `cpu::conv::max_pool2d` computes them: the first largest value
 // of a window (scanned row by row) wins, a NaN counting as the largest.
 
-// Mirrored field by field by PoolParams in src/backend/gpu/conv.rs: change both together.
+// Mirrored field by field by PoolParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     planes: u32,
     height: u32,

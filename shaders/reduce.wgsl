@@ -1,7 +1,7 @@
 // Deterministic reductions: every partial sum is taken over fixed index sets in a fixed order,
 // so a result's bits depend only on the input, never on scheduling.
 
-// Mirrored field by field by ReduceParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by ReduceParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     // sum_rows: x is [rows, cols]. reduce_sum: n elements, rows and cols unused.
     rows: u32,

@@ -1,6 +1,6 @@
 // One SGD step with momentum and weight decay in place, the formulas of `cpu::sgd_step`.
 
-// Mirrored field by field by SgdParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by SgdParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     n: u32,
     // 1 when momentum is non-zero: the step follows the momentum buffer.

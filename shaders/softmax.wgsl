@@ -1,6 +1,6 @@
 // Row kernels on x [rows, cols]: one 256-thread workgroup per row, workgroup reductions.
 
-// Mirrored field by field by RowParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by RowParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     rows: u32,
     cols: u32,

@@ -1,7 +1,7 @@
 // Softmax backward per row from the output y and the incoming gradient dy:
 // dx = y * (dy - sum(dy * y)). One 256-thread workgroup per row.
 
-// Mirrored field by field by RowParams in src/backend/gpu/ops.rs: change both together.
+// Mirrored field by field by RowParams in src/backend/gpu/params.rs (a test compares them).
 struct Params {
     rows: u32,
     cols: u32,

@@ -1,6 +1,7 @@
 // Elementwise kernels on one input, one thread per element.
 
-// Mirrored field by field by UnaryParams in src/backend/gpu/ops.rs (op: UnaryOp): change both together.
+// Mirrored field by field by UnaryParams in src/backend/gpu/params.rs (op: UnaryOp; a test
+// compares them).
 struct Params {
     n: u32,
     // 0: x * value, 1: relu.
