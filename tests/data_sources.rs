@@ -89,6 +89,28 @@ fn a_single_folder_is_split_by_seed_and_measured() {
 }
 
 #[test]
+fn linked_images_are_read_through_their_links() {
+    let dir = temp_dir("linked");
+    let made = gray_folder(&dir, 4, 5, 5);
+    let targets = temp_dir("link-targets");
+    let linked: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let (image, target) = (gray(5, 5, 1, 40 + i), targets.join(format!("{i}.png")));
+            image.save(&target).unwrap();
+            std::os::unix::fs::symlink(&target, dir.join(format!("b/link{i}.png"))).unwrap();
+            image.into_raw()
+        })
+        .collect();
+    let split = load_folder(&dir, &FolderOptions { test_fraction: 0.25, ..uncached() }).unwrap();
+    assert_eq!(split.train.len() + split.test.len(), 15);
+    let class_b: Vec<&[u8]> = [&split.train, &split.test]
+        .iter()
+        .flat_map(|set| (0..set.len()).filter(|&i| set.labels[i] == 1).map(|i| set.image(i)))
+        .collect();
+    assert!(linked.iter().chain(&made[1]).all(|image| class_b.contains(&image.as_slice())), "every linked image is in b");
+}
+
+#[test]
 fn train_and_test_folders_of_mixed_formats_are_resized_to_rgb_planes() {
     let dir = temp_dir("rgb");
     for (set, n) in [("train", 4), ("test", 2)] {

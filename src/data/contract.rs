@@ -184,9 +184,13 @@ pub fn channel_stats(pixels: &[u8], channels: usize, plane: usize) -> (Vec<f32>,
         .par_chunks(image.max(1))
         .fold(zero, |mut acc, img| {
             for (c, values) in img.chunks(plane.max(1)).enumerate() {
-                let (s, q) = values.iter().fold((0u64, 0u64), |(s, q), &v| (s + v as u64, q + (v as u64) * (v as u64)));
-                acc[c].0 += s;
-                acc[c].1 += q;
+                // u32 sums over at most 65,536 bytes cannot overflow (65,536 * 255^2 < 2^32)
+                // and vectorise; u64 carries them across pieces.
+                for piece in values.chunks(1 << 16) {
+                    let (s, q) = piece.iter().fold((0u32, 0u32), |(s, q), &v| (s + v as u32, q + v as u32 * v as u32));
+                    acc[c].0 += u64::from(s);
+                    acc[c].1 += u64::from(q);
+                }
             }
             acc
         })

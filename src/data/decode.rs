@@ -4,7 +4,7 @@
 //! colour type, then becomes gray or RGB as planar CHW `u8`. Training and serving compose the
 //! same functions, so a served image is prepared exactly as the training images were.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use image::imageops::FilterType;
@@ -86,9 +86,15 @@ impl DecodeLimits {
     }
 }
 
-/// Decodes the image at `path`, resized to `size` when one is given, in its own colour type.
-pub fn decode_file(path: &Path, size: Option<ImageSize>, limits: DecodeLimits) -> Result<DynamicImage, String> {
-    let bytes = read(path)?;
+/// Decodes the image at `path`, listed as `listed_len` bytes long, resized to `size` when one
+/// is given, in its own colour type.
+pub fn decode_file(
+    path: &Path,
+    listed_len: u64,
+    size: Option<ImageSize>,
+    limits: DecodeLimits,
+) -> Result<DynamicImage, String> {
+    let bytes = read(path, listed_len)?;
     decode(&bytes, size, limits)
 }
 
@@ -112,18 +118,23 @@ pub fn mode_of(image: &DynamicImage) -> ColorMode {
 
 /// The image as `mode`, laid out as planes (CHW). Alpha is dropped.
 pub fn planes(image: DynamicImage, mode: ColorMode) -> Vec<u8> {
+    let mut planes = vec![0u8; mode.channels() * image.width() as usize * image.height() as usize];
+    write_planes(image, mode, &mut planes);
+    planes
+}
+
+/// Writes the image as `mode` planes (CHW) into `out`, which holds exactly that many bytes.
+pub fn write_planes(image: DynamicImage, mode: ColorMode, out: &mut [u8]) {
     match mode {
-        ColorMode::Gray => image.into_luma8().into_raw(),
+        ColorMode::Gray => out.copy_from_slice(&image.into_luma8()),
         ColorMode::Rgb => {
-            let rgb = image.into_rgb8().into_raw();
-            let plane = rgb.len() / 3;
-            let mut planes = vec![0u8; rgb.len()];
+            let rgb = image.into_rgb8();
+            let plane = out.len() / 3;
             for (i, px) in rgb.chunks_exact(3).enumerate() {
                 for (c, &v) in px.iter().enumerate() {
-                    planes[c * plane + i] = v;
+                    out[c * plane + i] = v;
                 }
             }
-            planes
         }
     }
 }
@@ -146,8 +157,15 @@ fn decode(bytes: &[u8], size: Option<ImageSize>, limits: DecodeLimits) -> Result
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))
+/// Reads the whole file into a buffer sized by the listing's length, which spares the `stat`
+/// that `fs::read` makes to learn it: a fifth of the read on a folder of small images. A file
+/// that changed since is still read whole.
+fn read(path: &Path, listed_len: u64) -> Result<Vec<u8>, String> {
+    let failed = |e: std::io::Error| format!("cannot read it: {e}");
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let mut bytes = Vec::with_capacity(listed_len.min(64 << 20) as usize + 1);
+    (&file).take(u64::MAX).read_to_end(&mut bytes).map_err(failed)?;
+    Ok(bytes)
 }
 
 fn explain(error: ImageError, limits: DecodeLimits) -> String {

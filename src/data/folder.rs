@@ -99,13 +99,14 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<DataSplit, DataError>
 fn decode_listing(dir: &Path, listing: Listing, options: &FolderOptions) -> Result<Cached, DataError> {
     let mut skipped = Vec::new();
     let mut decode = |entries: Vec<Entry>| {
-        let images = entries.par_iter().map(|e| decode::decode_file(&e.path, options.size, options.limits)).collect();
+        let images =
+            entries.par_iter().map(|e| decode::decode_file(&e.path, e.len, options.size, options.limits)).collect();
         keep_good(entries, images, options.bad, &mut skipped)
     };
     let (train, test) = (decode(listing.train)?, decode(listing.test)?);
     let size = common_size(dir, train.iter().chain(&test))?;
     let mode = options.mode.unwrap_or_else(|| common_mode(train.iter().chain(&test).map(|(_, image)| image)));
-    let (train, test) = (into_dataset(train, mode), into_dataset(test, mode));
+    let (train, test) = (into_dataset(train, mode, size), into_dataset(test, mode, size));
     let classes = listing.classes;
     if let Some(missing) = (0..classes.len()).find(|&l| !train.labels.contains(&(l as u8))) {
         let problem = format!("class {} has no usable training image left", classes[missing]);
@@ -138,11 +139,13 @@ fn keep_good<T>(
     Ok(good)
 }
 
-/// The images as `mode` planes, one after another, with their labels.
-fn into_dataset(images: Vec<(Entry, DynamicImage)>, mode: ColorMode) -> Dataset {
+/// The images as `mode` planes of `size`, one after another, with their labels.
+fn into_dataset(images: Vec<(Entry, DynamicImage)>, mode: ColorMode, size: ImageSize) -> Dataset {
     let labels = images.iter().map(|(e, _)| e.label).collect();
-    let planes: Vec<Vec<u8>> = images.into_par_iter().map(|(_, image)| decode::planes(image, mode)).collect();
-    Dataset { labels, pixels: planes.concat() }
+    let image_len = mode.channels() * size.width as usize * size.height as usize;
+    let mut pixels = vec![0u8; images.len() * image_len];
+    pixels.par_chunks_mut(image_len).zip(images).for_each(|(out, (_, image))| decode::write_planes(image, mode, out));
+    Dataset { labels, pixels }
 }
 
 /// RGB when any image has colour, else gray.
