@@ -123,7 +123,8 @@ fn confusion_matrix_matches_sklearn() {
         let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).expect("matrix");
         assert_eq!(cm.counts(), f.matrix.as_slice(), "{name}");
         assert_eq!(cm.total(), f.y_true.len() as u64);
-        let json = cm.to_json();
+        assert_eq!(cm.class_names(), (0..10).map(|i| i.to_string()).collect::<Vec<_>>(), "unnamed: indices");
+        let json = cm.with_class_names(&CLASS_NAMES).unwrap().to_json();
         assert_eq!(json["class_names"], serde_json::json!(CLASS_NAMES));
         assert_eq!(json["counts"], serde_json::json!(f.matrix));
     }
@@ -196,7 +197,7 @@ fn inner(r: Rect, pad: u32) -> Rect {
 #[test]
 fn confusion_matrix_png_draws_cells_labels_and_counts() {
     let f = load("realistic_10k");
-    let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap();
+    let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap().with_class_names(&CLASS_NAMES).unwrap();
     let dir = out_dir("cm");
     let path = dir.join("confusion_matrix.png");
     confusion_matrix_png(&cm, &path).unwrap();
@@ -257,7 +258,7 @@ fn confusion_matrix_png_draws_cells_labels_and_counts() {
 #[test]
 fn normalized_confusion_matrix_png_is_written() {
     let f = load("tiny_imbalanced");
-    let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap();
+    let cm = ConfusionMatrix::new(&f.y_true, &f.y_pred, 10).unwrap().with_class_names(&CLASS_NAMES).unwrap();
     let path = out_dir("cm-norm").join("confusion_matrix_normalized.png");
     confusion_matrix_normalized_png(&cm, &path).unwrap();
     let img = decode(&path);

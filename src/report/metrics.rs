@@ -33,19 +33,15 @@ pub struct ConfusionMatrix {
 }
 
 impl ConfusionMatrix {
-    /// Counts every (true, predicted) pair. Class names default to [`super::CLASS_NAMES`] when
-    /// there are ten classes and to the class indices otherwise; see [`Self::with_class_names`].
+    /// Counts every (true, predicted) pair. Classes are named by their indices until
+    /// [`Self::with_class_names`] names them: ten classes are not always FashionMNIST's.
     pub fn new(y_true: &[u8], y_pred: &[u8], n_classes: usize) -> Result<Self, ReportError> {
         validate_labels(y_true, y_pred, n_classes)?;
         let mut counts = vec![vec![0u64; n_classes]; n_classes];
         for (&t, &p) in y_true.iter().zip(y_pred) {
             counts[usize::from(t)][usize::from(p)] += 1;
         }
-        let class_names = if n_classes == super::CLASS_NAMES.len() {
-            super::CLASS_NAMES.iter().map(|s| s.to_string()).collect()
-        } else {
-            (0..n_classes).map(|i| i.to_string()).collect()
-        };
+        let class_names = (0..n_classes).map(|i| i.to_string()).collect();
         Ok(Self { counts, class_names })
     }
 
