@@ -107,7 +107,10 @@ fn linked_images_are_read_through_their_links() {
         .iter()
         .flat_map(|set| (0..set.len()).filter(|&i| set.labels[i] == 1).map(|i| set.image(i)))
         .collect();
-    assert!(linked.iter().chain(&made[1]).all(|image| class_b.contains(&image.as_slice())), "every linked image is in b");
+    assert!(
+        linked.iter().chain(&made[1]).all(|image| class_b.contains(&image.as_slice())),
+        "every linked image is in b"
+    );
 }
 
 #[test]

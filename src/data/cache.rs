@@ -180,7 +180,12 @@ mod tests {
             labels: (0..n).map(|i| ((i + salt) % 10) as u8).collect(),
             pixels: (0..n * 784).map(|i| (i * 31 + salt) as u8).collect(),
         };
-        Cached { train: set(3001, 1), test: set(1337, 2), contract: InputContract::fashion_mnist(), skipped: Vec::new() }
+        Cached {
+            train: set(3001, 1),
+            test: set(1337, 2),
+            contract: InputContract::fashion_mnist(),
+            skipped: Vec::new(),
+        }
     }
 
     #[test]

@@ -34,15 +34,15 @@ pub struct OptimizerState {
 pub struct Sgd {
     params: Vec<Tensor>,
     momentum_buffers: Vec<Tensor>,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
+    /// The hyperparameters; each step says whether it is the first.
+    hyper: SgdStep,
     steps: u64,
 }
 
 impl Sgd {
     pub fn new(params: Vec<Tensor>, lr: f32, momentum: f32, weight_decay: f32) -> Sgd {
-        Sgd { params, momentum_buffers: Vec::new(), lr, momentum, weight_decay, steps: 0 }
+        let hyper = SgdStep { lr, momentum, weight_decay, first_step: true };
+        Sgd { params, momentum_buffers: Vec::new(), hyper, steps: 0 }
     }
 }
 
@@ -51,12 +51,7 @@ impl Optimizer for Sgd {
         if self.momentum_buffers.is_empty() {
             self.momentum_buffers = zeros_like(&self.params)?;
         }
-        let h = SgdStep {
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            first_step: self.steps == 0,
-        };
+        let h = SgdStep { first_step: self.steps == 0, ..self.hyper };
         for (p, buf) in self.params.iter().zip(&self.momentum_buffers) {
             p.sgd_step_(gradient_of(grads, p)?, buf, h)?;
         }
@@ -65,11 +60,11 @@ impl Optimizer for Sgd {
     }
 
     fn learning_rate(&self) -> f32 {
-        self.lr
+        self.hyper.lr
     }
 
     fn set_learning_rate(&mut self, lr: f32) {
-        self.lr = lr;
+        self.hyper.lr = lr;
     }
 
     fn state(&self) -> Result<OptimizerState> {
@@ -89,35 +84,31 @@ pub struct Adam {
     params: Vec<Tensor>,
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub weight_decay: f32,
-    pub decoupled: bool,
+    /// The hyperparameters; each step fills in its own bias corrections.
+    hyper: AdamStep,
     steps: u64,
 }
 
 impl Adam {
     /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8.
     pub fn new(params: Vec<Tensor>, lr: f32, weight_decay: f32) -> Adam {
-        Adam {
-            params,
-            first_moments: Vec::new(),
-            second_moments: Vec::new(),
+        let hyper = AdamStep {
             lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay,
             decoupled: false,
-            steps: 0,
-        }
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+        };
+        Adam { params, first_moments: Vec::new(), second_moments: Vec::new(), hyper, steps: 0 }
     }
 
     /// AdamW: weight decay applied to the weights, not through the gradient.
     pub fn adamw(params: Vec<Tensor>, lr: f32, weight_decay: f32) -> Adam {
-        Adam { decoupled: true, ..Adam::new(params, lr, weight_decay) }
+        let adam = Adam::new(params, lr, weight_decay);
+        Adam { hyper: AdamStep { decoupled: true, ..adam.hyper }, ..adam }
     }
 }
 
@@ -130,14 +121,9 @@ impl Optimizer for Adam {
         // `powi` takes an i32; past i32::MAX steps both powers are 0 in f32 anyway.
         let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
         let h = AdamStep {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            decoupled: self.decoupled,
-            bias_correction1: 1.0 - self.beta1.powi(t),
-            bias_correction2: 1.0 - self.beta2.powi(t),
+            bias_correction1: 1.0 - self.hyper.beta1.powi(t),
+            bias_correction2: 1.0 - self.hyper.beta2.powi(t),
+            ..self.hyper
         };
         let mut slots = Vec::with_capacity(self.params.len());
         for ((param, m), v) in self.params.iter().zip(&self.first_moments).zip(&self.second_moments) {
@@ -147,11 +133,11 @@ impl Optimizer for Adam {
     }
 
     fn learning_rate(&self) -> f32 {
-        self.lr
+        self.hyper.lr
     }
 
     fn set_learning_rate(&mut self, lr: f32) {
-        self.lr = lr;
+        self.hyper.lr = lr;
     }
 
     fn state(&self) -> Result<OptimizerState> {
