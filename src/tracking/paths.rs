@@ -76,9 +76,17 @@ pub fn join_component(root: &Path, name: &str) -> Result<PathBuf, TrackingError>
 /// `[A-Za-z0-9._-]`, and a leading dot, becomes `_`, and a long name is cut to a prefix and a
 /// hash of the whole, so the result is always one safe component that fits in a file name.
 pub fn sanitize_component(name: &str) -> String {
+    sanitize_keeping(name, "")
+}
+
+/// [`sanitize_component`], also keeping the characters of `keep` (a label's `=` and `,`, say),
+/// except `/`, a backslash and NUL, which never stay.
+pub fn sanitize_keeping(name: &str, keep: &str) -> String {
     const MAX_PLAIN: usize = 64;
-    let mut s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let kept = |c: char| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || (keep.contains(c) && !"/\\\0".contains(c))
+    };
+    let mut s: String = name.chars().map(|c| if kept(c) { c } else { '_' }).collect();
     if s.starts_with('.') {
         s.replace_range(0..1, "_");
     }

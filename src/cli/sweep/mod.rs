@@ -216,5 +216,10 @@ mod tests {
     fn child_directories_are_safe_names() {
         let d = engine::experiment::sweep::child_dir(std::path::Path::new("out"), 0, "lr=0.01 bs=64 hidden=512,512");
         assert_eq!(d, PathBuf::from("out/01-lr=0.01_bs=64_hidden=512,512"));
+        let long = engine::experiment::sweep::child_dir(std::path::Path::new("out"), 8, &"hidden=1024,".repeat(40));
+        let name = long.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("09-hidden=1024,hidden") && name.len() <= 64, "{name}");
+        let hostile = engine::experiment::sweep::child_dir(std::path::Path::new("out"), 0, "../x/\\0y");
+        assert_eq!(hostile, PathBuf::from("out/01-.._x__0y"));
     }
 }

@@ -279,9 +279,8 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// `<output dir>/01-lr=0.01_bs=64_hidden=256`.
+/// `<output dir>/01-lr=0.01_bs=64_hidden=256`: one safe name, a long label cut to a prefix
+/// and a hash.
 pub fn child_dir(base: &Path, index: usize, label: &str) -> std::path::PathBuf {
-    let safe: String =
-        label.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,-".contains(c) { c } else { '_' }).collect();
-    base.join(format!("{:02}-{safe}", index + 1))
+    base.join(crate::tracking::paths::sanitize_keeping(&format!("{:02}-{label}", index + 1), "=,"))
 }
