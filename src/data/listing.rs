@@ -115,7 +115,7 @@ fn class_files(dir: &Path, label: usize) -> Result<Vec<Entry>, DataError> {
                 && extension.is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
         })
         .collect();
-    files.sort_by_key(fs::DirEntry::file_name);
+    files.sort_by_cached_key(fs::DirEntry::file_name);
     let entries: Vec<Option<Entry>> = files
         .into_par_iter()
         .map(|entry| {
