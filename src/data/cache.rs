@@ -11,7 +11,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
