@@ -107,8 +107,9 @@ impl Adam {
 
     /// AdamW: weight decay applied to the weights, not through the gradient.
     pub fn adamw(params: Vec<Tensor>, lr: f32, weight_decay: f32) -> Adam {
-        let adam = Adam::new(params, lr, weight_decay);
-        Adam { hyper: AdamStep { decoupled: true, ..adam.hyper }, ..adam }
+        let mut adam = Adam::new(params, lr, weight_decay);
+        adam.hyper.decoupled = true;
+        adam
     }
 }
 
